@@ -1,0 +1,225 @@
+//! The contact lifecycle: READY → DIALING → READY (a retry due at a time) or DONE with a
+//! disposition, decided by the campaign's retry policy.
+
+use crate::{CallDisposition, CallId, CampaignId, ContactId, E164, RetryOutcome, RetryPolicy};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactState {
+    /// Waiting for its next attempt, due at `dueAt`.
+    Ready,
+    /// An attempt is in flight.
+    Dialing,
+    /// Finished, with a disposition.
+    Done,
+}
+
+impl ContactState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Dialing => "dialing",
+            Self::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Ready, Self::Dialing, Self::Done].into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// Why a contact is finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactDisposition {
+    AnsweredHuman,
+    Voicemail,
+    NoAnswer,
+    Busy,
+    Failed,
+    DoNotCall,
+    Invalid,
+    Canceled,
+    MaxAttempts,
+}
+
+impl ContactDisposition {
+    pub const ALL: [ContactDisposition; 9] = [
+        Self::AnsweredHuman,
+        Self::Voicemail,
+        Self::NoAnswer,
+        Self::Busy,
+        Self::Failed,
+        Self::DoNotCall,
+        Self::Invalid,
+        Self::Canceled,
+        Self::MaxAttempts,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AnsweredHuman => "answered_human",
+            Self::Voicemail => "voicemail",
+            Self::NoAnswer => "no_answer",
+            Self::Busy => "busy",
+            Self::Failed => "failed",
+            Self::DoNotCall => "do_not_call",
+            Self::Invalid => "invalid",
+            Self::Canceled => "canceled",
+            Self::MaxAttempts => "max_attempts",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// A contact as it is added to a campaign.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewContact {
+    pub phone: E164,
+    pub name: Option<String>,
+    pub timezone: Tz,
+    /// Higher is called first.
+    pub priority: i32,
+    /// Extra fields handed to the assistant as dynamic variables.
+    pub variables: BTreeMap<String, String>,
+}
+
+impl NewContact {
+    pub fn new(phone: E164, timezone: Tz) -> Self {
+        Self { phone, name: None, timezone, priority: 0, variables: BTreeMap::new() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    pub id: ContactId,
+    pub campaign_id: CampaignId,
+    pub phone: E164,
+    pub name: Option<String>,
+    #[schema(value_type = String, example = "America/New_York")]
+    pub timezone: Tz,
+    pub priority: i32,
+    pub state: ContactState,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// While ready: when the next attempt may start. Once done: when it finished.
+    pub due_at: DateTime<Utc>,
+    pub disposition: Option<ContactDisposition>,
+    pub last_call_id: Option<CallId>,
+    pub variables: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Contact {
+    /// New contacts are due from the start of time, so among them priority alone decides the
+    /// order, and they go before retries that are due later.
+    pub fn ready(campaign_id: CampaignId, new: NewContact, now: DateTime<Utc>) -> Self {
+        Self {
+            id: ContactId::new(),
+            campaign_id,
+            phone: new.phone,
+            name: new.name,
+            timezone: new.timezone,
+            priority: new.priority,
+            state: ContactState::Ready,
+            attempts: 0,
+            due_at: DateTime::UNIX_EPOCH,
+            disposition: None,
+            last_call_id: None,
+            variables: new.variables,
+            created_at: now,
+        }
+    }
+
+    /// True when an event about call `call_id` (attempt `attempt`) may still decide this
+    /// contact: it is this contact's latest attempt and no newer one has started.
+    pub fn is_decided_by(&self, call_id: CallId, attempt: u32) -> bool {
+        self.last_call_id == Some(call_id) && self.attempts == attempt
+    }
+
+    /// Applies a fate decided by [`fate_after_call`] for a call that ended at `ended_at`.
+    pub fn settle(&mut self, fate: ContactFate, ended_at: DateTime<Utc>) {
+        match fate {
+            ContactFate::Retry { due_at } => {
+                self.state = ContactState::Ready;
+                self.due_at = due_at;
+                self.disposition = None;
+            }
+            ContactFate::Done(disposition) => {
+                self.state = ContactState::Done;
+                self.due_at = ended_at;
+                self.disposition = Some(disposition);
+            }
+        }
+    }
+}
+
+/// What happens to a contact after one of its calls ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactFate {
+    Retry { due_at: DateTime<Utc> },
+    Done(ContactDisposition),
+}
+
+impl ContactFate {
+    pub fn is_done(self) -> bool {
+        matches!(self, Self::Done(_))
+    }
+}
+
+/// The retry policy applied to the outcome of attempt number `attempt`, which ended at `ended_at`.
+pub fn fate_after_call(disposition: CallDisposition, attempt: u32, ended_at: DateTime<Utc>, policy: &RetryPolicy) -> ContactFate {
+    let (retry_as, final_disposition) = match disposition {
+        CallDisposition::AnsweredHuman => return ContactFate::Done(ContactDisposition::AnsweredHuman),
+        CallDisposition::DoNotCall => return ContactFate::Done(ContactDisposition::DoNotCall),
+        CallDisposition::Canceled => return ContactFate::Done(ContactDisposition::Canceled),
+        CallDisposition::Voicemail => (RetryOutcome::Voicemail, ContactDisposition::Voicemail),
+        CallDisposition::NoAnswer => (RetryOutcome::NoAnswer, ContactDisposition::NoAnswer),
+        CallDisposition::Busy => (RetryOutcome::Busy, ContactDisposition::Busy),
+        CallDisposition::Failed => (RetryOutcome::Failed, ContactDisposition::Failed),
+    };
+    if !policy.retries(retry_as) {
+        ContactFate::Done(final_disposition)
+    } else if attempt >= policy.max_attempts() {
+        ContactFate::Done(ContactDisposition::MaxAttempts)
+    } else {
+        ContactFate::Retry { due_at: ended_at + policy.delay() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn retry_policy_decides_the_fate() {
+        let policy = RetryPolicy::default();
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(fate_after_call(CallDisposition::Busy, 1, t, &policy), ContactFate::Retry { due_at: t + Duration::minutes(30) });
+        assert_eq!(fate_after_call(CallDisposition::NoAnswer, 2, t, &policy), ContactFate::Retry { due_at: t + Duration::minutes(30) });
+        assert_eq!(fate_after_call(CallDisposition::NoAnswer, 3, t, &policy), ContactFate::Done(ContactDisposition::MaxAttempts));
+        assert_eq!(fate_after_call(CallDisposition::Voicemail, 1, t, &policy), ContactFate::Done(ContactDisposition::Voicemail));
+        assert_eq!(fate_after_call(CallDisposition::AnsweredHuman, 1, t, &policy), ContactFate::Done(ContactDisposition::AnsweredHuman));
+        assert_eq!(fate_after_call(CallDisposition::DoNotCall, 1, t, &policy), ContactFate::Done(ContactDisposition::DoNotCall));
+        let voicemail_retries = RetryPolicy::parse(2, 0, [RetryOutcome::Voicemail]).unwrap();
+        assert_eq!(fate_after_call(CallDisposition::Voicemail, 1, t, &voicemail_retries), ContactFate::Retry { due_at: t });
+        assert_eq!(fate_after_call(CallDisposition::Busy, 1, t, &voicemail_retries), ContactFate::Done(ContactDisposition::Busy));
+    }
+
+    #[test]
+    fn disposition_names_round_trip() {
+        for d in ContactDisposition::ALL {
+            assert_eq!(ContactDisposition::parse(d.as_str()), Some(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! outdial's domain: values that cannot be invalid, the call state machine, the contact
+//! lifecycle and the dialing policy. Pure: no I/O, no clocks, no randomness beyond id creation.
+
+/// Documents a validated type by the schema of the wire form it is parsed from.
+macro_rules! schema_as_wire_form {
+    ($ty:ty, $wire:ty) => {
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                <$wire as utoipa::PartialSchema>::schema()
+            }
+        }
+        impl utoipa::ToSchema for $ty {
+            fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+                <$wire as utoipa::ToSchema>::schemas(schemas);
+            }
+        }
+    };
+}
+pub(crate) use schema_as_wire_form;
+
+pub mod call;
+pub mod campaign;
+pub mod contact;
+pub mod error;
+pub mod ids;
+pub mod money;
+pub mod org;
+pub mod phone;
+pub mod policy;
+
+pub use call::{AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, Transition};
+pub use campaign::{Campaign, CampaignCounters, CampaignSettings, CampaignStatus, NewCampaign};
+pub use contact::{Contact, ContactDisposition, ContactFate, ContactState, NewContact};
+pub use error::ParseError;
+pub use ids::{AssistantId, CallId, CampaignId, ContactId, OrgId};
+pub use money::Money;
+pub use org::Organisation;
+pub use phone::{E164, Region, mask_phone, mask_phones_in};
+pub use policy::{CallingWindow, Cap, Day, RetryOutcome, RetryPolicy};

@@ -1,0 +1,180 @@
+//! Phone numbers in E.164, parsed by libphonenumber's rules, and their masked form for logs.
+
+use crate::ParseError;
+use phonenumber::{Mode, country};
+use serde::{Deserialize, Serialize};
+use std::{fmt, str::FromStr};
+
+/// A valid phone number in E.164 form (`+14155550100`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, example = "+14155550100")]
+pub struct E164(String);
+
+/// A country (ISO 3166-1 alpha-2) used to read national numbers such as `(415) 555-0100`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Region(country::Id);
+
+impl Region {
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        input
+            .trim()
+            .to_ascii_uppercase()
+            .parse::<country::Id>()
+            .map(Region)
+            .map_err(|_| ParseError::new("region", format!("{input:?} is not an ISO 3166-1 alpha-2 country code such as \"US\"")))
+    }
+
+    pub fn code(&self) -> &str {
+        self.0.as_ref()
+    }
+}
+
+impl E164 {
+    /// Parses an international number (`+44 20 7946 0958`), or a national one read in `default_region`.
+    pub fn parse(input: &str, default_region: Option<Region>) -> Result<Self, ParseError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(ParseError::new("phone", "is empty"));
+        }
+        let number = phonenumber::parse(default_region.map(|r| r.0), trimmed).map_err(|e| {
+            let hint = if default_region.is_none() && !trimmed.starts_with('+') {
+                " (a national number needs a default region, or write it with +country code)"
+            } else {
+                ""
+            };
+            ParseError::new("phone", format!("{} is not a phone number: {e}{hint}", mask_phone(trimmed)))
+        })?;
+        if !number.is_valid() {
+            return Err(ParseError::new("phone", format!("{} is not a valid number for its country", mask_phone(trimmed))));
+        }
+        Ok(Self(number.format().mode(Mode::E164).to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form every log line uses: `+1415***5310`.
+    pub fn masked(&self) -> String {
+        mask_phone(&self.0)
+    }
+
+    /// The country the number belongs to, when libphonenumber can tell.
+    pub fn region(&self) -> Option<Region> {
+        phonenumber::parse(None, &self.0).ok().and_then(|n| n.country().id()).map(Region)
+    }
+}
+
+impl TryFrom<String> for E164 {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        if !s.starts_with('+') {
+            return Err(ParseError::new("phone", format!("{} is not in E.164 form (+ and country code)", mask_phone(&s))));
+        }
+        Self::parse(&s, None)
+    }
+}
+
+impl From<E164> for String {
+    fn from(p: E164) -> String {
+        p.0
+    }
+}
+
+impl FromStr for E164 {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Self::parse(s, None)
+    }
+}
+
+/// Deliberately not the number: `Display` is what ends up in logs and error messages.
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// Masks a value that holds a phone number, keeping the first and last 4 digits:
+/// `+14155555310` becomes `+1415***5310`. Values with fewer than 7 digits identify nobody and
+/// are kept as they are, so bad input stays recognisable in error messages.
+pub fn mask_phone(value: &str) -> String {
+    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() < 7 {
+        return value.to_string();
+    }
+    let keep = if digits.len() >= 10 { 4 } else { 2 };
+    let plus = if value.trim_start().starts_with('+') { "+" } else { "" };
+    format!("{plus}{}***{}", &digits[..keep], &digits[digits.len() - keep..])
+}
+
+/// Masks every E.164-looking run (`+` and 7 to 15 digits) inside free text, such as a log
+/// line, leaving dates, ids and other numbers alone.
+pub fn mask_phones_in(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let run_at = |i: usize| bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if !(0..bytes.len()).any(|i| bytes[i] == b'+' && (7..=15).contains(&run_at(i))) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = if bytes[i] == b'+' { run_at(i) } else { 0 };
+        if (7..=15).contains(&run) {
+            out.push_str(&mask_phone(&text[i..i + 1 + run]));
+            i += 1 + run;
+        } else {
+            let next = text[i + 1..].find('+').map_or(text.len(), |n| i + 1 + n);
+            out.push_str(&text[i..next]);
+            i = next;
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us() -> Option<Region> {
+        Some(Region::parse("us").unwrap())
+    }
+
+    #[test]
+    fn national_numbers_use_the_default_region() {
+        assert_eq!(E164::parse("(415) 555-2671", us()).unwrap().as_str(), "+14155552671");
+        assert_eq!(E164::parse("020 7946 0958", Some(Region::parse("GB").unwrap())).unwrap().as_str(), "+442079460958");
+        assert_eq!(E164::parse("+44 20 7946 0958", us()).unwrap().as_str(), "+442079460958");
+    }
+
+    #[test]
+    fn invalid_numbers_are_refused_with_a_reason() {
+        assert!(E164::parse("", us()).is_err());
+        assert!(E164::parse("hello", us()).is_err());
+        assert!(E164::parse("+1 000 000 0000", None).is_err());
+        let err = E164::parse("415 555 2671", None).unwrap_err();
+        assert!(err.reason.contains("default region"), "{err}");
+        assert!(!err.reason.contains("5552671"), "the reason must not leak the number: {err}");
+        assert!(Region::parse("XX").is_err());
+    }
+
+    #[test]
+    fn serde_accepts_only_e164() {
+        let p: E164 = serde_json::from_str("\"+14155552671\"").unwrap();
+        assert_eq!(serde_json::to_string(&p).unwrap(), "\"+14155552671\"");
+        assert!(serde_json::from_str::<E164>("\"4155552671\"").is_err());
+        assert_eq!(p.region().unwrap().code(), "US");
+    }
+
+    #[test]
+    fn masking_hides_the_middle_of_every_number() {
+        assert_eq!(mask_phone("+14158675310"), "+1415***5310");
+        assert_eq!(E164::parse("+14158675310", None).unwrap().to_string(), "+1415***5310");
+        assert_eq!(mask_phone("(415) 867-5310"), "4158***5310");
+        assert_eq!(mask_phone("12345"), "12345");
+        assert_eq!(mask_phones_in("to=+442079460958&from=+14158675310"), "to=+4420***0958&from=+1415***5310");
+        let untouched = "at 2026-11-21T08:00:00+00:00 call 0192f3a4-1234567-abcd attempt +3";
+        assert_eq!(mask_phones_in(untouched), untouched);
+    }
+}

@@ -1,0 +1,832 @@
+//! The DynamoDB store: the single-table design of ARCHITECTURE.md. Every multi-item change is one
+//! `TransactWriteItems` whose conditions (item versions, the cap limit, guard items) make it
+//! safe under any concurrency; a cancelled transaction is re-read and retried.
+
+use crate::{
+    AddedContacts, ApiKey, Applied, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor, KeyHash, OrgStore, Page,
+    PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, sqlite::statuses,
+};
+use aws_sdk_dynamodb::{
+    Client,
+    error::{DisplayErrorContext, SdkError},
+    operation::transact_write_items::TransactWriteItemsError,
+    types::{
+        AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, Put,
+        ScalarAttributeType, TransactWriteItem, Update,
+    },
+};
+use chrono::{DateTime, Utc};
+use domain::{
+    Call, CallEvent, CallEventKind, CallId, Campaign, CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact,
+    ContactId, ContactState, NewCampaign, NewContact, OrgId, Organisation,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The most items DynamoDB takes in one transaction.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+/// Optimistic retries before giving up on a hot item.
+const MAX_RETRIES: u32 = 60;
+
+const READY_INDEX: &str = "ready";
+const CAMPAIGN_CALLS_INDEX: &str = "campaign-calls";
+const ACTIVE_CALLS_INDEX: &str = "active-calls";
+
+/// The DynamoDB store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    /// A store over `table`, at `endpoint` when given (moto_server, DynamoDB Local), else AWS.
+    pub async fn connect(table: &str, endpoint: Option<&str>) -> Self {
+        let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
+        // throttling and 500s are transient: retry them more than the SDK's default of 3
+        let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(8);
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region).retry_config(retry);
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        Self::new(Client::new(&loader.load().await), table)
+    }
+
+    pub fn new(client: Client, table: &str) -> Self {
+        Self { client, table: table.to_string() }
+    }
+
+    /// Creates the table and its indexes (for tests and local use; `sam deploy` creates it in AWS).
+    /// An existing table is left as it is.
+    pub async fn create_table(&self) -> Result<()> {
+        let attr = |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+        let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+        let index = |name: &str, pk: &str, sk: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(pk, KeyType::Hash).expect("valid key"))
+                .key_schema(key(sk, KeyType::Range).expect("valid key"))
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+        };
+        let mut request = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash).map_err(build)?)
+            .key_schema(key("sk", KeyType::Range).map_err(build)?);
+        for name in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"] {
+            request = request.attribute_definitions(attr(name).map_err(build)?);
+        }
+        for (name, pk, sk) in
+            [(READY_INDEX, "gsi1pk", "gsi1sk"), (CAMPAIGN_CALLS_INDEX, "gsi2pk", "gsi2sk"), (ACTIVE_CALLS_INDEX, "gsi3pk", "gsi3sk")]
+        {
+            request = request.global_secondary_indexes(index(name, pk, sk).map_err(build)?);
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(out.item)
+    }
+
+    async fn campaign_item(&self, org: OrgId, id: CampaignId) -> Result<CampaignItem> {
+        let item = self.get(org_pk(org), &campaign_sk(id)).await?.ok_or_else(|| StoreError::not_found("campaign", id))?;
+        decode(item)
+    }
+
+    async fn call_item(&self, org: OrgId, id: CallId) -> Result<CallItem> {
+        let item: CallItem = decode(self.get(call_pk(id), "CALL").await?.ok_or_else(|| StoreError::not_found("call", id))?)?;
+        if item.call.org_id != org {
+            return Err(StoreError::not_found("call", id));
+        }
+        Ok(item)
+    }
+
+    async fn org_exists(&self, org: OrgId) -> Result<()> {
+        self.get(org_pk(org), "ORG").await?.map(|_| ()).ok_or_else(|| StoreError::not_found("organisation", org))
+    }
+
+    /// Runs a transaction; Ok(false) when a condition failed or it collided with another one.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool> {
+        debug_assert!(items.len() <= MAX_TRANSACTION_ITEMS);
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
+    fn put(&self, item: Item, condition: &str, values: &[(&str, AttributeValue)]) -> Result<TransactWriteItem> {
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+        if condition.contains("#state") {
+            put = put.expression_attribute_names("#state", "state");
+        }
+        for (k, v) in values {
+            put = put.expression_attribute_values(*k, v.clone());
+        }
+        Ok(TransactWriteItem::builder().put(put.build().map_err(build)?).build())
+    }
+
+    fn update(
+        &self,
+        pk: String,
+        sk: String,
+        expression: &str,
+        condition: Option<&str>,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<TransactWriteItem> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression(expression)
+            .set_condition_expression(condition.map(str::to_string));
+        if expression.contains("#status") || condition.is_some_and(|c| c.contains("#status")) {
+            update = update.expression_attribute_names("#status", "status");
+        }
+        for (k, v) in values {
+            update = update.expression_attribute_values(*k, v.clone());
+        }
+        Ok(TransactWriteItem::builder().update(update.build().map_err(build)?).build())
+    }
+
+    /// Reads one page: `limit + 1` matching items, the extra one only telling whether more exist.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        filter: Option<&str>,
+        values: Vec<(&str, AttributeValue)>,
+        page: &PageRequest,
+        position_keys: &[&str],
+    ) -> Result<(Vec<T>, Option<Cursor>)> {
+        let mut start: Option<Item> = match &page.cursor {
+            Some(c) => Some(c.decode::<BTreeMap<String, String>>()?.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect()),
+            None => None,
+        };
+        if let Some(start) = &start
+            && !position_keys.iter().all(|k| start.contains_key(*k))
+        {
+            return Err(StoreError::InvalidCursor);
+        }
+        let want = page.limit as usize + 1;
+        let mut raw: Vec<Item> = Vec::new();
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_string))
+                .key_condition_expression(key_condition)
+                .set_filter_expression(filter.map(str::to_string))
+                .set_exclusive_start_key(start.take())
+                .limit((want - raw.len()) as i32);
+            if filter.is_some_and(|f| f.contains("#state")) {
+                query = query.expression_attribute_names("#state", "state");
+            }
+            for (k, v) in &values {
+                query = query.expression_attribute_values(*k, v.clone());
+            }
+            let out = query.send().await.map_err(sdk)?;
+            raw.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(last) if raw.len() < want => start = Some(last),
+                _ => break,
+            }
+        }
+        let next = if raw.len() > page.limit as usize {
+            raw.truncate(page.limit as usize);
+            raw.last().map(|last| {
+                let position: BTreeMap<String, String> = position_keys
+                    .iter()
+                    .filter_map(|k| last.get(*k).and_then(|v| v.as_s().ok()).map(|v| (k.to_string(), v.clone())))
+                    .collect();
+                Cursor::encode(&position)
+            })
+        } else {
+            None
+        };
+        Ok((raw.into_iter().map(decode).collect::<Result<_>>()?, next))
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn av<T: Serialize>(v: &T) -> AttributeValue {
+    serde_dynamo::to_attribute_value(v).expect("domain values serialise")
+}
+
+fn encode<T: Serialize>(item: &T) -> Item {
+    serde_dynamo::to_item(item).expect("domain values serialise")
+}
+
+fn decode<T: DeserializeOwned>(item: Item) -> Result<T> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn sdk<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+    StoreError::Backend(DisplayErrorContext(e).to_string())
+}
+
+fn build(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn org_pk(org: OrgId) -> String {
+    format!("ORG#{org}")
+}
+fn campaign_sk(id: CampaignId) -> String {
+    format!("CAMPAIGN#{id}")
+}
+fn campaign_pk(id: CampaignId) -> String {
+    format!("CAMPAIGN#{id}")
+}
+fn call_pk(id: CallId) -> String {
+    format!("CALL#{id}")
+}
+fn ready_pk(campaign: CampaignId) -> String {
+    format!("READY#{campaign}")
+}
+/// Ready contacts sort by due time, then priority (highest first), then id.
+fn ready_sk(c: &Contact) -> String {
+    let inverted_priority = i64::from(i32::MAX) - i64::from(c.priority);
+    format!("{:015}#{inverted_priority:010}#{}", c.due_at.timestamp_millis().max(0), c.id)
+}
+/// Upper bound (exclusive) of the ready keys due at `now`.
+fn due_bound(now: DateTime<Utc>) -> String {
+    format!("{:015}$", now.timestamp_millis().max(0))
+}
+
+#[derive(Serialize, Deserialize)]
+struct OrgItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    org: Organisation,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ApiKeyItem {
+    pk: String,
+    sk: String,
+    hash: String,
+    org_id: OrgId,
+    created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Counters live at the top level of the item so update expressions can move them.
+#[derive(Serialize, Deserialize)]
+struct CampaignItem {
+    pk: String,
+    sk: String,
+    id: CampaignId,
+    org_id: OrgId,
+    name: String,
+    status: CampaignStatus,
+    cap: Cap,
+    settings: CampaignSettings,
+    active_calls: u32,
+    contacts_total: u64,
+    contacts_done: u64,
+    calls_total: u64,
+    created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<CampaignItem> for Campaign {
+    fn from(i: CampaignItem) -> Self {
+        Campaign {
+            id: i.id,
+            org_id: i.org_id,
+            name: i.name,
+            status: i.status,
+            cap: i.cap,
+            settings: i.settings,
+            counters: CampaignCounters {
+                active_calls: i.active_calls,
+                contacts_total: i.contacts_total,
+                contacts_done: i.contacts_done,
+                calls_total: i.calls_total,
+            },
+            created_at: i.created_at,
+            started_at: i.started_at,
+            completed_at: i.completed_at,
+        }
+    }
+}
+
+impl From<&Campaign> for CampaignItem {
+    fn from(c: &Campaign) -> Self {
+        CampaignItem {
+            pk: org_pk(c.org_id),
+            sk: campaign_sk(c.id),
+            id: c.id,
+            org_id: c.org_id,
+            name: c.name.clone(),
+            status: c.status,
+            cap: c.cap,
+            settings: c.settings.clone(),
+            active_calls: c.counters.active_calls,
+            contacts_total: c.counters.contacts_total,
+            contacts_done: c.counters.contacts_done,
+            calls_total: c.counters.calls_total,
+            created_at: c.created_at,
+            started_at: c.started_at,
+            completed_at: c.completed_at,
+        }
+    }
+}
+
+/// A contact with its keys; `version` grows with every write and guards each one.
+#[derive(Serialize, Deserialize)]
+struct ContactItem {
+    pk: String,
+    sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
+    version: u64,
+    #[serde(flatten)]
+    contact: Contact,
+}
+
+impl ContactItem {
+    fn new(contact: Contact, version: u64) -> Self {
+        let ready = contact.state == ContactState::Ready;
+        Self {
+            pk: campaign_pk(contact.campaign_id),
+            sk: format!("CONTACT#{}", contact.id),
+            gsi1pk: ready.then(|| ready_pk(contact.campaign_id)),
+            gsi1sk: ready.then(|| ready_sk(&contact)),
+            version,
+            contact,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CallItem {
+    pk: String,
+    sk: String,
+    gsi2pk: String,
+    gsi2sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi3pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi3sk: Option<String>,
+    version: u64,
+    #[serde(flatten)]
+    call: Call,
+}
+
+impl CallItem {
+    fn new(call: Call, version: u64) -> Self {
+        let active = !call.state.is_terminal();
+        Self {
+            pk: call_pk(call.id),
+            sk: "CALL".into(),
+            gsi2pk: format!("CAMPAIGN#{}#CALLS", call.campaign_id),
+            gsi2sk: call.id.to_string(),
+            gsi3pk: active.then(|| format!("ACTIVE#{}", call.campaign_id)),
+            gsi3sk: active.then(|| format!("{:015}#{}", call.last_status_at.timestamp_millis().max(0), call.id)),
+            version,
+            call,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventItem {
+    pk: String,
+    sk: String,
+    /// The call's version when the event was appended: the log's order.
+    seq: u64,
+    dedupe_key: String,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    kind: CallEventKind,
+}
+
+/// Short random pause before retrying a transaction that lost a race.
+async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let ms = rand::rng().random_range(1..=(2u64 << attempt.min(5)));
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+impl OrgStore for DynamoStore {
+    async fn create_org(&self, name: &str) -> Result<Organisation> {
+        let name = Organisation::parse_name(name).map_err(|e| StoreError::Conflict(e.to_string()))?;
+        let org = Organisation { id: OrgId::new(), name, created_at: now() };
+        let item = encode(&OrgItem { pk: org_pk(org.id), sk: "ORG".into(), org: org.clone() });
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk)?;
+        Ok(org)
+    }
+
+    async fn get_org(&self, id: OrgId) -> Result<Organisation> {
+        let item = self.get(org_pk(id), "ORG").await?.ok_or_else(|| StoreError::not_found("organisation", id))?;
+        Ok(decode::<OrgItem>(item)?.org)
+    }
+
+    async fn create_api_key(&self, org: OrgId) -> Result<CreatedApiKey> {
+        self.org_exists(org).await?;
+        let secret = new_api_key_secret();
+        let key = ApiKey { hash: KeyHash::of_secret(&secret), org_id: org, created_at: now(), revoked_at: None };
+        let item = ApiKeyItem {
+            pk: format!("APIKEY#{}", key.hash.as_str()),
+            sk: "APIKEY".into(),
+            hash: key.hash.as_str().into(),
+            org_id: org,
+            created_at: key.created_at,
+            revoked_at: None,
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(encode(&item)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(CreatedApiKey { key, secret })
+    }
+
+    async fn org_for_api_key(&self, hash: &KeyHash) -> Result<Option<OrgId>> {
+        let Some(item) = self.get(format!("APIKEY#{}", hash.as_str()), "APIKEY").await? else { return Ok(None) };
+        let key: ApiKeyItem = decode(item)?;
+        Ok(key.revoked_at.is_none().then_some(key.org_id))
+    }
+
+    async fn revoke_api_key(&self, org: OrgId, hash: &KeyHash) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("APIKEY#{}", hash.as_str())))
+            .key("sk", s("APIKEY"))
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :now)")
+            .condition_expression("org_id = :org")
+            .expression_attribute_values(":now", av(&now()))
+            .expression_attribute_values(":org", s(org.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(StoreError::not_found("api key", &hash.as_str()[..12]))
+            }
+            Err(e) => Err(sdk(e)),
+        }
+    }
+}
+
+impl CampaignStore for DynamoStore {
+    async fn create_campaign(&self, org: OrgId, new: NewCampaign) -> Result<Campaign> {
+        self.org_exists(org).await?;
+        let campaign = Campaign::draft(org, new, now());
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(encode(&CampaignItem::from(&campaign))))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(campaign)
+    }
+
+    async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign> {
+        Ok(self.campaign_item(org, id).await?.into())
+    }
+
+    async fn list_campaigns(&self, org: OrgId, page: PageRequest) -> Result<Page<Campaign>> {
+        let values = vec![(":pk", s(org_pk(org))), (":prefix", s("CAMPAIGN#"))];
+        let (items, next_cursor) =
+            self.page::<CampaignItem>(None, "pk = :pk AND begins_with(sk, :prefix)", None, values, &page, &["pk", "sk"]).await?;
+        Ok(Page { items: items.into_iter().map(Campaign::from).collect(), next_cursor })
+    }
+
+    async fn set_campaign_status(
+        &self,
+        org: OrgId,
+        id: CampaignId,
+        from: &[CampaignStatus],
+        to: CampaignStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign> {
+        let now = millis(now);
+        let allowed: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
+        let mut set = vec!["#status = :to"];
+        if to == CampaignStatus::Running {
+            set.push("started_at = if_not_exists(started_at, :now)");
+        }
+        if matches!(to, CampaignStatus::Completed | CampaignStatus::Canceled) {
+            set.push("completed_at = :now");
+        }
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(org_pk(org)))
+            .key("sk", s(campaign_sk(id)))
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(format!("attribute_exists(pk) AND #status IN ({})", allowed.join(", ")))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", av(&to))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        if set.len() > 1 {
+            request = request.expression_attribute_values(":now", av(&now));
+        }
+        for (name, status) in allowed.iter().zip(from) {
+            request = request.expression_attribute_values(name, av(status));
+        }
+        match request.send().await {
+            Ok(out) => Ok(decode::<CampaignItem>(out.attributes.unwrap_or_default())?.into()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                let current = self.campaign_item(org, id).await?;
+                Err(StoreError::Conflict(format!("campaign {id} is {}, not {}", current.status.as_str(), statuses(from))))
+            }
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
+    async fn add_contacts(&self, org: OrgId, campaign: CampaignId, contacts: Vec<NewContact>, now: DateTime<Utc>) -> Result<AddedContacts> {
+        let now = millis(now);
+        self.campaign_item(org, campaign).await?;
+        let mut outcome = AddedContacts::default();
+        let mut seen = HashSet::new();
+        let mut unique = Vec::with_capacity(contacts.len());
+        for c in contacts {
+            if seen.insert(c.phone.clone()) {
+                unique.push(Contact::ready(campaign, c, now));
+            } else {
+                outcome.duplicates += 1;
+            }
+        }
+        let guard = |c: &Contact| -> Result<TransactWriteItem> {
+            let item = HashMap::from([
+                ("pk".to_string(), s(campaign_pk(campaign))),
+                ("sk".to_string(), s(format!("PHONE#{}", c.phone.as_str()))),
+                ("contact_id".to_string(), s(c.id.to_string())),
+            ]);
+            self.put(item, "attribute_not_exists(pk)", &[])
+        };
+        let count =
+            |k: usize| self.update(org_pk(org), campaign_sk(campaign), "SET contacts_total = contacts_total + :k", None, &[(":k", n(k))]);
+        for chunk in unique.chunks((MAX_TRANSACTION_ITEMS - 1) / 2) {
+            let mut items = Vec::with_capacity(chunk.len() * 2 + 1);
+            for c in chunk {
+                items.push(guard(c)?);
+                items.push(self.put(encode(&ContactItem::new(c.clone(), 1)), "attribute_not_exists(pk)", &[])?);
+            }
+            items.push(count(chunk.len())?);
+            if self.transact(items).await? {
+                outcome.added += chunk.len() as u64;
+                continue;
+            }
+            // some number is already there: add one by one to tell which
+            for c in chunk {
+                let phone_key = format!("PHONE#{}", c.phone.as_str());
+                let mut attempt = 0;
+                loop {
+                    let items =
+                        vec![guard(c)?, self.put(encode(&ContactItem::new(c.clone(), 1)), "attribute_not_exists(pk)", &[])?, count(1)?];
+                    if self.transact(items).await? {
+                        outcome.added += 1;
+                        break;
+                    }
+                    if self.get(campaign_pk(campaign), &phone_key).await?.is_some() {
+                        outcome.duplicates += 1;
+                        break;
+                    }
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(StoreError::Backend("adding a contact kept colliding with other writes".into()));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn get_contact(&self, org: OrgId, campaign: CampaignId, id: ContactId) -> Result<Contact> {
+        self.campaign_item(org, campaign).await?;
+        let item = self.get(campaign_pk(campaign), &format!("CONTACT#{id}")).await?.ok_or_else(|| StoreError::not_found("contact", id))?;
+        Ok(decode::<ContactItem>(item)?.contact)
+    }
+
+    async fn list_contacts(&self, org: OrgId, campaign: CampaignId, filter: ContactFilter, page: PageRequest) -> Result<Page<Contact>> {
+        self.campaign_item(org, campaign).await?;
+        let mut values = vec![(":pk", s(campaign_pk(campaign))), (":prefix", s("CONTACT#"))];
+        let condition = filter.state.map(|state| {
+            values.push((":state", av(&state)));
+            "#state = :state"
+        });
+        let (items, next_cursor) =
+            self.page::<ContactItem>(None, "pk = :pk AND begins_with(sk, :prefix)", condition, values, &page, &["pk", "sk"]).await?;
+        Ok(Page { items: items.into_iter().map(|i| i.contact).collect(), next_cursor })
+    }
+}
+
+impl CallStore for DynamoStore {
+    async fn claim_due_contacts(&self, org: OrgId, campaign_id: CampaignId, now: DateTime<Utc>, max: u32) -> Result<Vec<Claim>> {
+        let now = millis(now);
+        let mut claims = Vec::new();
+        let mut attempt = 0;
+        loop {
+            let campaign = Campaign::from(self.campaign_item(org, campaign_id).await?);
+            let want = campaign.free_slots().min(max - claims.len() as u32).min(((MAX_TRANSACTION_ITEMS - 1) / 2) as u32);
+            if campaign.status != CampaignStatus::Running || want == 0 {
+                return Ok(claims);
+            }
+            let candidates = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(READY_INDEX)
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk < :due")
+                .expression_attribute_values(":pk", s(ready_pk(campaign_id)))
+                .expression_attribute_values(":due", s(due_bound(now)))
+                .limit(want as i32)
+                .send()
+                .await
+                .map_err(sdk)?
+                .items
+                .unwrap_or_default();
+            if candidates.is_empty() {
+                return Ok(claims);
+            }
+            let mut items = Vec::with_capacity(candidates.len() * 2 + 1);
+            let mut batch = Vec::with_capacity(candidates.len());
+            for raw in candidates {
+                let ContactItem { version, mut contact, .. } = decode(raw)?;
+                contact.attempts += 1;
+                contact.state = ContactState::Dialing;
+                let call = Call::queued(org, campaign_id, contact.id, contact.attempts, contact.phone.clone(), now);
+                contact.last_call_id = Some(call.id);
+                items.push(self.put(
+                    encode(&ContactItem::new(contact.clone(), version + 1)),
+                    "version = :v AND #state = :ready",
+                    &[(":v", n(version)), (":ready", av(&ContactState::Ready))],
+                )?);
+                items.push(self.put(encode(&CallItem::new(call.clone(), 1)), "attribute_not_exists(pk)", &[])?);
+                batch.push(Claim { contact, call });
+            }
+            let k = batch.len() as u32;
+            items.push(self.update(
+                org_pk(org),
+                campaign_sk(campaign_id),
+                "SET active_calls = active_calls + :k, calls_total = calls_total + :k",
+                Some("#status = :running AND cap = :cap AND active_calls <= :limit"),
+                &[
+                    (":k", n(k)),
+                    (":running", av(&CampaignStatus::Running)),
+                    (":cap", n(campaign.cap.get())),
+                    (":limit", n(campaign.cap.get() - k)),
+                ],
+            )?);
+            if self.transact(items).await? {
+                claims.extend(batch);
+                attempt = 0;
+                continue;
+            }
+            attempt += 1;
+            if attempt > MAX_RETRIES {
+                return Ok(claims);
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    async fn apply_call_event(&self, org: OrgId, call_id: CallId, event: CallEvent, received_at: DateTime<Utc>) -> Result<Applied> {
+        let (event, received_at) = (normalised(event), millis(received_at));
+        let event_sk = format!("EVENT#{}", event.dedupe_key);
+        let mut attempt = 0;
+        loop {
+            let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
+            let absorbed = call.absorb(&event);
+            let log = EventItem {
+                pk: call_pk(call_id),
+                sk: event_sk.clone(),
+                seq: version,
+                dedupe_key: event.dedupe_key.clone(),
+                occurred_at: event.occurred_at,
+                received_at,
+                kind: event.kind.clone(),
+            };
+            let mut items = vec![
+                self.put(encode(&log), "attribute_not_exists(pk)", &[])?,
+                self.put(encode(&CallItem::new(call.clone(), version + 1)), "version = :v", &[(":v", n(version))])?,
+            ];
+            let mut contact_fate = None;
+            let mut done_delta = 0i64;
+            if absorbed.decides_contact(&call) {
+                let campaign = self.campaign_item(org, call.campaign_id).await?;
+                let raw = self
+                    .get(campaign_pk(call.campaign_id), &format!("CONTACT#{}", call.contact_id))
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("call {call_id} names a missing contact")))?;
+                let ContactItem { version: contact_version, mut contact, .. } = decode(raw)?;
+                if let Some((fate, delta)) = settle_contact(&mut contact, &call, &campaign.settings.retry_policy) {
+                    items.push(self.put(
+                        encode(&ContactItem::new(contact, contact_version + 1)),
+                        "version = :v",
+                        &[(":v", n(contact_version))],
+                    )?);
+                    contact_fate = Some(fate);
+                    done_delta = delta;
+                }
+            }
+            let released = u32::from(absorbed.transition.releases_capacity);
+            if released != 0 || done_delta != 0 {
+                items.push(self.update(
+                    org_pk(org),
+                    campaign_sk(call.campaign_id),
+                    "SET active_calls = active_calls - :released, contacts_done = contacts_done + :done",
+                    None,
+                    &[(":released", n(released)), (":done", n(done_delta))],
+                )?);
+            }
+            if self.transact(items).await? {
+                return Ok(Applied { duplicate: false, call, transition: Some(absorbed.transition), contact_fate });
+            }
+            if self.get(call_pk(call_id), &event_sk).await?.is_some() {
+                let call = self.call_item(org, call_id).await?.call;
+                return Ok(Applied { duplicate: true, call, transition: None, contact_fate: None });
+            }
+            attempt += 1;
+            if attempt > MAX_RETRIES {
+                return Err(StoreError::Backend(format!("call {call_id} kept changing under this event; retry it")));
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    async fn get_call(&self, org: OrgId, id: CallId) -> Result<Call> {
+        Ok(self.call_item(org, id).await?.call)
+    }
+
+    async fn list_calls(&self, org: OrgId, campaign: CampaignId, page: PageRequest) -> Result<Page<Call>> {
+        self.campaign_item(org, campaign).await?;
+        let values = vec![(":pk", s(format!("CAMPAIGN#{campaign}#CALLS")))];
+        let (items, next_cursor) = self
+            .page::<CallItem>(Some(CAMPAIGN_CALLS_INDEX), "gsi2pk = :pk", None, values, &page, &["pk", "sk", "gsi2pk", "gsi2sk"])
+            .await?;
+        Ok(Page { items: items.into_iter().map(|i| i.call).collect(), next_cursor })
+    }
+
+    async fn list_call_events(&self, org: OrgId, call: CallId) -> Result<Vec<StoredCallEvent>> {
+        self.call_item(org, call).await?;
+        let mut events: Vec<EventItem> = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let values = vec![(":pk", s(call_pk(call))), (":prefix", s("EVENT#"))];
+            let (items, next) =
+                self.page::<EventItem>(None, "pk = :pk AND begins_with(sk, :prefix)", None, values, &page, &["pk", "sk"]).await?;
+            events.extend(items);
+            match next {
+                Some(c) => page.cursor = Some(c),
+                None => break,
+            }
+        }
+        events.sort_by_key(|e| e.seq);
+        Ok(events
+            .into_iter()
+            .map(|e| StoredCallEvent {
+                event: CallEvent { dedupe_key: e.dedupe_key, occurred_at: e.occurred_at, kind: e.kind },
+                received_at: e.received_at,
+            })
+            .collect())
+    }
+}

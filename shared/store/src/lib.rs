@@ -1,0 +1,221 @@
+//! The storage port, expressed in domain operations, and its two adapters: SQLite (the embedded
+//! default) and DynamoDB (the single-table design). Both pass the same conformance suite.
+
+mod cursor;
+pub mod dynamodb;
+pub mod sqlite;
+
+pub use cursor::{Cursor, Page, PageRequest};
+pub use dynamodb::DynamoStore;
+pub use sqlite::SqliteStore;
+
+use chrono::{DateTime, Utc};
+use domain::{
+    Call, CallEvent, CallId, Campaign, CampaignId, CampaignStatus, Contact, ContactFate, ContactId, ContactState, NewCampaign, NewContact,
+    OrgId, Organisation, Transition,
+};
+use std::future::Future;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Absent, or belonging to another organisation: the two are indistinguishable on purpose.
+    #[error("{what} {id} was not found")]
+    NotFound { what: &'static str, id: String },
+    /// The change conflicts with the record's current state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the cursor is not one this list handed out; start again without it")]
+    InvalidCursor,
+    /// A stored record could not be read back: a bug or a manual edit, never user input.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Self::NotFound { what, id: id.to_string() }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An API key as stored: only the SHA-256 of its secret is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    pub hash: KeyHash,
+    pub org_id: OrgId,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// SHA-256 of an API key's secret, hex.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KeyHash(String);
+
+impl KeyHash {
+    pub fn of_secret(secret: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        Self(hex::encode(Sha256::digest(secret.as_bytes())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A newly created key: the secret is handed out here, once, and never stored.
+#[derive(Clone, Debug)]
+pub struct CreatedApiKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+pub(crate) fn new_api_key_secret() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("odk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// How many contacts of a batch were added, and how many were already in the campaign.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddedContacts {
+    pub added: u64,
+    pub duplicates: u64,
+}
+
+/// One contact claimed for its next attempt, with the queued call that will carry it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claim {
+    pub contact: Contact,
+    pub call: Call,
+}
+
+/// What applying one event did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// The event had been applied before (same dedupe key): nothing changed.
+    pub duplicate: bool,
+    pub call: Call,
+    /// None for a duplicate.
+    pub transition: Option<Transition>,
+    /// The contact's fate when this event decided it.
+    pub contact_fate: Option<ContactFate>,
+}
+
+/// An event as kept in a call's append-only log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredCallEvent {
+    pub event: CallEvent,
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContactFilter {
+    pub state: Option<ContactState>,
+}
+
+/// Organisations and their API keys.
+pub trait OrgStore: Send + Sync {
+    fn create_org(&self, name: &str) -> impl Future<Output = Result<Organisation>> + Send;
+    fn get_org(&self, id: OrgId) -> impl Future<Output = Result<Organisation>> + Send;
+    /// Creates a key and returns its secret, the only time it is ever seen.
+    fn create_api_key(&self, org: OrgId) -> impl Future<Output = Result<CreatedApiKey>> + Send;
+    /// The organisation a key belongs to; None when unknown or revoked.
+    fn org_for_api_key(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<OrgId>>> + Send;
+    fn revoke_api_key(&self, org: OrgId, hash: &KeyHash) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Campaigns and their contacts.
+pub trait CampaignStore: Send + Sync {
+    fn create_campaign(&self, org: OrgId, campaign: NewCampaign) -> impl Future<Output = Result<Campaign>> + Send;
+    fn get_campaign(&self, org: OrgId, id: CampaignId) -> impl Future<Output = Result<Campaign>> + Send;
+    fn list_campaigns(&self, org: OrgId, page: PageRequest) -> impl Future<Output = Result<Page<Campaign>>> + Send;
+    /// Moves the campaign to `to` if its status is one of `from`; otherwise a conflict.
+    fn set_campaign_status(
+        &self,
+        org: OrgId,
+        id: CampaignId,
+        from: &[CampaignStatus],
+        to: CampaignStatus,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Campaign>> + Send;
+    /// Adds contacts; a phone number already in the campaign (or earlier in the batch) is a duplicate.
+    fn add_contacts(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        contacts: Vec<NewContact>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<AddedContacts>> + Send;
+    fn get_contact(&self, org: OrgId, campaign: CampaignId, id: ContactId) -> impl Future<Output = Result<Contact>> + Send;
+    fn list_contacts(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        filter: ContactFilter,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<Contact>>> + Send;
+}
+
+/// Calls: claiming contacts under the cap, and applying what providers report.
+pub trait CallStore: Send + Sync {
+    /// Atomically claims up to `max` contacts that are ready and due at `now`, never taking the
+    /// campaign above its cap; each becomes a queued call. Empty unless the campaign is running.
+    fn claim_due_contacts(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        now: DateTime<Utc>,
+        max: u32,
+    ) -> impl Future<Output = Result<Vec<Claim>>> + Send;
+    /// Appends the event to the call's log once (by dedupe key), advances the state machine,
+    /// releases capacity on the terminal transition and settles the contact per the retry policy.
+    fn apply_call_event(
+        &self,
+        org: OrgId,
+        call: CallId,
+        event: CallEvent,
+        received_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Applied>> + Send;
+    fn get_call(&self, org: OrgId, id: CallId) -> impl Future<Output = Result<Call>> + Send;
+    fn list_calls(&self, org: OrgId, campaign: CampaignId, page: PageRequest) -> impl Future<Output = Result<Page<Call>>> + Send;
+    /// The call's event log, oldest first.
+    fn list_call_events(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<Vec<StoredCallEvent>>> + Send;
+}
+
+/// Everything outdial stores; each function asks only for the part it uses.
+pub trait Store: OrgStore + CampaignStore + CallStore + Clone + 'static {}
+impl<T: OrgStore + CampaignStore + CallStore + Clone + 'static> Store for T {}
+
+/// Timestamps are kept to the millisecond, so what is returned equals what is read back.
+pub(crate) fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+pub(crate) fn now() -> DateTime<Utc> {
+    millis(Utc::now())
+}
+
+/// The event with its times kept to the millisecond.
+pub(crate) fn normalised(mut event: CallEvent) -> CallEvent {
+    event.occurred_at = millis(event.occurred_at);
+    event
+}
+
+/// The contact's settled state after an event decided it, and how contacts_done moves.
+pub(crate) fn settle_contact(contact: &mut Contact, call: &Call, policy: &domain::RetryPolicy) -> Option<(ContactFate, i64)> {
+    let disposition = call.disposition()?;
+    let ended_at = call.ended_at?;
+    if !contact.is_decided_by(call.id, call.attempt) {
+        return None;
+    }
+    let was_done = contact.state == ContactState::Done;
+    let fate = domain::contact::fate_after_call(disposition, call.attempt, ended_at, policy);
+    contact.settle(fate, ended_at);
+    let delta = i64::from(fate.is_done()) - i64::from(was_done);
+    Some((fate, delta))
+}

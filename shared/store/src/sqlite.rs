@@ -1,0 +1,740 @@
+//! The embedded store: one SQLite file (or `:memory:`), schema created on open, versioned
+//! migrations, every operation one `BEGIN IMMEDIATE` transaction.
+
+use crate::{
+    AddedContacts, ApiKey, Applied, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor, KeyHash, OrgStore, Page,
+    PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
+};
+use chrono::{DateTime, Utc};
+use domain::{
+    Call, CallEvent, CallId, CallState, Campaign, CampaignCounters, CampaignId, CampaignStatus, Cap, Contact, ContactDisposition,
+    ContactId, ContactState, E164, NewCampaign, NewContact, OrgId, Organisation,
+};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+/// Schema migrations, applied in order; the index + 1 is the version recorded.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE organisations (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    hash TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE campaigns (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cap INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    active_calls INTEGER NOT NULL DEFAULT 0 CHECK (active_calls >= 0 AND active_calls <= cap),
+    contacts_total INTEGER NOT NULL DEFAULT 0,
+    contacts_done INTEGER NOT NULL DEFAULT 0,
+    calls_total INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    completed_at INTEGER
+);
+CREATE INDEX campaigns_by_org ON campaigns(org_id, id);
+CREATE TABLE contacts (
+    id TEXT PRIMARY KEY,
+    campaign_id TEXT NOT NULL REFERENCES campaigns(id),
+    phone TEXT NOT NULL,
+    name TEXT,
+    timezone TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    due_at INTEGER NOT NULL,
+    disposition TEXT,
+    last_call_id TEXT,
+    variables TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (campaign_id, phone)
+);
+CREATE INDEX contacts_by_campaign ON contacts(campaign_id, id);
+CREATE INDEX contacts_ready ON contacts(campaign_id, due_at, priority DESC, id) WHERE state = 'ready';
+CREATE TABLE calls (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    campaign_id TEXT NOT NULL REFERENCES campaigns(id),
+    contact_id TEXT NOT NULL REFERENCES contacts(id),
+    attempt INTEGER NOT NULL,
+    phone TEXT NOT NULL,
+    state TEXT NOT NULL,
+    end_reason TEXT,
+    ended_at INTEGER,
+    details TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_status_at INTEGER NOT NULL,
+    UNIQUE (contact_id, attempt)
+);
+CREATE INDEX calls_by_campaign ON calls(campaign_id, id);
+CREATE TABLE call_events (
+    call_id TEXT NOT NULL REFERENCES calls(id),
+    dedupe_key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    PRIMARY KEY (call_id, dedupe_key)
+);
+"#];
+
+/// The SQLite store. Cheap to clone; all clones share one connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let conn = Connection::open(path.as_ref()).map_err(backend)?;
+        Self::from_connection(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Self> {
+        Self::from_connection(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn from_connection(mut conn: Connection) -> Result<Self> {
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(backend)?;
+        migrate(&mut conn)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// The schema version after migrations.
+    pub fn schema_version(&self) -> Result<u32> {
+        let conn = self.conn.lock().map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+        schema_version(&conn)
+    }
+
+    /// Runs `work` in one immediate (write-locking) transaction on the blocking pool.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let out = work(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    /// Runs a read-only `work` on the blocking pool.
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+            work(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+fn schema_version(conn: &Connection) -> Result<u32> {
+    conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(backend)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);")
+        .map_err(backend)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+    let current = schema_version(&tx)? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {current}, newer than this build knows ({}); upgrade outdial",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![i as i64 + 1, Utc::now().timestamp_millis()],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| conversion(format!("timestamp {v} out of range")))
+}
+
+fn count(v: i64) -> rusqlite::Result<u64> {
+    u64::try_from(v).map_err(|_| conversion(format!("negative counter {v}")))
+}
+
+fn conversion(msg: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, msg.into())
+}
+
+fn parsed<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> rusqlite::Result<T> {
+    r.map_err(|e| conversion(e.to_string()))
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: String) -> rusqlite::Result<T> {
+    parsed(serde_json::from_str(&text))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("domain values serialise")
+}
+
+/// `rusqlite` row decoding errors are stored-data corruption, not backend failures.
+fn decoding(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => corrupt(e),
+        other => backend(other),
+    }
+}
+
+const CAMPAIGN_COLUMNS: &str = "id, org_id, name, status, cap, settings, active_calls, contacts_total, contacts_done, calls_total, created_at, started_at, completed_at";
+
+fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Campaign> {
+    Ok(Campaign {
+        id: parsed(CampaignId::parse(&r.get::<_, String>(0)?))?,
+        org_id: parsed(OrgId::parse(&r.get::<_, String>(1)?))?,
+        name: r.get(2)?,
+        status: CampaignStatus::parse(&r.get::<_, String>(3)?).ok_or_else(|| conversion("unknown campaign status".into()))?,
+        cap: parsed(Cap::parse(r.get(4)?))?,
+        settings: json(r.get(5)?)?,
+        counters: CampaignCounters {
+            active_calls: r.get(6)?,
+            contacts_total: count(r.get(7)?)?,
+            contacts_done: count(r.get(8)?)?,
+            calls_total: count(r.get(9)?)?,
+        },
+        created_at: from_ms(r.get(10)?)?,
+        started_at: r.get::<_, Option<i64>>(11)?.map(from_ms).transpose()?,
+        completed_at: r.get::<_, Option<i64>>(12)?.map(from_ms).transpose()?,
+    })
+}
+
+const CONTACT_COLUMNS: &str =
+    "id, campaign_id, phone, name, timezone, priority, state, attempts, due_at, disposition, last_call_id, variables, created_at";
+
+fn contact_row(r: &Row<'_>) -> rusqlite::Result<Contact> {
+    Ok(Contact {
+        id: parsed(ContactId::parse(&r.get::<_, String>(0)?))?,
+        campaign_id: parsed(CampaignId::parse(&r.get::<_, String>(1)?))?,
+        phone: parsed(E164::try_from(r.get::<_, String>(2)?))?,
+        name: r.get(3)?,
+        timezone: parsed(r.get::<_, String>(4)?.parse::<chrono_tz::Tz>())?,
+        priority: r.get(5)?,
+        state: ContactState::parse(&r.get::<_, String>(6)?).ok_or_else(|| conversion("unknown contact state".into()))?,
+        attempts: r.get(7)?,
+        due_at: from_ms(r.get(8)?)?,
+        disposition: r
+            .get::<_, Option<String>>(9)?
+            .map(|d| ContactDisposition::parse(&d).ok_or_else(|| conversion(format!("unknown disposition {d}"))))
+            .transpose()?,
+        last_call_id: r.get::<_, Option<String>>(10)?.map(|id| parsed(CallId::parse(&id))).transpose()?,
+        variables: json(r.get(11)?)?,
+        created_at: from_ms(r.get(12)?)?,
+    })
+}
+
+const CALL_COLUMNS: &str =
+    "id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at, last_status_at";
+
+fn call_row(r: &Row<'_>) -> rusqlite::Result<Call> {
+    Ok(Call {
+        id: parsed(CallId::parse(&r.get::<_, String>(0)?))?,
+        org_id: parsed(OrgId::parse(&r.get::<_, String>(1)?))?,
+        campaign_id: parsed(CampaignId::parse(&r.get::<_, String>(2)?))?,
+        contact_id: parsed(ContactId::parse(&r.get::<_, String>(3)?))?,
+        attempt: r.get(4)?,
+        phone: parsed(E164::try_from(r.get::<_, String>(5)?))?,
+        state: CallState::parse(&r.get::<_, String>(6)?).ok_or_else(|| conversion("unknown call state".into()))?,
+        end_reason: r.get::<_, Option<String>>(7)?.map(|s| json(format!("\"{s}\""))).transpose()?,
+        ended_at: r.get::<_, Option<i64>>(8)?.map(from_ms).transpose()?,
+        details: json(r.get(9)?)?,
+        created_at: from_ms(r.get(10)?)?,
+        last_status_at: from_ms(r.get(11)?)?,
+    })
+}
+
+fn end_reason_text(call: &Call) -> Option<String> {
+    call.end_reason.map(|r| to_json(&r).trim_matches('"').to_string())
+}
+
+fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
+    tx.prepare_cached(&format!("INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))
+        .and_then(|mut s| {
+            s.execute(params![
+                call.id.to_string(),
+                call.org_id.to_string(),
+                call.campaign_id.to_string(),
+                call.contact_id.to_string(),
+                call.attempt,
+                call.phone.as_str(),
+                call.state.as_str(),
+                end_reason_text(call),
+                call.ended_at.map(ms),
+                to_json(&call.details),
+                ms(call.created_at),
+                ms(call.last_status_at),
+            ])
+        })
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                StoreError::Conflict(format!("attempt {} of contact {} already has a call", call.attempt, call.contact_id))
+            }
+            other => backend(other),
+        })?;
+    Ok(())
+}
+
+fn update_contact(tx: &rusqlite::Transaction<'_>, c: &Contact) -> Result<()> {
+    tx.prepare_cached("UPDATE contacts SET state = ?2, attempts = ?3, due_at = ?4, disposition = ?5, last_call_id = ?6 WHERE id = ?1")
+        .and_then(|mut s| {
+            s.execute(params![
+                c.id.to_string(),
+                c.state.as_str(),
+                c.attempts,
+                ms(c.due_at),
+                c.disposition.map(ContactDisposition::as_str),
+                c.last_call_id.map(|id| id.to_string()),
+            ])
+        })
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn campaign_in_org(conn: &Connection, org: OrgId, id: CampaignId) -> Result<Campaign> {
+    conn.prepare_cached(&format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?1 AND org_id = ?2"))
+        .and_then(|mut s| s.query_row(params![id.to_string(), org.to_string()], campaign_row).optional())
+        .map_err(decoding)?
+        .ok_or_else(|| StoreError::not_found("campaign", id))
+}
+
+fn call_in_org(conn: &Connection, org: OrgId, id: CallId) -> Result<Call> {
+    conn.prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = ?1 AND org_id = ?2"))
+        .and_then(|mut s| s.query_row(params![id.to_string(), org.to_string()], call_row).optional())
+        .map_err(decoding)?
+        .ok_or_else(|| StoreError::not_found("call", id))
+}
+
+/// Where a list page of rows ordered by id starts.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct After {
+    after: String,
+}
+
+/// Reads `limit + 1` rows after the cursor, ordered by id, and turns the extra one into the next cursor.
+fn id_page<T>(
+    conn: &Connection,
+    sql: &str,
+    scope: &[&dyn rusqlite::ToSql],
+    page: &PageRequest,
+    decode: fn(&Row<'_>) -> rusqlite::Result<T>,
+    id_of: fn(&T) -> String,
+) -> Result<Page<T>> {
+    let after = match &page.cursor {
+        Some(c) => c.decode::<After>()?.after,
+        None => String::new(),
+    };
+    let limit = i64::from(page.limit) + 1;
+    let mut args: Vec<&dyn rusqlite::ToSql> = scope.to_vec();
+    args.push(&after);
+    args.push(&limit);
+    let mut items = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.query_map(args.as_slice(), decode)?.collect::<rusqlite::Result<Vec<T>>>())
+        .map_err(decoding)?;
+    let next_cursor = if items.len() > page.limit as usize {
+        items.truncate(page.limit as usize);
+        items.last().map(|last| Cursor::encode(&After { after: id_of(last) }))
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+impl OrgStore for SqliteStore {
+    async fn create_org(&self, name: &str) -> Result<Organisation> {
+        let name = Organisation::parse_name(name).map_err(|e| StoreError::Conflict(e.to_string()))?;
+        let org = Organisation { id: OrgId::new(), name, created_at: now() };
+        let row = org.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO organisations (id, name, created_at) VALUES (?1, ?2, ?3)",
+                params![row.id.to_string(), row.name, ms(row.created_at)],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await?;
+        Ok(org)
+    }
+
+    async fn get_org(&self, id: OrgId) -> Result<Organisation> {
+        self.read(move |conn| {
+            conn.query_row("SELECT id, name, created_at FROM organisations WHERE id = ?1", params![id.to_string()], |r| {
+                Ok(Organisation { id, name: r.get(1)?, created_at: from_ms(r.get(2)?)? })
+            })
+            .optional()
+            .map_err(decoding)?
+            .ok_or_else(|| StoreError::not_found("organisation", id))
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, org: OrgId) -> Result<CreatedApiKey> {
+        let secret = new_api_key_secret();
+        let key = ApiKey { hash: KeyHash::of_secret(&secret), org_id: org, created_at: now(), revoked_at: None };
+        let row = key.clone();
+        self.write(move |tx| {
+            campaignless_org_exists(tx, org)?;
+            tx.execute(
+                "INSERT INTO api_keys (hash, org_id, created_at) VALUES (?1, ?2, ?3)",
+                params![row.hash.as_str(), org.to_string(), ms(row.created_at)],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await?;
+        Ok(CreatedApiKey { key, secret })
+    }
+
+    async fn org_for_api_key(&self, hash: &KeyHash) -> Result<Option<OrgId>> {
+        let hash = hash.as_str().to_string();
+        self.read(move |conn| {
+            let org: Option<String> = conn
+                .prepare_cached("SELECT org_id FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL")
+                .and_then(|mut s| s.query_row(params![hash], |r| r.get(0)).optional())
+                .map_err(backend)?;
+            org.map(|o| OrgId::parse(&o).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, org: OrgId, hash: &KeyHash) -> Result<()> {
+        let hash = hash.clone();
+        self.write(move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE hash = ?1 AND org_id = ?2",
+                    params![hash.as_str(), org.to_string(), ms(now())],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::not_found("api key", &hash.as_str()[..12]));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn campaignless_org_exists(conn: &Connection, org: OrgId) -> Result<()> {
+    let found: Option<i64> =
+        conn.query_row("SELECT 1 FROM organisations WHERE id = ?1", params![org.to_string()], |r| r.get(0)).optional().map_err(backend)?;
+    found.map(|_| ()).ok_or_else(|| StoreError::not_found("organisation", org))
+}
+
+impl CampaignStore for SqliteStore {
+    async fn create_campaign(&self, org: OrgId, new: NewCampaign) -> Result<Campaign> {
+        let campaign = Campaign::draft(org, new, now());
+        let c = campaign.clone();
+        self.write(move |tx| {
+            campaignless_org_exists(tx, org)?;
+            tx.execute(
+                "INSERT INTO campaigns (id, org_id, name, status, cap, settings, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![c.id.to_string(), org.to_string(), c.name, c.status.as_str(), c.cap.get(), to_json(&c.settings), ms(c.created_at)],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await?;
+        Ok(campaign)
+    }
+
+    async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign> {
+        self.read(move |conn| campaign_in_org(conn, org, id)).await
+    }
+
+    async fn list_campaigns(&self, org: OrgId, page: PageRequest) -> Result<Page<Campaign>> {
+        self.read(move |conn| {
+            let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE org_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+            id_page(conn, &sql, &[&org.to_string()], &page, campaign_row, |c| c.id.to_string())
+        })
+        .await
+    }
+
+    async fn set_campaign_status(
+        &self,
+        org: OrgId,
+        id: CampaignId,
+        from: &[CampaignStatus],
+        to: CampaignStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Campaign> {
+        let now = millis(now);
+        let from = from.to_vec();
+        self.write(move |tx| {
+            let mut campaign = campaign_in_org(tx, org, id)?;
+            if !from.contains(&campaign.status) {
+                return Err(StoreError::Conflict(format!("campaign {id} is {}, not {}", campaign.status.as_str(), statuses(&from))));
+            }
+            campaign.status = to;
+            if to == CampaignStatus::Running && campaign.started_at.is_none() {
+                campaign.started_at = Some(now);
+            }
+            if matches!(to, CampaignStatus::Completed | CampaignStatus::Canceled) {
+                campaign.completed_at = Some(now);
+            }
+            tx.execute(
+                "UPDATE campaigns SET status = ?2, started_at = ?3, completed_at = ?4 WHERE id = ?1",
+                params![id.to_string(), to.as_str(), campaign.started_at.map(ms), campaign.completed_at.map(ms)],
+            )
+            .map_err(backend)?;
+            Ok(campaign)
+        })
+        .await
+    }
+
+    async fn add_contacts(&self, org: OrgId, campaign: CampaignId, contacts: Vec<NewContact>, now: DateTime<Utc>) -> Result<AddedContacts> {
+        let now = millis(now);
+        self.write(move |tx| {
+            campaign_in_org(tx, org, campaign)?;
+            let mut outcome = AddedContacts::default();
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO contacts ({CONTACT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ))
+                .map_err(backend)?;
+            for new in contacts {
+                let c = Contact::ready(campaign, new, now);
+                let added = insert
+                    .execute(params![
+                        c.id.to_string(),
+                        campaign.to_string(),
+                        c.phone.as_str(),
+                        c.name,
+                        c.timezone.name(),
+                        c.priority,
+                        c.state.as_str(),
+                        c.attempts,
+                        ms(c.due_at),
+                        Option::<String>::None,
+                        Option::<String>::None,
+                        to_json(&c.variables),
+                        ms(c.created_at),
+                    ])
+                    .map_err(backend)?;
+                if added == 1 {
+                    outcome.added += 1;
+                } else {
+                    outcome.duplicates += 1;
+                }
+            }
+            tx.execute(
+                "UPDATE campaigns SET contacts_total = contacts_total + ?2 WHERE id = ?1",
+                params![campaign.to_string(), outcome.added as i64],
+            )
+            .map_err(backend)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn get_contact(&self, org: OrgId, campaign: CampaignId, id: ContactId) -> Result<Contact> {
+        self.read(move |conn| {
+            campaign_in_org(conn, org, campaign)?;
+            conn.prepare_cached(&format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?1 AND campaign_id = ?2"))
+                .and_then(|mut s| s.query_row(params![id.to_string(), campaign.to_string()], contact_row).optional())
+                .map_err(decoding)?
+                .ok_or_else(|| StoreError::not_found("contact", id))
+        })
+        .await
+    }
+
+    async fn list_contacts(&self, org: OrgId, campaign: CampaignId, filter: ContactFilter, page: PageRequest) -> Result<Page<Contact>> {
+        self.read(move |conn| {
+            campaign_in_org(conn, org, campaign)?;
+            let campaign = campaign.to_string();
+            match filter.state {
+                None => {
+                    let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE campaign_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+                    id_page(conn, &sql, &[&campaign], &page, contact_row, |c| c.id.to_string())
+                }
+                Some(state) => {
+                    let sql = format!(
+                        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE campaign_id = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT ?4"
+                    );
+                    id_page(conn, &sql, &[&campaign, &state.as_str()], &page, contact_row, |c| c.id.to_string())
+                }
+            }
+        })
+        .await
+    }
+}
+
+impl CallStore for SqliteStore {
+    async fn claim_due_contacts(&self, org: OrgId, campaign: CampaignId, now: DateTime<Utc>, max: u32) -> Result<Vec<Claim>> {
+        let now = millis(now);
+        self.write(move |tx| {
+            let c = campaign_in_org(tx, org, campaign)?;
+            let n = c.free_slots().min(max);
+            if c.status != CampaignStatus::Running || n == 0 {
+                return Ok(Vec::new());
+            }
+            let due = tx
+                .prepare_cached(&format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contacts WHERE campaign_id = ?1 AND state = 'ready' AND due_at <= ?2 \
+                     ORDER BY due_at, priority DESC, id LIMIT ?3"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![campaign.to_string(), ms(now), n], contact_row)?.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(decoding)?;
+            let mut claims = Vec::with_capacity(due.len());
+            for mut contact in due {
+                contact.attempts += 1;
+                contact.state = ContactState::Dialing;
+                let call = Call::queued(org, campaign, contact.id, contact.attempts, contact.phone.clone(), now);
+                contact.last_call_id = Some(call.id);
+                insert_call(tx, &call)?;
+                update_contact(tx, &contact)?;
+                claims.push(Claim { contact, call });
+            }
+            tx.execute(
+                "UPDATE campaigns SET active_calls = active_calls + ?2, calls_total = calls_total + ?2 WHERE id = ?1",
+                params![campaign.to_string(), claims.len() as i64],
+            )
+            .map_err(backend)?;
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn apply_call_event(&self, org: OrgId, call_id: CallId, event: CallEvent, received_at: DateTime<Utc>) -> Result<Applied> {
+        let (event, received_at) = (normalised(event), millis(received_at));
+        self.write(move |tx| {
+            let mut call = call_in_org(tx, org, call_id)?;
+            let appended = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO call_events (call_id, dedupe_key, seq, occurred_at, received_at, kind) \
+                     VALUES (?1, ?2, (SELECT COUNT(*) FROM call_events WHERE call_id = ?1), ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![call_id.to_string(), event.dedupe_key, ms(event.occurred_at), ms(received_at), to_json(&event.kind)])
+                })
+                .map_err(backend)?;
+            if appended == 0 {
+                return Ok(Applied { duplicate: true, call, transition: None, contact_fate: None });
+            }
+            let absorbed = call.absorb(&event);
+            tx.prepare_cached(
+                "UPDATE calls SET state = ?2, end_reason = ?3, ended_at = ?4, details = ?5, last_status_at = ?6 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    call_id.to_string(),
+                    call.state.as_str(),
+                    end_reason_text(&call),
+                    call.ended_at.map(ms),
+                    to_json(&call.details),
+                    ms(call.last_status_at),
+                ])
+            })
+            .map_err(backend)?;
+            let mut contact_fate = None;
+            let mut done_delta = 0;
+            if absorbed.decides_contact(&call) {
+                let campaign = campaign_in_org(tx, org, call.campaign_id)?;
+                let mut contact = tx
+                    .prepare_cached(&format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?1"))
+                    .and_then(|mut s| s.query_row(params![call.contact_id.to_string()], contact_row))
+                    .map_err(decoding)?;
+                if let Some((fate, delta)) = settle_contact(&mut contact, &call, &campaign.settings.retry_policy) {
+                    update_contact(tx, &contact)?;
+                    contact_fate = Some(fate);
+                    done_delta = delta;
+                }
+            }
+            let released = i64::from(absorbed.transition.releases_capacity);
+            if released != 0 || done_delta != 0 {
+                tx.prepare_cached(
+                    "UPDATE campaigns SET active_calls = active_calls - ?2, contacts_done = contacts_done + ?3 WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![call.campaign_id.to_string(), released, done_delta]))
+                .map_err(backend)?;
+            }
+            Ok(Applied { duplicate: false, call, transition: Some(absorbed.transition), contact_fate })
+        })
+        .await
+    }
+
+    async fn get_call(&self, org: OrgId, id: CallId) -> Result<Call> {
+        self.read(move |conn| call_in_org(conn, org, id)).await
+    }
+
+    async fn list_calls(&self, org: OrgId, campaign: CampaignId, page: PageRequest) -> Result<Page<Call>> {
+        self.read(move |conn| {
+            campaign_in_org(conn, org, campaign)?;
+            let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+            id_page(conn, &sql, &[&campaign.to_string()], &page, call_row, |c| c.id.to_string())
+        })
+        .await
+    }
+
+    async fn list_call_events(&self, org: OrgId, call: CallId) -> Result<Vec<StoredCallEvent>> {
+        self.read(move |conn| {
+            call_in_org(conn, org, call)?;
+            conn.prepare_cached("SELECT dedupe_key, occurred_at, kind, received_at FROM call_events WHERE call_id = ?1 ORDER BY seq")
+                .and_then(|mut s| {
+                    s.query_map(params![call.to_string()], |r| {
+                        Ok(StoredCallEvent {
+                            event: CallEvent { dedupe_key: r.get(0)?, occurred_at: from_ms(r.get(1)?)?, kind: json(r.get(2)?)? },
+                            received_at: from_ms(r.get(3)?)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(decoding)
+        })
+        .await
+    }
+}
+
+pub(crate) fn statuses(list: &[CampaignStatus]) -> String {
+    list.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
+}

@@ -1,0 +1,588 @@
+use chrono::{DateTime, Duration, Utc};
+use domain::{
+    AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, Campaign, CampaignSettings, CampaignStatus, Cap,
+    Contact, ContactDisposition, ContactState, E164, EndReason, Money, NewCampaign, NewContact, OrgId, RetryOutcome, RetryPolicy,
+};
+use rand::{Rng, SeedableRng, seq::SliceRandom};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI64, AtomicU32, Ordering},
+    },
+};
+use store::{ContactFilter, KeyHash, PageRequest, Store, StoreError};
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+/// Distinct valid US numbers: +1 415 XXX YYYY.
+fn phone(n: u64) -> E164 {
+    E164::parse(&format!("+1415{:03}{:04}", 200 + (n / 10_000) % 800, n % 10_000), None).unwrap()
+}
+
+fn contacts(range: std::ops::Range<u64>) -> Vec<NewContact> {
+    range.map(|n| NewContact::new(phone(n), chrono_tz::America::New_York)).collect()
+}
+
+fn event(key: impl Into<String>, at: DateTime<Utc>, kind: CallEventKind) -> CallEvent {
+    CallEvent { dedupe_key: key.into(), occurred_at: at, kind }
+}
+
+fn ended(reason: EndReason) -> CallEventKind {
+    CallEventKind::Ended { reason }
+}
+
+fn details(d: CallDetails) -> CallEventKind {
+    CallEventKind::Details { details: Box::new(d) }
+}
+
+async fn org<S: Store>(store: &S) -> OrgId {
+    store.create_org("Acme Outbound").await.unwrap().id
+}
+
+async fn running_campaign<S: Store>(store: &S, org: OrgId, cap: i64, policy: RetryPolicy, n: u64) -> Campaign {
+    let settings = CampaignSettings { retry_policy: policy, ..Default::default() };
+    let campaign =
+        store.create_campaign(org, NewCampaign::parse("Spring renewals", Cap::parse(cap).unwrap(), settings).unwrap()).await.unwrap();
+    if n > 0 {
+        store.add_contacts(org, campaign.id, contacts(0..n), t0()).await.unwrap();
+    }
+    store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0()).await.unwrap()
+}
+
+async fn all_contacts<S: Store>(store: &S, org: OrgId, campaign: domain::CampaignId) -> Vec<Contact> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(500);
+    loop {
+        let p = store.list_contacts(org, campaign, ContactFilter::default(), page.clone()).await.unwrap();
+        out.extend(p.items);
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+async fn all_calls<S: Store>(store: &S, org: OrgId, campaign: domain::CampaignId) -> Vec<Call> {
+    let mut out = Vec::new();
+    let mut page = PageRequest::first(500);
+    loop {
+        let p = store.list_calls(org, campaign, page.clone()).await.unwrap();
+        out.extend(p.items);
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+fn is_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::NotFound { .. }))
+}
+
+pub async fn organisations_and_api_keys<S: Store>(store: &S) {
+    let org = store.create_org("  Acme  ").await.unwrap();
+    assert_eq!(org.name, "Acme");
+    assert_eq!(store.get_org(org.id).await.unwrap(), org);
+    assert!(is_not_found(store.get_org(OrgId::new()).await));
+
+    let created = store.create_api_key(org.id).await.unwrap();
+    assert!(created.secret.starts_with("odk_") && created.secret.len() > 40);
+    assert_eq!(created.key.hash, KeyHash::of_secret(&created.secret));
+    assert_ne!(created.key.hash.as_str(), created.secret, "only the hash is kept");
+    assert_eq!(store.org_for_api_key(&KeyHash::of_secret(&created.secret)).await.unwrap(), Some(org.id));
+    assert_eq!(store.org_for_api_key(&KeyHash::of_secret("odk_guess")).await.unwrap(), None);
+    assert!(is_not_found(store.create_api_key(OrgId::new()).await), "keys need an existing organisation");
+
+    let other = store.create_org("Other").await.unwrap();
+    assert!(is_not_found(store.revoke_api_key(other.id, &created.key.hash).await), "another organisation cannot revoke it");
+    assert_eq!(store.org_for_api_key(&created.key.hash).await.unwrap(), Some(org.id));
+    store.revoke_api_key(org.id, &created.key.hash).await.unwrap();
+    assert_eq!(store.org_for_api_key(&created.key.hash).await.unwrap(), None);
+    store.revoke_api_key(org.id, &created.key.hash).await.unwrap();
+}
+
+pub async fn records_of_another_organisation_are_not_found<S: Store>(store: &S) {
+    let (a, b) = (org(store).await, org(store).await);
+    let campaign = running_campaign(store, a, 2, RetryPolicy::default(), 3).await;
+    let claims = store.claim_due_contacts(a, campaign.id, t0(), 1).await.unwrap();
+    let call = &claims[0].call;
+    let contact = &claims[0].contact;
+
+    assert!(is_not_found(store.get_campaign(b, campaign.id).await));
+    assert!(store.list_campaigns(b, PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(is_not_found(store.set_campaign_status(b, campaign.id, &[CampaignStatus::Running], CampaignStatus::Paused, t0()).await));
+    assert!(is_not_found(store.add_contacts(b, campaign.id, contacts(10..11), t0()).await));
+    assert!(is_not_found(store.get_contact(b, campaign.id, contact.id).await));
+    assert!(is_not_found(store.list_contacts(b, campaign.id, ContactFilter::default(), PageRequest::default()).await));
+    assert!(is_not_found(store.claim_due_contacts(b, campaign.id, t0(), 5).await));
+    assert!(is_not_found(store.get_call(b, call.id).await));
+    assert!(is_not_found(store.list_calls(b, campaign.id, PageRequest::default()).await));
+    assert!(is_not_found(store.list_call_events(b, call.id).await));
+    assert!(is_not_found(store.apply_call_event(b, call.id, event("x", t0(), ended(EndReason::Completed)), t0()).await));
+
+    let untouched = store.get_call(a, call.id).await.unwrap();
+    assert_eq!(untouched.state, CallState::Queued, "a refused event changes nothing");
+    assert!(store.list_call_events(a, call.id).await.unwrap().is_empty());
+    assert_eq!(store.get_campaign(a, campaign.id).await.unwrap().counters.contacts_total, 3);
+}
+
+pub async fn phone_numbers_are_unique_per_campaign<S: Store>(store: &S) {
+    let org = org(store).await;
+    let campaign = running_campaign(store, org, 1, RetryPolicy::default(), 0).await;
+    let mut batch = contacts(0..3);
+    batch.push(NewContact::new(phone(1), chrono_tz::Europe::London));
+    let added = store.add_contacts(org, campaign.id, batch, t0()).await.unwrap();
+    assert_eq!((added.added, added.duplicates), (3, 1), "a duplicate inside the batch");
+    let added = store.add_contacts(org, campaign.id, contacts(2..5), t0()).await.unwrap();
+    assert_eq!((added.added, added.duplicates), (2, 1), "a duplicate of an earlier batch");
+    let other = running_campaign(store, org, 1, RetryPolicy::default(), 0).await;
+    assert_eq!(
+        store.add_contacts(org, other.id, contacts(0..2), t0()).await.unwrap().added,
+        2,
+        "another campaign may have the same numbers"
+    );
+
+    let stored = all_contacts(store, org, campaign.id).await;
+    assert_eq!(stored.len(), 5);
+    assert_eq!(stored.iter().map(|c| c.phone.clone()).collect::<HashSet<_>>().len(), 5);
+    assert_eq!(stored[1].timezone, chrono_tz::America::New_York, "the first occurrence wins");
+    assert_eq!(store.get_campaign(org, campaign.id).await.unwrap().counters.contacts_total, 5);
+    let one = store.get_contact(org, campaign.id, stored[0].id).await.unwrap();
+    assert_eq!(one, stored[0]);
+    assert_eq!((one.state, one.attempts, one.disposition), (ContactState::Ready, 0, None));
+}
+
+pub async fn lists_page_with_opaque_stable_cursors<S: Store>(store: &S) {
+    let org = org(store).await;
+    let mut created = Vec::new();
+    for i in 0..23 {
+        let c = store
+            .create_campaign(org, NewCampaign::parse(&format!("c{i}"), Cap::DEFAULT, CampaignSettings::default()).unwrap())
+            .await
+            .unwrap();
+        created.push(c.id);
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(5);
+    let mut pages = 0;
+    loop {
+        let p = store.list_campaigns(org, page.clone()).await.unwrap();
+        pages += 1;
+        assert!(p.items.len() <= 5);
+        // a campaign created mid-walk lands after the ones already listed, never inside them
+        if pages == 2 {
+            created.push(
+                store
+                    .create_campaign(org, NewCampaign::parse("late", Cap::DEFAULT, CampaignSettings::default()).unwrap())
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        seen.extend(p.items.iter().map(|c| c.id));
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created, "every campaign once, in creation order");
+    assert_eq!(pages, 5);
+
+    let bad = PageRequest::new(Some(5), Some("not-a-cursor".into()));
+    assert!(matches!(store.list_campaigns(org, bad).await, Err(StoreError::InvalidCursor)));
+
+    let campaign = running_campaign(store, org, 3, RetryPolicy::default(), 12).await;
+    store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    let filter = |state| ContactFilter { state: Some(state) };
+    let mut ready = Vec::new();
+    let mut page = PageRequest::first(4);
+    loop {
+        let p = store.list_contacts(org, campaign.id, filter(ContactState::Ready), page.clone()).await.unwrap();
+        assert!(p.items.iter().all(|c| c.state == ContactState::Ready));
+        ready.extend(p.items);
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(ready.len(), 9);
+    let dialing = store.list_contacts(org, campaign.id, filter(ContactState::Dialing), PageRequest::first(10)).await.unwrap();
+    assert_eq!(dialing.items.len(), 3);
+    assert!(dialing.next_cursor.is_none());
+}
+
+pub async fn status_changes_are_conditional_and_race_safe<S: Store>(store: &S) {
+    let org = org(store).await;
+    let draft = store.create_campaign(org, NewCampaign::parse("race", Cap::DEFAULT, CampaignSettings::default()).unwrap()).await.unwrap();
+    assert_eq!(draft.status, CampaignStatus::Draft);
+    let starts = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.set_campaign_status(org, draft.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0()).await })
+    });
+    let results = futures::future::join_all(starts).await;
+    let won = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+    assert_eq!(won, 1, "exactly one of 8 concurrent starts wins");
+    assert!(results.iter().all(|r| matches!(r, Ok(Ok(_)) | Ok(Err(StoreError::Conflict(_))))));
+    let running = store.get_campaign(org, draft.id).await.unwrap();
+    assert_eq!((running.status, running.started_at), (CampaignStatus::Running, Some(t0())));
+    let later = t0() + Duration::hours(1);
+    let done = store.set_campaign_status(org, draft.id, &[CampaignStatus::Running], CampaignStatus::Completed, later).await.unwrap();
+    assert_eq!((done.status, done.completed_at), (CampaignStatus::Completed, Some(later)));
+    let refused =
+        store.set_campaign_status(org, draft.id, &[CampaignStatus::Draft, CampaignStatus::Paused], CampaignStatus::Running, later).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(ref m)) if m.contains("completed")), "{refused:?}");
+}
+
+pub async fn claims_take_due_contacts_in_priority_order_under_the_cap<S: Store>(store: &S) {
+    let org = org(store).await;
+    let settings = CampaignSettings::default();
+    let campaign = store.create_campaign(org, NewCampaign::parse("p", Cap::parse(4).unwrap(), settings).unwrap()).await.unwrap();
+    let batch: Vec<NewContact> =
+        (0..10).map(|n| NewContact { priority: (n as i32 * 7) % 10, ..NewContact::new(phone(n), chrono_tz::America::Chicago) }).collect();
+    store.add_contacts(org, campaign.id, batch, t0()).await.unwrap();
+    assert!(store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap().is_empty(), "a draft campaign is never dialed");
+    store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0()).await.unwrap();
+
+    let first = store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    assert_eq!(first.iter().map(|c| c.contact.priority).collect::<Vec<_>>(), vec![9, 8, 7], "highest priority first");
+    let second = store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap();
+    assert_eq!(second.len(), 1, "only cap − active slots are free");
+    assert_eq!(second[0].contact.priority, 6);
+    assert!(store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap().is_empty());
+
+    for claim in first.iter().chain(&second) {
+        assert_eq!((claim.contact.state, claim.contact.attempts), (ContactState::Dialing, 1));
+        assert_eq!(claim.contact.last_call_id, Some(claim.call.id));
+        assert_eq!((claim.call.state, claim.call.attempt, &claim.call.phone), (CallState::Queued, 1, &claim.contact.phone));
+        assert_eq!(store.get_call(org, claim.call.id).await.unwrap(), claim.call);
+        assert_eq!(store.get_contact(org, campaign.id, claim.contact.id).await.unwrap(), claim.contact);
+    }
+    let c = store.get_campaign(org, campaign.id).await.unwrap();
+    assert_eq!((c.counters.active_calls, c.counters.calls_total), (4, 4));
+
+    // one ends busy: its slot frees, and its retry is not due for 30 minutes
+    let busy = &first[0];
+    store.apply_call_event(org, busy.call.id, event("b", t0() + Duration::seconds(20), ended(EndReason::Busy)), t0()).await.unwrap();
+    let next = store.claim_due_contacts(org, campaign.id, t0() + Duration::minutes(1), 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0].contact.id, busy.contact.id, "a retry waits until it is due");
+    store.set_campaign_status(org, campaign.id, &[CampaignStatus::Running], CampaignStatus::Paused, t0()).await.unwrap();
+    store.apply_call_event(org, next[0].call.id, event("e", t0() + Duration::seconds(30), ended(EndReason::NoAnswer)), t0()).await.unwrap();
+    assert!(store.claim_due_contacts(org, campaign.id, t0() + Duration::hours(2), 10).await.unwrap().is_empty(), "paused: nothing claimed");
+    store.set_campaign_status(org, campaign.id, &[CampaignStatus::Paused], CampaignStatus::Running, t0()).await.unwrap();
+    // new contacts are due from the start, so they go (by priority) before a retry that fell due later
+    let at_due = store.claim_due_contacts(org, campaign.id, t0() + Duration::minutes(30) + Duration::seconds(20), 10).await.unwrap();
+    assert_eq!(at_due.len(), 1, "three calls are still active under a cap of 4");
+    assert_eq!((at_due[0].contact.priority, at_due[0].call.attempt), (4, 1));
+}
+
+pub async fn events_apply_once_and_never_move_a_call_backwards<S: Store>(store: &S) {
+    let org = org(store).await;
+    let campaign = running_campaign(store, org, 2, RetryPolicy::default(), 1).await;
+    let claim = store.claim_due_contacts(org, campaign.id, t0(), 1).await.unwrap().remove(0);
+    let id = claim.call.id;
+    let at = |s| t0() + Duration::seconds(s);
+
+    let ringing = store.apply_call_event(org, id, event("CA1:1:status", at(1), CallEventKind::Ringing), at(1)).await.unwrap();
+    assert_eq!((ringing.duplicate, ringing.call.state), (false, CallState::Ringing));
+    let answered = store.apply_call_event(org, id, event("CA1:2:status", at(5), CallEventKind::Answered), at(5)).await.unwrap();
+    assert_eq!(answered.call.state, CallState::InProgress);
+    let again = store.apply_call_event(org, id, event("CA1:1:status", at(1), CallEventKind::Ringing), at(6)).await.unwrap();
+    assert!(again.duplicate && again.transition.is_none());
+    assert_eq!(again.call.state, CallState::InProgress);
+    let late_ring = store.apply_call_event(org, id, event("late-ringing", at(2), CallEventKind::Ringing), at(7)).await.unwrap();
+    assert_eq!(late_ring.call.state, CallState::InProgress, "never backwards");
+
+    let end = store.apply_call_event(org, id, event("CA1:3:status", at(65), ended(EndReason::Completed)), at(65)).await.unwrap();
+    assert!(end.transition.unwrap().releases_capacity);
+    assert_eq!(end.contact_fate, Some(domain::ContactFate::Done(ContactDisposition::AnsweredHuman)));
+    let c = store.get_campaign(org, campaign.id).await.unwrap();
+    assert_eq!((c.counters.active_calls, c.counters.contacts_done), (0, 1));
+
+    let dup_end = store.apply_call_event(org, id, event("CA1:3:status", at(65), ended(EndReason::Completed)), at(70)).await.unwrap();
+    assert!(dup_end.duplicate);
+    let other_end = store.apply_call_event(org, id, event("CA1:4:status", at(66), ended(EndReason::Failed)), at(71)).await.unwrap();
+    assert!(!other_end.transition.unwrap().releases_capacity);
+    assert_eq!(other_end.call.end_reason, Some(EndReason::Completed), "the first end is final");
+    let cost = Money::parse("0.0725").unwrap();
+    let report =
+        details(CallDetails { duration_secs: Some(60), cost: Some(cost), summary: Some("Booked a demo".into()), ..Default::default() });
+    let enriched = store.apply_call_event(org, id, event("report", at(80), report), at(80)).await.unwrap();
+    assert_eq!(enriched.call.details.cost, Some(cost));
+    let unknown = store
+        .apply_call_event(org, id, event("weird", at(81), CallEventKind::Unrecognised { description: "forwarding".into() }), at(81))
+        .await
+        .unwrap();
+    assert!(!unknown.duplicate);
+
+    let stored = store.get_call(org, id).await.unwrap();
+    assert_eq!(stored, enriched.call);
+    assert_eq!((stored.state, stored.ended_at, stored.details.duration_secs), (CallState::Ended, Some(at(65)), Some(60)));
+    let c = store.get_campaign(org, campaign.id).await.unwrap();
+    assert_eq!((c.counters.active_calls, c.counters.contacts_done, c.counters.calls_total), (0, 1, 1), "released exactly once");
+    let log = store.list_call_events(org, id).await.unwrap();
+    let keys: Vec<_> = log.iter().map(|e| e.event.dedupe_key.as_str()).collect();
+    assert_eq!(keys, ["CA1:1:status", "CA1:2:status", "late-ringing", "CA1:3:status", "CA1:4:status", "report", "weird"]);
+    assert!(matches!(log[6].event.kind, CallEventKind::Unrecognised { .. }), "unknown events are kept");
+    assert!(is_not_found(store.apply_call_event(org, domain::CallId::new(), event("x", at(1), CallEventKind::Ringing), at(1)).await));
+}
+
+pub async fn retries_follow_the_policy_until_max_attempts<S: Store>(store: &S) {
+    let org = org(store).await;
+    let policy = RetryPolicy::parse(2, 10, [RetryOutcome::NoAnswer]).unwrap();
+    let campaign = running_campaign(store, org, 1, policy, 1).await;
+    let first = store.claim_due_contacts(org, campaign.id, t0(), 1).await.unwrap().remove(0);
+    let applied = store
+        .apply_call_event(org, first.call.id, event("na1", t0() + Duration::seconds(30), ended(EndReason::NoAnswer)), t0())
+        .await
+        .unwrap();
+    let due = t0() + Duration::seconds(30) + Duration::minutes(10);
+    assert_eq!(applied.contact_fate, Some(domain::ContactFate::Retry { due_at: due }));
+    let contact = store.get_contact(org, campaign.id, first.contact.id).await.unwrap();
+    assert_eq!((contact.state, contact.due_at, contact.attempts, contact.disposition), (ContactState::Ready, due, 1, None));
+    assert!(store.claim_due_contacts(org, campaign.id, due - Duration::seconds(1), 1).await.unwrap().is_empty());
+
+    let second = store.claim_due_contacts(org, campaign.id, due, 1).await.unwrap().remove(0);
+    assert_eq!((second.call.attempt, second.contact.attempts), (2, 2));
+    store.apply_call_event(org, second.call.id, event("na2", due + Duration::seconds(30), ended(EndReason::NoAnswer)), due).await.unwrap();
+    let contact = store.get_contact(org, campaign.id, first.contact.id).await.unwrap();
+    assert_eq!((contact.state, contact.disposition), (ContactState::Done, Some(ContactDisposition::MaxAttempts)));
+    let c = store.get_campaign(org, campaign.id).await.unwrap();
+    assert_eq!(c.counters, domain::CampaignCounters { active_calls: 0, contacts_total: 1, contacts_done: 1, calls_total: 2 });
+    assert!(c.counters.is_finished());
+}
+
+pub async fn late_data_revises_the_contact_until_it_is_dialed_again<S: Store>(store: &S) {
+    let org = org(store).await;
+    let policy = RetryPolicy::parse(3, 0, [RetryOutcome::Voicemail]).unwrap();
+    let campaign = running_campaign(store, org, 1, policy, 1).await;
+    let first = store.claim_due_contacts(org, campaign.id, t0(), 1).await.unwrap().remove(0);
+    let end_at = t0() + Duration::seconds(40);
+    store.apply_call_event(org, first.call.id, event("end", end_at, ended(EndReason::Completed)), end_at).await.unwrap();
+    let contact = store.get_contact(org, campaign.id, first.contact.id).await.unwrap();
+    assert_eq!(contact.disposition, Some(ContactDisposition::AnsweredHuman));
+    assert_eq!(store.get_campaign(org, campaign.id).await.unwrap().counters.contacts_done, 1);
+
+    // the answering-machine verdict arrives after the end: it was a voicemail, which retries
+    let amd = details(CallDetails { answered_by: Some(AnsweredBy::MachineEnd), ..Default::default() });
+    let revised = store.apply_call_event(org, first.call.id, event("amd", t0() + Duration::seconds(9), amd), end_at).await.unwrap();
+    assert_eq!(revised.contact_fate, Some(domain::ContactFate::Retry { due_at: end_at }));
+    let contact = store.get_contact(org, campaign.id, first.contact.id).await.unwrap();
+    assert_eq!((contact.state, contact.disposition), (ContactState::Ready, None));
+    let c = store.get_campaign(org, campaign.id).await.unwrap();
+    assert_eq!((c.counters.contacts_done, c.counters.active_calls), (0, 0));
+
+    // once the next attempt has started, news about the old call no longer moves the contact
+    let second = store.claim_due_contacts(org, campaign.id, end_at, 1).await.unwrap().remove(0);
+    let opt_out = details(CallDetails { opted_out: true, ..Default::default() });
+    let late = store.apply_call_event(org, first.call.id, event("opt", end_at, opt_out), end_at).await.unwrap();
+    assert_eq!(late.call.disposition(), Some(CallDisposition::DoNotCall));
+    assert_eq!(late.contact_fate, None);
+    let contact = store.get_contact(org, campaign.id, first.contact.id).await.unwrap();
+    assert_eq!((contact.state, contact.attempts, contact.last_call_id), (ContactState::Dialing, 2, Some(second.call.id)));
+}
+
+/// How a simulated call of the attacks ends, fixed by its contact and attempt.
+fn outcome_of(contact: &Contact, attempt: u32) -> EndReason {
+    let h = contact.phone.as_str().bytes().fold(u64::from(attempt), |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    match h % 10 {
+        0..=6 => EndReason::Completed,
+        7 | 8 => EndReason::Busy,
+        _ => EndReason::NoAnswer,
+    }
+}
+
+pub async fn concurrency_attack_never_exceeds_the_cap_nor_dials_twice<S: Store>(store: &S) {
+    const CONTACTS: u64 = 2_000;
+    const CAP: u32 = 10;
+    let org = org(store).await;
+    let policy = RetryPolicy::parse(3, 0, [RetryOutcome::Busy, RetryOutcome::NoAnswer]).unwrap();
+    let campaign = running_campaign(store, org, CAP.into(), policy, CONTACTS).await;
+    let id = campaign.id;
+
+    let dialed: Arc<Mutex<HashSet<(domain::ContactId, u32)>>> = Arc::default();
+    let in_flight = Arc::new(AtomicI64::new(0));
+    let max_in_flight = Arc::new(AtomicI64::new(0));
+    let max_stored_active = Arc::new(AtomicU32::new(0));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<store::Claim>();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+
+    let claimers: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, dialed, in_flight, max_in_flight, tx) =
+                (store.clone(), dialed.clone(), in_flight.clone(), max_in_flight.clone(), tx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let claims = store.claim_due_contacts(org, id, t0(), CAP).await.unwrap();
+                    if claims.is_empty() {
+                        if store.get_campaign(org, id).await.unwrap().counters.is_finished() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    let now = in_flight.fetch_add(claims.len() as i64, Ordering::SeqCst) + claims.len() as i64;
+                    max_in_flight.fetch_max(now, Ordering::SeqCst);
+                    for claim in claims {
+                        assert!(dialed.lock().unwrap().insert((claim.contact.id, claim.call.attempt)), "contact attempt dialed twice");
+                        tx.send(claim).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+
+    let completers: Vec<_> = (0..6)
+        .map(|_| {
+            let (store, rx, in_flight) = (store.clone(), rx.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(claim) = rx.lock().await.recv().await else { return };
+                    let reason = outcome_of(&claim.contact, claim.call.attempt);
+                    let key = format!("{}:end", claim.call.id);
+                    // counted down before the release, so the count never trails the store's
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    for _ in 0..2 {
+                        store.apply_call_event(org, claim.call.id, event(key.clone(), t0(), ended(reason)), t0()).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let monitor = {
+        let (store, max_stored_active) = (store.clone(), max_stored_active.clone());
+        tokio::spawn(async move {
+            loop {
+                let c = store.get_campaign(org, id).await.unwrap();
+                max_stored_active.fetch_max(c.counters.active_calls, Ordering::SeqCst);
+                if c.counters.is_finished() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    for task in claimers.into_iter().chain(completers).chain([monitor]) {
+        task.await.unwrap();
+    }
+
+    assert!(max_in_flight.load(Ordering::SeqCst) <= i64::from(CAP), "in flight peaked at {}", max_in_flight.load(Ordering::SeqCst));
+    assert!(max_stored_active.load(Ordering::SeqCst) <= CAP);
+    let contacts = all_contacts(store, org, id).await;
+    let calls = all_calls(store, org, id).await;
+    let campaign = store.get_campaign(org, id).await.unwrap();
+    assert_eq!(contacts.len() as u64, CONTACTS);
+    assert!(contacts.iter().all(|c| c.state == ContactState::Done && c.disposition.is_some()), "every contact finished");
+    assert_eq!(calls.len(), dialed.lock().unwrap().len(), "one call per claimed attempt");
+    assert!(calls.iter().all(|c| c.state.is_terminal()));
+    assert_eq!(campaign.counters.active_calls, 0);
+    assert_eq!(campaign.counters.contacts_total, CONTACTS);
+    assert_eq!(campaign.counters.contacts_done, contacts.iter().filter(|c| c.state == ContactState::Done).count() as u64);
+    assert_eq!(campaign.counters.calls_total, calls.len() as u64);
+    assert_eq!(contacts.iter().map(|c| u64::from(c.attempts)).sum::<u64>(), calls.len() as u64);
+    for c in &contacts {
+        let expected = (1..=c.attempts).map(|a| outcome_of(c, a)).last().unwrap();
+        let disposition = match expected {
+            EndReason::Completed => ContactDisposition::AnsweredHuman,
+            _ => ContactDisposition::MaxAttempts,
+        };
+        assert_eq!(c.disposition, Some(disposition), "{c:?}");
+    }
+}
+
+/// A plausible life of one call, with the dedupe keys a provider would give it.
+fn life_of(i: usize, rng: &mut rand::rngs::StdRng) -> Vec<CallEvent> {
+    let at = |s: i64| t0() + Duration::seconds(s);
+    let reason =
+        [EndReason::Completed, EndReason::Completed, EndReason::Busy, EndReason::NoAnswer, EndReason::Failed][rng.random_range(0..5)];
+    let mut events = vec![event(format!("{i}:1"), at(1), CallEventKind::Queued), event(format!("{i}:2"), at(3), CallEventKind::Ringing)];
+    let secs = rng.random_range(5..300);
+    if reason == EndReason::Completed {
+        events.push(event(format!("{i}:3"), at(9), CallEventKind::Answered));
+        let by = if rng.random_bool(0.4) { AnsweredBy::MachineEnd } else { AnsweredBy::Human };
+        events.push(event(format!("{i}:amd"), at(11), details(CallDetails { answered_by: Some(by), ..Default::default() })));
+    }
+    events.push(event(format!("{i}:4"), at(10 + secs), ended(reason)));
+    let report = CallDetails {
+        duration_secs: Some(secs as u32),
+        cost: Some(Money::parse(&format!("0.{:03}", secs)).unwrap()),
+        opted_out: rng.random_bool(0.05),
+        ..Default::default()
+    };
+    events.push(event(format!("{i}:report"), at(12 + secs), details(report)));
+    events
+}
+
+pub async fn reordering_attack_gives_identical_rows<S: Store>(store: &S) {
+    const CALLS: usize = 50;
+    let policy = RetryPolicy::parse(3, 15, [RetryOutcome::Busy, RetryOutcome::NoAnswer, RetryOutcome::Voicemail]).unwrap();
+    let (a, b) = (org(store).await, org(store).await);
+    let ordered = running_campaign(store, a, CALLS as i64, policy.clone(), CALLS as u64).await;
+    let shuffled = running_campaign(store, b, CALLS as i64, policy, CALLS as u64).await;
+    let claims_a = store.claim_due_contacts(a, ordered.id, t0(), CALLS as u32).await.unwrap();
+    let claims_b = store.claim_due_contacts(b, shuffled.id, t0(), CALLS as u32).await.unwrap();
+    assert_eq!((claims_a.len(), claims_b.len()), (CALLS, CALLS));
+    let call_b_of: HashMap<E164, domain::CallId> = claims_b.iter().map(|c| (c.contact.phone.clone(), c.call.id)).collect();
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    let mut noisy = Vec::new();
+    for (i, claim) in claims_a.iter().enumerate() {
+        let life = life_of(i, &mut rng);
+        for e in &life {
+            store.apply_call_event(a, claim.call.id, e.clone(), t0()).await.unwrap();
+        }
+        let call_b = call_b_of[&claim.contact.phone];
+        for e in life {
+            for _ in 0..rng.random_range(1..=3) {
+                noisy.push((call_b, e.clone()));
+            }
+        }
+    }
+    noisy.shuffle(&mut rng);
+    let noisy = Arc::new(Mutex::new(noisy));
+    let appliers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, noisy) = (store.clone(), noisy.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some((call, e)) = noisy.lock().unwrap().pop() else { return };
+                    store.apply_call_event(b, call, e, t0()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in appliers {
+        task.await.unwrap();
+    }
+
+    let by_phone = |contacts: Vec<Contact>| contacts.into_iter().map(|c| (c.phone.clone(), c)).collect::<BTreeMap<_, _>>();
+    let contacts_a = by_phone(all_contacts(store, a, ordered.id).await);
+    let contacts_b = by_phone(all_contacts(store, b, shuffled.id).await);
+    for (phone, ca) in &contacts_a {
+        let cb = &contacts_b[phone];
+        assert_eq!(
+            (ca.state, ca.attempts, ca.due_at, ca.disposition),
+            (cb.state, cb.attempts, cb.due_at, cb.disposition),
+            "contact {phone}"
+        );
+        let (call_a, call_b) =
+            (store.get_call(a, ca.last_call_id.unwrap()).await.unwrap(), store.get_call(b, cb.last_call_id.unwrap()).await.unwrap());
+        assert_eq!(
+            (call_a.state, call_a.end_reason, call_a.ended_at, &call_a.details, call_a.last_status_at, call_a.disposition()),
+            (call_b.state, call_b.end_reason, call_b.ended_at, &call_b.details, call_b.last_status_at, call_b.disposition()),
+            "call to {phone}"
+        );
+        let keys = |log: Vec<store::StoredCallEvent>| log.into_iter().map(|e| e.event.dedupe_key).collect::<HashSet<_>>();
+        assert_eq!(keys(store.list_call_events(a, call_a.id).await.unwrap()), keys(store.list_call_events(b, call_b.id).await.unwrap()));
+    }
+    let (ca, cb) = (store.get_campaign(a, ordered.id).await.unwrap(), store.get_campaign(b, shuffled.id).await.unwrap());
+    assert_eq!(ca.counters, cb.counters);
+    assert_eq!(ca.counters.active_calls, 0);
+    assert_eq!(ca.counters.contacts_done, contacts_a.values().filter(|c| c.state == ContactState::Done).count() as u64);
+}
