@@ -1,1 +1,1 @@
-
+//! End-to-end tests of outdial through its HTTP surface live in `tests/`.

@@ -1,1 +1,13 @@
+//! What every function shares: typed configuration, tracing with masked phone numbers,
+//! `application/problem+json` errors, API-key authentication, and the job-queue port.
 
+pub mod auth;
+pub mod config;
+pub mod problem;
+pub mod queue;
+pub mod telemetry;
+
+pub use auth::{AuthState, Authenticated};
+pub use config::{Config, ConfigError, StoreConfig};
+pub use problem::Problem;
+pub use queue::{JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};

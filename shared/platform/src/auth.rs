@@ -1,0 +1,37 @@
+//! Bearer API-key authentication: an extractor that yields the caller's organisation.
+
+use crate::Problem;
+use axum::{extract::FromRequestParts, http::request::Parts};
+use domain::OrgId;
+use store::{KeyHash, OrgStore};
+
+/// State that can resolve API keys.
+pub trait AuthState: Send + Sync {
+    type Orgs: OrgStore;
+    fn orgs(&self) -> &Self::Orgs;
+}
+
+/// The organisation of the API key in `Authorization: Bearer …`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Authenticated(pub OrgId);
+
+impl<S: AuthState> FromRequestParts<S> for Authenticated {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+            Problem::unauthorized("Send your API key as `Authorization: Bearer <key>` (create one with `outdial key create`).")
+        })?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| Problem::unauthorized("The Authorization header must be `Bearer <key>`."))?;
+        match state.orgs().org_for_api_key(&KeyHash::of_secret(key)).await? {
+            Some(org) => Ok(Self(org)),
+            None => Err(Problem::unauthorized("This API key is unknown or revoked.")),
+        }
+    }
+}

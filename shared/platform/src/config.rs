@@ -1,0 +1,105 @@
+//! Configuration read once from the environment, typed, with errors naming the variable.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// Where records are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    Sqlite { path: PathBuf },
+    DynamoDb { table: String, endpoint: Option<String> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Settings shared by every function and the local stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub log_format: LogFormat,
+    /// SQS endpoint override (moto_server, LocalStack); AWS when unset.
+    pub sqs_endpoint: Option<String>,
+}
+
+impl Config {
+    pub const DEFAULT_DB: &'static str = "./outdial.db";
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads configuration through `var`, so tests need not touch the process environment.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let store = match var("OUTDIAL_STORE").as_deref() {
+            None | Some("sqlite") => StoreConfig::Sqlite { path: var("OUTDIAL_DB").unwrap_or_else(|| Self::DEFAULT_DB.into()).into() },
+            Some("dynamodb") => StoreConfig::DynamoDb {
+                table: var("OUTDIAL_TABLE").ok_or(ConfigError::Missing("OUTDIAL_TABLE"))?,
+                endpoint: var("DYNAMODB_ENDPOINT"),
+            },
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "OUTDIAL_STORE",
+                    reason: format!("{other:?} is neither \"sqlite\" nor \"dynamodb\""),
+                });
+            }
+        };
+        let in_lambda = var("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let log_format = match var("LOG_FORMAT").as_deref() {
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            None if in_lambda => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::Invalid { var: "LOG_FORMAT", reason: format!("{other:?} is neither \"json\" nor \"pretty\"") });
+            }
+        };
+        Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT") })
+    }
+
+    /// A variable a particular function cannot run without.
+    pub fn required(var: &'static str) -> Result<String, ConfigError> {
+        std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(var))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_to_sqlite_and_pretty_logs() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.store, StoreConfig::Sqlite { path: "./outdial.db".into() });
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(config(&[("AWS_LAMBDA_FUNCTION_NAME", "tick")]).unwrap().log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn dynamodb_needs_a_table_and_errors_name_the_variable() {
+        let err = config(&[("OUTDIAL_STORE", "dynamodb")]).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("OUTDIAL_TABLE"));
+        assert!(err.to_string().contains("OUTDIAL_TABLE"));
+        let c = config(&[("OUTDIAL_STORE", "dynamodb"), ("OUTDIAL_TABLE", "t"), ("DYNAMODB_ENDPOINT", "http://127.0.0.1:5000")]).unwrap();
+        assert_eq!(c.store, StoreConfig::DynamoDb { table: "t".into(), endpoint: Some("http://127.0.0.1:5000".into()) });
+        assert!(config(&[("OUTDIAL_STORE", "postgres")]).unwrap_err().to_string().contains("OUTDIAL_STORE"));
+        assert!(config(&[("LOG_FORMAT", "xml")]).is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! `application/problem+json` (RFC 9457) errors with stable `type` URIs.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use store::StoreError;
+
+const TYPE_BASE: &str = "https://outdial.dev/problems/";
+
+/// An error as the API answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// Stable identifier of the kind of problem.
+    #[serde(rename = "type")]
+    #[schema(example = "https://outdial.dev/problems/not-found")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong and what to do about it.
+    pub detail: String,
+    /// Per-field reasons, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self { kind: format!("{TYPE_BASE}{slug}"), title: title.into(), status: status.as_u16(), detail: detail.into(), errors: Vec::new() }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+    }
+
+    /// One problem listing every invalid field.
+    pub fn validation(errors: Vec<domain::ParseError>) -> Self {
+        let detail = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let mut p = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request", detail);
+        p.errors = errors.into_iter().map(|e| FieldError { field: e.field.into(), reason: e.reason }).collect();
+        p
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "Something failed on our side; it was logged. Retry later.",
+        )
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => Self::not_found(e.to_string()),
+            StoreError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail),
+            StoreError::InvalidCursor => Self::new(StatusCode::BAD_REQUEST, "invalid-cursor", "Invalid cursor", e.to_string()),
+            StoreError::Corrupt(_) | StoreError::Backend(_) => {
+                tracing::error!(error = %e, "store failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<domain::ParseError> for Problem {
+    fn from(e: domain::ParseError) -> Self {
+        Self::validation(vec![e])
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(&self)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn store_errors_map_to_stable_problem_types() {
+        let response = Problem::from(StoreError::not_found("campaign", "c1")).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let body: serde_json::Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["type"], "https://outdial.dev/problems/not-found");
+        assert_eq!(body["status"], 404);
+        assert_eq!(body["detail"], "campaign c1 was not found");
+        assert_eq!(
+            Problem::from(StoreError::Backend("disk on fire".into())).detail,
+            Problem::internal().detail,
+            "internals are not leaked"
+        );
+        let v = Problem::validation(vec![domain::ParseError::new("cap", "61 is outside 1–50")]);
+        assert_eq!((v.status, v.errors[0].field.as_str()), (422, "cap"));
+    }
+}
