@@ -286,11 +286,9 @@ impl Call {
                 self.end_reason = Some(*reason);
                 self.ended_at = Some(event.occurred_at);
             }
-            CallEventKind::Answered => {
-                // first answer wins whatever order the events came in
-                if self.details.answered_at.is_none_or(|t| event.occurred_at < t) {
-                    self.details.answered_at = Some(event.occurred_at);
-                }
+            // the earliest answer wins whatever order the events came in
+            CallEventKind::Answered if self.details.answered_at.is_none_or(|t| event.occurred_at < t) => {
+                self.details.answered_at = Some(event.occurred_at);
             }
             CallEventKind::Details { details } => self.details.merge(details),
             _ => {}
