@@ -92,4 +92,7 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(doc["components"]["securitySchemes"]["apiKey"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    let unknown = reqwest::get(format!("{}/no/such/route", app.base)).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.headers()["content-type"], "application/problem+json");
 }

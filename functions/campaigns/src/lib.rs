@@ -3,10 +3,10 @@
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, State},
 };
 use domain::{Campaign, CampaignId, Contact, ContactState};
-use platform::{AuthState, Authenticated, Problem};
+use platform::{AuthState, Authenticated, Problem, extract::Query};
 use serde::{Deserialize, Serialize};
 use store::{ContactFilter, Page, PageRequest, Store};
 use utoipa::{IntoParams, ToSchema};
@@ -136,5 +136,7 @@ mod tests {
         assert_eq!(get("/campaigns/not-an-id".into(), Some(&key_b)).await.unwrap().status(), 404);
         assert_eq!(get(format!("/campaigns/{}", campaign.id), None).await.unwrap().status(), 401);
         assert_eq!(get(format!("/campaigns/{}", campaign.id), Some("odk_wrong")).await.unwrap().status(), 401);
+        let bad = get(format!("/campaigns/{}/contacts?state=bogus", campaign.id), Some(&key_b)).await.unwrap();
+        assert_eq!((bad.status().as_u16(), &bad.headers()["content-type"]), (400, &"application/problem+json".parse().unwrap()));
     }
 }

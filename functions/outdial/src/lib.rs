@@ -46,7 +46,9 @@ pub fn local_stack<S: Store>(store: S) -> Router {
         .merge(campaigns::router::<S>().with_state(campaigns::AppState { store }))
         .split_for_parts();
     let document = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
-    router.route("/openapi.json", get(move || async move { Json(document) }))
+    router
+        .route("/openapi.json", get(move || async move { Json(document) }))
+        .fallback(|uri: axum::http::Uri| async move { platform::Problem::not_found(format!("there is no route {uri}; see /openapi.json")) })
 }
 
 /// Serves the local stack until the process is stopped.

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod extract;
 pub mod problem;
 pub mod queue;
 pub mod telemetry;

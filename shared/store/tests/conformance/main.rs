@@ -17,20 +17,9 @@ async fn dynamodb(test: &str) -> Option<DynamoStore> {
     Some(store)
 }
 
-/// Contacts in the concurrency attack. moto_server deep-copies the whole table on every
-/// transaction, so on DynamoDB the attack runs on fewer contacts (same claimers, same cap).
-const SQLITE_ATTACK_CONTACTS: u64 = 2_000;
-const DYNAMODB_ATTACK_CONTACTS: u64 = 200;
-
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn concurrency_attack_never_exceeds_the_cap_nor_dials_twice() {
-                let store = super::SqliteStore::open_in_memory().expect("open sqlite");
-                super::suite::concurrency_attack_never_exceeds_the_cap_nor_dials_twice(&store, super::SQLITE_ATTACK_CONTACTS).await;
-            }
-
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
@@ -40,13 +29,6 @@ macro_rules! conformance {
             )*
         }
         mod dynamodb {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn concurrency_attack_never_exceeds_the_cap_nor_dials_twice() {
-                if let Some(store) = super::dynamodb("concurrency_attack").await {
-                    super::suite::concurrency_attack_never_exceeds_the_cap_nor_dials_twice(&store, super::DYNAMODB_ATTACK_CONTACTS).await;
-                }
-            }
-
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
@@ -69,5 +51,6 @@ conformance!(
     events_apply_once_and_never_move_a_call_backwards,
     retries_follow_the_policy_until_max_attempts,
     late_data_revises_the_contact_until_it_is_dialed_again,
+    concurrency_attack_never_exceeds_the_cap_nor_dials_twice,
     reordering_attack_gives_identical_rows,
 );
