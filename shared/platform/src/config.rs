@@ -67,11 +67,6 @@ impl Config {
         };
         Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT") })
     }
-
-    /// A variable a particular function cannot run without.
-    pub fn required(var: &'static str) -> Result<String, ConfigError> {
-        std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(var))
-    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,7 @@ impl From<StoreError> for Problem {
             StoreError::NotFound { .. } => Self::not_found(e.to_string()),
             StoreError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail),
             StoreError::InvalidCursor => Self::new(StatusCode::BAD_REQUEST, "invalid-cursor", "Invalid cursor", e.to_string()),
+            StoreError::Invalid(reason) => Self::validation(vec![reason]),
             StoreError::Corrupt(_) | StoreError::Backend(_) => {
                 tracing::error!(error = %e, "store failed");
                 Self::internal()

@@ -4,7 +4,7 @@
 
 use crate::{
     AddedContacts, ApiKey, Applied, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor, KeyHash, OrgStore, Page,
-    PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, sqlite::statuses,
+    PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use aws_sdk_dynamodb::{
     Client,
@@ -446,7 +446,7 @@ async fn backoff(attempt: u32) {
 
 impl OrgStore for DynamoStore {
     async fn create_org(&self, name: &str) -> Result<Organisation> {
-        let name = Organisation::parse_name(name).map_err(|e| StoreError::Conflict(e.to_string()))?;
+        let name = Organisation::parse_name(name)?;
         let org = Organisation { id: OrgId::new(), name, created_at: now() };
         let item = encode(&OrgItem { pk: org_pk(org.id), sk: "ORG".into(), org: org.clone() });
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk)?;

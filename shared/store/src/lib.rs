@@ -26,6 +26,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("the cursor is not one this list handed out; start again without it")]
     InvalidCursor,
+    /// A value the caller passed is not acceptable.
+    #[error(transparent)]
+    Invalid(#[from] domain::ParseError),
     /// A stored record could not be read back: a bug or a manual edit, never user input.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -190,6 +193,11 @@ pub trait CallStore: Send + Sync {
 /// Everything outdial stores; each function asks only for the part it uses.
 pub trait Store: OrgStore + CampaignStore + CallStore + Clone + 'static {}
 impl<T: OrgStore + CampaignStore + CallStore + Clone + 'static> Store for T {}
+
+/// "running or paused", for conflict messages.
+pub(crate) fn statuses(list: &[CampaignStatus]) -> String {
+    list.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
+}
 
 /// Timestamps are kept to the millisecond, so what is returned equals what is read back.
 pub(crate) fn millis(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -3,7 +3,7 @@
 
 use crate::{
     AddedContacts, ApiKey, Applied, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor, KeyHash, OrgStore, Page,
-    PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
+    PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use chrono::{DateTime, Utc};
 use domain::{
@@ -389,7 +389,7 @@ fn id_page<T>(
 
 impl OrgStore for SqliteStore {
     async fn create_org(&self, name: &str) -> Result<Organisation> {
-        let name = Organisation::parse_name(name).map_err(|e| StoreError::Conflict(e.to_string()))?;
+        let name = Organisation::parse_name(name)?;
         let org = Organisation { id: OrgId::new(), name, created_at: now() };
         let row = org.clone();
         self.write(move |tx| {
@@ -421,7 +421,7 @@ impl OrgStore for SqliteStore {
         let key = ApiKey { hash: KeyHash::of_secret(&secret), org_id: org, created_at: now(), revoked_at: None };
         let row = key.clone();
         self.write(move |tx| {
-            campaignless_org_exists(tx, org)?;
+            org_exists(tx, org)?;
             tx.execute(
                 "INSERT INTO api_keys (hash, org_id, created_at) VALUES (?1, ?2, ?3)",
                 params![row.hash.as_str(), org.to_string(), ms(row.created_at)],
@@ -463,7 +463,7 @@ impl OrgStore for SqliteStore {
     }
 }
 
-fn campaignless_org_exists(conn: &Connection, org: OrgId) -> Result<()> {
+fn org_exists(conn: &Connection, org: OrgId) -> Result<()> {
     let found: Option<i64> =
         conn.query_row("SELECT 1 FROM organisations WHERE id = ?1", params![org.to_string()], |r| r.get(0)).optional().map_err(backend)?;
     found.map(|_| ()).ok_or_else(|| StoreError::not_found("organisation", org))
@@ -474,7 +474,7 @@ impl CampaignStore for SqliteStore {
         let campaign = Campaign::draft(org, new, now());
         let c = campaign.clone();
         self.write(move |tx| {
-            campaignless_org_exists(tx, org)?;
+            org_exists(tx, org)?;
             tx.execute(
                 "INSERT INTO campaigns (id, org_id, name, status, cap, settings, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![c.id.to_string(), org.to_string(), c.name, c.status.as_str(), c.cap.get(), to_json(&c.settings), ms(c.created_at)],
@@ -733,8 +733,4 @@ impl CallStore for SqliteStore {
         })
         .await
     }
-}
-
-pub(crate) fn statuses(list: &[CampaignStatus]) -> String {
-    list.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
 }

@@ -87,6 +87,7 @@ pub async fn organisations_and_api_keys<S: Store>(store: &S) {
     assert_eq!(org.name, "Acme");
     assert_eq!(store.get_org(org.id).await.unwrap(), org);
     assert!(is_not_found(store.get_org(OrgId::new()).await));
+    assert!(matches!(store.create_org("   ").await, Err(StoreError::Invalid(_))), "a blank name is refused");
 
     let created = store.create_api_key(org.id).await.unwrap();
     assert!(created.secret.starts_with("odk_") && created.secret.len() > 40);
