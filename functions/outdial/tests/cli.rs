@@ -46,3 +46,33 @@ fn demo_command_exists() {
     let (ok, out, _) = outdial(&dir.path().join("demo.db"), &["demo"]);
     assert!(ok && out.contains("demo"), "{out}");
 }
+
+#[test]
+fn the_same_commands_run_on_dynamodb() {
+    let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "skipped the_same_commands_run_on_dynamodb: DYNAMODB_ENDPOINT is unset");
+        return;
+    };
+    let table = format!("cli-{}", uuid_like());
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_outdial"))
+            .args(args)
+            .env("OUTDIAL_STORE", "dynamodb")
+            .env("OUTDIAL_TABLE", &table)
+            .env("DYNAMODB_ENDPOINT", &endpoint)
+            .output()
+            .expect("run outdial");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["migrate"]);
+    run(&["migrate"]);
+    let org = run(&["org", "create", "Acme"]);
+    let key = run(&["key", "create", "--org", last_line(&org)]);
+    assert!(last_line(&key).starts_with("odk_"));
+}
+
+fn uuid_like() -> String {
+    domain::OrgId::new().to_string()
+}
