@@ -18,6 +18,7 @@ macro_rules! schema_as_wire_form {
 }
 pub(crate) use schema_as_wire_form;
 
+pub mod assistant;
 pub mod call;
 pub mod campaign;
 pub mod contact;
@@ -28,6 +29,7 @@ pub mod org;
 pub mod phone;
 pub mod policy;
 
+pub use assistant::{Assistant, AssistantConfig, AssistantPatch, AssistantSource, AssistantVersion, NewAssistant, ProviderKind, Voice};
 pub use call::{AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, Transition};
 pub use campaign::{Campaign, CampaignCounters, CampaignSettings, CampaignStatus, NewCampaign};
 pub use contact::{Contact, ContactDisposition, ContactFate, ContactState, NewContact};

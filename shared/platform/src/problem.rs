@@ -74,6 +74,7 @@ impl From<StoreError> for Problem {
             StoreError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail),
             StoreError::InvalidCursor => Self::new(StatusCode::BAD_REQUEST, "invalid-cursor", "Invalid cursor", e.to_string()),
             StoreError::Invalid(reason) => Self::validation(vec![reason]),
+            StoreError::StaleVersion { .. } => Self::new(StatusCode::PRECONDITION_FAILED, "stale-version", "Stale version", e.to_string()),
             StoreError::Corrupt(_) | StoreError::Backend(_) => {
                 tracing::error!(error = %e, "store failed");
                 Self::internal()

@@ -3,8 +3,9 @@
 //! safe under any concurrency; a cancelled transaction is re-read and retried.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor, KeyHash, OrgStore, Page,
-    PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor,
+    KeyHash, OrgStore, Page, PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
+    statuses,
 };
 use aws_sdk_dynamodb::{
     Client,
@@ -17,8 +18,9 @@ use aws_sdk_dynamodb::{
 };
 use chrono::{DateTime, Utc};
 use domain::{
-    Call, CallEvent, CallEventKind, CallId, Campaign, CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact,
-    ContactId, ContactState, NewCampaign, NewContact, OrgId, Organisation,
+    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallEventKind, CallId, Campaign, CampaignCounters,
+    CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactId, ContactState, NewAssistant, NewCampaign, NewContact, OrgId,
+    Organisation,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -201,6 +203,9 @@ impl DynamoStore {
                 .limit((want - raw.len()) as i32);
             if filter.is_some_and(|f| f.contains("#state")) {
                 query = query.expression_attribute_names("#state", "state");
+            }
+            if filter.is_some_and(|f| f.contains("#source")) {
+                query = query.expression_attribute_names("#source", "source");
             }
             for (k, v) in &values {
                 query = query.expression_attribute_values(*k, v.clone());
@@ -828,5 +833,191 @@ impl CallStore for DynamoStore {
                 received_at: e.received_at,
             })
             .collect())
+    }
+}
+
+fn assistant_sk(id: AssistantId) -> String {
+    format!("ASSISTANT#{id}")
+}
+
+fn provider_guard_sk(provider: domain::ProviderKind, pid: &str) -> String {
+    format!("PROVIDER_ASSISTANT#{}#{pid}", provider.as_str())
+}
+
+/// An assistant with its keys; its `version` guards every write.
+#[derive(Serialize, Deserialize)]
+struct AssistantItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    assistant: Assistant,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AssistantVersionItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    version: AssistantVersion,
+}
+
+impl DynamoStore {
+    async fn assistant(&self, org: OrgId, id: AssistantId) -> Result<Assistant> {
+        let item = self.get(org_pk(org), &assistant_sk(id)).await?.ok_or_else(|| StoreError::not_found("assistant", id))?;
+        Ok(decode::<AssistantItem>(item)?.assistant)
+    }
+
+    /// The writes that save `a` (created when `previous` is None, else replacing that version)
+    /// and record its current version.
+    fn assistant_writes(&self, a: &Assistant, previous: Option<u32>) -> Result<Vec<TransactWriteItem>> {
+        let item = encode(&AssistantItem { pk: org_pk(a.org_id), sk: assistant_sk(a.id), assistant: a.clone() });
+        let mut writes = vec![match previous {
+            None => self.put(item, "attribute_not_exists(pk)", &[])?,
+            Some(v) => self.put(item, "version = :v", &[(":v", n(v))])?,
+        }];
+        let version =
+            AssistantVersionItem { pk: format!("ASSISTANT#{}", a.id), sk: format!("VERSION#{:06}", a.version), version: a.snapshot() };
+        writes.push(self.put(encode(&version), "attribute_not_exists(pk)", &[])?);
+        if let (None, Some(pid)) = (previous, &a.provider_assistant_id) {
+            let guard = HashMap::from([
+                ("pk".to_string(), s(org_pk(a.org_id))),
+                ("sk".to_string(), s(provider_guard_sk(a.provider, pid))),
+                ("assistant_id".to_string(), s(a.id.to_string())),
+            ]);
+            writes.push(self.put(guard, "attribute_not_exists(pk)", &[])?);
+        }
+        Ok(writes)
+    }
+
+    /// The assistant holding `new`'s provider id, if any.
+    async fn assistant_by_provider_id(&self, org: OrgId, new: &NewAssistant) -> Result<Option<Assistant>> {
+        let Some(pid) = &new.provider_assistant_id else { return Ok(None) };
+        let Some(guard) = self.get(org_pk(org), &provider_guard_sk(new.provider, pid)).await? else { return Ok(None) };
+        let id = guard.get("assistant_id").and_then(|v| v.as_s().ok()).and_then(|id| AssistantId::parse(id).ok());
+        let id = id.ok_or_else(|| StoreError::Corrupt(format!("provider guard of {pid} names no assistant")))?;
+        Ok(Some(self.assistant(org, id).await?))
+    }
+}
+
+impl AssistantStore for DynamoStore {
+    async fn create_assistant(&self, org: OrgId, new: NewAssistant, now: DateTime<Utc>) -> Result<Assistant> {
+        self.org_exists(org).await?;
+        let assistant = Assistant::new(org, new, millis(now));
+        if self.transact(self.assistant_writes(&assistant, None)?).await? {
+            return Ok(assistant);
+        }
+        Err(StoreError::Conflict(format!(
+            "{} assistant {} is already in the directory; import it to update it",
+            assistant.provider.as_str(),
+            assistant.provider_assistant_id.as_deref().unwrap_or_default()
+        )))
+    }
+
+    async fn import_assistant(&self, org: OrgId, new: NewAssistant, now: DateTime<Utc>) -> Result<(Assistant, bool)> {
+        self.org_exists(org).await?;
+        let now = millis(now);
+        let mut attempt = 0;
+        loop {
+            let (assistant, writes, created) = match self.assistant_by_provider_id(org, &new).await? {
+                Some(mut existing) => {
+                    let before = existing.version;
+                    let patch = AssistantPatch { name: Some(new.name.clone()), config: Some(new.config.clone()), active: None };
+                    if !existing.apply(&patch, now) {
+                        return Ok((existing, false));
+                    }
+                    let writes = self.assistant_writes(&existing, Some(before))?;
+                    (existing, writes, false)
+                }
+                None => {
+                    let created = Assistant::new(org, new.clone(), now);
+                    let writes = self.assistant_writes(&created, None)?;
+                    (created, writes, true)
+                }
+            };
+            // a lost race (a concurrent import of the same id) is re-read and retried
+            if self.transact(writes).await? {
+                return Ok((assistant, created));
+            }
+            attempt += 1;
+            if attempt > MAX_RETRIES {
+                return Err(StoreError::Backend("importing the assistant kept colliding with other writes".into()));
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    async fn get_assistant(&self, org: OrgId, id: AssistantId) -> Result<Assistant> {
+        self.assistant(org, id).await
+    }
+
+    async fn list_assistants(&self, org: OrgId, filter: AssistantFilter, page: PageRequest) -> Result<Page<Assistant>> {
+        let mut values = vec![(":pk", s(org_pk(org))), (":prefix", s("ASSISTANT#"))];
+        let mut conditions = Vec::new();
+        if let Some(active) = filter.active {
+            values.push((":active", AttributeValue::Bool(active)));
+            conditions.push("active = :active");
+        }
+        if let Some(source) = filter.source {
+            values.push((":source", av(&source)));
+            conditions.push("#source = :source");
+        }
+        let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        let (items, next_cursor) = self
+            .page::<AssistantItem>(None, "pk = :pk AND begins_with(sk, :prefix)", condition.as_deref(), values, &page, &["pk", "sk"])
+            .await?;
+        Ok(Page { items: items.into_iter().map(|i| i.assistant).collect(), next_cursor })
+    }
+
+    async fn update_assistant(
+        &self,
+        org: OrgId,
+        id: AssistantId,
+        expected_version: u32,
+        patch: AssistantPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Assistant> {
+        let mut assistant = self.assistant(org, id).await?;
+        if assistant.version != expected_version {
+            return Err(StoreError::StaleVersion { expected: expected_version, current: assistant.version });
+        }
+        if !assistant.apply(&patch, millis(now)) {
+            return Ok(assistant);
+        }
+        if self.transact(self.assistant_writes(&assistant, Some(expected_version))?).await? {
+            return Ok(assistant);
+        }
+        let current = self.assistant(org, id).await?;
+        Err(StoreError::StaleVersion { expected: expected_version, current: current.version })
+    }
+
+    async fn delete_assistant(&self, org: OrgId, id: AssistantId) -> Result<()> {
+        let assistant = self.assistant(org, id).await?;
+        let mut deletes = vec![(org_pk(org), assistant_sk(id))];
+        if let Some(pid) = &assistant.provider_assistant_id {
+            deletes.push((org_pk(org), provider_guard_sk(assistant.provider, pid)));
+        }
+        deletes.extend((1..=assistant.version).map(|v| (format!("ASSISTANT#{id}"), format!("VERSION#{v:06}"))));
+        // the record and its guard first, so a half-finished delete leaves only unreachable versions
+        for (pk, sk) in deletes {
+            self.client.delete_item().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk)).send().await.map_err(sdk)?;
+        }
+        Ok(())
+    }
+
+    async fn list_assistant_versions(&self, org: OrgId, id: AssistantId) -> Result<Vec<AssistantVersion>> {
+        self.assistant(org, id).await?;
+        let mut versions = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let values = vec![(":pk", s(format!("ASSISTANT#{id}"))), (":prefix", s("VERSION#"))];
+            let (items, next) = self
+                .page::<AssistantVersionItem>(None, "pk = :pk AND begins_with(sk, :prefix)", None, values, &page, &["pk", "sk"])
+                .await?;
+            versions.extend(items.into_iter().map(|i| i.version));
+            match next {
+                Some(c) => page.cursor = Some(c),
+                None => return Ok(versions),
+            }
+        }
     }
 }

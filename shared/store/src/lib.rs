@@ -11,8 +11,8 @@ pub use sqlite::SqliteStore;
 
 use chrono::{DateTime, Utc};
 use domain::{
-    Call, CallEvent, CallId, Campaign, CampaignId, CampaignStatus, Contact, ContactFate, ContactId, ContactState, NewCampaign, NewContact,
-    OrgId, Organisation, Transition,
+    Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallEvent, CallId, Campaign, CampaignId,
+    CampaignStatus, Contact, ContactFate, ContactId, ContactState, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Transition,
 };
 use std::future::Future;
 
@@ -26,6 +26,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("the cursor is not one this list handed out; start again without it")]
     InvalidCursor,
+    /// An optimistic update named a version that is no longer the current one.
+    #[error("version {expected} is stale: the record is at version {current}; read it again and retry")]
+    StaleVersion { expected: u32, current: u32 },
     /// A value the caller passed is not acceptable.
     #[error(transparent)]
     Invalid(#[from] domain::ParseError),
@@ -190,9 +193,45 @@ pub trait CallStore: Send + Sync {
     fn list_call_events(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<Vec<StoredCallEvent>>> + Send;
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AssistantFilter {
+    pub active: Option<bool>,
+    pub source: Option<AssistantSource>,
+}
+
+/// The assistant directory: one record per (organisation, provider, provider id), every change
+/// kept as a numbered version.
+pub trait AssistantStore: Send + Sync {
+    /// Adds an assistant at version 1; a conflict when its provider id is already in the directory.
+    fn create_assistant(&self, org: OrgId, new: NewAssistant, now: DateTime<Utc>) -> impl Future<Output = Result<Assistant>> + Send;
+    /// Adds the assistant, or updates the one with the same provider id (true when created).
+    fn import_assistant(&self, org: OrgId, new: NewAssistant, now: DateTime<Utc>)
+    -> impl Future<Output = Result<(Assistant, bool)>> + Send;
+    fn get_assistant(&self, org: OrgId, id: AssistantId) -> impl Future<Output = Result<Assistant>> + Send;
+    fn list_assistants(
+        &self,
+        org: OrgId,
+        filter: AssistantFilter,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<Assistant>>> + Send;
+    /// Applies `patch` if the assistant is still at `expected_version`.
+    fn update_assistant(
+        &self,
+        org: OrgId,
+        id: AssistantId,
+        expected_version: u32,
+        patch: AssistantPatch,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Assistant>> + Send;
+    /// Removes it from the directory (never at the provider).
+    fn delete_assistant(&self, org: OrgId, id: AssistantId) -> impl Future<Output = Result<()>> + Send;
+    /// Every version, oldest first.
+    fn list_assistant_versions(&self, org: OrgId, id: AssistantId) -> impl Future<Output = Result<Vec<AssistantVersion>>> + Send;
+}
+
 /// Everything outdial stores; each function asks only for the part it uses.
-pub trait Store: OrgStore + CampaignStore + CallStore + Clone + 'static {}
-impl<T: OrgStore + CampaignStore + CallStore + Clone + 'static> Store for T {}
+pub trait Store: OrgStore + CampaignStore + CallStore + AssistantStore + Clone + 'static {}
+impl<T: OrgStore + CampaignStore + CallStore + AssistantStore + Clone + 'static> Store for T {}
 
 /// "running or paused", for conflict messages.
 pub(crate) fn statuses(list: &[CampaignStatus]) -> String {

@@ -2,13 +2,15 @@
 //! migrations, every operation one `BEGIN IMMEDIATE` transaction.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor, KeyHash, OrgStore, Page,
-    PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor,
+    KeyHash, OrgStore, Page, PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
+    statuses,
 };
 use chrono::{DateTime, Utc};
 use domain::{
-    Call, CallEvent, CallId, CallState, Campaign, CampaignCounters, CampaignId, CampaignStatus, Cap, Contact, ContactDisposition,
-    ContactId, ContactState, E164, NewCampaign, NewContact, OrgId, Organisation,
+    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallId, CallState, Campaign, CampaignCounters, CampaignId,
+    CampaignStatus, Cap, Contact, ContactDisposition, ContactId, ContactState, E164, NewAssistant, NewCampaign, NewContact, OrgId,
+    Organisation,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::{
@@ -17,7 +19,8 @@ use std::{
 };
 
 /// Schema migrations, applied in order; the index + 1 is the version recorded.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE organisations (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -88,7 +91,28 @@ CREATE TABLE call_events (
     kind TEXT NOT NULL,
     PRIMARY KEY (call_id, dedupe_key)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE assistants (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    provider TEXT NOT NULL,
+    provider_assistant_id TEXT,
+    source TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    UNIQUE (org_id, provider, provider_assistant_id)
+);
+CREATE INDEX assistants_by_org ON assistants(org_id, id);
+CREATE TABLE assistant_versions (
+    assistant_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (assistant_id, version)
+);
+"#,
+];
 
 /// The SQLite store. Cheap to clone; all clones share one connection.
 #[derive(Clone)]
@@ -729,6 +753,147 @@ impl CallStore for SqliteStore {
                     })?
                     .collect()
                 })
+                .map_err(decoding)
+        })
+        .await
+    }
+}
+
+fn assistant_in_org(conn: &Connection, org: OrgId, id: AssistantId) -> Result<Assistant> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM assistants WHERE id = ?1 AND org_id = ?2")
+        .and_then(|mut s| s.query_row(params![id.to_string(), org.to_string()], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    serde_json::from_str(&doc.ok_or_else(|| StoreError::not_found("assistant", id))?).map_err(corrupt)
+}
+
+fn assistant_by_provider_id(conn: &Connection, org: OrgId, new: &NewAssistant) -> Result<Option<Assistant>> {
+    let Some(pid) = &new.provider_assistant_id else { return Ok(None) };
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM assistants WHERE org_id = ?1 AND provider = ?2 AND provider_assistant_id = ?3")
+        .and_then(|mut s| s.query_row(params![org.to_string(), new.provider.as_str(), pid], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    doc.map(|d| serde_json::from_str(&d).map_err(corrupt)).transpose()
+}
+
+/// Writes the assistant's row and its current version.
+fn save_assistant(tx: &rusqlite::Transaction<'_>, a: &Assistant) -> Result<()> {
+    tx.execute(
+        "INSERT INTO assistants (id, org_id, provider, provider_assistant_id, source, active, version, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET active = excluded.active, version = excluded.version, doc = excluded.doc",
+        params![
+            a.id.to_string(),
+            a.org_id.to_string(),
+            a.provider.as_str(),
+            a.provider_assistant_id,
+            a.source.as_str(),
+            a.active,
+            a.version,
+            to_json(a)
+        ],
+    )
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(format!(
+            "{} assistant {} is already in the directory; import it to update it",
+            a.provider.as_str(),
+            a.provider_assistant_id.as_deref().unwrap_or_default()
+        )),
+        other => backend(other),
+    })?;
+    tx.execute(
+        "INSERT INTO assistant_versions (assistant_id, version, doc) VALUES (?1, ?2, ?3)",
+        params![a.id.to_string(), a.version, to_json(&a.snapshot())],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+impl AssistantStore for SqliteStore {
+    async fn create_assistant(&self, org: OrgId, new: NewAssistant, now: DateTime<Utc>) -> Result<Assistant> {
+        let assistant = Assistant::new(org, new, millis(now));
+        let row = assistant.clone();
+        self.write(move |tx| {
+            org_exists(tx, org)?;
+            save_assistant(tx, &row)
+        })
+        .await?;
+        Ok(assistant)
+    }
+
+    async fn import_assistant(&self, org: OrgId, new: NewAssistant, now: DateTime<Utc>) -> Result<(Assistant, bool)> {
+        let now = millis(now);
+        self.write(move |tx| {
+            org_exists(tx, org)?;
+            match assistant_by_provider_id(tx, org, &new)? {
+                Some(mut existing) => {
+                    let patch = AssistantPatch { name: Some(new.name), config: Some(new.config), active: None };
+                    if existing.apply(&patch, now) {
+                        save_assistant(tx, &existing)?;
+                    }
+                    Ok((existing, false))
+                }
+                None => {
+                    let created = Assistant::new(org, new, now);
+                    save_assistant(tx, &created)?;
+                    Ok((created, true))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn get_assistant(&self, org: OrgId, id: AssistantId) -> Result<Assistant> {
+        self.read(move |conn| assistant_in_org(conn, org, id)).await
+    }
+
+    async fn list_assistants(&self, org: OrgId, filter: AssistantFilter, page: PageRequest) -> Result<Page<Assistant>> {
+        self.read(move |conn| {
+            let sql = "SELECT doc FROM assistants WHERE org_id = ?1 AND (?2 IS NULL OR active = ?2) AND (?3 IS NULL OR source = ?3) \
+                       AND id > ?4 ORDER BY id LIMIT ?5";
+            let source = filter.source.map(|s| s.as_str());
+            id_page(conn, sql, &[&org.to_string(), &filter.active, &source], &page, |r| json(r.get(0)?), |a: &Assistant| a.id.to_string())
+        })
+        .await
+    }
+
+    async fn update_assistant(
+        &self,
+        org: OrgId,
+        id: AssistantId,
+        expected_version: u32,
+        patch: AssistantPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Assistant> {
+        let now = millis(now);
+        self.write(move |tx| {
+            let mut assistant = assistant_in_org(tx, org, id)?;
+            if assistant.version != expected_version {
+                return Err(StoreError::StaleVersion { expected: expected_version, current: assistant.version });
+            }
+            if assistant.apply(&patch, now) {
+                save_assistant(tx, &assistant)?;
+            }
+            Ok(assistant)
+        })
+        .await
+    }
+
+    async fn delete_assistant(&self, org: OrgId, id: AssistantId) -> Result<()> {
+        self.write(move |tx| {
+            assistant_in_org(tx, org, id)?;
+            tx.execute("DELETE FROM assistant_versions WHERE assistant_id = ?1", params![id.to_string()]).map_err(backend)?;
+            tx.execute("DELETE FROM assistants WHERE id = ?1", params![id.to_string()]).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_assistant_versions(&self, org: OrgId, id: AssistantId) -> Result<Vec<AssistantVersion>> {
+        self.read(move |conn| {
+            assistant_in_org(conn, org, id)?;
+            conn.prepare_cached("SELECT doc FROM assistant_versions WHERE assistant_id = ?1 ORDER BY version")
+                .and_then(|mut s| s.query_map(params![id.to_string()], |r| json(r.get(0)?))?.collect())
                 .map_err(decoding)
         })
         .await

@@ -58,4 +58,7 @@ conformance!(
     late_data_revises_the_contact_until_it_is_dialed_again,
     concurrency_attack_never_exceeds_the_cap_nor_dials_twice,
     reordering_attack_gives_identical_rows,
+    assistants_are_listed_filtered_and_scoped,
+    assistant_changes_are_versioned_and_optimistic,
+    imports_of_one_provider_id_never_duplicate,
 );

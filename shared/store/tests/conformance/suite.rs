@@ -3,6 +3,7 @@ use domain::{
     AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, Campaign, CampaignSettings, CampaignStatus, Cap,
     Contact, ContactDisposition, ContactState, E164, EndReason, Money, NewCampaign, NewContact, OrgId, RetryOutcome, RetryPolicy,
 };
+use domain::{Assistant, AssistantConfig, AssistantPatch, AssistantSource, NewAssistant, ProviderKind};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -11,7 +12,7 @@ use std::{
         atomic::{AtomicI64, AtomicU32, Ordering},
     },
 };
-use store::{ContactFilter, KeyHash, PageRequest, Store, StoreError};
+use store::{AssistantFilter, ContactFilter, KeyHash, PageRequest, Store, StoreError};
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap()
@@ -587,4 +588,116 @@ pub async fn reordering_attack_gives_identical_rows<S: Store>(store: &S) {
     assert_eq!(ca.counters, cb.counters);
     assert_eq!(ca.counters.active_calls, 0);
     assert_eq!(ca.counters.contacts_done, contacts_a.values().filter(|c| c.state == ContactState::Done).count() as u64);
+}
+
+fn assistant_config(prompt: &str) -> AssistantConfig {
+    AssistantConfig {
+        system_prompt: prompt.into(),
+        first_message: "Hi, this is an AI assistant calling for Acme.".into(),
+        end_call_message: None,
+        voice: None,
+        model: Some("gpt-4o".into()),
+        language: None,
+        silence_timeout_seconds: Some(30),
+        max_duration_seconds: Some(600),
+    }
+}
+
+fn new_assistant(name: &str, provider_id: Option<&str>, source: AssistantSource) -> NewAssistant {
+    NewAssistant {
+        name: name.into(),
+        provider: ProviderKind::Vapi,
+        provider_assistant_id: provider_id.map(str::to_string),
+        source,
+        config: assistant_config("You book demos."),
+    }
+}
+
+pub async fn assistants_are_listed_filtered_and_scoped<S: Store>(store: &S) {
+    let (org, other) = (org(store).await, org(store).await);
+    let mut created: Vec<Assistant> = Vec::new();
+    for i in 0..5 {
+        let source = if i % 2 == 0 { AssistantSource::Local } else { AssistantSource::Imported };
+        created.push(store.create_assistant(org, new_assistant(&format!("a{i}"), Some(&format!("pid-{i}")), source), t0()).await.unwrap());
+    }
+    let off =
+        store.update_assistant(org, created[1].id, 1, AssistantPatch { active: Some(false), ..Default::default() }, t0()).await.unwrap();
+    assert_eq!((off.active, off.version), (false, 2));
+    assert_eq!(store.get_assistant(org, created[0].id).await.unwrap(), created[0]);
+
+    let names = |page: store::Page<Assistant>| page.items.into_iter().map(|a| a.name).collect::<Vec<_>>();
+    let all = store.list_assistants(org, AssistantFilter::default(), PageRequest::first(3)).await.unwrap();
+    assert_eq!(names(all.clone()), ["a0", "a1", "a2"]);
+    let rest = store.list_assistants(org, AssistantFilter::default(), PageRequest { limit: 3, cursor: all.next_cursor }).await.unwrap();
+    assert_eq!((names(rest.clone()), rest.next_cursor), (vec!["a3".to_string(), "a4".to_string()], None));
+    let active = AssistantFilter { active: Some(true), source: None };
+    assert_eq!(names(store.list_assistants(org, active, PageRequest::default()).await.unwrap()), ["a0", "a2", "a3", "a4"]);
+    let imported_active = AssistantFilter { active: Some(true), source: Some(AssistantSource::Imported) };
+    assert_eq!(names(store.list_assistants(org, imported_active, PageRequest::default()).await.unwrap()), ["a3"]);
+
+    assert!(is_not_found(store.get_assistant(other, created[0].id).await));
+    assert!(store.list_assistants(other, AssistantFilter::default(), PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(is_not_found(store.update_assistant(other, created[0].id, 1, AssistantPatch::default(), t0()).await));
+    assert!(is_not_found(store.delete_assistant(other, created[0].id).await));
+    assert!(is_not_found(store.list_assistant_versions(other, created[0].id).await));
+
+    store.delete_assistant(org, created[0].id).await.unwrap();
+    assert!(is_not_found(store.get_assistant(org, created[0].id).await));
+    let again = store.create_assistant(org, new_assistant("a0 again", Some("pid-0"), AssistantSource::Local), t0()).await.unwrap();
+    assert_ne!(again.id, created[0].id, "a deleted assistant frees its provider id");
+}
+
+pub async fn assistant_changes_are_versioned_and_optimistic<S: Store>(store: &S) {
+    let org = org(store).await;
+    let a = store.create_assistant(org, new_assistant("Sales", None, AssistantSource::Local), t0()).await.unwrap();
+    assert_eq!(a.version, 1);
+    let later = t0() + Duration::minutes(5);
+    let patch = AssistantPatch { config: Some(assistant_config("You qualify leads.")), ..Default::default() };
+    let v2 = store.update_assistant(org, a.id, 1, patch.clone(), later).await.unwrap();
+    assert_eq!((v2.version, v2.updated_at, v2.config.system_prompt.as_str()), (2, later, "You qualify leads."));
+    let same = store.update_assistant(org, a.id, 2, patch, later).await.unwrap();
+    assert_eq!(same.version, 2, "no change, no version");
+    let stale = store.update_assistant(org, a.id, 1, AssistantPatch { name: Some("x".into()), ..Default::default() }, later).await;
+    assert!(matches!(stale, Err(StoreError::StaleVersion { expected: 1, current: 2 })), "{stale:?}");
+
+    let racers = (0..8).map(|i| {
+        let store = store.clone();
+        let patch = AssistantPatch { name: Some(format!("racer {i}")), ..Default::default() };
+        tokio::spawn(async move { store.update_assistant(org, a.id, 2, patch, later).await })
+    });
+    let results = futures::future::join_all(racers).await;
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count(), 1, "one of 8 updates of version 2 wins");
+    assert!(results.iter().all(|r| matches!(r, Ok(Ok(_)) | Ok(Err(StoreError::StaleVersion { .. })))));
+
+    let versions = store.list_assistant_versions(org, a.id).await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(versions[0].config.system_prompt, "You book demos.");
+    assert_eq!((versions[1].config.system_prompt.as_str(), versions[1].created_at), ("You qualify leads.", later));
+    assert!(versions[2].name.starts_with("racer "));
+}
+
+pub async fn imports_of_one_provider_id_never_duplicate<S: Store>(store: &S) {
+    let (org, other) = (org(store).await, org(store).await);
+    let importers = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.import_assistant(org, new_assistant("Imported", Some("asst_123"), AssistantSource::Imported), t0()).await
+        })
+    });
+    let results: Vec<(Assistant, bool)> = futures::future::join_all(importers).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1, "created exactly once");
+    assert!(results.iter().all(|(a, _)| a.id == results[0].0.id));
+    let listed = store.list_assistants(org, AssistantFilter::default(), PageRequest::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+
+    let mut changed = new_assistant("Imported, renamed", Some("asst_123"), AssistantSource::Imported);
+    changed.config = assistant_config("Fetched again from the provider.");
+    let (updated, created) = store.import_assistant(org, changed, t0()).await.unwrap();
+    assert!(!created);
+    assert_eq!((updated.id, updated.version, updated.name.as_str()), (results[0].0.id, 2, "Imported, renamed"));
+    let duplicate = store.create_assistant(org, new_assistant("Dup", Some("asst_123"), AssistantSource::Local), t0()).await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict(_))), "{duplicate:?}");
+    let (elsewhere, created) =
+        store.import_assistant(other, new_assistant("Theirs", Some("asst_123"), AssistantSource::Imported), t0()).await.unwrap();
+    assert!(created && elsewhere.id != updated.id, "another organisation has its own directory");
 }

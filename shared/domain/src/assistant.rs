@@ -1,0 +1,250 @@
+//! Assistants: reusable AI voice agents, kept in a directory and mirrored at a provider.
+
+use crate::{AssistantId, OrgId, ParseError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where an assistant runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Vapi,
+    Elevenlabs,
+    Retell,
+    /// In-process simulated provider for the demo and tests.
+    Simulator,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vapi => "vapi",
+            Self::Elevenlabs => "elevenlabs",
+            Self::Retell => "retell",
+            Self::Simulator => "simulator",
+        }
+    }
+}
+
+/// How an assistant came into the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AssistantSource {
+    Local,
+    Imported,
+    Template,
+}
+
+impl AssistantSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Imported => "imported",
+            Self::Template => "template",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Voice {
+    /// The voice's vendor as the provider names it (e.g. `11labs`).
+    pub provider: String,
+    pub voice_id: String,
+}
+
+/// What an assistant says and how it behaves on a call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssistantConfig {
+    pub system_prompt: String,
+    /// The opening line; regulation wants it to say the caller is an AI assistant.
+    pub first_message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_call_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<Voice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_seconds: Option<u32>,
+}
+
+impl AssistantConfig {
+    pub const MAX_PROMPT_CHARS: usize = 20_000;
+    pub const MAX_MESSAGE_CHARS: usize = 1_000;
+
+    /// Every reason the config cannot be used, not just the first.
+    pub fn validate(&self) -> Result<(), Vec<ParseError>> {
+        let mut errors = Vec::new();
+        let mut text = |field: &'static str, value: &str, max: usize| {
+            let chars = value.trim().chars().count();
+            if chars == 0 || chars > max {
+                errors.push(ParseError::new(field, format!("must be 1–{max} characters")));
+            }
+        };
+        text("config.systemPrompt", &self.system_prompt, Self::MAX_PROMPT_CHARS);
+        text("config.firstMessage", &self.first_message, Self::MAX_MESSAGE_CHARS);
+        if let Some(m) = &self.end_call_message {
+            text("config.endCallMessage", m, Self::MAX_MESSAGE_CHARS);
+        }
+        if let Some(v) = &self.voice {
+            text("config.voice.provider", &v.provider, 100);
+            text("config.voice.voiceId", &v.voice_id, 200);
+        }
+        if let Some(model) = &self.model {
+            text("config.model", model, 200);
+        }
+        if let Some(s) = self.silence_timeout_seconds.filter(|s| !(5..=600).contains(s)) {
+            errors.push(ParseError::new("config.silenceTimeoutSeconds", format!("{s} is outside 5–600 seconds")));
+        }
+        if let Some(s) = self.max_duration_seconds.filter(|s| !(10..=7_200).contains(s)) {
+            errors.push(ParseError::new("config.maxDurationSeconds", format!("{s} is outside 10–7200 seconds")));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Assistant {
+    pub id: AssistantId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub provider: ProviderKind,
+    /// The assistant's id at its provider.
+    pub provider_assistant_id: Option<String>,
+    pub source: AssistantSource,
+    pub config: AssistantConfig,
+    pub active: bool,
+    /// Grows by one with every change; send it as `If-Match` to update.
+    pub version: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An assistant as it is added to the directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewAssistant {
+    pub name: String,
+    pub provider: ProviderKind,
+    pub provider_assistant_id: Option<String>,
+    pub source: AssistantSource,
+    pub config: AssistantConfig,
+}
+
+/// A change to an assistant; absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AssistantPatch {
+    pub name: Option<String>,
+    pub config: Option<AssistantConfig>,
+    pub active: Option<bool>,
+}
+
+/// The assistant as it was after one change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssistantVersion {
+    pub version: u32,
+    pub name: String,
+    pub config: AssistantConfig,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Assistant {
+    pub fn new(org_id: OrgId, new: NewAssistant, now: DateTime<Utc>) -> Self {
+        Self {
+            id: AssistantId::new(),
+            org_id,
+            name: new.name,
+            provider: new.provider,
+            provider_assistant_id: new.provider_assistant_id,
+            source: new.source,
+            config: new.config,
+            active: true,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Applies `patch`; true when anything changed (then the version has grown by one).
+    pub fn apply(&mut self, patch: &AssistantPatch, now: DateTime<Utc>) -> bool {
+        let changed = patch.name.as_ref().is_some_and(|n| *n != self.name)
+            || patch.config.as_ref().is_some_and(|c| *c != self.config)
+            || patch.active.is_some_and(|a| a != self.active);
+        if changed {
+            if let Some(name) = &patch.name {
+                self.name.clone_from(name);
+            }
+            if let Some(config) = &patch.config {
+                self.config = config.clone();
+            }
+            if let Some(active) = patch.active {
+                self.active = active;
+            }
+            self.version += 1;
+            self.updated_at = now;
+        }
+        changed
+    }
+
+    pub fn snapshot(&self) -> AssistantVersion {
+        AssistantVersion {
+            version: self.version,
+            name: self.name.clone(),
+            config: self.config.clone(),
+            active: self.active,
+            created_at: self.updated_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn config() -> AssistantConfig {
+        AssistantConfig {
+            system_prompt: "You book demos.".into(),
+            first_message: "Hi, this is an AI assistant calling for Acme.".into(),
+            end_call_message: None,
+            voice: None,
+            model: None,
+            language: None,
+            silence_timeout_seconds: Some(30),
+            max_duration_seconds: None,
+        }
+    }
+
+    #[test]
+    fn validation_lists_every_problem() {
+        assert!(config().validate().is_ok());
+        let bad = AssistantConfig { system_prompt: " ".into(), first_message: String::new(), silence_timeout_seconds: Some(1), ..config() };
+        let fields: Vec<_> = bad.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["config.systemPrompt", "config.firstMessage", "config.silenceTimeoutSeconds"]);
+    }
+
+    #[test]
+    fn only_real_changes_make_a_version() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let new = NewAssistant {
+            name: "A".into(),
+            provider: ProviderKind::Simulator,
+            provider_assistant_id: None,
+            source: AssistantSource::Local,
+            config: config(),
+        };
+        let mut a = Assistant::new(OrgId::new(), new, t);
+        assert!(!a.apply(&AssistantPatch { name: Some("A".into()), ..Default::default() }, t));
+        assert_eq!(a.version, 1);
+        assert!(a.apply(&AssistantPatch { active: Some(false), ..Default::default() }, t));
+        assert_eq!((a.version, a.active), (2, false));
+        assert_eq!(serde_json::to_value(&a).unwrap()["config"]["firstMessage"], "Hi, this is an AI assistant calling for Acme.");
+    }
+}
