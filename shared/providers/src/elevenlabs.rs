@@ -1,0 +1,103 @@
+//! ElevenLabs Conversational AI agents: `POST /v1/convai/agents/create`,
+//! `GET /v1/convai/agents/{id}`, `PATCH /v1/convai/agents/{id}`, header `xi-api-key`.
+//! Agents are set to μ-law 8 kHz both ways, the format Twilio Media Streams carry.
+
+use crate::{AssistantProvider, ProviderAssistant, ProviderError, RetryPolicy, http::Http};
+use domain::{AssistantConfig, ProviderKind, Voice};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const PROVIDER: &str = "elevenlabs";
+/// The only audio format the Twilio bridge forwards without transcoding.
+pub const TWILIO_AUDIO_FORMAT: &str = "ulaw_8000";
+
+#[derive(Clone)]
+pub struct ElevenLabs {
+    http: Http,
+    api_key: String,
+}
+
+impl std::fmt::Debug for ElevenLabs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElevenLabs").field("api_key", &"<redacted>").finish()
+    }
+}
+
+impl ElevenLabs {
+    pub const BASE_URL: &'static str = "https://api.elevenlabs.io";
+
+    pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
+        Self { http: Http::new(PROVIDER, base_url, retry), api_key: api_key.to_string() }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>, id: &str) -> Result<Value, ProviderError> {
+        self.http.json(method, path, body, |r| r.header("xi-api-key", &self.api_key), &format!("agent {id}")).await
+    }
+}
+
+pub(crate) fn agent_body(name: &str, config: &AssistantConfig) -> Value {
+    let mut prompt = json!({ "prompt": config.system_prompt });
+    if let Some(model) = &config.model {
+        prompt["llm"] = json!(model);
+    }
+    let mut agent = json!({ "first_message": config.first_message, "prompt": prompt });
+    if let Some(language) = &config.language {
+        agent["language"] = json!(language);
+    }
+    let mut tts = json!({ "agent_output_audio_format": TWILIO_AUDIO_FORMAT });
+    if let Some(voice) = &config.voice {
+        tts["voice_id"] = json!(voice.voice_id);
+    }
+    let mut conversation_config = json!({
+        "agent": agent,
+        "tts": tts,
+        "asr": { "user_input_audio_format": TWILIO_AUDIO_FORMAT },
+    });
+    if let Some(s) = config.max_duration_seconds {
+        conversation_config["conversation"] = json!({ "max_duration_seconds": s });
+    }
+    json!({ "name": name, "conversation_config": conversation_config })
+}
+
+fn protocol(detail: &str) -> ProviderError {
+    ProviderError::Protocol { provider: PROVIDER, detail: detail.into() }
+}
+
+pub(crate) fn parse_agent(v: &Value) -> Result<ProviderAssistant, ProviderError> {
+    let id = v["agent_id"].as_str().ok_or_else(|| protocol("agent without an agent_id"))?;
+    let c = &v["conversation_config"];
+    Ok(ProviderAssistant {
+        id: id.to_string(),
+        name: v["name"].as_str().unwrap_or(id).to_string(),
+        config: AssistantConfig {
+            system_prompt: c["agent"]["prompt"]["prompt"].as_str().unwrap_or_default().to_string(),
+            first_message: c["agent"]["first_message"].as_str().unwrap_or_default().to_string(),
+            end_call_message: None,
+            voice: c["tts"]["voice_id"].as_str().map(|id| Voice { provider: "elevenlabs".into(), voice_id: id.into() }),
+            model: c["agent"]["prompt"]["llm"].as_str().map(str::to_string),
+            language: c["agent"]["language"].as_str().map(str::to_string),
+            silence_timeout_seconds: None,
+            max_duration_seconds: c["conversation"]["max_duration_seconds"].as_u64().map(|s| s as u32),
+        },
+    })
+}
+
+impl AssistantProvider for ElevenLabs {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Elevenlabs
+    }
+
+    async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
+        let created = self.call(Method::POST, "/v1/convai/agents/create", Some(&agent_body(name, config)), "(new)").await?;
+        created["agent_id"].as_str().map(str::to_string).ok_or_else(|| protocol("create answered without an agent_id"))
+    }
+
+    async fn get_assistant(&self, id: &str) -> Result<ProviderAssistant, ProviderError> {
+        parse_agent(&self.call(Method::GET, &format!("/v1/convai/agents/{id}"), None, id).await?)
+    }
+
+    async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
+        self.call(Method::PATCH, &format!("/v1/convai/agents/{id}"), Some(&agent_body(name, config)), id).await?;
+        Ok(())
+    }
+}

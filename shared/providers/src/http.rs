@@ -1,0 +1,122 @@
+//! The one HTTP client every provider uses: timeouts, retries with exponential backoff on 429,
+//! 5xx and transport errors, and provider answers mapped to `ProviderError`.
+
+use crate::ProviderError;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+use std::time::Duration;
+
+/// How hard to try before giving up on a transient failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// First backoff; doubles on each retry.
+    pub backoff: Duration,
+    /// Longest wait a `Retry-After` may ask for before we give up instead.
+    pub max_wait: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { retries: 3, backoff: Duration::from_millis(200), max_wait: Duration::from_secs(10), timeout: Duration::from_secs(15) }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    base: String,
+    provider: &'static str,
+    retry: RetryPolicy,
+}
+
+impl Http {
+    pub fn new(provider: &'static str, base: &str, retry: RetryPolicy) -> Self {
+        let client = reqwest::Client::builder().timeout(retry.timeout).build().expect("a TLS backend is compiled in");
+        Self { client, base: base.trim_end_matches('/').to_string(), provider, retry }
+    }
+
+    /// Sends the request built by `build` (again on each retry) and returns the JSON answer.
+    /// `resource` names what a 404 means ("assistant X").
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        authorise: impl Fn(RequestBuilder) -> RequestBuilder,
+        missing: &str,
+    ) -> Result<Value, ProviderError> {
+        let url = format!("{}{path}", self.base);
+        let mut attempt = 0;
+        loop {
+            let mut request = authorise(self.client.request(method.clone(), &url));
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let (error, wait) = match request.send().await {
+                Err(e) => (ProviderError::Unavailable { provider: self.provider, detail: transport(&e) }, None),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let text = response.text().await.unwrap_or_default();
+                    if status.is_success() {
+                        return serde_json::from_str(if text.is_empty() { "null" } else { &text })
+                            .map_err(|e| ProviderError::Protocol { provider: self.provider, detail: e.to_string() });
+                    }
+                    match status {
+                        StatusCode::NOT_FOUND => return Err(ProviderError::NotFound { provider: self.provider, id: missing.to_string() }),
+                        StatusCode::TOO_MANY_REQUESTS => (ProviderError::RateLimited { provider: self.provider }, retry_after),
+                        s if s.is_server_error() => {
+                            (ProviderError::Unavailable { provider: self.provider, detail: format!("{s}: {}", reason(&text)) }, None)
+                        }
+                        s => return Err(ProviderError::Refused { provider: self.provider, status: s.as_u16(), message: reason(&text) }),
+                    }
+                }
+            };
+            let wait = wait.unwrap_or(self.retry.backoff * 2u32.saturating_pow(attempt));
+            if attempt >= self.retry.retries || wait > self.retry.max_wait {
+                return Err(error);
+            }
+            tracing::warn!(provider = self.provider, attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying provider request");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+}
+
+fn transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() { "timed out".into() } else { format!("connection failed: {e}") }
+}
+
+/// The provider's own explanation, from the usual error fields, else the raw body.
+fn reason(body: &str) -> String {
+    let Ok(json) = serde_json::from_str::<Value>(body) else { return body.chars().take(500).collect() };
+    let field = ["message", "detail", "error"].iter().find_map(|k| json.get(*k)).unwrap_or(&json);
+    match field {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join("; ")
+        }
+        Value::Object(o) => o.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| field.to_string()),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason;
+
+    #[test]
+    fn reasons_come_from_the_usual_fields() {
+        assert_eq!(reason(r#"{"message":["name must be shorter"],"error":"Bad Request","statusCode":400}"#), "name must be shorter");
+        assert_eq!(reason(r#"{"detail":{"status":"invalid","message":"voice_id not found"}}"#), "voice_id not found");
+        assert_eq!(reason("plain text"), "plain text");
+    }
+}

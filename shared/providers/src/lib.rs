@@ -1,0 +1,57 @@
+//! Providers of AI voice assistants, behind the `AssistantProvider` port: Vapi, ElevenLabs
+//! Conversational AI, and the in-process simulator the demo and tests use.
+
+pub mod elevenlabs;
+mod http;
+pub mod simulator;
+pub mod vapi;
+
+use domain::{AssistantConfig, ProviderKind};
+use std::future::Future;
+
+pub use elevenlabs::ElevenLabs;
+pub use http::RetryPolicy;
+pub use simulator::SimulatedAssistants;
+pub use vapi::Vapi;
+
+/// Why a provider call failed, in terms a caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{provider} has no assistant {id}")]
+    NotFound { provider: &'static str, id: String },
+    /// The provider understood the request and said no (4xx): the reason is its own words.
+    #[error("{provider} refused the request ({status}): {message}")]
+    Refused { provider: &'static str, status: u16, message: String },
+    #[error("{provider} kept rate-limiting the request (429); retry later")]
+    RateLimited { provider: &'static str },
+    /// 5xx, timeouts and connection failures, after the retries.
+    #[error("{provider} is unavailable: {detail}")]
+    Unavailable { provider: &'static str, detail: String },
+    /// The provider answered with something that is not its documented format.
+    #[error("{provider} answered in an unexpected format: {detail}")]
+    Protocol { provider: &'static str, detail: String },
+}
+
+impl ProviderError {
+    /// Worth retrying later (as opposed to a refusal that will not change).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::RateLimited { .. } | Self::Unavailable { .. })
+    }
+}
+
+/// An assistant as a provider holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderAssistant {
+    pub id: String,
+    pub name: String,
+    pub config: AssistantConfig,
+}
+
+/// Where assistants live: created, read back and updated at the provider.
+pub trait AssistantProvider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+    /// Creates the assistant and returns the provider's id for it.
+    fn create_assistant(&self, name: &str, config: &AssistantConfig) -> impl Future<Output = Result<String, ProviderError>> + Send;
+    fn get_assistant(&self, id: &str) -> impl Future<Output = Result<ProviderAssistant, ProviderError>> + Send;
+    fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> impl Future<Output = Result<(), ProviderError>> + Send;
+}

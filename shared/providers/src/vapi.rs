@@ -1,0 +1,114 @@
+//! Vapi assistants: `POST /assistant`, `GET /assistant/{id}`, `PATCH /assistant/{id}`,
+//! `Authorization: Bearer <private key>`.
+
+use crate::{AssistantProvider, ProviderAssistant, ProviderError, RetryPolicy, http::Http};
+use domain::{AssistantConfig, ProviderKind, Voice};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const PROVIDER: &str = "vapi";
+/// The model a Vapi assistant gets when the config names none.
+const DEFAULT_MODEL: &str = "gpt-4o";
+
+#[derive(Clone)]
+pub struct Vapi {
+    http: Http,
+    api_key: String,
+}
+
+impl std::fmt::Debug for Vapi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vapi").field("api_key", &"<redacted>").finish()
+    }
+}
+
+impl Vapi {
+    pub const BASE_URL: &'static str = "https://api.vapi.ai";
+
+    pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
+        Self { http: Http::new(PROVIDER, base_url, retry), api_key: api_key.to_string() }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>, id: &str) -> Result<Value, ProviderError> {
+        self.http.json(method, path, body, |r| r.bearer_auth(&self.api_key), &format!("assistant {id}")).await
+    }
+}
+
+/// The body of a create or update: Vapi's CreateAssistantDTO fields.
+pub(crate) fn assistant_body(name: &str, config: &AssistantConfig) -> Value {
+    let mut body = json!({
+        "name": name,
+        "firstMessage": config.first_message,
+        "model": {
+            "provider": "openai",
+            "model": config.model.as_deref().unwrap_or(DEFAULT_MODEL),
+            "messages": [{ "role": "system", "content": config.system_prompt }],
+        },
+    });
+    if let Some(voice) = &config.voice {
+        body["voice"] = json!({ "provider": voice.provider, "voiceId": voice.voice_id });
+    }
+    if let Some(m) = &config.end_call_message {
+        body["endCallMessage"] = json!(m);
+    }
+    if let Some(s) = config.silence_timeout_seconds {
+        body["silenceTimeoutSeconds"] = json!(s);
+    }
+    if let Some(s) = config.max_duration_seconds {
+        body["maxDurationSeconds"] = json!(s);
+    }
+    body
+}
+
+fn protocol(detail: &str) -> ProviderError {
+    ProviderError::Protocol { provider: PROVIDER, detail: detail.into() }
+}
+
+/// Reads a Vapi assistant object back into our config.
+pub(crate) fn parse_assistant(v: &Value) -> Result<ProviderAssistant, ProviderError> {
+    let id = v["id"].as_str().ok_or_else(|| protocol("assistant without an id"))?;
+    let system_prompt = v["model"]["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "system"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    let seconds = |k: &str| v[k].as_f64().map(|s| s.round() as u32);
+    let voice = match (v["voice"]["provider"].as_str(), v["voice"]["voiceId"].as_str()) {
+        (Some(provider), Some(voice_id)) => Some(Voice { provider: provider.into(), voice_id: voice_id.into() }),
+        _ => None,
+    };
+    Ok(ProviderAssistant {
+        id: id.to_string(),
+        name: v["name"].as_str().unwrap_or(id).to_string(),
+        config: AssistantConfig {
+            system_prompt: system_prompt.to_string(),
+            first_message: v["firstMessage"].as_str().unwrap_or_default().to_string(),
+            end_call_message: v["endCallMessage"].as_str().map(str::to_string),
+            voice,
+            model: v["model"]["model"].as_str().map(str::to_string),
+            language: None,
+            silence_timeout_seconds: seconds("silenceTimeoutSeconds"),
+            max_duration_seconds: seconds("maxDurationSeconds"),
+        },
+    })
+}
+
+impl AssistantProvider for Vapi {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Vapi
+    }
+
+    async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
+        let created = self.call(Method::POST, "/assistant", Some(&assistant_body(name, config)), "(new)").await?;
+        Ok(parse_assistant(&created)?.id)
+    }
+
+    async fn get_assistant(&self, id: &str) -> Result<ProviderAssistant, ProviderError> {
+        parse_assistant(&self.call(Method::GET, &format!("/assistant/{id}"), None, id).await?)
+    }
+
+    async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
+        self.call(Method::PATCH, &format!("/assistant/{id}"), Some(&assistant_body(name, config)), id).await?;
+        Ok(())
+    }
+}

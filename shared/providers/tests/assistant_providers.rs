@@ -1,0 +1,206 @@
+//! Each provider adapter against a wiremock fake of its real API: method, path, auth header and
+//! body as the provider defines them; refusals, rate limits and outages.
+
+use domain::{AssistantConfig, Voice};
+use providers::{AssistantProvider, ElevenLabs, ProviderError, RetryPolicy, SimulatedAssistants, Vapi};
+use serde_json::json;
+use std::time::Duration;
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{body_partial_json, header, method, path},
+};
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy { retries: 2, backoff: Duration::from_millis(5), max_wait: Duration::from_secs(2), timeout: Duration::from_secs(5) }
+}
+
+fn config() -> AssistantConfig {
+    AssistantConfig {
+        system_prompt: "You book demos for Acme.".into(),
+        first_message: "Hi, this is an AI assistant calling for Acme.".into(),
+        end_call_message: Some("Thanks, goodbye.".into()),
+        voice: Some(Voice { provider: "11labs".into(), voice_id: "EXAVITQu4vr4xnSDxMaL".into() }),
+        model: Some("gpt-4o-mini".into()),
+        language: None,
+        silence_timeout_seconds: Some(20),
+        max_duration_seconds: Some(600),
+    }
+}
+
+#[tokio::test]
+async fn vapi_create_get_and_update_speak_its_api() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/assistant"))
+        .and(header("authorization", "Bearer vapi-key"))
+        .and(body_partial_json(json!({
+            "name": "Sales",
+            "firstMessage": "Hi, this is an AI assistant calling for Acme.",
+            "model": { "provider": "openai", "model": "gpt-4o-mini", "messages": [{ "role": "system", "content": "You book demos for Acme." }] },
+            "voice": { "provider": "11labs", "voiceId": "EXAVITQu4vr4xnSDxMaL" },
+            "endCallMessage": "Thanks, goodbye.",
+            "silenceTimeoutSeconds": 20,
+            "maxDurationSeconds": 600
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "asst_1", "orgId": "org_9", "name": "Sales" })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let stored = json!({
+        "id": "asst_1", "name": "Sales", "firstMessage": "Hi, this is an AI assistant calling for Acme.",
+        "model": { "provider": "openai", "model": "gpt-4o-mini", "messages": [{ "role": "system", "content": "You book demos for Acme." }] },
+        "voice": { "provider": "11labs", "voiceId": "EXAVITQu4vr4xnSDxMaL" },
+        "endCallMessage": "Thanks, goodbye.", "silenceTimeoutSeconds": 20, "maxDurationSeconds": 600,
+        "createdAt": "2026-11-21T08:00:00.000Z"
+    });
+    Mock::given(method("GET"))
+        .and(path("/assistant/asst_1"))
+        .and(header("authorization", "Bearer vapi-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&stored))
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/assistant/asst_1"))
+        .and(header("authorization", "Bearer vapi-key"))
+        .and(body_partial_json(json!({ "name": "Sales v2", "firstMessage": "Hi, this is an AI assistant calling for Acme." })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&stored))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let vapi = Vapi::new(&server.uri(), "vapi-key", fast_retries());
+    assert_eq!(vapi.create_assistant("Sales", &config()).await.unwrap(), "asst_1");
+    let fetched = vapi.get_assistant("asst_1").await.unwrap();
+    assert_eq!((fetched.id.as_str(), fetched.name.as_str()), ("asst_1", "Sales"));
+    assert_eq!(fetched.config, config(), "what we send is what we read back");
+    vapi.update_assistant("asst_1", "Sales v2", &config()).await.unwrap();
+    assert!(!format!("{vapi:?}").contains("vapi-key"), "credentials never reach logs");
+}
+
+#[tokio::test]
+async fn vapi_refusals_and_missing_assistants_are_typed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/assistant"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({ "message": ["voice.voiceId must be a valid voice"], "error": "Bad Request", "statusCode": 400 })),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/assistant/nope"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({ "message": "Not Found", "statusCode": 404 })))
+        .mount(&server)
+        .await;
+    let vapi = Vapi::new(&server.uri(), "k", fast_retries());
+    let refused = vapi.create_assistant("Sales", &config()).await.unwrap_err();
+    assert_eq!(refused, ProviderError::Refused { provider: "vapi", status: 400, message: "voice.voiceId must be a valid voice".into() });
+    assert!(!refused.is_transient());
+    assert!(matches!(vapi.get_assistant("nope").await, Err(ProviderError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn rate_limits_and_outages_are_retried_with_backoff() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/assistant/a1"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/assistant/a1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "id": "a1", "name": "A", "firstMessage": "Hi", "model": { "model": "gpt-4o", "messages": [] } })),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/assistant/down"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("upstream unavailable"))
+        .expect(3)
+        .mount(&server)
+        .await;
+
+    let vapi = Vapi::new(&server.uri(), "k", fast_retries());
+    assert_eq!(vapi.get_assistant("a1").await.unwrap().name, "A", "a 429 is retried");
+    let down = vapi.get_assistant("down").await.unwrap_err();
+    assert!(matches!(&down, ProviderError::Unavailable { detail, .. } if detail.contains("upstream unavailable")), "{down:?}");
+    assert!(down.is_transient());
+}
+
+#[tokio::test]
+async fn rate_limits_that_persist_give_up_as_rate_limited() {
+    let server = MockServer::start().await;
+    Mock::given(method("PATCH"))
+        .and(path("/v1/convai/agents/ag_1"))
+        .respond_with(ResponseTemplate::new(429))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let el = ElevenLabs::new(&server.uri(), "k", fast_retries());
+    assert_eq!(el.update_assistant("ag_1", "A", &config()).await, Err(ProviderError::RateLimited { provider: "elevenlabs" }));
+}
+
+#[tokio::test]
+async fn elevenlabs_agents_are_set_to_ulaw_8000_both_ways() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/convai/agents/create"))
+        .and(header("xi-api-key", "el-key"))
+        .and(body_partial_json(json!({
+            "name": "Sales",
+            "conversation_config": {
+                "agent": { "first_message": "Hi, this is an AI assistant calling for Acme.", "prompt": { "prompt": "You book demos for Acme.", "llm": "gpt-4o-mini" } },
+                "tts": { "voice_id": "EXAVITQu4vr4xnSDxMaL", "agent_output_audio_format": "ulaw_8000" },
+                "asr": { "user_input_audio_format": "ulaw_8000" },
+                "conversation": { "max_duration_seconds": 600 }
+            }
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "agent_id": "ag_1" })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).and(path("/v1/convai/agents/ag_1")).and(header("xi-api-key", "el-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "agent_id": "ag_1", "name": "Sales",
+            "conversation_config": {
+                "agent": { "first_message": "Hi, this is an AI assistant calling for Acme.", "language": "en", "prompt": { "prompt": "You book demos for Acme.", "llm": "gpt-4o-mini" } },
+                "tts": { "voice_id": "EXAVITQu4vr4xnSDxMaL", "agent_output_audio_format": "ulaw_8000" },
+                "asr": { "user_input_audio_format": "ulaw_8000" },
+                "conversation": { "max_duration_seconds": 600 }
+            }
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/convai/agents/missing"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(json!({ "detail": { "status": "agent_not_found", "message": "Agent not found" } })),
+        )
+        .mount(&server)
+        .await;
+
+    let el = ElevenLabs::new(&server.uri(), "el-key", fast_retries());
+    assert_eq!(el.create_assistant("Sales", &config()).await.unwrap(), "ag_1");
+    let agent = el.get_assistant("ag_1").await.unwrap();
+    assert_eq!(agent.config.first_message, config().first_message);
+    assert_eq!(agent.config.voice.unwrap().voice_id, "EXAVITQu4vr4xnSDxMaL");
+    assert_eq!((agent.config.language.as_deref(), agent.config.max_duration_seconds), (Some("en"), Some(600)));
+    assert!(matches!(el.get_assistant("missing").await, Err(ProviderError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn the_simulator_keeps_what_it_is_given() {
+    let sim = SimulatedAssistants::default();
+    let id = sim.create_assistant("Demo", &config()).await.unwrap();
+    assert_eq!(sim.get_assistant(&id).await.unwrap().config, config());
+    sim.update_assistant(&id, "Demo 2", &config()).await.unwrap();
+    assert_eq!(sim.get_assistant(&id).await.unwrap().name, "Demo 2");
+    assert!(matches!(sim.get_assistant("sim_asst_nope").await, Err(ProviderError::NotFound { .. })));
+}
