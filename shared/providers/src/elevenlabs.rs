@@ -2,7 +2,10 @@
 //! `GET /v1/convai/agents/{id}`, `PATCH /v1/convai/agents/{id}`, header `xi-api-key`.
 //! Agents are set to μ-law 8 kHz both ways, the format Twilio Media Streams carry.
 
-use crate::{AssistantProvider, ProviderAssistant, ProviderError, RetryPolicy, http::Http};
+use crate::{
+    AssistantProvider, ProviderAssistant, ProviderError, RetryPolicy,
+    http::{ApiClient, Credential},
+};
 use domain::{AssistantConfig, ProviderKind, Voice};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -11,27 +14,20 @@ const PROVIDER: &str = "elevenlabs";
 /// The only audio format the Twilio bridge forwards without transcoding.
 pub const TWILIO_AUDIO_FORMAT: &str = "ulaw_8000";
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ElevenLabs {
-    http: Http,
-    api_key: String,
-}
-
-impl std::fmt::Debug for ElevenLabs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ElevenLabs").field("api_key", &"<redacted>").finish()
-    }
+    api: ApiClient,
 }
 
 impl ElevenLabs {
     pub const BASE_URL: &'static str = "https://api.elevenlabs.io";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
-        Self { http: Http::new(PROVIDER, base_url, retry), api_key: api_key.to_string() }
+        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Header("xi-api-key", api_key.to_string()), retry) }
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>, id: &str) -> Result<Value, ProviderError> {
-        self.http.json(method, path, body, |r| r.header("xi-api-key", &self.api_key), &format!("agent {id}")).await
+        self.api.call(method, path, body, &format!("agent {id}")).await
     }
 }
 

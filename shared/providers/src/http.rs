@@ -38,8 +38,7 @@ impl Http {
         Self { client, base: base.trim_end_matches('/').to_string(), provider, retry }
     }
 
-    /// Sends the request built by `build` (again on each retry) and returns the JSON answer.
-    /// `resource` names what a 404 means ("assistant X").
+    /// Sends the request (again on each retry) and returns the JSON answer.
     pub async fn json(
         &self,
         method: Method,
@@ -88,6 +87,41 @@ impl Http {
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
+    }
+}
+
+/// How a provider wants its API key sent.
+#[derive(Clone)]
+pub(crate) enum Credential {
+    Bearer(String),
+    Header(&'static str, String),
+}
+
+/// A provider's HTTP API with its credential, which never appears in `Debug` output or logs.
+#[derive(Clone)]
+pub(crate) struct ApiClient {
+    http: Http,
+    credential: Credential,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient").field("provider", &self.http.provider).field("credential", &"<redacted>").finish()
+    }
+}
+
+impl ApiClient {
+    pub fn new(provider: &'static str, base: &str, credential: Credential, retry: RetryPolicy) -> Self {
+        Self { http: Http::new(provider, base, retry), credential }
+    }
+
+    /// `missing` names what a 404 means, e.g. "assistant asst_1".
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, missing: &str) -> Result<Value, ProviderError> {
+        let authorise = |r: RequestBuilder| match &self.credential {
+            Credential::Bearer(key) => r.bearer_auth(key),
+            Credential::Header(name, key) => r.header(*name, key),
+        };
+        self.http.json(method, path, body, authorise, missing).await
     }
 }
 

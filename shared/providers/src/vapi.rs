@@ -1,7 +1,10 @@
 //! Vapi assistants: `POST /assistant`, `GET /assistant/{id}`, `PATCH /assistant/{id}`,
 //! `Authorization: Bearer <private key>`.
 
-use crate::{AssistantProvider, ProviderAssistant, ProviderError, RetryPolicy, http::Http};
+use crate::{
+    AssistantProvider, ProviderAssistant, ProviderError, RetryPolicy,
+    http::{ApiClient, Credential},
+};
 use domain::{AssistantConfig, ProviderKind, Voice};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -10,27 +13,20 @@ const PROVIDER: &str = "vapi";
 /// The model a Vapi assistant gets when the config names none.
 const DEFAULT_MODEL: &str = "gpt-4o";
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Vapi {
-    http: Http,
-    api_key: String,
-}
-
-impl std::fmt::Debug for Vapi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vapi").field("api_key", &"<redacted>").finish()
-    }
+    api: ApiClient,
 }
 
 impl Vapi {
     pub const BASE_URL: &'static str = "https://api.vapi.ai";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
-        Self { http: Http::new(PROVIDER, base_url, retry), api_key: api_key.to_string() }
+        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Bearer(api_key.to_string()), retry) }
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>, id: &str) -> Result<Value, ProviderError> {
-        self.http.json(method, path, body, |r| r.bearer_auth(&self.api_key), &format!("assistant {id}")).await
+        self.api.call(method, path, body, &format!("assistant {id}")).await
     }
 }
 
