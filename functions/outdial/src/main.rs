@@ -72,12 +72,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
     match config.store {
         StoreConfig::Sqlite { path } => {
             let path = cli.db.clone().unwrap_or(path);
-            execute(SqliteStore::open(&path)?, cli.command).await
+            let store = SqliteStore::open(&path)?;
+            if matches!(cli.command, Command::Migrate) {
+                println!("{} is at schema version {}", path.display(), store.schema_version()?);
+            }
+            execute(store, cli.command).await
         }
         StoreConfig::DynamoDb { table, endpoint } => {
             let store = DynamoStore::connect(&table, endpoint.as_deref()).await;
             if matches!(cli.command, Command::Migrate) {
                 store.create_table().await?;
+                println!("table {table} is ready");
             }
             execute(store, cli.command).await
         }
@@ -96,7 +101,7 @@ async fn execute<S: Store>(store: S, command: Command) -> Result<(), Error> {
             eprintln!("created an API key for organisation {org}; it is shown only this once:");
             println!("{}", created.secret);
         }
-        Command::Migrate => println!("schema is up to date"),
+        Command::Migrate => {}
         Command::Serve { port } => {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
             tracing::info!(address = %listener.local_addr()?, "outdial local stack listening");

@@ -68,6 +68,23 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    pub const ALL: [EndReason; 6] = [Self::Completed, Self::Busy, Self::NoAnswer, Self::Failed, Self::Canceled, Self::Timeout];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Busy => "busy",
+            Self::NoAnswer => "no_answer",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::Timeout => "timeout",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     pub fn state(self) -> CallState {
         match self {
             Self::Completed | Self::Busy | Self::NoAnswer => CallState::Ended,
@@ -362,6 +379,9 @@ mod tests {
         assert_eq!(advance(Ringing, &CallEventKind::Queued).to, Ringing);
         assert_eq!(advance(Queued, &ended(EndReason::Busy)).to, Ended);
         assert_eq!(advance(InProgress, &ended(EndReason::Timeout)).to, Timeout);
+        for r in EndReason::ALL {
+            assert_eq!((EndReason::parse(r.as_str()), serde_json::to_value(r).unwrap()), (Some(r), serde_json::json!(r.as_str())));
+        }
     }
 
     #[test]

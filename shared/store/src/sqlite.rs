@@ -9,8 +9,8 @@ use crate::{
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallId, CallState, Campaign, CampaignCounters, CampaignId,
-    CampaignStatus, Cap, Contact, ContactDisposition, ContactId, ContactState, E164, NewAssistant, NewCampaign, NewContact, OrgId,
-    Organisation,
+    CampaignStatus, Cap, Contact, ContactDisposition, ContactId, ContactState, E164, EndReason, NewAssistant, NewCampaign, NewContact,
+    OrgId, Organisation,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::{
@@ -306,7 +306,10 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<Call> {
         attempt: r.get(4)?,
         phone: parsed(E164::try_from(r.get::<_, String>(5)?))?,
         state: CallState::parse(&r.get::<_, String>(6)?).ok_or_else(|| conversion("unknown call state".into()))?,
-        end_reason: r.get::<_, Option<String>>(7)?.map(|s| json(format!("\"{s}\""))).transpose()?,
+        end_reason: r
+            .get::<_, Option<String>>(7)?
+            .map(|s| EndReason::parse(&s).ok_or_else(|| conversion(format!("unknown end reason {s}"))))
+            .transpose()?,
         ended_at: r.get::<_, Option<i64>>(8)?.map(from_ms).transpose()?,
         details: json(r.get(9)?)?,
         created_at: from_ms(r.get(10)?)?,
@@ -314,8 +317,8 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<Call> {
     })
 }
 
-fn end_reason_text(call: &Call) -> Option<String> {
-    call.end_reason.map(|r| to_json(&r).trim_matches('"').to_string())
+fn end_reason_text(call: &Call) -> Option<&'static str> {
+    call.end_reason.map(EndReason::as_str)
 }
 
 fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
