@@ -205,6 +205,71 @@ impl Assistant {
     }
 }
 
+/// Why an assistant cannot be changed or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("assistant {0} is a built-in template and is read-only; clone it to get an editable copy")]
+pub struct ReadOnlyTemplate(pub AssistantId);
+
+impl Assistant {
+    /// Templates are shared starting points: they are cloned, never edited or deleted.
+    pub fn ensure_editable(&self) -> Result<(), ReadOnlyTemplate> {
+        if self.source == AssistantSource::Template { Err(ReadOnlyTemplate(self.id)) } else { Ok(()) }
+    }
+}
+
+/// The built-in templates every organisation gets. Each one is keyed at the simulator by
+/// `template:<slug>`, so installing them again updates them instead of adding copies.
+/// Every first message says the caller is an AI assistant (FCC 24-17 caller identification).
+pub fn templates() -> [NewAssistant; 3] {
+    let template = |slug: &str, name: &str, system_prompt: &str, first_message: &str, max_duration_seconds: u32| NewAssistant {
+        name: name.into(),
+        provider: ProviderKind::Simulator,
+        provider_assistant_id: Some(format!("{TEMPLATE_PREFIX}{slug}")),
+        source: AssistantSource::Template,
+        config: AssistantConfig {
+            system_prompt: system_prompt.into(),
+            first_message: first_message.into(),
+            end_call_message: Some("Thanks for your time. Goodbye!".into()),
+            voice: None,
+            model: None,
+            language: Some("en".into()),
+            silence_timeout_seconds: Some(20),
+            max_duration_seconds: Some(max_duration_seconds),
+        },
+    };
+    [
+        template(
+            "voicemail-friendly",
+            "Voicemail-friendly",
+            "You call on behalf of {{business_name}}. If a person answers, say why you are calling in one sentence and ask \
+             whether now is a good time. If you reach voicemail, leave a message under 20 seconds with the reason for the call \
+             and a callback number, then end the call. If anyone asks not to be called again, confirm it and end the call.",
+            "Hi {{first_name}}, this is an AI assistant calling on behalf of {{business_name}}.",
+            180,
+        ),
+        template(
+            "short-pitch",
+            "Short pitch",
+            "You are a concise, friendly caller for {{business_name}}. Give a two-sentence pitch, answer questions briefly, \
+             and offer to book a follow-up. Never pressure. If asked not to be called again, confirm it and end the call.",
+            "Hello {{first_name}}, I'm an AI assistant calling from {{business_name}} with a quick 30-second idea. Is now okay?",
+            300,
+        ),
+        template(
+            "discovery",
+            "Discovery call",
+            "You run a short discovery call for {{business_name}}: learn the person's current situation, their main problem \
+             and their timeline, one open question at a time, and summarise what you heard before you close. If asked not to be \
+             called again, confirm it and end the call.",
+            "Hi {{first_name}}, this is an AI assistant from {{business_name}}. I'd love to ask you a few quick questions. Do you have a minute?",
+            600,
+        ),
+    ]
+}
+
+/// The provider-id prefix that marks the built-in templates.
+pub const TEMPLATE_PREFIX: &str = "template:";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +311,18 @@ mod tests {
         assert!(a.apply(&AssistantPatch { active: Some(false), ..Default::default() }, t));
         assert_eq!((a.version, a.active), (2, false));
         assert_eq!(serde_json::to_value(&a).unwrap()["config"]["firstMessage"], "Hi, this is an AI assistant calling for Acme.");
+    }
+
+    #[test]
+    fn templates_are_valid_read_only_and_disclose_the_ai() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for new in templates() {
+            assert!(new.config.validate().is_ok(), "{}", new.name);
+            assert!(new.config.first_message.contains("AI assistant"), "{}", new.name);
+            let template = Assistant::new(OrgId::new(), new, t);
+            assert_eq!(template.ensure_editable(), Err(ReadOnlyTemplate(template.id)));
+        }
+        let local = Assistant::new(OrgId::new(), NewAssistant { source: AssistantSource::Local, ..templates()[0].clone() }, t);
+        assert!(local.ensure_editable().is_ok());
     }
 }

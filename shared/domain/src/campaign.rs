@@ -1,7 +1,7 @@
 //! Campaigns: a list of contacts dialed under a cap, a calling window and a retry policy.
 
-use crate::{CallingWindow, CampaignId, Cap, OrgId, ParseError, RetryPolicy};
-use chrono::{DateTime, Utc};
+use crate::{AssistantId, CallingWindow, CampaignId, Cap, OrgId, ParseError, RetryPolicy};
+use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,7 @@ pub struct NewCampaign {
     pub name: String,
     pub cap: Cap,
     pub settings: CampaignSettings,
+    pub assistant_id: Option<AssistantId>,
 }
 
 impl NewCampaign {
@@ -66,7 +67,12 @@ impl NewCampaign {
         if name.is_empty() || name.chars().count() > Self::MAX_NAME_CHARS {
             return Err(ParseError::new("name", format!("must be 1–{} characters", Self::MAX_NAME_CHARS)));
         }
-        Ok(Self { name: name.to_string(), cap, settings })
+        Ok(Self { name: name.to_string(), cap, settings, assistant_id: None })
+    }
+
+    /// The campaign's calls are made by `assistant`.
+    pub fn with_assistant(self, assistant: AssistantId) -> Self {
+        Self { assistant_id: Some(assistant), ..self }
     }
 }
 
@@ -98,6 +104,9 @@ pub struct Campaign {
     pub status: CampaignStatus,
     pub cap: Cap,
     pub settings: CampaignSettings,
+    /// The assistant that speaks on the campaign's calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant_id: Option<AssistantId>,
     pub counters: CampaignCounters,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -113,6 +122,7 @@ impl Campaign {
             status: CampaignStatus::Draft,
             cap: new.cap,
             settings: new.settings,
+            assistant_id: new.assistant_id,
             counters: CampaignCounters::default(),
             created_at: now,
             started_at: None,
@@ -120,8 +130,43 @@ impl Campaign {
         }
     }
 
+    /// How long a completed campaign still holds its assistant: its late reports and retries may need it.
+    pub const ASSISTANT_HOLD_AFTER_COMPLETION: TimeDelta = TimeDelta::hours(24);
+
+    /// Whether the campaign keeps its assistant from being deleted at `now`: while it may still dial
+    /// (draft, running, paused) and for a day after it completed.
+    pub fn holds_assistant(&self, now: DateTime<Utc>) -> bool {
+        match self.status {
+            CampaignStatus::Draft | CampaignStatus::Running | CampaignStatus::Paused => true,
+            CampaignStatus::Completed => self.completed_at.is_none_or(|at| now - at < Self::ASSISTANT_HOLD_AFTER_COMPLETION),
+            CampaignStatus::Canceled => false,
+        }
+    }
+
     /// Slots free under the cap right now.
     pub fn free_slots(&self) -> u32 {
         self.cap.get().saturating_sub(self.counters.active_calls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_campaign_holds_its_assistant_until_a_day_after_it_completed() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let new = NewCampaign::parse("c", Cap::DEFAULT, CampaignSettings::default()).unwrap().with_assistant(AssistantId::new());
+        let mut c = Campaign::draft(OrgId::new(), new, t);
+        for status in [CampaignStatus::Draft, CampaignStatus::Running, CampaignStatus::Paused] {
+            c.status = status;
+            assert!(c.holds_assistant(t + TimeDelta::days(400)));
+        }
+        c.status = CampaignStatus::Completed;
+        c.completed_at = Some(t);
+        assert!(c.holds_assistant(t + TimeDelta::hours(23)));
+        assert!(!c.holds_assistant(t + TimeDelta::hours(24)));
+        c.status = CampaignStatus::Canceled;
+        assert!(!c.holds_assistant(t));
     }
 }

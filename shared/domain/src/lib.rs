@@ -29,7 +29,9 @@ pub mod org;
 pub mod phone;
 pub mod policy;
 
-pub use assistant::{Assistant, AssistantConfig, AssistantPatch, AssistantSource, AssistantVersion, NewAssistant, ProviderKind, Voice};
+pub use assistant::{
+    Assistant, AssistantConfig, AssistantPatch, AssistantSource, AssistantVersion, NewAssistant, ProviderKind, ReadOnlyTemplate, Voice,
+};
 pub use call::{AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, Transition};
 pub use campaign::{Campaign, CampaignCounters, CampaignSettings, CampaignStatus, NewCampaign};
 pub use contact::{Contact, ContactDisposition, ContactFate, ContactState, NewContact};

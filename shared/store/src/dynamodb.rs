@@ -316,6 +316,8 @@ struct CampaignItem {
     status: CampaignStatus,
     cap: Cap,
     settings: CampaignSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    assistant_id: Option<AssistantId>,
     active_calls: u32,
     contacts_total: u64,
     contacts_done: u64,
@@ -336,6 +338,7 @@ impl From<CampaignItem> for Campaign {
             status: i.status,
             cap: i.cap,
             settings: i.settings,
+            assistant_id: i.assistant_id,
             counters: CampaignCounters {
                 active_calls: i.active_calls,
                 contacts_total: i.contacts_total,
@@ -360,6 +363,7 @@ impl From<&Campaign> for CampaignItem {
             status: c.status,
             cap: c.cap,
             settings: c.settings.clone(),
+            assistant_id: c.assistant_id,
             active_calls: c.counters.active_calls,
             contacts_total: c.counters.contacts_total,
             contacts_done: c.counters.contacts_done,
@@ -539,6 +543,22 @@ impl CampaignStore for DynamoStore {
         let (items, next_cursor) =
             self.page::<CampaignItem>(None, "pk = :pk AND begins_with(sk, :prefix)", None, values, &page, &["pk", "sk"]).await?;
         Ok(Page { items: items.into_iter().map(Campaign::from).collect(), next_cursor })
+    }
+
+    async fn campaigns_using_assistant(&self, org: OrgId, assistant: AssistantId) -> Result<Vec<Campaign>> {
+        let mut campaigns = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let values = vec![(":pk", s(org_pk(org))), (":prefix", s("CAMPAIGN#")), (":assistant", s(assistant.to_string()))];
+            let (items, next) = self
+                .page::<CampaignItem>(None, "pk = :pk AND begins_with(sk, :prefix)", Some("assistant_id = :assistant"), values, &page, &["pk", "sk"])
+                .await?;
+            campaigns.extend(items.into_iter().map(Campaign::from));
+            match next {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => return Ok(campaigns),
+            }
+        }
     }
 
     async fn set_campaign_status(

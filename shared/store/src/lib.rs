@@ -140,6 +140,8 @@ pub trait CampaignStore: Send + Sync {
     fn create_campaign(&self, org: OrgId, campaign: NewCampaign) -> impl Future<Output = Result<Campaign>> + Send;
     fn get_campaign(&self, org: OrgId, id: CampaignId) -> impl Future<Output = Result<Campaign>> + Send;
     fn list_campaigns(&self, org: OrgId, page: PageRequest) -> impl Future<Output = Result<Page<Campaign>>> + Send;
+    /// Every campaign of the organisation whose calls `assistant` makes, in any status.
+    fn campaigns_using_assistant(&self, org: OrgId, assistant: AssistantId) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
     /// Moves the campaign to `to` if its status is one of `from`; otherwise a conflict.
     fn set_campaign_status(
         &self,

@@ -112,6 +112,10 @@ CREATE TABLE assistant_versions (
     PRIMARY KEY (assistant_id, version)
 );
 "#,
+    r#"
+ALTER TABLE campaigns ADD COLUMN assistant_id TEXT;
+CREATE INDEX campaigns_by_assistant ON campaigns(org_id, assistant_id) WHERE assistant_id IS NOT NULL;
+"#,
 ];
 
 /// The SQLite store. Cheap to clone; all clones share one connection.
@@ -248,7 +252,7 @@ fn decoding(e: rusqlite::Error) -> StoreError {
     }
 }
 
-const CAMPAIGN_COLUMNS: &str = "id, org_id, name, status, cap, settings, active_calls, contacts_total, contacts_done, calls_total, created_at, started_at, completed_at";
+const CAMPAIGN_COLUMNS: &str = "id, org_id, name, status, cap, settings, active_calls, contacts_total, contacts_done, calls_total, created_at, started_at, completed_at, assistant_id";
 
 fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Campaign> {
     Ok(Campaign {
@@ -267,6 +271,7 @@ fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Campaign> {
         created_at: from_ms(r.get(10)?)?,
         started_at: r.get::<_, Option<i64>>(11)?.map(from_ms).transpose()?,
         completed_at: r.get::<_, Option<i64>>(12)?.map(from_ms).transpose()?,
+        assistant_id: r.get::<_, Option<String>>(13)?.map(|id| parsed(AssistantId::parse(&id))).transpose()?,
     })
 }
 
@@ -503,8 +508,17 @@ impl CampaignStore for SqliteStore {
         self.write(move |tx| {
             org_exists(tx, org)?;
             tx.execute(
-                "INSERT INTO campaigns (id, org_id, name, status, cap, settings, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![c.id.to_string(), org.to_string(), c.name, c.status.as_str(), c.cap.get(), to_json(&c.settings), ms(c.created_at)],
+                "INSERT INTO campaigns (id, org_id, name, status, cap, settings, created_at, assistant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    c.id.to_string(),
+                    org.to_string(),
+                    c.name,
+                    c.status.as_str(),
+                    c.cap.get(),
+                    to_json(&c.settings),
+                    ms(c.created_at),
+                    c.assistant_id.map(|a| a.to_string())
+                ],
             )
             .map_err(backend)?;
             Ok(())
@@ -521,6 +535,16 @@ impl CampaignStore for SqliteStore {
         self.read(move |conn| {
             let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE org_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
             id_page(conn, &sql, &[&org.to_string()], &page, campaign_row, |c| c.id.to_string())
+        })
+        .await
+    }
+
+    async fn campaigns_using_assistant(&self, org: OrgId, assistant: AssistantId) -> Result<Vec<Campaign>> {
+        self.read(move |conn| {
+            let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE org_id = ?1 AND assistant_id = ?2 ORDER BY id");
+            let mut statement = conn.prepare_cached(&sql).map_err(backend)?;
+            let rows = statement.query_map(params![org.to_string(), assistant.to_string()], campaign_row).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(decoding)
         })
         .await
     }

@@ -61,4 +61,5 @@ conformance!(
     assistants_are_listed_filtered_and_scoped,
     assistant_changes_are_versioned_and_optimistic,
     imports_of_one_provider_id_never_duplicate,
+    campaigns_are_found_by_the_assistant_they_use,
 );

@@ -701,3 +701,20 @@ pub async fn imports_of_one_provider_id_never_duplicate<S: Store>(store: &S) {
         store.import_assistant(other, new_assistant("Theirs", Some("asst_123"), AssistantSource::Imported), t0()).await.unwrap();
     assert!(created && elsewhere.id != updated.id, "another organisation has its own directory");
 }
+
+pub async fn campaigns_are_found_by_the_assistant_they_use<S: Store>(store: &S) {
+    let (org, other) = (org(store).await, org(store).await);
+    let assistant = store.create_assistant(org, new_assistant("Sales", None, AssistantSource::Local), t0()).await.unwrap();
+    let new = |name: &str| NewCampaign::parse(name, Cap::DEFAULT, CampaignSettings::default()).unwrap();
+    let using = store.create_campaign(org, new("uses it").with_assistant(assistant.id)).await.unwrap();
+    assert_eq!(store.get_campaign(org, using.id).await.unwrap().assistant_id, Some(assistant.id));
+    store.create_campaign(org, new("no assistant")).await.unwrap();
+    store.create_campaign(org, new("another assistant").with_assistant(domain::AssistantId::new())).await.unwrap();
+    let done = store.create_campaign(org, new("done with it").with_assistant(assistant.id)).await.unwrap();
+    store.set_campaign_status(org, done.id, &[CampaignStatus::Draft], CampaignStatus::Completed, t0()).await.unwrap();
+
+    let found = store.campaigns_using_assistant(org, assistant.id).await.unwrap();
+    assert_eq!(found.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["uses it", "done with it"]);
+    assert_eq!((found[1].status, found[1].completed_at), (CampaignStatus::Completed, Some(t0())));
+    assert!(store.campaigns_using_assistant(other, assistant.id).await.unwrap().is_empty(), "scoped to the organisation");
+}
