@@ -232,7 +232,7 @@ pub fn templates() -> [NewAssistant; 3] {
             end_call_message: Some("Thanks for your time. Goodbye!".into()),
             voice: None,
             model: None,
-            language: Some("en".into()),
+            language: None,
             silence_timeout_seconds: Some(20),
             max_duration_seconds: Some(max_duration_seconds),
         },

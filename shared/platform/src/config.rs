@@ -1,5 +1,7 @@
 //! Configuration read once from the environment, typed, with errors naming the variable.
 
+use domain::ProviderKind;
+use providers::{ProviderAccount, ProviderAccounts};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// SQS endpoint override (moto_server, LocalStack); AWS when unset.
     pub sqs_endpoint: Option<String>,
+    /// AI-assistant provider accounts with credentials (`VAPI_API_KEY`, `ELEVENLABS_API_KEY`, `RETELL_API_KEY`).
+    pub providers: ProviderAccounts,
 }
 
 impl Config {
@@ -65,7 +69,17 @@ impl Config {
                 return Err(ConfigError::Invalid { var: "LOG_FORMAT", reason: format!("{other:?} is neither \"json\" nor \"pretty\"") });
             }
         };
-        Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT") })
+        let account = |kind: ProviderKind| {
+            let key = var(ProviderAccounts::key_variable(kind)?)?;
+            let base_url = ProviderAccounts::base_url_variable(kind).and_then(&var);
+            Some(ProviderAccount { base_url: base_url.or(ProviderAccounts::default_base_url(kind).map(str::to_string))?, api_key: key })
+        };
+        let providers = ProviderAccounts {
+            vapi: account(ProviderKind::Vapi),
+            elevenlabs: account(ProviderKind::Elevenlabs),
+            retell: account(ProviderKind::Retell),
+        };
+        Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT"), providers })
     }
 }
 
@@ -96,5 +110,14 @@ mod tests {
         assert_eq!(c.store, StoreConfig::DynamoDb { table: "t".into(), endpoint: Some("http://127.0.0.1:5000".into()) });
         assert!(config(&[("OUTDIAL_STORE", "postgres")]).unwrap_err().to_string().contains("OUTDIAL_STORE"));
         assert!(config(&[("LOG_FORMAT", "xml")]).is_err());
+    }
+
+    #[test]
+    fn provider_accounts_exist_only_with_a_key() {
+        assert_eq!(config(&[]).unwrap().providers, ProviderAccounts::default());
+        let c = config(&[("VAPI_API_KEY", "vk"), ("RETELL_API_KEY", "rk"), ("RETELL_BASE_URL", "http://127.0.0.1:9")]).unwrap();
+        assert_eq!(c.providers.vapi, Some(ProviderAccount { base_url: "https://api.vapi.ai".into(), api_key: "vk".into() }));
+        assert_eq!(c.providers.retell.unwrap().base_url, "http://127.0.0.1:9");
+        assert_eq!(c.providers.elevenlabs, None);
     }
 }

@@ -5,6 +5,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use providers::ProviderError;
 use store::StoreError;
 
 const TYPE_BASE: &str = "https://outdial.dev/problems/";
@@ -80,6 +81,29 @@ impl From<StoreError> for Problem {
                 Self::internal()
             }
         }
+    }
+}
+
+impl From<ProviderError> for Problem {
+    fn from(e: ProviderError) -> Self {
+        let (status, slug, title) = match &e {
+            ProviderError::NotFound { .. } => (StatusCode::NOT_FOUND, "provider-not-found", "Not found at the provider"),
+            ProviderError::Refused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "provider-refused", "The provider refused"),
+            ProviderError::NotConfigured { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "provider-not-configured", "Provider not configured"),
+            ProviderError::RateLimited { .. } => (StatusCode::BAD_GATEWAY, "provider-rate-limited", "The provider is rate-limiting"),
+            ProviderError::Unavailable { .. } => (StatusCode::BAD_GATEWAY, "provider-unavailable", "The provider is unavailable"),
+            ProviderError::Protocol { .. } => (StatusCode::BAD_GATEWAY, "provider-protocol", "Unexpected provider answer"),
+        };
+        if status == StatusCode::BAD_GATEWAY {
+            tracing::warn!(error = %e, "provider failed");
+        }
+        Self::new(status, slug, title, e.to_string())
+    }
+}
+
+impl From<domain::ReadOnlyTemplate> for Problem {
+    fn from(e: domain::ReadOnlyTemplate) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "read-only-template", "Read-only template", e.to_string())
     }
 }
 

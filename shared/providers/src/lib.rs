@@ -1,16 +1,20 @@
 //! Providers of AI voice assistants, behind the `AssistantProvider` port: Vapi, ElevenLabs
-//! Conversational AI, and the in-process simulator the demo and tests use.
+//! Conversational AI, Retell, and the in-process simulator the demo and tests use.
 
+mod accounts;
 pub mod elevenlabs;
 mod http;
+pub mod retell;
 pub mod simulator;
 pub mod vapi;
 
 use domain::{AssistantConfig, ProviderKind};
 use std::future::Future;
 
+pub use accounts::{AnyAssistantProvider, AssistantProviders, ProviderAccount, ProviderAccounts};
 pub use elevenlabs::ElevenLabs;
 pub use http::RetryPolicy;
+pub use retell::Retell;
 pub use simulator::SimulatedAssistants;
 pub use vapi::Vapi;
 
@@ -30,6 +34,8 @@ pub enum ProviderError {
     /// The provider answered with something that is not its documented format.
     #[error("{provider} answered in an unexpected format: {detail}")]
     Protocol { provider: &'static str, detail: String },
+    #[error("{provider} is not configured on this deployment: set {variable}")]
+    NotConfigured { provider: &'static str, variable: &'static str },
 }
 
 impl ProviderError {

@@ -2,7 +2,11 @@
 //! body as the provider defines them; refusals, rate limits and outages.
 
 use domain::{AssistantConfig, Voice};
-use providers::{AssistantProvider, ElevenLabs, ProviderError, RetryPolicy, SimulatedAssistants, Vapi};
+use domain::ProviderKind;
+use providers::{
+    AssistantProvider, AssistantProviders, ElevenLabs, ProviderAccount, ProviderAccounts, ProviderError, Retell, RetryPolicy, SimulatedAssistants,
+    Vapi,
+};
 use serde_json::json;
 use std::time::Duration;
 use wiremock::{
@@ -203,4 +207,108 @@ async fn the_simulator_keeps_what_it_is_given() {
     sim.update_assistant(&id, "Demo 2", &config()).await.unwrap();
     assert_eq!(sim.get_assistant(&id).await.unwrap().name, "Demo 2");
     assert!(matches!(sim.get_assistant("sim_asst_nope").await, Err(ProviderError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn retell_assistants_are_an_llm_and_an_agent() {
+    let server = MockServer::start().await;
+    let llm = json!({
+        "llm_id": "llm_1", "general_prompt": "You book demos for Acme.", "begin_message": "Hi, this is an AI assistant calling for Acme.",
+        "model": "gpt-4o-mini", "start_speaker": "agent", "version": 0
+    });
+    let agent = json!({
+        "agent_id": "agent_1", "agent_name": "Sales", "voice_id": "EXAVITQu4vr4xnSDxMaL",
+        "response_engine": { "type": "retell-llm", "llm_id": "llm_1", "version": 0 },
+        "end_call_after_silence_ms": 20000, "max_call_duration_ms": 600000, "last_modification_timestamp": 1703413636133u64
+    });
+    Mock::given(method("POST"))
+        .and(path("/create-retell-llm"))
+        .and(header("authorization", "Bearer retell-key"))
+        .and(body_partial_json(json!({
+            "general_prompt": "You book demos for Acme.", "begin_message": "Hi, this is an AI assistant calling for Acme.",
+            "model": "gpt-4o-mini", "start_speaker": "agent"
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(&llm))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/create-agent"))
+        .and(header("authorization", "Bearer retell-key"))
+        .and(body_partial_json(json!({
+            "agent_name": "Sales", "voice_id": "EXAVITQu4vr4xnSDxMaL",
+            "response_engine": { "type": "retell-llm", "llm_id": "llm_1" },
+            "end_call_after_silence_ms": 20000, "max_call_duration_ms": 600000
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(&agent))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).and(path("/get-agent/agent_1")).respond_with(ResponseTemplate::new(200).set_body_json(&agent)).mount(&server).await;
+    Mock::given(method("GET")).and(path("/get-retell-llm/llm_1")).respond_with(ResponseTemplate::new(200).set_body_json(&llm)).mount(&server).await;
+    Mock::given(method("PATCH"))
+        .and(path("/update-retell-llm/llm_1"))
+        .and(header("authorization", "Bearer retell-key"))
+        .and(body_partial_json(json!({ "general_prompt": "You qualify leads." })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&llm))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/update-agent/agent_1"))
+        .and(body_partial_json(json!({ "agent_name": "Sales v2" })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&agent))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let retell = Retell::new(&server.uri(), "retell-key", fast_retries());
+    assert_eq!(retell.create_assistant("Sales", &config()).await.unwrap(), "agent_1");
+    let fetched = retell.get_assistant("agent_1").await.unwrap();
+    assert_eq!(fetched.name, "Sales");
+    assert_eq!(
+        fetched.config,
+        AssistantConfig {
+            end_call_message: None,
+            voice: Some(Voice { provider: "retell".into(), voice_id: "EXAVITQu4vr4xnSDxMaL".into() }),
+            ..config()
+        }
+    );
+    let changed = AssistantConfig { system_prompt: "You qualify leads.".into(), ..config() };
+    retell.update_assistant("agent_1", "Sales v2", &changed).await.unwrap();
+    assert!(!format!("{retell:?}").contains("retell-key"));
+}
+
+#[tokio::test]
+async fn a_refused_retell_agent_leaves_no_orphan_llm() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/create-retell-llm"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "llm_id": "llm_9" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/create-agent"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "error_message": "voice_id is invalid", "message": "voice_id is invalid" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE")).and(path("/delete-retell-llm/llm_9")).respond_with(ResponseTemplate::new(204)).expect(1).mount(&server).await;
+    let retell = Retell::new(&server.uri(), "k", fast_retries());
+    let refused = retell.create_assistant("Sales", &config()).await.unwrap_err();
+    assert_eq!(refused, ProviderError::Refused { provider: "retell", status: 400, message: "voice_id is invalid".into() });
+}
+
+#[tokio::test]
+async fn only_configured_providers_can_be_used_and_the_simulator_always() {
+    let account = ProviderAccount { base_url: "http://127.0.0.1:9".into(), api_key: "secret-key".into() };
+    let accounts = ProviderAccounts { vapi: Some(account), ..Default::default() };
+    assert!(!format!("{accounts:?}").contains("secret-key"));
+    let providers = AssistantProviders::new(&accounts, fast_retries());
+    assert_eq!(providers.get(ProviderKind::Vapi).unwrap().kind(), ProviderKind::Vapi);
+    assert_eq!(providers.get(ProviderKind::Simulator).unwrap().kind(), ProviderKind::Simulator);
+    let missing = providers.get(ProviderKind::Retell).unwrap_err();
+    assert_eq!(missing, ProviderError::NotConfigured { provider: "retell", variable: "RETELL_API_KEY" });
+    let sim = providers.get(ProviderKind::Simulator).unwrap();
+    let id = sim.create_assistant("Demo", &config()).await.unwrap();
+    assert_eq!(providers.get(ProviderKind::Simulator).unwrap().get_assistant(&id).await.unwrap().name, "Demo", "one simulator per deployment");
 }

@@ -1,0 +1,129 @@
+//! The provider accounts a deployment has credentials for, and one value that dispatches the
+//! `AssistantProvider` port to whichever provider an assistant lives at.
+
+use crate::{AssistantProvider, ElevenLabs, ProviderAssistant, ProviderError, Retell, RetryPolicy, SimulatedAssistants, Vapi};
+use domain::{AssistantConfig, ProviderKind};
+
+/// Where a provider's API is and the key to it; the key never appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderAccount {
+    pub base_url: String,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for ProviderAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderAccount").field("base_url", &self.base_url).field("api_key", &"<redacted>").finish()
+    }
+}
+
+/// The accounts configured for this deployment; a provider without one cannot be used.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProviderAccounts {
+    pub vapi: Option<ProviderAccount>,
+    pub elevenlabs: Option<ProviderAccount>,
+    pub retell: Option<ProviderAccount>,
+}
+
+impl ProviderAccounts {
+    /// The environment variable that holds a provider's API key.
+    pub fn key_variable(kind: ProviderKind) -> Option<&'static str> {
+        match kind {
+            ProviderKind::Vapi => Some("VAPI_API_KEY"),
+            ProviderKind::Elevenlabs => Some("ELEVENLABS_API_KEY"),
+            ProviderKind::Retell => Some("RETELL_API_KEY"),
+            ProviderKind::Simulator => None,
+        }
+    }
+
+    /// The variable that moves a provider's API elsewhere (a fake in tests, a proxy).
+    pub fn base_url_variable(kind: ProviderKind) -> Option<&'static str> {
+        match kind {
+            ProviderKind::Vapi => Some("VAPI_BASE_URL"),
+            ProviderKind::Elevenlabs => Some("ELEVENLABS_BASE_URL"),
+            ProviderKind::Retell => Some("RETELL_BASE_URL"),
+            ProviderKind::Simulator => None,
+        }
+    }
+
+    pub fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
+        match kind {
+            ProviderKind::Vapi => Some(Vapi::BASE_URL),
+            ProviderKind::Elevenlabs => Some(ElevenLabs::BASE_URL),
+            ProviderKind::Retell => Some(Retell::BASE_URL),
+            ProviderKind::Simulator => None,
+        }
+    }
+}
+
+/// One provider, whichever it is.
+#[derive(Clone, Debug)]
+pub enum AnyAssistantProvider {
+    Vapi(Vapi),
+    ElevenLabs(ElevenLabs),
+    Retell(Retell),
+    Simulator(SimulatedAssistants),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $p:ident => $call:expr) => {
+        match $self {
+            AnyAssistantProvider::Vapi($p) => $call,
+            AnyAssistantProvider::ElevenLabs($p) => $call,
+            AnyAssistantProvider::Retell($p) => $call,
+            AnyAssistantProvider::Simulator($p) => $call,
+        }
+    };
+}
+
+impl AssistantProvider for AnyAssistantProvider {
+    fn kind(&self) -> ProviderKind {
+        dispatch!(self, p => p.kind())
+    }
+
+    async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
+        dispatch!(self, p => p.create_assistant(name, config).await)
+    }
+
+    async fn get_assistant(&self, id: &str) -> Result<ProviderAssistant, ProviderError> {
+        dispatch!(self, p => p.get_assistant(id).await)
+    }
+
+    async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
+        dispatch!(self, p => p.update_assistant(id, name, config).await)
+    }
+}
+
+/// Every provider this deployment can reach; the simulator always.
+#[derive(Clone, Debug, Default)]
+pub struct AssistantProviders {
+    vapi: Option<Vapi>,
+    elevenlabs: Option<ElevenLabs>,
+    retell: Option<Retell>,
+    simulator: SimulatedAssistants,
+}
+
+impl AssistantProviders {
+    pub fn new(accounts: &ProviderAccounts, retry: RetryPolicy) -> Self {
+        Self {
+            vapi: accounts.vapi.as_ref().map(|a| Vapi::new(&a.base_url, &a.api_key, retry)),
+            elevenlabs: accounts.elevenlabs.as_ref().map(|a| ElevenLabs::new(&a.base_url, &a.api_key, retry)),
+            retell: accounts.retell.as_ref().map(|a| Retell::new(&a.base_url, &a.api_key, retry)),
+            simulator: SimulatedAssistants::default(),
+        }
+    }
+
+    /// The provider of `kind`, or why it cannot be used here.
+    pub fn get(&self, kind: ProviderKind) -> Result<AnyAssistantProvider, ProviderError> {
+        let not_configured = || ProviderError::NotConfigured {
+            provider: kind.as_str(),
+            variable: ProviderAccounts::key_variable(kind).unwrap_or_default(),
+        };
+        match kind {
+            ProviderKind::Vapi => self.vapi.clone().map(AnyAssistantProvider::Vapi).ok_or_else(not_configured),
+            ProviderKind::Elevenlabs => self.elevenlabs.clone().map(AnyAssistantProvider::ElevenLabs).ok_or_else(not_configured),
+            ProviderKind::Retell => self.retell.clone().map(AnyAssistantProvider::Retell).ok_or_else(not_configured),
+            ProviderKind::Simulator => Ok(AnyAssistantProvider::Simulator(self.simulator.clone())),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Retell agents. An agent speaks through a response engine, so an assistant is two Retell
+//! objects: a Retell LLM (`POST /create-retell-llm`: prompt, opening line, model) and the agent
+//! (`POST /create-agent`: name, voice, limits, `response_engine {type: "retell-llm", llm_id}`).
+//! Read with `GET /get-agent/{id}` + `GET /get-retell-llm/{llm_id}`, changed with
+//! `PATCH /update-agent/{id}` + `PATCH /update-retell-llm/{llm_id}`. `Authorization: Bearer <key>`.
+
+use crate::{
+    AssistantProvider, ProviderAssistant, ProviderError, RetryPolicy,
+    http::{ApiClient, Credential},
+};
+use domain::{AssistantConfig, ProviderKind, Voice};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const PROVIDER: &str = "retell";
+/// Retell requires a voice on every agent; this one is used when the config names none.
+pub const DEFAULT_VOICE: &str = "11labs-Adrian";
+
+#[derive(Clone, Debug)]
+pub struct Retell {
+    api: ApiClient,
+}
+
+impl Retell {
+    pub const BASE_URL: &'static str = "https://api.retellai.com";
+
+    pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
+        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Bearer(api_key.to_string()), retry) }
+    }
+
+    async fn llm_id_of(&self, agent_id: &str) -> Result<(Value, String), ProviderError> {
+        let agent = self.api.call(Method::GET, &format!("/get-agent/{agent_id}"), None, &format!("agent {agent_id}")).await?;
+        let llm_id = agent["response_engine"]["llm_id"]
+            .as_str()
+            .ok_or_else(|| protocol("the agent's response engine is not a Retell LLM; only retell-llm agents can be managed here"))?
+            .to_string();
+        Ok((agent, llm_id))
+    }
+}
+
+/// The Retell LLM half: what the agent says.
+pub(crate) fn llm_body(config: &AssistantConfig) -> Value {
+    let mut body = json!({
+        "general_prompt": config.system_prompt,
+        "begin_message": config.first_message,
+        // outbound calls: the agent opens with the disclosure line
+        "start_speaker": "agent",
+    });
+    if let Some(model) = &config.model {
+        body["model"] = json!(model);
+    }
+    body
+}
+
+/// The agent half: how it sounds and how long it stays on the line.
+pub(crate) fn agent_body(name: &str, config: &AssistantConfig) -> Value {
+    let mut body = json!({
+        "agent_name": name,
+        "voice_id": config.voice.as_ref().map_or(DEFAULT_VOICE, |v| v.voice_id.as_str()),
+    });
+    if let Some(language) = &config.language {
+        body["language"] = json!(language);
+    }
+    if let Some(s) = config.silence_timeout_seconds {
+        body["end_call_after_silence_ms"] = json!(u64::from(s) * 1000);
+    }
+    if let Some(s) = config.max_duration_seconds {
+        body["max_call_duration_ms"] = json!(u64::from(s) * 1000);
+    }
+    body
+}
+
+fn protocol(detail: &str) -> ProviderError {
+    ProviderError::Protocol { provider: PROVIDER, detail: detail.into() }
+}
+
+pub(crate) fn parse_agent(agent: &Value, llm: &Value) -> Result<ProviderAssistant, ProviderError> {
+    let id = agent["agent_id"].as_str().ok_or_else(|| protocol("agent without an agent_id"))?;
+    let seconds = |k: &str| agent[k].as_u64().map(|ms| (ms / 1000) as u32);
+    Ok(ProviderAssistant {
+        id: id.to_string(),
+        name: agent["agent_name"].as_str().unwrap_or(id).to_string(),
+        config: AssistantConfig {
+            system_prompt: llm["general_prompt"].as_str().unwrap_or_default().to_string(),
+            first_message: llm["begin_message"].as_str().unwrap_or_default().to_string(),
+            end_call_message: None,
+            voice: agent["voice_id"].as_str().map(|v| Voice { provider: PROVIDER.into(), voice_id: v.into() }),
+            model: llm["model"].as_str().map(str::to_string),
+            language: agent["language"].as_str().map(str::to_string),
+            silence_timeout_seconds: seconds("end_call_after_silence_ms"),
+            max_duration_seconds: seconds("max_call_duration_ms"),
+        },
+    })
+}
+
+impl AssistantProvider for Retell {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Retell
+    }
+
+    async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
+        let llm = self.api.call(Method::POST, "/create-retell-llm", Some(&llm_body(config)), "retell llm (new)").await?;
+        let llm_id = llm["llm_id"].as_str().ok_or_else(|| protocol("create-retell-llm answered without an llm_id"))?;
+        let mut body = agent_body(name, config);
+        body["response_engine"] = json!({ "type": "retell-llm", "llm_id": llm_id });
+        match self.api.call(Method::POST, "/create-agent", Some(&body), "agent (new)").await {
+            Ok(agent) => agent["agent_id"].as_str().map(str::to_string).ok_or_else(|| protocol("create-agent answered without an agent_id")),
+            Err(refused) => {
+                // an LLM without its agent is an orphan nobody would find again
+                let cleanup = self.api.call(Method::DELETE, &format!("/delete-retell-llm/{llm_id}"), None, llm_id).await;
+                if let Err(e) = cleanup {
+                    tracing::warn!(llm_id, error = %e, "could not delete the Retell LLM of an agent that was refused");
+                }
+                Err(refused)
+            }
+        }
+    }
+
+    async fn get_assistant(&self, id: &str) -> Result<ProviderAssistant, ProviderError> {
+        let (agent, llm_id) = self.llm_id_of(id).await?;
+        let llm = self.api.call(Method::GET, &format!("/get-retell-llm/{llm_id}"), None, &format!("retell llm {llm_id}")).await?;
+        parse_agent(&agent, &llm)
+    }
+
+    async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
+        let (_, llm_id) = self.llm_id_of(id).await?;
+        self.api.call(Method::PATCH, &format!("/update-retell-llm/{llm_id}"), Some(&llm_body(config)), &format!("retell llm {llm_id}")).await?;
+        self.api.call(Method::PATCH, &format!("/update-agent/{id}"), Some(&agent_body(name, config)), &format!("agent {id}")).await?;
+        Ok(())
+    }
+}
