@@ -15,7 +15,7 @@ async fn spawn_app() -> App {
     let store = SqliteStore::open(dir.path().join("e2e.db")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(outdial::serve(store.clone(), listener));
+    tokio::spawn(outdial::serve(store.clone(), providers::AssistantProviders::default(), listener));
     App { base, store, _dir: dir }
 }
 
@@ -86,9 +86,22 @@ async fn openapi_document_describes_every_route() {
     assert_eq!(health.status(), 200);
     let doc: Value = reqwest::get(format!("{}/openapi.json", app.base)).await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
-    for route in ["/health", "/campaigns", "/campaigns/{id}", "/campaigns/{id}/contacts"] {
-        assert!(paths.contains(&route), "{route} missing from {paths:?}");
+    let routes = [
+        ("get", "/health"),
+        ("get", "/campaigns"),
+        ("get", "/campaigns/{id}"),
+        ("get", "/campaigns/{id}/contacts"),
+        ("get", "/assistants"),
+        ("post", "/assistants"),
+        ("post", "/assistants/import"),
+        ("get", "/assistants/{id}"),
+        ("patch", "/assistants/{id}"),
+        ("delete", "/assistants/{id}"),
+        ("get", "/assistants/{id}/versions"),
+        ("post", "/assistants/{id}/clone"),
+    ];
+    for (method, path) in routes {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from {:?}", doc["paths"].as_object().unwrap().keys());
     }
     assert_eq!(doc["components"]["securitySchemes"]["apiKey"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["Problem"].is_object());

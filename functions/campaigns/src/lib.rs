@@ -6,10 +6,10 @@ use axum::{
     extract::{Path, State},
 };
 use domain::{Campaign, CampaignId, Contact, ContactState};
-use platform::{AuthState, Authenticated, Problem, extract::Query};
-use serde::{Deserialize, Serialize};
-use store::{ContactFilter, Page, PageRequest, Store};
-use utoipa::{IntoParams, ToSchema};
+use platform::{AuthState, Authenticated, List, PageQuery, Problem, extract::Query};
+use serde::Deserialize;
+use store::{ContactFilter, PageRequest, Store};
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// What the handlers need: the store (for records and API keys).
@@ -23,30 +23,6 @@ impl<S: Store> AuthState for AppState<S> {
     fn orgs(&self) -> &S {
         &self.store
     }
-}
-
-/// A page of a list.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct List<T> {
-    pub items: Vec<T>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl<T> From<Page<T>> for List<T> {
-    fn from(p: Page<T>) -> Self {
-        Self { items: p.items, next_cursor: p.next_cursor.map(|c| c.as_str().to_string()) }
-    }
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Items per page, 1–500 (default 50).
-    pub limit: Option<u32>,
-    /// The `nextCursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -76,7 +52,7 @@ async fn list_campaigns<S: Store>(
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<List<Campaign>>, Problem> {
-    Ok(Json(state.store.list_campaigns(org, PageRequest::new(q.limit, q.cursor)).await?.into()))
+    Ok(Json(state.store.list_campaigns(org, q.page()).await?.into()))
 }
 
 /// One campaign with its counters.

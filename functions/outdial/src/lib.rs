@@ -1,7 +1,10 @@
 //! The local stack and the command line's work, generic over the store so the same code runs on
 //! SQLite (the default) and DynamoDB.
 
+pub mod client;
+
 use axum::{Json, Router, routing::get};
+use providers::AssistantProviders;
 use store::Store;
 use utoipa::{
     Modify, OpenApi,
@@ -11,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "outdial", description = "AI phone-call campaigns: campaigns, contacts, calls. Authenticate with `Authorization: Bearer <API key>`."),
+    info(title = "outdial", description = "AI phone-call campaigns: assistants, campaigns, contacts, calls. Authenticate with `Authorization: Bearer <API key>`."),
     modifiers(&BearerKey)
 )]
 struct ApiDoc;
@@ -40,9 +43,10 @@ async fn health() -> Json<Health> {
 
 /// Every HTTP function's routes merged on one router, with `/health` and `/openapi.json`
 /// (the OpenAPI 3.1 document generated from the same route definitions).
-pub fn local_stack<S: Store>(store: S) -> Router {
+pub fn local_stack<S: Store>(store: S, providers: AssistantProviders) -> Router {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
+        .merge(assistants::router::<S>().with_state(assistants::AppState { store: store.clone(), providers }))
         .merge(campaigns::router::<S>().with_state(campaigns::AppState { store }))
         .split_for_parts();
     let document = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
@@ -52,8 +56,8 @@ pub fn local_stack<S: Store>(store: S) -> Router {
 }
 
 /// Serves the local stack until the process is stopped.
-pub async fn serve<S: Store>(store: S, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let app = local_stack(store).layer(tower_http::trace::TraceLayer::new_for_http());
+pub async fn serve<S: Store>(store: S, providers: AssistantProviders, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let app = local_stack(store, providers).layer(tower_http::trace::TraceLayer::new_for_http());
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await
 }
 

@@ -1,7 +1,10 @@
 //! `outdial`: the local stack, the demo, and administration.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use outdial::client::ApiClient;
 use platform::{Config, StoreConfig, telemetry};
+use providers::{AssistantProviders, RetryPolicy};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use store::{DynamoStore, SqliteStore, Store};
 
@@ -36,6 +39,84 @@ enum Command {
     },
     /// Run a whole simulated campaign end to end.
     Demo,
+    /// The assistant directory, through the HTTP API of the local stack or a deployment.
+    Assistant {
+        #[command(flatten)]
+        api: Api,
+        #[command(subcommand)]
+        command: AssistantCommand,
+    },
+}
+
+/// Where the API is and the key to it.
+#[derive(Args)]
+struct Api {
+    /// Base URL of the API: the local stack (`outdial serve`) or a deployed function URL.
+    #[arg(long, env = "OUTDIAL_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    url: String,
+    /// An API key of the organisation (`outdial key create`).
+    #[arg(long, env = "OUTDIAL_API_KEY", hide_env_values = true, global = true)]
+    key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AssistantCommand {
+    /// List assistants (templates included) as a JSON array.
+    List {
+        /// local, imported or template.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        active: Option<bool>,
+    },
+    /// Create an assistant at its provider and in the directory; prints it as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// vapi, elevenlabs, retell or simulator.
+        #[arg(long, default_value = "simulator")]
+        provider: String,
+        /// A JSON file with the whole config (camelCase, as in the API); the flags below override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        system_prompt: Option<String>,
+        /// The opening line; it should say the caller is an AI assistant.
+        #[arg(long)]
+        first_message: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        language: Option<String>,
+        #[arg(long, requires = "voice_id")]
+        voice_provider: Option<String>,
+        #[arg(long, requires = "voice_provider")]
+        voice_id: Option<String>,
+        #[arg(long)]
+        silence_timeout_seconds: Option<u32>,
+        #[arg(long)]
+        max_duration_seconds: Option<u32>,
+    },
+    /// Bring an assistant that exists at a provider into the directory (again: updates it).
+    Import {
+        #[arg(long)]
+        provider: String,
+        /// The assistant's id at the provider.
+        #[arg(long)]
+        provider_assistant_id: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Copy an assistant or template into a new editable one; prints it as JSON.
+    Clone {
+        /// The assistant or template to copy.
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to create the copy (default: the original's provider).
+        #[arg(long)]
+        provider: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,8 +148,12 @@ async fn main() -> std::process::ExitCode {
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(cli: Cli) -> Result<(), Error> {
+    if let Command::Assistant { api, command } = cli.command {
+        return assistant(api, command).await;
+    }
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
+    let providers = AssistantProviders::new(&config.providers, RetryPolicy::default());
     match config.store {
         StoreConfig::Sqlite { path } => {
             let path = cli.db.clone().unwrap_or(path);
@@ -76,7 +161,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             if matches!(cli.command, Command::Migrate) {
                 println!("{} is at schema version {}", path.display(), store.schema_version()?);
             }
-            execute(store, cli.command).await
+            execute(store, providers, cli.command).await
         }
         StoreConfig::DynamoDb { table, endpoint } => {
             let store = DynamoStore::connect(&table, endpoint.as_deref()).await;
@@ -84,16 +169,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 store.create_table().await?;
                 println!("table {table} is ready");
             }
-            execute(store, cli.command).await
+            execute(store, providers, cli.command).await
         }
     }
 }
 
-async fn execute<S: Store>(store: S, command: Command) -> Result<(), Error> {
+async fn execute<S: Store>(store: S, providers: AssistantProviders, command: Command) -> Result<(), Error> {
     match command {
         Command::Org { command: OrgCommand::Create { name } } => {
             let org = store.create_org(&name).await?;
-            eprintln!("created organisation {:?}", org.name);
+            let templates = assistants::install_templates(&store, org.id).await?;
+            eprintln!("created organisation {:?} with {} assistant templates", org.name, templates.len());
             println!("{}", org.id);
         }
         Command::Key { command: KeyCommand::Create { org } } => {
@@ -105,12 +191,70 @@ async fn execute<S: Store>(store: S, command: Command) -> Result<(), Error> {
         Command::Serve { port } => {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
             tracing::info!(address = %listener.local_addr()?, "outdial local stack listening");
-            outdial::serve(store, listener).await?;
+            outdial::serve(store, providers, listener).await?;
         }
+        Command::Assistant { .. } => unreachable!("handled before the store is opened"),
         Command::Demo => {
             println!("outdial demo: the simulated campaign arrives with the dialing and webhook issues.");
             println!("Today the local stack runs with `outdial serve`; see README.md.");
         }
     }
+    Ok(())
+}
+
+/// The `assistant` commands: requests to the API, replies printed as JSON.
+async fn assistant(api: Api, command: AssistantCommand) -> Result<(), Error> {
+    let key = api.key.ok_or("an API key is needed: pass --key or set OUTDIAL_API_KEY (create one with `outdial key create`)")?;
+    let client = ApiClient::new(&api.url, &key);
+    let reply = match command {
+        AssistantCommand::List { source, active } => {
+            let mut query = Vec::new();
+            query.extend(source.map(|s| ("source", s)));
+            query.extend(active.map(|a| ("active", a.to_string())));
+            Value::Array(client.get_all("/assistants", &query).await?)
+        }
+        AssistantCommand::Create {
+            name,
+            provider,
+            config,
+            system_prompt,
+            first_message,
+            model,
+            language,
+            voice_provider,
+            voice_id,
+            silence_timeout_seconds,
+            max_duration_seconds,
+        } => {
+            let mut config: Value = match config {
+                Some(path) => serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+                    .map_err(|e| format!("{}: not JSON: {e}", path.display()))?,
+                None => json!({}),
+            };
+            let overrides = [
+                ("systemPrompt", system_prompt.map(Value::from)),
+                ("firstMessage", first_message.map(Value::from)),
+                ("model", model.map(Value::from)),
+                ("language", language.map(Value::from)),
+                ("silenceTimeoutSeconds", silence_timeout_seconds.map(Value::from)),
+                ("maxDurationSeconds", max_duration_seconds.map(Value::from)),
+                ("voice", voice_provider.zip(voice_id).map(|(provider, id)| json!({ "provider": provider, "voiceId": id }))),
+            ];
+            for (field, value) in overrides {
+                if let Some(value) = value {
+                    config[field] = value;
+                }
+            }
+            client.post("/assistants", &json!({ "name": name, "provider": provider, "config": config })).await?
+        }
+        AssistantCommand::Import { provider, provider_assistant_id, name } => {
+            let body = json!({ "provider": provider, "providerAssistantId": provider_assistant_id, "name": name });
+            client.post("/assistants/import", &body).await?
+        }
+        AssistantCommand::Clone { id, name, provider } => {
+            client.post(&format!("/assistants/{id}/clone"), &json!({ "name": name, "provider": provider })).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&reply)?);
     Ok(())
 }

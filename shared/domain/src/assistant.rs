@@ -137,6 +137,30 @@ pub struct NewAssistant {
     pub config: AssistantConfig,
 }
 
+impl NewAssistant {
+    pub const MAX_NAME_CHARS: usize = 200;
+
+    /// A new assistant made here (not yet at its provider), or every reason it cannot be one.
+    pub fn local(name: &str, provider: ProviderKind, config: AssistantConfig) -> Result<Self, Vec<ParseError>> {
+        let name = parse_name(name);
+        let config_errors = config.validate().err().unwrap_or_default();
+        match name {
+            Ok(name) if config_errors.is_empty() => {
+                Ok(Self { name, provider, provider_assistant_id: None, source: AssistantSource::Local, config })
+            }
+            name => Err(name.err().into_iter().chain(config_errors).collect()),
+        }
+    }
+}
+
+fn parse_name(name: &str) -> Result<String, ParseError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NewAssistant::MAX_NAME_CHARS {
+        return Err(ParseError::new("name", format!("must be 1–{} characters", NewAssistant::MAX_NAME_CHARS)));
+    }
+    Ok(name.to_string())
+}
+
 /// A change to an assistant; absent fields stay as they are.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AssistantPatch {
@@ -154,6 +178,26 @@ pub struct AssistantVersion {
     pub config: AssistantConfig,
     pub active: bool,
     pub created_at: DateTime<Utc>,
+}
+
+impl AssistantPatch {
+    /// A change, or every reason it cannot be made.
+    pub fn parse(name: Option<&str>, config: Option<AssistantConfig>, active: Option<bool>) -> Result<Self, Vec<ParseError>> {
+        let mut errors = Vec::new();
+        let name = name.map(parse_name).transpose().unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        });
+        if let Some(Err(config_errors)) = config.as_ref().map(AssistantConfig::validate) {
+            errors.extend(config_errors);
+        }
+        if errors.is_empty() { Ok(Self { name, config, active }) } else { Err(errors) }
+    }
+
+    /// Whether it changes what the provider holds (name or config): then the provider is told first.
+    pub fn changes_provider_copy(&self, current: &Assistant) -> bool {
+        self.name.as_ref().is_some_and(|n| *n != current.name) || self.config.as_ref().is_some_and(|c| *c != current.config)
+    }
 }
 
 impl Assistant {
@@ -311,6 +355,19 @@ mod tests {
         assert!(a.apply(&AssistantPatch { active: Some(false), ..Default::default() }, t));
         assert_eq!((a.version, a.active), (2, false));
         assert_eq!(serde_json::to_value(&a).unwrap()["config"]["firstMessage"], "Hi, this is an AI assistant calling for Acme.");
+    }
+
+    #[test]
+    fn new_assistants_and_patches_report_every_bad_field() {
+        assert_eq!(NewAssistant::local(" Sales ", ProviderKind::Vapi, config()).unwrap().name, "Sales");
+        let bad = AssistantConfig { first_message: String::new(), ..config() };
+        let fields = |errors: Vec<ParseError>| errors.into_iter().map(|e| e.field).collect::<Vec<_>>();
+        assert_eq!(fields(NewAssistant::local("", ProviderKind::Vapi, bad.clone()).unwrap_err()), ["name", "config.firstMessage"]);
+        assert_eq!(fields(AssistantPatch::parse(Some(" "), Some(bad), None).unwrap_err()), ["name", "config.firstMessage"]);
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let a = Assistant::new(OrgId::new(), NewAssistant::local("Sales", ProviderKind::Vapi, config()).unwrap(), t);
+        assert!(!AssistantPatch::parse(Some("Sales"), Some(config()), Some(false)).unwrap().changes_provider_copy(&a));
+        assert!(AssistantPatch::parse(Some("Sales 2"), None, None).unwrap().changes_provider_copy(&a));
     }
 
     #[test]

@@ -4,11 +4,13 @@
 pub mod auth;
 pub mod config;
 pub mod extract;
+pub mod list;
 pub mod problem;
 pub mod queue;
 pub mod telemetry;
 
 pub use auth::{AuthState, Authenticated};
 pub use config::{Config, ConfigError, StoreConfig};
+pub use list::{List, PageQuery};
 pub use problem::Problem;
 pub use queue::{JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};

@@ -25,6 +25,11 @@ pub struct Problem {
     /// Per-field reasons, for validation problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Members particular to one kind of problem (RFC 9457 extensions), e.g. the campaigns that
+    /// keep an assistant from being deleted.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -35,7 +40,13 @@ pub struct FieldError {
 
 impl Problem {
     pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
-        Self { kind: format!("{TYPE_BASE}{slug}"), title: title.into(), status: status.as_u16(), detail: detail.into(), errors: Vec::new() }
+        Self { kind: format!("{TYPE_BASE}{slug}"), title: title.into(), status: status.as_u16(), detail: detail.into(), errors: Vec::new(), extensions: Default::default() }
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, member: &str, value: impl Serialize) -> Self {
+        self.extensions.insert(member.into(), serde_json::to_value(value).expect("problem members serialise"));
+        self
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {

@@ -1,0 +1,89 @@
+//! A thin client of the HTTP API for the command line: the same routes against the local stack
+//! or a deployed URL, problems shown as the server phrased them.
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API answered with a problem: its own title, status and detail (and per-field reasons).
+    #[error("{title} ({status}): {detail}")]
+    Problem { status: u16, title: String, detail: String },
+    #[error("could not reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("unexpected answer from {url} ({status}): {body}")]
+    Unexpected { url: String, status: u16, body: String },
+}
+
+/// One API base URL and the key to it.
+pub struct ApiClient {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, key: &str) -> Self {
+        Self { base: base.trim_end_matches('/').to_string(), key: key.to_string(), http: reqwest::Client::new() }
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.url(path)).query(query), path).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(self.http.post(self.url(path)).json(body), path).await
+    }
+
+    /// Every item of a list route, following `nextCursor` to the end.
+    pub async fn get_all(&self, path: &str, query: &[(&str, String)]) -> Result<Vec<Value>, ClientError> {
+        let mut items = Vec::new();
+        let mut query = query.to_vec();
+        loop {
+            let mut page = self.get(path, &query).await?;
+            if let Some(Value::Array(more)) = page.get_mut("items").map(Value::take) {
+                items.extend(more);
+            }
+            match page["nextCursor"].as_str() {
+                Some(cursor) => {
+                    query.retain(|(k, _)| *k != "cursor");
+                    query.push(("cursor", cursor.to_string()));
+                }
+                None => return Ok(items),
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, path: &str) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let response = request
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: url.clone(), reason: e.without_url().to_string() })?;
+        let status = response.status().as_u16();
+        let is_problem =
+            response.headers().get(reqwest::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+        let text = response.text().await.map_err(|e| ClientError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+        let body: Option<Value> = serde_json::from_str(&text).ok();
+        match body {
+            Some(problem) if is_problem => Err(problem_error(status, &problem)),
+            Some(body) if (200..300).contains(&status) => Ok(body),
+            None if (200..300).contains(&status) && text.is_empty() => Ok(Value::Null),
+            _ => Err(ClientError::Unexpected { url, status, body: text.chars().take(500).collect() }),
+        }
+    }
+}
+
+fn problem_error(status: u16, problem: &Value) -> ClientError {
+    let mut detail = problem["detail"].as_str().unwrap_or_default().to_string();
+    if let Some(errors) = problem["errors"].as_array().filter(|e| !e.is_empty()) {
+        let fields: Vec<String> =
+            errors.iter().map(|e| format!("{}: {}", e["field"].as_str().unwrap_or("?"), e["reason"].as_str().unwrap_or("?"))).collect();
+        detail = fields.join("; ");
+    }
+    ClientError::Problem { status, title: problem["title"].as_str().unwrap_or("Error").to_string(), detail }
+}

@@ -1,0 +1,42 @@
+//! The one list shape of the API: `{items, nextCursor}` with an opaque cursor.
+
+use serde::{Deserialize, Serialize};
+use store::{Page, PageRequest};
+use utoipa::{IntoParams, ToSchema};
+
+/// A page of a list.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct List<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> From<Page<T>> for List<T> {
+    fn from(p: Page<T>) -> Self {
+        Self { items: p.items, next_cursor: p.next_cursor.map(|c| c.as_str().to_string()) }
+    }
+}
+
+impl<T> List<T> {
+    /// A list that always fits on one page.
+    pub fn whole(items: Vec<T>) -> Self {
+        Self { items, next_cursor: None }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1–500 (default 50).
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn page(self) -> PageRequest {
+        PageRequest::new(self.limit, self.cursor)
+    }
+}
