@@ -8,7 +8,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::Utc;
-use domain::{Assistant, AssistantConfig, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, NewAssistant, OrgId, ProviderKind};
+use domain::{
+    Assistant, AssistantConfig, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, NewAssistant, OrgId, ProviderKind,
+};
 use platform::{
     AuthState, Authenticated, List, Problem,
     extract::{Json, Query},
@@ -199,7 +201,10 @@ async fn import_assistant<S: Store>(
 ) -> Result<impl IntoResponse, Problem> {
     let provider_id = body.provider_assistant_id.trim();
     if provider_id.is_empty() || provider_id.starts_with(domain::assistant::TEMPLATE_PREFIX) {
-        return Err(Problem::validation(vec![domain::ParseError::new("providerAssistantId", "must be the assistant's id at the provider")]));
+        return Err(Problem::validation(vec![domain::ParseError::new(
+            "providerAssistantId",
+            "must be the assistant's id at the provider",
+        )]));
     }
     let fetched = state.providers.get(body.provider)?.get_assistant(provider_id).await?;
     let new = NewAssistant {
@@ -258,18 +263,19 @@ async fn update_assistant<S: Store>(
             let mut next = current.clone();
             next.apply(&patch, Utc::now());
             provider.update_assistant(provider_id, &next.name, &next.config).await?;
-            Some((provider, provider_id))
+            Some((provider, provider_id.clone()))
         }
         _ => None,
     };
     match state.store.update_assistant(org, id, expected, patch, Utc::now()).await {
         Ok(updated) => Ok(Versioned(StatusCode::OK, updated)),
         Err(e) => {
-            // someone else changed it in between: put the provider back as the directory still has it
-            if let Some((provider, provider_id)) = provider_copy
-                && let Err(rollback) = provider.update_assistant(provider_id, &current.name, &current.config).await
-            {
-                tracing::error!(assistant = %id, error = %rollback, "could not restore the provider's copy after a failed update");
+            // the change was not stored (someone else's got in first): the provider gets the directory's copy back
+            if let Some((provider, provider_id)) = provider_copy {
+                let truth = state.store.get_assistant(org, id).await.unwrap_or(current);
+                if let Err(rollback) = provider.update_assistant(&provider_id, &truth.name, &truth.config).await {
+                    tracing::error!(assistant = %id, error = %rollback, "could not restore the provider's copy after a failed update");
+                }
             }
             Err(e.into())
         }

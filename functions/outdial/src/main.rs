@@ -18,6 +18,8 @@ struct Cli {
     command: Command,
 }
 
+// parsed once per process, so the size of its largest variant does not matter
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Organisations (tenants).

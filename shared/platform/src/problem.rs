@@ -4,8 +4,8 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
 use providers::ProviderError;
+use serde::Serialize;
 use store::StoreError;
 
 const TYPE_BASE: &str = "https://outdial.dev/problems/";
@@ -18,7 +18,7 @@ pub struct Problem {
     #[serde(rename = "type")]
     #[schema(example = "https://outdial.dev/problems/not-found")]
     pub kind: String,
-    pub title: String,
+    pub title: &'static str,
     pub status: u16,
     /// What went wrong and what to do about it.
     pub detail: String,
@@ -39,8 +39,15 @@ pub struct FieldError {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
-        Self { kind: format!("{TYPE_BASE}{slug}"), title: title.into(), status: status.as_u16(), detail: detail.into(), errors: Vec::new(), extensions: Default::default() }
+    pub fn new(status: StatusCode, slug: &str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("{TYPE_BASE}{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            extensions: Default::default(),
+        }
     }
 
     /// Adds an extension member.

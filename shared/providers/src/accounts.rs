@@ -115,10 +115,8 @@ impl AssistantProviders {
 
     /// The provider of `kind`, or why it cannot be used here.
     pub fn get(&self, kind: ProviderKind) -> Result<AnyAssistantProvider, ProviderError> {
-        let not_configured = || ProviderError::NotConfigured {
-            provider: kind.as_str(),
-            variable: ProviderAccounts::key_variable(kind).unwrap_or_default(),
-        };
+        let not_configured =
+            || ProviderError::NotConfigured { provider: kind.as_str(), variable: ProviderAccounts::key_variable(kind).unwrap_or_default() };
         match kind {
             ProviderKind::Vapi => self.vapi.clone().map(AnyAssistantProvider::Vapi).ok_or_else(not_configured),
             ProviderKind::Elevenlabs => self.elevenlabs.clone().map(AnyAssistantProvider::ElevenLabs).ok_or_else(not_configured),

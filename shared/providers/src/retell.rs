@@ -104,7 +104,9 @@ impl AssistantProvider for Retell {
         let mut body = agent_body(name, config);
         body["response_engine"] = json!({ "type": "retell-llm", "llm_id": llm_id });
         match self.api.call(Method::POST, "/create-agent", Some(&body), "agent (new)").await {
-            Ok(agent) => agent["agent_id"].as_str().map(str::to_string).ok_or_else(|| protocol("create-agent answered without an agent_id")),
+            Ok(agent) => {
+                agent["agent_id"].as_str().map(str::to_string).ok_or_else(|| protocol("create-agent answered without an agent_id"))
+            }
             Err(refused) => {
                 // an LLM without its agent is an orphan nobody would find again
                 let cleanup = self.api.call(Method::DELETE, &format!("/delete-retell-llm/{llm_id}"), None, llm_id).await;
@@ -124,7 +126,9 @@ impl AssistantProvider for Retell {
 
     async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
         let (_, llm_id) = self.llm_id_of(id).await?;
-        self.api.call(Method::PATCH, &format!("/update-retell-llm/{llm_id}"), Some(&llm_body(config)), &format!("retell llm {llm_id}")).await?;
+        self.api
+            .call(Method::PATCH, &format!("/update-retell-llm/{llm_id}"), Some(&llm_body(config)), &format!("retell llm {llm_id}"))
+            .await?;
         self.api.call(Method::PATCH, &format!("/update-agent/{id}"), Some(&agent_body(name, config)), &format!("agent {id}")).await?;
         Ok(())
     }

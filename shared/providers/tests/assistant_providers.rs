@@ -1,11 +1,11 @@
 //! Each provider adapter against a wiremock fake of its real API: method, path, auth header and
 //! body as the provider defines them; refusals, rate limits and outages.
 
-use domain::{AssistantConfig, Voice};
 use domain::ProviderKind;
+use domain::{AssistantConfig, Voice};
 use providers::{
-    AssistantProvider, AssistantProviders, ElevenLabs, ProviderAccount, ProviderAccounts, ProviderError, Retell, RetryPolicy, SimulatedAssistants,
-    Vapi,
+    AssistantProvider, AssistantProviders, ElevenLabs, ProviderAccount, ProviderAccounts, ProviderError, Retell, RetryPolicy,
+    SimulatedAssistants, Vapi,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -244,8 +244,16 @@ async fn retell_assistants_are_an_llm_and_an_agent() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET")).and(path("/get-agent/agent_1")).respond_with(ResponseTemplate::new(200).set_body_json(&agent)).mount(&server).await;
-    Mock::given(method("GET")).and(path("/get-retell-llm/llm_1")).respond_with(ResponseTemplate::new(200).set_body_json(&llm)).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/get-agent/agent_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&agent))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/get-retell-llm/llm_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&llm))
+        .mount(&server)
+        .await;
     Mock::given(method("PATCH"))
         .and(path("/update-retell-llm/llm_1"))
         .and(header("authorization", "Bearer retell-key"))
@@ -289,10 +297,17 @@ async fn a_refused_retell_agent_leaves_no_orphan_llm() {
         .await;
     Mock::given(method("POST"))
         .and(path("/create-agent"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "error_message": "voice_id is invalid", "message": "voice_id is invalid" })))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(json!({ "error_message": "voice_id is invalid", "message": "voice_id is invalid" })),
+        )
         .mount(&server)
         .await;
-    Mock::given(method("DELETE")).and(path("/delete-retell-llm/llm_9")).respond_with(ResponseTemplate::new(204)).expect(1).mount(&server).await;
+    Mock::given(method("DELETE"))
+        .and(path("/delete-retell-llm/llm_9"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
     let retell = Retell::new(&server.uri(), "k", fast_retries());
     let refused = retell.create_assistant("Sales", &config()).await.unwrap_err();
     assert_eq!(refused, ProviderError::Refused { provider: "retell", status: 400, message: "voice_id is invalid".into() });
@@ -310,5 +325,9 @@ async fn only_configured_providers_can_be_used_and_the_simulator_always() {
     assert_eq!(missing, ProviderError::NotConfigured { provider: "retell", variable: "RETELL_API_KEY" });
     let sim = providers.get(ProviderKind::Simulator).unwrap();
     let id = sim.create_assistant("Demo", &config()).await.unwrap();
-    assert_eq!(providers.get(ProviderKind::Simulator).unwrap().get_assistant(&id).await.unwrap().name, "Demo", "one simulator per deployment");
+    assert_eq!(
+        providers.get(ProviderKind::Simulator).unwrap().get_assistant(&id).await.unwrap().name,
+        "Demo",
+        "one simulator per deployment"
+    );
 }

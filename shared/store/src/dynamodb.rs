@@ -551,7 +551,14 @@ impl CampaignStore for DynamoStore {
         loop {
             let values = vec![(":pk", s(org_pk(org))), (":prefix", s("CAMPAIGN#")), (":assistant", s(assistant.to_string()))];
             let (items, next) = self
-                .page::<CampaignItem>(None, "pk = :pk AND begins_with(sk, :prefix)", Some("assistant_id = :assistant"), values, &page, &["pk", "sk"])
+                .page::<CampaignItem>(
+                    None,
+                    "pk = :pk AND begins_with(sk, :prefix)",
+                    Some("assistant_id = :assistant"),
+                    values,
+                    &page,
+                    &["pk", "sk"],
+                )
                 .await?;
             campaigns.extend(items.into_iter().map(Campaign::from));
             match next {
