@@ -76,3 +76,73 @@ fn the_same_commands_run_on_dynamodb() {
 fn uuid_like() -> String {
     domain::OrgId::new().to_string()
 }
+
+/// `outdial assistant …` against a local stack serving the same database, as a user would run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assistant_commands_are_a_client_of_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("assistants.db");
+    let (ok, out, err) = outdial(&db, &["org", "create", "Acme Outbound"]);
+    assert!(ok && err.contains("3 assistant templates"), "{err}");
+    let (_, key, _) = outdial(&db, &["key", "create", "--org", last_line(&out)]);
+    let key = last_line(&key).to_string();
+
+    let store = store::SqliteStore::open(&db).unwrap();
+    let providers = providers::AssistantProviders::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(outdial::serve(store, providers.clone(), listener));
+    let cli = |args: Vec<String>, key: Option<String>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_outdial"));
+            command.arg("assistant").args(&args).env("OUTDIAL_URL", url).env_remove("OUTDIAL_API_KEY");
+            if let Some(key) = key {
+                command.env("OUTDIAL_API_KEY", key);
+            }
+            let out = command.output().expect("run outdial");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            (
+                out.status.success(),
+                serde_json::from_str::<serde_json::Value>(&stdout).ok(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let (ok, listed, err) = cli(args(&["list", "--source", "template"]), Some(key.clone())).await.unwrap();
+    assert!(ok, "{err}");
+    let templates = listed.unwrap().as_array().unwrap().clone();
+    assert_eq!(templates.len(), 3);
+
+    let create =
+        args(&["create", "--name", "CLI booker", "--system-prompt", "You book demos.", "--first-message", "Hi, I'm an AI assistant."]);
+    let (ok, created, err) = cli(create, Some(key.clone())).await.unwrap();
+    assert!(ok, "{err}");
+    let created = created.unwrap();
+    assert_eq!((created["provider"].as_str(), created["source"].as_str()), (Some("simulator"), Some("local")));
+
+    let template_id = templates[0]["id"].as_str().unwrap();
+    let (ok, cloned, err) = cli(args(&["clone", template_id, "--name", "Our voicemail"]), Some(key.clone())).await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(cloned.unwrap()["name"], "Our voicemail");
+
+    let simulator = providers.get(domain::ProviderKind::Simulator).unwrap();
+    let config = domain::assistant::templates()[1].config.clone();
+    let provider_id = providers::AssistantProvider::create_assistant(&simulator, "Built elsewhere", &config).await.unwrap();
+    let import = args(&["import", "--provider", "simulator", "--provider-assistant-id", &provider_id]);
+    let (ok, imported, err) = cli(import, Some(key.clone())).await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(imported.unwrap()["source"], "imported");
+    let (_, all, _) = cli(args(&["list"]), Some(key.clone())).await.unwrap();
+    assert_eq!(all.unwrap().as_array().unwrap().len(), 6);
+
+    let bad = args(&["create", "--name", "Bad", "--system-prompt", "p", "--first-message", ""]);
+    let (ok, _, err) = cli(bad, Some(key.clone())).await.unwrap();
+    assert!(!ok && err.contains("config.firstMessage"), "the server's reason is shown: {err}");
+    let (ok, _, err) = cli(args(&["list"]), None).await.unwrap();
+    assert!(!ok && err.contains("OUTDIAL_API_KEY"), "{err}");
+    let (ok, _, err) = cli(args(&["list"]), Some("odk_wrong".into())).await.unwrap();
+    assert!(!ok && err.contains("401"), "{err}");
+}

@@ -1,0 +1,68 @@
+//! The sample function URL events in `events/assistants/`, fed to the handler as Lambda delivers
+//! them, so the samples stay true to the routes.
+
+use assistants::{AppState, router};
+use axum::{Router, http::StatusCode};
+use http_body_util::BodyExt;
+use providers::{AssistantProvider, AssistantProviders};
+use serde_json::Value;
+use store::{OrgStore, SqliteStore};
+use tower::ServiceExt;
+
+const KEY_PLACEHOLDER: &str = "odk_REPLACE_WITH_AN_API_KEY";
+const ID_PLACEHOLDER: &str = "01970000-0000-7000-8000-00000000a551";
+const PROVIDER_ID_PLACEHOLDER: &str = "sim_asst_REPLACE_WITH_A_PROVIDER_ID";
+
+/// Loads `events/assistants/<name>`, fills in the placeholders and runs it through the router.
+async fn invoke(app: &Router, name: &str, replacements: &[(&str, &str)]) -> (StatusCode, Value) {
+    let file = format!("{}/../../events/assistants/{name}", env!("CARGO_MANIFEST_DIR"));
+    let mut event = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (placeholder, value) in replacements {
+        event = event.replace(placeholder, value);
+    }
+    let request = lambda_http::request::from_str(&event).unwrap_or_else(|e| panic!("{name} is not a function URL event: {e}"));
+    let response = app.clone().oneshot(request.map(|body| axum::body::Body::from(body.to_vec()))).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+}
+
+#[tokio::test]
+async fn every_sample_event_is_answered_by_its_route() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let org = store.create_org("Acme Outbound").await.unwrap().id;
+    let key = store.create_api_key(org).await.unwrap().secret;
+    let providers = AssistantProviders::default();
+    let (app, _) = router().with_state(AppState { store, providers: providers.clone() }).split_for_parts();
+    let with_key = [(KEY_PLACEHOLDER, key.as_str())];
+
+    let (status, created) = invoke(&app, "create.json", &with_key).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let with_id = [(KEY_PLACEHOLDER, key.as_str()), (ID_PLACEHOLDER, id.as_str())];
+
+    let (status, listed) = invoke(&app, "list.json", &with_key).await;
+    assert_eq!((status, listed["items"][0]["id"].as_str()), (StatusCode::OK, Some(id.as_str())));
+    let (status, fetched) = invoke(&app, "get.json", &with_id).await;
+    assert_eq!((status, &fetched), (StatusCode::OK, &created));
+    let (status, updated) = invoke(&app, "update.json", &with_id).await;
+    assert_eq!((status, updated["version"].as_u64(), updated["name"].as_str()), (StatusCode::OK, Some(2), Some("Lead qualifier")));
+    let (status, versions) = invoke(&app, "versions.json", &with_id).await;
+    assert_eq!((status, versions["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)));
+    let (status, cloned) = invoke(&app, "clone.json", &with_id).await;
+    assert_eq!((status, cloned["source"].as_str()), (StatusCode::CREATED, Some("local")));
+
+    let simulator = providers.get(domain::ProviderKind::Simulator).unwrap();
+    let provider_id = simulator.create_assistant("Made at the provider", &domain::assistant::templates()[0].config).await.unwrap();
+    let (status, imported) =
+        invoke(&app, "import.json", &[(KEY_PLACEHOLDER, key.as_str()), (PROVIDER_ID_PLACEHOLDER, provider_id.as_str())]).await;
+    assert_eq!(
+        (status, imported["source"].as_str(), imported["name"].as_str()),
+        (StatusCode::CREATED, Some("imported"), Some("Imported booker"))
+    );
+
+    let (status, _) = invoke(&app, "delete.json", &with_id).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, gone) = invoke(&app, "get.json", &with_id).await;
+    assert_eq!((status, gone["type"].as_str()), (StatusCode::NOT_FOUND, Some("https://outdial.dev/problems/not-found")));
+}
