@@ -123,8 +123,13 @@ enum AssistantCommand {
 
 #[derive(Subcommand)]
 enum OrgCommand {
-    /// Create an organisation; prints its id alone on the last line.
+    /// Create an organisation with the built-in assistant templates; prints its id alone on the last line.
     Create { name: String },
+    /// Install the built-in assistant templates in an organisation, or bring them up to date.
+    Templates {
+        #[arg(long)]
+        org: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -183,6 +188,13 @@ async fn execute<S: Store>(store: S, providers: AssistantProviders, command: Com
             let templates = assistants::install_templates(&store, org.id).await?;
             eprintln!("created organisation {:?} with {} assistant templates", org.name, templates.len());
             println!("{}", org.id);
+        }
+        Command::Org { command: OrgCommand::Templates { org } } => {
+            let org = domain::OrgId::parse(&org)?;
+            store.get_org(org).await?;
+            for template in assistants::install_templates(&store, org).await? {
+                println!("{}\t{}", template.id, template.name);
+            }
         }
         Command::Key { command: KeyCommand::Create { org } } => {
             let created = store.create_api_key(domain::OrgId::parse(&org)?).await?;

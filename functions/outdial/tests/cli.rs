@@ -84,8 +84,13 @@ async fn assistant_commands_are_a_client_of_the_api() {
     let db = dir.path().join("assistants.db");
     let (ok, out, err) = outdial(&db, &["org", "create", "Acme Outbound"]);
     assert!(ok && err.contains("3 assistant templates"), "{err}");
-    let (_, key, _) = outdial(&db, &["key", "create", "--org", last_line(&out)]);
+    let org = last_line(&out).to_string();
+    let (_, key, _) = outdial(&db, &["key", "create", "--org", &org]);
     let key = last_line(&key).to_string();
+    let (ok, installed, err) = outdial(&db, &["org", "templates", "--org", &org]);
+    assert!(ok && installed.lines().count() == 3 && installed.contains("Discovery call"), "{installed}{err}");
+    let (ok, _, err) = outdial(&db, &["org", "templates", "--org", &domain::OrgId::new().to_string()]);
+    assert!(!ok && err.contains("not found"), "{err}");
 
     let store = store::SqliteStore::open(&db).unwrap();
     let providers = providers::AssistantProviders::default();
