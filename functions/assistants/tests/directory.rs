@@ -12,8 +12,7 @@ use domain::{CampaignStatus, Cap, NewCampaign, OrgId, ProviderKind};
 use http_body_util::BodyExt;
 use providers::{AssistantProvider, AssistantProviders, ProviderAccount, ProviderAccounts, RetryPolicy};
 use serde_json::{Value, json};
-use std::io::Write;
-use store::{DynamoStore, SqliteStore, Store};
+use store::{SqliteStore, Store};
 use tower::ServiceExt;
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
@@ -402,19 +401,6 @@ pub async fn another_organisations_assistants_are_not_found<S: Store>(store: S) 
     assert_eq!(app.get(&uri).await.body["name"], "Mine", "untouched");
 }
 
-async fn dynamodb(test: &str) -> Option<DynamoStore> {
-    let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped dynamodb::{test}: DYNAMODB_ENDPOINT is unset (scripts/test starts moto_server and sets it)"
-        );
-        return None;
-    };
-    let store = DynamoStore::connect(&format!("assistants-{test}-{}", Utc::now().timestamp_micros()), Some(&endpoint)).await;
-    store.create_table().await.expect("create the test table");
-    Some(store)
-}
-
 macro_rules! on_both_stores {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -429,7 +415,7 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    if let Some(store) = super::dynamodb(stringify!($test)).await {
+                    if let Some(store) = store::testing::dynamodb_test_store(stringify!($test)).await {
                         super::$test(store).await;
                     }
                 }

@@ -1,16 +1,13 @@
 //! Lambda entry point: read config, build the DynamoDB store, serve the router.
 
 use campaigns::{AppState, router};
-use platform::{Config, StoreConfig, telemetry};
+use platform::{Config, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    let StoreConfig::DynamoDb { table, endpoint } = config.store else {
-        return Err("the campaigns function runs on DynamoDB: set OUTDIAL_STORE=dynamodb and OUTDIAL_TABLE".into());
-    };
-    let store = store::DynamoStore::connect(&table, endpoint.as_deref()).await;
+    let store = config.connect_dynamodb().await?;
     let (app, _) = router().with_state(AppState { store }).split_for_parts();
     lambda_http::run(app).await
 }

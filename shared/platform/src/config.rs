@@ -70,9 +70,10 @@ impl Config {
             }
         };
         let account = |kind: ProviderKind| {
-            let key = var(ProviderAccounts::key_variable(kind)?)?;
-            let base_url = ProviderAccounts::base_url_variable(kind).and_then(&var);
-            Some(ProviderAccount { base_url: base_url.or(ProviderAccounts::default_base_url(kind).map(str::to_string))?, api_key: key })
+            let endpoint = ProviderAccounts::endpoint(kind)?;
+            let api_key = var(endpoint.key_variable)?;
+            let base_url = var(endpoint.base_url_variable).unwrap_or_else(|| endpoint.default_base_url.into());
+            Some(ProviderAccount { base_url, api_key })
         };
         let providers = ProviderAccounts {
             vapi: account(ProviderKind::Vapi),
@@ -80,6 +81,18 @@ impl Config {
             retell: account(ProviderKind::Retell),
         };
         Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT"), providers })
+    }
+
+    /// The DynamoDB store a Lambda function runs on; an error naming the variables when the
+    /// configuration points elsewhere.
+    pub async fn connect_dynamodb(&self) -> Result<store::DynamoStore, ConfigError> {
+        match &self.store {
+            StoreConfig::DynamoDb { table, endpoint } => Ok(store::DynamoStore::connect(table, endpoint.as_deref()).await),
+            StoreConfig::Sqlite { .. } => Err(ConfigError::Invalid {
+                var: "OUTDIAL_STORE",
+                reason: "functions in Lambda run on DynamoDB: set OUTDIAL_STORE=dynamodb and OUTDIAL_TABLE".into(),
+            }),
+        }
     }
 }
 

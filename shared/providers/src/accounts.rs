@@ -25,34 +25,25 @@ pub struct ProviderAccounts {
     pub retell: Option<ProviderAccount>,
 }
 
+/// How a deployment reaches one provider's API: the variable with its key, the variable that
+/// moves it elsewhere (a fake in tests, a proxy), and where it is by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProviderEndpoint {
+    pub key_variable: &'static str,
+    pub base_url_variable: &'static str,
+    pub default_base_url: &'static str,
+}
+
 impl ProviderAccounts {
-    /// The environment variable that holds a provider's API key.
-    pub fn key_variable(kind: ProviderKind) -> Option<&'static str> {
-        match kind {
-            ProviderKind::Vapi => Some("VAPI_API_KEY"),
-            ProviderKind::Elevenlabs => Some("ELEVENLABS_API_KEY"),
-            ProviderKind::Retell => Some("RETELL_API_KEY"),
-            ProviderKind::Simulator => None,
-        }
-    }
-
-    /// The variable that moves a provider's API elsewhere (a fake in tests, a proxy).
-    pub fn base_url_variable(kind: ProviderKind) -> Option<&'static str> {
-        match kind {
-            ProviderKind::Vapi => Some("VAPI_BASE_URL"),
-            ProviderKind::Elevenlabs => Some("ELEVENLABS_BASE_URL"),
-            ProviderKind::Retell => Some("RETELL_BASE_URL"),
-            ProviderKind::Simulator => None,
-        }
-    }
-
-    pub fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
-        match kind {
-            ProviderKind::Vapi => Some(Vapi::BASE_URL),
-            ProviderKind::Elevenlabs => Some(ElevenLabs::BASE_URL),
-            ProviderKind::Retell => Some(Retell::BASE_URL),
-            ProviderKind::Simulator => None,
-        }
+    /// `None` for the simulator, which runs in-process.
+    pub fn endpoint(kind: ProviderKind) -> Option<ProviderEndpoint> {
+        let (key_variable, base_url_variable, default_base_url) = match kind {
+            ProviderKind::Vapi => ("VAPI_API_KEY", "VAPI_BASE_URL", Vapi::BASE_URL),
+            ProviderKind::Elevenlabs => ("ELEVENLABS_API_KEY", "ELEVENLABS_BASE_URL", ElevenLabs::BASE_URL),
+            ProviderKind::Retell => ("RETELL_API_KEY", "RETELL_BASE_URL", Retell::BASE_URL),
+            ProviderKind::Simulator => return None,
+        };
+        Some(ProviderEndpoint { key_variable, base_url_variable, default_base_url })
     }
 }
 
@@ -115,8 +106,10 @@ impl AssistantProviders {
 
     /// The provider of `kind`, or why it cannot be used here.
     pub fn get(&self, kind: ProviderKind) -> Result<AnyAssistantProvider, ProviderError> {
-        let not_configured =
-            || ProviderError::NotConfigured { provider: kind.as_str(), variable: ProviderAccounts::key_variable(kind).unwrap_or_default() };
+        let not_configured = || ProviderError::NotConfigured {
+            provider: kind.as_str(),
+            variable: ProviderAccounts::endpoint(kind).map_or("", |e| e.key_variable),
+        };
         match kind {
             ProviderKind::Vapi => self.vapi.clone().map(AnyAssistantProvider::Vapi).ok_or_else(not_configured),
             ProviderKind::Elevenlabs => self.elevenlabs.clone().map(AnyAssistantProvider::ElevenLabs).ok_or_else(not_configured),

@@ -4,6 +4,8 @@
 mod cursor;
 pub mod dynamodb;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use cursor::{Cursor, Page, PageRequest};
 pub use dynamodb::DynamoStore;

@@ -4,23 +4,7 @@
 
 mod suite;
 
-use std::io::Write;
-use store::{DynamoStore, SqliteStore};
-
-async fn dynamodb(test: &str) -> Option<DynamoStore> {
-    let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
-        // straight to the handle: libtest hides `eprintln!` of passing tests, and a skip must be seen
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped dynamodb::{test}: DYNAMODB_ENDPOINT is unset (scripts/test starts moto_server and sets it)"
-        );
-        return None;
-    };
-    let table = format!("conformance-{test}-{}", uuid::Uuid::now_v7().simple());
-    let store = DynamoStore::connect(&table, Some(&endpoint)).await;
-    store.create_table().await.expect("create the test table");
-    Some(store)
-}
+use store::{SqliteStore, testing::dynamodb_test_store};
 
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
@@ -37,7 +21,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
-                    if let Some(store) = super::dynamodb(stringify!($test)).await {
+                    if let Some(store) = super::dynamodb_test_store(stringify!($test)).await {
                         super::suite::$test(&store).await;
                     }
                 }
