@@ -1,6 +1,11 @@
 //! Campaigns: a list of contacts dialed under a cap, a calling window and a retry policy.
 
-use crate::{AssistantId, CallingWindow, CampaignId, Cap, OrgId, ParseError, RetryPolicy};
+use crate::{
+    Assistant, AssistantId, CallDisposition, CallingWindow, CampaignId, Cap, ContactDisposition, ContactFate, E164, OrgId, ParseError,
+    ProviderKind, Region, RetryPolicy,
+    contact::fate_after_call,
+    policy::{CallingWindowSpec, RetryPolicySpec},
+};
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -31,10 +36,125 @@ impl CampaignStatus {
     }
 }
 
+/// Who places the campaign's calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallProvider {
+    /// Twilio dials; the media bridge carries the audio to an ElevenLabs agent.
+    Twilio,
+    /// ElevenLabs' own outbound calls.
+    Elevenlabs,
+    Vapi,
+    Retell,
+    /// In-process simulated calls (the demo, tests).
+    Simulator,
+}
+
+impl CallProvider {
+    pub const ALL: [CallProvider; 5] = [Self::Twilio, Self::Elevenlabs, Self::Vapi, Self::Retell, Self::Simulator];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Twilio => "twilio",
+            Self::Elevenlabs => "elevenlabs",
+            Self::Vapi => "vapi",
+            Self::Retell => "retell",
+            Self::Simulator => "simulator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The provider that calls with an assistant of `kind` when none is named.
+    pub fn for_assistant(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::Vapi => Self::Vapi,
+            ProviderKind::Elevenlabs => Self::Elevenlabs,
+            ProviderKind::Retell => Self::Retell,
+            ProviderKind::Simulator => Self::Simulator,
+        }
+    }
+
+    /// Whether this provider can put an assistant of `kind` on a call.
+    pub fn carries(self, kind: ProviderKind) -> bool {
+        match self {
+            Self::Twilio => kind == ProviderKind::Elevenlabs,
+            _ => Self::for_assistant(kind) == self,
+        }
+    }
+}
+
+/// How contacts are released for dialing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DialMode {
+    /// Any ready contact may be dialed.
+    #[default]
+    Continuous,
+    /// Contacts are dialed `batchSize` at a time; the next batch starts when the previous one is finished.
+    Batch,
+}
+
+/// What a call that reaches an answering machine does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VoicemailAction {
+    #[default]
+    Hangup,
+    LeaveMessage,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Voicemail {
+    pub action: VoicemailAction,
+    /// Spoken after the beep when the action is `leave_message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Where finished calls are reported. Credentials come from the deployment's environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase", rename_all_fields = "camelCase", deny_unknown_fields)]
+pub enum CrmTarget {
+    /// A GoHighLevel sub-account.
+    Gohighlevel { location_id: String },
+    /// A URL that receives each outcome as JSON, HMAC-signed.
+    Webhook { url: String },
+}
+
+impl CrmTarget {
+    fn validate(&self) -> Result<(), ParseError> {
+        match self {
+            Self::Gohighlevel { location_id } if location_id.trim().is_empty() => {
+                Err(ParseError::new("crm.locationId", "is empty; give the GoHighLevel location (sub-account) id"))
+            }
+            Self::Webhook { url } if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 11 => {
+                Err(ParseError::new("crm.url", format!("{url:?} is not an http(s) URL")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// How a campaign dials.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CampaignSettings {
+    pub provider: CallProvider,
+    /// The numbers calls are made from, used in rotation.
+    pub caller_ids: Vec<E164>,
+    /// Country in which national numbers of imported contacts are read (ISO 3166-1 alpha-2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "US")]
+    pub region: Option<Region>,
+    #[serde(default)]
+    pub mode: DialMode,
+    /// Contacts per batch in `batch` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
     #[serde(default)]
     pub calling_window: CallingWindow,
     /// Time zone of contacts whose own zone is unknown.
@@ -42,12 +162,89 @@ pub struct CampaignSettings {
     pub timezone: Tz,
     #[serde(default)]
     pub retry_policy: RetryPolicy,
+    #[serde(default)]
+    pub voicemail: Voicemail,
+    #[serde(default)]
+    pub recording: bool,
+    pub max_call_seconds: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm: Option<CrmTarget>,
+    /// When the campaign starts by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<DateTime<Utc>>,
+}
+
+impl CampaignSettings {
+    pub const DEFAULT_MAX_CALL_SECONDS: u32 = 600;
+    pub const MAX_CALL_SECONDS: std::ops::RangeInclusive<i64> = 30..=7200;
+    pub const MAX_BATCH_SIZE: i64 = 100_000;
+    pub const MAX_CALLER_IDS: usize = 100;
+    pub const MAX_VOICEMAIL_CHARS: usize = 1000;
+
+    /// The country national numbers are read in: the campaign's, else its first caller ID's.
+    pub fn import_region(&self) -> Option<Region> {
+        self.region.or_else(|| self.caller_ids.first().and_then(E164::region))
+    }
 }
 
 impl Default for CampaignSettings {
     fn default() -> Self {
-        Self { calling_window: CallingWindow::default(), timezone: Tz::America__New_York, retry_policy: RetryPolicy::default() }
+        Self {
+            provider: CallProvider::Simulator,
+            caller_ids: Vec::new(),
+            region: None,
+            mode: DialMode::Continuous,
+            batch_size: None,
+            calling_window: CallingWindow::default(),
+            timezone: Tz::America__New_York,
+            retry_policy: RetryPolicy::default(),
+            voicemail: Voicemail::default(),
+            recording: false,
+            max_call_seconds: Self::DEFAULT_MAX_CALL_SECONDS,
+            crm: None,
+            start_at: None,
+        }
     }
+}
+
+/// A campaign as the API receives it: loosely typed, so that every invalid field can be reported at once.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CampaignSpec {
+    #[schema(example = "Spring renewals")]
+    pub name: String,
+    /// An active assistant of the organisation.
+    pub assistant_id: Option<String>,
+    /// `twilio`, `elevenlabs`, `vapi`, `retell` or `simulator`; by default the assistant's own provider.
+    #[schema(example = "vapi")]
+    pub provider: Option<String>,
+    /// E.164 numbers, at least one.
+    #[schema(example = json!(["+14155550100"]))]
+    #[serde(default)]
+    pub caller_ids: Vec<String>,
+    #[schema(minimum = 1, maximum = 50, example = 8)]
+    pub cap: Option<i64>,
+    /// `continuous` (default) or `batch`.
+    pub mode: Option<String>,
+    pub batch_size: Option<i64>,
+    #[schema(value_type = Option<CallingWindowSpec>)]
+    pub calling_window: Option<serde_json::Value>,
+    #[schema(example = "America/New_York")]
+    pub timezone: Option<String>,
+    /// ISO country in which national numbers are read; by default the first caller ID's.
+    #[schema(example = "US")]
+    pub region: Option<String>,
+    #[schema(value_type = Option<RetryPolicySpec>)]
+    pub retry_policy: Option<serde_json::Value>,
+    #[schema(value_type = Option<Voicemail>)]
+    pub voicemail: Option<serde_json::Value>,
+    pub recording: Option<bool>,
+    #[schema(minimum = 30, maximum = 7200, example = 600)]
+    pub max_call_seconds: Option<i64>,
+    #[schema(value_type = Option<CrmTarget>)]
+    pub crm: Option<serde_json::Value>,
+    /// RFC 3339; the campaign starts by itself then.
+    pub start_at: Option<DateTime<Utc>>,
 }
 
 /// A campaign as it is created.
@@ -59,15 +256,197 @@ pub struct NewCampaign {
     pub assistant_id: Option<AssistantId>,
 }
 
+/// A nested part of a spec read with its own parser, its errors kept under `field`.
+fn nested<T: serde::de::DeserializeOwned>(
+    field: &'static str,
+    value: Option<serde_json::Value>,
+    errors: &mut Vec<ParseError>,
+) -> Option<T> {
+    serde_json::from_value(value?).map_err(|e| errors.push(ParseError::new(field, e.to_string()))).ok()
+}
+
+/// The value, or None with its error recorded.
+fn kept<T>(result: Result<T, ParseError>, errors: &mut Vec<ParseError>) -> Option<T> {
+    result.map_err(|e| errors.push(e)).ok()
+}
+
+fn parse_name(name: &str) -> Result<String, ParseError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NewCampaign::MAX_NAME_CHARS {
+        return Err(ParseError::new("name", format!("must be 1–{} characters", NewCampaign::MAX_NAME_CHARS)));
+    }
+    Ok(name.to_string())
+}
+
+/// An IANA time zone name such as `America/Chicago`.
+pub fn parse_timezone(field: &'static str, name: &str) -> Result<Tz, ParseError> {
+    name.trim().parse::<Tz>().map_err(|_| ParseError::new(field, format!("{name:?} is not an IANA time zone such as \"America/Chicago\"")))
+}
+
+fn validate_voicemail(v: Voicemail) -> Result<Voicemail, ParseError> {
+    let message = v.message.as_deref().map(str::trim).filter(|m| !m.is_empty());
+    match (v.action, message) {
+        (VoicemailAction::LeaveMessage, None) => Err(ParseError::new("voicemail.message", "is required when the action is leave_message")),
+        (_, Some(m)) if m.chars().count() > CampaignSettings::MAX_VOICEMAIL_CHARS => {
+            Err(ParseError::new("voicemail.message", format!("is longer than {} characters", CampaignSettings::MAX_VOICEMAIL_CHARS)))
+        }
+        (VoicemailAction::Hangup, Some(_)) => Err(ParseError::new("voicemail.message", "only applies when the action is leave_message")),
+        (action, m) => Ok(Voicemail { action, message: m.map(str::to_string) }),
+    }
+}
+
+/// A campaign read from its spec, before its assistant is looked up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CampaignPlan {
+    pub assistant_id: AssistantId,
+    /// The provider the spec named, if any.
+    pub provider: Option<CallProvider>,
+    new: NewCampaign,
+}
+
+impl CampaignPlan {
+    /// The campaign made by `assistant` (the one `assistant_id` names), or why it cannot be.
+    pub fn with_assistant(self, assistant: &Assistant) -> Result<NewCampaign, Vec<ParseError>> {
+        let mut errors = Vec::new();
+        if !assistant.active {
+            errors.push(ParseError::new("assistantId", format!("assistant {} is inactive; activate it or pick another", assistant.id)));
+        }
+        let provider = self.provider.unwrap_or(CallProvider::for_assistant(assistant.provider));
+        if !provider.carries(assistant.provider) {
+            errors.push(ParseError::new(
+                "provider",
+                format!("{} cannot call with a {} assistant", provider.as_str(), assistant.provider.as_str()),
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut new = self.new;
+        new.settings.provider = provider;
+        new.assistant_id = Some(assistant.id);
+        Ok(new)
+    }
+}
+
 impl NewCampaign {
     pub const MAX_NAME_CHARS: usize = 200;
 
     pub fn parse(name: &str, cap: Cap, settings: CampaignSettings) -> Result<Self, ParseError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > Self::MAX_NAME_CHARS {
-            return Err(ParseError::new("name", format!("must be 1–{} characters", Self::MAX_NAME_CHARS)));
+        Ok(Self { name: parse_name(name)?, cap, settings, assistant_id: None })
+    }
+
+    /// The campaign `spec` describes, or every reason it cannot be one. `now` bounds `startAt`.
+    pub fn from_spec(spec: CampaignSpec, now: DateTime<Utc>) -> Result<CampaignPlan, Vec<ParseError>> {
+        let e = &mut Vec::new();
+        let name = kept(parse_name(&spec.name), e);
+        let assistant_id = match spec.assistant_id.as_deref() {
+            None => kept(Err(ParseError::new("assistantId", "is required: the id of an active assistant of the organisation")), e),
+            Some(id) => {
+                kept(AssistantId::parse(id).map_err(|_| ParseError::new("assistantId", format!("{id:?} is not an assistant id"))), e)
+            }
+        };
+        let provider = spec.provider.as_deref().and_then(|p| {
+            let known = CallProvider::parse(p);
+            kept(
+                known
+                    .ok_or_else(|| ParseError::new("provider", format!("{p:?} is not one of twilio, elevenlabs, vapi, retell, simulator"))),
+                e,
+            )
+        });
+        if spec.caller_ids.is_empty() {
+            e.push(ParseError::new("callerIds", "needs at least one E.164 number to call from"));
+        } else if spec.caller_ids.len() > CampaignSettings::MAX_CALLER_IDS {
+            e.push(ParseError::new("callerIds", format!("has more than {} numbers", CampaignSettings::MAX_CALLER_IDS)));
         }
-        Ok(Self { name: name.to_string(), cap, settings, assistant_id: None })
+        let mut caller_ids = Vec::with_capacity(spec.caller_ids.len());
+        for (i, raw) in spec.caller_ids.into_iter().enumerate() {
+            let parsed = E164::try_from(raw).map_err(|err| ParseError::new("callerIds", format!("[{i}] {}", err.reason)));
+            if let Some(number) = kept(parsed, e)
+                && !caller_ids.contains(&number)
+            {
+                caller_ids.push(number);
+            }
+        }
+        let cap = spec.cap.map_or(Some(Cap::DEFAULT), |c| kept(Cap::parse(c), e));
+        let mode = match spec.mode.as_deref() {
+            None | Some("continuous") => Some(DialMode::Continuous),
+            Some("batch") => Some(DialMode::Batch),
+            Some(other) => kept(Err(ParseError::new("mode", format!("{other:?} is not continuous or batch"))), e),
+        };
+        let batch_size = match (mode, spec.batch_size) {
+            (Some(DialMode::Batch), None) => kept(Err(ParseError::new("batchSize", "is required in batch mode")), e),
+            (Some(DialMode::Batch), Some(n)) if !(1..=CampaignSettings::MAX_BATCH_SIZE).contains(&n) => {
+                kept(Err(ParseError::new("batchSize", format!("{n} is outside 1–{}", CampaignSettings::MAX_BATCH_SIZE))), e)
+            }
+            (Some(DialMode::Batch), Some(n)) => Some(n as u32),
+            (_, Some(_)) => kept(Err(ParseError::new("batchSize", "only applies in batch mode")), e),
+            (_, None) => None,
+        };
+        let calling_window = match spec.calling_window {
+            None => Some(CallingWindow::default()),
+            value => nested::<CallingWindowSpec>("callingWindow", value, e).and_then(|w| kept(CallingWindow::try_from(w), e)),
+        };
+        let timezone = match spec.timezone.as_deref() {
+            None => Some(Tz::America__New_York),
+            Some(tz) => kept(parse_timezone("timezone", tz), e),
+        };
+        let region = spec.region.as_deref().and_then(|r| kept(Region::parse(r), e));
+        let retry_policy = match spec.retry_policy {
+            None => Some(RetryPolicy::default()),
+            value => nested::<RetryPolicySpec>("retryPolicy", value, e).and_then(|p| kept(RetryPolicy::try_from(p), e)),
+        };
+        let voicemail = match spec.voicemail {
+            None => Some(Voicemail::default()),
+            value => nested::<Voicemail>("voicemail", value, e).and_then(|v| kept(validate_voicemail(v), e)),
+        };
+        let max_call_seconds = match spec.max_call_seconds {
+            None => Some(CampaignSettings::DEFAULT_MAX_CALL_SECONDS),
+            Some(s) if CampaignSettings::MAX_CALL_SECONDS.contains(&s) => Some(s as u32),
+            Some(s) => {
+                let (lo, hi) = CampaignSettings::MAX_CALL_SECONDS.into_inner();
+                kept(Err(ParseError::new("maxCallSeconds", format!("{s} is outside {lo}–{hi} seconds"))), e)
+            }
+        };
+        let crm = nested::<CrmTarget>("crm", spec.crm, e).and_then(|t| kept(t.validate().map(|()| t), e));
+        if let Some(at) = spec.start_at
+            && at <= now
+        {
+            e.push(ParseError::new("startAt", format!("{} is not in the future", at.to_rfc3339())));
+        }
+        let (
+            Some(name),
+            Some(assistant_id),
+            Some(cap),
+            Some(mode),
+            Some(calling_window),
+            Some(timezone),
+            Some(retry_policy),
+            Some(voicemail),
+            Some(max_call_seconds),
+        ) = (name, assistant_id, cap, mode, calling_window, timezone, retry_policy, voicemail, max_call_seconds)
+        else {
+            return Err(std::mem::take(e));
+        };
+        if !e.is_empty() {
+            return Err(std::mem::take(e));
+        }
+        let settings = CampaignSettings {
+            // the assistant decides it when the spec does not: see CampaignPlan::with_assistant
+            provider: provider.unwrap_or(CallProvider::Simulator),
+            caller_ids,
+            region,
+            mode,
+            batch_size,
+            calling_window,
+            timezone,
+            retry_policy,
+            voicemail,
+            recording: spec.recording.unwrap_or(false),
+            max_call_seconds,
+            crm,
+            start_at: spec.start_at,
+        };
+        Ok(CampaignPlan { assistant_id, provider, new: NewCampaign { name, cap, settings, assistant_id: Some(assistant_id) } })
     }
 
     /// The campaign's calls are made by `assistant`.
@@ -103,10 +482,13 @@ pub struct Campaign {
     pub name: String,
     pub status: CampaignStatus,
     pub cap: Cap,
+    #[serde(flatten)]
     pub settings: CampaignSettings,
     /// The assistant that speaks on the campaign's calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assistant_id: Option<AssistantId>,
+    /// Kept on the record; the API shows them as `progress`.
+    #[serde(skip)]
     pub counters: CampaignCounters,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -143,9 +525,86 @@ impl Campaign {
         }
     }
 
+    /// Every reason the campaign cannot start now. `assistant` is the one it names (None when it
+    /// is gone); `missing_credentials` the variables its provider still needs.
+    pub fn unmet_launch_checks(&self, assistant: Option<&Assistant>, missing_credentials: &[&str]) -> Vec<UnmetCheck> {
+        let mut unmet = Vec::new();
+        if self.counters.contacts_total == self.counters.contacts_done {
+            unmet.push(UnmetCheck::NoContacts);
+        }
+        match assistant {
+            None => unmet.push(UnmetCheck::AssistantMissing),
+            Some(a) if !a.active => unmet.push(UnmetCheck::AssistantInactive { assistant: a.id }),
+            Some(_) => {}
+        }
+        if self.settings.caller_ids.is_empty() {
+            unmet.push(UnmetCheck::NoCallerId);
+        }
+        if !missing_credentials.is_empty() {
+            unmet.push(UnmetCheck::ProviderNotConfigured {
+                provider: self.settings.provider,
+                variables: missing_credentials.iter().map(|v| v.to_string()).collect(),
+            });
+        }
+        if self.settings.calling_window.is_empty() {
+            unmet.push(UnmetCheck::CallingWindowEmpty);
+        }
+        unmet
+    }
+
+    /// What happens to a contact after its call ended: the retry policy, except that a canceled
+    /// campaign retries nothing.
+    pub fn fate_after_call(&self, disposition: CallDisposition, attempt: u32, ended_at: DateTime<Utc>) -> ContactFate {
+        match fate_after_call(disposition, attempt, ended_at, &self.settings.retry_policy) {
+            ContactFate::Retry { .. } if self.status == CampaignStatus::Canceled => ContactFate::Done(ContactDisposition::Canceled),
+            fate => fate,
+        }
+    }
+
     /// Slots free under the cap right now.
     pub fn free_slots(&self) -> u32 {
         self.cap.get().saturating_sub(self.counters.active_calls)
+    }
+}
+
+/// One reason a campaign cannot start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnmetCheck {
+    NoContacts,
+    AssistantMissing,
+    AssistantInactive { assistant: AssistantId },
+    NoCallerId,
+    ProviderNotConfigured { provider: CallProvider, variables: Vec<String> },
+    CallingWindowEmpty,
+}
+
+impl UnmetCheck {
+    /// A stable name for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoContacts => "no-contacts",
+            Self::AssistantMissing => "assistant-missing",
+            Self::AssistantInactive { .. } => "assistant-inactive",
+            Self::NoCallerId => "no-caller-id",
+            Self::ProviderNotConfigured { .. } => "provider-not-configured",
+            Self::CallingWindowEmpty => "calling-window-empty",
+        }
+    }
+
+    /// What is wrong and what to do about it.
+    pub fn message(&self) -> String {
+        match self {
+            Self::NoContacts => "the campaign has no contacts left to call; import some with POST /campaigns/{id}/contacts".into(),
+            Self::AssistantMissing => "the campaign names no assistant, or it no longer exists".into(),
+            Self::AssistantInactive { assistant } => {
+                format!("assistant {assistant} is inactive; activate it with PATCH /assistants/{assistant}")
+            }
+            Self::NoCallerId => "the campaign has no caller ID to call from".into(),
+            Self::ProviderNotConfigured { provider, variables } => {
+                format!("{} credentials are not configured: set {}", provider.as_str(), variables.join(" and "))
+            }
+            Self::CallingWindowEmpty => "the calling window has no days, so no contact could ever be called".into(),
+        }
     }
 }
 
@@ -168,5 +627,107 @@ mod tests {
         assert!(!c.holds_assistant(t + TimeDelta::hours(24)));
         c.status = CampaignStatus::Canceled;
         assert!(!c.holds_assistant(t));
+    }
+
+    fn spec(json: serde_json::Value) -> CampaignSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_spec_gets_the_documented_defaults() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let assistant = AssistantId::new();
+        let plan = NewCampaign::from_spec(
+            spec(serde_json::json!({"name": "Renewals", "assistantId": assistant.to_string(), "callerIds": ["+14155550100"]})),
+            t,
+        )
+        .unwrap();
+        assert_eq!(plan.provider, None);
+        let s = &plan.new.settings;
+        assert_eq!(plan.new.cap, Cap::DEFAULT);
+        assert_eq!((s.mode, s.batch_size, s.recording, s.max_call_seconds), (DialMode::Continuous, None, false, 600));
+        assert_eq!(s.calling_window, CallingWindow::default());
+        assert_eq!(s.retry_policy, RetryPolicy::default());
+        assert_eq!(s.voicemail.action, VoicemailAction::Hangup);
+        assert_eq!(s.import_region().map(|r| r.code().to_string()).as_deref(), Some("US"), "the first caller ID's country");
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_at_once() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let errors = NewCampaign::from_spec(
+            spec(serde_json::json!({
+                "name": " ", "provider": "skype", "callerIds": ["+1415", "not"], "cap": 51, "mode": "batch",
+                "callingWindow": {"days": ["mon"], "start": "21:00", "end": "08:00"}, "timezone": "Mars/Base",
+                "retryPolicy": {"maxAttempts": 0, "delayMinutes": 5, "retryOn": []}, "voicemail": {"action": "leave_message"},
+                "maxCallSeconds": 5, "crm": {"kind": "webhook", "url": "ftp://x"}, "startAt": "2020-01-01T00:00:00Z", "region": "XX"
+            })),
+            t,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+        for field in [
+            "name",
+            "assistantId",
+            "provider",
+            "callerIds",
+            "cap",
+            "batchSize",
+            "callingWindow",
+            "timezone",
+            "region",
+            "retryPolicy.maxAttempts",
+            "voicemail.message",
+            "maxCallSeconds",
+            "crm.url",
+            "startAt",
+        ] {
+            assert!(fields.contains(&field), "{field} missing from {fields:?}");
+        }
+        assert_eq!(fields.iter().filter(|f| **f == "callerIds").count(), 2, "each bad number is named");
+    }
+
+    #[test]
+    fn the_assistant_decides_the_provider_and_must_be_active() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let config = crate::assistant::templates()[0].config.clone();
+        let mut assistant = Assistant::new(OrgId::new(), crate::NewAssistant::local("a", ProviderKind::Elevenlabs, config).unwrap(), t);
+        let plan = |provider: Option<&str>| {
+            let mut json = serde_json::json!({"name": "c", "assistantId": assistant.id.to_string(), "callerIds": ["+14155550100"]});
+            if let Some(p) = provider {
+                json["provider"] = p.into();
+            }
+            NewCampaign::from_spec(spec(json), t).unwrap()
+        };
+        assert_eq!(plan(None).with_assistant(&assistant).unwrap().settings.provider, CallProvider::Elevenlabs);
+        assert_eq!(plan(Some("twilio")).with_assistant(&assistant).unwrap().settings.provider, CallProvider::Twilio);
+        assert_eq!(plan(Some("vapi")).with_assistant(&assistant).unwrap_err()[0].field, "provider");
+        assistant.active = false;
+        assert_eq!(plan(None).with_assistant(&assistant).unwrap_err()[0].field, "assistantId");
+    }
+
+    #[test]
+    fn launch_checks_list_everything_missing() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let settings = CampaignSettings { calling_window: CallingWindow::parse([], "08:00", "21:00").unwrap(), ..Default::default() };
+        let c = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, settings).unwrap(), t);
+        let codes: Vec<_> = c.unmet_launch_checks(None, &["TWILIO_AUTH_TOKEN"]).iter().map(UnmetCheck::code).collect();
+        assert_eq!(codes, ["no-contacts", "assistant-missing", "no-caller-id", "provider-not-configured", "calling-window-empty"]);
+        let mut ready = c.clone();
+        ready.counters.contacts_total = 1;
+        ready.settings.caller_ids.push(E164::parse("+14155550100", None).unwrap());
+        ready.settings.calling_window = CallingWindow::default();
+        let config = crate::assistant::templates()[0].config.clone();
+        let assistant = Assistant::new(OrgId::new(), crate::NewAssistant::local("a", ProviderKind::Simulator, config).unwrap(), t);
+        assert!(ready.unmet_launch_checks(Some(&assistant), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_canceled_campaign_retries_nothing() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut c = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, CampaignSettings::default()).unwrap(), t);
+        assert!(matches!(c.fate_after_call(CallDisposition::Busy, 1, t), ContactFate::Retry { .. }));
+        c.status = CampaignStatus::Canceled;
+        assert_eq!(c.fate_after_call(CallDisposition::Busy, 1, t), ContactFate::Done(ContactDisposition::Canceled));
     }
 }

@@ -24,6 +24,7 @@ pub mod campaign;
 pub mod contact;
 pub mod error;
 pub mod ids;
+pub mod import;
 pub mod money;
 pub mod org;
 pub mod phone;
@@ -33,7 +34,10 @@ pub use assistant::{
     Assistant, AssistantConfig, AssistantPatch, AssistantSource, AssistantVersion, NewAssistant, ProviderKind, ReadOnlyTemplate, Voice,
 };
 pub use call::{AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, Transition};
-pub use campaign::{Campaign, CampaignCounters, CampaignSettings, CampaignStatus, NewCampaign};
+pub use campaign::{
+    CallProvider, Campaign, CampaignCounters, CampaignPlan, CampaignSettings, CampaignSpec, CampaignStatus, CrmTarget, DialMode,
+    NewCampaign, UnmetCheck, Voicemail, VoicemailAction,
+};
 pub use contact::{Contact, ContactDisposition, ContactFate, ContactState, NewContact};
 pub use error::ParseError;
 pub use ids::{AssistantId, CallId, CampaignId, ContactId, OrgId};

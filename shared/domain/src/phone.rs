@@ -12,8 +12,22 @@ use std::{fmt, str::FromStr};
 pub struct E164(String);
 
 /// A country (ISO 3166-1 alpha-2) used to read national numbers such as `(415) 555-0100`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Region(country::Id);
+
+impl TryFrom<String> for Region {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Region> for String {
+    fn from(r: Region) -> String {
+        r.code().to_string()
+    }
+}
 
 impl Region {
     pub fn parse(input: &str) -> Result<Self, ParseError> {
