@@ -3,9 +3,9 @@
 //! safe under any concurrency; a cancelled transaction is re-read and retried.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor,
-    KeyHash, OrgStore, Page, PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
-    statuses,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
+    CreatedApiKey, Cursor, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, Result, StoreError,
+    StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use aws_sdk_dynamodb::{
     Client,
@@ -19,8 +19,8 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallEventKind, CallId, Campaign, CampaignCounters,
-    CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactId, ContactState, NewAssistant, NewCampaign, NewContact, OrgId,
-    Organisation,
+    CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactId, ContactState, E164, NewAssistant,
+    NewCampaign, NewContact, OrgId, Organisation,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -170,6 +170,108 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update.build().map_err(build)?).build())
     }
 
+    /// Every item of a partition (of the table or an index) whose sort key begins with `prefix`,
+    /// reading only the `projection` attributes when given.
+    async fn query_all(
+        &self,
+        index: Option<&str>,
+        pk: (&str, String),
+        prefix: Option<&str>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        let condition = match prefix {
+            Some(_) => format!("{} = :pk AND begins_with(sk, :prefix)", pk.0),
+            None => format!("{} = :pk", pk.0),
+        };
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_string))
+                .key_condition_expression(&condition)
+                .expression_attribute_values(":pk", s(pk.1.clone()))
+                .set_projection_expression(projection.map(str::to_string))
+                .set_exclusive_start_key(start.take());
+            if let Some(prefix) = prefix {
+                query = query.expression_attribute_values(":prefix", s(prefix));
+            }
+            if projection.is_some_and(|p| p.contains("#state")) {
+                query = query.expression_attribute_names("#state", "state");
+            }
+            let out = query.send().await.map_err(sdk)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// The numbers among `phones` that are on the organisation's do-not-call list.
+    async fn listed_among(&self, org: OrgId, phones: &[&E164]) -> Result<HashSet<String>> {
+        let mut listed = HashSet::new();
+        for chunk in phones.chunks(100) {
+            let unique: HashSet<&str> = chunk.iter().map(|p| p.as_str()).collect();
+            let keys: Vec<Item> =
+                unique.iter().map(|p| HashMap::from([("pk".to_string(), s(dnc_pk(org))), ("sk".to_string(), s(*p))])).collect();
+            let mut request = Some(
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build)?,
+            );
+            let mut attempt = 0;
+            while let Some(keys) = request.take() {
+                let out = self.client.batch_get_item().request_items(&self.table, keys).send().await.map_err(sdk)?;
+                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    if let Some(AttributeValue::S(phone)) = item.get("sk") {
+                        listed.insert(phone.clone());
+                    }
+                }
+                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
+                if request.is_some() {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Finalises one ready contact with `disposition`, counting it done; false when it is not ready.
+    async fn finalise_ready_contact(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        contact: ContactId,
+        disposition: ContactDisposition,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut attempt = 0;
+        loop {
+            let Some(raw) = self.get(campaign_pk(campaign), &format!("CONTACT#{contact}")).await? else { return Ok(false) };
+            let ContactItem { version, mut contact, .. } = decode(raw)?;
+            if contact.state != ContactState::Ready {
+                return Ok(false);
+            }
+            contact.state = ContactState::Done;
+            contact.disposition = Some(disposition);
+            contact.due_at = now;
+            let items = vec![
+                self.put(encode(&ContactItem::new(contact, version + 1)), "version = :v", &[(":v", n(version))])?,
+                self.update(org_pk(org), campaign_sk(campaign), "SET contacts_done = contacts_done + :one", None, &[(":one", n(1))])?,
+            ];
+            if self.transact(items).await? {
+                return Ok(true);
+            }
+            attempt += 1;
+            if attempt > MAX_RETRIES {
+                return Err(StoreError::Backend(format!("a contact of campaign {campaign} kept changing; retry")));
+            }
+            backoff(attempt).await;
+        }
+    }
+
     /// Reads one page: `limit + 1` matching items, the extra one only telling whether more exist.
     async fn page<T: DeserializeOwned>(
         &self,
@@ -269,6 +371,9 @@ fn campaign_sk(id: CampaignId) -> String {
 }
 fn campaign_pk(id: CampaignId) -> String {
     format!("CAMPAIGN#{id}")
+}
+fn dnc_pk(org: OrgId) -> String {
+    format!("DNC#{org}")
 }
 fn call_pk(id: CallId) -> String {
     format!("CALL#{id}")
@@ -545,6 +650,61 @@ impl CampaignStore for DynamoStore {
         Ok(Page { items: items.into_iter().map(Campaign::from).collect(), next_cursor })
     }
 
+    async fn campaigns_with_status(&self, org: OrgId, status: CampaignStatus) -> Result<Vec<Campaign>> {
+        let items = self.query_all(None, ("pk", org_pk(org)), Some("CAMPAIGN#"), None).await?;
+        let campaigns = items.into_iter().map(|i| decode::<CampaignItem>(i).map(Campaign::from)).collect::<Result<Vec<_>>>()?;
+        Ok(campaigns.into_iter().filter(|c| c.status == status).collect())
+    }
+
+    async fn cancel_campaign(&self, org: OrgId, id: CampaignId, now: DateTime<Utc>) -> Result<Campaign> {
+        let now = millis(now);
+        let from = [CampaignStatus::Draft, CampaignStatus::Running, CampaignStatus::Paused];
+        self.set_campaign_status(org, id, &from, CampaignStatus::Canceled, now).await?;
+        // claims need a running campaign, so no contact becomes ready or dialing from here on
+        loop {
+            let ready = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(READY_INDEX)
+                .key_condition_expression("gsi1pk = :pk")
+                .expression_attribute_values(":pk", s(ready_pk(id)))
+                .limit(((MAX_TRANSACTION_ITEMS - 1) / 2) as i32)
+                .send()
+                .await
+                .map_err(sdk)?
+                .items
+                .unwrap_or_default();
+            if ready.is_empty() {
+                return self.get_campaign(org, id).await;
+            }
+            let mut items = Vec::with_capacity(ready.len() + 1);
+            let mut ids = Vec::with_capacity(ready.len());
+            for raw in ready {
+                let ContactItem { version, mut contact, .. } = decode(raw)?;
+                ids.push(contact.id);
+                contact.state = ContactState::Done;
+                contact.disposition = Some(ContactDisposition::Canceled);
+                contact.due_at = now;
+                items.push(self.put(encode(&ContactItem::new(contact, version + 1)), "version = :v", &[(":v", n(version))])?);
+            }
+            let k = ids.len();
+            items.push(self.update(org_pk(org), campaign_sk(id), "SET contacts_done = contacts_done + :k", None, &[(":k", n(k))])?);
+            if self.transact(items).await? {
+                continue;
+            }
+            // one of them changed meanwhile (its call settled it): take them one by one
+            let mut finalised = 0;
+            for contact in ids {
+                finalised += u32::from(self.finalise_ready_contact(org, id, contact, ContactDisposition::Canceled, now).await?);
+            }
+            if finalised == 0 {
+                // the index lags the table: what it still lists is no longer ready
+                backoff(3).await;
+            }
+        }
+    }
+
     async fn campaigns_using_assistant(&self, org: OrgId, assistant: AssistantId) -> Result<Vec<Campaign>> {
         let mut campaigns = Vec::new();
         let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
@@ -616,10 +776,13 @@ impl CampaignStore for DynamoStore {
         let now = millis(now);
         self.campaign_item(org, campaign).await?;
         let mut outcome = AddedContacts::default();
+        let listed = self.listed_among(org, &contacts.iter().map(|c| &c.phone).collect::<Vec<_>>()).await?;
         let mut seen = HashSet::new();
         let mut unique = Vec::with_capacity(contacts.len());
         for c in contacts {
-            if seen.insert(c.phone.clone()) {
+            if listed.contains(c.phone.as_str()) {
+                outcome.do_not_call += 1;
+            } else if seen.insert(c.phone.clone()) {
                 unique.push(Contact::ready(campaign, c, now));
             } else {
                 outcome.duplicates += 1;
@@ -678,16 +841,114 @@ impl CampaignStore for DynamoStore {
         Ok(decode::<ContactItem>(item)?.contact)
     }
 
+    async fn contact_tally(&self, org: OrgId, campaign: CampaignId) -> Result<ContactTally> {
+        self.campaign_item(org, campaign).await?;
+        self.contact_tally_of(campaign).await
+    }
+
     async fn list_contacts(&self, org: OrgId, campaign: CampaignId, filter: ContactFilter, page: PageRequest) -> Result<Page<Contact>> {
         self.campaign_item(org, campaign).await?;
         let mut values = vec![(":pk", s(campaign_pk(campaign))), (":prefix", s("CONTACT#"))];
-        let condition = filter.state.map(|state| {
+        let mut conditions = Vec::new();
+        if let Some(state) = filter.state {
             values.push((":state", av(&state)));
-            "#state = :state"
-        });
-        let (items, next_cursor) =
-            self.page::<ContactItem>(None, "pk = :pk AND begins_with(sk, :prefix)", condition, values, &page, &["pk", "sk"]).await?;
+            conditions.push("#state = :state");
+        }
+        if let Some(disposition) = filter.disposition {
+            values.push((":disposition", av(&disposition)));
+            conditions.push("disposition = :disposition");
+        }
+        let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        let (items, next_cursor) = self
+            .page::<ContactItem>(None, "pk = :pk AND begins_with(sk, :prefix)", condition.as_deref(), values, &page, &["pk", "sk"])
+            .await?;
         Ok(Page { items: items.into_iter().map(|i| i.contact).collect(), next_cursor })
+    }
+}
+
+impl DynamoStore {
+    async fn contact_tally_of(&self, campaign: CampaignId) -> Result<ContactTally> {
+        #[derive(Deserialize)]
+        struct Standing {
+            state: ContactState,
+            #[serde(default)]
+            disposition: Option<ContactDisposition>,
+        }
+        let items = self.query_all(None, ("pk", campaign_pk(campaign)), Some("CONTACT#"), Some("#state, disposition")).await?;
+        let mut tally = ContactTally::default();
+        for item in items {
+            let standing: Standing = decode(item)?;
+            *tally.by_state.entry(standing.state).or_default() += 1;
+            if let Some(d) = standing.disposition {
+                *tally.by_disposition.entry(d).or_default() += 1;
+            }
+        }
+        Ok(tally)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct DoNotCallItem {
+    pk: String,
+    /// The number, E.164.
+    sk: String,
+    added_at: DateTime<Utc>,
+}
+
+impl DoNotCallStore for DynamoStore {
+    async fn add_do_not_call(&self, org: OrgId, phones: Vec<E164>, now: DateTime<Utc>) -> Result<DoNotCallAdded> {
+        let now = millis(now);
+        self.org_exists(org).await?;
+        let mut outcome = DoNotCallAdded::default();
+        let mut live = self.campaigns_with_status(org, CampaignStatus::Running).await?;
+        live.extend(self.campaigns_with_status(org, CampaignStatus::Paused).await?);
+        for phone in phones {
+            let item = encode(&DoNotCallItem { pk: dnc_pk(org), sk: phone.as_str().to_string(), added_at: now });
+            let put = self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)");
+            match put.send().await {
+                Ok(_) => outcome.added += 1,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => outcome.already_listed += 1,
+                Err(e) => return Err(sdk(e)),
+            }
+            for campaign in &live {
+                let Some(guard) = self.get(campaign_pk(campaign.id), &format!("PHONE#{}", phone.as_str())).await? else { continue };
+                let Some(contact) = guard.get("contact_id").and_then(|v| v.as_s().ok()).and_then(|id| ContactId::parse(id).ok()) else {
+                    return Err(StoreError::Corrupt(format!("a phone guard of campaign {} names no contact", campaign.id)));
+                };
+                if self.finalise_ready_contact(org, campaign.id, contact, ContactDisposition::DoNotCall, now).await? {
+                    outcome.contacts_finalised += 1;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn remove_do_not_call(&self, org: OrgId, phone: &E164) -> Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(dnc_pk(org)))
+            .key("sk", s(phone.as_str()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn is_do_not_call(&self, org: OrgId, phone: &E164) -> Result<bool> {
+        Ok(self.get(dnc_pk(org), phone.as_str()).await?.is_some())
+    }
+
+    async fn list_do_not_call(&self, org: OrgId, page: PageRequest) -> Result<Page<DoNotCallEntry>> {
+        let values = vec![(":pk", s(dnc_pk(org)))];
+        let (items, next_cursor) = self.page::<DoNotCallItem>(None, "pk = :pk", None, values, &page, &["pk", "sk"]).await?;
+        let items = items
+            .into_iter()
+            .map(|i| Ok(DoNotCallEntry { phone: E164::try_from(i.sk)?, added_at: i.added_at }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, next_cursor })
     }
 }
 
@@ -783,14 +1044,16 @@ impl CallStore for DynamoStore {
             ];
             let mut contact_fate = None;
             let mut done_delta = 0i64;
+            // the fate depends on the campaign's status (a canceled one retries nothing): it must not change meanwhile
+            let mut status_seen = None;
             if absorbed.decides_contact(&call) {
-                let campaign = self.campaign_item(org, call.campaign_id).await?;
+                let campaign = Campaign::from(self.campaign_item(org, call.campaign_id).await?);
                 let raw = self
                     .get(campaign_pk(call.campaign_id), &format!("CONTACT#{}", call.contact_id))
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("call {call_id} names a missing contact")))?;
                 let ContactItem { version: contact_version, mut contact, .. } = decode(raw)?;
-                if let Some((fate, delta)) = settle_contact(&mut contact, &call, &campaign.settings.retry_policy) {
+                if let Some((fate, delta)) = settle_contact(&mut contact, &call, &campaign) {
                     items.push(self.put(
                         encode(&ContactItem::new(contact, contact_version + 1)),
                         "version = :v",
@@ -798,16 +1061,21 @@ impl CallStore for DynamoStore {
                     )?);
                     contact_fate = Some(fate);
                     done_delta = delta;
+                    status_seen = Some(campaign.status);
                 }
             }
             let released = u32::from(absorbed.transition.releases_capacity);
-            if released != 0 || done_delta != 0 {
+            if released != 0 || done_delta != 0 || status_seen.is_some() {
+                let mut values = vec![(":released", n(released)), (":done", n(done_delta))];
+                if let Some(status) = status_seen {
+                    values.push((":seen", av(&status)));
+                }
                 items.push(self.update(
                     org_pk(org),
                     campaign_sk(call.campaign_id),
                     "SET active_calls = active_calls - :released, contacts_done = contacts_done + :done",
-                    None,
-                    &[(":released", n(released)), (":done", n(done_delta))],
+                    status_seen.map(|_| "#status = :seen"),
+                    &values,
                 )?);
             }
             if self.transact(items).await? {

@@ -14,9 +14,10 @@ pub use sqlite::SqliteStore;
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallEvent, CallId, Campaign, CampaignId,
-    CampaignStatus, Contact, ContactFate, ContactId, ContactState, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Transition,
+    CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState, E164, NewAssistant, NewCampaign, NewContact, OrgId,
+    Organisation, Transition,
 };
-use std::future::Future;
+use std::{collections::BTreeMap, future::Future};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -88,11 +89,36 @@ pub(crate) fn new_api_key_secret() -> String {
     format!("odk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// How many contacts of a batch were added, and how many were already in the campaign.
+/// What became of a batch of contacts: added, already in the campaign (or earlier in the batch),
+/// or left out because the number is on the organisation's do-not-call list.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AddedContacts {
     pub added: u64,
     pub duplicates: u64,
+    pub do_not_call: u64,
+}
+
+/// How a campaign's contacts stand: counts by state and, for finished ones, by disposition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactTally {
+    pub by_state: BTreeMap<ContactState, u64>,
+    pub by_disposition: BTreeMap<ContactDisposition, u64>,
+}
+
+/// A number the organisation must never call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DoNotCallEntry {
+    pub phone: E164,
+    pub added_at: DateTime<Utc>,
+}
+
+/// What adding numbers to the do-not-call list did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DoNotCallAdded {
+    pub added: u64,
+    pub already_listed: u64,
+    /// Ready contacts of running or paused campaigns finalised as `do_not_call`.
+    pub contacts_finalised: u64,
 }
 
 /// One contact claimed for its next attempt, with the queued call that will carry it.
@@ -124,6 +150,7 @@ pub struct StoredCallEvent {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ContactFilter {
     pub state: Option<ContactState>,
+    pub disposition: Option<ContactDisposition>,
 }
 
 /// Organisations and their API keys.
@@ -142,6 +169,8 @@ pub trait CampaignStore: Send + Sync {
     fn create_campaign(&self, org: OrgId, campaign: NewCampaign) -> impl Future<Output = Result<Campaign>> + Send;
     fn get_campaign(&self, org: OrgId, id: CampaignId) -> impl Future<Output = Result<Campaign>> + Send;
     fn list_campaigns(&self, org: OrgId, page: PageRequest) -> impl Future<Output = Result<Page<Campaign>>> + Send;
+    /// Every campaign of the organisation in `status`.
+    fn campaigns_with_status(&self, org: OrgId, status: CampaignStatus) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
     /// Every campaign of the organisation whose calls `assistant` makes, in any status.
     fn campaigns_using_assistant(&self, org: OrgId, assistant: AssistantId) -> impl Future<Output = Result<Vec<Campaign>>> + Send;
     /// Moves the campaign to `to` if its status is one of `from`; otherwise a conflict.
@@ -153,7 +182,11 @@ pub trait CampaignStore: Send + Sync {
         to: CampaignStatus,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Campaign>> + Send;
-    /// Adds contacts; a phone number already in the campaign (or earlier in the batch) is a duplicate.
+    /// Cancels a draft, running or paused campaign and finalises its ready contacts as `canceled`;
+    /// contacts being dialed are left to their calls (which then retry nothing).
+    fn cancel_campaign(&self, org: OrgId, id: CampaignId, now: DateTime<Utc>) -> impl Future<Output = Result<Campaign>> + Send;
+    /// Adds contacts; a phone number already in the campaign (or earlier in the batch) is a
+    /// duplicate, one on the organisation's do-not-call list is left out.
     fn add_contacts(
         &self,
         org: OrgId,
@@ -162,6 +195,8 @@ pub trait CampaignStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<AddedContacts>> + Send;
     fn get_contact(&self, org: OrgId, campaign: CampaignId, id: ContactId) -> impl Future<Output = Result<Contact>> + Send;
+    /// The campaign's contacts counted by state and disposition.
+    fn contact_tally(&self, org: OrgId, campaign: CampaignId) -> impl Future<Output = Result<ContactTally>> + Send;
     fn list_contacts(
         &self,
         org: OrgId,
@@ -195,6 +230,17 @@ pub trait CallStore: Send + Sync {
     fn list_calls(&self, org: OrgId, campaign: CampaignId, page: PageRequest) -> impl Future<Output = Result<Page<Call>>> + Send;
     /// The call's event log, oldest first.
     fn list_call_events(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<Vec<StoredCallEvent>>> + Send;
+}
+
+/// The organisation's do-not-call list.
+pub trait DoNotCallStore: Send + Sync {
+    /// Lists the numbers and finalises their ready contacts in running or paused campaigns.
+    fn add_do_not_call(&self, org: OrgId, phones: Vec<E164>, now: DateTime<Utc>) -> impl Future<Output = Result<DoNotCallAdded>> + Send;
+    /// Takes a number off the list; false when it was not on it.
+    fn remove_do_not_call(&self, org: OrgId, phone: &E164) -> impl Future<Output = Result<bool>> + Send;
+    fn is_do_not_call(&self, org: OrgId, phone: &E164) -> impl Future<Output = Result<bool>> + Send;
+    /// The list, in number order.
+    fn list_do_not_call(&self, org: OrgId, page: PageRequest) -> impl Future<Output = Result<Page<DoNotCallEntry>>> + Send;
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -234,8 +280,8 @@ pub trait AssistantStore: Send + Sync {
 }
 
 /// Everything outdial stores; each function asks only for the part it uses.
-pub trait Store: OrgStore + CampaignStore + CallStore + AssistantStore + Clone + 'static {}
-impl<T: OrgStore + CampaignStore + CallStore + AssistantStore + Clone + 'static> Store for T {}
+pub trait Store: OrgStore + CampaignStore + CallStore + AssistantStore + DoNotCallStore + Clone + 'static {}
+impl<T: OrgStore + CampaignStore + CallStore + AssistantStore + DoNotCallStore + Clone + 'static> Store for T {}
 
 /// "running or paused", for conflict messages.
 pub(crate) fn statuses(list: &[CampaignStatus]) -> String {
@@ -258,14 +304,14 @@ pub(crate) fn normalised(mut event: CallEvent) -> CallEvent {
 }
 
 /// The contact's settled state after an event decided it, and how contacts_done moves.
-pub(crate) fn settle_contact(contact: &mut Contact, call: &Call, policy: &domain::RetryPolicy) -> Option<(ContactFate, i64)> {
+pub(crate) fn settle_contact(contact: &mut Contact, call: &Call, campaign: &Campaign) -> Option<(ContactFate, i64)> {
     let disposition = call.disposition()?;
     let ended_at = call.ended_at?;
     if !contact.is_decided_by(call.id, call.attempt) {
         return None;
     }
     let was_done = contact.state == ContactState::Done;
-    let fate = domain::contact::fate_after_call(disposition, call.attempt, ended_at, policy);
+    let fate = campaign.fate_after_call(disposition, call.attempt, ended_at);
     contact.settle(fate, ended_at);
     let delta = i64::from(fate.is_done()) - i64::from(was_done);
     Some((fate, delta))

@@ -2,9 +2,9 @@
 //! migrations, every operation one `BEGIN IMMEDIATE` transaction.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, CreatedApiKey, Cursor,
-    KeyHash, OrgStore, Page, PageRequest, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
-    statuses,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
+    CreatedApiKey, Cursor, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, Result, StoreError,
+    StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use chrono::{DateTime, Utc};
 use domain::{
@@ -115,6 +115,16 @@ CREATE TABLE assistant_versions (
     r#"
 ALTER TABLE campaigns ADD COLUMN assistant_id TEXT;
 CREATE INDEX campaigns_by_assistant ON campaigns(org_id, assistant_id) WHERE assistant_id IS NOT NULL;
+"#,
+    r#"
+CREATE TABLE do_not_call (
+    org_id TEXT NOT NULL REFERENCES organisations(id),
+    phone TEXT NOT NULL,
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (org_id, phone)
+) WITHOUT ROWID;
+CREATE INDEX ready_contacts_by_phone ON contacts(phone) WHERE state = 'ready';
+CREATE INDEX campaigns_by_status ON campaigns(org_id, status);
 "#,
 ];
 
@@ -539,6 +549,43 @@ impl CampaignStore for SqliteStore {
         .await
     }
 
+    async fn campaigns_with_status(&self, org: OrgId, status: CampaignStatus) -> Result<Vec<Campaign>> {
+        self.read(move |conn| {
+            let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE org_id = ?1 AND status = ?2 ORDER BY id");
+            let mut statement = conn.prepare_cached(&sql).map_err(backend)?;
+            let rows = statement.query_map(params![org.to_string(), status.as_str()], campaign_row).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(decoding)
+        })
+        .await
+    }
+
+    async fn cancel_campaign(&self, org: OrgId, id: CampaignId, now: DateTime<Utc>) -> Result<Campaign> {
+        let now = millis(now);
+        self.write(move |tx| {
+            let mut campaign = campaign_in_org(tx, org, id)?;
+            let from = [CampaignStatus::Draft, CampaignStatus::Running, CampaignStatus::Paused];
+            if !from.contains(&campaign.status) {
+                return Err(StoreError::Conflict(format!("campaign {id} is {}, not {}", campaign.status.as_str(), statuses(&from))));
+            }
+            let finalised = tx
+                .execute(
+                    "UPDATE contacts SET state = 'done', disposition = 'canceled', due_at = ?2 WHERE campaign_id = ?1 AND state = 'ready'",
+                    params![id.to_string(), ms(now)],
+                )
+                .map_err(backend)? as u64;
+            campaign.status = CampaignStatus::Canceled;
+            campaign.completed_at = Some(now);
+            campaign.counters.contacts_done += finalised;
+            tx.execute(
+                "UPDATE campaigns SET status = 'canceled', completed_at = ?2, contacts_done = ?3 WHERE id = ?1",
+                params![id.to_string(), ms(now), campaign.counters.contacts_done as i64],
+            )
+            .map_err(backend)?;
+            Ok(campaign)
+        })
+        .await
+    }
+
     async fn campaigns_using_assistant(&self, org: OrgId, assistant: AssistantId) -> Result<Vec<Campaign>> {
         self.read(move |conn| {
             let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE org_id = ?1 AND assistant_id = ?2 ORDER BY id");
@@ -586,12 +633,18 @@ impl CampaignStore for SqliteStore {
         self.write(move |tx| {
             campaign_in_org(tx, org, campaign)?;
             let mut outcome = AddedContacts::default();
+            let mut listed = tx.prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2").map_err(backend)?;
+            let org = org.to_string();
             let mut insert = tx
                 .prepare_cached(&format!(
                     "INSERT OR IGNORE INTO contacts ({CONTACT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
                 ))
                 .map_err(backend)?;
             for new in contacts {
+                if listed.exists(params![org, new.phone.as_str()]).map_err(backend)? {
+                    outcome.do_not_call += 1;
+                    continue;
+                }
                 let c = Contact::ready(campaign, new, now);
                 let added = insert
                     .execute(params![
@@ -641,18 +694,39 @@ impl CampaignStore for SqliteStore {
         self.read(move |conn| {
             campaign_in_org(conn, org, campaign)?;
             let campaign = campaign.to_string();
-            match filter.state {
-                None => {
-                    let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE campaign_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
-                    id_page(conn, &sql, &[&campaign], &page, contact_row, |c| c.id.to_string())
-                }
-                Some(state) => {
-                    let sql = format!(
-                        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE campaign_id = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT ?4"
-                    );
-                    id_page(conn, &sql, &[&campaign, &state.as_str()], &page, contact_row, |c| c.id.to_string())
+            let state = filter.state.map(ContactState::as_str);
+            let disposition = filter.disposition.map(ContactDisposition::as_str);
+            let sql = format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE campaign_id = ?1 AND (?2 IS NULL OR state = ?2) \
+                 AND (?3 IS NULL OR disposition = ?3) AND id > ?4 ORDER BY id LIMIT ?5"
+            );
+            id_page(conn, &sql, &[&campaign, &state, &disposition], &page, contact_row, |c| c.id.to_string())
+        })
+        .await
+    }
+
+    async fn contact_tally(&self, org: OrgId, campaign: CampaignId) -> Result<ContactTally> {
+        self.read(move |conn| {
+            campaign_in_org(conn, org, campaign)?;
+            let mut statement = conn
+                .prepare_cached("SELECT state, disposition, COUNT(*) FROM contacts WHERE campaign_id = ?1 GROUP BY state, disposition")
+                .map_err(backend)?;
+            let rows = statement
+                .query_map(params![campaign.to_string()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(backend)?;
+            let mut tally = ContactTally::default();
+            for row in rows {
+                let (state, disposition, n) = row.map_err(backend)?;
+                let state = ContactState::parse(&state).ok_or_else(|| corrupt(format!("unknown contact state {state}")))?;
+                *tally.by_state.entry(state).or_default() += n as u64;
+                if let Some(d) = disposition {
+                    let d = ContactDisposition::parse(&d).ok_or_else(|| corrupt(format!("unknown disposition {d}")))?;
+                    *tally.by_disposition.entry(d).or_default() += n as u64;
                 }
             }
+            Ok(tally)
         })
         .await
     }
@@ -735,7 +809,7 @@ impl CallStore for SqliteStore {
                     .prepare_cached(&format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?1"))
                     .and_then(|mut s| s.query_row(params![call.contact_id.to_string()], contact_row))
                     .map_err(decoding)?;
-                if let Some((fate, delta)) = settle_contact(&mut contact, &call, &campaign.settings.retry_policy) {
+                if let Some((fate, delta)) = settle_contact(&mut contact, &call, &campaign) {
                     update_contact(tx, &contact)?;
                     contact_fate = Some(fate);
                     done_delta = delta;
@@ -781,6 +855,76 @@ impl CallStore for SqliteStore {
                     .collect()
                 })
                 .map_err(decoding)
+        })
+        .await
+    }
+}
+
+impl DoNotCallStore for SqliteStore {
+    async fn add_do_not_call(&self, org: OrgId, phones: Vec<E164>, now: DateTime<Utc>) -> Result<DoNotCallAdded> {
+        let now = millis(now);
+        self.write(move |tx| {
+            org_exists(tx, org)?;
+            let org = org.to_string();
+            let mut outcome = DoNotCallAdded::default();
+            let mut insert =
+                tx.prepare_cached("INSERT OR IGNORE INTO do_not_call (org_id, phone, added_at) VALUES (?1, ?2, ?3)").map_err(backend)?;
+            let mut finalise = tx
+                .prepare_cached(
+                    "UPDATE contacts SET state = 'done', disposition = 'do_not_call', due_at = ?3 WHERE phone = ?2 AND state = 'ready' \
+                     AND campaign_id IN (SELECT id FROM campaigns WHERE org_id = ?1 AND status IN ('running', 'paused')) RETURNING campaign_id",
+                )
+                .map_err(backend)?;
+            let mut count_done =
+                tx.prepare_cached("UPDATE campaigns SET contacts_done = contacts_done + 1 WHERE id = ?1").map_err(backend)?;
+            for phone in phones {
+                if insert.execute(params![org, phone.as_str(), ms(now)]).map_err(backend)? == 0 {
+                    outcome.already_listed += 1;
+                } else {
+                    outcome.added += 1;
+                }
+                let campaigns = finalise
+                    .query_map(params![org, phone.as_str(), ms(now)], |r| r.get::<_, String>(0))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(backend)?;
+                for campaign in campaigns {
+                    count_done.execute(params![campaign]).map_err(backend)?;
+                    outcome.contacts_finalised += 1;
+                }
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn remove_do_not_call(&self, org: OrgId, phone: &E164) -> Result<bool> {
+        let phone = phone.clone();
+        self.write(move |tx| {
+            let removed = tx
+                .execute("DELETE FROM do_not_call WHERE org_id = ?1 AND phone = ?2", params![org.to_string(), phone.as_str()])
+                .map_err(backend)?;
+            Ok(removed == 1)
+        })
+        .await
+    }
+
+    async fn is_do_not_call(&self, org: OrgId, phone: &E164) -> Result<bool> {
+        let phone = phone.clone();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2")
+                .and_then(|mut s| s.exists(params![org.to_string(), phone.as_str()]))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_do_not_call(&self, org: OrgId, page: PageRequest) -> Result<Page<DoNotCallEntry>> {
+        self.read(move |conn| {
+            let sql = "SELECT phone, added_at FROM do_not_call WHERE org_id = ?1 AND phone > ?2 ORDER BY phone LIMIT ?3";
+            let entry = |r: &Row<'_>| -> rusqlite::Result<DoNotCallEntry> {
+                Ok(DoNotCallEntry { phone: parsed(E164::try_from(r.get::<_, String>(0)?))?, added_at: from_ms(r.get(1)?)? })
+            };
+            id_page(conn, sql, &[&org.to_string()], &page, entry, |e| e.phone.as_str().to_string())
         })
         .await
     }

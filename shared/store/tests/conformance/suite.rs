@@ -198,7 +198,7 @@ pub async fn lists_page_with_opaque_stable_cursors<S: Store>(store: &S) {
 
     let campaign = running_campaign(store, org, 3, RetryPolicy::default(), 12).await;
     store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
-    let filter = |state| ContactFilter { state: Some(state) };
+    let filter = |state| ContactFilter { state: Some(state), ..Default::default() };
     let mut ready = Vec::new();
     let mut page = PageRequest::first(4);
     loop {
@@ -717,4 +717,121 @@ pub async fn campaigns_are_found_by_the_assistant_they_use<S: Store>(store: &S) 
     assert_eq!(found.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["uses it", "done with it"]);
     assert_eq!((found[1].status, found[1].completed_at), (CampaignStatus::Completed, Some(t0())));
     assert!(store.campaigns_using_assistant(other, assistant.id).await.unwrap().is_empty(), "scoped to the organisation");
+}
+
+pub async fn do_not_call_numbers_are_left_out_of_imports_and_finalise_ready_contacts<S: Store>(store: &S) {
+    let (org, other) = (org(store).await, org(store).await);
+    let added = store.add_do_not_call(org, vec![phone(1), phone(2), phone(1)], t0()).await.unwrap();
+    assert_eq!((added.added, added.already_listed, added.contacts_finalised), (2, 1, 0));
+    assert!(store.is_do_not_call(org, &phone(1)).await.unwrap());
+    assert!(!store.is_do_not_call(other, &phone(1)).await.unwrap(), "the list is the organisation's own");
+
+    let draft = store.create_campaign(org, NewCampaign::parse("d", Cap::DEFAULT, CampaignSettings::default()).unwrap()).await.unwrap();
+    let mut batch = contacts(0..6);
+    batch.push(NewContact::new(phone(3), chrono_tz::America::New_York));
+    let outcome = store.add_contacts(org, draft.id, batch, t0()).await.unwrap();
+    assert_eq!((outcome.added, outcome.duplicates, outcome.do_not_call), (4, 1, 2));
+    let elsewhere =
+        store.create_campaign(other, NewCampaign::parse("o", Cap::DEFAULT, CampaignSettings::default()).unwrap()).await.unwrap();
+    assert_eq!(store.add_contacts(other, elsewhere.id, contacts(0..3), t0()).await.unwrap().added, 3);
+
+    // a number added later finalises its ready contacts in running and paused campaigns only
+    let running = running_campaign(store, org, 1, RetryPolicy::default(), 12).await;
+    let paused = running_campaign(store, org, 1, RetryPolicy::default(), 12).await;
+    store.set_campaign_status(org, paused.id, &[CampaignStatus::Running], CampaignStatus::Paused, t0()).await.unwrap();
+    let dialing = store.claim_due_contacts(org, running.id, t0(), 1).await.unwrap().remove(0).contact;
+    let added = store.add_do_not_call(org, vec![dialing.phone.clone(), phone(7)], t0()).await.unwrap();
+    assert_eq!((added.added, added.contacts_finalised), (2, 3), "phone(7) in both, plus the dialing number's ready twin in the paused one");
+    for campaign in [running.id, paused.id] {
+        let done = store
+            .list_contacts(
+                org,
+                campaign,
+                ContactFilter { disposition: Some(ContactDisposition::DoNotCall), ..Default::default() },
+                PageRequest::default(),
+            )
+            .await
+            .unwrap()
+            .items;
+        assert!(done.iter().all(|c| c.state == ContactState::Done));
+        assert_eq!(store.get_campaign(org, campaign).await.unwrap().counters.contacts_done, done.len() as u64);
+    }
+    assert_eq!(
+        store.get_contact(org, running.id, dialing.id).await.unwrap().state,
+        ContactState::Dialing,
+        "a call in flight is left alone"
+    );
+    let in_draft = store.contact_tally(org, draft.id).await.unwrap();
+    assert_eq!(in_draft.by_state.get(&ContactState::Ready), Some(&4), "drafts are checked when they dial");
+
+    let listed = store.list_do_not_call(org, PageRequest::first(2)).await.unwrap();
+    assert_eq!(listed.items.len(), 2);
+    let rest = store.list_do_not_call(org, PageRequest { cursor: listed.next_cursor, ..PageRequest::first(2) }).await.unwrap();
+    let mut all: Vec<E164> = listed.items.into_iter().chain(rest.items).map(|e| e.phone).collect();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "in number order");
+    all.sort();
+    assert!(store.remove_do_not_call(org, &phone(1)).await.unwrap());
+    assert!(!store.remove_do_not_call(org, &phone(1)).await.unwrap(), "already gone");
+    assert!(!store.remove_do_not_call(other, &phone(2)).await.unwrap(), "not another organisation's");
+    assert!(store.is_do_not_call(org, &phone(2)).await.unwrap());
+}
+
+pub async fn cancel_finalises_ready_contacts_and_calls_in_flight_retry_nothing<S: Store>(store: &S) {
+    let org = org(store).await;
+    let campaign = running_campaign(store, org, 3, RetryPolicy::default(), 60).await;
+    let claims = store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    let canceled = store.cancel_campaign(org, campaign.id, t0()).await.unwrap();
+    assert_eq!(canceled.status, CampaignStatus::Canceled);
+    assert_eq!(canceled.counters.contacts_done, 57);
+    assert!(store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap().is_empty(), "nothing is claimed any more");
+    assert!(matches!(store.cancel_campaign(org, campaign.id, t0()).await, Err(StoreError::Conflict(_))));
+
+    // busy would retry in a running campaign; here every call in flight finishes its contact
+    for (i, claim) in claims.iter().enumerate() {
+        let at = t0() + Duration::seconds(10);
+        store.apply_call_event(org, claim.call.id, event(format!("end{i}"), at, ended(EndReason::Busy)), at).await.unwrap();
+    }
+    let tally = store.contact_tally(org, campaign.id).await.unwrap();
+    assert_eq!(tally.by_state, BTreeMap::from([(ContactState::Done, 60)]));
+    assert_eq!(tally.by_disposition, BTreeMap::from([(ContactDisposition::Canceled, 60)]));
+    let c = store.get_campaign(org, campaign.id).await.unwrap();
+    assert!(c.counters.is_finished(), "{:?}", c.counters);
+    assert_eq!(store.campaigns_with_status(org, CampaignStatus::Canceled).await.unwrap().len(), 1);
+    assert!(store.campaigns_with_status(org, CampaignStatus::Running).await.unwrap().is_empty());
+}
+
+/// Claimers and a cancel at once: every contact still ends with a disposition, and none is claimed
+/// after the cancel took effect.
+pub async fn cancel_racing_claims_leaves_every_contact_finished<S: Store>(store: &S) {
+    let org = org(store).await;
+    let campaign = running_campaign(store, org, 8, RetryPolicy::default(), 40).await;
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                for _ in 0..5 {
+                    claimed.extend(store.claim_due_contacts(org, campaign.id, t0(), 2).await.unwrap());
+                    tokio::task::yield_now().await;
+                }
+                claimed
+            })
+        })
+        .collect();
+    let canceled = store.cancel_campaign(org, campaign.id, t0()).await.unwrap();
+    let mut claims = Vec::new();
+    for c in claimers {
+        claims.extend(c.await.unwrap());
+    }
+    assert!(claims.len() <= 8, "the cap holds: {}", claims.len());
+    assert!(store.claim_due_contacts(org, canceled.id, t0(), 8).await.unwrap().is_empty());
+    for (i, claim) in claims.iter().enumerate() {
+        let at = t0() + Duration::seconds(5);
+        store.apply_call_event(org, claim.call.id, event(format!("n{i}"), at, ended(EndReason::NoAnswer)), at).await.unwrap();
+    }
+    let c = store.get_campaign(org, campaign.id).await.unwrap();
+    assert!(c.counters.is_finished(), "{:?}", c.counters);
+    let tally = store.contact_tally(org, campaign.id).await.unwrap();
+    assert_eq!(tally.by_disposition.get(&ContactDisposition::Canceled), Some(&40));
 }
