@@ -1,7 +1,7 @@
 //! Configuration read once from the environment, typed, with errors naming the variable.
 
 use domain::ProviderKind;
-use providers::{ProviderAccount, ProviderAccounts};
+use providers::{ProviderAccount, ProviderAccounts, TwilioAccount};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,12 +32,33 @@ pub struct Config {
     pub log_format: LogFormat,
     /// SQS endpoint override (moto_server, LocalStack); AWS when unset.
     pub sqs_endpoint: Option<String>,
-    /// AI-assistant provider accounts with credentials (`VAPI_API_KEY`, `ELEVENLABS_API_KEY`, `RETELL_API_KEY`).
+    /// Provider accounts with credentials (`VAPI_API_KEY`, `ELEVENLABS_API_KEY`, `RETELL_API_KEY`,
+    /// `TWILIO_ACCOUNT_SID` + `TWILIO_AUTH_TOKEN`).
     pub providers: ProviderAccounts,
+    pub scheduler: SchedulerConfig,
+    /// Largest contact upload accepted, in bytes (`OUTDIAL_IMPORT_MAX_BYTES`).
+    pub import_max_bytes: u64,
+}
+
+/// Where campaign schedules are created (EventBridge Scheduler in AWS, a timer locally).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Schedule group (`SCHEDULE_GROUP`).
+    pub group: String,
+    /// The function schedules invoke (`CAMPAIGN_TICK_ARN`).
+    pub target_arn: Option<String>,
+    /// The role EventBridge Scheduler assumes to invoke it (`SCHEDULER_ROLE_ARN`).
+    pub role_arn: Option<String>,
+    /// Endpoint override (`SCHEDULER_ENDPOINT`: moto_server); AWS when unset.
+    pub endpoint: Option<String>,
+    /// How often the local timer ticks a running campaign (`OUTDIAL_TICK_SECONDS`).
+    pub local_tick: std::time::Duration,
 }
 
 impl Config {
     pub const DEFAULT_DB: &'static str = "./outdial.db";
+    /// 200 MiB: a million contacts with a few columns each.
+    pub const DEFAULT_IMPORT_MAX_BYTES: u64 = 200 * 1024 * 1024;
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -79,8 +100,32 @@ impl Config {
             vapi: account(ProviderKind::Vapi),
             elevenlabs: account(ProviderKind::Elevenlabs),
             retell: account(ProviderKind::Retell),
+            twilio: match (var("TWILIO_ACCOUNT_SID"), var("TWILIO_AUTH_TOKEN")) {
+                (Some(account_sid), Some(auth_token)) => Some(TwilioAccount {
+                    base_url: var("TWILIO_BASE_URL").unwrap_or_else(|| TwilioAccount::BASE_URL.into()),
+                    account_sid,
+                    auth_token,
+                }),
+                _ => None,
+            },
         };
-        Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT"), providers })
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            var(name).map_or(Ok(default), |v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError::Invalid { var: name, reason: format!("{v:?} is not a positive whole number") })
+            })
+        };
+        let scheduler = SchedulerConfig {
+            group: var("SCHEDULE_GROUP").unwrap_or_else(|| "default".into()),
+            target_arn: var("CAMPAIGN_TICK_ARN"),
+            role_arn: var("SCHEDULER_ROLE_ARN"),
+            endpoint: var("SCHEDULER_ENDPOINT"),
+            local_tick: std::time::Duration::from_secs(number("OUTDIAL_TICK_SECONDS", 60)?),
+        };
+        let import_max_bytes = number("OUTDIAL_IMPORT_MAX_BYTES", Self::DEFAULT_IMPORT_MAX_BYTES)?;
+        Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT"), providers, scheduler, import_max_bytes })
     }
 
     /// The DynamoDB store a Lambda function runs on; an error naming the variables when the

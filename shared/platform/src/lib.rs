@@ -7,10 +7,12 @@ pub mod extract;
 pub mod list;
 pub mod problem;
 pub mod queue;
+pub mod schedule;
 pub mod telemetry;
 
 pub use auth::{AuthState, Authenticated};
-pub use config::{Config, ConfigError, StoreConfig};
+pub use config::{Config, ConfigError, SchedulerConfig, StoreConfig};
 pub use list::{List, PageQuery};
 pub use problem::Problem;
 pub use queue::{JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};
+pub use schedule::{CampaignScheduler, EventBridgeScheduler, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, SchedulerError};

@@ -2,7 +2,7 @@
 //! `AssistantProvider` port to whichever provider an assistant lives at.
 
 use crate::{AssistantProvider, ElevenLabs, ProviderAssistant, ProviderError, Retell, RetryPolicy, SimulatedAssistants, Vapi};
-use domain::{AssistantConfig, ProviderKind};
+use domain::{AssistantConfig, CallProvider, ProviderKind};
 
 /// Where a provider's API is and the key to it; the key never appears in `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -17,12 +17,35 @@ impl std::fmt::Debug for ProviderAccount {
     }
 }
 
+/// A Twilio account: calls are placed with its SID and auth token; the token never appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TwilioAccount {
+    pub base_url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+}
+
+impl TwilioAccount {
+    pub const BASE_URL: &'static str = "https://api.twilio.com";
+}
+
+impl std::fmt::Debug for TwilioAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwilioAccount")
+            .field("base_url", &self.base_url)
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"<redacted>")
+            .finish()
+    }
+}
+
 /// The accounts configured for this deployment; a provider without one cannot be used.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProviderAccounts {
     pub vapi: Option<ProviderAccount>,
     pub elevenlabs: Option<ProviderAccount>,
     pub retell: Option<ProviderAccount>,
+    pub twilio: Option<TwilioAccount>,
 }
 
 /// How a deployment reaches one provider's API: the variable with its key, the variable that
@@ -44,6 +67,31 @@ impl ProviderAccounts {
             ProviderKind::Simulator => return None,
         };
         Some(ProviderEndpoint { key_variable, base_url_variable, default_base_url })
+    }
+}
+
+impl ProviderAccounts {
+    /// The variables still to set before `provider` can place calls; empty when it can.
+    pub fn missing_for_calls(&self, provider: CallProvider) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        let mut need = |present: bool, variable: &'static str| {
+            if !present {
+                missing.push(variable);
+            }
+        };
+        match provider {
+            CallProvider::Twilio => {
+                need(self.twilio.is_some(), "TWILIO_ACCOUNT_SID");
+                need(self.twilio.is_some(), "TWILIO_AUTH_TOKEN");
+                // the media bridge opens an ElevenLabs conversation for every answered call
+                need(self.elevenlabs.is_some(), "ELEVENLABS_API_KEY");
+            }
+            CallProvider::Elevenlabs => need(self.elevenlabs.is_some(), "ELEVENLABS_API_KEY"),
+            CallProvider::Vapi => need(self.vapi.is_some(), "VAPI_API_KEY"),
+            CallProvider::Retell => need(self.retell.is_some(), "RETELL_API_KEY"),
+            CallProvider::Simulator => {}
+        }
+        missing
     }
 }
 

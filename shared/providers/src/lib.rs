@@ -11,7 +11,7 @@ pub mod vapi;
 use domain::{AssistantConfig, ProviderKind};
 use std::future::Future;
 
-pub use accounts::{AnyAssistantProvider, AssistantProviders, ProviderAccount, ProviderAccounts, ProviderEndpoint};
+pub use accounts::{AnyAssistantProvider, AssistantProviders, ProviderAccount, ProviderAccounts, ProviderEndpoint, TwilioAccount};
 pub use elevenlabs::ElevenLabs;
 pub use http::RetryPolicy;
 pub use retell::Retell;
