@@ -15,7 +15,7 @@ async fn spawn_app() -> App {
     let store = SqliteStore::open(dir.path().join("e2e.db")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(outdial::serve(store.clone(), providers::AssistantProviders::default(), listener));
+    tokio::spawn(outdial::serve(store.clone(), outdial::Stack::default(), listener));
     App { base, store, _dir: dir }
 }
 
@@ -32,7 +32,7 @@ async fn a_key_of_one_organisation_gets_404_for_another_organisations_campaign()
     assert_eq!(own.status(), 200);
     let body: Value = own.json().await.unwrap();
     assert_eq!(body["id"], campaign.id.to_string());
-    assert_eq!(body["counters"]["activeCalls"], 0, "camelCase JSON");
+    assert_eq!(body["progress"]["activeCalls"], 0, "camelCase JSON");
 
     let other = http.get(&url).bearer_auth(&key_b).send().await.unwrap();
     assert_eq!(other.status(), 404);

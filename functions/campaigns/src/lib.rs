@@ -1,27 +1,88 @@
-//! The `campaigns` HTTP function: campaigns and their contacts, scoped to the caller's
-//! organisation. So far the read side; creation, import and lifecycle come with the campaign issue.
+//! The `campaigns` HTTP function: campaigns, their contacts (streaming import), their lifecycle
+//! and schedules, the emergency stop and the organisation's do-not-call list, all scoped to the
+//! caller's organisation.
+
+mod dnc;
+mod import;
+pub mod lifecycle;
 
 use axum::{
-    Json,
     extract::{Path, State},
+    http::StatusCode,
 };
-use domain::{Campaign, CampaignId, Contact, ContactState};
-use platform::{AuthState, Authenticated, List, PageQuery, Problem, extract::Query};
-use serde::Deserialize;
-use store::{ContactFilter, PageRequest, Store};
-use utoipa::IntoParams;
+use chrono::Utc;
+use domain::{Campaign, CampaignId, CampaignSpec, Contact, ContactDisposition, ContactState, NewCampaign};
+use platform::{AuthState, Authenticated, CampaignScheduler, List, PageQuery, Problem, Schedule, extract::Json, extract::Query};
+use providers::ProviderAccounts;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use store::{ContactFilter, ContactTally, PageRequest, Store};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// What the handlers need: the store (for records and API keys).
+pub use import::ImportReport;
+
+/// What the handlers need: the store, the scheduler, which providers have credentials, and the
+/// largest upload accepted.
 #[derive(Clone)]
-pub struct AppState<S> {
+pub struct AppState<S, C> {
     pub store: S,
+    pub scheduler: C,
+    pub accounts: ProviderAccounts,
+    pub import_max_bytes: u64,
 }
 
-impl<S: Store> AuthState for AppState<S> {
+impl<S: Store, C: CampaignScheduler> AuthState for AppState<S, C> {
     type Orgs = S;
     fn orgs(&self) -> &S {
         &self.store
+    }
+}
+
+/// How far a campaign has got.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub contacts_total: u64,
+    /// Contacts with a final disposition.
+    pub contacts_done: u64,
+    pub active_calls: u32,
+    /// Calls placed so far, retries included.
+    pub attempts: u64,
+    /// Finished contacts out of all, 0–100.
+    pub completion_percent: f64,
+    /// Contacts by state (single-campaign reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_state: Option<BTreeMap<ContactState, u64>>,
+    /// Finished contacts by disposition (single-campaign reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_disposition: Option<BTreeMap<ContactDisposition, u64>>,
+}
+
+/// A campaign as the API shows it: its settings, status and progress.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignView {
+    #[serde(flatten)]
+    pub campaign: Campaign,
+    pub progress: Progress,
+}
+
+impl CampaignView {
+    pub fn new(campaign: Campaign, tally: Option<ContactTally>) -> Self {
+        let c = campaign.counters;
+        let completion_percent =
+            if c.contacts_total == 0 { 0.0 } else { (c.contacts_done as f64 * 1000.0 / c.contacts_total as f64).round() / 10.0 };
+        let progress = Progress {
+            contacts_total: c.contacts_total,
+            contacts_done: c.contacts_done,
+            active_calls: c.active_calls,
+            attempts: c.calls_total,
+            completion_percent,
+            by_state: tally.as_ref().map(|t| t.by_state.clone()),
+            by_disposition: tally.map(|t| t.by_disposition),
+        };
+        Self { campaign, progress }
     }
 }
 
@@ -30,89 +91,104 @@ impl<S: Store> AuthState for AppState<S> {
 pub struct ContactQuery {
     /// Only contacts in this state.
     pub state: Option<ContactState>,
+    /// Only finished contacts with this disposition.
+    pub disposition: Option<ContactDisposition>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
 
-fn campaign_id(raw: &str) -> Result<CampaignId, Problem> {
+pub(crate) fn campaign_id(raw: &str) -> Result<CampaignId, Problem> {
     // an id that cannot exist is simply not found, like another organisation's
     CampaignId::parse(raw).map_err(|_| Problem::not_found(format!("campaign {raw} was not found")))
 }
 
 /// The function's routes, with their OpenAPI descriptions.
-pub fn router<S: Store>() -> OpenApiRouter<AppState<S>> {
-    OpenApiRouter::new().routes(routes!(list_campaigns)).routes(routes!(get_campaign)).routes(routes!(list_contacts))
+pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_campaigns, create_campaign))
+        .routes(routes!(get_campaign))
+        .routes(routes!(list_contacts, import::import_contacts))
+        .routes(routes!(lifecycle::start_campaign))
+        .routes(routes!(lifecycle::pause_campaign))
+        .routes(routes!(lifecycle::resume_campaign))
+        .routes(routes!(lifecycle::cancel_campaign))
+        .routes(routes!(lifecycle::emergency_stop))
+        .routes(routes!(dnc::list_do_not_call, dnc::import_do_not_call))
+        .routes(routes!(dnc::add_do_not_call, dnc::remove_do_not_call))
+}
+
+/// Create a draft campaign. Every invalid field is reported in one 422 problem; with `startAt`
+/// the campaign starts by itself then.
+#[utoipa::path(post, path = "/campaigns", tag = "campaigns", request_body = CampaignSpec, security(("apiKey" = [])),
+    responses((status = 201, body = CampaignView),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid fields, listed in `errors`"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn create_campaign<S: Store, C: CampaignScheduler>(
+    State(state): State<AppState<S, C>>,
+    Authenticated(org): Authenticated,
+    Json(spec): Json<CampaignSpec>,
+) -> Result<(StatusCode, axum::Json<CampaignView>), Problem> {
+    let plan = NewCampaign::from_spec(spec, Utc::now()).map_err(Problem::validation)?;
+    let assistant = match state.store.get_assistant(org, plan.assistant_id).await {
+        Ok(a) => a,
+        Err(store::StoreError::NotFound { .. }) => {
+            let reason = format!("assistant {} was not found in this organisation", plan.assistant_id);
+            return Err(Problem::validation(vec![domain::ParseError::new("assistantId", reason)]));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let new = plan.with_assistant(&assistant).map_err(Problem::validation)?;
+    let start_at = new.settings.start_at;
+    let campaign = state.store.create_campaign(org, new).await?;
+    if let Some(at) = start_at {
+        state
+            .scheduler
+            .create(org, campaign.id, Schedule::StartAt(at))
+            .await
+            .map_err(|e| Problem::from(e).with("campaignId", campaign.id))?;
+    }
+    tracing::info!(campaign = %campaign.id, "campaign created");
+    Ok((StatusCode::CREATED, axum::Json(CampaignView::new(campaign, None))))
 }
 
 /// List the organisation's campaigns, oldest first.
 #[utoipa::path(get, path = "/campaigns", tag = "campaigns", params(PageQuery), security(("apiKey" = [])),
-    responses((status = 200, body = List<Campaign>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn list_campaigns<S: Store>(
-    State(state): State<AppState<S>>,
+    responses((status = 200, body = List<CampaignView>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn list_campaigns<S: Store, C: CampaignScheduler>(
+    State(state): State<AppState<S, C>>,
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
-) -> Result<Json<List<Campaign>>, Problem> {
-    Ok(Json(state.store.list_campaigns(org, q.page()).await?.into()))
+) -> Result<axum::Json<List<CampaignView>>, Problem> {
+    let page = state.store.list_campaigns(org, q.page()).await?;
+    let items = page.items.into_iter().map(|c| CampaignView::new(c, None)).collect();
+    Ok(axum::Json(List { items, next_cursor: page.next_cursor.map(|c| c.as_str().to_string()) }))
 }
 
-/// One campaign with its counters.
+/// One campaign with its progress: contacts by state and disposition, active calls, attempts.
 #[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns", params(("id" = String, Path, description = "campaign id")), security(("apiKey" = [])),
-    responses((status = 200, body = Campaign), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_campaign<S: Store>(
-    State(state): State<AppState<S>>,
+    responses((status = 200, body = CampaignView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn get_campaign<S: Store, C: CampaignScheduler>(
+    State(state): State<AppState<S, C>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
-) -> Result<Json<Campaign>, Problem> {
-    Ok(Json(state.store.get_campaign(org, campaign_id(&id)?).await?))
+) -> Result<axum::Json<CampaignView>, Problem> {
+    let id = campaign_id(&id)?;
+    let campaign = state.store.get_campaign(org, id).await?;
+    let tally = state.store.contact_tally(org, id).await?;
+    Ok(axum::Json(CampaignView::new(campaign, Some(tally))))
 }
 
-/// The campaign's contacts, optionally only those in one state.
+/// The campaign's contacts, optionally only those in one state or with one disposition.
 #[utoipa::path(get, path = "/campaigns/{id}/contacts", tag = "campaigns", params(("id" = String, Path, description = "campaign id"), ContactQuery),
     security(("apiKey" = [])),
     responses((status = 200, body = List<Contact>), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn list_contacts<S: Store>(
-    State(state): State<AppState<S>>,
+async fn list_contacts<S: Store, C: CampaignScheduler>(
+    State(state): State<AppState<S, C>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
     Query(q): Query<ContactQuery>,
-) -> Result<Json<List<Contact>>, Problem> {
+) -> Result<axum::Json<List<Contact>>, Problem> {
     let page = PageRequest::new(q.limit, q.cursor);
-    Ok(Json(state.store.list_contacts(org, campaign_id(&id)?, ContactFilter { state: q.state }, page).await?.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::{body::Body, http::Request};
-    use http_body_util::BodyExt;
-    use store::{CampaignStore, OrgStore, SqliteStore};
-    use tower::ServiceExt;
-
-    #[tokio::test]
-    async fn a_key_reads_only_its_own_organisations_campaigns() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let (a, b) = (store.create_org("A").await.unwrap().id, store.create_org("B").await.unwrap().id);
-        let key_b = store.create_api_key(b).await.unwrap().secret;
-        let new = domain::NewCampaign::parse("A's", domain::Cap::DEFAULT, Default::default()).unwrap();
-        let campaign = store.create_campaign(a, new).await.unwrap();
-        let (app, _) = router().with_state(AppState { store }).split_for_parts();
-        let get = |uri: String, key: Option<&str>| {
-            let mut req = Request::get(uri);
-            if let Some(k) = key {
-                req = req.header("authorization", format!("Bearer {k}"));
-            }
-            app.clone().oneshot(req.body(Body::empty()).unwrap())
-        };
-        let response = get(format!("/campaigns/{}", campaign.id), Some(&key_b)).await.unwrap();
-        assert_eq!(response.status(), 404);
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
-        let body: serde_json::Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        assert_eq!(body["type"], "https://outdial.dev/problems/not-found");
-        assert_eq!(get(format!("/campaigns/{}/contacts", campaign.id), Some(&key_b)).await.unwrap().status(), 404);
-        assert_eq!(get("/campaigns/not-an-id".into(), Some(&key_b)).await.unwrap().status(), 404);
-        assert_eq!(get(format!("/campaigns/{}", campaign.id), None).await.unwrap().status(), 401);
-        assert_eq!(get(format!("/campaigns/{}", campaign.id), Some("odk_wrong")).await.unwrap().status(), 401);
-        let bad = get(format!("/campaigns/{}/contacts?state=bogus", campaign.id), Some(&key_b)).await.unwrap();
-        assert_eq!((bad.status().as_u16(), &bad.headers()["content-type"]), (400, &"application/problem+json".parse().unwrap()));
-    }
+    let filter = ContactFilter { state: q.state, disposition: q.disposition };
+    Ok(axum::Json(state.store.list_contacts(org, campaign_id(&id)?, filter, page).await?.into()))
 }

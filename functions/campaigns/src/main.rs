@@ -1,13 +1,15 @@
-//! Lambda entry point: read config, build the DynamoDB store, serve the router.
+//! Lambda entry point: read config, build the DynamoDB store and the EventBridge scheduler, serve the router.
 
 use campaigns::{AppState, router};
-use platform::{Config, telemetry};
+use platform::{Config, EventBridgeScheduler, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
-    let (app, _) = router().with_state(AppState { store }).split_for_parts();
+    let scheduler = EventBridgeScheduler::from_config(&config.scheduler).await?;
+    let state = AppState { store, scheduler, accounts: config.providers.clone(), import_max_bytes: config.import_max_bytes };
+    let (app, _) = router().with_state(state).split_for_parts();
     lambda_http::run(app).await
 }

@@ -4,7 +4,9 @@
 pub mod client;
 
 use axum::{Json, Router, routing::get};
-use providers::AssistantProviders;
+use platform::{Config, LocalScheduler};
+use providers::{AssistantProviders, ProviderAccounts, RetryPolicy};
+use std::time::Duration;
 use store::Store;
 use utoipa::{
     Modify, OpenApi,
@@ -41,13 +43,59 @@ async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// What the local stack runs with besides its store.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    pub providers: AssistantProviders,
+    /// Which providers have credentials (checked before a campaign starts).
+    pub accounts: ProviderAccounts,
+    pub import_max_bytes: u64,
+    /// How often the local timer ticks a running campaign.
+    pub tick: Duration,
+}
+
+impl Stack {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            providers: AssistantProviders::new(&config.providers, RetryPolicy::default()),
+            accounts: config.providers.clone(),
+            import_max_bytes: config.import_max_bytes,
+            tick: config.scheduler.local_tick,
+        }
+    }
+}
+
+impl Default for Stack {
+    /// The simulator only, the default upload limit, a tick a minute.
+    fn default() -> Self {
+        Self {
+            providers: AssistantProviders::default(),
+            accounts: ProviderAccounts::default(),
+            import_max_bytes: Config::DEFAULT_IMPORT_MAX_BYTES,
+            tick: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Every HTTP function's routes merged on one router, with `/health` and `/openapi.json`
-/// (the OpenAPI 3.1 document generated from the same route definitions).
-pub fn local_stack<S: Store>(store: S, providers: AssistantProviders) -> Router {
+/// (the OpenAPI 3.1 document generated from the same route definitions). The local timer plays
+/// EventBridge Scheduler: its firings are handled here, in the background.
+pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
+    let (scheduler, mut fired) = LocalScheduler::new(stack.tick);
+    let campaigns_state =
+        campaigns::AppState { store: store.clone(), scheduler, accounts: stack.accounts, import_max_bytes: stack.import_max_bytes };
+    let timer_state = campaigns_state.clone();
+    tokio::spawn(async move {
+        while let Some(run) = fired.recv().await {
+            if let Err(problem) = campaigns::lifecycle::on_scheduled_run(&timer_state, &run).await {
+                tracing::error!(campaign = %run.campaign, detail = %problem.detail, "scheduled run failed");
+            }
+        }
+    });
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
-        .merge(assistants::router::<S>().with_state(assistants::AppState { store: store.clone(), providers }))
-        .merge(campaigns::router::<S>().with_state(campaigns::AppState { store }))
+        .merge(assistants::router::<S>().with_state(assistants::AppState { store, providers: stack.providers }))
+        .merge(campaigns::router::<S, LocalScheduler>().with_state(campaigns_state))
         .split_for_parts();
     let document = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
     router
@@ -56,8 +104,8 @@ pub fn local_stack<S: Store>(store: S, providers: AssistantProviders) -> Router 
 }
 
 /// Serves the local stack until the process is stopped.
-pub async fn serve<S: Store>(store: S, providers: AssistantProviders, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let app = local_stack(store, providers).layer(tower_http::trace::TraceLayer::new_for_http());
+pub async fn serve<S: Store>(store: S, stack: Stack, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let app = local_stack(store, stack).layer(tower_http::trace::TraceLayer::new_for_http());
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await
 }
 

@@ -1,9 +1,9 @@
 //! `outdial`: the local stack, the demo, and administration.
 
 use clap::{Args, Parser, Subcommand};
+use outdial::Stack;
 use outdial::client::ApiClient;
 use platform::{Config, StoreConfig, telemetry};
-use providers::{AssistantProviders, RetryPolicy};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use store::{DynamoStore, SqliteStore, Store};
@@ -160,7 +160,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    let providers = AssistantProviders::new(&config.providers, RetryPolicy::default());
+    let stack = Stack::from_config(&config);
     match config.store {
         StoreConfig::Sqlite { path } => {
             let path = cli.db.clone().unwrap_or(path);
@@ -168,7 +168,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             if matches!(cli.command, Command::Migrate) {
                 println!("{} is at schema version {}", path.display(), store.schema_version()?);
             }
-            execute(store, providers, cli.command).await
+            execute(store, stack, cli.command).await
         }
         StoreConfig::DynamoDb { table, endpoint } => {
             let store = DynamoStore::connect(&table, endpoint.as_deref()).await;
@@ -176,12 +176,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 store.create_table().await?;
                 println!("table {table} is ready");
             }
-            execute(store, providers, cli.command).await
+            execute(store, stack, cli.command).await
         }
     }
 }
 
-async fn execute<S: Store>(store: S, providers: AssistantProviders, command: Command) -> Result<(), Error> {
+async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(), Error> {
     match command {
         Command::Org { command: OrgCommand::Create { name } } => {
             let org = store.create_org(&name).await?;
@@ -205,7 +205,7 @@ async fn execute<S: Store>(store: S, providers: AssistantProviders, command: Com
         Command::Serve { port } => {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
             tracing::info!(address = %listener.local_addr()?, "outdial local stack listening");
-            outdial::serve(store, providers, listener).await?;
+            outdial::serve(store, stack, listener).await?;
         }
         Command::Assistant { .. } => unreachable!("handled before the store is opened"),
         Command::Demo => {

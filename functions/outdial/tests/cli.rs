@@ -93,10 +93,11 @@ async fn assistant_commands_are_a_client_of_the_api() {
     assert!(!ok && err.contains("not found"), "{err}");
 
     let store = store::SqliteStore::open(&db).unwrap();
-    let providers = providers::AssistantProviders::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(outdial::serve(store, providers.clone(), listener));
+    let stack = outdial::Stack::default();
+    let providers = stack.providers.clone();
+    tokio::spawn(outdial::serve(store, stack, listener));
     let cli = |args: Vec<String>, key: Option<String>| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {

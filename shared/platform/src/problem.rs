@@ -119,6 +119,13 @@ impl From<ProviderError> for Problem {
     }
 }
 
+impl From<crate::SchedulerError> for Problem {
+    fn from(e: crate::SchedulerError) -> Self {
+        tracing::error!(error = %e, "scheduler failed");
+        Self::new(StatusCode::BAD_GATEWAY, "scheduler-unavailable", "Scheduler unavailable", format!("{e}; retry the request"))
+    }
+}
+
 impl From<domain::ReadOnlyTemplate> for Problem {
     fn from(e: domain::ReadOnlyTemplate) -> Self {
         Self::new(StatusCode::FORBIDDEN, "read-only-template", "Read-only template", e.to_string())

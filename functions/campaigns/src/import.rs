@@ -1,0 +1,387 @@
+//! Streaming contact import: the body is parsed row by row on a blocking thread while batches of
+//! contacts are written by the store, so memory stays bounded whatever the file's size. A bad row
+//! is counted and listed, never fatal; only an unreadable file (no phone column, too large,
+//! broken JSON) stops the import, and then rows already written stay written.
+
+use crate::{AppState, campaign_id};
+use axum::{
+    body::Body,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+};
+use chrono::Utc;
+use domain::{
+    CampaignStatus, Region,
+    import::{ColumnRole, ImportDefaults, RowError, contact_from_row},
+};
+use futures::StreamExt;
+use platform::{Authenticated, CampaignScheduler, Problem, extract::Query};
+use serde::{Deserialize, Serialize};
+use std::{
+    io::{BufRead, BufReader, Read},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+use store::Store;
+use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
+
+/// Contacts written to the store at a time.
+const BATCH_ROWS: usize = 2000;
+/// Invalid rows listed in the reply; all are counted.
+pub const MAX_LISTED_ERRORS: usize = 1000;
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub imported: u64,
+    /// Numbers already in the campaign, or earlier in the file.
+    pub duplicate: u64,
+    /// Numbers on the organisation's do-not-call list, left out.
+    pub do_not_call: u64,
+    pub invalid: u64,
+    /// The first 1,000 invalid rows.
+    pub errors: Vec<InvalidRow>,
+}
+
+/// A row that was not imported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InvalidRow {
+    /// Line of the file (CSV, NDJSON; the header is line 1) or position in a JSON array (from 1).
+    pub line: u64,
+    pub value: String,
+    pub reason: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// Country in which national numbers are read (ISO 3166-1 alpha-2); by default the campaign's.
+    pub region: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Csv,
+    /// `application/json`: an array of objects, or objects one per line.
+    Json,
+    Ndjson,
+}
+
+/// Why an import stopped before the end of the file.
+#[derive(Debug)]
+enum Stop {
+    MissingPhoneColumn,
+    TooLarge,
+    Malformed(String),
+    /// The store side went away (it failed; its error is the one reported).
+    Receiver,
+}
+
+struct Tally {
+    invalid: u64,
+    errors: Vec<InvalidRow>,
+}
+
+impl Tally {
+    fn invalid(&mut self, line: u64, error: RowError) {
+        self.invalid += 1;
+        if self.errors.len() < MAX_LISTED_ERRORS {
+            self.errors.push(InvalidRow { line, value: error.value, reason: error.reason });
+        }
+    }
+}
+
+/// Turns rows into batches of contacts for the store.
+struct Rows {
+    defaults: ImportDefaults,
+    batch: Vec<domain::NewContact>,
+    out: mpsc::Sender<Vec<domain::NewContact>>,
+    tally: Tally,
+}
+
+impl Rows {
+    fn row<'a>(&mut self, line: u64, fields: impl IntoIterator<Item = (&'a ColumnRole, &'a str)>) -> Result<(), Stop> {
+        match contact_from_row(fields, &self.defaults) {
+            Ok(contact) => {
+                self.batch.push(contact);
+                if self.batch.len() >= BATCH_ROWS {
+                    self.flush()?;
+                }
+            }
+            Err(e) => self.tally.invalid(line, e),
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Stop> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
+        self.out.blocking_send(batch).map_err(|_| Stop::Receiver)
+    }
+
+    /// One JSON value of a JSON or NDJSON body.
+    fn json_row(&mut self, line: u64, value: serde_json::Value) -> Result<(), Stop> {
+        let serde_json::Value::Object(fields) = value else {
+            self.tally.invalid(line, RowError::new(truncate(&value.to_string()), "each contact must be a JSON object"));
+            return Ok(());
+        };
+        let pairs: Vec<(ColumnRole, String)> = fields
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (ColumnRole::of(&k), text)
+            })
+            .collect();
+        if !pairs.iter().any(|(role, _)| *role == ColumnRole::Phone) {
+            self.tally.invalid(line, RowError::new("", "no phone field: name it phone, phone_number or number"));
+            return Ok(());
+        }
+        self.row(line, pairs.iter().map(|(r, v)| (r, v.as_str())))
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() <= 60 { s.to_string() } else { s.chars().take(60).chain("…".chars()).collect() }
+}
+
+fn io_stop(e: std::io::Error, too_large: &AtomicBool) -> Stop {
+    if too_large.load(Ordering::SeqCst) { Stop::TooLarge } else { Stop::Malformed(e.to_string()) }
+}
+
+fn parse_csv(reader: impl Read, rows: &mut Rows, too_large: &AtomicBool) -> Result<(), Stop> {
+    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let headers = match csv.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(csv_stop(e, too_large)),
+    };
+    let roles = ColumnRole::of_headers(headers.iter()).map_err(|_| Stop::MissingPhoneColumn)?;
+    let mut record = csv::StringRecord::new();
+    loop {
+        match csv.read_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {
+                let line = record.position().map_or(0, csv::Position::line);
+                rows.row(line, roles.iter().zip(record.iter()))?;
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, csv::Position::line);
+                match e.kind() {
+                    csv::ErrorKind::Io(_) => return Err(csv_stop(e, too_large)),
+                    _ => rows.tally.invalid(line, RowError::new("", format!("unreadable row: {e}"))),
+                }
+            }
+        }
+    }
+}
+
+fn csv_stop(e: csv::Error, too_large: &AtomicBool) -> Stop {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io_stop(io, too_large),
+        other => Stop::Malformed(format!("{other:?}")),
+    }
+}
+
+fn parse_ndjson(reader: impl BufRead, rows: &mut Rows, too_large: &AtomicBool) -> Result<(), Stop> {
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let line = line.map_err(|e| io_stop(e, too_large))?;
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let n = i as u64 + 1;
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(value) => rows.json_row(n, value)?,
+            Err(e) => rows.tally.invalid(n, RowError::new(truncate(text), format!("not JSON: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Streams the elements of a top-level JSON array one at a time.
+struct EachElement<'r> {
+    rows: &'r mut Rows,
+    stop: Option<Stop>,
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut EachElement<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of contact objects")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut n = 0;
+        while let Some(value) = seq.next_element::<serde_json::Value>()? {
+            n += 1;
+            if let Err(stop) = self.rows.json_row(n, value) {
+                self.stop = Some(stop);
+                return Err(serde::de::Error::custom("import stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_json(mut reader: impl BufRead, rows: &mut Rows, too_large: &AtomicBool) -> Result<(), Stop> {
+    let first = loop {
+        let buf = reader.fill_buf().map_err(|e| io_stop(e, too_large))?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => break buf[i],
+            None if buf.is_empty() => return Ok(()),
+            None => {
+                let len = buf.len();
+                reader.consume(len);
+            }
+        }
+    };
+    if first != b'[' {
+        return parse_ndjson(reader, rows, too_large);
+    }
+    let mut each = EachElement { rows, stop: None };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let result = serde::Deserializer::deserialize_seq(&mut de, &mut each).and_then(|()| de.end());
+    match (each.stop, result) {
+        (Some(stop), _) => Err(stop),
+        (None, Ok(())) => Ok(()),
+        (None, Err(e)) if e.is_io() => Err(if too_large.load(Ordering::SeqCst) { Stop::TooLarge } else { Stop::Malformed(e.to_string()) }),
+        (None, Err(e)) => Err(Stop::Malformed(format!("the JSON body is broken: {e}"))),
+    }
+}
+
+fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "text/csv" => Ok(Format::Csv),
+        "application/json" => Ok(Format::Json),
+        "application/x-ndjson" | "application/jsonl" | "application/jsonlines" => Ok(Format::Ndjson),
+        _ => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!(
+                "contacts come as text/csv, application/json (an array or one object per line) or application/x-ndjson, not {content_type:?}"
+            ),
+        )),
+    }
+}
+
+fn too_large(max: u64) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload-too-large",
+        "Body too large",
+        format!(
+            "the upload is larger than {max} bytes; split the file (imports are idempotent: numbers already imported count as duplicates)"
+        ),
+    )
+}
+
+/// Import contacts from CSV (`text/csv`) or JSON (`application/json`: an array, or one object per
+/// line). Rows are streamed; the reply counts what became of every row and lists invalid ones.
+#[utoipa::path(post, path = "/campaigns/{id}/contacts", tag = "campaigns",
+    params(("id" = String, Path, description = "campaign id"), ImportQuery),
+    request_body(content(("text/csv"), ("application/json"), ("application/x-ndjson")), description = "a header row with a phone column (also phone_number, number); name, first_name, last_name, business_name, email, timezone, priority, consent; any other column becomes a dynamic variable"),
+    security(("apiKey" = [])),
+    responses((status = 200, body = ImportReport),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "the campaign is neither draft nor paused"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "no phone column, or an unreadable file"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler>(
+    State(state): State<AppState<S, C>>,
+    Authenticated(org): Authenticated,
+    Path(id): Path<String>,
+    Query(q): Query<ImportQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<ImportReport>, Problem> {
+    let campaign = state.store.get_campaign(org, campaign_id(&id)?).await?;
+    if !matches!(campaign.status, CampaignStatus::Draft | CampaignStatus::Paused) {
+        let detail = format!("campaign {} is {}; contacts are imported while it is draft or paused", campaign.id, campaign.status.as_str());
+        return Err(Problem::new(StatusCode::CONFLICT, "invalid-state", "Campaign not importable", detail));
+    }
+    let format = format_of(&headers)?;
+    let region = match q.region.as_deref() {
+        Some(r) => Some(Region::parse(r)?),
+        None => campaign.settings.import_region(),
+    };
+    let max = state.import_max_bytes;
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Err(too_large(max));
+    }
+
+    let over = Arc::new(AtomicBool::new(false));
+    let flag = over.clone();
+    let mut seen = 0u64;
+    let chunks = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        seen += chunk.len() as u64;
+        if seen > max {
+            flag.store(true, Ordering::SeqCst);
+            return Err(std::io::Error::other("the body is over the size limit"));
+        }
+        Ok(chunk)
+    });
+    let reader = BufReader::with_capacity(256 * 1024, tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(chunks)));
+    let (out, mut batches) = mpsc::channel(2);
+    let defaults = ImportDefaults { region, timezone: campaign.settings.timezone };
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut rows = Rows { defaults, batch: Vec::with_capacity(BATCH_ROWS), out, tally: Tally { invalid: 0, errors: Vec::new() } };
+        let parsed = match format {
+            Format::Csv => parse_csv(reader, &mut rows, &over),
+            Format::Json => parse_json(reader, &mut rows, &over),
+            Format::Ndjson => parse_ndjson(reader, &mut rows, &over),
+        };
+        let flushed = parsed.and_then(|()| rows.flush());
+        (flushed, rows.tally)
+    });
+
+    let mut report = ImportReport::default();
+    let now = Utc::now();
+    while let Some(batch) = batches.recv().await {
+        let added = state.store.add_contacts(org, campaign.id, batch, now).await?;
+        report.imported += added.added;
+        report.duplicate += added.duplicates;
+        report.do_not_call += added.do_not_call;
+    }
+    let (parsed, tally) = parser.await.map_err(|e| {
+        tracing::error!(error = %e, "contact parser panicked");
+        Problem::internal()
+    })?;
+    report.invalid = tally.invalid;
+    report.errors = tally.errors;
+    tracing::info!(campaign = %campaign.id, imported = report.imported, duplicate = report.duplicate, do_not_call = report.do_not_call, invalid = report.invalid, "contacts imported");
+    let counts = |p: Problem| p.with("imported", report.imported).with("duplicate", report.duplicate).with("invalid", report.invalid);
+    match parsed {
+        Ok(()) => Ok(axum::Json(report)),
+        Err(Stop::MissingPhoneColumn) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing-phone-column",
+            "No phone column",
+            "the header row has no phone column: name one of the columns phone, phone_number or number",
+        )),
+        Err(Stop::TooLarge) => Err(counts(too_large(max))),
+        Err(Stop::Malformed(reason)) => Err(counts(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "malformed-file",
+            "Unreadable file",
+            format!("{reason}; rows before it were imported"),
+        ))),
+        Err(Stop::Receiver) => Err(Problem::internal()),
+    }
+}
