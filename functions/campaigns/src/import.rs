@@ -165,16 +165,20 @@ fn parse_csv(reader: impl Read, rows: &mut Rows, too_large: &AtomicBool) -> Resu
         Err(e) => return Err(csv_stop(e, too_large)),
     };
     let roles = ColumnRole::of_headers(headers.iter()).map_err(|_| Stop::MissingPhoneColumn)?;
+    let newlines_in = |record: &csv::StringRecord| record.iter().map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64).sum::<u64>();
+    // the reader counts record terminators only: add the newlines inside quoted fields so far
+    let mut embedded = newlines_in(&headers);
     let mut record = csv::StringRecord::new();
     loop {
         match csv.read_record(&mut record) {
             Ok(false) => return Ok(()),
             Ok(true) => {
-                let line = record.position().map_or(0, csv::Position::line);
+                let line = record.position().map_or(0, csv::Position::line) + embedded;
+                embedded += newlines_in(&record);
                 rows.row(line, roles.iter().zip(record.iter()))?;
             }
             Err(e) => {
-                let line = e.position().map_or(0, csv::Position::line);
+                let line = e.position().map_or(0, csv::Position::line) + embedded;
                 match e.kind() {
                     csv::ErrorKind::Io(_) => return Err(csv_stop(e, too_large)),
                     _ => rows.tally.invalid(line, RowError::new("", format!("unreadable row: {e}"))),

@@ -1,0 +1,338 @@
+//! The campaigns function through its router, on SQLite and (when `DYNAMODB_ENDPOINT` is set)
+//! DynamoDB: creation, imports and their edge cases, launch checks, lifecycle races, schedules,
+//! the emergency stop, the do-not-call list and tenancy.
+
+use axum::{Router, body::Body, http::Request};
+use campaigns::{AppState, router};
+use domain::{NewAssistant, OrgId, ProviderKind};
+use http_body_util::BodyExt;
+use platform::{CampaignScheduler, LocalScheduler, ScheduledAction};
+use providers::ProviderAccounts;
+use serde_json::{Value, json};
+use std::time::Duration;
+use store::{SqliteStore, Store, testing::dynamodb_test_store};
+use tower::ServiceExt;
+
+struct Harness<S> {
+    app: Router,
+    store: S,
+    scheduler: LocalScheduler,
+    org: OrgId,
+    key: String,
+    assistant: String,
+}
+
+async fn harness<S: Store>(store: S, accounts: ProviderAccounts, import_max_bytes: u64) -> Harness<S> {
+    let org = store.create_org("Acme").await.unwrap().id;
+    let key = store.create_api_key(org).await.unwrap().secret;
+    let config = domain::assistant::templates()[0].config.clone();
+    let assistant = store.create_assistant(org, NewAssistant::local("Agent", ProviderKind::Simulator, config).unwrap(), chrono::Utc::now());
+    let assistant = assistant.await.unwrap().id.to_string();
+    let (scheduler, _fired) = LocalScheduler::new(Duration::from_secs(3600));
+    let state = AppState { store: store.clone(), scheduler: scheduler.clone(), accounts, import_max_bytes };
+    let (app, _) = router().with_state(state).split_for_parts();
+    Harness { app, store, scheduler, org, key, assistant }
+}
+
+impl<S: Store> Harness<S> {
+    async fn send(&self, method: &str, uri: &str, content_type: &str, body: impl Into<Body>) -> (u16, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", self.key))
+            .header("content-type", content_type)
+            .body(body.into())
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+    }
+
+    async fn json(&self, method: &str, uri: &str, body: Value) -> (u16, Value) {
+        self.send(method, uri, "application/json", body.to_string()).await
+    }
+
+    async fn campaign(&self, extra: Value) -> String {
+        let mut body = json!({"name": "Renewals", "assistantId": self.assistant, "callerIds": ["+14155550100"]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let (status, created) = self.json("POST", "/campaigns", body).await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().to_string()
+    }
+
+    async fn import(&self, campaign: &str, content_type: &str, body: impl Into<Body>) -> (u16, Value) {
+        self.send("POST", &format!("/campaigns/{campaign}/contacts"), content_type, body).await
+    }
+}
+
+macro_rules! both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(store::SqliteStore::open_in_memory().unwrap()).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    if let Some(store) = super::dynamodb_test_store(stringify!($test)).await {
+                        super::$test(store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+both_stores!(
+    creation_reports_every_invalid_field_and_applies_defaults,
+    csv_imports_survive_bad_rows_and_report_each,
+    json_arrays_and_ndjson_import_like_csv,
+    launch_checks_list_everything_unmet,
+    concurrent_starts_leave_one_running_campaign_with_one_schedule,
+    lifecycle_follows_draft_running_paused_canceled,
+    do_not_call_routes_manage_the_list_and_spare_listed_contacts,
+    another_organisations_campaign_is_not_found,
+);
+
+async fn creation_reports_every_invalid_field_and_applies_defaults<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let (status, problem) = h.json("POST", "/campaigns", json!({"name": "", "callerIds": ["123"], "cap": 0, "mode": "sometimes"})).await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "assistantId", "callerIds", "cap", "mode"], "{problem}");
+    let (status, problem) = h
+        .json(
+            "POST",
+            "/campaigns",
+            json!({"name": "x", "assistantId": domain::AssistantId::new().to_string(), "callerIds": ["+14155550100"]}),
+        )
+        .await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("assistantId")), "an unknown assistant");
+
+    let id =
+        h.campaign(json!({"startAt": "2099-01-01T09:00:00Z", "voicemail": {"action": "leave_message", "message": "Call us back"}})).await;
+    let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
+    assert_eq!(c["status"], "draft");
+    assert_eq!((c["cap"].as_u64(), c["mode"].as_str(), c["provider"].as_str()), (Some(8), Some("continuous"), Some("simulator")));
+    assert_eq!(c["callingWindow"], json!({"days": ["mon", "tue", "wed", "thu", "fri", "sat"], "start": "08:00", "end": "21:00"}));
+    assert_eq!(c["retryPolicy"], json!({"maxAttempts": 3, "delayMinutes": 30, "retryOn": ["busy", "no_answer", "failed"]}));
+    assert_eq!(c["voicemail"]["action"], "leave_message");
+    assert_eq!(c["progress"]["completionPercent"], 0.0);
+    let start = h.scheduler.get(id.parse().unwrap(), ScheduledAction::Start).await.unwrap().expect("a start-at schedule");
+    assert_eq!(start.expression, "at(2099-01-01T09:00:00)");
+}
+
+async fn csv_imports_survive_bad_rows_and_report_each<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    h.send("PUT", "/dnc/+14155550199", "application/json", "").await;
+    let id = h.campaign(json!({"timezone": "America/Chicago"})).await;
+    let csv = "\u{feff}Phone,first_name,Plan,timezone\r\n\
+               (415) 555-0101,Ada,gold,\r\n\
+               \"+1 212 555 0102\",\"Lovelace, Ada\",\"multi\nline\",Mars/Olympus\r\n\
+               415-555-0101,Dup,silver,\r\n\
+               +14155550199,Listed,gold,\r\n\
+               not a number,Bad,gold,\r\n\
+               +7 495 123 45 67,Ivan,gold,\r\n";
+    let (status, report) = h.import(&id, "text/csv", csv).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["imported"].as_u64(), report["duplicate"].as_u64(), report["doNotCall"].as_u64(), report["invalid"].as_u64()),
+        (Some(3), Some(1), Some(1), Some(1)),
+        "{report}"
+    );
+    assert_eq!(report["errors"][0]["line"], 7, "the quoted newline makes row 3 span two lines");
+    assert_eq!(report["errors"][0]["value"], "not a number");
+
+    let (_, contacts) = h.json("GET", &format!("/campaigns/{id}/contacts?limit=10"), Value::Null).await;
+    let by_phone = |p: &str| contacts["items"].as_array().unwrap().iter().find(|c| c["phone"] == p).cloned().unwrap();
+    let ada = by_phone("+14155550101");
+    assert_eq!((ada["variables"]["Plan"].as_str(), ada["timezone"].as_str()), (Some("gold"), Some("America/Los_Angeles")));
+    let quoted = by_phone("+12125550102");
+    assert_eq!(quoted["variables"]["Plan"], "multi\nline", "variables keep the column name as written");
+    assert_eq!(quoted["timezone"], "America/New_York", "an unknown zone falls back to the number's");
+    assert_eq!(by_phone("+74951234567")["timezone"], "America/Chicago", "and then to the campaign's");
+
+    let (status, problem) = h.import(&id, "text/csv", "name,email\nAda,a@example.com\n").await;
+    assert_eq!((status, problem["type"].as_str()), (422, Some("https://outdial.dev/problems/missing-phone-column")));
+    let (status, _) = h.import(&id, "text/plain", "phone\n+14155550103\n").await;
+    assert_eq!(status, 415);
+    let (status, report) = h.send("POST", &format!("/campaigns/{id}/contacts?region=GB"), "text/csv", "number\n020 7946 0958\n").await;
+    assert_eq!((status, report["imported"].as_u64()), (200, Some(1)), "{report}");
+
+    let big = format!("phone\n{}", "+14155550104\n".repeat(100_000));
+    let (status, problem) = h.import(&id, "text/csv", big).await;
+    assert_eq!((status, problem["type"].as_str()), (413, Some("https://outdial.dev/problems/payload-too-large")));
+    let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
+    assert_eq!(c["progress"]["contactsTotal"], 4);
+    assert_eq!(c["progress"]["byState"], json!({"ready": 4}));
+}
+
+async fn json_arrays_and_ndjson_import_like_csv<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let id = h.campaign(json!({})).await;
+    let array = json!([{"phone": "+14155550111", "priority": 3, "vip": true}, {"number": "(415) 555-0112"}, "not an object", {"name": "no phone"}, {"phone": "+14155550111"}]);
+    let (status, report) = h.import(&id, "application/json", array.to_string()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!((report["imported"].as_u64(), report["duplicate"].as_u64(), report["invalid"].as_u64()), (Some(2), Some(1), Some(2)));
+    assert_eq!(report["errors"][0]["line"], 3);
+
+    let ndjson = "{\"phone\":\"+14155550113\"}\n\n{broken\n{\"phone\":\"+14155550114\",\"timezone\":\"Europe/London\"}\n";
+    let (status, report) = h.import(&id, "application/json", ndjson).await;
+    assert_eq!((status, report["imported"].as_u64(), report["invalid"].as_u64()), (200, Some(2), Some(1)), "{report}");
+    assert_eq!(report["errors"][0]["line"], 3);
+    let (status, problem) = h.import(&id, "application/json", "[{\"phone\":\"+14155550115\"}, {oops").await;
+    assert_eq!(
+        (status, problem["type"].as_str(), problem["imported"].as_u64()),
+        (422, Some("https://outdial.dev/problems/malformed-file"), Some(0)),
+        "{problem}"
+    );
+}
+
+async fn launch_checks_list_everything_unmet<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let config = domain::assistant::templates()[0].config.clone();
+    let vapi = h
+        .store
+        .create_assistant(
+            h.org,
+            NewAssistant { provider_assistant_id: Some("va_1".into()), ..NewAssistant::local("V", ProviderKind::Vapi, config).unwrap() },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let (status, created) = h.json("POST", "/campaigns", json!({"name": "c", "assistantId": vapi.id.to_string(), "callerIds": ["+14155550100"], "callingWindow": {"days": [], "start": "08:00", "end": "21:00"}})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    h.store
+        .update_assistant(h.org, vapi.id, 1, domain::AssistantPatch::parse(None, None, Some(false)).unwrap(), chrono::Utc::now())
+        .await
+        .unwrap();
+    let (status, problem) = h.json("POST", &format!("/campaigns/{id}/start"), Value::Null).await;
+    assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/launch-checks-failed")));
+    let checks: Vec<&str> = problem["unmet"].as_array().unwrap().iter().map(|u| u["check"].as_str().unwrap()).collect();
+    assert_eq!(checks, ["no-contacts", "assistant-inactive", "provider-not-configured", "calling-window-empty"]);
+    assert!(problem["detail"].as_str().unwrap().contains("set VAPI_API_KEY"), "{problem}");
+    assert!(h.scheduler.get(id.parse().unwrap(), ScheduledAction::Tick).await.unwrap().is_none());
+}
+
+async fn concurrent_starts_leave_one_running_campaign_with_one_schedule<S: Store>(store: S) {
+    let h = std::sync::Arc::new(harness(store, ProviderAccounts::default(), 1 << 20).await);
+    let id = h.campaign(json!({})).await;
+    h.import(&id, "text/csv", "phone\n+14155550121\n+14155550122\n").await;
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let (h, id) = (h.clone(), id.clone());
+            tokio::spawn(async move { h.json("POST", &format!("/campaigns/{id}/start"), Value::Null).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for s in starts {
+        statuses.push(s.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 409, 409, 409, 409, 409]);
+    assert!(h.scheduler.get(id.parse().unwrap(), ScheduledAction::Tick).await.unwrap().is_some());
+
+    // pause and resume racing: whatever the order, the schedule follows the final status
+    let racers: Vec<_> = ["pause", "resume", "pause", "resume"]
+        .into_iter()
+        .map(|verb| {
+            let (h, id) = (h.clone(), id.clone());
+            tokio::spawn(async move { h.json("POST", &format!("/campaigns/{id}/{verb}"), Value::Null).await.0 })
+        })
+        .collect();
+    for r in racers {
+        assert!([200, 409].contains(&r.await.unwrap()));
+    }
+    let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
+    let scheduled = h.scheduler.get(id.parse().unwrap(), ScheduledAction::Tick).await.unwrap().is_some();
+    assert_eq!(scheduled, c["status"] == "running", "status {} with schedule {scheduled}", c["status"]);
+}
+
+async fn lifecycle_follows_draft_running_paused_canceled<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let id = h.campaign(json!({})).await;
+    let other = h.campaign(json!({})).await;
+    for c in [&id, &other] {
+        h.import(c, "text/csv", "phone\n+14155550131\n+14155550132\n+14155550133\n").await;
+        assert_eq!(h.json("POST", &format!("/campaigns/{c}/start"), Value::Null).await.0, 200);
+    }
+    let (status, problem) = h.json("POST", &format!("/campaigns/{id}/resume"), Value::Null).await;
+    assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/invalid-transition")));
+    let (status, problem) = h.import(&id, "text/csv", "phone\n+14155550134\n").await;
+    assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/invalid-state")), "no imports while running");
+
+    let (status, stopped) = h.json("POST", "/emergency-stop", Value::Null).await;
+    assert_eq!((status, stopped["items"].as_array().unwrap().len()), (200, 2));
+    for c in [&id, &other] {
+        assert!(h.scheduler.get(c.parse().unwrap(), ScheduledAction::Tick).await.unwrap().is_none(), "schedules deleted");
+    }
+    assert_eq!(h.import(&id, "text/csv", "phone\n+14155550134\n").await.0, 200, "imports while paused");
+    let (status, c) = h.json("POST", &format!("/campaigns/{id}/resume"), Value::Null).await;
+    assert_eq!((status, c["status"].as_str()), (200, Some("running")));
+    let (status, c) = h.json("POST", &format!("/campaigns/{id}/cancel"), Value::Null).await;
+    assert_eq!((status, c["status"].as_str()), (200, Some("canceled")));
+    assert_eq!(c["progress"]["byDisposition"], json!({"canceled": 4}));
+    assert_eq!(c["progress"]["completionPercent"], 100.0);
+    assert!(h.scheduler.get(id.parse().unwrap(), ScheduledAction::Tick).await.unwrap().is_none());
+    let (_, canceled) = h.json("GET", &format!("/campaigns/{id}/contacts?disposition=canceled"), Value::Null).await;
+    assert_eq!(canceled["items"].as_array().unwrap().len(), 4);
+    assert_eq!(h.json("POST", &format!("/campaigns/{id}/pause"), Value::Null).await.0, 409);
+}
+
+async fn do_not_call_routes_manage_the_list_and_spare_listed_contacts<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let id = h.campaign(json!({})).await;
+    h.import(&id, "text/csv", "phone\n+14155550141\n+14155550142\n").await;
+    h.json("POST", &format!("/campaigns/{id}/start"), Value::Null).await;
+    let (status, added) = h.send("PUT", "/dnc/+14155550141", "application/json", "").await;
+    assert_eq!((status, added["added"].as_u64(), added["contactsFinalised"].as_u64()), (200, Some(1), Some(1)));
+    let (status, bulk) = h.send("POST", "/dnc?region=US", "text/csv", "phone_number\n(415) 555-0143\nnonsense\n+14155550141\n").await;
+    assert_eq!(
+        (status, bulk["added"].as_u64(), bulk["alreadyListed"].as_u64(), bulk["invalid"].as_u64()),
+        (200, Some(1), Some(1), Some(1)),
+        "{bulk}"
+    );
+    assert_eq!(bulk["errors"][0]["line"], 3);
+    let (_, page) = h.json("GET", "/dnc?limit=1", Value::Null).await;
+    assert_eq!(page["items"][0]["phone"], "+14155550141");
+    let (_, rest) = h.json("GET", &format!("/dnc?limit=1&cursor={}", page["nextCursor"].as_str().unwrap()), Value::Null).await;
+    assert_eq!((rest["items"][0]["phone"].as_str(), rest["nextCursor"].as_str()), (Some("+14155550143"), None));
+    assert_eq!(h.send("DELETE", "/dnc/+14155550143", "application/json", "").await.0, 204);
+    assert_eq!(h.send("DELETE", "/dnc/+14155550143", "application/json", "").await.0, 404);
+    assert_eq!(h.send("PUT", "/dnc/12", "application/json", "").await.0, 422);
+    let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
+    assert_eq!(c["progress"]["byDisposition"], json!({"do_not_call": 1}));
+}
+
+async fn another_organisations_campaign_is_not_found<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let id = h.campaign(json!({})).await;
+    let other_org = h.store.create_org("Other").await.unwrap().id;
+    let intruder = Harness { key: h.store.create_api_key(other_org).await.unwrap().secret, org: other_org, ..h };
+    for (method, uri) in [
+        ("GET", format!("/campaigns/{id}")),
+        ("GET", format!("/campaigns/{id}/contacts")),
+        ("POST", format!("/campaigns/{id}/start")),
+        ("POST", format!("/campaigns/{id}/cancel")),
+    ] {
+        let (status, problem) = intruder.json(method, &uri, Value::Null).await;
+        assert_eq!((status, problem["type"].as_str()), (404, Some("https://outdial.dev/problems/not-found")), "{method} {uri}");
+    }
+    assert_eq!(intruder.import(&id, "text/csv", "phone\n+14155550151\n").await.0, 404);
+    let (_, stopped) = intruder.json("POST", "/emergency-stop", Value::Null).await;
+    assert_eq!(stopped["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_bad_key_is_refused() {
+    let mut h = harness(SqliteStore::open_in_memory().unwrap(), ProviderAccounts::default(), 1 << 20).await;
+    h.key = "odk_wrong".into();
+    assert_eq!(h.json("GET", "/campaigns", Value::Null).await.0, 401);
+}
