@@ -34,6 +34,26 @@ impl ApiClient {
         self.send(self.http.post(self.url(path)).json(body), path).await
     }
 
+    pub async fn put(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(self.http.put(self.url(path)), path).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(self.http.delete(self.url(path)), path).await
+    }
+
+    /// Posts a body streamed from elsewhere (a file being read), of `content_type`.
+    pub async fn post_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        content_type: &str,
+        body: reqwest::Body,
+    ) -> Result<Value, ClientError> {
+        let request = self.http.post(self.url(path)).query(query).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
+        self.send(request, path).await
+    }
+
     /// Every item of a list route, following `nextCursor` to the end.
     pub async fn get_all(&self, path: &str, query: &[(&str, String)]) -> Result<Vec<Value>, ClientError> {
         let mut items = Vec::new();

@@ -1,5 +1,8 @@
 //! `outdial`: the local stack, the demo, and administration.
 
+mod campaign_commands;
+
+use campaign_commands::{CampaignCommand, DncCommand};
 use clap::{Args, Parser, Subcommand};
 use outdial::Stack;
 use outdial::client::ApiClient;
@@ -47,6 +50,20 @@ enum Command {
         api: Api,
         #[command(subcommand)]
         command: AssistantCommand,
+    },
+    /// Campaigns: create, import contacts, start, pause, resume, cancel, status, list.
+    Campaign {
+        #[command(flatten)]
+        api: Api,
+        #[command(subcommand)]
+        command: CampaignCommand,
+    },
+    /// The organisation's do-not-call list.
+    Dnc {
+        #[command(flatten)]
+        api: Api,
+        #[command(subcommand)]
+        command: DncCommand,
     },
 }
 
@@ -155,8 +172,11 @@ async fn main() -> std::process::ExitCode {
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(cli: Cli) -> Result<(), Error> {
-    if let Command::Assistant { api, command } = cli.command {
-        return assistant(api, command).await;
+    match cli.command {
+        Command::Assistant { api, command } => return assistant(api, command).await,
+        Command::Campaign { api, command } => return campaign_commands::campaign(&api.client()?, command).await,
+        Command::Dnc { api, command } => return campaign_commands::dnc(&api.client()?, command).await,
+        _ => {}
     }
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
@@ -207,7 +227,7 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
             tracing::info!(address = %listener.local_addr()?, "outdial local stack listening");
             outdial::serve(store, stack, listener).await?;
         }
-        Command::Assistant { .. } => unreachable!("handled before the store is opened"),
+        Command::Assistant { .. } | Command::Campaign { .. } | Command::Dnc { .. } => unreachable!("handled before the store is opened"),
         Command::Demo => {
             println!("outdial demo: the simulated campaign arrives with the dialing and webhook issues.");
             println!("Today the local stack runs with `outdial serve`; see README.md.");
@@ -217,9 +237,15 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
 }
 
 /// The `assistant` commands: requests to the API, replies printed as JSON.
+impl Api {
+    fn client(self) -> Result<ApiClient, Error> {
+        let key = self.key.ok_or("an API key is needed: pass --key or set OUTDIAL_API_KEY (create one with `outdial key create`)")?;
+        Ok(ApiClient::new(&self.url, &key))
+    }
+}
+
 async fn assistant(api: Api, command: AssistantCommand) -> Result<(), Error> {
-    let key = api.key.ok_or("an API key is needed: pass --key or set OUTDIAL_API_KEY (create one with `outdial key create`)")?;
-    let client = ApiClient::new(&api.url, &key);
+    let client = api.client()?;
     let reply = match command {
         AssistantCommand::List { source, active } => {
             let mut query = Vec::new();

@@ -152,3 +152,53 @@ async fn assistant_commands_are_a_client_of_the_api() {
     let (ok, _, err) = cli(args(&["list"]), Some("odk_wrong".into())).await.unwrap();
     assert!(!ok && err.contains("401"), "{err}");
 }
+
+/// `outdial campaign …` and `outdial dnc …` against a local stack: a campaign created, a file
+/// imported (streamed), started, shown as a table, canceled; a number put on the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("campaigns.db");
+    let (_, out, _) = outdial(&db, &["org", "create", "Acme Outbound"]);
+    let org = last_line(&out).to_string();
+    let (_, key, _) = outdial(&db, &["key", "create", "--org", &org]);
+    let key = last_line(&key).to_string();
+    let (_, templates, _) = outdial(&db, &["org", "templates", "--org", &org]);
+    let assistant = templates.lines().next().unwrap().split('\t').next().unwrap().to_string();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(outdial::serve(store::SqliteStore::open(&db).unwrap(), outdial::Stack::default(), listener));
+    let run = |args: Vec<String>| {
+        let (url, key) = (url.clone(), key.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_outdial"))
+                .args(&args)
+                .env("OUTDIAL_URL", url)
+                .env("OUTDIAL_API_KEY", key)
+                .output()
+                .unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let (ok, out, err) = run(args(&["dnc", "add", "+1 415 555 0163"])).await.unwrap();
+    assert!(ok && out.contains("\"added\": 1"), "{out}{err}");
+    let (ok, out, err) =
+        run(args(&["campaign", "create", "--name", "Renewals", "--assistant", &assistant, "--caller-id", "+14155550100"])).await.unwrap();
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
+    let file = dir.path().join("contacts.csv");
+    std::fs::write(&file, "phone,name\n(415) 555-0161,Ada\n(415) 555-0162,Grace\n(415) 555-0163,Listed\nbad,Row\n").unwrap();
+    let (ok, out, err) = run(args(&["campaign", "import", &id, file.to_str().unwrap()])).await.unwrap();
+    assert!(ok && err.contains("imported 2, duplicate 0, do-not-call 1, invalid 1") && err.contains("line 5"), "{out}{err}");
+    let (ok, out, err) = run(args(&["campaign", "start", &id])).await.unwrap();
+    assert!(ok && out.contains("status         running"), "{out}{err}");
+    let (ok, out, _) = run(args(&["campaign", "list"])).await.unwrap();
+    assert!(ok && out.contains(&id) && out.contains("running"), "{out}");
+    let (ok, out, err) = run(args(&["campaign", "cancel", &id])).await.unwrap();
+    assert!(ok && out.contains("disposition    canceled: 2"), "{out}{err}");
+    let (ok, _, err) = run(args(&["campaign", "start", &id])).await.unwrap();
+    assert!(!ok && err.contains("canceled and cannot be started"), "{err}");
+}

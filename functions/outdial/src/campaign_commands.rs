@@ -1,0 +1,238 @@
+//! The `campaign` and `dnc` commands: requests to the API, imports streamed from the file with a
+//! progress bar, status shown as a table.
+
+use clap::Subcommand;
+use futures::StreamExt;
+use outdial::client::ApiClient;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Subcommand)]
+pub enum CampaignCommand {
+    /// Create a draft campaign; prints it as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// The assistant that makes the calls.
+        #[arg(long)]
+        assistant: String,
+        /// A number to call from, E.164 (repeat for a pool).
+        #[arg(long = "caller-id", required = true)]
+        caller_ids: Vec<String>,
+        /// A JSON file with any other settings (camelCase, as in the API); the flags override it.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        #[arg(long)]
+        cap: Option<u32>,
+        /// continuous or batch.
+        #[arg(long)]
+        mode: Option<String>,
+        #[arg(long)]
+        batch_size: Option<u32>,
+        /// Default time zone of contacts, IANA (e.g. America/Chicago).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// Country in which national numbers are read (e.g. US).
+        #[arg(long)]
+        region: Option<String>,
+        /// twilio, elevenlabs, vapi, retell or simulator (default: the assistant's provider).
+        #[arg(long)]
+        provider: Option<String>,
+        /// Start by itself at this time (RFC 3339).
+        #[arg(long)]
+        start_at: Option<String>,
+    },
+    /// Import contacts from a CSV, JSON or NDJSON file (by extension), streamed with a progress bar.
+    Import {
+        id: String,
+        file: PathBuf,
+        /// Country in which national numbers are read (default: the campaign's).
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Start a draft campaign (the launch checks run first).
+    Start {
+        id: String,
+    },
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    /// Cancel: contacts not yet called are finalised as canceled.
+    Cancel {
+        id: String,
+    },
+    /// A campaign's status and progress as a table.
+    Status {
+        id: String,
+    },
+    /// Every campaign as a table.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum DncCommand {
+    /// Put a number on the organisation's do-not-call list.
+    Add { phone: String },
+    /// Take a number off the list.
+    Remove { phone: String },
+    /// Add every number of a CSV file (a phone column, or one number per line).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+fn content_type(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("json") => "application/json",
+        Some("ndjson" | "jsonl") => "application/x-ndjson",
+        _ => "text/csv",
+    }
+}
+
+/// The file as a request body, advancing a progress bar as it is read.
+async fn streamed(file: &Path) -> Result<(reqwest::Body, indicatif::ProgressBar), Error> {
+    let opened = tokio::fs::File::open(file).await.map_err(|e| format!("{}: {e}", file.display()))?;
+    let size = opened.metadata().await?.len();
+    let bar = indicatif::ProgressBar::new(size).with_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")?.progress_chars("=> "),
+    );
+    bar.set_message("uploading");
+    let progress = bar.clone();
+    let chunks = tokio_util::io::ReaderStream::with_capacity(opened, 256 * 1024).inspect(move |chunk| {
+        if let Ok(bytes) = chunk {
+            progress.inc(bytes.len() as u64);
+        }
+    });
+    Ok((reqwest::Body::wrap_stream(chunks), bar))
+}
+
+fn show(value: &Value) -> Result<(), Error> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn count(v: &Value) -> String {
+    v.as_u64().map_or_else(|| "-".into(), |n| n.to_string())
+}
+
+/// A campaign's status and progress, one line per fact.
+fn status_table(c: &Value) -> String {
+    let p = &c["progress"];
+    let mut rows = vec![
+        ("campaign", format!("{} ({})", c["name"].as_str().unwrap_or("?"), c["id"].as_str().unwrap_or("?"))),
+        ("status", c["status"].as_str().unwrap_or("?").to_string()),
+        ("provider", c["provider"].as_str().unwrap_or("?").to_string()),
+        ("cap", count(&c["cap"])),
+        ("contacts", format!("{} done of {} ({}%)", count(&p["contactsDone"]), count(&p["contactsTotal"]), p["completionPercent"])),
+        ("active calls", count(&p["activeCalls"])),
+        ("attempts", count(&p["attempts"])),
+    ];
+    for (group, label) in [("byState", "state"), ("byDisposition", "disposition")] {
+        if let Some(map) = p[group].as_object() {
+            for (name, n) in map {
+                rows.push((label, format!("{name}: {}", count(n))));
+            }
+        }
+    }
+    rows.into_iter().map(|(k, v)| format!("{k:<14} {v}\n")).collect()
+}
+
+pub async fn campaign(client: &ApiClient, command: CampaignCommand) -> Result<(), Error> {
+    match command {
+        CampaignCommand::Create { name, assistant, caller_ids, spec, cap, mode, batch_size, timezone, region, provider, start_at } => {
+            let mut body: Value = match spec {
+                Some(path) => serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+                    .map_err(|e| format!("{}: not JSON: {e}", path.display()))?,
+                None => json!({}),
+            };
+            let fields = [
+                ("name", Some(Value::from(name))),
+                ("assistantId", Some(Value::from(assistant))),
+                ("callerIds", Some(Value::from(caller_ids))),
+                ("cap", cap.map(Value::from)),
+                ("mode", mode.map(Value::from)),
+                ("batchSize", batch_size.map(Value::from)),
+                ("timezone", timezone.map(Value::from)),
+                ("region", region.map(Value::from)),
+                ("provider", provider.map(Value::from)),
+                ("startAt", start_at.map(Value::from)),
+            ];
+            for (field, value) in fields {
+                if let Some(value) = value {
+                    body[field] = value;
+                }
+            }
+            show(&client.post("/campaigns", &body).await?)?
+        }
+        CampaignCommand::Import { id, file, region } => {
+            let (body, bar) = streamed(&file).await?;
+            let query: Vec<(&str, String)> = region.map(|r| ("region", r)).into_iter().collect();
+            bar.set_message("importing");
+            let report = client.post_stream(&format!("/campaigns/{id}/contacts"), &query, content_type(&file), body).await;
+            bar.finish_and_clear();
+            let report = report?;
+            eprintln!(
+                "imported {}, duplicate {}, do-not-call {}, invalid {}",
+                count(&report["imported"]),
+                count(&report["duplicate"]),
+                count(&report["doNotCall"]),
+                count(&report["invalid"])
+            );
+            for e in report["errors"].as_array().into_iter().flatten() {
+                eprintln!("  line {}: {:?} {}", e["line"], e["value"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or(""));
+            }
+            show(&report)?
+        }
+        CampaignCommand::Start { id } => print!("{}", status_table(&client.post(&format!("/campaigns/{id}/start"), &Value::Null).await?)),
+        CampaignCommand::Pause { id } => print!("{}", status_table(&client.post(&format!("/campaigns/{id}/pause"), &Value::Null).await?)),
+        CampaignCommand::Resume { id } => print!("{}", status_table(&client.post(&format!("/campaigns/{id}/resume"), &Value::Null).await?)),
+        CampaignCommand::Cancel { id } => print!("{}", status_table(&client.post(&format!("/campaigns/{id}/cancel"), &Value::Null).await?)),
+        CampaignCommand::Status { id } => print!("{}", status_table(&client.get(&format!("/campaigns/{id}"), &[]).await?)),
+        CampaignCommand::List => {
+            println!("{:<38} {:<10} {:>8} {:>8} {:>6}  name", "id", "status", "contacts", "done", "active");
+            for c in client.get_all("/campaigns", &[]).await? {
+                let p = &c["progress"];
+                println!(
+                    "{:<38} {:<10} {:>8} {:>8} {:>6}  {}",
+                    c["id"].as_str().unwrap_or("?"),
+                    c["status"].as_str().unwrap_or("?"),
+                    count(&p["contactsTotal"]),
+                    count(&p["contactsDone"]),
+                    count(&p["activeCalls"]),
+                    c["name"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn dnc(client: &ApiClient, command: DncCommand) -> Result<(), Error> {
+    let reply = match command {
+        DncCommand::Add { phone } => client.put(&format!("/dnc/{}", encode_phone(&phone))).await?,
+        DncCommand::Remove { phone } => {
+            client.delete(&format!("/dnc/{}", encode_phone(&phone))).await?;
+            json!({ "removed": phone })
+        }
+        DncCommand::Import { file, region } => {
+            let (body, bar) = streamed(&file).await?;
+            let query: Vec<(&str, String)> = region.map(|r| ("region", r)).into_iter().collect();
+            let report = client.post_stream("/dnc", &query, "text/csv", body).await;
+            bar.finish_and_clear();
+            report?
+        }
+    };
+    show(&reply)
+}
+
+/// `+` and spaces kept literal in a path segment.
+fn encode_phone(phone: &str) -> String {
+    phone.chars().filter(|c| !c.is_whitespace()).map(|c| if c == '+' { "%2B".to_string() } else { c.to_string() }).collect()
+}
