@@ -48,7 +48,8 @@ async fn every_sample_event_is_answered_by_its_route() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     let with = [(KEY, key.as_str()), (CAMPAIGN, id.as_str())];
-    let expectations: [(&str, StatusCode, fn(&Value) -> bool); 13] = [
+    type Check = fn(&Value) -> bool;
+    let expectations: [(&str, StatusCode, Check); 13] = [
         ("campaigns/list.json", StatusCode::OK, |v| v["items"].as_array().is_some_and(|i| i.len() == 1)),
         ("campaigns/contacts-import-csv.json", StatusCode::OK, |v| v["imported"] == 2),
         ("campaigns/contacts-import-json.json", StatusCode::OK, |v| v["imported"] == 1),

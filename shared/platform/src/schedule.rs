@@ -214,13 +214,16 @@ impl CampaignScheduler for EventBridgeScheduler {
     }
 }
 
+/// The local timer's schedules by name, each with the task that fires it.
+type Timers = HashMap<String, (ScheduleInfo, JoinHandle<()>)>;
+
 /// The local stack's scheduler: a tokio task per schedule, sending each firing into a channel
 /// that the local stack drains. Tick schedules fire every `period`, start schedules once.
 #[derive(Clone, Debug)]
 pub struct LocalScheduler {
     period: Duration,
     fire: mpsc::UnboundedSender<ScheduledRun>,
-    schedules: Arc<Mutex<HashMap<String, (ScheduleInfo, JoinHandle<()>)>>>,
+    schedules: Arc<Mutex<Timers>>,
 }
 
 impl LocalScheduler {
@@ -230,7 +233,7 @@ impl LocalScheduler {
         (Self { period, fire, schedules: Arc::default() }, fired)
     }
 
-    fn schedules(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ScheduleInfo, JoinHandle<()>)>> {
+    fn schedules(&self) -> std::sync::MutexGuard<'_, Timers> {
         // a panic while holding the map cannot leave it half-updated: every change is one insert or remove
         self.schedules.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
