@@ -347,6 +347,21 @@ fn av<T: Serialize>(v: &T) -> AttributeValue {
     serde_dynamo::to_attribute_value(v).expect("domain values serialise")
 }
 
+/// The filter expression `a = :a AND b = :b` of the filters that are set, their values added to `values`.
+fn equalities<const N: usize>(
+    values: &mut Vec<(&'static str, AttributeValue)>,
+    filters: [(&'static str, &'static str, Option<AttributeValue>); N],
+) -> Option<String> {
+    let mut conditions = Vec::new();
+    for (condition, placeholder, value) in filters {
+        if let Some(value) = value {
+            values.push((placeholder, value));
+            conditions.push(condition);
+        }
+    }
+    (!conditions.is_empty()).then(|| conditions.join(" AND "))
+}
+
 fn encode<T: Serialize>(item: &T) -> Item {
     serde_dynamo::to_item(item).expect("domain values serialise")
 }
@@ -849,16 +864,13 @@ impl CampaignStore for DynamoStore {
     async fn list_contacts(&self, org: OrgId, campaign: CampaignId, filter: ContactFilter, page: PageRequest) -> Result<Page<Contact>> {
         self.campaign_item(org, campaign).await?;
         let mut values = vec![(":pk", s(campaign_pk(campaign))), (":prefix", s("CONTACT#"))];
-        let mut conditions = Vec::new();
-        if let Some(state) = filter.state {
-            values.push((":state", av(&state)));
-            conditions.push("#state = :state");
-        }
-        if let Some(disposition) = filter.disposition {
-            values.push((":disposition", av(&disposition)));
-            conditions.push("disposition = :disposition");
-        }
-        let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        let condition = equalities(
+            &mut values,
+            [
+                ("#state = :state", ":state", filter.state.map(|v| av(&v))),
+                ("disposition = :disposition", ":disposition", filter.disposition.map(|v| av(&v))),
+            ],
+        );
         let (items, next_cursor) = self
             .page::<ContactItem>(None, "pk = :pk AND begins_with(sk, :prefix)", condition.as_deref(), values, &page, &["pk", "sk"])
             .await?;
@@ -1247,16 +1259,13 @@ impl AssistantStore for DynamoStore {
 
     async fn list_assistants(&self, org: OrgId, filter: AssistantFilter, page: PageRequest) -> Result<Page<Assistant>> {
         let mut values = vec![(":pk", s(org_pk(org))), (":prefix", s("ASSISTANT#"))];
-        let mut conditions = Vec::new();
-        if let Some(active) = filter.active {
-            values.push((":active", AttributeValue::Bool(active)));
-            conditions.push("active = :active");
-        }
-        if let Some(source) = filter.source {
-            values.push((":source", av(&source)));
-            conditions.push("#source = :source");
-        }
-        let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        let condition = equalities(
+            &mut values,
+            [
+                ("active = :active", ":active", filter.active.map(AttributeValue::Bool)),
+                ("#source = :source", ":source", filter.source.map(|v| av(&v))),
+            ],
+        );
         let (items, next_cursor) = self
             .page::<AssistantItem>(None, "pk = :pk AND begins_with(sk, :prefix)", condition.as_deref(), values, &page, &["pk", "sk"])
             .await?;
