@@ -3,28 +3,16 @@
 
 use assistants::{AppState, router};
 use axum::{Router, http::StatusCode};
-use http_body_util::BodyExt;
 use providers::{AssistantProvider, AssistantProviders};
 use serde_json::Value;
 use store::{OrgStore, SqliteStore};
-use tower::ServiceExt;
 
 const KEY_PLACEHOLDER: &str = "odk_REPLACE_WITH_AN_API_KEY";
 const ID_PLACEHOLDER: &str = "01970000-0000-7000-8000-00000000a551";
 const PROVIDER_ID_PLACEHOLDER: &str = "sim_asst_REPLACE_WITH_A_PROVIDER_ID";
 
-/// Loads `events/assistants/<name>`, fills in the placeholders and runs it through the router.
 async fn invoke(app: &Router, name: &str, replacements: &[(&str, &str)]) -> (StatusCode, Value) {
-    let file = format!("{}/../../events/assistants/{name}", env!("CARGO_MANIFEST_DIR"));
-    let mut event = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
-    for (placeholder, value) in replacements {
-        event = event.replace(placeholder, value);
-    }
-    let request = lambda_http::request::from_str(&event).unwrap_or_else(|e| panic!("{name} is not a function URL event: {e}"));
-    let response = app.clone().oneshot(request.map(|body| axum::body::Body::from(body.to_vec()))).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+    platform::testing::invoke_event(app, &format!("assistants/{name}"), replacements).await
 }
 
 #[tokio::test]

@@ -101,10 +101,7 @@ pub(crate) async fn list_do_not_call<S: Store, C: CampaignScheduler>(
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<DoNotCall>>, Problem> {
     let page = state.store.list_do_not_call(org, q.page()).await?;
-    Ok(axum::Json(List {
-        items: page.items.into_iter().map(DoNotCall::from).collect(),
-        next_cursor: page.next_cursor.map(|c| c.as_str().to_string()),
-    }))
+    Ok(axum::Json(List::of(page, DoNotCall::from)))
 }
 
 /// Numbers added per store call in a bulk upload.
@@ -126,6 +123,7 @@ pub(crate) async fn import_do_not_call<S: Store, C: CampaignScheduler>(
     let region = region(&q)?;
     let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(body.as_bytes());
     let mut report = DoNotCallReport { added: 0, already_listed: 0, contacts_finalised: 0, invalid: 0, errors: Vec::new() };
+    let mut tally = crate::import::Tally::default();
     let mut column = None;
     let mut batch = Vec::new();
     let mut record = csv::StringRecord::new();
@@ -150,18 +148,14 @@ pub(crate) async fn import_do_not_call<S: Store, C: CampaignScheduler>(
         }
         match E164::parse(raw, region) {
             Ok(number) => batch.push(number),
-            Err(e) => {
-                report.invalid += 1;
-                if report.errors.len() < crate::import::MAX_LISTED_ERRORS {
-                    report.errors.push(crate::import::InvalidRow { line, value: raw.to_string(), reason: e.reason });
-                }
-            }
+            Err(e) => tally.invalid(line, domain::import::RowError::new(raw, e.reason)),
         }
         if batch.len() >= BULK_BATCH {
             add(&state, org, std::mem::take(&mut batch), &mut report).await?;
         }
     }
     add(&state, org, batch, &mut report).await?;
+    (report.invalid, report.errors) = (tally.invalid, tally.errors);
     Ok(axum::Json(report))
 }
 

@@ -31,7 +31,7 @@ use utoipa::{IntoParams, ToSchema};
 /// Contacts written to the store at a time.
 const BATCH_ROWS: usize = 2000;
 /// Invalid rows listed in the reply; all are counted.
-pub const MAX_LISTED_ERRORS: usize = 1000;
+const MAX_LISTED_ERRORS: usize = 1000;
 
 /// What an import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -81,13 +81,15 @@ enum Stop {
     Receiver,
 }
 
-struct Tally {
-    invalid: u64,
-    errors: Vec<InvalidRow>,
+/// Invalid rows: all counted, the first 1,000 kept.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pub invalid: u64,
+    pub errors: Vec<InvalidRow>,
 }
 
 impl Tally {
-    fn invalid(&mut self, line: u64, error: RowError) {
+    pub fn invalid(&mut self, line: u64, error: RowError) {
         self.invalid += 1;
         if self.errors.len() < MAX_LISTED_ERRORS {
             self.errors.push(InvalidRow { line, value: error.value, reason: error.reason });
@@ -259,7 +261,7 @@ fn parse_json(mut reader: impl BufRead, rows: &mut Rows, too_large: &AtomicBool)
     match (each.stop, result) {
         (Some(stop), _) => Err(stop),
         (None, Ok(())) => Ok(()),
-        (None, Err(e)) if e.is_io() => Err(if too_large.load(Ordering::SeqCst) { Stop::TooLarge } else { Stop::Malformed(e.to_string()) }),
+        (None, Err(e)) if e.is_io() => Err(io_stop(e.into(), too_large)),
         (None, Err(e)) => Err(Stop::Malformed(format!("the JSON body is broken: {e}"))),
     }
 }
@@ -345,7 +347,7 @@ pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler>(
     let (out, mut batches) = mpsc::channel(2);
     let defaults = ImportDefaults { region, timezone: campaign.settings.timezone };
     let parser = tokio::task::spawn_blocking(move || {
-        let mut rows = Rows { defaults, batch: Vec::with_capacity(BATCH_ROWS), out, tally: Tally { invalid: 0, errors: Vec::new() } };
+        let mut rows = Rows { defaults, batch: Vec::with_capacity(BATCH_ROWS), out, tally: Tally::default() };
         let parsed = match format {
             Format::Csv => parse_csv(reader, &mut rows, &over),
             Format::Json => parse_json(reader, &mut rows, &over),

@@ -160,8 +160,7 @@ async fn list_campaigns<S: Store, C: CampaignScheduler>(
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<CampaignView>>, Problem> {
     let page = state.store.list_campaigns(org, q.page()).await?;
-    let items = page.items.into_iter().map(|c| CampaignView::new(c, None)).collect();
-    Ok(axum::Json(List { items, next_cursor: page.next_cursor.map(|c| c.as_str().to_string()) }))
+    Ok(axum::Json(List::of(page, |c| CampaignView::new(c, None))))
 }
 
 /// One campaign with its progress: contacts by state and disposition, active calls, attempts.

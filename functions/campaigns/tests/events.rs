@@ -1,36 +1,19 @@
 //! The sample events in `events/campaigns/`, `events/dnc/` and `events/schedules/`, fed to the
 //! handlers as Lambda and EventBridge Scheduler deliver them, so the samples stay true to the code.
 
-use axum::{Router, http::StatusCode};
+use axum::http::StatusCode;
 use campaigns::{AppState, lifecycle, router};
-use http_body_util::BodyExt;
-use platform::{CampaignScheduler, LocalScheduler, ScheduledAction, ScheduledRun};
+use platform::{
+    CampaignScheduler, LocalScheduler, ScheduledAction, ScheduledRun,
+    testing::{invoke_event, load_event},
+};
 use serde_json::Value;
 use store::{AssistantStore, CampaignStore, DoNotCallStore, OrgStore, SqliteStore};
-use tower::ServiceExt;
 
 const KEY: &str = "odk_REPLACE_WITH_AN_API_KEY";
 const ASSISTANT: &str = "01970000-0000-7000-8000-00000000a551";
 const CAMPAIGN: &str = "01970000-0000-7000-8000-0000000ca111";
 const ORG: &str = "01970000-0000-7000-8000-0000000000a9";
-
-fn load(name: &str, replacements: &[(&str, &str)]) -> String {
-    let file = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    let mut event = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
-    for (placeholder, value) in replacements {
-        event = event.replace(placeholder, value);
-    }
-    event
-}
-
-async fn invoke(app: &Router, name: &str, replacements: &[(&str, &str)]) -> (StatusCode, Value) {
-    let request =
-        lambda_http::request::from_str(&load(name, replacements)).unwrap_or_else(|e| panic!("{name} is not a function URL event: {e}"));
-    let response = app.clone().oneshot(request.map(|body| axum::body::Body::from(body.to_vec()))).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
-}
 
 #[tokio::test]
 async fn every_sample_event_is_answered_by_its_route() {
@@ -44,7 +27,7 @@ async fn every_sample_event_is_answered_by_its_route() {
     let state = AppState { store: store.clone(), scheduler: scheduler.clone(), accounts: Default::default(), import_max_bytes: 1 << 20 };
     let (app, _) = router().with_state(state.clone()).split_for_parts();
 
-    let (status, created) = invoke(&app, "campaigns/create.json", &[(KEY, &key), (ASSISTANT, &assistant)]).await;
+    let (status, created) = invoke_event(&app, "campaigns/create.json", &[(KEY, &key), (ASSISTANT, &assistant)]).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     let with = [(KEY, key.as_str()), (CAMPAIGN, id.as_str())];
@@ -65,11 +48,11 @@ async fn every_sample_event_is_answered_by_its_route() {
         ("campaigns/cancel.json", StatusCode::OK, |v| v["status"] == "canceled"),
     ];
     for (name, expected, check) in expectations {
-        let (status, body) = invoke(&app, name, &with).await;
+        let (status, body) = invoke_event(&app, name, &with).await;
         assert_eq!(status, expected, "{name}: {body}");
         assert!(check(&body), "{name}: {body}");
     }
-    let (status, fetched) = invoke(&app, "campaigns/get.json", &with).await;
+    let (status, fetched) = invoke_event(&app, "campaigns/get.json", &with).await;
     assert_eq!((status, fetched["progress"]["byDisposition"]["canceled"].as_u64()), (StatusCode::OK, Some(3)));
 
     // the scheduler's payloads: a start at startAt, then ticks; a finished campaign completes
@@ -91,7 +74,7 @@ async fn every_sample_event_is_answered_by_its_route() {
         .await
         .unwrap();
     let (org_s, draft_s) = (org.to_string(), draft.id.to_string());
-    let run = |name: &str| serde_json::from_str::<ScheduledRun>(&load(name, &[(ORG, &org_s), (CAMPAIGN, &draft_s)])).unwrap();
+    let run = |name: &str| serde_json::from_str::<ScheduledRun>(&load_event(name, &[(ORG, &org_s), (CAMPAIGN, &draft_s)])).unwrap();
     lifecycle::on_scheduled_run(&state, &run("schedules/start.json")).await.unwrap();
     assert_eq!(store.get_campaign(org, draft.id).await.unwrap().status, domain::CampaignStatus::Running);
     assert!(scheduler.get(draft.id, ScheduledAction::Tick).await.unwrap().is_some());

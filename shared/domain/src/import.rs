@@ -105,9 +105,15 @@ pub fn contact_from_row<'a>(
                     return Err(RowError::new(value, "consent is false: this contact has not agreed to be called"));
                 }
             }
-            ColumnRole::BusinessName => drop(variables.insert("business_name".to_string(), value.to_string())),
-            ColumnRole::Email => drop(variables.insert("email".to_string(), value.to_string())),
-            ColumnRole::Variable(key) => drop(variables.insert(key.clone(), value.to_string())),
+            ColumnRole::BusinessName => {
+                variables.insert("business_name".to_string(), value.to_string());
+            }
+            ColumnRole::Email => {
+                variables.insert("email".to_string(), value.to_string());
+            }
+            ColumnRole::Variable(key) => {
+                variables.insert(key.clone(), value.to_string());
+            }
         }
     }
     let raw_phone = phone.ok_or_else(|| RowError::new("", "the phone number is empty"))?;

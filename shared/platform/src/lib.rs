@@ -9,6 +9,8 @@ pub mod problem;
 pub mod queue;
 pub mod schedule;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use auth::{AuthState, Authenticated};
 pub use config::{Config, ConfigError, SchedulerConfig, StoreConfig};

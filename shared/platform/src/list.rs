@@ -15,11 +15,16 @@ pub struct List<T> {
 
 impl<T> From<Page<T>> for List<T> {
     fn from(p: Page<T>) -> Self {
-        Self { items: p.items, next_cursor: p.next_cursor.map(|c| c.as_str().to_string()) }
+        Self::of(p, |item| item)
     }
 }
 
 impl<T> List<T> {
+    /// The page with each item shown as `show` makes it.
+    pub fn of<U>(page: Page<U>, show: impl FnMut(U) -> T) -> Self {
+        Self { items: page.items.into_iter().map(show).collect(), next_cursor: page.next_cursor.map(|c| c.as_str().to_string()) }
+    }
+
     /// A list that always fits on one page.
     pub fn whole(items: Vec<T>) -> Self {
         Self { items, next_cursor: None }

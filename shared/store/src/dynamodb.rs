@@ -19,8 +19,8 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallEventKind, CallId, Campaign, CampaignCounters,
-    CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactId, ContactState, E164, NewAssistant,
-    NewCampaign, NewContact, OrgId, Organisation,
+    CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState, E164,
+    NewAssistant, NewCampaign, NewContact, OrgId, Organisation,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -238,6 +238,22 @@ impl DynamoStore {
         Ok(listed)
     }
 
+    /// Up to `limit` ready contacts of the campaign in claim order, only those due at `due` when given.
+    async fn ready_contacts(&self, campaign: CampaignId, due: Option<DateTime<Utc>>, limit: i32) -> Result<Vec<Item>> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(READY_INDEX)
+            .key_condition_expression(if due.is_some() { "gsi1pk = :pk AND gsi1sk < :due" } else { "gsi1pk = :pk" })
+            .expression_attribute_values(":pk", s(ready_pk(campaign)))
+            .limit(limit);
+        if let Some(due) = due {
+            query = query.expression_attribute_values(":due", s(due_bound(due)));
+        }
+        Ok(query.send().await.map_err(sdk)?.items.unwrap_or_default())
+    }
+
     /// Finalises one ready contact with `disposition`, counting it done; false when it is not ready.
     async fn finalise_ready_contact(
         &self,
@@ -254,9 +270,7 @@ impl DynamoStore {
             if contact.state != ContactState::Ready {
                 return Ok(false);
             }
-            contact.state = ContactState::Done;
-            contact.disposition = Some(disposition);
-            contact.due_at = now;
+            contact.settle(ContactFate::Done(disposition), now);
             let items = vec![
                 self.put(encode(&ContactItem::new(contact, version + 1)), "version = :v", &[(":v", n(version))])?,
                 self.update(org_pk(org), campaign_sk(campaign), "SET contacts_done = contacts_done + :one", None, &[(":one", n(1))])?,
@@ -677,19 +691,7 @@ impl CampaignStore for DynamoStore {
         self.set_campaign_status(org, id, &from, CampaignStatus::Canceled, now).await?;
         // claims need a running campaign, so no contact becomes ready or dialing from here on
         loop {
-            let ready = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(READY_INDEX)
-                .key_condition_expression("gsi1pk = :pk")
-                .expression_attribute_values(":pk", s(ready_pk(id)))
-                .limit(((MAX_TRANSACTION_ITEMS - 1) / 2) as i32)
-                .send()
-                .await
-                .map_err(sdk)?
-                .items
-                .unwrap_or_default();
+            let ready = self.ready_contacts(id, None, ((MAX_TRANSACTION_ITEMS - 1) / 2) as i32).await?;
             if ready.is_empty() {
                 return self.get_campaign(org, id).await;
             }
@@ -698,9 +700,7 @@ impl CampaignStore for DynamoStore {
             for raw in ready {
                 let ContactItem { version, mut contact, .. } = decode(raw)?;
                 ids.push(contact.id);
-                contact.state = ContactState::Done;
-                contact.disposition = Some(ContactDisposition::Canceled);
-                contact.due_at = now;
+                contact.settle(ContactFate::Done(ContactDisposition::Canceled), now);
                 items.push(self.put(encode(&ContactItem::new(contact, version + 1)), "version = :v", &[(":v", n(version))])?);
             }
             let k = ids.len();
@@ -858,28 +858,6 @@ impl CampaignStore for DynamoStore {
 
     async fn contact_tally(&self, org: OrgId, campaign: CampaignId) -> Result<ContactTally> {
         self.campaign_item(org, campaign).await?;
-        self.contact_tally_of(campaign).await
-    }
-
-    async fn list_contacts(&self, org: OrgId, campaign: CampaignId, filter: ContactFilter, page: PageRequest) -> Result<Page<Contact>> {
-        self.campaign_item(org, campaign).await?;
-        let mut values = vec![(":pk", s(campaign_pk(campaign))), (":prefix", s("CONTACT#"))];
-        let condition = equalities(
-            &mut values,
-            [
-                ("#state = :state", ":state", filter.state.map(|v| av(&v))),
-                ("disposition = :disposition", ":disposition", filter.disposition.map(|v| av(&v))),
-            ],
-        );
-        let (items, next_cursor) = self
-            .page::<ContactItem>(None, "pk = :pk AND begins_with(sk, :prefix)", condition.as_deref(), values, &page, &["pk", "sk"])
-            .await?;
-        Ok(Page { items: items.into_iter().map(|i| i.contact).collect(), next_cursor })
-    }
-}
-
-impl DynamoStore {
-    async fn contact_tally_of(&self, campaign: CampaignId) -> Result<ContactTally> {
         #[derive(Deserialize)]
         struct Standing {
             state: ContactState,
@@ -896,6 +874,22 @@ impl DynamoStore {
             }
         }
         Ok(tally)
+    }
+
+    async fn list_contacts(&self, org: OrgId, campaign: CampaignId, filter: ContactFilter, page: PageRequest) -> Result<Page<Contact>> {
+        self.campaign_item(org, campaign).await?;
+        let mut values = vec![(":pk", s(campaign_pk(campaign))), (":prefix", s("CONTACT#"))];
+        let condition = equalities(
+            &mut values,
+            [
+                ("#state = :state", ":state", filter.state.map(|v| av(&v))),
+                ("disposition = :disposition", ":disposition", filter.disposition.map(|v| av(&v))),
+            ],
+        );
+        let (items, next_cursor) = self
+            .page::<ContactItem>(None, "pk = :pk AND begins_with(sk, :prefix)", condition.as_deref(), values, &page, &["pk", "sk"])
+            .await?;
+        Ok(Page { items: items.into_iter().map(|i| i.contact).collect(), next_cursor })
     }
 }
 
@@ -975,20 +969,7 @@ impl CallStore for DynamoStore {
             if campaign.status != CampaignStatus::Running || want == 0 {
                 return Ok(claims);
             }
-            let candidates = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(READY_INDEX)
-                .key_condition_expression("gsi1pk = :pk AND gsi1sk < :due")
-                .expression_attribute_values(":pk", s(ready_pk(campaign_id)))
-                .expression_attribute_values(":due", s(due_bound(now)))
-                .limit(want as i32)
-                .send()
-                .await
-                .map_err(sdk)?
-                .items
-                .unwrap_or_default();
+            let candidates = self.ready_contacts(campaign_id, Some(now), want as i32).await?;
             if candidates.is_empty() {
                 return Ok(claims);
             }

@@ -1,0 +1,28 @@
+//! For the functions' tests (feature `testing`): the sample events of `events/`, delivered to a
+//! router as Lambda delivers them.
+
+use axum::{Router, http::StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// `events/<name>` with each placeholder replaced by its value.
+pub fn load_event(name: &str, replacements: &[(&str, &str)]) -> String {
+    let file = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let mut event = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (placeholder, value) in replacements {
+        event = event.replace(placeholder, value);
+    }
+    event
+}
+
+/// Runs the function URL event `events/<name>` (placeholders filled in) through `app`: the
+/// status and the JSON body (null when empty).
+pub async fn invoke_event(app: &Router, name: &str, replacements: &[(&str, &str)]) -> (StatusCode, Value) {
+    let request = lambda_http::request::from_str(&load_event(name, replacements))
+        .unwrap_or_else(|e| panic!("{name} is not a function URL event: {e}"));
+    let response = app.clone().oneshot(request.map(|body| axum::body::Body::from(body.to_vec()))).await.expect("the router answers");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("the body is readable").to_bytes();
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("the body is JSON") })
+}
