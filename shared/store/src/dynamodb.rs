@@ -170,34 +170,21 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update.build().map_err(build)?).build())
     }
 
-    /// Every item of a partition (of the table or an index) whose sort key begins with `prefix`,
-    /// reading only the `projection` attributes when given.
-    async fn query_all(
-        &self,
-        index: Option<&str>,
-        pk: (&str, String),
-        prefix: Option<&str>,
-        projection: Option<&str>,
-    ) -> Result<Vec<Item>> {
+    /// Every item of partition `pk` whose sort key begins with `prefix`, reading only the
+    /// `projection` attributes when given.
+    async fn query_all(&self, pk: String, prefix: &str, projection: Option<&str>) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut start = None;
-        let condition = match prefix {
-            Some(_) => format!("{} = :pk AND begins_with(sk, :prefix)", pk.0),
-            None => format!("{} = :pk", pk.0),
-        };
         loop {
             let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .set_index_name(index.map(str::to_string))
-                .key_condition_expression(&condition)
-                .expression_attribute_values(":pk", s(pk.1.clone()))
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":prefix", s(prefix))
                 .set_projection_expression(projection.map(str::to_string))
                 .set_exclusive_start_key(start.take());
-            if let Some(prefix) = prefix {
-                query = query.expression_attribute_values(":prefix", s(prefix));
-            }
             if projection.is_some_and(|p| p.contains("#state")) {
                 query = query.expression_attribute_names("#state", "state");
             }
@@ -208,6 +195,12 @@ impl DynamoStore {
                 None => return Ok(items),
             }
         }
+    }
+
+    /// Every campaign of the organisation.
+    async fn all_campaigns(&self, org: OrgId) -> Result<Vec<Campaign>> {
+        let items = self.query_all(org_pk(org), "CAMPAIGN#", None).await?;
+        items.into_iter().map(|i| decode::<CampaignItem>(i).map(Campaign::from)).collect()
     }
 
     /// The numbers among `phones` that are on the organisation's do-not-call list.
@@ -680,9 +673,7 @@ impl CampaignStore for DynamoStore {
     }
 
     async fn campaigns_with_status(&self, org: OrgId, status: CampaignStatus) -> Result<Vec<Campaign>> {
-        let items = self.query_all(None, ("pk", org_pk(org)), Some("CAMPAIGN#"), None).await?;
-        let campaigns = items.into_iter().map(|i| decode::<CampaignItem>(i).map(Campaign::from)).collect::<Result<Vec<_>>>()?;
-        Ok(campaigns.into_iter().filter(|c| c.status == status).collect())
+        Ok(self.all_campaigns(org).await?.into_iter().filter(|c| c.status == status).collect())
     }
 
     async fn cancel_campaign(&self, org: OrgId, id: CampaignId, now: DateTime<Utc>) -> Result<Campaign> {
@@ -721,26 +712,7 @@ impl CampaignStore for DynamoStore {
     }
 
     async fn campaigns_using_assistant(&self, org: OrgId, assistant: AssistantId) -> Result<Vec<Campaign>> {
-        let mut campaigns = Vec::new();
-        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
-        loop {
-            let values = vec![(":pk", s(org_pk(org))), (":prefix", s("CAMPAIGN#")), (":assistant", s(assistant.to_string()))];
-            let (items, next) = self
-                .page::<CampaignItem>(
-                    None,
-                    "pk = :pk AND begins_with(sk, :prefix)",
-                    Some("assistant_id = :assistant"),
-                    values,
-                    &page,
-                    &["pk", "sk"],
-                )
-                .await?;
-            campaigns.extend(items.into_iter().map(Campaign::from));
-            match next {
-                Some(cursor) => page.cursor = Some(cursor),
-                None => return Ok(campaigns),
-            }
-        }
+        Ok(self.all_campaigns(org).await?.into_iter().filter(|c| c.assistant_id == Some(assistant)).collect())
     }
 
     async fn set_campaign_status(
@@ -864,7 +836,7 @@ impl CampaignStore for DynamoStore {
             #[serde(default)]
             disposition: Option<ContactDisposition>,
         }
-        let items = self.query_all(None, ("pk", campaign_pk(campaign)), Some("CONTACT#"), Some("#state, disposition")).await?;
+        let items = self.query_all(campaign_pk(campaign), "CONTACT#", Some("#state, disposition")).await?;
         let mut tally = ContactTally::default();
         for item in items {
             let standing: Standing = decode(item)?;
@@ -906,8 +878,12 @@ impl DoNotCallStore for DynamoStore {
         let now = millis(now);
         self.org_exists(org).await?;
         let mut outcome = DoNotCallAdded::default();
-        let mut live = self.campaigns_with_status(org, CampaignStatus::Running).await?;
-        live.extend(self.campaigns_with_status(org, CampaignStatus::Paused).await?);
+        let live: Vec<Campaign> = self
+            .all_campaigns(org)
+            .await?
+            .into_iter()
+            .filter(|c| matches!(c.status, CampaignStatus::Running | CampaignStatus::Paused))
+            .collect();
         for phone in phones {
             let item = encode(&DoNotCallItem { pk: dnc_pk(org), sk: phone.as_str().to_string(), added_at: now });
             let put = self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression("attribute_not_exists(pk)");
