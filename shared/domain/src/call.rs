@@ -258,6 +258,15 @@ pub struct Call {
     pub created_at: DateTime<Utc>,
     /// When the state last changed: the stuck-call sweep measures "no news" from here.
     pub last_status_at: DateTime<Utc>,
+    /// The provider's id for the call, once the dialer placed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_call_id: Option<String>,
+    /// The number the call went out from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<E164>,
+    /// When the provider was asked to place it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_at: Option<DateTime<Utc>>,
 }
 
 /// What absorbing one event did to a call.
@@ -291,6 +300,9 @@ impl Call {
             details: CallDetails::default(),
             created_at: now,
             last_status_at: now,
+            provider_call_id: None,
+            caller_id: None,
+            placed_at: None,
         }
     }
 

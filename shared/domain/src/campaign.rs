@@ -490,6 +490,9 @@ pub struct Campaign {
     /// Kept on the record; the API shows them as `progress`.
     #[serde(skip)]
     pub counters: CampaignCounters,
+    /// In batch mode, the batch being dialed.
+    #[serde(skip)]
+    pub current_batch: u32,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -506,6 +509,7 @@ impl Campaign {
             settings: new.settings,
             assistant_id: new.assistant_id,
             counters: CampaignCounters::default(),
+            current_batch: 0,
             created_at: now,
             started_at: None,
             completed_at: None,

@@ -116,6 +116,12 @@ pub struct Contact {
     pub last_call_id: Option<CallId>,
     pub variables: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
+    /// Which batch releases it (always 0 in continuous mode).
+    #[serde(default)]
+    pub batch: u32,
+    /// The number its latest call went out from; its retries use it again when they can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_id: Option<E164>,
 }
 
 impl Contact {
@@ -136,6 +142,8 @@ impl Contact {
             last_call_id: None,
             variables: new.variables,
             created_at: now,
+            batch: 0,
+            caller_id: None,
         }
     }
 

@@ -22,6 +22,7 @@ pub mod assistant;
 pub mod call;
 pub mod campaign;
 pub mod contact;
+pub mod dialing;
 pub mod error;
 pub mod ids;
 pub mod import;
@@ -38,6 +39,7 @@ pub use campaign::{
     CallProvider, Campaign, CampaignCounters, CampaignPlan, CampaignSettings, CampaignSpec, CampaignStatus, CrmTarget, DialMode,
     NewCampaign, UnmetCheck, Voicemail, VoicemailAction,
 };
+pub use dialing::{DialJob, DialSlot, Pace};
 pub use contact::{Contact, ContactDisposition, ContactFate, ContactState, NewContact};
 pub use error::ParseError;
 pub use ids::{AssistantId, CallId, CampaignId, ContactId, OrgId};

@@ -17,13 +17,20 @@ pub const TWILIO_AUDIO_FORMAT: &str = "ulaw_8000";
 #[derive(Clone, Debug)]
 pub struct ElevenLabs {
     api: ApiClient,
+    /// The imported Twilio number calls go out from (`ELEVENLABS_PHONE_NUMBER_ID`).
+    phone_number_id: Option<String>,
 }
 
 impl ElevenLabs {
     pub const BASE_URL: &'static str = "https://api.elevenlabs.io";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
-        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Header("xi-api-key", api_key.to_string()), retry) }
+        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Header("xi-api-key", api_key.to_string()), retry), phone_number_id: None }
+    }
+
+    pub fn with_phone_number_id(mut self, id: Option<String>) -> Self {
+        self.phone_number_id = id;
+        self
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>, id: &str) -> Result<Value, ProviderError> {
@@ -95,5 +102,32 @@ impl AssistantProvider for ElevenLabs {
     async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
         self.call(Method::PATCH, &format!("/v1/convai/agents/{id}"), Some(&agent_body(name, config)), id).await?;
         Ok(())
+    }
+}
+
+/// Native Twilio outbound: ElevenLabs dials through the number imported into it.
+impl crate::CallProvider for ElevenLabs {
+    async fn place_call(&self, call: &crate::CallRequest) -> Result<String, ProviderError> {
+        let phone_number_id = self
+            .phone_number_id
+            .as_deref()
+            .ok_or(ProviderError::NotConfigured { provider: PROVIDER, variable: "ELEVENLABS_PHONE_NUMBER_ID" })?;
+        let agent_id = call.assistant_provider_id.as_deref().ok_or_else(|| crate::calls::missing_id(PROVIDER, "agent id"))?;
+        let body = json!({
+            "agent_id": agent_id,
+            "agent_phone_number_id": phone_number_id,
+            "to_number": call.to.as_str(),
+            "conversation_initiation_client_data": { "dynamic_variables": call.variables_with_ids() },
+        });
+        let answer = self.api.call(Method::POST, "/v1/convai/twilio/outbound-call", Some(&body), &format!("agent {agent_id}")).await?;
+        if answer.get("success").and_then(Value::as_bool) == Some(false) {
+            let message = answer.get("message").and_then(Value::as_str).unwrap_or("the call was not placed").to_string();
+            return Err(ProviderError::Refused { provider: PROVIDER, status: 200, message });
+        }
+        answer
+            .get("conversation_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| crate::calls::missing_id(PROVIDER, "conversation_id"))
     }
 }

@@ -18,6 +18,13 @@ pub struct RetryPolicy {
     pub timeout: Duration,
 }
 
+impl RetryPolicy {
+    /// One attempt and no retry: for calls, whose retries the dial-jobs queue schedules.
+    pub fn once() -> Self {
+        Self { retries: 0, ..Self::default() }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self { retries: 3, backoff: Duration::from_millis(200), max_wait: Duration::from_secs(10), timeout: Duration::from_secs(15) }
@@ -43,7 +50,7 @@ impl Http {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Body<'_>,
         authorise: impl Fn(RequestBuilder) -> RequestBuilder,
         missing: &str,
     ) -> Result<Value, ProviderError> {
@@ -51,8 +58,10 @@ impl Http {
         let mut attempt = 0;
         loop {
             let mut request = authorise(self.client.request(method.clone(), &url));
-            if let Some(body) = body {
-                request = request.json(body);
+            match body {
+                Body::Empty => {}
+                Body::Json(json) => request = request.json(json),
+                Body::Form(fields) => request = request.form(fields),
             }
             let (error, wait) = match request.send().await {
                 Err(e) => (ProviderError::Unavailable { provider: self.provider, detail: transport(&e) }, None),
@@ -90,11 +99,27 @@ impl Http {
     }
 }
 
+/// What a request carries.
+#[derive(Clone, Copy)]
+pub(crate) enum Body<'a> {
+    Empty,
+    Json(&'a Value),
+    /// `application/x-www-form-urlencoded`; a key may repeat.
+    Form(&'a [(&'static str, String)]),
+}
+
+impl<'a> From<Option<&'a Value>> for Body<'a> {
+    fn from(json: Option<&'a Value>) -> Self {
+        json.map_or(Body::Empty, Body::Json)
+    }
+}
+
 /// How a provider wants its API key sent.
 #[derive(Clone)]
 pub(crate) enum Credential {
     Bearer(String),
     Header(&'static str, String),
+    Basic { user: String, password: String },
 }
 
 /// A provider's HTTP API with its credential, which never appears in `Debug` output or logs.
@@ -117,9 +142,14 @@ impl ApiClient {
 
     /// `missing` names what a 404 means, e.g. "assistant asst_1".
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>, missing: &str) -> Result<Value, ProviderError> {
+        self.send(method, path, body.into(), missing).await
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Body<'_>, missing: &str) -> Result<Value, ProviderError> {
         let authorise = |r: RequestBuilder| match &self.credential {
             Credential::Bearer(key) => r.bearer_auth(key),
             Credential::Header(name, key) => r.header(*name, key),
+            Credential::Basic { user, password } => r.basic_auth(user, Some(password)),
         };
         self.http.json(method, path, body, authorise, missing).await
     }
@@ -133,14 +163,21 @@ fn transport(e: &reqwest::Error) -> String {
 fn reason(body: &str) -> String {
     let Ok(json) = serde_json::from_str::<Value>(body) else { return body.chars().take(500).collect() };
     let field = ["message", "detail", "error"].iter().find_map(|k| json.get(*k)).unwrap_or(&json);
-    match field {
+    // Twilio (and others) number their errors: keep the number, it is what their docs index
+    let code = match json.get("code") {
+        Some(Value::Number(n)) => format!("{n}: "),
+        Some(Value::String(c)) => format!("{c}: "),
+        _ => String::new(),
+    };
+    let text = match field {
         Value::String(s) => s.clone(),
         Value::Array(items) => {
             items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join("; ")
         }
         Value::Object(o) => o.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| field.to_string()),
         other => other.to_string(),
-    }
+    };
+    code + &text
 }
 
 #[cfg(test)]
@@ -152,5 +189,6 @@ mod tests {
         assert_eq!(reason(r#"{"message":["name must be shorter"],"error":"Bad Request","statusCode":400}"#), "name must be shorter");
         assert_eq!(reason(r#"{"detail":{"status":"invalid","message":"voice_id not found"}}"#), "voice_id not found");
         assert_eq!(reason("plain text"), "plain text");
+        assert_eq!(reason(r#"{"code":21211,"message":"Invalid 'To' Phone Number","status":400}"#), "21211: Invalid 'To' Phone Number");
     }
 }

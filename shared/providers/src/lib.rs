@@ -1,21 +1,26 @@
-//! Providers of AI voice assistants, behind the `AssistantProvider` port: Vapi, ElevenLabs
-//! Conversational AI, Retell, and the in-process simulator the demo and tests use.
+//! Providers of AI voice assistants and calls, behind the `AssistantProvider` and `CallProvider`
+//! ports: Twilio (with the media bridge), Vapi, ElevenLabs Conversational AI, Retell, and the
+//! in-process simulator the demo and tests use.
 
 mod accounts;
+pub mod calls;
 pub mod elevenlabs;
 mod http;
 pub mod retell;
 pub mod simulator;
+pub mod twilio;
 pub mod vapi;
 
 use domain::{AssistantConfig, ProviderKind};
 use std::future::Future;
 
 pub use accounts::{AnyAssistantProvider, AssistantProviders, ProviderAccount, ProviderAccounts, ProviderEndpoint, TwilioAccount};
+pub use calls::{CallProvider, CallProviders, CallRequest};
 pub use elevenlabs::ElevenLabs;
 pub use http::RetryPolicy;
 pub use retell::Retell;
-pub use simulator::SimulatedAssistants;
+pub use simulator::{SimulatedAssistants, SimulatedCalls, SimulatedOutcome, SimulatorOdds, SimulatorWebhooks};
+pub use twilio::{Twilio, TwilioEndpoints};
 pub use vapi::Vapi;
 
 /// Why a provider call failed, in terms a caller can act on.

@@ -133,3 +133,17 @@ impl AssistantProvider for Retell {
         Ok(())
     }
 }
+
+impl crate::CallProvider for Retell {
+    async fn place_call(&self, call: &crate::CallRequest) -> Result<String, ProviderError> {
+        let agent_id = call.assistant_provider_id.as_deref().ok_or_else(|| crate::calls::missing_id(PROVIDER, "agent id"))?;
+        let body = json!({
+            "from_number": call.from.as_str(),
+            "to_number": call.to.as_str(),
+            "override_agent_id": agent_id,
+            "retell_llm_dynamic_variables": call.variables_with_ids(),
+        });
+        let answer = self.api.call(Method::POST, "/v2/create-phone-call", Some(&body), &format!("agent {agent_id}")).await?;
+        answer.get("call_id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::calls::missing_id(PROVIDER, "call_id"))
+    }
+}

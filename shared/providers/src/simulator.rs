@@ -1,6 +1,7 @@
-//! The simulated provider's assistants: kept in memory, always available, for the demo and tests.
+//! The simulated provider: assistants kept in memory, and calls whose lives are drawn from
+//! configurable odds and reported back through the real webhook routes, for the demo and tests.
 
-use crate::{AssistantProvider, ProviderAssistant, ProviderError};
+use crate::{AssistantProvider, CallRequest, ProviderAssistant, ProviderError};
 use domain::{AssistantConfig, ProviderKind};
 use std::{
     collections::HashMap,
@@ -44,5 +45,207 @@ impl AssistantProvider for SimulatedAssistants {
             }
             None => Err(ProviderError::NotFound { provider: "simulator", id: id.into() }),
         })
+    }
+}
+
+/// How simulated calls turn out: probabilities (0–1) and durations in simulated seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SimulatorOdds {
+    pub busy: f64,
+    pub no_answer: f64,
+    pub failed: f64,
+    /// Of the answered calls, those a machine picks up.
+    pub machine: f64,
+    /// Of the calls a person answers, those where they ask not to be called again.
+    pub opt_out: f64,
+    pub ring_seconds: (u32, u32),
+    pub talk_seconds: (u32, u32),
+}
+
+impl Default for SimulatorOdds {
+    fn default() -> Self {
+        Self { busy: 0.08, no_answer: 0.2, failed: 0.02, machine: 0.25, opt_out: 0.04, ring_seconds: (3, 25), talk_seconds: (20, 180) }
+    }
+}
+
+/// One simulated call's life, drawn when it is placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimulatedOutcome {
+    Busy,
+    NoAnswer,
+    Failed,
+    Machine { talk_seconds: u32 },
+    Human { talk_seconds: u32, opts_out: bool },
+}
+
+/// Where the simulator reports, and the secrets it signs with (as Twilio and ElevenLabs would).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimulatorWebhooks {
+    /// Our webhooks' public base URL (`OUTDIAL_PUBLIC_URL`).
+    pub public_url: String,
+    pub twilio_account_sid: String,
+    pub twilio_auth_token: String,
+    /// Signs the post-call transcript; without it no transcript is sent.
+    pub elevenlabs_webhook_secret: Option<String>,
+}
+
+/// The simulated call provider: each call's life is drawn from `odds` with a seeded generator
+/// and reported, in real time divided by `time_scale`, to the real webhook routes with valid
+/// Twilio status and AMD callbacks (and an ElevenLabs post-call transcript for conversations).
+#[derive(Clone)]
+pub struct SimulatedCalls {
+    client: reqwest::Client,
+    webhooks: SimulatorWebhooks,
+    odds: SimulatorOdds,
+    time_scale: f64,
+    rng: Arc<Mutex<rand::rngs::StdRng>>,
+}
+
+impl std::fmt::Debug for SimulatedCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatedCalls").field("public_url", &self.webhooks.public_url).field("odds", &self.odds).finish()
+    }
+}
+
+impl SimulatedCalls {
+    pub fn new(webhooks: SimulatorWebhooks, odds: SimulatorOdds, seed: u64, time_scale: f64) -> Self {
+        use rand::SeedableRng;
+        Self {
+            client: reqwest::Client::new(),
+            webhooks,
+            odds,
+            time_scale: time_scale.max(f64::MIN_POSITIVE),
+            rng: Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed))),
+        }
+    }
+
+    /// Draws a call sid, its ringing time and its outcome.
+    fn draw(&self) -> (String, u32, SimulatedOutcome) {
+        use rand::Rng;
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let sid = format!("CA{:032x}", rng.random::<u128>());
+        let o = self.odds;
+        let ring = rng.random_range(o.ring_seconds.0..=o.ring_seconds.1.max(o.ring_seconds.0));
+        let talk = rng.random_range(o.talk_seconds.0..=o.talk_seconds.1.max(o.talk_seconds.0));
+        let roll: f64 = rng.random();
+        let outcome = if roll < o.busy {
+            SimulatedOutcome::Busy
+        } else if roll < o.busy + o.no_answer {
+            SimulatedOutcome::NoAnswer
+        } else if roll < o.busy + o.no_answer + o.failed {
+            SimulatedOutcome::Failed
+        } else if rng.random::<f64>() < o.machine {
+            SimulatedOutcome::Machine { talk_seconds: talk.min(30) }
+        } else {
+            SimulatedOutcome::Human { talk_seconds: talk, opts_out: rng.random::<f64>() < o.opt_out }
+        };
+        (sid, ring, outcome)
+    }
+
+    async fn pause(&self, simulated_seconds: u32) {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(f64::from(simulated_seconds) / self.time_scale)).await;
+    }
+
+    /// Posts a form as Twilio does: to the exact URL it signs.
+    async fn post_twilio(&self, path: &str, fields: Vec<(&'static str, String)>) {
+        let url = format!("{}{path}", self.webhooks.public_url.trim_end_matches('/'));
+        let signature = crate::twilio::signature(&self.webhooks.twilio_auth_token, &url, fields.iter().map(|(k, v)| (*k, v.as_str())));
+        let sent = self.client.post(&url).header("X-Twilio-Signature", signature).form(&fields).send().await;
+        if let Err(e) = sent.and_then(|r| r.error_for_status()) {
+            tracing::warn!(path, error = %e, "the simulator's callback was not accepted");
+        }
+    }
+
+    async fn post_transcript(&self, call: &CallRequest, sid: &str, talk_seconds: u32, opts_out: bool) {
+        use hmac::Mac;
+        let Some(secret) = &self.webhooks.elevenlabs_webhook_secret else { return };
+        let mut transcript = vec![
+            serde_json::json!({ "role": "agent", "message": "Hi, this is the assistant calling about your account.", "time_in_call_secs": 0 }),
+            serde_json::json!({ "role": "user", "message": "Sure, go ahead.", "time_in_call_secs": 4 }),
+        ];
+        if opts_out {
+            transcript.push(serde_json::json!({ "role": "user", "message": "Please don't call me again.", "time_in_call_secs": 9 }));
+        }
+        let now = chrono::Utc::now().timestamp();
+        let body = serde_json::json!({
+            "type": "post_call_transcription",
+            "event_timestamp": now,
+            "data": {
+                "agent_id": call.assistant_provider_id.clone().unwrap_or_default(),
+                "conversation_id": format!("conv_{}", &sid[2..]),
+                "status": "done",
+                "transcript": transcript,
+                "metadata": { "call_duration_secs": talk_seconds, "phone_call": { "call_sid": sid } },
+                "analysis": { "call_successful": if opts_out { "failure" } else { "success" }, "transcript_summary": "A simulated conversation." },
+                "conversation_initiation_client_data": { "dynamic_variables": call.variables_with_ids() },
+            },
+        })
+        .to_string();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+        mac.update(format!("{now}.{body}").as_bytes());
+        let header = format!("t={now},v0={}", hex::encode(mac.finalize().into_bytes()));
+        let url = format!("{}/webhooks/elevenlabs", self.webhooks.public_url.trim_end_matches('/'));
+        let sent = self.client.post(url).header("ElevenLabs-Signature", header).header("Content-Type", "application/json").body(body).send().await;
+        if let Err(e) = sent.and_then(|r| r.error_for_status()) {
+            tracing::warn!(error = %e, "the simulator's transcript was not accepted");
+        }
+    }
+
+    async fn live(self, call: CallRequest, sid: String, ring: u32, outcome: SimulatedOutcome) {
+        let mut sequence = 0u32;
+        let status = |status: &str, sequence: u32, duration: Option<u32>| {
+            let mut fields = vec![
+                ("CallSid", sid.clone()),
+                ("AccountSid", self.webhooks.twilio_account_sid.clone()),
+                ("From", call.from.as_str().to_string()),
+                ("To", call.to.as_str().to_string()),
+                ("CallStatus", status.to_string()),
+                ("Direction", "outbound-api".to_string()),
+                ("ApiVersion", "2010-04-01".to_string()),
+                ("Timestamp", chrono::Utc::now().to_rfc2822()),
+                ("CallbackSource", "call-progress-events".to_string()),
+                ("SequenceNumber", sequence.to_string()),
+            ];
+            if let Some(d) = duration {
+                fields.push(("CallDuration", d.to_string()));
+            }
+            fields
+        };
+        let mut next = |s: &str, d: Option<u32>| {
+            let fields = status(s, sequence, d);
+            sequence += 1;
+            fields
+        };
+        self.post_twilio("/webhooks/twilio/status", next("initiated", None)).await;
+        self.post_twilio("/webhooks/twilio/status", next("ringing", None)).await;
+        self.pause(ring).await;
+        let (talk, answered_by, opts_out) = match outcome {
+            SimulatedOutcome::Busy => return self.post_twilio("/webhooks/twilio/status", next("busy", None)).await,
+            SimulatedOutcome::NoAnswer => return self.post_twilio("/webhooks/twilio/status", next("no-answer", None)).await,
+            SimulatedOutcome::Failed => return self.post_twilio("/webhooks/twilio/status", next("failed", None)).await,
+            SimulatedOutcome::Machine { talk_seconds } => (talk_seconds, "machine_end_beep", false),
+            SimulatedOutcome::Human { talk_seconds, opts_out } => (talk_seconds, "human", opts_out),
+        };
+        self.post_twilio("/webhooks/twilio/status", next("in-progress", None)).await;
+        let amd = vec![
+            ("CallSid", sid.clone()),
+            ("AccountSid", self.webhooks.twilio_account_sid.clone()),
+            ("AnsweredBy", answered_by.to_string()),
+            ("MachineDetectionDuration", "2300".to_string()),
+        ];
+        self.post_twilio("/webhooks/twilio/amd", amd).await;
+        self.pause(talk).await;
+        self.post_twilio("/webhooks/twilio/status", next("completed", Some(talk))).await;
+        if answered_by == "human" {
+            self.post_transcript(&call, &sid, talk, opts_out).await;
+        }
+    }
+}
+
+impl crate::CallProvider for SimulatedCalls {
+    async fn place_call(&self, call: &CallRequest) -> Result<String, ProviderError> {
+        let (sid, ring, outcome) = self.draw();
+        tokio::spawn(self.clone().live(call.clone(), sid.clone(), ring, outcome));
+        Ok(sid)
     }
 }

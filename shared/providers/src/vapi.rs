@@ -16,13 +16,20 @@ const DEFAULT_MODEL: &str = "gpt-4o";
 #[derive(Clone, Debug)]
 pub struct Vapi {
     api: ApiClient,
+    /// The Vapi phone number calls go out from (`VAPI_PHONE_NUMBER_ID`).
+    phone_number_id: Option<String>,
 }
 
 impl Vapi {
     pub const BASE_URL: &'static str = "https://api.vapi.ai";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
-        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Bearer(api_key.to_string()), retry) }
+        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Bearer(api_key.to_string()), retry), phone_number_id: None }
+    }
+
+    pub fn with_phone_number_id(mut self, id: Option<String>) -> Self {
+        self.phone_number_id = id;
+        self
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>, id: &str) -> Result<Value, ProviderError> {
@@ -106,5 +113,25 @@ impl AssistantProvider for Vapi {
     async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
         self.call(Method::PATCH, &format!("/assistant/{id}"), Some(&assistant_body(name, config)), id).await?;
         Ok(())
+    }
+}
+
+impl crate::CallProvider for Vapi {
+    async fn place_call(&self, call: &crate::CallRequest) -> Result<String, ProviderError> {
+        let phone_number_id =
+            self.phone_number_id.as_deref().ok_or(ProviderError::NotConfigured { provider: PROVIDER, variable: "VAPI_PHONE_NUMBER_ID" })?;
+        let assistant_id = call.assistant_provider_id.as_deref().ok_or_else(|| crate::calls::missing_id(PROVIDER, "assistant id"))?;
+        let mut customer = json!({ "number": call.to.as_str() });
+        if let Some(name) = call.variables.get("name") {
+            customer["name"] = json!(name);
+        }
+        let body = json!({
+            "assistantId": assistant_id,
+            "phoneNumberId": phone_number_id,
+            "customer": customer,
+            "assistantOverrides": { "variableValues": call.variables_with_ids() },
+        });
+        let answer = self.api.call(Method::POST, "/call", Some(&body), &format!("assistant {assistant_id}")).await?;
+        answer.get("id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::calls::missing_id(PROVIDER, "id"))
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::{
     AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
-    CreatedApiKey, Cursor, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, Result, StoreError,
-    StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
+    CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, Result, StoreError,
+    PlacedCall, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use aws_sdk_dynamodb::{
     Client,
@@ -20,10 +20,10 @@ use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallEventKind, CallId, Campaign, CampaignCounters,
     CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState, E164,
-    NewAssistant, NewCampaign, NewContact, OrgId, Organisation,
+    DialSlot, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -231,19 +231,25 @@ impl DynamoStore {
         Ok(listed)
     }
 
-    /// Up to `limit` ready contacts of the campaign in claim order, only those due at `due` when given.
-    async fn ready_contacts(&self, campaign: CampaignId, due: Option<DateTime<Utc>>, limit: i32) -> Result<Vec<Item>> {
+    /// Up to `limit` ready contacts of the campaign from `range`, in key order.
+    async fn ready_contacts(&self, campaign: CampaignId, range: ReadyRange, limit: i32) -> Result<Vec<Item>> {
         let mut query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(READY_INDEX)
-            .key_condition_expression(if due.is_some() { "gsi1pk = :pk AND gsi1sk < :due" } else { "gsi1pk = :pk" })
             .expression_attribute_values(":pk", s(ready_pk(campaign)))
             .limit(limit);
-        if let Some(due) = due {
-            query = query.expression_attribute_values(":due", s(due_bound(due)));
-        }
+        query = match range {
+            ReadyRange::All => query.key_condition_expression("gsi1pk = :pk"),
+            ReadyRange::FromBatch(batch) => {
+                query.key_condition_expression("gsi1pk = :pk AND gsi1sk >= :lo").expression_attribute_values(":lo", s(format!("{batch:010}#")))
+            }
+            ReadyRange::Due { batch, zone, now } => query
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":lo", s(format!("{batch:010}#{}#", zone.name())))
+                .expression_attribute_values(":hi", s(format!("{batch:010}#{}#{:015}$", zone.name(), now.timestamp_millis().max(0)))),
+        };
         Ok(query.send().await.map_err(sdk)?.items.unwrap_or_default())
     }
 
@@ -276,6 +282,33 @@ impl DynamoStore {
                 return Err(StoreError::Backend(format!("a contact of campaign {campaign} kept changing; retry")));
             }
             backoff(attempt).await;
+        }
+    }
+
+    /// Moves a batch-mode campaign on to its next batch with ready contacts when the current one
+    /// has nothing ready or dialing; true when it moved.
+    async fn advance_batch(&self, campaign: &Campaign) -> Result<bool> {
+        let first = self.ready_contacts(campaign.id, ReadyRange::FromBatch(campaign.current_batch), 1).await?;
+        let first_batch = first.into_iter().next().map(decode::<ContactItem>).transpose()?.map(|c| c.contact.batch);
+        let batch_has_ready = first_batch == Some(campaign.current_batch);
+        let Some(next) = first_batch.filter(|_| campaign.may_advance_batch(batch_has_ready)) else { return Ok(false) };
+        let moved = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(org_pk(campaign.org_id)))
+            .key("sk", s(campaign_sk(campaign.id)))
+            .update_expression("SET current_batch = :next")
+            .condition_expression("(attribute_not_exists(current_batch) OR current_batch = :current) AND active_calls = :zero")
+            .expression_attribute_values(":next", n(next))
+            .expression_attribute_values(":current", n(campaign.current_batch))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match moved {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(true),
+            Err(e) => Err(sdk(e)),
         }
     }
 
@@ -403,14 +436,20 @@ fn call_pk(id: CallId) -> String {
 fn ready_pk(campaign: CampaignId) -> String {
     format!("READY#{campaign}")
 }
-/// Ready contacts sort by due time, then priority (highest first), then id.
+/// Ready contacts group by batch and zone, then sort by due time, priority (highest first) and id.
 fn ready_sk(c: &Contact) -> String {
     let inverted_priority = i64::from(i32::MAX) - i64::from(c.priority);
-    format!("{:015}#{inverted_priority:010}#{}", c.due_at.timestamp_millis().max(0), c.id)
+    format!("{:010}#{}#{:015}#{inverted_priority:010}#{}", c.batch, c.timezone.name(), c.due_at.timestamp_millis().max(0), c.id)
 }
-/// Upper bound (exclusive) of the ready keys due at `now`.
-fn due_bound(now: DateTime<Utc>) -> String {
-    format!("{:015}$", now.timestamp_millis().max(0))
+
+/// Which ready contacts a query reads.
+#[derive(Clone, Copy)]
+enum ReadyRange {
+    All,
+    /// Those of batch `.0` and every later one.
+    FromBatch(u32),
+    /// Those of one batch and zone due at `now`.
+    Due { batch: u32, zone: chrono_tz::Tz, now: DateTime<Utc> },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -449,6 +488,8 @@ struct CampaignItem {
     contacts_total: u64,
     contacts_done: u64,
     calls_total: u64,
+    #[serde(default)]
+    current_batch: u32,
     created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     started_at: Option<DateTime<Utc>>,
@@ -472,6 +513,7 @@ impl From<CampaignItem> for Campaign {
                 contacts_done: i.contacts_done,
                 calls_total: i.calls_total,
             },
+            current_batch: i.current_batch,
             created_at: i.created_at,
             started_at: i.started_at,
             completed_at: i.completed_at,
@@ -495,6 +537,7 @@ impl From<&Campaign> for CampaignItem {
             contacts_total: c.counters.contacts_total,
             contacts_done: c.counters.contacts_done,
             calls_total: c.counters.calls_total,
+            current_batch: c.current_batch,
             created_at: c.created_at,
             started_at: c.started_at,
             completed_at: c.completed_at,
@@ -682,7 +725,7 @@ impl CampaignStore for DynamoStore {
         self.set_campaign_status(org, id, &from, CampaignStatus::Canceled, now).await?;
         // claims need a running campaign, so no contact becomes ready or dialing from here on
         loop {
-            let ready = self.ready_contacts(id, None, ((MAX_TRANSACTION_ITEMS - 1) / 2) as i32).await?;
+            let ready = self.ready_contacts(id, ReadyRange::All, ((MAX_TRANSACTION_ITEMS - 1) / 2) as i32).await?;
             if ready.is_empty() {
                 return self.get_campaign(org, id).await;
             }
@@ -761,7 +804,7 @@ impl CampaignStore for DynamoStore {
 
     async fn add_contacts(&self, org: OrgId, campaign: CampaignId, contacts: Vec<NewContact>, now: DateTime<Utc>) -> Result<AddedContacts> {
         let now = millis(now);
-        self.campaign_item(org, campaign).await?;
+        let target = Campaign::from(self.campaign_item(org, campaign).await?);
         let mut outcome = AddedContacts::default();
         let listed = self.listed_among(org, &contacts.iter().map(|c| &c.phone).collect::<Vec<_>>()).await?;
         let mut seen = HashSet::new();
@@ -770,7 +813,9 @@ impl CampaignStore for DynamoStore {
             if listed.contains(c.phone.as_str()) {
                 outcome.do_not_call += 1;
             } else if seen.insert(c.phone.clone()) {
-                unique.push(Contact::ready(campaign, c, now));
+                let mut contact = Contact::ready(campaign, c, now);
+                contact.batch = target.batch_of(target.counters.contacts_total + unique.len() as u64);
+                unique.push(contact);
             } else {
                 outcome.duplicates += 1;
             }
@@ -783,15 +828,24 @@ impl CampaignStore for DynamoStore {
             ]);
             self.put(item, "attribute_not_exists(pk)", &[])
         };
-        let count =
-            |k: usize| self.update(org_pk(org), campaign_sk(campaign), "SET contacts_total = contacts_total + :k", None, &[(":k", n(k))]);
+        // the zones of a campaign's contacts, kept on it so a tick queries only those open now
+        let count = |contacts: &[Contact]| {
+            let zones: BTreeSet<String> = contacts.iter().map(|c| c.timezone.name().to_string()).collect();
+            self.update(
+                org_pk(org),
+                campaign_sk(campaign),
+                "SET contacts_total = contacts_total + :k ADD zones :zones",
+                None,
+                &[(":k", n(contacts.len())), (":zones", AttributeValue::Ss(zones.into_iter().collect()))],
+            )
+        };
         for chunk in unique.chunks((MAX_TRANSACTION_ITEMS - 1) / 2) {
             let mut items = Vec::with_capacity(chunk.len() * 2 + 1);
             for c in chunk {
                 items.push(guard(c)?);
                 items.push(self.put(encode(&ContactItem::new(c.clone(), 1)), "attribute_not_exists(pk)", &[])?);
             }
-            items.push(count(chunk.len())?);
+            items.push(count(chunk)?);
             if self.transact(items).await? {
                 outcome.added += chunk.len() as u64;
                 continue;
@@ -802,7 +856,7 @@ impl CampaignStore for DynamoStore {
                 let mut attempt = 0;
                 loop {
                     let items =
-                        vec![guard(c)?, self.put(encode(&ContactItem::new(c.clone(), 1)), "attribute_not_exists(pk)", &[])?, count(1)?];
+                        vec![guard(c)?, self.put(encode(&ContactItem::new(c.clone(), 1)), "attribute_not_exists(pk)", &[])?, count(std::slice::from_ref(c))?];
                     if self.transact(items).await? {
                         outcome.added += 1;
                         break;
@@ -873,6 +927,182 @@ struct DoNotCallItem {
     added_at: DateTime<Utc>,
 }
 
+/// How long a schedule execution id is remembered (DynamoDB's TTL removes it afterwards).
+const TICK_EXECUTION_MEMORY: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+fn is_conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
+}
+
+impl DynamoStore {
+    /// Writes `item` if attribute `field` still holds `seen` (or the item does not exist when None).
+    async fn put_if_unchanged(&self, item: Item, field: &str, seen: Option<i64>) -> Result<bool> {
+        let put = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let put = match seen {
+            Some(v) => put.condition_expression(format!("{field} = :seen")).expression_attribute_values(":seen", n(v)),
+            None => put.condition_expression("attribute_not_exists(pk)"),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional(&e) => Ok(false),
+            Err(e) => Err(sdk(e)),
+        }
+    }
+}
+
+fn millis_of(item: &Item, field: &str) -> Option<i64> {
+    item.get(field).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+impl DialingStore for DynamoStore {
+    async fn active_calls(&self, org: OrgId, campaign: CampaignId) -> Result<Vec<Call>> {
+        self.campaign_item(org, campaign).await?;
+        let mut calls = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ACTIVE_CALLS_INDEX)
+                .key_condition_expression("gsi3pk = :pk")
+                .expression_attribute_values(":pk", s(format!("ACTIVE#{campaign}")))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk)?;
+            for item in out.items.unwrap_or_default() {
+                let call = decode::<CallItem>(item)?.call;
+                // the index may lag the table by a moment
+                if !call.state.is_terminal() {
+                    calls.push(call);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(calls),
+            }
+        }
+    }
+
+    async fn record_tick_execution(&self, org: OrgId, campaign: CampaignId, execution_id: &str, now: DateTime<Utc>) -> Result<bool> {
+        self.campaign_item(org, campaign).await?;
+        let item = HashMap::from([
+            ("pk".to_string(), s(campaign_pk(campaign))),
+            ("sk".to_string(), s(format!("TICK#{execution_id}"))),
+            ("expires_at".to_string(), n((now + TICK_EXECUTION_MEMORY).timestamp())),
+        ]);
+        self.put_if_unchanged(item, "pk", None).await
+    }
+
+    async fn record_placed_call(&self, org: OrgId, call_id: CallId, placed: PlacedCall) -> Result<Call> {
+        let guard_pk = format!("PROVIDER_CALL#{}#{}", placed.provider.as_str(), placed.provider_call_id);
+        let mut attempt = 0;
+        loop {
+            let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
+            match &call.provider_call_id {
+                Some(id) if *id == placed.provider_call_id => return Ok(call),
+                Some(id) => return Err(StoreError::Conflict(format!("call {call_id} was already placed as {id}"))),
+                None => {}
+            }
+            call.provider_call_id = Some(placed.provider_call_id.clone());
+            call.caller_id = placed.caller_id.clone();
+            call.placed_at = Some(millis(placed.placed_at));
+            let guard = HashMap::from([
+                ("pk".to_string(), s(guard_pk.clone())),
+                ("sk".to_string(), s("PROVIDER_CALL")),
+                ("call_id".to_string(), s(call_id.to_string())),
+                ("org_id".to_string(), s(org.to_string())),
+            ]);
+            let mut items = vec![
+                self.put(guard, "attribute_not_exists(pk)", &[])?,
+                self.put(encode(&CallItem::new(call.clone(), version + 1)), "version = :v", &[(":v", n(version))])?,
+            ];
+            if let Some(caller_id) = &placed.caller_id {
+                items.push(self.update(
+                    campaign_pk(call.campaign_id),
+                    format!("CONTACT#{}", call.contact_id),
+                    "SET callerId = :caller, version = version + :one",
+                    None,
+                    &[(":caller", s(caller_id.as_str())), (":one", n(1))],
+                )?);
+            }
+            if self.transact(items).await? {
+                return Ok(call);
+            }
+            if let Some(owner) = self.get(guard_pk.clone(), "PROVIDER_CALL").await?
+                && owner.get("call_id").and_then(|v| v.as_s().ok()) != Some(&call_id.to_string())
+            {
+                return Err(StoreError::Conflict(format!(
+                    "{} call {} already belongs to another call",
+                    placed.provider.as_str(),
+                    placed.provider_call_id
+                )));
+            }
+            attempt += 1;
+            if attempt > MAX_RETRIES {
+                return Err(StoreError::Backend(format!("call {call_id} kept changing while its provider id was stored; retry")));
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    async fn reserve_dial_slot(&self, account: &str, now: DateTime<Utc>, pace: Pace, max_wait: std::time::Duration) -> Result<DialSlot> {
+        let now = millis(now);
+        let mut attempt = 0;
+        loop {
+            let seen = self.get(format!("PACE#{account}"), "PACE").await?.as_ref().and_then(|i| millis_of(i, "next_free"));
+            let next_free = seen.and_then(DateTime::from_timestamp_millis);
+            let (slot, next) = domain::dialing::reserve_slot(next_free, now, pace, max_wait);
+            let Some(next) = next else { return Ok(slot) };
+            let item = HashMap::from([
+                ("pk".to_string(), s(format!("PACE#{account}"))),
+                ("sk".to_string(), s("PACE")),
+                ("next_free".to_string(), n(next.timestamp_millis())),
+            ]);
+            if self.put_if_unchanged(item, "next_free", seen).await? {
+                return Ok(slot);
+            }
+            attempt += 1;
+            if attempt > MAX_RETRIES {
+                return Err(StoreError::Backend(format!("the pace of {account} is contended; retry")));
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    async fn take_caller_id(&self, org: OrgId, pool: &[E164], preferred: Option<&E164>, now: DateTime<Utc>) -> Result<Option<E164>> {
+        let pk = format!("CALLERID#{org}");
+        let now = millis(now);
+        let mut attempt = 0;
+        loop {
+            let used: BTreeMap<String, i64> = self
+                .query_all(pk.clone(), "+", None)
+                .await?
+                .into_iter()
+                .filter_map(|i| Some((i.get("sk")?.as_s().ok()?.clone(), millis_of(&i, "last_used")?)))
+                .collect();
+            let last_used = used.iter().filter_map(|(p, t)| Some((p.clone(), DateTime::from_timestamp_millis(*t)?))).collect();
+            let Some(chosen) = domain::dialing::choose_caller_id(pool, &last_used, preferred).cloned() else { return Ok(None) };
+            let seen = used.get(chosen.as_str()).copied();
+            let stamp = seen.map_or(now.timestamp_millis(), |t| (t + 1).max(now.timestamp_millis()));
+            let item = HashMap::from([
+                ("pk".to_string(), s(pk.clone())),
+                ("sk".to_string(), s(chosen.as_str())),
+                ("last_used".to_string(), n(stamp)),
+            ]);
+            if self.put_if_unchanged(item, "last_used", seen).await? {
+                return Ok(Some(chosen));
+            }
+            attempt += 1;
+            if attempt > MAX_RETRIES {
+                return Err(StoreError::Backend("the caller ID pool is contended; retry".into()));
+            }
+            backoff(attempt).await;
+        }
+    }
+}
+
 impl DoNotCallStore for DynamoStore {
     async fn add_do_not_call(&self, org: OrgId, phones: Vec<E164>, now: DateTime<Utc>) -> Result<DoNotCallAdded> {
         let now = millis(now);
@@ -940,19 +1170,42 @@ impl CallStore for DynamoStore {
         let mut claims = Vec::new();
         let mut attempt = 0;
         loop {
-            let campaign = Campaign::from(self.campaign_item(org, campaign_id).await?);
+            let raw = self.get(org_pk(org), &campaign_sk(campaign_id)).await?.ok_or_else(|| StoreError::not_found("campaign", campaign_id))?;
+            let zones: Vec<chrono_tz::Tz> = match raw.get("zones") {
+                Some(AttributeValue::Ss(names)) => names.iter().filter_map(|z| z.parse().ok()).collect(),
+                _ => Vec::new(),
+            };
+            let campaign = Campaign::from(decode::<CampaignItem>(raw)?);
             let want = campaign.free_slots().min(max - claims.len() as u32).min(((MAX_TRANSACTION_ITEMS - 1) / 2) as u32);
             if campaign.status != CampaignStatus::Running || want == 0 {
                 return Ok(claims);
             }
-            let candidates = self.ready_contacts(campaign_id, Some(now), want as i32).await?;
+            if campaign.settings.mode == domain::DialMode::Batch && self.advance_batch(&campaign).await? {
+                continue;
+            }
+            let batch = campaign.claimable_batch();
+            let mut candidates = Vec::new();
+            for zone in domain::dialing::open_zones(&campaign.settings.calling_window, &zones, now) {
+                for raw in self.ready_contacts(campaign_id, ReadyRange::Due { batch, zone, now }, want as i32).await? {
+                    candidates.push(decode::<ContactItem>(raw)?);
+                }
+            }
+            candidates.sort_by(|a, b| domain::dialing::claim_order(&a.contact, &b.contact));
+            candidates.truncate(want as usize);
             if candidates.is_empty() {
                 return Ok(claims);
             }
+            let listed = self.listed_among(org, &candidates.iter().map(|c| &c.contact.phone).collect::<Vec<_>>()).await?;
+            let (listed, candidates): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| listed.contains(c.contact.phone.as_str()));
+            for ContactItem { contact, .. } in listed {
+                self.finalise_ready_contact(org, campaign_id, contact.id, ContactDisposition::DoNotCall, now).await?;
+            }
+            if candidates.is_empty() {
+                continue;
+            }
             let mut items = Vec::with_capacity(candidates.len() * 2 + 1);
             let mut batch = Vec::with_capacity(candidates.len());
-            for raw in candidates {
-                let ContactItem { version, mut contact, .. } = decode(raw)?;
+            for ContactItem { version, mut contact, .. } in candidates {
                 contact.attempts += 1;
                 contact.state = ContactState::Dialing;
                 let call = Call::queued(org, campaign_id, contact.id, contact.attempts, contact.phone.clone(), now);

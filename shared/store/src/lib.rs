@@ -13,9 +13,9 @@ pub use sqlite::SqliteStore;
 
 use chrono::{DateTime, Utc};
 use domain::{
-    Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallEvent, CallId, Campaign, CampaignId,
+    Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallEvent, CallId, CallProvider, Campaign, CampaignId,
     CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState, E164, NewAssistant, NewCampaign, NewContact, OrgId,
-    Organisation, Transition,
+    DialSlot, Organisation, Pace, Transition,
 };
 use std::{collections::BTreeMap, future::Future};
 
@@ -208,8 +208,12 @@ pub trait CampaignStore: Send + Sync {
 
 /// Calls: claiming contacts under the cap, and applying what providers report.
 pub trait CallStore: Send + Sync {
-    /// Atomically claims up to `max` contacts that are ready and due at `now`, never taking the
-    /// campaign above its cap; each becomes a queued call. Empty unless the campaign is running.
+    /// Atomically claims up to `max` contacts that are ready, due at `now` and inside the calling
+    /// window in their own zone, in claim order, never taking the campaign above its cap; each
+    /// becomes a queued call. A contact whose number is on the do-not-call list is finalised as
+    /// `do_not_call` instead. In batch mode only the current batch is claimed from, and the
+    /// campaign moves to the next batch once the current one has nothing ready or dialing.
+    /// Empty unless the campaign is running.
     fn claim_due_contacts(
         &self,
         org: OrgId,
@@ -230,6 +234,49 @@ pub trait CallStore: Send + Sync {
     fn list_calls(&self, org: OrgId, campaign: CampaignId, page: PageRequest) -> impl Future<Output = Result<Page<Call>>> + Send;
     /// The call's event log, oldest first.
     fn list_call_events(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<Vec<StoredCallEvent>>> + Send;
+}
+
+/// A call the provider accepted, as the dialer records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedCall {
+    pub provider: CallProvider,
+    pub provider_call_id: String,
+    pub caller_id: Option<E164>,
+    pub placed_at: DateTime<Utc>,
+}
+
+/// What the tick and the dialer need beyond claiming: the sweep's view of live calls, idempotent
+/// schedule executions, the provider call id guard, pacing and caller-ID rotation.
+pub trait DialingStore: Send + Sync {
+    /// The campaign's calls that are not terminal (at most its cap).
+    fn active_calls(&self, org: OrgId, campaign: CampaignId) -> impl Future<Output = Result<Vec<Call>>> + Send;
+    /// Records that schedule execution `execution_id` ran for the campaign; false when it already had.
+    fn record_tick_execution(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        execution_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Stores the provider's call id on the call (one provider id ↔ one call) and the caller ID on
+    /// its contact. Recording the same id again is a no-op; another id is a conflict.
+    fn record_placed_call(&self, org: OrgId, call: CallId, placed: PlacedCall) -> impl Future<Output = Result<Call>> + Send;
+    /// Reserves the next start slot of provider account `account` under `pace`.
+    fn reserve_dial_slot(
+        &self,
+        account: &str,
+        now: DateTime<Utc>,
+        pace: Pace,
+        max_wait: std::time::Duration,
+    ) -> impl Future<Output = Result<DialSlot>> + Send;
+    /// Picks the caller ID for a call (see `domain::dialing::choose_caller_id`) and marks it used.
+    fn take_caller_id(
+        &self,
+        org: OrgId,
+        pool: &[E164],
+        preferred: Option<&E164>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<E164>>> + Send;
 }
 
 /// The organisation's do-not-call list.
@@ -280,8 +327,8 @@ pub trait AssistantStore: Send + Sync {
 }
 
 /// Everything outdial stores; each function asks only for the part it uses.
-pub trait Store: OrgStore + CampaignStore + CallStore + AssistantStore + DoNotCallStore + Clone + 'static {}
-impl<T: OrgStore + CampaignStore + CallStore + AssistantStore + DoNotCallStore + Clone + 'static> Store for T {}
+pub trait Store: OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + Clone + 'static {}
+impl<T: OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + Clone + 'static> Store for T {}
 
 /// "running or paused", for conflict messages.
 pub(crate) fn statuses(list: &[CampaignStatus]) -> String {

@@ -3,14 +3,14 @@
 
 use crate::{
     AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
-    CreatedApiKey, Cursor, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, Result, StoreError,
+    CreatedApiKey, DialingStore, PlacedCall, Cursor, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, Result, StoreError,
     StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallId, CallState, Campaign, CampaignCounters, CampaignId,
-    CampaignStatus, Cap, Contact, ContactDisposition, ContactId, ContactState, E164, EndReason, NewAssistant, NewCampaign, NewContact,
-    OrgId, Organisation,
+    CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164, EndReason, NewAssistant,
+    NewCampaign, NewContact, OrgId, Organisation, Pace,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::{
@@ -125,6 +125,41 @@ CREATE TABLE do_not_call (
 ) WITHOUT ROWID;
 CREATE INDEX ready_contacts_by_phone ON contacts(phone) WHERE state = 'ready';
 CREATE INDEX campaigns_by_status ON campaigns(org_id, status);
+"#,
+    r#"
+ALTER TABLE contacts ADD COLUMN batch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE contacts ADD COLUMN caller_id TEXT;
+DROP INDEX contacts_ready;
+CREATE INDEX contacts_ready ON contacts(campaign_id, batch, timezone, due_at, priority DESC, id) WHERE state = 'ready';
+ALTER TABLE campaigns ADD COLUMN current_batch INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE campaign_zones (
+    campaign_id TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    PRIMARY KEY (campaign_id, timezone)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO campaign_zones SELECT DISTINCT campaign_id, timezone FROM contacts;
+ALTER TABLE calls ADD COLUMN provider_call_id TEXT;
+ALTER TABLE calls ADD COLUMN caller_id TEXT;
+ALTER TABLE calls ADD COLUMN placed_at INTEGER;
+ALTER TABLE calls ADD COLUMN provider TEXT;
+CREATE UNIQUE INDEX calls_by_provider_id ON calls(provider, provider_call_id) WHERE provider_call_id IS NOT NULL;
+CREATE INDEX calls_active ON calls(campaign_id, last_status_at) WHERE state IN ('queued', 'ringing', 'in_progress');
+CREATE TABLE tick_executions (
+    campaign_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, execution_id)
+) WITHOUT ROWID;
+CREATE TABLE dial_pace (
+    account TEXT PRIMARY KEY,
+    next_free INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE caller_id_usage (
+    org_id TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    last_used INTEGER NOT NULL,
+    PRIMARY KEY (org_id, phone)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -262,7 +297,7 @@ fn decoding(e: rusqlite::Error) -> StoreError {
     }
 }
 
-const CAMPAIGN_COLUMNS: &str = "id, org_id, name, status, cap, settings, active_calls, contacts_total, contacts_done, calls_total, created_at, started_at, completed_at, assistant_id";
+const CAMPAIGN_COLUMNS: &str = "id, org_id, name, status, cap, settings, active_calls, contacts_total, contacts_done, calls_total, created_at, started_at, completed_at, assistant_id, current_batch";
 
 fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Campaign> {
     Ok(Campaign {
@@ -282,11 +317,12 @@ fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Campaign> {
         started_at: r.get::<_, Option<i64>>(11)?.map(from_ms).transpose()?,
         completed_at: r.get::<_, Option<i64>>(12)?.map(from_ms).transpose()?,
         assistant_id: r.get::<_, Option<String>>(13)?.map(|id| parsed(AssistantId::parse(&id))).transpose()?,
+        current_batch: r.get(14)?,
     })
 }
 
 const CONTACT_COLUMNS: &str =
-    "id, campaign_id, phone, name, timezone, priority, state, attempts, due_at, disposition, last_call_id, variables, created_at";
+    "id, campaign_id, phone, name, timezone, priority, state, attempts, due_at, disposition, last_call_id, variables, created_at, batch, caller_id";
 
 fn contact_row(r: &Row<'_>) -> rusqlite::Result<Contact> {
     Ok(Contact {
@@ -306,11 +342,12 @@ fn contact_row(r: &Row<'_>) -> rusqlite::Result<Contact> {
         last_call_id: r.get::<_, Option<String>>(10)?.map(|id| parsed(CallId::parse(&id))).transpose()?,
         variables: json(r.get(11)?)?,
         created_at: from_ms(r.get(12)?)?,
+        batch: r.get(13)?,
+        caller_id: r.get::<_, Option<String>>(14)?.map(|p| parsed(E164::try_from(p))).transpose()?,
     })
 }
 
-const CALL_COLUMNS: &str =
-    "id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at, last_status_at";
+const CALL_COLUMNS: &str = "id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at, last_status_at, provider_call_id, caller_id, placed_at";
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<Call> {
     Ok(Call {
@@ -329,6 +366,9 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<Call> {
         details: json(r.get(9)?)?,
         created_at: from_ms(r.get(10)?)?,
         last_status_at: from_ms(r.get(11)?)?,
+        provider_call_id: r.get(12)?,
+        caller_id: r.get::<_, Option<String>>(13)?.map(|p| parsed(E164::try_from(p))).transpose()?,
+        placed_at: r.get::<_, Option<i64>>(14)?.map(from_ms).transpose()?,
     })
 }
 
@@ -337,7 +377,7 @@ fn end_reason_text(call: &Call) -> Option<&'static str> {
 }
 
 fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
-    tx.prepare_cached(&format!("INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))
+    tx.prepare_cached(&format!("INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"))
         .and_then(|mut s| {
             s.execute(params![
                 call.id.to_string(),
@@ -352,6 +392,9 @@ fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
                 to_json(&call.details),
                 ms(call.created_at),
                 ms(call.last_status_at),
+                call.provider_call_id,
+                call.caller_id.as_ref().map(E164::as_str),
+                call.placed_at.map(ms),
             ])
         })
         .map_err(|e| match e {
@@ -364,16 +407,19 @@ fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
 }
 
 fn update_contact(tx: &rusqlite::Transaction<'_>, c: &Contact) -> Result<()> {
-    tx.prepare_cached("UPDATE contacts SET state = ?2, attempts = ?3, due_at = ?4, disposition = ?5, last_call_id = ?6 WHERE id = ?1")
-        .and_then(|mut s| {
-            s.execute(params![
-                c.id.to_string(),
-                c.state.as_str(),
-                c.attempts,
-                ms(c.due_at),
-                c.disposition.map(ContactDisposition::as_str),
-                c.last_call_id.map(|id| id.to_string()),
-            ])
+    tx.prepare_cached(
+        "UPDATE contacts SET state = ?2, attempts = ?3, due_at = ?4, disposition = ?5, last_call_id = ?6, caller_id = ?7 WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            c.id.to_string(),
+            c.state.as_str(),
+            c.attempts,
+            ms(c.due_at),
+            c.disposition.map(ContactDisposition::as_str),
+            c.last_call_id.map(|id| id.to_string()),
+            c.caller_id.as_ref().map(E164::as_str),
+        ])
         })
         .map_err(backend)?;
     Ok(())
@@ -631,13 +677,16 @@ impl CampaignStore for SqliteStore {
     async fn add_contacts(&self, org: OrgId, campaign: CampaignId, contacts: Vec<NewContact>, now: DateTime<Utc>) -> Result<AddedContacts> {
         let now = millis(now);
         self.write(move |tx| {
-            campaign_in_org(tx, org, campaign)?;
+            let target = campaign_in_org(tx, org, campaign)?;
             let mut outcome = AddedContacts::default();
             let mut listed = tx.prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2").map_err(backend)?;
+            let mut zone =
+                tx.prepare_cached("INSERT OR IGNORE INTO campaign_zones (campaign_id, timezone) VALUES (?1, ?2)").map_err(backend)?;
             let org = org.to_string();
             let mut insert = tx
                 .prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO contacts ({CONTACT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                    "INSERT OR IGNORE INTO contacts ({CONTACT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                 ))
                 .map_err(backend)?;
             for new in contacts {
@@ -645,7 +694,9 @@ impl CampaignStore for SqliteStore {
                     outcome.do_not_call += 1;
                     continue;
                 }
-                let c = Contact::ready(campaign, new, now);
+                let mut c = Contact::ready(campaign, new, now);
+                c.batch = target.batch_of(target.counters.contacts_total + outcome.added);
+                zone.execute(params![campaign.to_string(), c.timezone.name()]).map_err(backend)?;
                 let added = insert
                     .execute(params![
                         c.id.to_string(),
@@ -661,6 +712,8 @@ impl CampaignStore for SqliteStore {
                         Option::<String>::None,
                         to_json(&c.variables),
                         ms(c.created_at),
+                        c.batch,
+                        Option::<String>::None,
                     ])
                     .map_err(backend)?;
                 if added == 1 {
@@ -736,33 +789,82 @@ impl CallStore for SqliteStore {
     async fn claim_due_contacts(&self, org: OrgId, campaign: CampaignId, now: DateTime<Utc>, max: u32) -> Result<Vec<Claim>> {
         let now = millis(now);
         self.write(move |tx| {
-            let c = campaign_in_org(tx, org, campaign)?;
-            let n = c.free_slots().min(max);
+            let mut c = campaign_in_org(tx, org, campaign)?;
+            let n = c.free_slots().min(max) as usize;
             if c.status != CampaignStatus::Running || n == 0 {
                 return Ok(Vec::new());
             }
-            let due = tx
-                .prepare_cached(&format!(
-                    "SELECT {CONTACT_COLUMNS} FROM contacts WHERE campaign_id = ?1 AND state = 'ready' AND due_at <= ?2 \
-                     ORDER BY due_at, priority DESC, id LIMIT ?3"
-                ))
-                .and_then(|mut s| {
-                    s.query_map(params![campaign.to_string(), ms(now), n], contact_row)?.collect::<rusqlite::Result<Vec<_>>>()
-                })
+            let id = campaign.to_string();
+            let has_ready = |batch: u32| {
+                tx.prepare_cached("SELECT 1 FROM contacts WHERE campaign_id = ?1 AND batch = ?2 AND state = 'ready' LIMIT 1")
+                    .and_then(|mut s| s.exists(params![id, batch]))
+                    .map_err(backend)
+            };
+            if c.may_advance_batch(has_ready(c.current_batch)?) {
+                let next: Option<u32> = tx
+                    .query_row(
+                        "SELECT MIN(batch) FROM contacts WHERE campaign_id = ?1 AND state = 'ready' AND batch > ?2",
+                        params![id, c.current_batch],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if let Some(next) = next {
+                    tx.execute("UPDATE campaigns SET current_batch = ?2 WHERE id = ?1", params![id, next]).map_err(backend)?;
+                    c.current_batch = next;
+                }
+            }
+            let zones: Vec<chrono_tz::Tz> = tx
+                .prepare_cached("SELECT timezone FROM campaign_zones WHERE campaign_id = ?1")
+                .and_then(|mut s| s.query_map(params![id], |r| parsed(r.get::<_, String>(0)?.parse::<chrono_tz::Tz>()))?.collect())
                 .map_err(decoding)?;
-            let mut claims = Vec::with_capacity(due.len());
-            for mut contact in due {
-                contact.attempts += 1;
-                contact.state = ContactState::Dialing;
-                let call = Call::queued(org, campaign, contact.id, contact.attempts, contact.phone.clone(), now);
-                contact.last_call_id = Some(call.id);
-                insert_call(tx, &call)?;
-                update_contact(tx, &contact)?;
-                claims.push(Claim { contact, call });
+            let open = domain::dialing::open_zones(&c.settings.calling_window, &zones, now);
+            let batch = c.claimable_batch();
+            let mut claims = Vec::with_capacity(n);
+            let mut listed = tx.prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2").map_err(backend)?;
+            let mut done = 0;
+            loop {
+                let want = n - claims.len();
+                let mut due = Vec::new();
+                for zone in &open {
+                    let mut rows = tx
+                        .prepare_cached(&format!(
+                            "SELECT {CONTACT_COLUMNS} FROM contacts WHERE campaign_id = ?1 AND batch = ?2 AND timezone = ?3 \
+                             AND state = 'ready' AND due_at <= ?4 ORDER BY due_at, priority DESC, id LIMIT ?5"
+                        ))
+                        .and_then(|mut s| {
+                            s.query_map(params![id, batch, zone.name(), ms(now), want as i64], contact_row)?.collect::<rusqlite::Result<Vec<_>>>()
+                        })
+                        .map_err(decoding)?;
+                    due.append(&mut rows);
+                }
+                if due.is_empty() {
+                    break;
+                }
+                due.sort_by(domain::dialing::claim_order);
+                due.truncate(want);
+                for mut contact in due {
+                    if listed.exists(params![org.to_string(), contact.phone.as_str()]).map_err(backend)? {
+                        contact.settle(ContactFate::Done(ContactDisposition::DoNotCall), now);
+                        update_contact(tx, &contact)?;
+                        done += 1;
+                        continue;
+                    }
+                    contact.attempts += 1;
+                    contact.state = ContactState::Dialing;
+                    let call = Call::queued(org, campaign, contact.id, contact.attempts, contact.phone.clone(), now);
+                    contact.last_call_id = Some(call.id);
+                    insert_call(tx, &call)?;
+                    update_contact(tx, &contact)?;
+                    claims.push(Claim { contact, call });
+                }
+                if claims.len() >= n {
+                    break;
+                }
             }
             tx.execute(
-                "UPDATE campaigns SET active_calls = active_calls + ?2, calls_total = calls_total + ?2 WHERE id = ?1",
-                params![campaign.to_string(), claims.len() as i64],
+                "UPDATE campaigns SET active_calls = active_calls + ?2, calls_total = calls_total + ?2, contacts_done = contacts_done + ?3 \
+                 WHERE id = ?1",
+                params![id, claims.len() as i64, done],
             )
             .map_err(backend)?;
             Ok(claims)
@@ -855,6 +957,121 @@ impl CallStore for SqliteStore {
                     .collect()
                 })
                 .map_err(decoding)
+        })
+        .await
+    }
+}
+
+/// How long a schedule execution id is remembered: far longer than any retry of it.
+const TICK_EXECUTION_MEMORY: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+impl DialingStore for SqliteStore {
+    async fn active_calls(&self, org: OrgId, campaign: CampaignId) -> Result<Vec<Call>> {
+        self.read(move |conn| {
+            campaign_in_org(conn, org, campaign)?;
+            conn.prepare_cached(&format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ?1 AND state IN ('queued', 'ringing', 'in_progress') \
+                 ORDER BY last_status_at"
+            ))
+            .and_then(|mut s| s.query_map(params![campaign.to_string()], call_row)?.collect())
+            .map_err(decoding)
+        })
+        .await
+    }
+
+    async fn record_tick_execution(&self, org: OrgId, campaign: CampaignId, execution_id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let execution_id = execution_id.to_string();
+        self.write(move |tx| {
+            campaign_in_org(tx, org, campaign)?;
+            tx.execute("DELETE FROM tick_executions WHERE at < ?1", params![ms(now - TICK_EXECUTION_MEMORY)]).map_err(backend)?;
+            let fresh = tx
+                .execute(
+                    "INSERT OR IGNORE INTO tick_executions (campaign_id, execution_id, at) VALUES (?1, ?2, ?3)",
+                    params![campaign.to_string(), execution_id, ms(now)],
+                )
+                .map_err(backend)?;
+            Ok(fresh == 1)
+        })
+        .await
+    }
+
+    async fn record_placed_call(&self, org: OrgId, call_id: CallId, placed: PlacedCall) -> Result<Call> {
+        self.write(move |tx| {
+            let mut call = call_in_org(tx, org, call_id)?;
+            match &call.provider_call_id {
+                Some(id) if *id == placed.provider_call_id => return Ok(call),
+                Some(id) => return Err(StoreError::Conflict(format!("call {call_id} was already placed as {id}"))),
+                None => {}
+            }
+            call.provider_call_id = Some(placed.provider_call_id.clone());
+            call.caller_id = placed.caller_id.clone();
+            call.placed_at = Some(millis(placed.placed_at));
+            tx.execute(
+                "UPDATE calls SET provider = ?2, provider_call_id = ?3, caller_id = ?4, placed_at = ?5 WHERE id = ?1",
+                params![
+                    call_id.to_string(),
+                    placed.provider.as_str(),
+                    placed.provider_call_id,
+                    placed.caller_id.as_ref().map(E164::as_str),
+                    call.placed_at.map(ms)
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(format!(
+                    "{} call {} already belongs to another call",
+                    placed.provider.as_str(),
+                    placed.provider_call_id
+                )),
+                other => backend(other),
+            })?;
+            if let Some(caller_id) = &placed.caller_id {
+                tx.execute("UPDATE contacts SET caller_id = ?2 WHERE id = ?1", params![call.contact_id.to_string(), caller_id.as_str()])
+                    .map_err(backend)?;
+            }
+            Ok(call)
+        })
+        .await
+    }
+
+    async fn reserve_dial_slot(&self, account: &str, now: DateTime<Utc>, pace: Pace, max_wait: std::time::Duration) -> Result<DialSlot> {
+        let account = account.to_string();
+        self.write(move |tx| {
+            let next_free: Option<i64> = tx
+                .query_row("SELECT next_free FROM dial_pace WHERE account = ?1", params![account], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            let next_free = next_free.map(from_ms).transpose().map_err(decoding)?;
+            let (slot, next) = domain::dialing::reserve_slot(next_free, millis(now), pace, max_wait);
+            if let Some(next) = next {
+                tx.execute(
+                    "INSERT INTO dial_pace (account, next_free) VALUES (?1, ?2) ON CONFLICT (account) DO UPDATE SET next_free = ?2",
+                    params![account, ms(next)],
+                )
+                .map_err(backend)?;
+            }
+            Ok(slot)
+        })
+        .await
+    }
+
+    async fn take_caller_id(&self, org: OrgId, pool: &[E164], preferred: Option<&E164>, now: DateTime<Utc>) -> Result<Option<E164>> {
+        let (pool, preferred) = (pool.to_vec(), preferred.cloned());
+        self.write(move |tx| {
+            let mut last_used = std::collections::BTreeMap::new();
+            let mut lookup = tx.prepare_cached("SELECT last_used FROM caller_id_usage WHERE org_id = ?1 AND phone = ?2").map_err(backend)?;
+            for phone in &pool {
+                if let Some(at) = lookup.query_row(params![org.to_string(), phone.as_str()], |r| r.get::<_, i64>(0)).optional().map_err(backend)? {
+                    last_used.insert(phone.as_str().to_string(), from_ms(at).map_err(decoding)?);
+                }
+            }
+            let Some(chosen) = domain::dialing::choose_caller_id(&pool, &last_used, preferred.as_ref()).cloned() else { return Ok(None) };
+            tx.execute(
+                "INSERT INTO caller_id_usage (org_id, phone, last_used) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (org_id, phone) DO UPDATE SET last_used = MAX(last_used + 1, ?3)",
+                params![org.to_string(), chosen.as_str(), ms(now)],
+            )
+            .map_err(backend)?;
+            Ok(Some(chosen))
         })
         .await
     }

@@ -49,4 +49,8 @@ conformance!(
     do_not_call_numbers_are_left_out_of_imports_and_finalise_ready_contacts,
     cancel_finalises_ready_contacts_and_calls_in_flight_retry_nothing,
     cancel_racing_claims_leaves_every_contact_finished,
+    claims_leave_contacts_outside_their_calling_window_untouched,
+    batch_mode_moves_on_only_when_a_batch_is_finished,
+    listed_numbers_are_finalised_instead_of_claimed,
+    dialing_records_provider_ids_pace_and_caller_ids,
 );

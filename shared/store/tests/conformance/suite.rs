@@ -14,8 +14,9 @@ use std::{
 };
 use store::{AssistantFilter, ContactFilter, KeyHash, PageRequest, Store, StoreError};
 
+/// A Friday, 10:00 in New York: inside the default calling window.
 fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    DateTime::from_timestamp(1_800_025_200, 0).unwrap()
 }
 
 /// Distinct valid US numbers: +1 415 XXX YYYY.
@@ -834,4 +835,147 @@ pub async fn cancel_racing_claims_leaves_every_contact_finished<S: Store>(store:
     assert!(c.counters.is_finished(), "{:?}", c.counters);
     let tally = store.contact_tally(org, campaign.id).await.unwrap();
     assert_eq!(tally.by_disposition.get(&ContactDisposition::Canceled), Some(&40));
+}
+
+async fn campaign_with<S: Store>(store: &S, org: OrgId, cap: i64, settings: CampaignSettings, batch: Vec<NewContact>) -> Campaign {
+    let campaign = store.create_campaign(org, NewCampaign::parse("zones", Cap::parse(cap).unwrap(), settings).unwrap()).await.unwrap();
+    store.add_contacts(org, campaign.id, batch, t0()).await.unwrap();
+    store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0()).await.unwrap()
+}
+
+pub async fn claims_leave_contacts_outside_their_calling_window_untouched<S: Store>(store: &S) {
+    use chrono_tz::{America, Asia, Europe, Pacific};
+    let org = org(store).await;
+    // UTC−10 to UTC+9; at 18:30 UTC on a Friday: Honolulu 08:30, Los Angeles 10:30, New York 13:30,
+    // London 18:30 are inside 08:00–21:00; Tokyo is at 03:30 on Saturday
+    let zones = [Pacific::Honolulu, America::Los_Angeles, America::New_York, Europe::London, Asia::Tokyo];
+    let batch: Vec<NewContact> = (0..25).map(|n| NewContact::new(phone(n), zones[n as usize % zones.len()])).collect();
+    let campaign = campaign_with(store, org, 50, CampaignSettings::default(), batch).await;
+    let at = DateTime::parse_from_rfc3339("2027-01-15T18:30:00Z").unwrap().to_utc();
+    let claimed = store.claim_due_contacts(org, campaign.id, at, 50).await.unwrap();
+    assert_eq!(claimed.len(), 20);
+    assert!(claimed.iter().all(|c| c.contact.timezone != Asia::Tokyo));
+    let early = DateTime::parse_from_rfc3339("2027-01-15T17:30:00Z").unwrap().to_utc();
+    let campaign2 = campaign_with(
+        store,
+        org,
+        50,
+        CampaignSettings::default(),
+        (100..125).map(|n| NewContact::new(phone(n), zones[n as usize % zones.len()])).collect(),
+    )
+    .await;
+    // an hour earlier Honolulu is at 07:30: only Los Angeles, New York and London
+    let claimed = store.claim_due_contacts(org, campaign2.id, early, 50).await.unwrap();
+    let got: HashSet<_> = claimed.iter().map(|c| c.contact.timezone).collect();
+    assert_eq!(got, HashSet::from([America::Los_Angeles, America::New_York, Europe::London]));
+    for c in all_contacts(store, org, campaign2.id).await {
+        if !got.contains(&c.timezone) {
+            assert_eq!((c.state, c.attempts, c.last_call_id), (ContactState::Ready, 0, None), "outside its window: untouched");
+        }
+    }
+}
+
+pub async fn batch_mode_moves_on_only_when_a_batch_is_finished<S: Store>(store: &S) {
+    let org = org(store).await;
+    let settings = CampaignSettings { mode: domain::DialMode::Batch, batch_size: Some(3), ..Default::default() };
+    let campaign = campaign_with(store, org, 10, settings, contacts(0..7)).await;
+    let first = store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap();
+    assert_eq!(first.iter().map(|c| c.contact.batch).collect::<Vec<_>>(), vec![0, 0, 0], "only the first batch");
+    assert!(store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap().is_empty(), "its calls are still live");
+    for (i, claim) in first.iter().enumerate() {
+        let reason = if i == 0 { EndReason::Busy } else { EndReason::Completed };
+        store.apply_call_event(org, claim.call.id, event("end", t0() + Duration::seconds(30), ended(reason)), t0()).await.unwrap();
+    }
+    // the busy contact's retry keeps batch 0 open until it is done
+    let later = t0() + Duration::minutes(5);
+    assert!(store.claim_due_contacts(org, campaign.id, later, 10).await.unwrap().is_empty(), "a retry of batch 0 is still waiting");
+    let retry_due = t0() + Duration::minutes(31);
+    let retry = store.claim_due_contacts(org, campaign.id, retry_due, 10).await.unwrap();
+    assert_eq!((retry.len(), retry[0].contact.id, retry[0].call.attempt), (1, first[0].contact.id, 2));
+    store.apply_call_event(org, retry[0].call.id, event("end2", retry_due, ended(EndReason::Completed)), retry_due).await.unwrap();
+    let second = store.claim_due_contacts(org, campaign.id, retry_due, 10).await.unwrap();
+    assert_eq!(second.iter().map(|c| c.contact.batch).collect::<Vec<_>>(), vec![1, 1, 1]);
+    for claim in &second {
+        store.apply_call_event(org, claim.call.id, event("end", retry_due, ended(EndReason::Completed)), retry_due).await.unwrap();
+    }
+    let third = store.claim_due_contacts(org, campaign.id, retry_due, 10).await.unwrap();
+    assert_eq!(third.iter().map(|c| c.contact.batch).collect::<Vec<_>>(), vec![2]);
+}
+
+pub async fn listed_numbers_are_finalised_instead_of_claimed<S: Store>(store: &S) {
+    let org = org(store).await;
+    let campaign = store
+        .create_campaign(org, NewCampaign::parse("dnc", Cap::parse(5).unwrap(), CampaignSettings::default()).unwrap())
+        .await
+        .unwrap();
+    store.add_contacts(org, campaign.id, contacts(0..4), t0()).await.unwrap();
+    // listed while the campaign is a draft: nothing finalised yet, so the claim must check
+    store.add_do_not_call(org, vec![phone(1), phone(2)], t0()).await.unwrap();
+    store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0()).await.unwrap();
+    let claimed = store.claim_due_contacts(org, campaign.id, t0(), 5).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.contact.phone.clone()).collect::<HashSet<_>>(), HashSet::from([phone(0), phone(3)]));
+    let done: Vec<_> = all_contacts(store, org, campaign.id).await.into_iter().filter(|c| c.state == ContactState::Done).collect();
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|c| c.disposition == Some(ContactDisposition::DoNotCall) && c.attempts == 0));
+    let c = store.get_campaign(org, campaign.id).await.unwrap();
+    assert_eq!((c.counters.contacts_done, c.counters.active_calls), (2, 2));
+}
+
+pub async fn dialing_records_provider_ids_pace_and_caller_ids<S: Store>(store: &S) {
+    use std::time::Duration as StdDuration;
+    use store::PlacedCall;
+    let org = org(store).await;
+    let campaign = running_campaign(store, org, 5, RetryPolicy::default(), 3).await;
+    let claims = store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    let active = store.active_calls(org, campaign.id).await.unwrap();
+    assert_eq!(active.iter().map(|c| c.id).collect::<HashSet<_>>(), claims.iter().map(|c| c.call.id).collect());
+
+    let caller = phone(900);
+    let placed = |id: &str| PlacedCall {
+        provider: domain::CallProvider::Twilio,
+        provider_call_id: id.into(),
+        caller_id: Some(caller.clone()),
+        placed_at: t0(),
+    };
+    let call = store.record_placed_call(org, claims[0].call.id, placed("CA1")).await.unwrap();
+    assert_eq!((call.provider_call_id.as_deref(), call.caller_id.as_ref()), (Some("CA1"), Some(&caller)));
+    assert_eq!(store.get_call(org, call.id).await.unwrap(), call);
+    assert_eq!(store.get_contact(org, campaign.id, claims[0].contact.id).await.unwrap().caller_id, Some(caller.clone()));
+    assert_eq!(store.record_placed_call(org, claims[0].call.id, placed("CA1")).await.unwrap(), call, "the same id again is a no-op");
+    assert!(matches!(store.record_placed_call(org, claims[0].call.id, placed("CA2")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.record_placed_call(org, claims[1].call.id, placed("CA1")).await, Err(StoreError::Conflict(_))));
+    assert!(store.get_call(org, claims[1].call.id).await.unwrap().provider_call_id.is_none());
+
+    store.apply_call_event(org, claims[2].call.id, event("x", t0(), ended(EndReason::Failed)), t0()).await.unwrap();
+    assert_eq!(store.active_calls(org, campaign.id).await.unwrap().len(), 2);
+
+    assert!(store.record_tick_execution(org, campaign.id, "exec-1", t0()).await.unwrap());
+    assert!(!store.record_tick_execution(org, campaign.id, "exec-1", t0()).await.unwrap());
+    assert!(store.record_tick_execution(org, campaign.id, "exec-2", t0()).await.unwrap());
+
+    // pacing: 4 concurrent reservations at 2 calls/s get 4 distinct slots 500 ms apart
+    let pace = domain::Pace::per_second(2.0);
+    let account = format!("twilio#{org}");
+    let slots = futures::future::join_all(
+        (0..4).map(|_| store.reserve_dial_slot(&account, t0(), pace, StdDuration::from_secs(5))),
+    )
+    .await;
+    let mut at: Vec<_> = slots.into_iter().map(|s| match s.unwrap() {
+        domain::DialSlot::At(t) => t,
+        busy => panic!("{busy:?}"),
+    }).collect();
+    at.sort();
+    assert_eq!(at, (0..4).map(|i| t0() + Duration::milliseconds(500 * i)).collect::<Vec<_>>());
+    let far = store.reserve_dial_slot(&account, t0(), pace, StdDuration::from_millis(100)).await.unwrap();
+    assert_eq!(far, domain::DialSlot::Busy { until: t0() + Duration::seconds(2) }, "nothing reserved beyond the wait allowed");
+
+    // caller IDs rotate least recently used; the preferred one is kept
+    let pool = vec![phone(901), phone(902), phone(903)];
+    let mut taken = Vec::new();
+    for i in 0..6 {
+        taken.push(store.take_caller_id(org, &pool, None, t0() + Duration::seconds(i)).await.unwrap().unwrap());
+    }
+    assert_eq!(taken, [&pool[..], &pool[..]].concat());
+    assert_eq!(store.take_caller_id(org, &pool, Some(&pool[2]), t0()).await.unwrap(), Some(pool[2].clone()));
+    assert_eq!(store.take_caller_id(org, &[], None, t0()).await.unwrap(), None);
 }

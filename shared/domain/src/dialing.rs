@@ -1,0 +1,217 @@
+//! Dialing policy: which contacts a tick may release, when the sweep gives up on a silent call,
+//! which caller ID a call goes out from, and when the next call may start under a provider's pace.
+
+use crate::{Call, CallId, CallState, CallingWindow, Campaign, CampaignId, Contact, DialMode, E164, OrgId};
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::{collections::BTreeMap, time::Duration};
+
+/// A queued call waiting for the dialer: the message on the `dial-jobs` queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DialJob {
+    pub org_id: OrgId,
+    pub campaign_id: CampaignId,
+    pub call_id: CallId,
+}
+
+/// Silence allowed while the provider has not even accepted (or not yet rung) the call.
+pub const QUEUED_TIMEOUT: TimeDelta = TimeDelta::minutes(5);
+/// Silence allowed while the phone rings.
+pub const RINGING_TIMEOUT: TimeDelta = TimeDelta::minutes(2);
+/// Silence allowed past the longest call a campaign permits.
+pub const IN_PROGRESS_GRACE: TimeDelta = TimeDelta::minutes(5);
+
+impl Call {
+    /// True when the call has had no news for longer than its state allows: the sweep times it out.
+    pub fn is_stuck(&self, now: DateTime<Utc>, max_call_seconds: u32) -> bool {
+        let allowed = match self.state {
+            CallState::Queued => QUEUED_TIMEOUT,
+            CallState::Ringing => RINGING_TIMEOUT,
+            CallState::InProgress => TimeDelta::seconds(i64::from(max_call_seconds)) + IN_PROGRESS_GRACE,
+            CallState::Ended | CallState::Failed | CallState::Canceled | CallState::Timeout => return false,
+        };
+        now - self.last_status_at > allowed
+    }
+}
+
+/// The batch a contact belongs to: its position among the campaign's contacts, `size` at a time.
+pub fn batch_of(mode: DialMode, batch_size: Option<u32>, position: u64) -> u32 {
+    match (mode, batch_size) {
+        (DialMode::Batch, Some(size)) if size > 0 => u32::try_from(position / u64::from(size)).unwrap_or(u32::MAX),
+        _ => 0,
+    }
+}
+
+/// The zones among `zones` whose contacts may be called at `now`.
+pub fn open_zones<'a>(window: &CallingWindow, zones: impl IntoIterator<Item = &'a Tz>, now: DateTime<Utc>) -> Vec<Tz> {
+    zones.into_iter().copied().filter(|tz| window.is_open_at(now, *tz)).collect()
+}
+
+impl Campaign {
+    /// The batch of the contact at `position` (0-based, in import order).
+    pub fn batch_of(&self, position: u64) -> u32 {
+        batch_of(self.settings.mode, self.settings.batch_size, position)
+    }
+
+    /// The batch a tick claims from: the current one in batch mode, the only one otherwise.
+    pub fn claimable_batch(&self) -> u32 {
+        match self.settings.mode {
+            DialMode::Batch => self.current_batch,
+            DialMode::Continuous => 0,
+        }
+    }
+
+    /// In batch mode, whether the tick may move on from the current batch: nothing of it is
+    /// ready (`batch_has_ready`) and nothing is being dialed.
+    pub fn may_advance_batch(&self, batch_has_ready: bool) -> bool {
+        self.settings.mode == DialMode::Batch && !batch_has_ready && self.counters.active_calls == 0
+    }
+}
+
+/// The order ready contacts are claimed in: earliest due first, then highest priority, then oldest.
+pub fn claim_order(a: &Contact, b: &Contact) -> std::cmp::Ordering {
+    a.due_at.cmp(&b.due_at).then(b.priority.cmp(&a.priority)).then(a.id.cmp(&b.id))
+}
+
+/// The caller ID for a call: the contact's previous one when it is still in the pool, else the
+/// pool's least recently used number (never used first, then in pool order).
+pub fn choose_caller_id<'a>(
+    pool: &'a [E164],
+    last_used: &BTreeMap<String, DateTime<Utc>>,
+    preferred: Option<&E164>,
+) -> Option<&'a E164> {
+    if let Some(p) = preferred.and_then(|p| pool.iter().find(|n| *n == p)) {
+        return Some(p);
+    }
+    pool.iter().enumerate().min_by_key(|(i, n)| (last_used.get(n.as_str()).copied(), *i)).map(|(_, n)| n)
+}
+
+/// How fast a provider account accepts new calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
+    /// Time between two call starts; zero means no limit.
+    pub interval: Duration,
+}
+
+impl Pace {
+    /// `calls_per_second` ≤ 0 means no limit.
+    pub fn per_second(calls_per_second: f64) -> Self {
+        let interval = if calls_per_second > 0.0 { Duration::from_secs_f64(1.0 / calls_per_second) } else { Duration::ZERO };
+        Self { interval }
+    }
+
+    pub fn unlimited() -> Self {
+        Self { interval: Duration::ZERO }
+    }
+}
+
+/// When a call may start under a pace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialSlot {
+    /// Reserved: place the call at this instant.
+    At(DateTime<Utc>),
+    /// Every slot within the wait allowed is taken; ask again at `until`.
+    Busy { until: DateTime<Utc> },
+}
+
+/// Reserves the next slot after `next_free` (the first instant not yet reserved): the slot and
+/// the new `next_free`, or Busy (reserving nothing) when the slot is more than `max_wait` away.
+pub fn reserve_slot(
+    next_free: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    pace: Pace,
+    max_wait: Duration,
+) -> (DialSlot, Option<DateTime<Utc>>) {
+    let slot = next_free.map_or(now, |t| t.max(now));
+    if slot - now > TimeDelta::from_std(max_wait).unwrap_or(TimeDelta::MAX) {
+        return (DialSlot::Busy { until: slot }, None);
+    }
+    let interval = TimeDelta::from_std(pace.interval).unwrap_or(TimeDelta::MAX);
+    (DialSlot::At(slot), Some(slot + interval))
+}
+
+impl Contact {
+    /// What the assistant may say about the contact: its imported fields and extra columns, its
+    /// name, and the id our webhooks find it by.
+    pub fn dynamic_variables(&self) -> BTreeMap<String, String> {
+        let mut vars = self.variables.clone();
+        if let Some(name) = &self.name {
+            vars.entry("name".into()).or_insert_with(|| name.clone());
+            let first = name.split_whitespace().next().unwrap_or_default();
+            vars.entry("first_name".into()).or_insert_with(|| first.to_string());
+        }
+        vars.insert("timezone".into(), self.timezone.name().to_string());
+        vars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ContactId, NewContact};
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn the_sweep_waits_as_long_as_the_state_allows() {
+        let phone = E164::parse("+14155552671", None).unwrap();
+        let mut call = Call::queued(OrgId::new(), CampaignId::new(), ContactId::new(), 1, phone, t(0));
+        assert!(!call.is_stuck(t(300), 600));
+        assert!(call.is_stuck(t(301), 600));
+        call.state = CallState::Ringing;
+        assert!(!call.is_stuck(t(120), 600) && call.is_stuck(t(121), 600));
+        call.state = CallState::InProgress;
+        assert!(!call.is_stuck(t(900), 600) && call.is_stuck(t(901), 600));
+        call.state = CallState::Ended;
+        assert!(!call.is_stuck(t(1_000_000), 600));
+    }
+
+    #[test]
+    fn batches_follow_the_position() {
+        assert_eq!(batch_of(DialMode::Continuous, Some(10), 55), 0);
+        assert_eq!([0, 9, 10, 25].map(|p| batch_of(DialMode::Batch, Some(10), p)), [0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn caller_ids_rotate_least_recently_used_and_stick_to_a_contact() {
+        let pool: Vec<E164> = ["+14155550101", "+14155550102", "+14155550103"].map(|p| E164::parse(p, None).unwrap()).to_vec();
+        let mut used = BTreeMap::new();
+        let mut order = Vec::new();
+        for i in 0..6 {
+            let n = choose_caller_id(&pool, &used, None).unwrap().clone();
+            used.insert(n.as_str().to_string(), t(i));
+            order.push(n);
+        }
+        assert_eq!(order, [&pool[..], &pool[..]].concat());
+        assert_eq!(choose_caller_id(&pool, &used, Some(&pool[1])), Some(&pool[1]));
+        let gone = E164::parse("+14155550199", None).unwrap();
+        assert_eq!(choose_caller_id(&pool, &used, Some(&gone)), Some(&pool[0]));
+        assert_eq!(choose_caller_id(&[], &used, None), None);
+    }
+
+    #[test]
+    fn slots_are_spaced_by_the_pace_and_never_reserved_too_far_ahead() {
+        let pace = Pace::per_second(2.0);
+        let wait = Duration::from_secs(1);
+        assert_eq!(reserve_slot(None, t(0), pace, wait), (DialSlot::At(t(0)), Some(t(0) + TimeDelta::milliseconds(500))));
+        let (slot, next) = reserve_slot(Some(t(0) + TimeDelta::milliseconds(500)), t(0), pace, wait);
+        assert_eq!((slot, next), (DialSlot::At(t(0) + TimeDelta::milliseconds(500)), Some(t(1))));
+        assert_eq!(reserve_slot(Some(t(5)), t(0), pace, wait), (DialSlot::Busy { until: t(5) }, None));
+        assert_eq!(reserve_slot(Some(t(-9)), t(0), Pace::unlimited(), wait), (DialSlot::At(t(0)), Some(t(0))));
+    }
+
+    #[test]
+    fn contact_fields_become_dynamic_variables() {
+        let mut new = NewContact::new(E164::parse("+14155552671", None).unwrap(), chrono_tz::America::Chicago);
+        new.name = Some("Ada Lovelace".into());
+        new.variables.insert("plan".into(), "gold".into());
+        let c = Contact::ready(CampaignId::new(), new, t(0));
+        let vars = c.dynamic_variables();
+        assert_eq!((vars["name"].as_str(), vars["first_name"].as_str()), ("Ada Lovelace", "Ada"));
+        assert_eq!((vars["plan"].as_str(), vars["timezone"].as_str()), ("gold", "America/Chicago"));
+    }
+}

@@ -1,0 +1,80 @@
+//! The `CallProvider` port: placing a phone call with an assistant on it.
+//! One attempt per request: the dial-jobs queue owns retries and their backoff.
+
+use crate::{ElevenLabs, ProviderError, Retell, Twilio, Vapi, simulator::SimulatedCalls};
+use domain::{CallId, CampaignId, ContactId, E164, OrgId, VoicemailAction};
+use std::{collections::BTreeMap, future::Future};
+
+/// Everything a provider needs to place one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRequest {
+    pub org_id: OrgId,
+    pub campaign_id: CampaignId,
+    pub call_id: CallId,
+    pub contact_id: ContactId,
+    pub to: E164,
+    /// The caller ID it goes out from.
+    pub from: E164,
+    /// The assistant's id at the provider (agent, assistant); None for Twilio, whose bridge
+    /// looks the assistant up itself.
+    pub assistant_provider_id: Option<String>,
+    /// Contact fields and extra columns, for the assistant's prompt.
+    pub variables: BTreeMap<String, String>,
+    pub recording: bool,
+    pub voicemail: VoicemailAction,
+    pub max_call_seconds: u32,
+    /// How long it rings before it counts as unanswered.
+    pub ring_seconds: u32,
+}
+
+impl CallRequest {
+    /// The variables with outdial's own ids added, so the provider's webhooks can be matched to
+    /// the call even before its provider id is stored.
+    pub fn variables_with_ids(&self) -> BTreeMap<String, String> {
+        let mut vars = self.variables.clone();
+        vars.insert("outdial_org_id".into(), self.org_id.to_string());
+        vars.insert("outdial_campaign_id".into(), self.campaign_id.to_string());
+        vars.insert("outdial_call_id".into(), self.call_id.to_string());
+        vars.insert("outdial_contact_id".into(), self.contact_id.to_string());
+        vars
+    }
+}
+
+/// Places calls at one provider.
+pub trait CallProvider: Send + Sync {
+    /// Asks the provider to place the call; its id for the call on success.
+    fn place_call(&self, call: &CallRequest) -> impl Future<Output = Result<String, ProviderError>> + Send;
+}
+
+/// The call providers this deployment has accounts for, chosen per campaign.
+#[derive(Clone, Debug, Default)]
+pub struct CallProviders {
+    pub twilio: Option<Twilio>,
+    pub elevenlabs: Option<ElevenLabs>,
+    pub vapi: Option<Vapi>,
+    pub retell: Option<Retell>,
+    pub simulator: Option<SimulatedCalls>,
+}
+
+impl CallProviders {
+    /// Places `call` with `provider`.
+    pub async fn place_call(&self, provider: domain::CallProvider, call: &CallRequest) -> Result<String, ProviderError> {
+        use domain::CallProvider as P;
+        match provider {
+            P::Twilio => Self::configured(&self.twilio, "twilio", "TWILIO_ACCOUNT_SID")?.place_call(call).await,
+            P::Elevenlabs => Self::configured(&self.elevenlabs, "elevenlabs", "ELEVENLABS_API_KEY")?.place_call(call).await,
+            P::Vapi => Self::configured(&self.vapi, "vapi", "VAPI_API_KEY")?.place_call(call).await,
+            P::Retell => Self::configured(&self.retell, "retell", "RETELL_API_KEY")?.place_call(call).await,
+            P::Simulator => Self::configured(&self.simulator, "simulator", "OUTDIAL_PUBLIC_URL")?.place_call(call).await,
+        }
+    }
+
+    fn configured<'a, T>(p: &'a Option<T>, provider: &'static str, variable: &'static str) -> Result<&'a T, ProviderError> {
+        p.as_ref().ok_or(ProviderError::NotConfigured { provider, variable })
+    }
+}
+
+/// A provider's answer lacked the id it documents.
+pub(crate) fn missing_id(provider: &'static str, field: &str) -> ProviderError {
+    ProviderError::Protocol { provider, detail: format!("the answer has no {field}") }
+}

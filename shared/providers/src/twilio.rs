@@ -1,0 +1,146 @@
+//! Twilio Programmable Voice: `POST /2010-04-01/Accounts/{AccountSid}/Calls.json` (form body,
+//! Basic auth) with TwiML that connects the answered call to the media bridge, status, AMD and
+//! recording callbacks to our webhooks; hang-up by `Status=completed`; `X-Twilio-Signature`.
+
+use crate::{
+    CallProvider, CallRequest, ProviderError, RetryPolicy, TwilioAccount,
+    http::{ApiClient, Body, Credential},
+};
+use domain::VoicemailAction;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::Value;
+
+const PROVIDER: &str = "twilio";
+
+/// Where Twilio reaches us: the public base URL of the webhooks and the media bridge's `wss://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TwilioEndpoints {
+    /// e.g. `https://abc.lambda-url.us-east-1.on.aws` (`OUTDIAL_PUBLIC_URL`).
+    pub public_url: String,
+    /// e.g. `wss://bridge.example.com/media` (`OUTDIAL_BRIDGE_URL`).
+    pub bridge_url: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Twilio {
+    api: ApiClient,
+    account_sid: String,
+    endpoints: TwilioEndpoints,
+}
+
+impl Twilio {
+    pub fn new(account: &TwilioAccount, endpoints: TwilioEndpoints, retry: RetryPolicy) -> Self {
+        let credential = Credential::Basic { user: account.account_sid.clone(), password: account.auth_token.clone() };
+        Self { api: ApiClient::new(PROVIDER, &account.base_url, credential, retry), account_sid: account.account_sid.clone(), endpoints }
+    }
+
+    fn calls_path(&self) -> String {
+        format!("/2010-04-01/Accounts/{}/Calls", self.account_sid)
+    }
+
+    fn webhook(&self, path: &str) -> String {
+        format!("{}/webhooks/twilio/{path}", self.endpoints.public_url.trim_end_matches('/'))
+    }
+
+    /// The form fields of a Calls.json create, in the order they are sent.
+    pub fn call_form(&self, call: &CallRequest) -> Vec<(&'static str, String)> {
+        let mut form = vec![
+            ("To", call.to.as_str().to_string()),
+            ("From", call.from.as_str().to_string()),
+            ("Twiml", stream_twiml(&self.endpoints.bridge_url, call)),
+            ("StatusCallback", self.webhook("status")),
+            ("StatusCallbackMethod", "POST".into()),
+        ];
+        for event in ["initiated", "ringing", "answered", "completed"] {
+            form.push(("StatusCallbackEvent", event.into()));
+        }
+        let detection = match call.voicemail {
+            VoicemailAction::LeaveMessage => "DetectMessageEnd",
+            VoicemailAction::Hangup => "Enable",
+        };
+        form.extend([
+            ("MachineDetection", detection.to_string()),
+            ("AsyncAmd", "true".into()),
+            ("AsyncAmdStatusCallback", self.webhook("amd")),
+            ("AsyncAmdStatusCallbackMethod", "POST".into()),
+            ("Timeout", call.ring_seconds.to_string()),
+            ("TimeLimit", call.max_call_seconds.to_string()),
+        ]);
+        if call.recording {
+            form.extend([
+                ("Record", "true".into()),
+                ("RecordingChannels", "dual".into()),
+                ("RecordingStatusCallback", self.webhook("recording")),
+                ("RecordingStatusCallbackEvent", "completed".into()),
+            ]);
+        }
+        form
+    }
+
+    /// Ends a live call (`Status=completed`).
+    pub async fn hang_up(&self, call_sid: &str) -> Result<(), ProviderError> {
+        let form = [("Status", "completed".to_string())];
+        let path = format!("{}/{call_sid}.json", self.calls_path());
+        self.api.send(Method::POST, &path, Body::Form(&form), &format!("call {call_sid}")).await.map(drop)
+    }
+}
+
+impl CallProvider for Twilio {
+    async fn place_call(&self, call: &CallRequest) -> Result<String, ProviderError> {
+        let form = self.call_form(call);
+        let path = format!("{}.json", self.calls_path());
+        let answer = self.api.send(Method::POST, &path, Body::Form(&form), &format!("account {}", self.account_sid)).await?;
+        answer.get("sid").and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::calls::missing_id(PROVIDER, "sid"))
+    }
+}
+
+/// `<Connect><Stream>` to the bridge; ids travel as `<Parameter>`s (a stream URL takes no query).
+pub fn stream_twiml(bridge_url: &str, call: &CallRequest) -> String {
+    let parameters: String = [
+        ("orgId", call.org_id.to_string()),
+        ("campaignId", call.campaign_id.to_string()),
+        ("callId", call.call_id.to_string()),
+        ("contactId", call.contact_id.to_string()),
+    ]
+    .iter()
+    .map(|(name, value)| format!(r#"<Parameter name="{name}" value="{}"/>"#, xml_escape(value)))
+    .collect();
+    format!(r#"<Response><Connect><Stream url="{}">{parameters}</Stream></Connect></Response>"#, xml_escape(bridge_url))
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
+/// `X-Twilio-Signature`: base64(HMAC-SHA1(auth token, URL + each POST parameter, sorted by name,
+/// as name + value)).
+pub fn signature<'a>(auth_token: &str, url: &str, params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    use base64::Engine;
+    let mut params: Vec<(&str, &str)> = params.into_iter().collect();
+    params.sort();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(url.as_bytes());
+    for (name, value) in params {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signature;
+
+    #[test]
+    fn signature_matches_twilios_public_test_vector() {
+        let params = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675310"),
+            ("Digits", "1234"),
+            ("From", "+14158675310"),
+            ("To", "+18005551212"),
+        ];
+        assert_eq!(signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", params), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
+    }
+}
