@@ -132,15 +132,14 @@ pub fn signature<'a>(auth_token: &str, url: &str, params: impl IntoIterator<Item
 mod tests {
     use super::signature;
 
+    /// Twilio's published vector (twilio.com/docs/usage/security) signs Caller and From
+    /// +12349013030; PROTOCOLS.md prints +14158675310 for them, which signs to GvWf1cFY….
     #[test]
     fn signature_matches_twilios_public_test_vector() {
-        let params = [
-            ("CallSid", "CA1234567890ABCDE"),
-            ("Caller", "+14158675310"),
-            ("Digits", "1234"),
-            ("From", "+14158675310"),
-            ("To", "+18005551212"),
-        ];
-        assert_eq!(signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", params), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        let params = |caller| [("To", "+18005551212"), ("CallSid", "CA1234567890ABCDE"), ("Caller", caller), ("Digits", "1234"), ("From", caller)];
+        assert_eq!(signature("12345", url, params("+12349013030")), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
+        assert_eq!(signature("12345", url, params("+14158675310")), "GvWf1cFY/Q7PnoempGyD5oXAezc=");
+        assert_ne!(signature("12346", url, params("+12349013030")), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
     }
 }

@@ -1,0 +1,266 @@
+//! Placing calls: each provider's request checked field by field against a wiremock fake of its
+//! API (PROTOCOLS.md), its refusals and outages classified, and the simulator's callbacks signed
+//! exactly as Twilio and ElevenLabs sign theirs.
+
+use domain::{CallId, CampaignId, ContactId, E164, OrgId, VoicemailAction};
+use providers::{
+    CallProvider, CallRequest, ElevenLabs, ProviderError, Retell, RetryPolicy, SimulatedCalls, SimulatorOdds, SimulatorWebhooks, Twilio,
+    TwilioAccount, TwilioEndpoints, Vapi,
+};
+use serde_json::{Value, json};
+use std::{collections::BTreeMap, time::Duration};
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{body_json, header, method, path},
+};
+
+fn request() -> CallRequest {
+    CallRequest {
+        org_id: OrgId::new(),
+        campaign_id: CampaignId::new(),
+        call_id: CallId::new(),
+        contact_id: ContactId::new(),
+        to: E164::parse("+14155550123", None).unwrap(),
+        from: E164::parse("+14155550100", None).unwrap(),
+        assistant_provider_id: Some("agent_7".into()),
+        variables: BTreeMap::from([("name".into(), "Ada Lovelace".into()), ("plan".into(), "gold".into())]),
+        recording: true,
+        voicemail: VoicemailAction::LeaveMessage,
+        max_call_seconds: 600,
+        ring_seconds: 30,
+    }
+}
+
+fn twilio(server: &MockServer) -> Twilio {
+    let account = TwilioAccount { base_url: server.uri(), account_sid: "AC123".into(), auth_token: "secret-token".into() };
+    let endpoints =
+        TwilioEndpoints { public_url: "https://hooks.example.com".into(), bridge_url: "wss://bridge.example.com/media".into() };
+    Twilio::new(&account, endpoints, RetryPolicy::once())
+}
+
+fn form_of(body: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(body).unwrap()
+}
+
+#[tokio::test]
+async fn twilio_creates_the_call_with_the_bridge_twiml_callbacks_amd_and_recording() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/2010-04-01/Accounts/AC123/Calls.json"))
+        // Basic base64("AC123:secret-token")
+        .and(header("authorization", "Basic QUMxMjM6c2VjcmV0LXRva2Vu"))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "sid": "CA0123456789abcdef0123456789abcdef", "status": "queued" })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let call = request();
+    let sid = twilio(&server).place_call(&call).await.unwrap();
+    assert_eq!(sid, "CA0123456789abcdef0123456789abcdef");
+
+    let sent = &server.received_requests().await.unwrap()[0];
+    let twiml = format!(
+        r#"<Response><Connect><Stream url="wss://bridge.example.com/media"><Parameter name="orgId" value="{}"/><Parameter name="campaignId" value="{}"/><Parameter name="callId" value="{}"/><Parameter name="contactId" value="{}"/></Stream></Connect></Response>"#,
+        call.org_id, call.campaign_id, call.call_id, call.contact_id
+    );
+    let expected: Vec<(String, String)> = [
+        ("To", "+14155550123"),
+        ("From", "+14155550100"),
+        ("Twiml", twiml.as_str()),
+        ("StatusCallback", "https://hooks.example.com/webhooks/twilio/status"),
+        ("StatusCallbackMethod", "POST"),
+        ("StatusCallbackEvent", "initiated"),
+        ("StatusCallbackEvent", "ringing"),
+        ("StatusCallbackEvent", "answered"),
+        ("StatusCallbackEvent", "completed"),
+        ("MachineDetection", "DetectMessageEnd"),
+        ("AsyncAmd", "true"),
+        ("AsyncAmdStatusCallback", "https://hooks.example.com/webhooks/twilio/amd"),
+        ("AsyncAmdStatusCallbackMethod", "POST"),
+        ("Timeout", "30"),
+        ("TimeLimit", "600"),
+        ("Record", "true"),
+        ("RecordingChannels", "dual"),
+        ("RecordingStatusCallback", "https://hooks.example.com/webhooks/twilio/recording"),
+        ("RecordingStatusCallbackEvent", "completed"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(form_of(&sent.body), expected);
+
+    // hanging up with a plain Enable detection and no recording
+    let hangup = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/2010-04-01/Accounts/AC123/Calls/CA0123456789abcdef0123456789abcdef.json"))
+        .and(header("authorization", "Basic QUMxMjM6c2VjcmV0LXRva2Vu"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "sid": "CA0123456789abcdef0123456789abcdef", "status": "completed" })))
+        .expect(1)
+        .mount(&hangup)
+        .await;
+    twilio(&hangup).hang_up("CA0123456789abcdef0123456789abcdef").await.unwrap();
+    assert_eq!(form_of(&hangup.received_requests().await.unwrap()[0].body), vec![("Status".to_string(), "completed".to_string())]);
+    let plain = CallRequest { voicemail: VoicemailAction::Hangup, recording: false, ..request() };
+    let fields = twilio(&hangup).call_form(&plain);
+    assert!(fields.contains(&("MachineDetection", "Enable".into())));
+    assert!(!fields.iter().any(|(k, _)| k.starts_with("Record")));
+}
+
+#[tokio::test]
+async fn twilio_refusals_keep_its_code_and_outages_are_transient() {
+    let server = MockServer::start().await;
+    let refusal = json!({ "code": 21211, "message": "The 'To' number +14155550123 is not a valid phone number.", "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400 });
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(400).set_body_json(refusal)).up_to_n_times(1).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({ "code": 20429, "message": "Too Many Requests", "status": 429 })))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503).set_body_string("upstream down")).mount(&server).await;
+    let twilio = twilio(&server);
+    let refused = twilio.place_call(&request()).await.unwrap_err();
+    assert_eq!(
+        refused,
+        ProviderError::Refused {
+            provider: "twilio",
+            status: 400,
+            message: "21211: The 'To' number +14155550123 is not a valid phone number.".into()
+        }
+    );
+    assert!(!refused.is_transient());
+    assert!(matches!(twilio.place_call(&request()).await, Err(e @ ProviderError::RateLimited { .. }) if e.is_transient()));
+    assert!(matches!(twilio.place_call(&request()).await, Err(e @ ProviderError::Unavailable { .. }) if e.is_transient()));
+    assert_eq!(server.received_requests().await.unwrap().len(), 3, "one attempt each: the queue owns retries");
+}
+
+fn variables_with_ids(call: &CallRequest) -> Value {
+    json!({
+        "name": "Ada Lovelace", "plan": "gold",
+        "outdial_org_id": call.org_id.to_string(), "outdial_campaign_id": call.campaign_id.to_string(),
+        "outdial_call_id": call.call_id.to_string(), "outdial_contact_id": call.contact_id.to_string(),
+    })
+}
+
+#[tokio::test]
+async fn elevenlabs_places_a_native_twilio_outbound_call() {
+    let server = MockServer::start().await;
+    let call = request();
+    Mock::given(method("POST"))
+        .and(path("/v1/convai/twilio/outbound-call"))
+        .and(header("xi-api-key", "xi-key"))
+        .and(body_json(json!({
+            "agent_id": "agent_7",
+            "agent_phone_number_id": "phnum_1",
+            "to_number": "+14155550123",
+            "conversation_initiation_client_data": { "dynamic_variables": variables_with_ids(&call) },
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({ "success": true, "message": "Call initiated", "conversation_id": "conv_9", "callSid": "CAabc" }),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let eleven = ElevenLabs::new(&server.uri(), "xi-key", RetryPolicy::once()).with_phone_number_id(Some("phnum_1".into()));
+    assert_eq!(eleven.place_call(&call).await.unwrap(), "conv_9");
+    let unconfigured = ElevenLabs::new(&server.uri(), "xi-key", RetryPolicy::once());
+    assert_eq!(
+        unconfigured.place_call(&call).await.unwrap_err(),
+        ProviderError::NotConfigured { provider: "elevenlabs", variable: "ELEVENLABS_PHONE_NUMBER_ID" }
+    );
+}
+
+#[tokio::test]
+async fn vapi_and_retell_create_calls_with_the_contacts_variables() {
+    let server = MockServer::start().await;
+    let call = request();
+    Mock::given(method("POST"))
+        .and(path("/call"))
+        .and(header("authorization", "Bearer vapi-key"))
+        .and(body_json(json!({
+            "assistantId": "agent_7",
+            "phoneNumberId": "pn_1",
+            "customer": { "number": "+14155550123", "name": "Ada Lovelace" },
+            "assistantOverrides": { "variableValues": variables_with_ids(&call) },
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "vapi_call_1", "status": "queued" })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/create-phone-call"))
+        .and(header("authorization", "Bearer retell-key"))
+        .and(body_json(json!({
+            "from_number": "+14155550100",
+            "to_number": "+14155550123",
+            "override_agent_id": "agent_7",
+            "retell_llm_dynamic_variables": variables_with_ids(&call),
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "call_id": "retell_call_1", "call_status": "registered" })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let vapi = Vapi::new(&server.uri(), "vapi-key", RetryPolicy::once()).with_phone_number_id(Some("pn_1".into()));
+    assert_eq!(vapi.place_call(&call).await.unwrap(), "vapi_call_1");
+    let retell = Retell::new(&server.uri(), "retell-key", RetryPolicy::once());
+    assert_eq!(retell.place_call(&call).await.unwrap(), "retell_call_1");
+}
+
+#[tokio::test]
+async fn the_simulator_reports_like_twilio_with_valid_signatures() {
+    let hooks = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&hooks).await;
+    let webhooks = SimulatorWebhooks {
+        public_url: hooks.uri(),
+        twilio_account_sid: "ACsim".into(),
+        twilio_auth_token: "sim-token".into(),
+        elevenlabs_webhook_secret: Some("wsec".into()),
+    };
+    let human = SimulatorOdds { busy: 0.0, no_answer: 0.0, failed: 0.0, machine: 0.0, opt_out: 1.0, ..Default::default() };
+    let simulator = SimulatedCalls::new(webhooks, human, 7, 1_000.0);
+    let call = request();
+    let sid = simulator.place_call(&call).await.unwrap();
+    assert!(sid.starts_with("CA") && sid.len() == 34);
+
+    let mut received = Vec::new();
+    for _ in 0..500 {
+        received = hooks.received_requests().await.unwrap();
+        if received.len() == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(received.len(), 6, "initiated, ringing, in-progress, AMD, completed, transcript");
+    let mut statuses = Vec::new();
+    for r in &received[..5] {
+        // what the simulator was told our public URL is: the exact URL Twilio signs
+        let url = format!("{}{}", hooks.uri(), r.url.path());
+        let fields = form_of(&r.body);
+        let signed = providers::twilio::signature("sim-token", &url, fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        assert_eq!(r.headers["x-twilio-signature"].to_str().unwrap(), signed, "signed over {url}");
+        let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(field("CallSid").as_deref(), Some(sid.as_str()));
+        match r.url.path() {
+            "/webhooks/twilio/status" => {
+                assert_eq!(field("CallbackSource").as_deref(), Some("call-progress-events"));
+                statuses.push((field("CallStatus").unwrap(), field("SequenceNumber").unwrap()));
+            }
+            "/webhooks/twilio/amd" => assert_eq!(field("AnsweredBy").as_deref(), Some("human")),
+            other => panic!("unexpected callback {other}"),
+        }
+    }
+    let expected = [("initiated", "0"), ("ringing", "1"), ("in-progress", "2"), ("completed", "3")];
+    assert_eq!(statuses, expected.map(|(s, n)| (s.to_string(), n.to_string())));
+
+    let transcript = &received[5];
+    assert_eq!(transcript.url.path(), "/webhooks/elevenlabs");
+    let header = transcript.headers["elevenlabs-signature"].to_str().unwrap();
+    let (t, v0) = header.strip_prefix("t=").unwrap().split_once(",v0=").unwrap();
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"wsec").unwrap();
+    mac.update(format!("{t}.{}", String::from_utf8_lossy(&transcript.body)).as_bytes());
+    assert_eq!(v0, hex::encode(mac.finalize().into_bytes()));
+    let body: Value = serde_json::from_slice(&transcript.body).unwrap();
+    assert_eq!(body["type"], "post_call_transcription");
+    assert_eq!(body["data"]["conversation_initiation_client_data"]["dynamic_variables"]["outdial_call_id"], call.call_id.to_string());
+    assert!(body["data"]["transcript"].as_array().unwrap().iter().any(|l| l["message"] == "Please don't call me again."));
+}
