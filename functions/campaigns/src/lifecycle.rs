@@ -188,28 +188,14 @@ pub(crate) async fn emergency_stop<S: Store, C: CampaignScheduler>(
     Ok(axum::Json(List::whole(items)))
 }
 
-/// Handles a schedule firing: `start` starts the campaign (if still a draft), `tick` completes a
-/// campaign with nothing left to do and removes the schedule of one no longer running.
-pub async fn on_scheduled_run<S: Store, C: CampaignScheduler>(state: &AppState<S, C>, run: &ScheduledRun) -> Result<(), Problem> {
-    let (org, id) = (run.org, run.campaign);
-    match run.action {
-        ScheduledAction::Start => match launch(state, org, id, CampaignStatus::Draft).await {
-            Ok(_) => Ok(()),
-            Err(problem) => {
-                tracing::warn!(campaign = %id, detail = %problem.detail, "scheduled start refused");
-                drop_start_schedule(state, id).await
-            }
-        },
-        ScheduledAction::Tick => {
-            let campaign = state.store.get_campaign(org, id).await?;
-            if campaign.status == CampaignStatus::Running && campaign.counters.is_finished() {
-                match state.store.set_campaign_status(org, id, &[CampaignStatus::Running], CampaignStatus::Completed, Utc::now()).await {
-                    Ok(_) => tracing::info!(campaign = %id, "campaign completed"),
-                    Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            sync_schedule(state, org, id).await.map(drop)
+/// Handles the one-shot `start` schedule firing at `startAt`: starts the campaign if it is still
+/// a draft (launch checks included), and drops the schedule either way. Ticks are campaign-tick's.
+pub async fn on_scheduled_start<S: Store, C: CampaignScheduler>(state: &AppState<S, C>, run: &ScheduledRun) -> Result<(), Problem> {
+    match launch(state, run.org, run.campaign, CampaignStatus::Draft).await {
+        Ok(_) => Ok(()),
+        Err(problem) => {
+            tracing::warn!(campaign = %run.campaign, detail = %problem.detail, "scheduled start refused");
+            drop_start_schedule(state, run.campaign).await
         }
     }
 }

@@ -26,7 +26,7 @@ pub enum LogFormat {
 }
 
 /// Settings shared by every function and the local stack.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub store: StoreConfig,
     pub log_format: LogFormat,
@@ -38,6 +38,74 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// Largest contact upload accepted, in bytes (`OUTDIAL_IMPORT_MAX_BYTES`).
     pub import_max_bytes: u64,
+    /// SQS queue URLs by logical name (`DIAL_JOBS_QUEUE_URL`, `CRM_JOBS_QUEUE_URL`).
+    pub queue_urls: std::collections::BTreeMap<String, String>,
+    pub dialing: DialingConfig,
+}
+
+/// How calls are placed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DialingConfig {
+    /// Where providers reach our webhooks (`OUTDIAL_PUBLIC_URL`).
+    pub public_url: Option<String>,
+    /// The media bridge's `wss://…/media` URL that Twilio streams call audio to (`OUTDIAL_BRIDGE_URL`).
+    pub bridge_url: Option<String>,
+    /// The Twilio number imported into ElevenLabs that native calls go out from (`ELEVENLABS_PHONE_NUMBER_ID`).
+    pub elevenlabs_phone_number_id: Option<String>,
+    /// The Vapi phone number calls go out from (`VAPI_PHONE_NUMBER_ID`).
+    pub vapi_phone_number_id: Option<String>,
+    /// Signs ElevenLabs post-call webhooks (`ELEVENLABS_WEBHOOK_SECRET`).
+    pub elevenlabs_webhook_secret: Option<String>,
+    /// Calls per second per provider account (`TWILIO_CALLS_PER_SECOND`, … `SIMULATOR_CALLS_PER_SECOND`; 0 = no limit).
+    pub calls_per_second: CallsPerSecond,
+    /// Longest a dialer waits for its pacing slot before handing the job back (`OUTDIAL_PACE_MAX_WAIT_SECONDS`).
+    pub max_pace_wait: std::time::Duration,
+    /// Receives of a dial job before it goes to the dead-letter queue (`DIAL_JOBS_MAX_RECEIVES`, as the queue's redrive policy).
+    pub max_receives: u32,
+    /// First retry delay of a transient provider failure, doubling per receive (`DIAL_RETRY_BACKOFF_SECONDS`).
+    pub retry_backoff: std::time::Duration,
+    /// How long a call rings before it counts as unanswered (`OUTDIAL_RING_SECONDS`).
+    pub ring_seconds: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CallsPerSecond {
+    pub twilio: f64,
+    pub elevenlabs: f64,
+    pub vapi: f64,
+    pub retell: f64,
+    pub simulator: f64,
+}
+
+impl CallsPerSecond {
+    pub fn pace(&self, provider: domain::CallProvider) -> domain::Pace {
+        use domain::CallProvider as P;
+        domain::Pace::per_second(match provider {
+            P::Twilio => self.twilio,
+            P::Elevenlabs => self.elevenlabs,
+            P::Vapi => self.vapi,
+            P::Retell => self.retell,
+            P::Simulator => self.simulator,
+        })
+    }
+}
+
+impl Default for DialingConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            bridge_url: None,
+            elevenlabs_phone_number_id: None,
+            vapi_phone_number_id: None,
+            elevenlabs_webhook_secret: None,
+            // Twilio's default is 1 call per second per account, and ElevenLabs dials through Twilio
+            calls_per_second: CallsPerSecond { twilio: 1.0, elevenlabs: 1.0, vapi: 2.0, retell: 2.0, simulator: 0.0 },
+            max_pace_wait: std::time::Duration::from_secs(60),
+            max_receives: 5,
+            retry_backoff: std::time::Duration::from_secs(30),
+            ring_seconds: 30,
+        }
+    }
 }
 
 /// Where campaign schedules are created (EventBridge Scheduler in AWS, a timer locally).
@@ -125,7 +193,45 @@ impl Config {
             local_tick: std::time::Duration::from_secs(number("OUTDIAL_TICK_SECONDS", 60)?),
         };
         let import_max_bytes = number("OUTDIAL_IMPORT_MAX_BYTES", Self::DEFAULT_IMPORT_MAX_BYTES)?;
-        Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT"), providers, scheduler, import_max_bytes })
+        let queue_urls = [("dial-jobs", "DIAL_JOBS_QUEUE_URL"), ("crm-jobs", "CRM_JOBS_QUEUE_URL")]
+            .into_iter()
+            .filter_map(|(name, variable)| Some((name.to_string(), var(variable)?)))
+            .collect();
+        let rate = |name: &'static str, default: f64| -> Result<f64, ConfigError> {
+            var(name).map_or(Ok(default), |v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| ConfigError::Invalid { var: name, reason: format!("{v:?} is not a number of calls per second (0 = no limit)") })
+            })
+        };
+        let defaults = DialingConfig::default();
+        let cps = defaults.calls_per_second;
+        let dialing = DialingConfig {
+            public_url: var("OUTDIAL_PUBLIC_URL"),
+            bridge_url: var("OUTDIAL_BRIDGE_URL"),
+            elevenlabs_phone_number_id: var("ELEVENLABS_PHONE_NUMBER_ID"),
+            vapi_phone_number_id: var("VAPI_PHONE_NUMBER_ID"),
+            elevenlabs_webhook_secret: var("ELEVENLABS_WEBHOOK_SECRET"),
+            calls_per_second: CallsPerSecond {
+                twilio: rate("TWILIO_CALLS_PER_SECOND", cps.twilio)?,
+                elevenlabs: rate("ELEVENLABS_CALLS_PER_SECOND", cps.elevenlabs)?,
+                vapi: rate("VAPI_CALLS_PER_SECOND", cps.vapi)?,
+                retell: rate("RETELL_CALLS_PER_SECOND", cps.retell)?,
+                simulator: rate("SIMULATOR_CALLS_PER_SECOND", cps.simulator)?,
+            },
+            max_pace_wait: std::time::Duration::from_secs(number("OUTDIAL_PACE_MAX_WAIT_SECONDS", defaults.max_pace_wait.as_secs())?),
+            max_receives: u32::try_from(number("DIAL_JOBS_MAX_RECEIVES", u64::from(defaults.max_receives))?).unwrap_or(u32::MAX),
+            retry_backoff: std::time::Duration::from_secs(number("DIAL_RETRY_BACKOFF_SECONDS", defaults.retry_backoff.as_secs())?),
+            ring_seconds: u32::try_from(number("OUTDIAL_RING_SECONDS", u64::from(defaults.ring_seconds))?).unwrap_or(u32::MAX),
+        };
+        Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT"), providers, scheduler, import_max_bytes, queue_urls, dialing })
+    }
+
+    /// The SQS queues whose URLs are configured, by logical name.
+    pub async fn sqs_queues(&self) -> crate::SqsQueue {
+        let urls = self.queue_urls.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        crate::SqsQueue::new(crate::SqsQueue::client(self.sqs_endpoint.as_deref()).await, urls)
     }
 
     /// The DynamoDB store a Lambda function runs on; an error naming the variables when the

@@ -1,0 +1,23 @@
+//! Lambda entry point: read config, build DynamoDB, SQS and EventBridge Scheduler, run the tick
+//! on each schedule input.
+
+use campaign_tick::{TickState, on_scheduled_run};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use platform::{Config, EventBridgeScheduler, ScheduledRun, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let config = Config::from_env()?;
+    telemetry::init(config.log_format);
+    let store = config.connect_dynamodb().await?;
+    let scheduler = EventBridgeScheduler::from_config(&config.scheduler).await?;
+    let queue = config.sqs_queues().await;
+    let campaigns = campaigns::AppState { store, scheduler, accounts: config.providers.clone(), import_max_bytes: config.import_max_bytes };
+    let state = TickState { campaigns, queue };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ScheduledRun>| {
+        let state = state.clone();
+        // boxed: the tick's future is deep enough to overflow the layout query of the runtime's
+        Box::pin(async move { on_scheduled_run(&state, &event.payload).await.map_err(Error::from) })
+    }))
+    .await
+}
