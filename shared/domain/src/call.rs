@@ -267,6 +267,9 @@ pub struct Call {
     /// When the provider was asked to place it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placed_at: Option<DateTime<Utc>>,
+    /// While a dialer is placing it: no other dialer may (at most one dial per attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialing_since: Option<DateTime<Utc>>,
 }
 
 /// What absorbing one event did to a call.
@@ -303,6 +306,7 @@ impl Call {
             provider_call_id: None,
             caller_id: None,
             placed_at: None,
+            dialing_since: None,
         }
     }
 

@@ -66,6 +66,25 @@ pub struct DialingConfig {
     pub retry_backoff: std::time::Duration,
     /// How long a call rings before it counts as unanswered (`OUTDIAL_RING_SECONDS`).
     pub ring_seconds: u32,
+    /// Seeds the simulator's draws (`OUTDIAL_SIMULATOR_SEED`).
+    pub simulator_seed: u64,
+    /// Simulated seconds per real second (`OUTDIAL_SIMULATOR_SPEED`).
+    pub simulator_speed: f64,
+}
+
+impl DialingConfig {
+    pub fn call_options(&self) -> providers::CallOptions {
+        providers::CallOptions {
+            public_url: self.public_url.clone(),
+            bridge_url: self.bridge_url.clone(),
+            elevenlabs_phone_number_id: self.elevenlabs_phone_number_id.clone(),
+            vapi_phone_number_id: self.vapi_phone_number_id.clone(),
+            elevenlabs_webhook_secret: self.elevenlabs_webhook_secret.clone(),
+            simulator_odds: providers::SimulatorOdds::default(),
+            simulator_seed: self.simulator_seed,
+            simulator_speed: self.simulator_speed,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -104,6 +123,8 @@ impl Default for DialingConfig {
             max_receives: 5,
             retry_backoff: std::time::Duration::from_secs(30),
             ring_seconds: 30,
+            simulator_seed: 1,
+            simulator_speed: 1.0,
         }
     }
 }
@@ -224,6 +245,10 @@ impl Config {
             max_receives: u32::try_from(number("DIAL_JOBS_MAX_RECEIVES", u64::from(defaults.max_receives))?).unwrap_or(u32::MAX),
             retry_backoff: std::time::Duration::from_secs(number("DIAL_RETRY_BACKOFF_SECONDS", defaults.retry_backoff.as_secs())?),
             ring_seconds: u32::try_from(number("OUTDIAL_RING_SECONDS", u64::from(defaults.ring_seconds))?).unwrap_or(u32::MAX),
+            simulator_seed: var("OUTDIAL_SIMULATOR_SEED").map_or(Ok(defaults.simulator_seed), |v| {
+                v.parse().map_err(|_| ConfigError::Invalid { var: "OUTDIAL_SIMULATOR_SEED", reason: format!("{v:?} is not a whole number") })
+            })?,
+            simulator_speed: rate("OUTDIAL_SIMULATOR_SPEED", defaults.simulator_speed)?.max(f64::MIN_POSITIVE),
         };
         Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT"), providers, scheduler, import_max_bytes, queue_urls, dialing })
     }

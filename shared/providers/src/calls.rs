@@ -1,7 +1,10 @@
 //! The `CallProvider` port: placing a phone call with an assistant on it.
 //! One attempt per request: the dial-jobs queue owns retries and their backoff.
 
-use crate::{ElevenLabs, ProviderError, Retell, Twilio, Vapi, simulator::SimulatedCalls};
+use crate::{
+    ElevenLabs, ProviderAccounts, ProviderError, Retell, RetryPolicy, SimulatedCalls, SimulatorOdds, SimulatorWebhooks, Twilio,
+    TwilioEndpoints, Vapi,
+};
 use domain::{CallId, CampaignId, ContactId, E164, OrgId, VoicemailAction};
 use std::{collections::BTreeMap, future::Future};
 
@@ -56,12 +59,65 @@ pub struct CallProviders {
     pub simulator: Option<SimulatedCalls>,
 }
 
+/// What placing calls needs beyond the accounts' keys.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallOptions {
+    /// Our webhooks' public base URL: Twilio's callbacks, the simulator's reports.
+    pub public_url: Option<String>,
+    /// The media bridge's `wss://…/media` URL.
+    pub bridge_url: Option<String>,
+    pub elevenlabs_phone_number_id: Option<String>,
+    pub vapi_phone_number_id: Option<String>,
+    pub elevenlabs_webhook_secret: Option<String>,
+    pub simulator_odds: SimulatorOdds,
+    pub simulator_seed: u64,
+    /// Simulated seconds per real second.
+    pub simulator_speed: f64,
+}
+
 impl CallProviders {
+    /// The account SID and token the simulator signs with when the deployment has no Twilio account.
+    pub const SIMULATOR_ACCOUNT: (&'static str, &'static str) = ("AC00000000000000000000000000000000", "outdial-simulator");
+
+    /// One client per configured account; each places a single attempt per job.
+    pub fn new(accounts: &ProviderAccounts, options: &CallOptions) -> Self {
+        let once = RetryPolicy::once();
+        let twilio = match (&accounts.twilio, &options.public_url, &options.bridge_url) {
+            (Some(account), Some(public_url), Some(bridge_url)) => {
+                Some(Twilio::new(account, TwilioEndpoints { public_url: public_url.clone(), bridge_url: bridge_url.clone() }, once))
+            }
+            _ => None,
+        };
+        let simulator = options.public_url.as_ref().map(|public_url| {
+            let (sid, token) = accounts
+                .twilio
+                .as_ref()
+                .map_or(Self::SIMULATOR_ACCOUNT, |t| (t.account_sid.as_str(), t.auth_token.as_str()));
+            let webhooks = SimulatorWebhooks {
+                public_url: public_url.clone(),
+                twilio_account_sid: sid.into(),
+                twilio_auth_token: token.into(),
+                elevenlabs_webhook_secret: options.elevenlabs_webhook_secret.clone(),
+            };
+            SimulatedCalls::new(webhooks, options.simulator_odds, options.simulator_seed, options.simulator_speed)
+        });
+        Self {
+            twilio,
+            elevenlabs: accounts
+                .elevenlabs
+                .as_ref()
+                .map(|a| ElevenLabs::new(&a.base_url, &a.api_key, once).with_phone_number_id(options.elevenlabs_phone_number_id.clone())),
+            vapi: accounts.vapi.as_ref().map(|a| Vapi::new(&a.base_url, &a.api_key, once).with_phone_number_id(options.vapi_phone_number_id.clone())),
+            retell: accounts.retell.as_ref().map(|a| Retell::new(&a.base_url, &a.api_key, once)),
+            simulator,
+        }
+    }
+
     /// Places `call` with `provider`.
     pub async fn place_call(&self, provider: domain::CallProvider, call: &CallRequest) -> Result<String, ProviderError> {
         use domain::CallProvider as P;
         match provider {
-            P::Twilio => Self::configured(&self.twilio, "twilio", "TWILIO_ACCOUNT_SID")?.place_call(call).await,
+            P::Twilio => Self::configured(&self.twilio, "twilio", "TWILIO_ACCOUNT_SID, OUTDIAL_PUBLIC_URL and OUTDIAL_BRIDGE_URL")?.place_call(call).await,
             P::Elevenlabs => Self::configured(&self.elevenlabs, "elevenlabs", "ELEVENLABS_API_KEY")?.place_call(call).await,
             P::Vapi => Self::configured(&self.vapi, "vapi", "VAPI_API_KEY")?.place_call(call).await,
             P::Retell => Self::configured(&self.retell, "retell", "RETELL_API_KEY")?.place_call(call).await,

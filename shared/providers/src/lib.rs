@@ -15,7 +15,7 @@ use domain::{AssistantConfig, ProviderKind};
 use std::future::Future;
 
 pub use accounts::{AnyAssistantProvider, AssistantProviders, ProviderAccount, ProviderAccounts, ProviderEndpoint, TwilioAccount};
-pub use calls::{CallProvider, CallProviders, CallRequest};
+pub use calls::{CallOptions, CallProvider, CallProviders, CallRequest};
 pub use elevenlabs::ElevenLabs;
 pub use http::RetryPolicy;
 pub use retell::Retell;

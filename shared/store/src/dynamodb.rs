@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::{
 };
 use chrono::{DateTime, Utc};
 use domain::{
-    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallEventKind, CallId, Campaign, CampaignCounters,
+    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallEventKind, CallId, CallState, Campaign, CampaignCounters,
     CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState, E164,
     DialSlot, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
 };
@@ -950,6 +950,29 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Takes (Some) or gives back (None) the right to dial the call; false when it cannot be taken.
+    async fn set_dialing_since(&self, org: OrgId, call_id: CallId, since: Option<DateTime<Utc>>) -> Result<bool> {
+        let mut attempt = 0;
+        loop {
+            let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
+            if since.is_some() && (call.state != CallState::Queued || call.provider_call_id.is_some() || call.dialing_since.is_some()) {
+                return Ok(false);
+            }
+            call.dialing_since = since;
+            let put = self.put(encode(&CallItem::new(call, version + 1)), "version = :v", &[(":v", n(version))])?;
+            if self.transact(vec![put]).await? {
+                return Ok(true);
+            }
+            attempt += 1;
+            if attempt > MAX_RETRIES {
+                return Err(StoreError::Backend(format!("call {call_id} kept changing; retry")));
+            }
+            backoff(attempt).await;
+        }
+    }
+}
+
 fn millis_of(item: &Item, field: &str) -> Option<i64> {
     item.get(field).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
@@ -993,6 +1016,14 @@ impl DialingStore for DynamoStore {
             ("expires_at".to_string(), n((now + TICK_EXECUTION_MEMORY).timestamp())),
         ]);
         self.put_if_unchanged(item, "pk", None).await
+    }
+
+    async fn begin_dial(&self, org: OrgId, call_id: CallId, now: DateTime<Utc>) -> Result<bool> {
+        self.set_dialing_since(org, call_id, Some(millis(now))).await
+    }
+
+    async fn abandon_dial(&self, org: OrgId, call_id: CallId) -> Result<()> {
+        self.set_dialing_since(org, call_id, None).await.map(drop)
     }
 
     async fn record_placed_call(&self, org: OrgId, call_id: CallId, placed: PlacedCall) -> Result<Call> {

@@ -258,6 +258,11 @@ pub trait DialingStore: Send + Sync {
         execution_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Takes the right to dial a queued call that has no provider id and no other dialer placing
+    /// it; false when it cannot be taken. A crash while holding it leaves the call to the sweep.
+    fn begin_dial(&self, org: OrgId, call: CallId, now: DateTime<Utc>) -> impl Future<Output = Result<bool>> + Send;
+    /// Gives the right back after a failure that will be retried.
+    fn abandon_dial(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<()>> + Send;
     /// Stores the provider's call id on the call (one provider id ↔ one call) and the caller ID on
     /// its contact. Recording the same id again is a no-op; another id is a conflict.
     fn record_placed_call(&self, org: OrgId, call: CallId, placed: PlacedCall) -> impl Future<Output = Result<Call>> + Send;

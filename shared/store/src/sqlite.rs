@@ -141,6 +141,7 @@ INSERT OR IGNORE INTO campaign_zones SELECT DISTINCT campaign_id, timezone FROM 
 ALTER TABLE calls ADD COLUMN provider_call_id TEXT;
 ALTER TABLE calls ADD COLUMN caller_id TEXT;
 ALTER TABLE calls ADD COLUMN placed_at INTEGER;
+ALTER TABLE calls ADD COLUMN dialing_since INTEGER;
 ALTER TABLE calls ADD COLUMN provider TEXT;
 CREATE UNIQUE INDEX calls_by_provider_id ON calls(provider, provider_call_id) WHERE provider_call_id IS NOT NULL;
 CREATE INDEX calls_active ON calls(campaign_id, last_status_at) WHERE state IN ('queued', 'ringing', 'in_progress');
@@ -347,7 +348,7 @@ fn contact_row(r: &Row<'_>) -> rusqlite::Result<Contact> {
     })
 }
 
-const CALL_COLUMNS: &str = "id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at, last_status_at, provider_call_id, caller_id, placed_at";
+const CALL_COLUMNS: &str = "id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at, last_status_at, provider_call_id, caller_id, placed_at, dialing_since";
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<Call> {
     Ok(Call {
@@ -369,6 +370,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<Call> {
         provider_call_id: r.get(12)?,
         caller_id: r.get::<_, Option<String>>(13)?.map(|p| parsed(E164::try_from(p))).transpose()?,
         placed_at: r.get::<_, Option<i64>>(14)?.map(from_ms).transpose()?,
+        dialing_since: r.get::<_, Option<i64>>(15)?.map(from_ms).transpose()?,
     })
 }
 
@@ -377,7 +379,7 @@ fn end_reason_text(call: &Call) -> Option<&'static str> {
 }
 
 fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
-    tx.prepare_cached(&format!("INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"))
+    tx.prepare_cached(&format!("INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"))
         .and_then(|mut s| {
             s.execute(params![
                 call.id.to_string(),
@@ -395,6 +397,7 @@ fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
                 call.provider_call_id,
                 call.caller_id.as_ref().map(E164::as_str),
                 call.placed_at.map(ms),
+                call.dialing_since.map(ms),
             ])
         })
         .map_err(|e| match e {
@@ -991,6 +994,30 @@ impl DialingStore for SqliteStore {
                 )
                 .map_err(backend)?;
             Ok(fresh == 1)
+        })
+        .await
+    }
+
+    async fn begin_dial(&self, org: OrgId, call_id: CallId, now: DateTime<Utc>) -> Result<bool> {
+        self.write(move |tx| {
+            call_in_org(tx, org, call_id)?;
+            let taken = tx
+                .execute(
+                    "UPDATE calls SET dialing_since = ?2 WHERE id = ?1 AND state = 'queued' AND provider_call_id IS NULL \
+                     AND dialing_since IS NULL",
+                    params![call_id.to_string(), ms(millis(now))],
+                )
+                .map_err(backend)?;
+            Ok(taken == 1)
+        })
+        .await
+    }
+
+    async fn abandon_dial(&self, org: OrgId, call_id: CallId) -> Result<()> {
+        self.write(move |tx| {
+            call_in_org(tx, org, call_id)?;
+            tx.execute("UPDATE calls SET dialing_since = NULL WHERE id = ?1", params![call_id.to_string()]).map_err(backend)?;
+            Ok(())
         })
         .await
     }

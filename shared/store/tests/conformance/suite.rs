@@ -930,6 +930,11 @@ pub async fn dialing_records_provider_ids_pace_and_caller_ids<S: Store>(store: &
     let active = store.active_calls(org, campaign.id).await.unwrap();
     assert_eq!(active.iter().map(|c| c.id).collect::<HashSet<_>>(), claims.iter().map(|c| c.call.id).collect());
 
+    // eight dialers racing for one call: one may dial it; a failed attempt gives it back
+    let racing = futures::future::join_all((0..8).map(|_| store.begin_dial(org, claims[0].call.id, t0()))).await;
+    assert_eq!(racing.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
+    store.abandon_dial(org, claims[0].call.id).await.unwrap();
+    assert!(store.begin_dial(org, claims[0].call.id, t0()).await.unwrap());
     let caller = phone(900);
     let placed = |id: &str| PlacedCall {
         provider: domain::CallProvider::Twilio,
@@ -942,6 +947,7 @@ pub async fn dialing_records_provider_ids_pace_and_caller_ids<S: Store>(store: &
     assert_eq!(store.get_call(org, call.id).await.unwrap(), call);
     assert_eq!(store.get_contact(org, campaign.id, claims[0].contact.id).await.unwrap().caller_id, Some(caller.clone()));
     assert_eq!(store.record_placed_call(org, claims[0].call.id, placed("CA1")).await.unwrap(), call, "the same id again is a no-op");
+    assert!(!store.begin_dial(org, claims[0].call.id, t0()).await.unwrap(), "placed: never dialed again");
     assert!(matches!(store.record_placed_call(org, claims[0].call.id, placed("CA2")).await, Err(StoreError::Conflict(_))));
     assert!(matches!(store.record_placed_call(org, claims[1].call.id, placed("CA1")).await, Err(StoreError::Conflict(_))));
     assert!(store.get_call(org, claims[1].call.id).await.unwrap().provider_call_id.is_none());

@@ -1,0 +1,286 @@
+//! The `dialer` function: consumes `dial-jobs` and places each queued call with its campaign's
+//! provider. Caller IDs rotate least-recently-used (a contact's retries keep theirs); the
+//! provider account's pace is held across every concurrent dialer by slots reserved in the
+//! store; transient provider failures go back to the queue with backoff until its dead-letter
+//! queue, permanent ones fail the call at once. A job whose call is no longer queued is
+//! acknowledged without dialing.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use domain::{CallDetails, CallEvent, CallEventKind, CallState, Campaign, CampaignStatus, DialJob, DialSlot, EndReason};
+use platform::{CallsPerSecond, JobQueue, QueueError};
+use providers::{CallProviders, CallRequest, ProviderError};
+use std::time::Duration;
+use store::{PlacedCall, Store, StoreError};
+
+pub const DIAL_JOBS: &str = "dial-jobs";
+
+/// How the dialer behaves, from `platform::DialingConfig`.
+#[derive(Clone, Debug)]
+pub struct DialerSettings {
+    pub calls_per_second: CallsPerSecond,
+    pub max_pace_wait: Duration,
+    /// The queue's max receives: the last one that fails sends the job to the dead letters.
+    pub max_receives: u32,
+    pub retry_backoff: Duration,
+    pub ring_seconds: u32,
+    /// Distinguishes provider accounts in pacing keys (the Twilio account SID).
+    pub account: String,
+}
+
+impl DialerSettings {
+    pub fn from_config(config: &platform::Config) -> Self {
+        let d = &config.dialing;
+        Self {
+            calls_per_second: d.calls_per_second,
+            max_pace_wait: d.max_pace_wait,
+            max_receives: d.max_receives,
+            retry_backoff: d.retry_backoff,
+            ring_seconds: d.ring_seconds,
+            account: config.providers.twilio.as_ref().map_or_else(|| "default".into(), |t| t.account_sid.clone()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct DialerState<S, Q> {
+    pub store: S,
+    pub providers: CallProviders,
+    pub queue: Q,
+    pub settings: DialerSettings,
+}
+
+/// What became of a job that needs nothing more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dialed {
+    Placed { provider_call_id: String },
+    /// Nothing to dial: the call is no longer queued (or never existed).
+    Skipped { reason: String },
+    /// The provider refused for good, or the call cannot be placed: the call is FAILED.
+    Failed { error: String },
+}
+
+/// The job must come back later.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("retry in {delay:?}: {reason}")]
+pub struct Retry {
+    pub delay: Duration,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error(transparent)]
+    Retry(#[from] Retry),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl<S: Store, Q: JobQueue> DialerState<S, Q> {
+    /// Places the call of one job; `receive_count` is 1 on its first delivery.
+    pub async fn dial(&self, job: &DialJob, receive_count: u32, now: DateTime<Utc>) -> Result<Dialed, DialError> {
+        let (org, store) = (job.org_id, &self.store);
+        let call = match store.get_call(org, job.call_id).await {
+            Ok(call) => call,
+            Err(StoreError::NotFound { .. }) => return Ok(Dialed::Skipped { reason: format!("call {} does not exist", job.call_id) }),
+            Err(e) => return Err(e.into()),
+        };
+        if call.state != CallState::Queued || call.provider_call_id.is_some() {
+            return Ok(Dialed::Skipped { reason: format!("call {} is already {}", call.id, call.state.as_str()) });
+        }
+        let campaign = store.get_campaign(org, call.campaign_id).await?;
+        match campaign.status {
+            CampaignStatus::Running => {}
+            CampaignStatus::Paused | CampaignStatus::Draft => {
+                // placed once the campaign resumes (or timed out by the sweep if it never does)
+                return Err(Retry { delay: self.backoff(receive_count), reason: format!("campaign {} is paused", campaign.id) }.into());
+            }
+            CampaignStatus::Canceled | CampaignStatus::Completed => {
+                self.end(&call, "dialer:canceled", EndReason::Canceled, None, now).await?;
+                return Ok(Dialed::Skipped { reason: format!("campaign {} is {}", campaign.id, campaign.status.as_str()) });
+            }
+        }
+        if !store.begin_dial(org, call.id, now).await? {
+            return Ok(Dialed::Skipped { reason: format!("call {} is being placed by another dialer", call.id) });
+        }
+        let contact = store.get_contact(org, campaign.id, call.contact_id).await?;
+        let assistant_provider_id = match campaign.assistant_id {
+            Some(id) => match store.get_assistant(org, id).await {
+                Ok(a) => a.provider_assistant_id,
+                Err(StoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let Some(from) = store.take_caller_id(org, &campaign.settings.caller_ids, contact.caller_id.as_ref(), now).await? else {
+            return self.fail(&call, "the campaign has no caller ID to call from".into(), now).await;
+        };
+        let provider = campaign.settings.provider;
+        let placed_at = match self.wait_for_slot(provider, now).await {
+            Ok(slot) => slot,
+            Err(e) => {
+                store.abandon_dial(org, call.id).await?;
+                return Err(e);
+            }
+        };
+        let request = CallRequest {
+            org_id: org,
+            campaign_id: campaign.id,
+            call_id: call.id,
+            contact_id: contact.id,
+            to: call.phone.clone(),
+            from: from.clone(),
+            assistant_provider_id,
+            variables: contact.dynamic_variables(),
+            recording: campaign.settings.recording,
+            voicemail: campaign.settings.voicemail.action,
+            max_call_seconds: campaign.settings.max_call_seconds,
+            ring_seconds: self.settings.ring_seconds,
+        };
+        match self.providers.place_call(provider, &request).await {
+            Ok(provider_call_id) => {
+                let placed = PlacedCall { provider, provider_call_id: provider_call_id.clone(), caller_id: Some(from), placed_at };
+                store.record_placed_call(org, call.id, placed).await?;
+                tracing::info!(call = %call.id, provider = provider.as_str(), to = %call.phone, "call placed");
+                Ok(Dialed::Placed { provider_call_id })
+            }
+            Err(e) if e.is_transient() => {
+                store.abandon_dial(org, call.id).await?;
+                self.transient(&call, &campaign, e, receive_count, now).await
+            }
+            Err(e) => self.fail(&call, e.to_string(), now).await,
+        }
+    }
+
+    /// Waits for a start slot of the provider account's pace; the job goes back when none is near.
+    async fn wait_for_slot(&self, provider: domain::CallProvider, now: DateTime<Utc>) -> Result<DateTime<Utc>, DialError> {
+        let pace = self.settings.calls_per_second.pace(provider);
+        let account = format!("{}#{}", provider.as_str(), self.settings.account);
+        match self.store.reserve_dial_slot(&account, now, pace, self.settings.max_pace_wait).await? {
+            DialSlot::At(slot) => {
+                if let Ok(wait) = (slot - now).to_std() {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(slot)
+            }
+            DialSlot::Busy { until } => {
+                let delay = (until - now).to_std().unwrap_or_default();
+                Err(Retry { delay, reason: format!("{} is at its pace of {:?} between calls", provider.as_str(), pace.interval) }.into())
+            }
+        }
+    }
+
+    async fn transient(
+        &self,
+        call: &domain::Call,
+        campaign: &Campaign,
+        error: ProviderError,
+        receive_count: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Dialed, DialError> {
+        let reason = error.to_string();
+        if receive_count >= self.settings.max_receives {
+            // the queue will dead-letter the job now: the call ends with the provider's last word
+            self.end(call, "dialer:failed", EndReason::Failed, Some(reason.clone()), now).await?;
+            tracing::error!(call = %call.id, campaign = %campaign.id, error = %reason, "gave up placing the call");
+        } else {
+            tracing::warn!(call = %call.id, receive_count, error = %reason, "provider unavailable; the job will be retried");
+        }
+        Err(Retry { delay: self.backoff(receive_count), reason }.into())
+    }
+
+    async fn fail(&self, call: &domain::Call, error: String, now: DateTime<Utc>) -> Result<Dialed, DialError> {
+        tracing::warn!(call = %call.id, error = %error, "call refused");
+        self.end(call, "dialer:failed", EndReason::Failed, Some(error.clone()), now).await?;
+        Ok(Dialed::Failed { error })
+    }
+
+    /// Ends the call (the store releases its slot and settles the contact), with the error first.
+    async fn end(&self, call: &domain::Call, key: &str, reason: EndReason, error: Option<String>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(error) = error {
+            let details = CallDetails { error: Some(error), ..Default::default() };
+            let event = CallEvent { dedupe_key: format!("{key}:error"), occurred_at: now, kind: CallEventKind::Details { details: Box::new(details) } };
+            self.store.apply_call_event(call.org_id, call.id, event, now).await?;
+        }
+        let event = CallEvent { dedupe_key: key.into(), occurred_at: now, kind: CallEventKind::Ended { reason } };
+        self.store.apply_call_event(call.org_id, call.id, event, now).await.map(drop)
+    }
+
+    /// Doubles per receive: 1×, 2×, 4×… the base delay, at most 12 hours (SQS's longest).
+    fn backoff(&self, receive_count: u32) -> Duration {
+        (self.settings.retry_backoff * 2u32.saturating_pow(receive_count.saturating_sub(1).min(16))).min(Duration::from_secs(12 * 3600))
+    }
+
+    /// One received job: Ok when it is done with (delete it), Err(delay) to see it again.
+    pub async fn handle(&self, body: &str, receive_count: u32) -> Result<Dialed, Duration> {
+        let job: DialJob = match serde_json::from_str(body) {
+            Ok(job) => job,
+            Err(e) => {
+                // retried, then dead-lettered, where it can be inspected
+                tracing::error!(error = %e, "a dial job that is not a DialJob");
+                return Err(self.backoff(receive_count));
+            }
+        };
+        match self.dial(&job, receive_count, Utc::now()).await {
+            Ok(done) => Ok(done),
+            Err(DialError::Retry(retry)) => Err(retry.delay),
+            Err(DialError::Store(e)) => {
+                tracing::error!(call = %job.call_id, error = %e, "dial job failed on the store; retrying");
+                Err(self.backoff(receive_count))
+            }
+        }
+    }
+
+    /// An SQS batch from Lambda: failures are reported per message (and delayed by their backoff).
+    pub async fn handle_sqs_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let handled = event.records.iter().map(|record| async move {
+            let body = record.body.as_deref().unwrap_or_default();
+            let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+            match self.handle(body, receive_count).await {
+                Ok(_) => None,
+                Err(delay) => {
+                    if let Some(receipt) = &record.receipt_handle
+                        && let Err(e) = self.queue.retry_after(DIAL_JOBS, receipt, delay).await
+                    {
+                        tracing::warn!(error = %e, "could not delay the retry; the queue's visibility timeout applies");
+                    }
+                    Some(record.message_id.clone().unwrap_or_default())
+                }
+            }
+        });
+        let mut response = SqsBatchResponse::default();
+        for failed in futures::future::join_all(handled).await.into_iter().flatten() {
+            response.add_failure(failed);
+        }
+        response
+    }
+
+    /// Receives and handles up to `max` jobs of the local queue at once; how many it received.
+    pub async fn run_local_batch(&self, max: u32, visibility: Duration) -> Result<usize, QueueError> {
+        let jobs = self.queue.receive(DIAL_JOBS, max, visibility).await?;
+        let handled = jobs.iter().map(|job| async move {
+            match self.handle(&job.body, job.receive_count).await {
+                Ok(_) => self.queue.delete(DIAL_JOBS, &job.receipt).await,
+                Err(delay) => self.queue.retry_after(DIAL_JOBS, &job.receipt, delay).await,
+            }
+        });
+        for result in futures::future::join_all(handled).await {
+            result?;
+        }
+        Ok(jobs.len())
+    }
+
+    /// The local stack's dial worker: runs until the process stops.
+    pub async fn run_local_worker(self, idle: Duration) {
+        loop {
+            match self.run_local_batch(10, Duration::from_secs(300)).await {
+                Ok(0) => tokio::time::sleep(idle).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "the local dial queue failed");
+                    tokio::time::sleep(idle).await;
+                }
+            }
+        }
+    }
+}
