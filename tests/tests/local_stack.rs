@@ -109,3 +109,56 @@ async fn openapi_document_describes_every_route() {
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.headers()["content-type"], "application/problem+json");
 }
+
+/// The local runtime end to end: starting a campaign over HTTP schedules its ticks on the local
+/// timer, each tick queues dial jobs under the cap, and the local dial workers place the calls
+/// with the simulator (whose reports come back to the stack's own address).
+#[tokio::test]
+async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
+    use store::{AssistantStore, CallStore, PageRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("e2e.db")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut stack = outdial::Stack { tick: std::time::Duration::from_millis(200), ..outdial::Stack::default() };
+    stack.dialing.simulator_speed = 1_000.0;
+    tokio::spawn(outdial::serve(store.clone(), stack, listener));
+
+    let org = store.create_org("Acme").await.unwrap().id;
+    let key = store.create_api_key(org).await.unwrap().secret;
+    let config = serde_json::from_value(serde_json::json!({ "systemPrompt": "You renew plans.", "firstMessage": "Hi, this is an AI assistant." })).unwrap();
+    let assistant = store
+        .create_assistant(org, domain::NewAssistant::local("Renewals", domain::ProviderKind::Simulator, config).unwrap(), chrono::Utc::now())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let spec = serde_json::json!({
+        "name": "Renewals", "assistantId": assistant.id.to_string(), "provider": "simulator", "cap": 3,
+        "callerIds": ["+14155550100", "+14155550101"], "timezone": "UTC",
+        "callingWindow": { "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59" },
+    });
+    let created: Value = http.post(format!("{base}/campaigns")).bearer_auth(&key).json(&spec).send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let csv: String = std::iter::once("phone,name\n".to_string()).chain((0..10).map(|i| format!("+1415555{i:04},Contact {i}\n"))).collect();
+    let imported = http.post(format!("{base}/campaigns/{id}/contacts")).bearer_auth(&key).header("content-type", "text/csv").body(csv).send().await.unwrap();
+    assert_eq!(imported.status(), 200);
+    let started = http.post(format!("{base}/campaigns/{id}/start")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(started.status(), 200, "{:?}", started.text().await);
+
+    let campaign = domain::CampaignId::parse(&id).unwrap();
+    let mut calls = Vec::new();
+    for _ in 0..200 {
+        calls = store.list_calls(org, campaign, PageRequest::first(50)).await.unwrap().items;
+        if calls.len() == 3 && calls.iter().all(|c| c.provider_call_id.is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls.len(), 3, "the cap: three calls, no more, while none has ended");
+    for call in &calls {
+        assert!(call.provider_call_id.as_deref().is_some_and(|sid| sid.starts_with("CA")), "placed with the simulator: {call:?}");
+        assert!(call.caller_id.is_some());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(store.list_calls(org, campaign, PageRequest::first(50)).await.unwrap().items.len(), 3, "later ticks keep to the cap");
+}

@@ -29,15 +29,14 @@ pub struct DialerSettings {
 }
 
 impl DialerSettings {
-    pub fn from_config(config: &platform::Config) -> Self {
-        let d = &config.dialing;
+    pub fn new(d: &platform::DialingConfig, accounts: &providers::ProviderAccounts) -> Self {
         Self {
             calls_per_second: d.calls_per_second,
             max_pace_wait: d.max_pace_wait,
             max_receives: d.max_receives,
             retry_backoff: d.retry_backoff,
             ring_seconds: d.ring_seconds,
-            account: config.providers.twilio.as_ref().map_or_else(|| "default".into(), |t| t.account_sid.clone()),
+            account: accounts.twilio.as_ref().map_or_else(|| "default".into(), |t| t.account_sid.clone()),
         }
     }
 }

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
         store: config.connect_dynamodb().await?,
         providers: providers::CallProviders::new(&config.providers, &config.dialing.call_options()),
         queue: config.sqs_queues().await,
-        settings: DialerSettings::from_config(&config),
+        settings: DialerSettings::new(&config.dialing, &config.providers),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
         let state = state.clone();

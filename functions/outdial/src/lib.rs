@@ -4,8 +4,8 @@
 pub mod client;
 
 use axum::{Json, Router, routing::get};
-use platform::{Config, LocalScheduler};
-use providers::{AssistantProviders, ProviderAccounts, RetryPolicy};
+use platform::{Config, DialingConfig, LocalQueue, LocalScheduler};
+use providers::{AssistantProviders, CallProviders, ProviderAccounts, RetryPolicy};
 use std::time::Duration;
 use store::Store;
 use utoipa::{
@@ -52,46 +52,88 @@ pub struct Stack {
     pub import_max_bytes: u64,
     /// How often the local timer ticks a running campaign.
     pub tick: Duration,
+    /// How calls are placed; the public URL defaults to the local stack's own address.
+    pub dialing: DialingConfig,
+    /// The durable local `dial-jobs` queue.
+    pub queue: LocalQueue,
+    /// Local dial workers, each placing up to 10 calls at once.
+    pub dial_workers: usize,
 }
 
 impl Stack {
+    /// From the configuration, with an in-memory queue until `with_queue_at` gives it a file.
     pub fn from_config(config: &Config) -> Self {
         Self {
             providers: AssistantProviders::new(&config.providers, RetryPolicy::default()),
             accounts: config.providers.clone(),
             import_max_bytes: config.import_max_bytes,
             tick: config.scheduler.local_tick,
+            dialing: config.dialing.clone(),
+            queue: memory_queue(config.dialing.max_receives),
+            dial_workers: 2,
         }
+    }
+
+    /// Keeps the dial-jobs queue in the SQLite file at `path` (it survives restarts).
+    pub fn with_queue_at(mut self, path: &std::path::Path) -> Result<Self, platform::QueueError> {
+        self.queue = LocalQueue::open(path, self.dialing.max_receives)?;
+        Ok(self)
     }
 }
 
+fn memory_queue(max_receives: u32) -> LocalQueue {
+    LocalQueue::open_in_memory(max_receives).expect("an in-memory SQLite database opens")
+}
+
 impl Default for Stack {
-    /// The simulator only, the default upload limit, a tick a minute.
+    /// The simulator only, the default upload limit, a tick a minute, an in-memory queue.
     fn default() -> Self {
+        let dialing = DialingConfig::default();
         Self {
             providers: AssistantProviders::default(),
             accounts: ProviderAccounts::default(),
             import_max_bytes: Config::DEFAULT_IMPORT_MAX_BYTES,
             tick: Duration::from_secs(60),
+            queue: memory_queue(dialing.max_receives),
+            dialing,
+            dial_workers: 2,
         }
     }
 }
 
 /// Every HTTP function's routes merged on one router, with `/health` and `/openapi.json`
-/// (the OpenAPI 3.1 document generated from the same route definitions). The local timer plays
-/// EventBridge Scheduler: its firings are handled here, in the background.
+/// (the OpenAPI 3.1 document generated from the same route definitions). In the background the
+/// local timer plays EventBridge Scheduler (each firing runs campaign-tick) and dial workers
+/// play the dialer Lambda on the local queue.
 pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
     let (scheduler, mut fired) = LocalScheduler::new(stack.tick);
-    let campaigns_state =
-        campaigns::AppState { store: store.clone(), scheduler, accounts: stack.accounts, import_max_bytes: stack.import_max_bytes };
-    let timer_state = campaigns_state.clone();
+    let campaigns_state = campaigns::AppState {
+        store: store.clone(),
+        scheduler,
+        accounts: stack.accounts.clone(),
+        import_max_bytes: stack.import_max_bytes,
+    };
+    let tick_state = campaign_tick::TickState { campaigns: campaigns_state.clone(), queue: stack.queue.clone() };
     tokio::spawn(async move {
         while let Some(run) = fired.recv().await {
-            if let Err(problem) = campaigns::lifecycle::on_scheduled_run(&timer_state, &run).await {
-                tracing::error!(campaign = %run.campaign, detail = %problem.detail, "scheduled run failed");
-            }
+            let tick_state = tick_state.clone();
+            // each firing on its own task: one slow campaign never delays another's tick
+            tokio::spawn(async move {
+                if let Err(e) = campaign_tick::on_scheduled_run(&tick_state, &run).await {
+                    tracing::error!(campaign = %run.campaign, error = %e, "scheduled run failed");
+                }
+            });
         }
     });
+    let dialer = dialer::DialerState {
+        store: store.clone(),
+        providers: CallProviders::new(&stack.accounts, &stack.dialing.call_options()),
+        queue: stack.queue.clone(),
+        settings: dialer::DialerSettings::new(&stack.dialing, &stack.accounts),
+    };
+    for _ in 0..stack.dial_workers {
+        tokio::spawn(dialer.clone().run_local_worker(Duration::from_millis(200)));
+    }
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .merge(assistants::router::<S>().with_state(assistants::AppState { store, providers: stack.providers }))
@@ -103,8 +145,12 @@ pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
         .fallback(|uri: axum::http::Uri| async move { platform::Problem::not_found(format!("there is no route {uri}; see /openapi.json")) })
 }
 
-/// Serves the local stack until the process is stopped.
-pub async fn serve<S: Store>(store: S, stack: Stack, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// Serves the local stack until the process is stopped. Providers reach it at its own address
+/// unless `OUTDIAL_PUBLIC_URL` says otherwise (a tunnel).
+pub async fn serve<S: Store>(store: S, mut stack: Stack, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    if stack.dialing.public_url.is_none() {
+        stack.dialing.public_url = Some(format!("http://{}", listener.local_addr()?));
+    }
     let app = local_stack(store, stack).layer(tower_http::trace::TraceLayer::new_for_http());
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await
 }

@@ -185,6 +185,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         StoreConfig::Sqlite { path } => {
             let path = cli.db.clone().unwrap_or(path);
             let store = SqliteStore::open(&path)?;
+            let stack = stack.with_queue_at(&path)?;
             if matches!(cli.command, Command::Migrate) {
                 println!("{} is at schema version {}", path.display(), store.schema_version()?);
             }

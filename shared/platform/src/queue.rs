@@ -48,6 +48,12 @@ pub struct LocalQueue {
     max_receives: u32,
 }
 
+impl std::fmt::Debug for LocalQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalQueue").field("max_receives", &self.max_receives).finish_non_exhaustive()
+    }
+}
+
 impl LocalQueue {
     pub const DEFAULT_MAX_RECEIVES: u32 = 5;
 
