@@ -126,9 +126,15 @@ async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
 
     let org = store.create_org("Acme").await.unwrap().id;
     let key = store.create_api_key(org).await.unwrap().secret;
-    let config = serde_json::from_value(serde_json::json!({ "systemPrompt": "You renew plans.", "firstMessage": "Hi, this is an AI assistant." })).unwrap();
+    let config =
+        serde_json::from_value(serde_json::json!({ "systemPrompt": "You renew plans.", "firstMessage": "Hi, this is an AI assistant." }))
+            .unwrap();
     let assistant = store
-        .create_assistant(org, domain::NewAssistant::local("Renewals", domain::ProviderKind::Simulator, config).unwrap(), chrono::Utc::now())
+        .create_assistant(
+            org,
+            domain::NewAssistant::local("Renewals", domain::ProviderKind::Simulator, config).unwrap(),
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     let http = reqwest::Client::new();
@@ -140,7 +146,14 @@ async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
     let created: Value = http.post(format!("{base}/campaigns")).bearer_auth(&key).json(&spec).send().await.unwrap().json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_string();
     let csv: String = std::iter::once("phone,name\n".to_string()).chain((0..10).map(|i| format!("+1415555{i:04},Contact {i}\n"))).collect();
-    let imported = http.post(format!("{base}/campaigns/{id}/contacts")).bearer_auth(&key).header("content-type", "text/csv").body(csv).send().await.unwrap();
+    let imported = http
+        .post(format!("{base}/campaigns/{id}/contacts"))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(imported.status(), 200);
     let started = http.post(format!("{base}/campaigns/{id}/start")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(started.status(), 200, "{:?}", started.text().await);

@@ -85,7 +85,8 @@ pub async fn tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
         if !call.is_stuck(now, campaign.settings.max_call_seconds) {
             continue;
         }
-        let event = CallEvent { dedupe_key: SWEEP_EVENT.into(), occurred_at: now, kind: CallEventKind::Ended { reason: EndReason::Timeout } };
+        let event =
+            CallEvent { dedupe_key: SWEEP_EVENT.into(), occurred_at: now, kind: CallEventKind::Ended { reason: EndReason::Timeout } };
         let applied = store.apply_call_event(org, call.id, event, now).await?;
         if applied.transition.is_some_and(|t| t.releases_capacity) {
             report.timed_out += 1;

@@ -190,7 +190,8 @@ pub async fn the_schedulers_sample_input_runs_a_tick<S: Store>(store: S) {
     let campaign = w.running(5, CampaignSettings::default(), vec![NewContact::new(phone(1), chrono_tz::UTC)]).await;
     w.store().add_do_not_call(w.org, vec![phone(1)], t0()).await.unwrap();
     let (org, id) = (w.org.to_string(), campaign.id.to_string());
-    let input = load_event("schedules/tick.json", &[("01970000-0000-7000-8000-0000000000a9", &org), ("01970000-0000-7000-8000-0000000ca111", &id)]);
+    let input =
+        load_event("schedules/tick.json", &[("01970000-0000-7000-8000-0000000000a9", &org), ("01970000-0000-7000-8000-0000000ca111", &id)]);
     let run: ScheduledRun = serde_json::from_str(&input).unwrap();
     let report = on_scheduled_run(&w.state, &run).await.unwrap();
     assert!(report.completed, "its only contact is on the do-not-call list: nothing left");

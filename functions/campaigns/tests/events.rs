@@ -8,7 +8,7 @@ use platform::{
     testing::{invoke_event, load_event},
 };
 use serde_json::Value;
-use store::{AssistantStore, CampaignStore, DoNotCallStore, OrgStore, SqliteStore};
+use store::{AssistantStore, CampaignStore, OrgStore, SqliteStore};
 
 const KEY: &str = "odk_REPLACE_WITH_AN_API_KEY";
 const ASSISTANT: &str = "01970000-0000-7000-8000-00000000a551";

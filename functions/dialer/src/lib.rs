@@ -52,11 +52,17 @@ pub struct DialerState<S, Q> {
 /// What became of a job that needs nothing more.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dialed {
-    Placed { provider_call_id: String },
+    Placed {
+        provider_call_id: String,
+    },
     /// Nothing to dial: the call is no longer queued (or never existed).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// The provider refused for good, or the call cannot be placed: the call is FAILED.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// The job must come back later.
@@ -195,10 +201,21 @@ impl<S: Store, Q: JobQueue> DialerState<S, Q> {
     }
 
     /// Ends the call (the store releases its slot and settles the contact), with the error first.
-    async fn end(&self, call: &domain::Call, key: &str, reason: EndReason, error: Option<String>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn end(
+        &self,
+        call: &domain::Call,
+        key: &str,
+        reason: EndReason,
+        error: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         if let Some(error) = error {
             let details = CallDetails { error: Some(error), ..Default::default() };
-            let event = CallEvent { dedupe_key: format!("{key}:error"), occurred_at: now, kind: CallEventKind::Details { details: Box::new(details) } };
+            let event = CallEvent {
+                dedupe_key: format!("{key}:error"),
+                occurred_at: now,
+                kind: CallEventKind::Details { details: Box::new(details) },
+            };
             self.store.apply_call_event(call.org_id, call.id, event, now).await?;
         }
         let event = CallEvent { dedupe_key: key.into(), occurred_at: now, kind: CallEventKind::Ended { reason } };

@@ -4,7 +4,7 @@
 //! sample batch.
 
 use chrono::{DateTime, Duration, Utc};
-use dialer::{DIAL_JOBS, DialerSettings, DialerState, Dialed};
+use dialer::{DIAL_JOBS, Dialed, DialerSettings, DialerState};
 use domain::{
     AssistantConfig, CallEvent, CallEventKind, CallProvider, CallState, CampaignSettings, CampaignStatus, Cap, ContactState, DialJob, E164,
     EndReason, NewAssistant, NewCampaign, NewContact, OrgId, ProviderKind,
@@ -195,9 +195,12 @@ async fn each_provider_gets_its_own_request_with_the_contacts_variables() {
         .expect(1)
         .mount(&rig.server)
         .await;
-    for (provider, expected) in
-        [(CallProvider::Twilio, "CAtwilio"), (CallProvider::Elevenlabs, "conv_1"), (CallProvider::Vapi, "vapi_1"), (CallProvider::Retell, "retell_1")]
-    {
+    for (provider, expected) in [
+        (CallProvider::Twilio, "CAtwilio"),
+        (CallProvider::Elevenlabs, "conv_1"),
+        (CallProvider::Vapi, "vapi_1"),
+        (CallProvider::Retell, "retell_1"),
+    ] {
         let campaign = rig.campaign(provider, vec![caller(1)], 1).await;
         let claim = rig.claim_and_queue(&campaign, now()).await.remove(0);
         rig.drain().await;
@@ -345,7 +348,11 @@ async fn pacing_holds_across_four_concurrent_dialers() {
     }
     placed.sort();
     for pair in placed.windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::milliseconds(200), "two calls {} ms apart under 5 calls/s", (pair[1] - pair[0]).num_milliseconds());
+        assert!(
+            pair[1] - pair[0] >= Duration::milliseconds(200),
+            "two calls {} ms apart under 5 calls/s",
+            (pair[1] - pair[0]).num_milliseconds()
+        );
     }
     assert_eq!(rig.server.received_requests().await.unwrap().len(), 8);
 }
@@ -364,7 +371,11 @@ async fn the_sqs_sample_batch_reports_only_the_bad_message_as_failed() {
     let (org, id, call) = (rig.org.to_string(), campaign.id.to_string(), claim.call.id.to_string());
     let event = load_event(
         "dialer/sqs-batch.json",
-        &[("01970000-0000-7000-8000-0000000000a9", &org), ("01970000-0000-7000-8000-0000000ca111", &id), ("01970000-0000-7000-8000-0000000ca11a", &call)],
+        &[
+            ("01970000-0000-7000-8000-0000000000a9", &org),
+            ("01970000-0000-7000-8000-0000000ca111", &id),
+            ("01970000-0000-7000-8000-0000000ca11a", &call),
+        ],
     );
     let response = rig.dialer.handle_sqs_batch(serde_json::from_str(&event).unwrap()).await;
     let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();

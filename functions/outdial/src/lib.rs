@@ -107,12 +107,8 @@ impl Default for Stack {
 /// play the dialer Lambda on the local queue.
 pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
     let (scheduler, mut fired) = LocalScheduler::new(stack.tick);
-    let campaigns_state = campaigns::AppState {
-        store: store.clone(),
-        scheduler,
-        accounts: stack.accounts.clone(),
-        import_max_bytes: stack.import_max_bytes,
-    };
+    let campaigns_state =
+        campaigns::AppState { store: store.clone(), scheduler, accounts: stack.accounts.clone(), import_max_bytes: stack.import_max_bytes };
     let tick_state = campaign_tick::TickState { campaigns: campaigns_state.clone(), queue: stack.queue.clone() };
     tokio::spawn(async move {
         while let Some(run) = fired.recv().await {

@@ -77,11 +77,7 @@ pub fn claim_order(a: &Contact, b: &Contact) -> std::cmp::Ordering {
 
 /// The caller ID for a call: the contact's previous one when it is still in the pool, else the
 /// pool's least recently used number (never used first, then in pool order).
-pub fn choose_caller_id<'a>(
-    pool: &'a [E164],
-    last_used: &BTreeMap<String, DateTime<Utc>>,
-    preferred: Option<&E164>,
-) -> Option<&'a E164> {
+pub fn choose_caller_id<'a>(pool: &'a [E164], last_used: &BTreeMap<String, DateTime<Utc>>, preferred: Option<&E164>) -> Option<&'a E164> {
     if let Some(p) = preferred.and_then(|p| pool.iter().find(|n| *n == p)) {
         return Some(p);
     }

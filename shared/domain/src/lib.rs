@@ -39,8 +39,8 @@ pub use campaign::{
     CallProvider, Campaign, CampaignCounters, CampaignPlan, CampaignSettings, CampaignSpec, CampaignStatus, CrmTarget, DialMode,
     NewCampaign, UnmetCheck, Voicemail, VoicemailAction,
 };
-pub use dialing::{DialJob, DialSlot, Pace};
 pub use contact::{Contact, ContactDisposition, ContactFate, ContactState, NewContact};
+pub use dialing::{DialJob, DialSlot, Pace};
 pub use error::ParseError;
 pub use ids::{AssistantId, CallId, CampaignId, ContactId, OrgId};
 pub use money::Money;

@@ -220,10 +220,10 @@ impl Config {
             .collect();
         let rate = |name: &'static str, default: f64| -> Result<f64, ConfigError> {
             var(name).map_or(Ok(default), |v| {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|n| n.is_finite() && *n >= 0.0)
-                    .ok_or_else(|| ConfigError::Invalid { var: name, reason: format!("{v:?} is not a number of calls per second (0 = no limit)") })
+                v.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| ConfigError::Invalid {
+                    var: name,
+                    reason: format!("{v:?} is not a number of calls per second (0 = no limit)"),
+                })
             })
         };
         let defaults = DialingConfig::default();
@@ -246,7 +246,8 @@ impl Config {
             retry_backoff: std::time::Duration::from_secs(number("DIAL_RETRY_BACKOFF_SECONDS", defaults.retry_backoff.as_secs())?),
             ring_seconds: u32::try_from(number("OUTDIAL_RING_SECONDS", u64::from(defaults.ring_seconds))?).unwrap_or(u32::MAX),
             simulator_seed: var("OUTDIAL_SIMULATOR_SEED").map_or(Ok(defaults.simulator_seed), |v| {
-                v.parse().map_err(|_| ConfigError::Invalid { var: "OUTDIAL_SIMULATOR_SEED", reason: format!("{v:?} is not a whole number") })
+                v.parse()
+                    .map_err(|_| ConfigError::Invalid { var: "OUTDIAL_SIMULATOR_SEED", reason: format!("{v:?} is not a whole number") })
             })?,
             simulator_speed: rate("OUTDIAL_SIMULATOR_SPEED", defaults.simulator_speed)?.max(f64::MIN_POSITIVE),
         };

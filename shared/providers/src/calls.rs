@@ -89,10 +89,8 @@ impl CallProviders {
             _ => None,
         };
         let simulator = options.public_url.as_ref().map(|public_url| {
-            let (sid, token) = accounts
-                .twilio
-                .as_ref()
-                .map_or(Self::SIMULATOR_ACCOUNT, |t| (t.account_sid.as_str(), t.auth_token.as_str()));
+            let (sid, token) =
+                accounts.twilio.as_ref().map_or(Self::SIMULATOR_ACCOUNT, |t| (t.account_sid.as_str(), t.auth_token.as_str()));
             let webhooks = SimulatorWebhooks {
                 public_url: public_url.clone(),
                 twilio_account_sid: sid.into(),
@@ -107,7 +105,10 @@ impl CallProviders {
                 .elevenlabs
                 .as_ref()
                 .map(|a| ElevenLabs::new(&a.base_url, &a.api_key, once).with_phone_number_id(options.elevenlabs_phone_number_id.clone())),
-            vapi: accounts.vapi.as_ref().map(|a| Vapi::new(&a.base_url, &a.api_key, once).with_phone_number_id(options.vapi_phone_number_id.clone())),
+            vapi: accounts
+                .vapi
+                .as_ref()
+                .map(|a| Vapi::new(&a.base_url, &a.api_key, once).with_phone_number_id(options.vapi_phone_number_id.clone())),
             retell: accounts.retell.as_ref().map(|a| Retell::new(&a.base_url, &a.api_key, once)),
             simulator,
         }
@@ -117,7 +118,11 @@ impl CallProviders {
     pub async fn place_call(&self, provider: domain::CallProvider, call: &CallRequest) -> Result<String, ProviderError> {
         use domain::CallProvider as P;
         match provider {
-            P::Twilio => Self::configured(&self.twilio, "twilio", "TWILIO_ACCOUNT_SID, OUTDIAL_PUBLIC_URL and OUTDIAL_BRIDGE_URL")?.place_call(call).await,
+            P::Twilio => {
+                Self::configured(&self.twilio, "twilio", "TWILIO_ACCOUNT_SID, OUTDIAL_PUBLIC_URL and OUTDIAL_BRIDGE_URL")?
+                    .place_call(call)
+                    .await
+            }
             P::Elevenlabs => Self::configured(&self.elevenlabs, "elevenlabs", "ELEVENLABS_API_KEY")?.place_call(call).await,
             P::Vapi => Self::configured(&self.vapi, "vapi", "VAPI_API_KEY")?.place_call(call).await,
             P::Retell => Self::configured(&self.retell, "retell", "RETELL_API_KEY")?.place_call(call).await,

@@ -185,7 +185,8 @@ impl SimulatedCalls {
         mac.update(format!("{now}.{body}").as_bytes());
         let header = format!("t={now},v0={}", hex::encode(mac.finalize().into_bytes()));
         let url = format!("{}/webhooks/elevenlabs", self.webhooks.public_url.trim_end_matches('/'));
-        let sent = self.client.post(url).header("ElevenLabs-Signature", header).header("Content-Type", "application/json").body(body).send().await;
+        let sent =
+            self.client.post(url).header("ElevenLabs-Signature", header).header("Content-Type", "application/json").body(body).send().await;
         if let Err(e) = sent.and_then(|r| r.error_for_status()) {
             tracing::warn!(error = %e, "the simulator's transcript was not accepted");
         }

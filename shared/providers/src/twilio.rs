@@ -137,7 +137,8 @@ mod tests {
     #[test]
     fn signature_matches_twilios_public_test_vector() {
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
-        let params = |caller| [("To", "+18005551212"), ("CallSid", "CA1234567890ABCDE"), ("Caller", caller), ("Digits", "1234"), ("From", caller)];
+        let params =
+            |caller| [("To", "+18005551212"), ("CallSid", "CA1234567890ABCDE"), ("Caller", caller), ("Digits", "1234"), ("From", caller)];
         assert_eq!(signature("12345", url, params("+12349013030")), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
         assert_eq!(signature("12345", url, params("+14158675310")), "GvWf1cFY/Q7PnoempGyD5oXAezc=");
         assert_ne!(signature("12346", url, params("+12349013030")), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");

@@ -33,8 +33,7 @@ fn request() -> CallRequest {
 
 fn twilio(server: &MockServer) -> Twilio {
     let account = TwilioAccount { base_url: server.uri(), account_sid: "AC123".into(), auth_token: "secret-token".into() };
-    let endpoints =
-        TwilioEndpoints { public_url: "https://hooks.example.com".into(), bridge_url: "wss://bridge.example.com/media".into() };
+    let endpoints = TwilioEndpoints { public_url: "https://hooks.example.com".into(), bridge_url: "wss://bridge.example.com/media".into() };
     Twilio::new(&account, endpoints, RetryPolicy::once())
 }
 
@@ -94,7 +93,9 @@ async fn twilio_creates_the_call_with_the_bridge_twiml_callbacks_amd_and_recordi
     Mock::given(method("POST"))
         .and(path("/2010-04-01/Accounts/AC123/Calls/CA0123456789abcdef0123456789abcdef.json"))
         .and(header("authorization", "Basic QUMxMjM6c2VjcmV0LXRva2Vu"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "sid": "CA0123456789abcdef0123456789abcdef", "status": "completed" })))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "sid": "CA0123456789abcdef0123456789abcdef", "status": "completed" })),
+        )
         .expect(1)
         .mount(&hangup)
         .await;
@@ -154,9 +155,10 @@ async fn elevenlabs_places_a_native_twilio_outbound_call() {
             "to_number": "+14155550123",
             "conversation_initiation_client_data": { "dynamic_variables": variables_with_ids(&call) },
         })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({ "success": true, "message": "Call initiated", "conversation_id": "conv_9", "callSid": "CAabc" }),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "success": true, "message": "Call initiated", "conversation_id": "conv_9", "callSid": "CAabc" })),
+        )
         .expect(1)
         .mount(&server)
         .await;

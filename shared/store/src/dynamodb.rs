@@ -4,8 +4,8 @@
 
 use crate::{
     AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
-    CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, Result, StoreError,
-    PlacedCall, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
+    CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, PlacedCall,
+    Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use aws_sdk_dynamodb::{
     Client,
@@ -18,9 +18,9 @@ use aws_sdk_dynamodb::{
 };
 use chrono::{DateTime, Utc};
 use domain::{
-    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallEventKind, CallId, CallState, Campaign, CampaignCounters,
-    CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState, E164,
-    DialSlot, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
+    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallEventKind, CallId, CallState, Campaign,
+    CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState,
+    DialSlot, E164, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -242,9 +242,9 @@ impl DynamoStore {
             .limit(limit);
         query = match range {
             ReadyRange::All => query.key_condition_expression("gsi1pk = :pk"),
-            ReadyRange::FromBatch(batch) => {
-                query.key_condition_expression("gsi1pk = :pk AND gsi1sk >= :lo").expression_attribute_values(":lo", s(format!("{batch:010}#")))
-            }
+            ReadyRange::FromBatch(batch) => query
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk >= :lo")
+                .expression_attribute_values(":lo", s(format!("{batch:010}#"))),
             ReadyRange::Due { batch, zone, now } => query
                 .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi")
                 .expression_attribute_values(":lo", s(format!("{batch:010}#{}#", zone.name())))
@@ -449,7 +449,11 @@ enum ReadyRange {
     /// Those of batch `.0` and every later one.
     FromBatch(u32),
     /// Those of one batch and zone due at `now`.
-    Due { batch: u32, zone: chrono_tz::Tz, now: DateTime<Utc> },
+    Due {
+        batch: u32,
+        zone: chrono_tz::Tz,
+        now: DateTime<Utc>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -855,8 +859,11 @@ impl CampaignStore for DynamoStore {
                 let phone_key = format!("PHONE#{}", c.phone.as_str());
                 let mut attempt = 0;
                 loop {
-                    let items =
-                        vec![guard(c)?, self.put(encode(&ContactItem::new(c.clone(), 1)), "attribute_not_exists(pk)", &[])?, count(std::slice::from_ref(c))?];
+                    let items = vec![
+                        guard(c)?,
+                        self.put(encode(&ContactItem::new(c.clone(), 1)), "attribute_not_exists(pk)", &[])?,
+                        count(std::slice::from_ref(c))?,
+                    ];
                     if self.transact(items).await? {
                         outcome.added += 1;
                         break;
@@ -1201,7 +1208,8 @@ impl CallStore for DynamoStore {
         let mut claims = Vec::new();
         let mut attempt = 0;
         loop {
-            let raw = self.get(org_pk(org), &campaign_sk(campaign_id)).await?.ok_or_else(|| StoreError::not_found("campaign", campaign_id))?;
+            let raw =
+                self.get(org_pk(org), &campaign_sk(campaign_id)).await?.ok_or_else(|| StoreError::not_found("campaign", campaign_id))?;
             let zones: Vec<chrono_tz::Tz> = match raw.get("zones") {
                 Some(AttributeValue::Ss(names)) => names.iter().filter_map(|z| z.parse().ok()).collect(),
                 _ => Vec::new(),

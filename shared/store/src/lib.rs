@@ -14,8 +14,8 @@ pub use sqlite::SqliteStore;
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallEvent, CallId, CallProvider, Campaign, CampaignId,
-    CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState, E164, NewAssistant, NewCampaign, NewContact, OrgId,
-    DialSlot, Organisation, Pace, Transition,
+    CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164, NewAssistant, NewCampaign,
+    NewContact, OrgId, Organisation, Pace, Transition,
 };
 use std::{collections::BTreeMap, future::Future};
 

@@ -3,8 +3,8 @@
 
 use crate::{
     AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
-    CreatedApiKey, DialingStore, PlacedCall, Cursor, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, Result, StoreError,
-    StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
+    CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, PlacedCall,
+    Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use chrono::{DateTime, Utc};
 use domain::{
@@ -322,8 +322,7 @@ fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Campaign> {
     })
 }
 
-const CONTACT_COLUMNS: &str =
-    "id, campaign_id, phone, name, timezone, priority, state, attempts, due_at, disposition, last_call_id, variables, created_at, batch, caller_id";
+const CONTACT_COLUMNS: &str = "id, campaign_id, phone, name, timezone, priority, state, attempts, due_at, disposition, last_call_id, variables, created_at, batch, caller_id";
 
 fn contact_row(r: &Row<'_>) -> rusqlite::Result<Contact> {
     Ok(Contact {
@@ -379,33 +378,35 @@ fn end_reason_text(call: &Call) -> Option<&'static str> {
 }
 
 fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
-    tx.prepare_cached(&format!("INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"))
-        .and_then(|mut s| {
-            s.execute(params![
-                call.id.to_string(),
-                call.org_id.to_string(),
-                call.campaign_id.to_string(),
-                call.contact_id.to_string(),
-                call.attempt,
-                call.phone.as_str(),
-                call.state.as_str(),
-                end_reason_text(call),
-                call.ended_at.map(ms),
-                to_json(&call.details),
-                ms(call.created_at),
-                ms(call.last_status_at),
-                call.provider_call_id,
-                call.caller_id.as_ref().map(E164::as_str),
-                call.placed_at.map(ms),
-                call.dialing_since.map(ms),
-            ])
-        })
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                StoreError::Conflict(format!("attempt {} of contact {} already has a call", call.attempt, call.contact_id))
-            }
-            other => backend(other),
-        })?;
+    tx.prepare_cached(&format!(
+        "INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            call.id.to_string(),
+            call.org_id.to_string(),
+            call.campaign_id.to_string(),
+            call.contact_id.to_string(),
+            call.attempt,
+            call.phone.as_str(),
+            call.state.as_str(),
+            end_reason_text(call),
+            call.ended_at.map(ms),
+            to_json(&call.details),
+            ms(call.created_at),
+            ms(call.last_status_at),
+            call.provider_call_id,
+            call.caller_id.as_ref().map(E164::as_str),
+            call.placed_at.map(ms),
+            call.dialing_since.map(ms),
+        ])
+    })
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StoreError::Conflict(format!("attempt {} of contact {} already has a call", call.attempt, call.contact_id))
+        }
+        other => backend(other),
+    })?;
     Ok(())
 }
 
@@ -423,8 +424,8 @@ fn update_contact(tx: &rusqlite::Transaction<'_>, c: &Contact) -> Result<()> {
             c.last_call_id.map(|id| id.to_string()),
             c.caller_id.as_ref().map(E164::as_str),
         ])
-        })
-        .map_err(backend)?;
+    })
+    .map_err(backend)?;
     Ok(())
 }
 
@@ -835,7 +836,8 @@ impl CallStore for SqliteStore {
                              AND state = 'ready' AND due_at <= ?4 ORDER BY due_at, priority DESC, id LIMIT ?5"
                         ))
                         .and_then(|mut s| {
-                            s.query_map(params![id, batch, zone.name(), ms(now), want as i64], contact_row)?.collect::<rusqlite::Result<Vec<_>>>()
+                            s.query_map(params![id, batch, zone.name(), ms(now), want as i64], contact_row)?
+                                .collect::<rusqlite::Result<Vec<_>>>()
                         })
                         .map_err(decoding)?;
                     due.append(&mut rows);
@@ -1044,11 +1046,9 @@ impl DialingStore for SqliteStore {
                 ],
             )
             .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(format!(
-                    "{} call {} already belongs to another call",
-                    placed.provider.as_str(),
-                    placed.provider_call_id
-                )),
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(
+                    format!("{} call {} already belongs to another call", placed.provider.as_str(), placed.provider_call_id),
+                ),
                 other => backend(other),
             })?;
             if let Some(caller_id) = &placed.caller_id {
@@ -1085,9 +1085,12 @@ impl DialingStore for SqliteStore {
         let (pool, preferred) = (pool.to_vec(), preferred.cloned());
         self.write(move |tx| {
             let mut last_used = std::collections::BTreeMap::new();
-            let mut lookup = tx.prepare_cached("SELECT last_used FROM caller_id_usage WHERE org_id = ?1 AND phone = ?2").map_err(backend)?;
+            let mut lookup =
+                tx.prepare_cached("SELECT last_used FROM caller_id_usage WHERE org_id = ?1 AND phone = ?2").map_err(backend)?;
             for phone in &pool {
-                if let Some(at) = lookup.query_row(params![org.to_string(), phone.as_str()], |r| r.get::<_, i64>(0)).optional().map_err(backend)? {
+                if let Some(at) =
+                    lookup.query_row(params![org.to_string(), phone.as_str()], |r| r.get::<_, i64>(0)).optional().map_err(backend)?
+                {
                     last_used.insert(phone.as_str().to_string(), from_ms(at).map_err(decoding)?);
                 }
             }

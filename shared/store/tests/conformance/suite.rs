@@ -904,10 +904,8 @@ pub async fn batch_mode_moves_on_only_when_a_batch_is_finished<S: Store>(store: 
 
 pub async fn listed_numbers_are_finalised_instead_of_claimed<S: Store>(store: &S) {
     let org = org(store).await;
-    let campaign = store
-        .create_campaign(org, NewCampaign::parse("dnc", Cap::parse(5).unwrap(), CampaignSettings::default()).unwrap())
-        .await
-        .unwrap();
+    let campaign =
+        store.create_campaign(org, NewCampaign::parse("dnc", Cap::parse(5).unwrap(), CampaignSettings::default()).unwrap()).await.unwrap();
     store.add_contacts(org, campaign.id, contacts(0..4), t0()).await.unwrap();
     // listed while the campaign is a draft: nothing finalised yet, so the claim must check
     store.add_do_not_call(org, vec![phone(1), phone(2)], t0()).await.unwrap();
@@ -962,14 +960,14 @@ pub async fn dialing_records_provider_ids_pace_and_caller_ids<S: Store>(store: &
     // pacing: 4 concurrent reservations at 2 calls/s get 4 distinct slots 500 ms apart
     let pace = domain::Pace::per_second(2.0);
     let account = format!("twilio#{org}");
-    let slots = futures::future::join_all(
-        (0..4).map(|_| store.reserve_dial_slot(&account, t0(), pace, StdDuration::from_secs(5))),
-    )
-    .await;
-    let mut at: Vec<_> = slots.into_iter().map(|s| match s.unwrap() {
-        domain::DialSlot::At(t) => t,
-        busy => panic!("{busy:?}"),
-    }).collect();
+    let slots = futures::future::join_all((0..4).map(|_| store.reserve_dial_slot(&account, t0(), pace, StdDuration::from_secs(5)))).await;
+    let mut at: Vec<_> = slots
+        .into_iter()
+        .map(|s| match s.unwrap() {
+            domain::DialSlot::At(t) => t,
+            busy => panic!("{busy:?}"),
+        })
+        .collect();
     at.sort();
     assert_eq!(at, (0..4).map(|i| t0() + Duration::milliseconds(500 * i)).collect::<Vec<_>>());
     let far = store.reserve_dial_slot(&account, t0(), pace, StdDuration::from_millis(100)).await.unwrap();
