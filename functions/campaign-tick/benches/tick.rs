@@ -1,0 +1,126 @@
+//! Tick latency against campaign size: a campaign of 1,000 / 100,000 / 1,000,000 contacts, cap 50,
+//! each tick claiming 50 contacts (calls of the previous tick ended, untimed) and queueing 50 dial
+//! jobs. SQLite in a file; with DYNAMODB_ENDPOINT set, also DynamoDB requests per tick (moto).
+//!
+//!     cargo bench -p campaign-tick --bench tick            # SQLite
+//!     ./scripts/test is not needed: set DYNAMODB_ENDPOINT (moto_server) for the request counts
+
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, interceptors::BeforeTransmitInterceptorContextRef};
+use campaign_tick::{TickState, tick};
+use chrono::{DateTime, Utc};
+use domain::{CallEvent, CallEventKind, CampaignSettings, CampaignStatus, Cap, E164, EndReason, NewCampaign, NewContact};
+use platform::{LocalQueue, LocalScheduler};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use store::{DynamoStore, SqliteStore, Store};
+
+const RUNS: usize = 9;
+
+fn at() -> DateTime<Utc> {
+    // Friday 15 January 2027, 18:00 UTC: 10:00–13:00 in the three zones
+    DateTime::parse_from_rfc3339("2027-01-15T18:00:00Z").unwrap().to_utc()
+}
+
+fn contacts(range: std::ops::Range<u64>) -> Vec<NewContact> {
+    let zones = [chrono_tz::America::New_York, chrono_tz::America::Chicago, chrono_tz::America::Los_Angeles];
+    range
+        .map(|n| {
+            let phone = E164::parse(&format!("+1{}{:07}", 212 + (n / 10_000_000) * 100 + (n / 1_000_000) % 10, n % 10_000_000), None);
+            NewContact::new(phone.expect("a valid number"), zones[n as usize % 3])
+        })
+        .collect()
+}
+
+/// Per tick, after setting up `n` contacts: the latency of each run and the requests `counter` saw during it.
+async fn measure<S: Store>(store: S, n: u64, counter: &AtomicU64) -> (Vec<Duration>, Vec<u64>) {
+    let org = store.create_org("bench").await.unwrap().id;
+    let campaign = store.create_campaign(org, NewCampaign::parse("bench", Cap::parse(50).unwrap(), CampaignSettings::default()).unwrap()).await.unwrap();
+    let mut start = 0;
+    while start < n {
+        let end = (start + 20_000).min(n);
+        store.add_contacts(org, campaign.id, contacts(start..end), at()).await.unwrap();
+        start = end;
+    }
+    store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, at()).await.unwrap();
+    let (scheduler, _fired) = LocalScheduler::new(Duration::from_secs(3600));
+    let state = TickState {
+        campaigns: campaigns::AppState { store: store.clone(), scheduler, accounts: Default::default(), import_max_bytes: 0 },
+        queue: LocalQueue::open_in_memory(5).unwrap(),
+    };
+    let (mut times, mut requests) = (Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        for call in store.active_calls(org, campaign.id).await.unwrap() {
+            let end = CallEvent { dedupe_key: "end".into(), occurred_at: at(), kind: CallEventKind::Ended { reason: EndReason::Completed } };
+            store.apply_call_event(org, call.id, end, at()).await.unwrap();
+        }
+        let (started, before) = (Instant::now(), counter.load(Ordering::Relaxed));
+        let report = tick(&state, org, campaign.id, &format!("run-{run}"), at()).await.unwrap();
+        times.push(started.elapsed());
+        requests.push(counter.load(Ordering::Relaxed) - before);
+        assert_eq!(report.claimed, 50);
+    }
+    (times, requests)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[derive(Debug, Clone)]
+struct CountRequests(Arc<AtomicU64>);
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    println!("| store | contacts | tick median | min | max |");
+    println!("|---|---:|---:|---:|---:|");
+    for n in [1_000, 100_000, 1_000_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("bench.db")).unwrap();
+        let (times, _) = measure(store, n, &AtomicU64::new(0)).await;
+        let (min, max) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
+        println!("| SQLite | {n} | {:.2} ms | {:.2} ms | {:.2} ms |", ms(median(times)), ms(min), ms(max));
+    }
+    let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
+        println!("(DynamoDB request counts skipped: DYNAMODB_ENDPOINT is unset)");
+        return;
+    };
+    println!("\n| store | contacts | DynamoDB requests per tick (median, min–max) |");
+    println!("|---|---:|---:|");
+    for n in [1_000, 10_000] {
+        let counter = Arc::new(AtomicU64::new(0));
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).region("us-east-1").endpoint_url(&endpoint).load().await;
+        let config = aws_sdk_dynamodb::config::Builder::from(&shared).interceptor(CountRequests(counter.clone())).build();
+        let table = format!("bench-tick-{n}-{}", uuid::Uuid::now_v7().simple());
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), &table);
+        store.create_table().await.unwrap();
+        let (_, mut requests) = measure(store, n, &counter).await;
+        requests.sort();
+        println!("| DynamoDB (moto) | {n} | {} ({}–{}) |", requests[RUNS / 2], requests[0], requests[RUNS - 1]);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
