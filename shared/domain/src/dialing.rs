@@ -36,6 +36,23 @@ impl Call {
     }
 }
 
+impl Call {
+    /// Records the provider's acceptance of the call. Ok(false) when this id is already recorded
+    /// (nothing changes); Err with the other id the call already has.
+    pub fn record_placement(&mut self, provider_call_id: &str, caller_id: Option<E164>, placed_at: DateTime<Utc>) -> Result<bool, String> {
+        match &self.provider_call_id {
+            Some(id) if id == provider_call_id => Ok(false),
+            Some(id) => Err(id.clone()),
+            None => {
+                self.provider_call_id = Some(provider_call_id.to_string());
+                self.caller_id = caller_id;
+                self.placed_at = Some(placed_at);
+                Ok(true)
+            }
+        }
+    }
+}
+
 /// The batch a contact belongs to: its position among the campaign's contacts, `size` at a time.
 pub fn batch_of(mode: DialMode, batch_size: Option<u32>, position: u64) -> u32 {
     match (mode, batch_size) {

@@ -10,7 +10,8 @@ use store::{CallStore, CampaignStore, OrgStore, SqliteStore};
 const RUNS: usize = 7;
 
 fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    // Friday 15 January 2027, 10:00 in New York: inside the default calling window
+    DateTime::from_timestamp(1_800_025_200, 0).unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

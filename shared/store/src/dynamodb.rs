@@ -1038,14 +1038,11 @@ impl DialingStore for DynamoStore {
         let mut attempt = 0;
         loop {
             let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
-            match &call.provider_call_id {
-                Some(id) if *id == placed.provider_call_id => return Ok(call),
-                Some(id) => return Err(StoreError::Conflict(format!("call {call_id} was already placed as {id}"))),
-                None => {}
+            match call.record_placement(&placed.provider_call_id, placed.caller_id.clone(), millis(placed.placed_at)) {
+                Ok(true) => {}
+                Ok(false) => return Ok(call),
+                Err(id) => return Err(StoreError::Conflict(format!("call {call_id} was already placed as {id}"))),
             }
-            call.provider_call_id = Some(placed.provider_call_id.clone());
-            call.caller_id = placed.caller_id.clone();
-            call.placed_at = Some(millis(placed.placed_at));
             let guard = HashMap::from([
                 ("pk".to_string(), s(guard_pk.clone())),
                 ("sk".to_string(), s("PROVIDER_CALL")),
@@ -1236,10 +1233,15 @@ impl CallStore for DynamoStore {
             }
             let listed = self.listed_among(org, &candidates.iter().map(|c| &c.contact.phone).collect::<Vec<_>>()).await?;
             let (listed, candidates): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| listed.contains(c.contact.phone.as_str()));
+            let mut finalised = 0;
             for ContactItem { contact, .. } in listed {
-                self.finalise_ready_contact(org, campaign_id, contact.id, ContactDisposition::DoNotCall, now).await?;
+                finalised += u32::from(self.finalise_ready_contact(org, campaign_id, contact.id, ContactDisposition::DoNotCall, now).await?);
             }
             if candidates.is_empty() {
+                // none finalised: the index still lists contacts that changed; the next tick looks again
+                if finalised == 0 {
+                    return Ok(claims);
+                }
                 continue;
             }
             let mut items = Vec::with_capacity(candidates.len() * 2 + 1);

@@ -1027,14 +1027,11 @@ impl DialingStore for SqliteStore {
     async fn record_placed_call(&self, org: OrgId, call_id: CallId, placed: PlacedCall) -> Result<Call> {
         self.write(move |tx| {
             let mut call = call_in_org(tx, org, call_id)?;
-            match &call.provider_call_id {
-                Some(id) if *id == placed.provider_call_id => return Ok(call),
-                Some(id) => return Err(StoreError::Conflict(format!("call {call_id} was already placed as {id}"))),
-                None => {}
+            match call.record_placement(&placed.provider_call_id, placed.caller_id.clone(), millis(placed.placed_at)) {
+                Ok(true) => {}
+                Ok(false) => return Ok(call),
+                Err(id) => return Err(StoreError::Conflict(format!("call {call_id} was already placed as {id}"))),
             }
-            call.provider_call_id = Some(placed.provider_call_id.clone());
-            call.caller_id = placed.caller_id.clone();
-            call.placed_at = Some(millis(placed.placed_at));
             tx.execute(
                 "UPDATE calls SET provider = ?2, provider_call_id = ?3, caller_id = ?4, placed_at = ?5 WHERE id = ?1",
                 params![
