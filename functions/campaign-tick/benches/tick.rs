@@ -30,7 +30,7 @@ fn contacts(range: std::ops::Range<u64>) -> Vec<NewContact> {
     let zones = [chrono_tz::America::New_York, chrono_tz::America::Chicago, chrono_tz::America::Los_Angeles];
     range
         .map(|n| {
-            let phone = E164::parse(&format!("+1{}{:07}", 212 + (n / 10_000_000) * 100 + (n / 1_000_000) % 10, n % 10_000_000), None);
+            let phone = E164::parse(&format!("+1415{:03}{:04}", 200 + (n / 10_000) % 800, n % 10_000), None);
             NewContact::new(phone.expect("a valid number"), zones[n as usize % 3])
         })
         .collect()

@@ -303,6 +303,20 @@ mod tests {
     }
 
     #[test]
+    fn dialing_settings_have_defaults_and_named_errors() {
+        let d = config(&[]).unwrap().dialing;
+        assert_eq!((d.calls_per_second.twilio, d.max_receives, d.public_url), (1.0, 5, None));
+        assert_eq!(d.calls_per_second.pace(domain::CallProvider::Twilio), domain::Pace::per_second(1.0));
+        assert_eq!(d.calls_per_second.pace(domain::CallProvider::Simulator), domain::Pace::unlimited());
+        let c = config(&[("TWILIO_CALLS_PER_SECOND", "5"), ("DIAL_JOBS_QUEUE_URL", "https://sqs/q"), ("OUTDIAL_PUBLIC_URL", "https://x")]).unwrap();
+        assert_eq!((c.dialing.calls_per_second.twilio, c.dialing.public_url.as_deref()), (5.0, Some("https://x")));
+        assert_eq!(c.queue_urls.get("dial-jobs").map(String::as_str), Some("https://sqs/q"));
+        let err = config(&[("TWILIO_CALLS_PER_SECOND", "fast")]).unwrap_err();
+        assert!(err.to_string().contains("TWILIO_CALLS_PER_SECOND"), "{err}");
+        assert!(config(&[("DIAL_JOBS_MAX_RECEIVES", "0")]).unwrap_err().to_string().contains("DIAL_JOBS_MAX_RECEIVES"));
+    }
+
+    #[test]
     fn provider_accounts_exist_only_with_a_key() {
         assert_eq!(config(&[]).unwrap().providers, ProviderAccounts::default());
         let c = config(&[("VAPI_API_KEY", "vk"), ("RETELL_API_KEY", "rk"), ("RETELL_BASE_URL", "http://127.0.0.1:9")]).unwrap();
