@@ -39,7 +39,10 @@ fn contacts(range: std::ops::Range<u64>) -> Vec<NewContact> {
 /// Per tick, after setting up `n` contacts: the latency of each run and the requests `counter` saw during it.
 async fn measure<S: Store>(store: S, n: u64, counter: &AtomicU64) -> (Vec<Duration>, Vec<u64>) {
     let org = store.create_org("bench").await.unwrap().id;
-    let campaign = store.create_campaign(org, NewCampaign::parse("bench", Cap::parse(50).unwrap(), CampaignSettings::default()).unwrap()).await.unwrap();
+    let campaign = store
+        .create_campaign(org, NewCampaign::parse("bench", Cap::parse(50).unwrap(), CampaignSettings::default()).unwrap())
+        .await
+        .unwrap();
     let mut start = 0;
     while start < n {
         let end = (start + 20_000).min(n);
@@ -55,7 +58,8 @@ async fn measure<S: Store>(store: S, n: u64, counter: &AtomicU64) -> (Vec<Durati
     let (mut times, mut requests) = (Vec::new(), Vec::new());
     for run in 0..RUNS {
         for call in store.active_calls(org, campaign.id).await.unwrap() {
-            let end = CallEvent { dedupe_key: "end".into(), occurred_at: at(), kind: CallEventKind::Ended { reason: EndReason::Completed } };
+            let end =
+                CallEvent { dedupe_key: "end".into(), occurred_at: at(), kind: CallEventKind::Ended { reason: EndReason::Completed } };
             store.apply_call_event(org, call.id, end, at()).await.unwrap();
         }
         let (started, before) = (Instant::now(), counter.load(Ordering::Relaxed));

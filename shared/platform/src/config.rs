@@ -308,7 +308,8 @@ mod tests {
         assert_eq!((d.calls_per_second.twilio, d.max_receives, d.public_url), (1.0, 5, None));
         assert_eq!(d.calls_per_second.pace(domain::CallProvider::Twilio), domain::Pace::per_second(1.0));
         assert_eq!(d.calls_per_second.pace(domain::CallProvider::Simulator), domain::Pace::unlimited());
-        let c = config(&[("TWILIO_CALLS_PER_SECOND", "5"), ("DIAL_JOBS_QUEUE_URL", "https://sqs/q"), ("OUTDIAL_PUBLIC_URL", "https://x")]).unwrap();
+        let c = config(&[("TWILIO_CALLS_PER_SECOND", "5"), ("DIAL_JOBS_QUEUE_URL", "https://sqs/q"), ("OUTDIAL_PUBLIC_URL", "https://x")])
+            .unwrap();
         assert_eq!((c.dialing.calls_per_second.twilio, c.dialing.public_url.as_deref()), (5.0, Some("https://x")));
         assert_eq!(c.queue_urls.get("dial-jobs").map(String::as_str), Some("https://sqs/q"));
         let err = config(&[("TWILIO_CALLS_PER_SECOND", "fast")]).unwrap_err();

@@ -1235,7 +1235,8 @@ impl CallStore for DynamoStore {
             let (listed, candidates): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| listed.contains(c.contact.phone.as_str()));
             let mut finalised = 0;
             for ContactItem { contact, .. } in listed {
-                finalised += u32::from(self.finalise_ready_contact(org, campaign_id, contact.id, ContactDisposition::DoNotCall, now).await?);
+                finalised +=
+                    u32::from(self.finalise_ready_contact(org, campaign_id, contact.id, ContactDisposition::DoNotCall, now).await?);
             }
             if candidates.is_empty() {
                 // none finalised: the index still lists contacts that changed; the next tick looks again
