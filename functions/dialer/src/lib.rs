@@ -65,6 +65,12 @@ pub enum Dialed {
     },
 }
 
+/// A call ready to place, or why it cannot be placed at all.
+enum Prepared {
+    Ready(CallRequest, DateTime<Utc>),
+    Unplaceable(String),
+}
+
 /// The job must come back later.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("retry in {delay:?}: {reason}")]
@@ -108,6 +114,37 @@ impl<S: Store, Q: JobQueue> DialerState<S, Q> {
         if !store.begin_dial(org, call.id, now).await? {
             return Ok(Dialed::Skipped { reason: format!("call {} is being placed by another dialer", call.id) });
         }
+        // until the provider is asked, any failure gives the call back so the job's retry can dial it
+        let (request, placed_at) = match self.prepare(&call, &campaign, now).await {
+            Ok(Prepared::Ready(request, placed_at)) => (request, placed_at),
+            Ok(Prepared::Unplaceable(error)) => return self.fail(&call, error, now).await,
+            Err(e) => {
+                self.give_back(&call).await;
+                return Err(e);
+            }
+        };
+        let provider = campaign.settings.provider;
+        match self.providers.place_call(provider, &request).await {
+            Ok(provider_call_id) => {
+                let placed = PlacedCall { provider, provider_call_id: provider_call_id.clone(), caller_id: Some(request.from), placed_at };
+                // the call is placed whatever happens here: the guard stays, so it is never dialed again
+                if let Err(e) = store.record_placed_call(org, call.id, placed).await {
+                    tracing::error!(call = %call.id, provider_call_id, error = %e, "call placed but its provider id was not stored");
+                }
+                tracing::info!(call = %call.id, provider = provider.as_str(), to = %call.phone, "call placed");
+                Ok(Dialed::Placed { provider_call_id })
+            }
+            Err(e) if e.is_transient() => {
+                self.give_back(&call).await;
+                self.transient(&call, &campaign, e, receive_count, now).await
+            }
+            Err(e) => self.fail(&call, e.to_string(), now).await,
+        }
+    }
+
+    /// Everything a placement needs, read and reserved: the request and its pacing slot.
+    async fn prepare(&self, call: &domain::Call, campaign: &Campaign, now: DateTime<Utc>) -> Result<Prepared, DialError> {
+        let (org, store) = (call.org_id, &self.store);
         let contact = store.get_contact(org, campaign.id, call.contact_id).await?;
         let assistant_provider_id = match campaign.assistant_id {
             Some(id) => match store.get_assistant(org, id).await {
@@ -118,23 +155,16 @@ impl<S: Store, Q: JobQueue> DialerState<S, Q> {
             None => None,
         };
         let Some(from) = store.take_caller_id(org, &campaign.settings.caller_ids, contact.caller_id.as_ref(), now).await? else {
-            return self.fail(&call, "the campaign has no caller ID to call from".into(), now).await;
+            return Ok(Prepared::Unplaceable("the campaign has no caller ID to call from".into()));
         };
-        let provider = campaign.settings.provider;
-        let placed_at = match self.wait_for_slot(provider, now).await {
-            Ok(slot) => slot,
-            Err(e) => {
-                store.abandon_dial(org, call.id).await?;
-                return Err(e);
-            }
-        };
+        let placed_at = self.wait_for_slot(campaign.settings.provider, now).await?;
         let request = CallRequest {
             org_id: org,
             campaign_id: campaign.id,
             call_id: call.id,
             contact_id: contact.id,
             to: call.phone.clone(),
-            from: from.clone(),
+            from,
             assistant_provider_id,
             variables: contact.dynamic_variables(),
             recording: campaign.settings.recording,
@@ -142,18 +172,13 @@ impl<S: Store, Q: JobQueue> DialerState<S, Q> {
             max_call_seconds: campaign.settings.max_call_seconds,
             ring_seconds: self.settings.ring_seconds,
         };
-        match self.providers.place_call(provider, &request).await {
-            Ok(provider_call_id) => {
-                let placed = PlacedCall { provider, provider_call_id: provider_call_id.clone(), caller_id: Some(from), placed_at };
-                store.record_placed_call(org, call.id, placed).await?;
-                tracing::info!(call = %call.id, provider = provider.as_str(), to = %call.phone, "call placed");
-                Ok(Dialed::Placed { provider_call_id })
-            }
-            Err(e) if e.is_transient() => {
-                store.abandon_dial(org, call.id).await?;
-                self.transient(&call, &campaign, e, receive_count, now).await
-            }
-            Err(e) => self.fail(&call, e.to_string(), now).await,
+        Ok(Prepared::Ready(request, placed_at))
+    }
+
+    /// Gives the dial guard back; if that fails too the sweep times the call out.
+    async fn give_back(&self, call: &domain::Call) {
+        if let Err(e) = self.store.abandon_dial(call.org_id, call.id).await {
+            tracing::warn!(call = %call.id, error = %e, "dial guard not given back; the sweep will time the call out");
         }
     }
 
