@@ -121,7 +121,7 @@ async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut stack = outdial::Stack { tick: std::time::Duration::from_millis(200), ..outdial::Stack::default() };
-    stack.dialing.simulator_speed = 1_000.0;
+    stack.dialing.calls.simulator_speed = 1_000.0;
     tokio::spawn(outdial::serve(store.clone(), stack, listener));
 
     let org = store.create_org("Acme").await.unwrap().id;

@@ -8,11 +8,9 @@
 
 use chrono::{DateTime, Utc};
 use domain::{CallEvent, CallEventKind, CampaignId, CampaignStatus, DialJob, EndReason, OrgId};
-use platform::{CampaignScheduler, JobQueue, QueueError, ScheduledAction, ScheduledRun};
+use platform::{CampaignScheduler, DIAL_JOBS, JobQueue, QueueError, ScheduledAction, ScheduledRun};
 use store::{Store, StoreError};
 
-/// The queue dial jobs go to.
-pub const DIAL_JOBS: &str = "dial-jobs";
 /// The dedupe key of the sweep's timeout event: one per call, so it applies once.
 const SWEEP_EVENT: &str = "sweep:timeout";
 

@@ -2,13 +2,15 @@
 //! set): the cap under 8 concurrent ticks, calling windows across zones, batch mode, the sweep,
 //! idempotent executions, completion, and the scheduler's sample input.
 
-use campaign_tick::{DIAL_JOBS, TickState, on_scheduled_run, tick};
+use campaign_tick::{TickState, on_scheduled_run, tick};
 use chrono::{DateTime, Duration, Utc};
 use domain::{
     CallEvent, CallEventKind, CallState, CampaignSettings, CampaignStatus, Cap, ContactDisposition, ContactState, DialJob, DialMode, E164,
     EndReason, NewCampaign, NewContact, OrgId,
 };
-use platform::{CampaignScheduler, JobQueue, LocalQueue, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, testing::load_event};
+use platform::{
+    CampaignScheduler, DIAL_JOBS, JobQueue, LocalQueue, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, testing::load_event,
+};
 use std::{collections::HashSet, time::Duration as StdDuration};
 use store::{ContactFilter, PageRequest, SqliteStore, Store, testing::dynamodb_test_store};
 

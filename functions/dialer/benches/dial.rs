@@ -5,9 +5,9 @@
 //!     cargo bench -p dialer --bench dial
 
 use chrono::Utc;
-use dialer::{DIAL_JOBS, DialerSettings, DialerState};
+use dialer::{DialerSettings, DialerState};
 use domain::{CampaignSettings, CampaignStatus, Cap, DialJob, E164, NewCampaign, NewContact};
-use platform::{CallsPerSecond, DialingConfig, JobQueue, LocalQueue};
+use platform::{CallsPerSecond, DIAL_JOBS, DialingConfig, JobQueue, LocalQueue};
 use providers::{CallOptions, CallProviders, ProviderAccounts};
 use std::time::{Duration, Instant};
 use store::{CallStore, CampaignStore, OrgStore, PageRequest, SqliteStore};
@@ -55,7 +55,7 @@ async fn run_once(sink: &str) -> (usize, Duration) {
             jobs += 1;
         }
     }
-    let options = CallOptions { public_url: Some(sink.into()), simulator_speed: 1.0, ..Default::default() };
+    let options = CallOptions { public_url: Some(sink.into()), ..Default::default() };
     let dialing = DialingConfig {
         calls_per_second: CallsPerSecond { twilio: 0.0, elevenlabs: 0.0, vapi: 0.0, retell: 0.0, simulator: 0.0 },
         ..Default::default()

@@ -8,12 +8,10 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use domain::{CallDetails, CallEvent, CallEventKind, CallState, Campaign, CampaignStatus, DialJob, DialSlot, EndReason};
-use platform::{CallsPerSecond, JobQueue, QueueError};
+use platform::{CallsPerSecond, DIAL_JOBS, JobQueue, QueueError};
 use providers::{CallProviders, CallRequest, ProviderError};
 use std::time::Duration;
 use store::{PlacedCall, Store, StoreError};
-
-pub const DIAL_JOBS: &str = "dial-jobs";
 
 /// How the dialer behaves, from `platform::DialingConfig`.
 #[derive(Clone, Debug)]

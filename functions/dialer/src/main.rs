@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init(config.log_format);
     let state = DialerState {
         store: config.connect_dynamodb().await?,
-        providers: providers::CallProviders::new(&config.providers, &config.dialing.call_options()),
+        providers: providers::CallProviders::new(&config.providers, &config.dialing.calls),
         queue: config.sqs_queues().await,
         settings: DialerSettings::new(&config.dialing, &config.providers),
     };

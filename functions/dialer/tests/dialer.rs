@@ -4,12 +4,12 @@
 //! sample batch.
 
 use chrono::{DateTime, Duration, Utc};
-use dialer::{DIAL_JOBS, Dialed, DialerSettings, DialerState};
+use dialer::{Dialed, DialerSettings, DialerState};
 use domain::{
     AssistantConfig, CallEvent, CallEventKind, CallProvider, CallState, CampaignSettings, CampaignStatus, Cap, ContactState, DialJob, E164,
     EndReason, NewAssistant, NewCampaign, NewContact, OrgId, ProviderKind,
 };
-use platform::{CallsPerSecond, JobQueue, LocalQueue, testing::load_event};
+use platform::{CallsPerSecond, DIAL_JOBS, JobQueue, LocalQueue, testing::load_event};
 use providers::{CallOptions, CallProviders, ProviderAccount, ProviderAccounts, TwilioAccount};
 use serde_json::json;
 use std::time::Duration as StdDuration;

@@ -123,7 +123,7 @@ pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
     });
     let dialer = dialer::DialerState {
         store: store.clone(),
-        providers: CallProviders::new(&stack.accounts, &stack.dialing.call_options()),
+        providers: CallProviders::new(&stack.accounts, &stack.dialing.calls),
         queue: stack.queue.clone(),
         settings: dialer::DialerSettings::new(&stack.dialing, &stack.accounts),
     };
@@ -144,8 +144,8 @@ pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
 /// Serves the local stack until the process is stopped. Providers reach it at its own address
 /// unless `OUTDIAL_PUBLIC_URL` says otherwise (a tunnel).
 pub async fn serve<S: Store>(store: S, mut stack: Stack, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    if stack.dialing.public_url.is_none() {
-        stack.dialing.public_url = Some(format!("http://{}", listener.local_addr()?));
+    if stack.dialing.calls.public_url.is_none() {
+        stack.dialing.calls.public_url = Some(format!("http://{}", listener.local_addr()?));
     }
     let app = local_stack(store, stack).layer(tower_http::trace::TraceLayer::new_for_http());
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await

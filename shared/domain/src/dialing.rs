@@ -80,10 +80,10 @@ impl Campaign {
         }
     }
 
-    /// In batch mode, whether the tick may move on from the current batch: nothing of it is
-    /// ready (`batch_has_ready`) and nothing is being dialed.
-    pub fn may_advance_batch(&self, batch_has_ready: bool) -> bool {
-        self.settings.mode == DialMode::Batch && !batch_has_ready && self.counters.active_calls == 0
+    /// Whether the tick may move on from the current batch once nothing of it is ready: batch
+    /// mode, and nothing being dialed (live calls all belong to the current batch).
+    pub fn may_advance_batch(&self) -> bool {
+        self.settings.mode == DialMode::Batch && self.counters.active_calls == 0
     }
 }
 

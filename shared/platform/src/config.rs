@@ -46,16 +46,10 @@ pub struct Config {
 /// How calls are placed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DialingConfig {
-    /// Where providers reach our webhooks (`OUTDIAL_PUBLIC_URL`).
-    pub public_url: Option<String>,
-    /// The media bridge's `wss://…/media` URL that Twilio streams call audio to (`OUTDIAL_BRIDGE_URL`).
-    pub bridge_url: Option<String>,
-    /// The Twilio number imported into ElevenLabs that native calls go out from (`ELEVENLABS_PHONE_NUMBER_ID`).
-    pub elevenlabs_phone_number_id: Option<String>,
-    /// The Vapi phone number calls go out from (`VAPI_PHONE_NUMBER_ID`).
-    pub vapi_phone_number_id: Option<String>,
-    /// Signs ElevenLabs post-call webhooks (`ELEVENLABS_WEBHOOK_SECRET`).
-    pub elevenlabs_webhook_secret: Option<String>,
+    /// What the call providers need besides their keys: `OUTDIAL_PUBLIC_URL`, `OUTDIAL_BRIDGE_URL`,
+    /// `ELEVENLABS_PHONE_NUMBER_ID`, `VAPI_PHONE_NUMBER_ID`, `ELEVENLABS_WEBHOOK_SECRET`,
+    /// `OUTDIAL_SIMULATOR_SEED`, `OUTDIAL_SIMULATOR_SPEED`.
+    pub calls: providers::CallOptions,
     /// Calls per second per provider account (`TWILIO_CALLS_PER_SECOND`, … `SIMULATOR_CALLS_PER_SECOND`; 0 = no limit).
     pub calls_per_second: CallsPerSecond,
     /// Longest a dialer waits for its pacing slot before handing the job back (`OUTDIAL_PACE_MAX_WAIT_SECONDS`).
@@ -66,25 +60,6 @@ pub struct DialingConfig {
     pub retry_backoff: std::time::Duration,
     /// How long a call rings before it counts as unanswered (`OUTDIAL_RING_SECONDS`).
     pub ring_seconds: u32,
-    /// Seeds the simulator's draws (`OUTDIAL_SIMULATOR_SEED`).
-    pub simulator_seed: u64,
-    /// Simulated seconds per real second (`OUTDIAL_SIMULATOR_SPEED`).
-    pub simulator_speed: f64,
-}
-
-impl DialingConfig {
-    pub fn call_options(&self) -> providers::CallOptions {
-        providers::CallOptions {
-            public_url: self.public_url.clone(),
-            bridge_url: self.bridge_url.clone(),
-            elevenlabs_phone_number_id: self.elevenlabs_phone_number_id.clone(),
-            vapi_phone_number_id: self.vapi_phone_number_id.clone(),
-            elevenlabs_webhook_secret: self.elevenlabs_webhook_secret.clone(),
-            simulator_odds: providers::SimulatorOdds::default(),
-            simulator_seed: self.simulator_seed,
-            simulator_speed: self.simulator_speed,
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -112,19 +87,13 @@ impl CallsPerSecond {
 impl Default for DialingConfig {
     fn default() -> Self {
         Self {
-            public_url: None,
-            bridge_url: None,
-            elevenlabs_phone_number_id: None,
-            vapi_phone_number_id: None,
-            elevenlabs_webhook_secret: None,
+            calls: providers::CallOptions::default(),
             // Twilio's default is 1 call per second per account, and ElevenLabs dials through Twilio
             calls_per_second: CallsPerSecond { twilio: 1.0, elevenlabs: 1.0, vapi: 2.0, retell: 2.0, simulator: 0.0 },
             max_pace_wait: std::time::Duration::from_secs(60),
             max_receives: 5,
             retry_backoff: std::time::Duration::from_secs(30),
             ring_seconds: 30,
-            simulator_seed: 1,
-            simulator_speed: 1.0,
         }
     }
 }
@@ -214,7 +183,7 @@ impl Config {
             local_tick: std::time::Duration::from_secs(number("OUTDIAL_TICK_SECONDS", 60)?),
         };
         let import_max_bytes = number("OUTDIAL_IMPORT_MAX_BYTES", Self::DEFAULT_IMPORT_MAX_BYTES)?;
-        let queue_urls = [("dial-jobs", "DIAL_JOBS_QUEUE_URL"), ("crm-jobs", "CRM_JOBS_QUEUE_URL")]
+        let queue_urls = [(crate::queue::DIAL_JOBS, "DIAL_JOBS_QUEUE_URL"), (crate::queue::CRM_JOBS, "CRM_JOBS_QUEUE_URL")]
             .into_iter()
             .filter_map(|(name, variable)| Some((name.to_string(), var(variable)?)))
             .collect();
@@ -228,12 +197,21 @@ impl Config {
         };
         let defaults = DialingConfig::default();
         let cps = defaults.calls_per_second;
-        let dialing = DialingConfig {
+        let calls = providers::CallOptions {
             public_url: var("OUTDIAL_PUBLIC_URL"),
             bridge_url: var("OUTDIAL_BRIDGE_URL"),
             elevenlabs_phone_number_id: var("ELEVENLABS_PHONE_NUMBER_ID"),
             vapi_phone_number_id: var("VAPI_PHONE_NUMBER_ID"),
             elevenlabs_webhook_secret: var("ELEVENLABS_WEBHOOK_SECRET"),
+            simulator_odds: defaults.calls.simulator_odds,
+            simulator_seed: var("OUTDIAL_SIMULATOR_SEED").map_or(Ok(defaults.calls.simulator_seed), |v| {
+                v.parse()
+                    .map_err(|_| ConfigError::Invalid { var: "OUTDIAL_SIMULATOR_SEED", reason: format!("{v:?} is not a whole number") })
+            })?,
+            simulator_speed: rate("OUTDIAL_SIMULATOR_SPEED", defaults.calls.simulator_speed)?.max(f64::MIN_POSITIVE),
+        };
+        let dialing = DialingConfig {
+            calls,
             calls_per_second: CallsPerSecond {
                 twilio: rate("TWILIO_CALLS_PER_SECOND", cps.twilio)?,
                 elevenlabs: rate("ELEVENLABS_CALLS_PER_SECOND", cps.elevenlabs)?,
@@ -245,11 +223,6 @@ impl Config {
             max_receives: u32::try_from(number("DIAL_JOBS_MAX_RECEIVES", u64::from(defaults.max_receives))?).unwrap_or(u32::MAX),
             retry_backoff: std::time::Duration::from_secs(number("DIAL_RETRY_BACKOFF_SECONDS", defaults.retry_backoff.as_secs())?),
             ring_seconds: u32::try_from(number("OUTDIAL_RING_SECONDS", u64::from(defaults.ring_seconds))?).unwrap_or(u32::MAX),
-            simulator_seed: var("OUTDIAL_SIMULATOR_SEED").map_or(Ok(defaults.simulator_seed), |v| {
-                v.parse()
-                    .map_err(|_| ConfigError::Invalid { var: "OUTDIAL_SIMULATOR_SEED", reason: format!("{v:?} is not a whole number") })
-            })?,
-            simulator_speed: rate("OUTDIAL_SIMULATOR_SPEED", defaults.simulator_speed)?.max(f64::MIN_POSITIVE),
         };
         Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT"), providers, scheduler, import_max_bytes, queue_urls, dialing })
     }
@@ -305,12 +278,12 @@ mod tests {
     #[test]
     fn dialing_settings_have_defaults_and_named_errors() {
         let d = config(&[]).unwrap().dialing;
-        assert_eq!((d.calls_per_second.twilio, d.max_receives, d.public_url), (1.0, 5, None));
+        assert_eq!((d.calls_per_second.twilio, d.max_receives, d.calls.public_url), (1.0, 5, None));
         assert_eq!(d.calls_per_second.pace(domain::CallProvider::Twilio), domain::Pace::per_second(1.0));
         assert_eq!(d.calls_per_second.pace(domain::CallProvider::Simulator), domain::Pace::unlimited());
         let c = config(&[("TWILIO_CALLS_PER_SECOND", "5"), ("DIAL_JOBS_QUEUE_URL", "https://sqs/q"), ("OUTDIAL_PUBLIC_URL", "https://x")])
             .unwrap();
-        assert_eq!((c.dialing.calls_per_second.twilio, c.dialing.public_url.as_deref()), (5.0, Some("https://x")));
+        assert_eq!((c.dialing.calls_per_second.twilio, c.dialing.calls.public_url.as_deref()), (5.0, Some("https://x")));
         assert_eq!(c.queue_urls.get("dial-jobs").map(String::as_str), Some("https://sqs/q"));
         let err = config(&[("TWILIO_CALLS_PER_SECOND", "fast")]).unwrap_err();
         assert!(err.to_string().contains("TWILIO_CALLS_PER_SECOND"), "{err}");

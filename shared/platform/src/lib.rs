@@ -16,5 +16,5 @@ pub use auth::{AuthState, Authenticated};
 pub use config::{CallsPerSecond, Config, ConfigError, DialingConfig, SchedulerConfig, StoreConfig};
 pub use list::{List, PageQuery};
 pub use problem::Problem;
-pub use queue::{JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};
+pub use queue::{CRM_JOBS, DIAL_JOBS, JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};
 pub use schedule::{CampaignScheduler, EventBridgeScheduler, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, SchedulerError};

@@ -30,6 +30,11 @@ pub struct ReceivedJob {
     pub receive_count: u32,
 }
 
+/// The queue the tick sends dial jobs to and the dialer consumes.
+pub const DIAL_JOBS: &str = "dial-jobs";
+/// The queue finished calls' CRM deliveries go to.
+pub const CRM_JOBS: &str = "crm-jobs";
+
 pub trait JobQueue: Clone + Send + Sync + 'static {
     fn send(&self, queue: &str, body: String) -> impl Future<Output = Result<String, QueueError>> + Send;
     /// Up to `max` visible messages, hidden from others for `visibility`.

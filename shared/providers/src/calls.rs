@@ -60,7 +60,7 @@ pub struct CallProviders {
 }
 
 /// What placing calls needs beyond the accounts' keys.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CallOptions {
     /// Our webhooks' public base URL: Twilio's callbacks, the simulator's reports.
     pub public_url: Option<String>,
@@ -73,6 +73,22 @@ pub struct CallOptions {
     pub simulator_seed: u64,
     /// Simulated seconds per real second.
     pub simulator_speed: f64,
+}
+
+impl Default for CallOptions {
+    /// No public URL (no Twilio, no simulator), default odds, seed 1, real time.
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            bridge_url: None,
+            elevenlabs_phone_number_id: None,
+            vapi_phone_number_id: None,
+            elevenlabs_webhook_secret: None,
+            simulator_odds: SimulatorOdds::default(),
+            simulator_seed: 1,
+            simulator_speed: 1.0,
+        }
+    }
 }
 
 impl CallProviders {

@@ -285,13 +285,12 @@ impl DynamoStore {
         }
     }
 
-    /// Moves a batch-mode campaign on to its next batch with ready contacts when the current one
-    /// has nothing ready or dialing; true when it moved.
+    /// Moves a campaign that may advance on to its next batch with ready contacts when the
+    /// current one has none ready; true when it moved (or another claimer moved it).
     async fn advance_batch(&self, campaign: &Campaign) -> Result<bool> {
         let first = self.ready_contacts(campaign.id, ReadyRange::FromBatch(campaign.current_batch), 1).await?;
         let first_batch = first.into_iter().next().map(decode::<ContactItem>).transpose()?.map(|c| c.contact.batch);
-        let batch_has_ready = first_batch == Some(campaign.current_batch);
-        let Some(next) = first_batch.filter(|_| campaign.may_advance_batch(batch_has_ready)) else { return Ok(false) };
+        let Some(next) = first_batch.filter(|b| *b != campaign.current_batch) else { return Ok(false) };
         let moved = self
             .client
             .update_item()
@@ -1216,7 +1215,7 @@ impl CallStore for DynamoStore {
             if campaign.status != CampaignStatus::Running || want == 0 {
                 return Ok(claims);
             }
-            if campaign.settings.mode == domain::DialMode::Batch && self.advance_batch(&campaign).await? {
+            if campaign.may_advance_batch() && self.advance_batch(&campaign).await? {
                 continue;
             }
             let batch = campaign.claimable_batch();

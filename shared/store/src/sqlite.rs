@@ -804,7 +804,7 @@ impl CallStore for SqliteStore {
                     .and_then(|mut s| s.exists(params![id, batch]))
                     .map_err(backend)
             };
-            if c.may_advance_batch(has_ready(c.current_batch)?) {
+            if c.may_advance_batch() && !has_ready(c.current_batch)? {
                 let next: Option<u32> = tx
                     .query_row(
                         "SELECT MIN(batch) FROM contacts WHERE campaign_id = ?1 AND state = 'ready' AND batch > ?2",
