@@ -161,7 +161,7 @@ async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
     let campaign = domain::CampaignId::parse(&id).unwrap();
     let mut calls = Vec::new();
     for _ in 0..200 {
-        calls = store.list_calls(org, campaign, PageRequest::first(50)).await.unwrap().items;
+        calls = store.list_calls(org, campaign, store::CallFilter::default(), PageRequest::first(50)).await.unwrap().items;
         if calls.len() == 3 && calls.iter().all(|c| c.provider_call_id.is_some()) {
             break;
         }
@@ -173,5 +173,5 @@ async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
         assert!(call.caller_id.is_some());
     }
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert_eq!(store.list_calls(org, campaign, PageRequest::first(50)).await.unwrap().items.len(), 3, "later ticks keep to the cap");
+    assert_eq!(store.list_calls(org, campaign, store::CallFilter::default(), PageRequest::first(50)).await.unwrap().items.len(), 3, "later ticks keep to the cap");
 }

@@ -75,7 +75,7 @@ async fn run_once(sink: &str) -> (usize, Duration) {
     let elapsed = started.elapsed();
     let mut placed = 0;
     for campaign in store.list_campaigns(org, PageRequest::first(100)).await.unwrap().items {
-        let calls = store.list_calls(org, campaign.id, PageRequest::first(100)).await.unwrap().items;
+        let calls = store.list_calls(org, campaign.id, store::CallFilter::default(), PageRequest::first(100)).await.unwrap().items;
         placed += calls.iter().filter(|c| c.provider_call_id.is_some()).count();
     }
     assert_eq!(placed, jobs, "every queued call was placed");

@@ -240,6 +240,52 @@ pub enum CallDisposition {
     DoNotCall,
 }
 
+impl CallDisposition {
+    pub const ALL: [CallDisposition; 7] =
+        [Self::AnsweredHuman, Self::Voicemail, Self::NoAnswer, Self::Busy, Self::Failed, Self::Canceled, Self::DoNotCall];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AnsweredHuman => "answered_human",
+            Self::Voicemail => "voicemail",
+            Self::NoAnswer => "no_answer",
+            Self::Busy => "busy",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::DoNotCall => "do_not_call",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// How long after a conversation ends its report (transcript, analysis) is waited for before the
+/// call's post-call work (CRM delivery) goes ahead without it.
+pub const REPORT_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// True when a callee's line asks not to be called again ("don't call me again", "remove me from
+/// your list", "stop calling", …).
+pub fn asks_not_to_be_called(line: &str) -> bool {
+    let line = line.to_lowercase().replace(['\u{2019}', '\''], "");
+    const PHRASES: [&str; 12] = [
+        "dont call me",
+        "do not call me",
+        "dont call again",
+        "do not call again",
+        "dont call this number",
+        "do not call this number",
+        "stop calling",
+        "never call",
+        "remove me from",
+        "take me off",
+        "put me on your do not call",
+        "put me on the do not call",
+    ];
+    PHRASES.iter().any(|p| line.contains(p))
+}
+
 /// A call: one attempt to reach one contact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -270,6 +316,9 @@ pub struct Call {
     /// While a dialer is placing it: no other dialer may (at most one dial per attempt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dialing_since: Option<DateTime<Utc>>,
+    /// When its post-call work (CRM delivery, the next tick) was handed on: once per call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_call_at: Option<DateTime<Utc>>,
 }
 
 /// What absorbing one event did to a call.
@@ -307,7 +356,28 @@ impl Call {
             caller_id: None,
             placed_at: None,
             dialing_since: None,
+            post_call_at: None,
         }
+    }
+
+    /// A person talked to the assistant: a report (transcript, analysis) is coming.
+    pub fn expects_report(&self) -> bool {
+        self.end_reason == Some(EndReason::Completed)
+            && self.details.answered_at.is_some()
+            && !self.details.answered_by.is_some_and(AnsweredBy::is_machine)
+    }
+
+    pub fn has_report(&self) -> bool {
+        self.details.transcript.is_some() || self.details.summary.is_some()
+    }
+
+    /// True when the call is over, its post-call work not yet done, and nothing more is worth
+    /// waiting for: no report is coming, it came, or `REPORT_GRACE` passed without it.
+    pub fn post_call_due(&self, now: DateTime<Utc>) -> bool {
+        let Some(ended_at) = self.ended_at else { return false };
+        self.state.is_terminal()
+            && self.post_call_at.is_none()
+            && (!self.expects_report() || self.has_report() || ended_at + REPORT_GRACE <= now)
     }
 
     /// Applies one event: the state advances (never back), the first end is kept, details merge.
@@ -417,6 +487,44 @@ mod tests {
         ));
         assert_eq!(call.details.duration_secs, Some(59));
         assert_eq!(call.disposition(), Some(CallDisposition::AnsweredHuman));
+    }
+
+    #[test]
+    fn post_call_waits_for_a_conversations_report_up_to_the_grace() {
+        let t = |secs: i64| DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap();
+        let mut call = new_call();
+        assert!(!call.post_call_due(t(0)), "not over yet");
+        call.absorb(&ev("a", 5, CallEventKind::Answered));
+        call.absorb(&ev("e", 60, ended(EndReason::Completed)));
+        assert!(call.expects_report());
+        assert!(!call.post_call_due(t(61)));
+        assert!(call.post_call_due(t(60) + REPORT_GRACE), "the grace is over");
+        call.absorb(&ev("r", 62, details(CallDetails { transcript: Some("agent: hi".into()), ..Default::default() })));
+        assert!(call.post_call_due(t(62)));
+        call.post_call_at = Some(t(62));
+        assert!(!call.post_call_due(t(99)), "once");
+
+        let mut busy = new_call();
+        busy.absorb(&ev("e", 20, ended(EndReason::Busy)));
+        assert!(!busy.expects_report() && busy.post_call_due(t(20)));
+        let mut machine = new_call();
+        machine.absorb(&ev("a", 5, CallEventKind::Answered));
+        machine.absorb(&ev("m", 6, details(CallDetails { answered_by: Some(AnsweredBy::MachineEnd), ..Default::default() })));
+        machine.absorb(&ev("e", 30, ended(EndReason::Completed)));
+        assert!(machine.post_call_due(t(30)), "a voicemail has no conversation to report");
+    }
+
+    #[test]
+    fn opt_out_lines_are_recognised() {
+        for yes in ["Please don't call me again.", "DO NOT CALL ME", "Stop calling this number", "remove me from your list", "Dont call again"] {
+            assert!(asks_not_to_be_called(yes), "{yes}");
+        }
+        for no in ["Sure, go ahead.", "Call me tomorrow", "I don't know", "call me again next week"] {
+            assert!(!asks_not_to_be_called(no), "{no}");
+        }
+        for d in CallDisposition::ALL {
+            assert_eq!((CallDisposition::parse(d.as_str()), serde_json::to_value(d).unwrap()), (Some(d), serde_json::json!(d.as_str())));
+        }
     }
 
     #[test]

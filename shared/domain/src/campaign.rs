@@ -67,6 +67,14 @@ impl CallProvider {
         Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
+    /// Whose webhooks report this provider's calls: the simulator speaks Twilio's.
+    pub fn reported_by(self) -> Self {
+        match self {
+            Self::Simulator => Self::Twilio,
+            other => other,
+        }
+    }
+
     /// The provider that calls with an assistant of `kind` when none is named.
     pub fn for_assistant(kind: ProviderKind) -> Self {
         match kind {

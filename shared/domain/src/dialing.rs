@@ -16,6 +16,15 @@ pub struct DialJob {
     pub call_id: CallId,
 }
 
+/// A finished call whose outcome goes to the campaign's CRM target: the message on `crm-jobs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrmJob {
+    pub org_id: OrgId,
+    pub campaign_id: CampaignId,
+    pub call_id: CallId,
+}
+
 /// Silence allowed while the provider has not even accepted (or not yet rung) the call.
 pub const QUEUED_TIMEOUT: TimeDelta = TimeDelta::minutes(5);
 /// Silence allowed while the phone rings.

@@ -34,13 +34,16 @@ pub mod policy;
 pub use assistant::{
     Assistant, AssistantConfig, AssistantPatch, AssistantSource, AssistantVersion, NewAssistant, ProviderKind, ReadOnlyTemplate, Voice,
 };
-pub use call::{AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, Transition};
+pub use call::{
+    AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, REPORT_GRACE, Transition,
+    asks_not_to_be_called,
+};
 pub use campaign::{
     CallProvider, Campaign, CampaignCounters, CampaignPlan, CampaignSettings, CampaignSpec, CampaignStatus, CrmTarget, DialMode,
     NewCampaign, UnmetCheck, Voicemail, VoicemailAction,
 };
 pub use contact::{Contact, ContactDisposition, ContactFate, ContactState, NewContact};
-pub use dialing::{DialJob, DialSlot, Pace};
+pub use dialing::{CrmJob, DialJob, DialSlot, Pace};
 pub use error::ParseError;
 pub use ids::{AssistantId, CallId, CampaignId, ContactId, OrgId};
 pub use money::Money;

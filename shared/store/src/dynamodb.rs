@@ -3,9 +3,9 @@
 //! safe under any concurrency; a cancelled transaction is re-read and retried.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
     CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, PlacedCall,
-    Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
+    ORPHAN_MEMORY, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use aws_sdk_dynamodb::{
     Client,
@@ -18,7 +18,8 @@ use aws_sdk_dynamodb::{
 };
 use chrono::{DateTime, Utc};
 use domain::{
-    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallEventKind, CallId, CallState, Campaign,
+    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallEventKind, CallId, CallProvider,
+    CallState, Campaign,
     CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState,
     DialSlot, E164, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
 };
@@ -587,24 +588,63 @@ struct CallItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     gsi3sk: Option<String>,
     version: u64,
+    /// Kept beside the call so lists can filter on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disposition: Option<CallDisposition>,
     #[serde(flatten)]
     call: Call,
 }
 
 impl CallItem {
+    /// Live calls are in the `ACTIVE#campaign` partition of the third index, ended ones whose
+    /// post-call work is not done in `POSTCALL#campaign`.
     fn new(call: Call, version: u64) -> Self {
-        let active = !call.state.is_terminal();
+        let gsi3pk = if !call.state.is_terminal() {
+            Some(format!("ACTIVE#{}", call.campaign_id))
+        } else if call.post_call_at.is_none() {
+            Some(format!("POSTCALL#{}", call.campaign_id))
+        } else {
+            None
+        };
         Self {
             pk: call_pk(call.id),
             sk: "CALL".into(),
             gsi2pk: format!("CAMPAIGN#{}#CALLS", call.campaign_id),
             gsi2sk: call.id.to_string(),
-            gsi3pk: active.then(|| format!("ACTIVE#{}", call.campaign_id)),
-            gsi3sk: active.then(|| format!("{:015}#{}", call.last_status_at.timestamp_millis().max(0), call.id)),
+            gsi3sk: gsi3pk.as_ref().map(|_| format!("{:015}#{}", call.last_status_at.timestamp_millis().max(0), call.id)),
+            gsi3pk,
             version,
+            disposition: call.disposition(),
             call,
         }
     }
+}
+
+/// The one partition of the ready index that lists orphaned events, oldest first.
+const ORPHANS: &str = "ORPHANS";
+
+fn orphan_pk(provider: CallProvider, provider_call_id: &str) -> String {
+    format!("ORPHAN#{}#{provider_call_id}", provider.as_str())
+}
+
+fn provider_call_pk(provider: CallProvider, provider_call_id: &str) -> String {
+    format!("PROVIDER_CALL#{}#{provider_call_id}", provider.reported_by().as_str())
+}
+
+/// An event for a provider call id no call had when it came; expires with the table's TTL.
+#[derive(Serialize, Deserialize)]
+struct OrphanItem {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    provider: CallProvider,
+    provider_call_id: String,
+    dedupe_key: String,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    kind: CallEventKind,
+    expires_at: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -957,6 +997,38 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
+    /// The calls of one partition of the third index (`ACTIVE#c` or `POSTCALL#c`), re-checked
+    /// against the partition's rule because the index may lag the table by a moment.
+    async fn calls_in_index(&self, partition: String) -> Result<Vec<Call>> {
+        let active = partition.starts_with("ACTIVE#");
+        let mut calls = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(ACTIVE_CALLS_INDEX)
+                .key_condition_expression("gsi3pk = :pk")
+                .expression_attribute_values(":pk", s(partition.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk)?;
+            for item in out.items.unwrap_or_default() {
+                let call = decode::<CallItem>(item)?.call;
+                let belongs = if active { !call.state.is_terminal() } else { call.state.is_terminal() && call.post_call_at.is_none() };
+                if belongs {
+                    calls.push(call);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(calls),
+            }
+        }
+    }
+
     /// Takes (Some) or gives back (None) the right to dial the call; false when it cannot be taken.
     async fn set_dialing_since(&self, org: OrgId, call_id: CallId, since: Option<DateTime<Utc>>) -> Result<bool> {
         let mut attempt = 0;
@@ -986,32 +1058,7 @@ fn millis_of(item: &Item, field: &str) -> Option<i64> {
 impl DialingStore for DynamoStore {
     async fn active_calls(&self, org: OrgId, campaign: CampaignId) -> Result<Vec<Call>> {
         self.campaign_item(org, campaign).await?;
-        let mut calls = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(ACTIVE_CALLS_INDEX)
-                .key_condition_expression("gsi3pk = :pk")
-                .expression_attribute_values(":pk", s(format!("ACTIVE#{campaign}")))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk)?;
-            for item in out.items.unwrap_or_default() {
-                let call = decode::<CallItem>(item)?.call;
-                // the index may lag the table by a moment
-                if !call.state.is_terminal() {
-                    calls.push(call);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(last) => start = Some(last),
-                None => return Ok(calls),
-            }
-        }
+        self.calls_in_index(format!("ACTIVE#{campaign}")).await
     }
 
     async fn record_tick_execution(&self, org: OrgId, campaign: CampaignId, execution_id: &str, now: DateTime<Utc>) -> Result<bool> {
@@ -1033,7 +1080,7 @@ impl DialingStore for DynamoStore {
     }
 
     async fn record_placed_call(&self, org: OrgId, call_id: CallId, placed: PlacedCall) -> Result<Call> {
-        let guard_pk = format!("PROVIDER_CALL#{}#{}", placed.provider.as_str(), placed.provider_call_id);
+        let guard_pk = provider_call_pk(placed.provider, &placed.provider_call_id);
         let mut attempt = 0;
         loop {
             let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
@@ -1360,13 +1407,133 @@ impl CallStore for DynamoStore {
         Ok(self.call_item(org, id).await?.call)
     }
 
-    async fn list_calls(&self, org: OrgId, campaign: CampaignId, page: PageRequest) -> Result<Page<Call>> {
+    async fn list_calls(&self, org: OrgId, campaign: CampaignId, filter: CallFilter, page: PageRequest) -> Result<Page<Call>> {
         self.campaign_item(org, campaign).await?;
-        let values = vec![(":pk", s(format!("CAMPAIGN#{campaign}#CALLS")))];
+        let mut values = vec![(":pk", s(format!("CAMPAIGN#{campaign}#CALLS")))];
+        let mut conditions = Vec::new();
+        if let Some(state) = filter.state {
+            conditions.push("#state = :state");
+            values.push((":state", s(state.as_str())));
+        }
+        if let Some(disposition) = filter.disposition {
+            conditions.push("disposition = :disposition");
+            values.push((":disposition", s(disposition.as_str())));
+        }
+        let filter = (!conditions.is_empty()).then(|| conditions.join(" AND "));
         let (items, next_cursor) = self
-            .page::<CallItem>(Some(CAMPAIGN_CALLS_INDEX), "gsi2pk = :pk", None, values, &page, &["pk", "sk", "gsi2pk", "gsi2sk"])
+            .page::<CallItem>(
+                Some(CAMPAIGN_CALLS_INDEX),
+                "gsi2pk = :pk",
+                filter.as_deref(),
+                values,
+                &page,
+                &["pk", "sk", "gsi2pk", "gsi2sk"],
+            )
             .await?;
         Ok(Page { items: items.into_iter().map(|i| i.call).collect(), next_cursor })
+    }
+
+    async fn find_call_by_provider_id(&self, provider: CallProvider, provider_call_id: &str) -> Result<Option<(OrgId, CallId)>> {
+        let Some(guard) = self.get(provider_call_pk(provider, provider_call_id), "PROVIDER_CALL").await? else { return Ok(None) };
+        let field = |name: &str| {
+            guard.get(name).and_then(|v| v.as_s().ok()).ok_or_else(|| StoreError::Corrupt(format!("provider call guard without {name}")))
+        };
+        let org = OrgId::parse(field("org_id")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let call = CallId::parse(field("call_id")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((org, call)))
+    }
+
+    async fn record_orphan_event(&self, provider: CallProvider, provider_call_id: &str, event: CallEvent, received_at: DateTime<Utc>) -> Result<()> {
+        let (event, received_at) = (normalised(event), millis(received_at));
+        let orphan = OrphanItem {
+            pk: orphan_pk(provider, provider_call_id),
+            sk: format!("EVENT#{}", event.dedupe_key),
+            gsi1pk: ORPHANS.into(),
+            gsi1sk: format!("{:015}#{}#{}", received_at.timestamp_millis().max(0), orphan_pk(provider, provider_call_id), event.dedupe_key),
+            provider,
+            provider_call_id: provider_call_id.to_string(),
+            dedupe_key: event.dedupe_key,
+            occurred_at: event.occurred_at,
+            received_at,
+            kind: event.kind,
+            expires_at: (received_at + ORPHAN_MEMORY).timestamp(),
+        };
+        self.put_if_unchanged(encode(&orphan), "pk", None).await.map(drop)
+    }
+
+    async fn orphan_events(&self, provider: CallProvider, provider_call_id: &str) -> Result<Vec<StoredCallEvent>> {
+        let items = self.query_all(orphan_pk(provider, provider_call_id), "EVENT#", None).await?;
+        let mut orphans = items.into_iter().map(decode::<OrphanItem>).collect::<Result<Vec<_>>>()?;
+        orphans.sort_by(|a, b| (a.received_at, &a.dedupe_key).cmp(&(b.received_at, &b.dedupe_key)));
+        Ok(orphans
+            .into_iter()
+            .map(|o| StoredCallEvent {
+                event: CallEvent { dedupe_key: o.dedupe_key, occurred_at: o.occurred_at, kind: o.kind },
+                received_at: o.received_at,
+            })
+            .collect())
+    }
+
+    async fn orphaned_calls(&self, limit: u32, now: DateTime<Utc>) -> Result<Vec<(CallProvider, String)>> {
+        let oldest_kept = format!("{:015}", (now - ORPHAN_MEMORY).timestamp_millis().max(0));
+        let values = vec![(":pk", s(ORPHANS)), (":lo", s(oldest_kept))];
+        let (items, _) = self
+            .page::<OrphanItem>(
+                Some(READY_INDEX),
+                "gsi1pk = :pk AND gsi1sk >= :lo",
+                None,
+                values,
+                &PageRequest::first(PageRequest::MAX_LIMIT),
+                &["pk", "sk", "gsi1pk", "gsi1sk"],
+            )
+            .await?;
+        let mut calls: Vec<(CallProvider, String)> = Vec::new();
+        for orphan in items {
+            let call = (orphan.provider, orphan.provider_call_id);
+            if !calls.contains(&call) && calls.len() < limit as usize {
+                calls.push(call);
+            }
+        }
+        Ok(calls)
+    }
+
+    async fn remove_orphan_events(&self, provider: CallProvider, provider_call_id: &str, dedupe_keys: Vec<String>) -> Result<()> {
+        for key in dedupe_keys {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(orphan_pk(provider, provider_call_id)))
+                .key("sk", s(format!("EVENT#{key}")))
+                .send()
+                .await
+                .map_err(sdk)?;
+        }
+        Ok(())
+    }
+
+    async fn calls_awaiting_post_call(&self, org: OrgId, campaign: CampaignId) -> Result<Vec<Call>> {
+        self.campaign_item(org, campaign).await?;
+        self.calls_in_index(format!("POSTCALL#{campaign}")).await
+    }
+
+    async fn mark_post_call(&self, org: OrgId, call_id: CallId, at: Option<DateTime<Utc>>) -> Result<bool> {
+        let mut attempt = 0;
+        loop {
+            let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
+            if call.post_call_at.is_some() == at.is_some() {
+                return Ok(false);
+            }
+            call.post_call_at = at.map(millis);
+            let put = self.put(encode(&CallItem::new(call, version + 1)), "version = :v", &[(":v", n(version))])?;
+            if self.transact(vec![put]).await? {
+                return Ok(true);
+            }
+            attempt += 1;
+            if attempt > MAX_RETRIES {
+                return Err(StoreError::Backend(format!("call {call_id} kept changing; retry")));
+            }
+            backoff(attempt).await;
+        }
     }
 
     async fn list_call_events(&self, org: OrgId, call: CallId) -> Result<Vec<StoredCallEvent>> {

@@ -13,7 +13,8 @@ pub use sqlite::SqliteStore;
 
 use chrono::{DateTime, Utc};
 use domain::{
-    Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallEvent, CallId, CallProvider, Campaign, CampaignId,
+    Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider,
+    CallState, Campaign, CampaignId,
     CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164, NewAssistant, NewCampaign,
     NewContact, OrgId, Organisation, Pace, Transition,
 };
@@ -231,9 +232,78 @@ pub trait CallStore: Send + Sync {
         received_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Applied>> + Send;
     fn get_call(&self, org: OrgId, id: CallId) -> impl Future<Output = Result<Call>> + Send;
-    fn list_calls(&self, org: OrgId, campaign: CampaignId, page: PageRequest) -> impl Future<Output = Result<Page<Call>>> + Send;
+    /// The campaign's calls in creation order, filtered.
+    fn list_calls(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        filter: CallFilter,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<Call>>> + Send;
     /// The call's event log, oldest first.
     fn list_call_events(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<Vec<StoredCallEvent>>> + Send;
+    /// The call (and its organisation) whose calls `provider`'s webhooks report under `provider_call_id`
+    /// (see `CallProvider::reported_by`). Not organisation-scoped: webhooks carry no API key, their
+    /// signature is checked instead.
+    fn find_call_by_provider_id(
+        &self,
+        provider: CallProvider,
+        provider_call_id: &str,
+    ) -> impl Future<Output = Result<Option<(OrgId, CallId)>>> + Send;
+    /// Keeps an event for a provider call id no call has (yet): once per dedupe key, for `ORPHAN_MEMORY`.
+    fn record_orphan_event(
+        &self,
+        provider: CallProvider,
+        provider_call_id: &str,
+        event: CallEvent,
+        received_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The orphaned events of one provider call id, oldest first.
+    fn orphan_events(&self, provider: CallProvider, provider_call_id: &str) -> impl Future<Output = Result<Vec<StoredCallEvent>>> + Send;
+    /// Up to `limit` provider call ids with orphaned events, oldest first; forgets those older than `ORPHAN_MEMORY`.
+    fn orphaned_calls(&self, limit: u32, now: DateTime<Utc>) -> impl Future<Output = Result<Vec<(CallProvider, String)>>> + Send;
+    fn remove_orphan_events(
+        &self,
+        provider: CallProvider,
+        provider_call_id: &str,
+        dedupe_keys: Vec<String>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The campaign's terminal calls whose post-call work is not done yet.
+    fn calls_awaiting_post_call(&self, org: OrgId, campaign: CampaignId) -> impl Future<Output = Result<Vec<Call>>> + Send;
+    /// Marks the call's post-call work as handed on at `at` (true unless it already was), or with
+    /// None takes the mark back after the hand-over failed.
+    fn mark_post_call(&self, org: OrgId, call: CallId, at: Option<DateTime<Utc>>) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// How long an event for an unknown provider call id is kept waiting for its call.
+pub const ORPHAN_MEMORY: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    pub state: Option<CallState>,
+    pub disposition: Option<CallDisposition>,
+}
+
+/// Applies the orphaned events of `provider_call_id` to its call once the call is known; how many
+/// were applied (duplicates included). Safe to run concurrently: events apply once by dedupe key.
+pub async fn adopt_orphan_events<S: CallStore>(
+    store: &S,
+    provider: CallProvider,
+    provider_call_id: &str,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let Some((org, call)) = store.find_call_by_provider_id(provider, provider_call_id).await? else { return Ok(0) };
+    let orphans = store.orphan_events(provider, provider_call_id).await?;
+    let mut keys = Vec::with_capacity(orphans.len());
+    for orphan in orphans {
+        keys.push(orphan.event.dedupe_key.clone());
+        store.apply_call_event(org, call, orphan.event, orphan.received_at.min(now)).await?;
+    }
+    let adopted = keys.len();
+    if adopted > 0 {
+        store.remove_orphan_events(provider, provider_call_id, keys).await?;
+    }
+    Ok(adopted)
 }
 
 /// A call the provider accepted, as the dialer records it.

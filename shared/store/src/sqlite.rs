@@ -2,13 +2,13 @@
 //! migrations, every operation one `BEGIN IMMEDIATE` transaction.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
     CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, PlacedCall,
-    Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
+    ORPHAN_MEMORY, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
 };
 use chrono::{DateTime, Utc};
 use domain::{
-    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallEvent, CallId, CallState, Campaign, CampaignCounters, CampaignId,
+    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider, CallState, Campaign, CampaignCounters, CampaignId,
     CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164, EndReason, NewAssistant,
     NewCampaign, NewContact, OrgId, Organisation, Pace,
 };
@@ -161,6 +161,21 @@ CREATE TABLE caller_id_usage (
     last_used INTEGER NOT NULL,
     PRIMARY KEY (org_id, phone)
 ) WITHOUT ROWID;
+"#,
+    r#"
+ALTER TABLE calls ADD COLUMN post_call_at INTEGER;
+ALTER TABLE calls ADD COLUMN disposition TEXT;
+CREATE INDEX calls_awaiting_post_call ON calls(campaign_id) WHERE post_call_at IS NULL AND state IN ('ended', 'failed', 'canceled', 'timeout');
+CREATE TABLE orphan_events (
+    provider TEXT NOT NULL,
+    provider_call_id TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    PRIMARY KEY (provider, provider_call_id, dedupe_key)
+) WITHOUT ROWID;
+CREATE INDEX orphan_events_by_age ON orphan_events(received_at);
 "#,
 ];
 
@@ -347,7 +362,7 @@ fn contact_row(r: &Row<'_>) -> rusqlite::Result<Contact> {
     })
 }
 
-const CALL_COLUMNS: &str = "id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at, last_status_at, provider_call_id, caller_id, placed_at, dialing_since";
+const CALL_COLUMNS: &str = "id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at, last_status_at, provider_call_id, caller_id, placed_at, dialing_since, post_call_at";
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<Call> {
     Ok(Call {
@@ -370,6 +385,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<Call> {
         caller_id: r.get::<_, Option<String>>(13)?.map(|p| parsed(E164::try_from(p))).transpose()?,
         placed_at: r.get::<_, Option<i64>>(14)?.map(from_ms).transpose()?,
         dialing_since: r.get::<_, Option<i64>>(15)?.map(from_ms).transpose()?,
+        post_call_at: r.get::<_, Option<i64>>(16)?.map(from_ms).transpose()?,
     })
 }
 
@@ -379,7 +395,7 @@ fn end_reason_text(call: &Call) -> Option<&'static str> {
 
 fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
     tx.prepare_cached(&format!(
-        "INSERT INTO calls ({CALL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        "INSERT INTO calls ({CALL_COLUMNS}, disposition) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -399,6 +415,8 @@ fn insert_call(tx: &rusqlite::Transaction<'_>, call: &Call) -> Result<()> {
             call.caller_id.as_ref().map(E164::as_str),
             call.placed_at.map(ms),
             call.dialing_since.map(ms),
+            call.post_call_at.map(ms),
+            call.disposition().map(CallDisposition::as_str),
         ])
     })
     .map_err(|e| match e {
@@ -895,7 +913,7 @@ impl CallStore for SqliteStore {
             }
             let absorbed = call.absorb(&event);
             tx.prepare_cached(
-                "UPDATE calls SET state = ?2, end_reason = ?3, ended_at = ?4, details = ?5, last_status_at = ?6 WHERE id = ?1",
+                "UPDATE calls SET state = ?2, end_reason = ?3, ended_at = ?4, details = ?5, last_status_at = ?6, disposition = ?7 WHERE id = ?1",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -905,6 +923,7 @@ impl CallStore for SqliteStore {
                     call.ended_at.map(ms),
                     to_json(&call.details),
                     ms(call.last_status_at),
+                    call.disposition().map(CallDisposition::as_str),
                 ])
             })
             .map_err(backend)?;
@@ -939,11 +958,129 @@ impl CallStore for SqliteStore {
         self.read(move |conn| call_in_org(conn, org, id)).await
     }
 
-    async fn list_calls(&self, org: OrgId, campaign: CampaignId, page: PageRequest) -> Result<Page<Call>> {
+    async fn list_calls(&self, org: OrgId, campaign: CampaignId, filter: CallFilter, page: PageRequest) -> Result<Page<Call>> {
         self.read(move |conn| {
             campaign_in_org(conn, org, campaign)?;
-            let sql = format!("SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
-            id_page(conn, &sql, &[&campaign.to_string()], &page, call_row, |c| c.id.to_string())
+            let sql = format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR disposition = ?3) \
+                 AND id > ?4 ORDER BY id LIMIT ?5"
+            );
+            let (state, disposition) = (filter.state.map(CallState::as_str), filter.disposition.map(CallDisposition::as_str));
+            id_page(conn, &sql, &[&campaign.to_string(), &state, &disposition], &page, call_row, |c| c.id.to_string())
+        })
+        .await
+    }
+
+    async fn find_call_by_provider_id(&self, provider: CallProvider, provider_call_id: &str) -> Result<Option<(OrgId, CallId)>> {
+        let providers: Vec<&str> = CallProvider::ALL.into_iter().filter(|p| p.reported_by() == provider).map(CallProvider::as_str).collect();
+        let provider_call_id = provider_call_id.to_string();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT org_id, id FROM calls WHERE provider IN ({}) AND provider_call_id = ?1",
+                providers.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ")
+            );
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_row(params![provider_call_id], |r| {
+                        Ok((parsed(OrgId::parse(&r.get::<_, String>(0)?))?, parsed(CallId::parse(&r.get::<_, String>(1)?))?))
+                    })
+                    .optional()
+                })
+                .map_err(decoding)
+        })
+        .await
+    }
+
+    async fn record_orphan_event(&self, provider: CallProvider, provider_call_id: &str, event: CallEvent, received_at: DateTime<Utc>) -> Result<()> {
+        let (event, received_at, provider_call_id) = (normalised(event), millis(received_at), provider_call_id.to_string());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO orphan_events (provider, provider_call_id, dedupe_key, occurred_at, received_at, kind) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    provider.as_str(),
+                    provider_call_id,
+                    event.dedupe_key,
+                    ms(event.occurred_at),
+                    ms(received_at),
+                    to_json(&event.kind)
+                ])
+            })
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn orphan_events(&self, provider: CallProvider, provider_call_id: &str) -> Result<Vec<StoredCallEvent>> {
+        let provider_call_id = provider_call_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT dedupe_key, occurred_at, kind, received_at FROM orphan_events WHERE provider = ?1 AND provider_call_id = ?2 \
+                 ORDER BY received_at, dedupe_key",
+            )
+            .and_then(|mut s| s.query_map(params![provider.as_str(), provider_call_id], stored_event_row)?.collect())
+            .map_err(decoding)
+        })
+        .await
+    }
+
+    async fn orphaned_calls(&self, limit: u32, now: DateTime<Utc>) -> Result<Vec<(CallProvider, String)>> {
+        self.write(move |tx| {
+            tx.execute("DELETE FROM orphan_events WHERE received_at < ?1", params![ms(now - ORPHAN_MEMORY)]).map_err(backend)?;
+            tx.prepare_cached("SELECT DISTINCT provider, provider_call_id FROM orphan_events ORDER BY received_at LIMIT ?1")
+                .and_then(|mut s| {
+                    s.query_map(params![limit], |r| {
+                        let provider = r.get::<_, String>(0)?;
+                        Ok((CallProvider::parse(&provider).ok_or_else(|| conversion(format!("unknown provider {provider}")))?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(decoding)
+        })
+        .await
+    }
+
+    async fn remove_orphan_events(&self, provider: CallProvider, provider_call_id: &str, dedupe_keys: Vec<String>) -> Result<()> {
+        let provider_call_id = provider_call_id.to_string();
+        self.write(move |tx| {
+            for key in dedupe_keys {
+                tx.prepare_cached("DELETE FROM orphan_events WHERE provider = ?1 AND provider_call_id = ?2 AND dedupe_key = ?3")
+                    .and_then(|mut s| s.execute(params![provider.as_str(), provider_call_id, key]))
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn calls_awaiting_post_call(&self, org: OrgId, campaign: CampaignId) -> Result<Vec<Call>> {
+        self.read(move |conn| {
+            campaign_in_org(conn, org, campaign)?;
+            conn.prepare_cached(&format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE campaign_id = ?1 AND post_call_at IS NULL \
+                 AND state IN ('ended', 'failed', 'canceled', 'timeout')"
+            ))
+            .and_then(|mut s| s.query_map(params![campaign.to_string()], call_row)?.collect())
+            .map_err(decoding)
+        })
+        .await
+    }
+
+    async fn mark_post_call(&self, org: OrgId, call_id: CallId, at: Option<DateTime<Utc>>) -> Result<bool> {
+        self.write(move |tx| {
+            call_in_org(tx, org, call_id)?;
+            let changed = match at {
+                Some(at) => tx.execute(
+                    "UPDATE calls SET post_call_at = ?2 WHERE id = ?1 AND post_call_at IS NULL",
+                    params![call_id.to_string(), ms(millis(at))],
+                ),
+                None => tx.execute("UPDATE calls SET post_call_at = NULL WHERE id = ?1 AND post_call_at IS NOT NULL", params![call_id.to_string()]),
+            }
+            .map_err(backend)?;
+            Ok(changed == 1)
         })
         .await
     }
@@ -952,19 +1089,19 @@ impl CallStore for SqliteStore {
         self.read(move |conn| {
             call_in_org(conn, org, call)?;
             conn.prepare_cached("SELECT dedupe_key, occurred_at, kind, received_at FROM call_events WHERE call_id = ?1 ORDER BY seq")
-                .and_then(|mut s| {
-                    s.query_map(params![call.to_string()], |r| {
-                        Ok(StoredCallEvent {
-                            event: CallEvent { dedupe_key: r.get(0)?, occurred_at: from_ms(r.get(1)?)?, kind: json(r.get(2)?)? },
-                            received_at: from_ms(r.get(3)?)?,
-                        })
-                    })?
-                    .collect()
-                })
+                .and_then(|mut s| s.query_map(params![call.to_string()], stored_event_row)?.collect())
                 .map_err(decoding)
         })
         .await
     }
+}
+
+/// Reads (dedupe_key, occurred_at, kind, received_at).
+fn stored_event_row(r: &Row<'_>) -> rusqlite::Result<StoredCallEvent> {
+    Ok(StoredCallEvent {
+        event: CallEvent { dedupe_key: r.get(0)?, occurred_at: from_ms(r.get(1)?)?, kind: json(r.get(2)?)? },
+        received_at: from_ms(r.get(3)?)?,
+    })
 }
 
 /// How long a schedule execution id is remembered: far longer than any retry of it.

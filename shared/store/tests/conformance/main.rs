@@ -53,4 +53,5 @@ conformance!(
     batch_mode_moves_on_only_when_a_batch_is_finished,
     listed_numbers_are_finalised_instead_of_claimed,
     dialing_records_provider_ids_pace_and_caller_ids,
+    orphaned_events_wait_for_their_call_and_post_call_is_marked_once,
 );

@@ -12,7 +12,7 @@ use std::{
         atomic::{AtomicI64, AtomicU32, Ordering},
     },
 };
-use store::{AssistantFilter, ContactFilter, KeyHash, PageRequest, Store, StoreError};
+use store::{AssistantFilter, CallFilter, ContactFilter, KeyHash, PageRequest, Store, StoreError};
 
 /// A Friday, 10:00 in New York: inside the default calling window.
 fn t0() -> DateTime<Utc> {
@@ -71,7 +71,7 @@ async fn all_calls<S: Store>(store: &S, org: OrgId, campaign: domain::CampaignId
     let mut out = Vec::new();
     let mut page = PageRequest::first(500);
     loop {
-        let p = store.list_calls(org, campaign, page.clone()).await.unwrap();
+        let p = store.list_calls(org, campaign, CallFilter::default(), page.clone()).await.unwrap();
         out.extend(p.items);
         match p.next_cursor {
             Some(c) => page.cursor = Some(c),
@@ -122,7 +122,7 @@ pub async fn records_of_another_organisation_are_not_found<S: Store>(store: &S) 
     assert!(is_not_found(store.list_contacts(b, campaign.id, ContactFilter::default(), PageRequest::default()).await));
     assert!(is_not_found(store.claim_due_contacts(b, campaign.id, t0(), 5).await));
     assert!(is_not_found(store.get_call(b, call.id).await));
-    assert!(is_not_found(store.list_calls(b, campaign.id, PageRequest::default()).await));
+    assert!(is_not_found(store.list_calls(b, campaign.id, CallFilter::default(), PageRequest::default()).await));
     assert!(is_not_found(store.list_call_events(b, call.id).await));
     assert!(is_not_found(store.apply_call_event(b, call.id, event("x", t0(), ended(EndReason::Completed)), t0()).await));
 
@@ -982,4 +982,64 @@ pub async fn dialing_records_provider_ids_pace_and_caller_ids<S: Store>(store: &
     assert_eq!(taken, [&pool[..], &pool[..]].concat());
     assert_eq!(store.take_caller_id(org, &pool, Some(&pool[2]), t0()).await.unwrap(), Some(pool[2].clone()));
     assert_eq!(store.take_caller_id(org, &[], None, t0()).await.unwrap(), None);
+}
+
+pub async fn orphaned_events_wait_for_their_call_and_post_call_is_marked_once<S: Store>(store: &S) {
+    use domain::CallProvider;
+    use store::{PlacedCall, adopt_orphan_events};
+    let org = org(store).await;
+    let campaign = running_campaign(store, org, 5, RetryPolicy::default(), 3).await;
+    let claims = store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    let call_id = claims[0].call.id;
+
+    // news about CAX comes before the dialer stored it: kept once per dedupe key, not applied
+    let ringing = event("CAX:1:status", t0(), CallEventKind::Ringing);
+    let completed = event("CAX:2:status", t0() + Duration::seconds(40), ended(EndReason::Completed));
+    for e in [&ringing, &completed, &ringing] {
+        store.record_orphan_event(CallProvider::Twilio, "CAX", e.clone(), t0()).await.unwrap();
+    }
+    store.record_orphan_event(CallProvider::Twilio, "CAOLD", ringing.clone(), t0() - Duration::days(8)).await.unwrap();
+    assert_eq!(store.find_call_by_provider_id(CallProvider::Twilio, "CAX").await.unwrap(), None);
+    assert_eq!(adopt_orphan_events(store, CallProvider::Twilio, "CAX", t0()).await.unwrap(), 0, "no call yet");
+    assert_eq!(store.orphan_events(CallProvider::Twilio, "CAX").await.unwrap().len(), 2);
+    assert_eq!(store.orphaned_calls(10, t0()).await.unwrap(), vec![(CallProvider::Twilio, "CAX".to_string())], "week-old orphans are forgotten");
+
+    // a simulated call is reported through Twilio's webhooks, so it is found under Twilio
+    let placed = PlacedCall { provider: CallProvider::Simulator, provider_call_id: "CAX".into(), caller_id: None, placed_at: t0() };
+    store.record_placed_call(org, call_id, placed).await.unwrap();
+    assert_eq!(store.find_call_by_provider_id(CallProvider::Twilio, "CAX").await.unwrap(), Some((org, call_id)));
+    assert_eq!(store.find_call_by_provider_id(CallProvider::Vapi, "CAX").await.unwrap(), None);
+    assert_eq!(adopt_orphan_events(store, CallProvider::Twilio, "CAX", t0()).await.unwrap(), 2);
+    let call = store.get_call(org, call_id).await.unwrap();
+    assert_eq!((call.state, call.end_reason), (CallState::Ended, Some(EndReason::Completed)));
+    assert_eq!(store.list_call_events(org, call_id).await.unwrap().len(), 2);
+    assert!(store.orphan_events(CallProvider::Twilio, "CAX").await.unwrap().is_empty());
+    assert!(store.orphaned_calls(10, t0()).await.unwrap().is_empty());
+    assert_eq!(store.get_campaign(org, campaign.id).await.unwrap().counters.active_calls, 2, "capacity released");
+
+    // post-call work is handed on once; a failed hand-over takes the mark back
+    let awaiting = |store: &S| {
+        let store = store.clone();
+        async move { store.calls_awaiting_post_call(org, campaign.id).await.unwrap().into_iter().map(|c| c.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(awaiting(store).await, vec![call_id]);
+    let marks = futures::future::join_all((0..4).map(|_| store.mark_post_call(org, call_id, Some(t0())))).await;
+    assert_eq!(marks.into_iter().filter(|m| *m.as_ref().unwrap()).count(), 1);
+    assert!(awaiting(store).await.is_empty());
+    assert!(store.mark_post_call(org, call_id, None).await.unwrap());
+    assert_eq!(awaiting(store).await, vec![call_id]);
+    assert!(store.mark_post_call(org, call_id, Some(t0())).await.unwrap());
+    assert_eq!(store.get_call(org, call_id).await.unwrap().post_call_at, Some(t0()));
+
+    // lists filter by state and disposition
+    let page = PageRequest::first(10);
+    let ids = |p: store::Page<Call>| p.items.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let ended = CallFilter { state: Some(CallState::Ended), disposition: None };
+    assert_eq!(ids(store.list_calls(org, campaign.id, ended, page.clone()).await.unwrap()), vec![call_id]);
+    let human = CallFilter { state: None, disposition: Some(CallDisposition::AnsweredHuman) };
+    assert_eq!(ids(store.list_calls(org, campaign.id, human, page.clone()).await.unwrap()), vec![call_id]);
+    let queued = CallFilter { state: Some(CallState::Queued), disposition: None };
+    assert_eq!(store.list_calls(org, campaign.id, queued, page.clone()).await.unwrap().items.len(), 2);
+    let busy = CallFilter { state: None, disposition: Some(CallDisposition::Busy) };
+    assert!(store.list_calls(org, campaign.id, busy, page).await.unwrap().items.is_empty());
 }
