@@ -173,5 +173,9 @@ async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
         assert!(call.caller_id.is_some());
     }
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert_eq!(store.list_calls(org, campaign, store::CallFilter::default(), PageRequest::first(50)).await.unwrap().items.len(), 3, "later ticks keep to the cap");
+    assert_eq!(
+        store.list_calls(org, campaign, store::CallFilter::default(), PageRequest::first(50)).await.unwrap().items.len(),
+        3,
+        "later ticks keep to the cap"
+    );
 }

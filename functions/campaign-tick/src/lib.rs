@@ -2,14 +2,19 @@
 //! payload is the schedule's input), by the local timer, and on demand after a call ends.
 //!
 //! A tick is idempotent per execution id, sweeps calls that went silent (TIMEOUT, capacity
-//! released once by the store), claims contacts under the cap and calling window into queued
-//! calls with a dial job each, and completes the campaign once nothing is left. Its cost follows
-//! the number of calls it touches (at most the cap), never the campaign's size.
+//! released once by the store), applies webhook events that came before their call was known,
+//! hands finished calls on to the CRM queue, claims contacts under the cap and calling window
+//! into queued calls with a dial job each, and completes the campaign once nothing is left. Its
+//! cost follows the number of calls it touches (at most the cap), never the campaign's size.
 
 use chrono::{DateTime, Utc};
-use domain::{CallEvent, CallEventKind, CampaignId, CampaignStatus, DialJob, EndReason, OrgId};
-use platform::{CampaignScheduler, DIAL_JOBS, JobQueue, QueueError, ScheduledAction, ScheduledRun};
+use domain::{CallEvent, CallEventKind, CampaignId, CampaignStatus, CrmJob, DialJob, EndReason, OrgId};
+use platform::{CRM_JOBS, CampaignScheduler, DIAL_JOBS, JobQueue, QueueError, ScheduledAction, ScheduledRun};
+use std::future::Future;
 use store::{Store, StoreError};
+
+/// Orphaned provider call ids looked at per tick.
+const ORPHANS_PER_TICK: u32 = 50;
 
 /// The dedupe key of the sweep's timeout event: one per call, so it applies once.
 const SWEEP_EVENT: &str = "sweep:timeout";
@@ -45,8 +50,27 @@ pub struct TickReport {
     /// The execution id had run before: nothing was done.
     pub repeated: bool,
     pub timed_out: u32,
+    /// Orphaned webhook events applied to their calls.
+    pub orphans_adopted: u32,
+    /// Finished calls handed on (a CRM job when the campaign has a CRM target).
+    pub post_calls: u32,
     pub claimed: u32,
     pub completed: bool,
+}
+
+/// Asks for a campaign's tick now (after a call ended, so its slot is used at once).
+pub trait TickRequests: Clone + Send + Sync + 'static {
+    fn request_tick(&self, org: OrgId, campaign: CampaignId) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs the requested tick before answering (Lambda: nothing may run after the response).
+impl<S: Store, C: CampaignScheduler, Q: JobQueue> TickRequests for TickState<S, C, Q> {
+    async fn request_tick(&self, org: OrgId, campaign: CampaignId) {
+        let execution_id = format!("on-demand:{}", uuid::Uuid::now_v7());
+        if let Err(e) = tick(self, org, campaign, &execution_id, Utc::now()).await {
+            tracing::error!(%campaign, error = %e, "on-demand tick failed; the next scheduled one repeats it");
+        }
+    }
 }
 
 /// Handles one schedule firing: `start` launches the campaign, `tick` ticks it.
@@ -91,6 +115,17 @@ pub async fn tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
             tracing::warn!(campaign = %campaign_id, call = %call.id, state = call.state.as_str(), "no news from the provider: call timed out");
         }
     }
+    for (provider, provider_call_id) in store.orphaned_calls(ORPHANS_PER_TICK, now).await? {
+        report.orphans_adopted += store::adopt_orphan_events(store, provider, &provider_call_id, now).await? as u32;
+    }
+    let mut awaiting_post_call = 0;
+    for call in store.calls_awaiting_post_call(org, campaign_id).await? {
+        if !call.post_call_due(now) {
+            awaiting_post_call += 1;
+        } else if hand_on_finished_call(state, &campaign, &call, now).await? {
+            report.post_calls += 1;
+        }
+    }
     if campaign.status == CampaignStatus::Running {
         let claims = store.claim_due_contacts(org, campaign_id, now, campaign.cap.get()).await?;
         report.claimed = claims.len() as u32;
@@ -106,7 +141,7 @@ pub async fn tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
         }
     }
     let campaign = store.get_campaign(org, campaign_id).await?;
-    if campaign.status == CampaignStatus::Running && campaign.counters.is_finished() {
+    if campaign.status == CampaignStatus::Running && campaign.counters.is_finished() && awaiting_post_call == 0 {
         match store.set_campaign_status(org, campaign_id, &[CampaignStatus::Running], CampaignStatus::Completed, now).await {
             Ok(_) => {
                 report.completed = true;
@@ -120,4 +155,26 @@ pub async fn tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
         campaigns::lifecycle::sync_schedule(&state.campaigns, org, campaign_id).await?;
     }
     Ok(report)
+}
+
+/// Marks the call's post-call work done (once, whoever else tries) and queues its CRM job when
+/// the campaign has a CRM target; a job that cannot be queued takes the mark back for the next tick.
+async fn hand_on_finished_call<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    state: &TickState<S, C, Q>,
+    campaign: &domain::Campaign,
+    call: &domain::Call,
+    now: DateTime<Utc>,
+) -> Result<bool, TickError> {
+    let store = &state.campaigns.store;
+    if !store.mark_post_call(call.org_id, call.id, Some(now)).await? {
+        return Ok(false);
+    }
+    if campaign.settings.crm.is_some() {
+        let job = CrmJob { org_id: call.org_id, campaign_id: call.campaign_id, call_id: call.id };
+        if let Err(e) = state.queue.send(CRM_JOBS, serde_json::to_string(&job).expect("a CRM job serialises")).await {
+            store.mark_post_call(call.org_id, call.id, None).await?;
+            return Err(e.into());
+        }
+    }
+    Ok(true)
 }

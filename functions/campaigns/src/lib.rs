@@ -2,6 +2,7 @@
 //! and schedules, the emergency stop and the organisation's do-not-call list, all scoped to the
 //! caller's organisation.
 
+mod calls;
 mod dnc;
 mod import;
 pub mod lifecycle;
@@ -20,6 +21,7 @@ use store::{ContactFilter, ContactTally, PageRequest, Store};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+pub use calls::{CallEventView, CallView};
 pub use import::ImportReport;
 
 /// What the handlers need: the store, the scheduler, which providers have credentials, and the
@@ -115,6 +117,8 @@ pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>>
         .routes(routes!(lifecycle::emergency_stop))
         .routes(routes!(dnc::list_do_not_call, dnc::import_do_not_call))
         .routes(routes!(dnc::add_do_not_call, dnc::remove_do_not_call))
+        .routes(routes!(calls::get_call))
+        .routes(routes!(calls::list_calls))
 }
 
 /// Create a draft campaign. Every invalid field is reported in one 422 problem; with `startAt`

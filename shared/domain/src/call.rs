@@ -2,7 +2,7 @@
 //! never moves backwards, keeps the first terminal outcome, still accepts enrichment, and says
 //! when capacity is released (exactly once: on the move into a terminal state).
 
-use crate::{CallId, CampaignId, ContactId, E164, Money, OrgId};
+use crate::{CallId, CampaignId, ContactId, E164, Money, OrgId, VoicemailAction};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +112,24 @@ impl AnsweredBy {
     pub fn is_machine(self) -> bool {
         matches!(self, Self::MachineStart | Self::MachineEnd | Self::Fax)
     }
+
+    /// What the campaign's voicemail action asks for now that detection says who answered:
+    /// nothing for a person (the assistant talks) or a greeting still playing (wait for its end).
+    pub fn voicemail_step(self, action: VoicemailAction) -> Option<VoicemailStep> {
+        match (self, action) {
+            (Self::MachineEnd, VoicemailAction::LeaveMessage) => Some(VoicemailStep::LeaveMessage),
+            (Self::MachineEnd, VoicemailAction::Hangup) | (Self::Fax, _) => Some(VoicemailStep::HangUp),
+            (Self::Human | Self::MachineStart | Self::Unknown, _) => None,
+        }
+    }
+}
+
+/// The answering-machine action to take on a live call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoicemailStep {
+    HangUp,
+    /// Speak the campaign's voicemail message, then hang up.
+    LeaveMessage,
 }
 
 /// Data that may arrive at any time, also after the call ended; merged field by field.
@@ -151,7 +169,10 @@ impl CallDetails {
                 into.clone_from(from);
             }
         }
-        take(&mut self.answered_by, &patch.answered_by);
+        // "greeting still playing" never overwrites the greeting's end, whatever order they came in
+        if !(self.answered_by == Some(AnsweredBy::MachineEnd) && patch.answered_by == Some(AnsweredBy::MachineStart)) {
+            take(&mut self.answered_by, &patch.answered_by);
+        }
         take(&mut self.answered_at, &patch.answered_at);
         take(&mut self.duration_secs, &patch.duration_secs);
         take(&mut self.cost, &patch.cost);
@@ -515,8 +536,26 @@ mod tests {
     }
 
     #[test]
+    fn machine_detection_drives_the_voicemail_action_and_its_end_is_kept() {
+        use VoicemailAction::*;
+        assert_eq!(AnsweredBy::MachineEnd.voicemail_step(Hangup), Some(VoicemailStep::HangUp));
+        assert_eq!(AnsweredBy::MachineEnd.voicemail_step(LeaveMessage), Some(VoicemailStep::LeaveMessage));
+        assert_eq!(AnsweredBy::Fax.voicemail_step(LeaveMessage), Some(VoicemailStep::HangUp));
+        for waits in [AnsweredBy::MachineStart, AnsweredBy::Human, AnsweredBy::Unknown] {
+            assert_eq!((waits.voicemail_step(Hangup), waits.voicemail_step(LeaveMessage)), (None, None));
+        }
+        let mut call = new_call();
+        let by = |a| details(CallDetails { answered_by: Some(a), ..Default::default() });
+        call.absorb(&ev("end", 9, by(AnsweredBy::MachineEnd)));
+        call.absorb(&ev("start", 3, by(AnsweredBy::MachineStart)));
+        assert_eq!(call.details.answered_by, Some(AnsweredBy::MachineEnd), "a late machine_start does not undo machine_end");
+    }
+
+    #[test]
     fn opt_out_lines_are_recognised() {
-        for yes in ["Please don't call me again.", "DO NOT CALL ME", "Stop calling this number", "remove me from your list", "Dont call again"] {
+        for yes in
+            ["Please don't call me again.", "DO NOT CALL ME", "Stop calling this number", "remove me from your list", "Dont call again"]
+        {
             assert!(asks_not_to_be_called(yes), "{yes}");
         }
         for no in ["Sure, go ahead.", "Call me tomorrow", "I don't know", "call me again next week"] {

@@ -36,7 +36,7 @@ pub use assistant::{
 };
 pub use call::{
     AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, REPORT_GRACE, Transition,
-    asks_not_to_be_called,
+    VoicemailStep, asks_not_to_be_called,
 };
 pub use campaign::{
     CallProvider, Campaign, CampaignCounters, CampaignPlan, CampaignSettings, CampaignSpec, CampaignStatus, CrmTarget, DialMode,

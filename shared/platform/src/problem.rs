@@ -108,6 +108,9 @@ impl From<ProviderError> for Problem {
             ProviderError::NotFound { .. } => (StatusCode::NOT_FOUND, "provider-not-found", "Not found at the provider"),
             ProviderError::Refused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "provider-refused", "The provider refused"),
             ProviderError::NotConfigured { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "provider-not-configured", "Provider not configured"),
+            ProviderError::Unsupported { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "provider-unsupported", "Not supported by the provider")
+            }
             ProviderError::RateLimited { .. } => (StatusCode::BAD_GATEWAY, "provider-rate-limited", "The provider is rate-limiting"),
             ProviderError::Unavailable { .. } => (StatusCode::BAD_GATEWAY, "provider-unavailable", "The provider is unavailable"),
             ProviderError::Protocol { .. } => (StatusCode::BAD_GATEWAY, "provider-protocol", "Unexpected provider answer"),

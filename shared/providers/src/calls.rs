@@ -134,16 +134,52 @@ impl CallProviders {
     pub async fn place_call(&self, provider: domain::CallProvider, call: &CallRequest) -> Result<String, ProviderError> {
         use domain::CallProvider as P;
         match provider {
-            P::Twilio => {
-                Self::configured(&self.twilio, "twilio", "TWILIO_ACCOUNT_SID, OUTDIAL_PUBLIC_URL and OUTDIAL_BRIDGE_URL")?
-                    .place_call(call)
-                    .await
-            }
+            P::Twilio => self.twilio()?.place_call(call).await,
             P::Elevenlabs => Self::configured(&self.elevenlabs, "elevenlabs", "ELEVENLABS_API_KEY")?.place_call(call).await,
             P::Vapi => Self::configured(&self.vapi, "vapi", "VAPI_API_KEY")?.place_call(call).await,
             P::Retell => Self::configured(&self.retell, "retell", "RETELL_API_KEY")?.place_call(call).await,
-            P::Simulator => Self::configured(&self.simulator, "simulator", "OUTDIAL_PUBLIC_URL")?.place_call(call).await,
+            P::Simulator => self.simulator()?.place_call(call).await,
         }
+    }
+
+    /// Ends a live call now (answering-machine `hangup`): Twilio's, or a simulated one.
+    pub async fn hang_up(&self, provider: domain::CallProvider, provider_call_id: &str) -> Result<(), ProviderError> {
+        use domain::CallProvider as P;
+        match provider {
+            P::Twilio => self.twilio()?.hang_up(provider_call_id).await,
+            P::Simulator => {
+                self.simulator()?.hang_up(provider_call_id);
+                Ok(())
+            }
+            other => Err(ProviderError::Unsupported { provider: other.as_str(), operation: "hang-up" }),
+        }
+    }
+
+    /// Speaks the voicemail message after the beep and hangs up (answering-machine `leave_message`).
+    pub async fn leave_voicemail(
+        &self,
+        provider: domain::CallProvider,
+        provider_call_id: &str,
+        message: &str,
+    ) -> Result<(), ProviderError> {
+        use domain::CallProvider as P;
+        match provider {
+            P::Twilio => self.twilio()?.leave_voicemail(provider_call_id, message).await,
+            // the simulated machine takes the message as it ends the call
+            P::Simulator => {
+                self.simulator()?.hang_up(provider_call_id);
+                Ok(())
+            }
+            other => Err(ProviderError::Unsupported { provider: other.as_str(), operation: "voicemail" }),
+        }
+    }
+
+    fn twilio(&self) -> Result<&Twilio, ProviderError> {
+        Self::configured(&self.twilio, "twilio", "TWILIO_ACCOUNT_SID, OUTDIAL_PUBLIC_URL and OUTDIAL_BRIDGE_URL")
+    }
+
+    fn simulator(&self) -> Result<&SimulatedCalls, ProviderError> {
+        Self::configured(&self.simulator, "simulator", "OUTDIAL_PUBLIC_URL")
     }
 
     fn configured<'a, T>(p: &'a Option<T>, provider: &'static str, variable: &'static str) -> Result<&'a T, ProviderError> {

@@ -41,6 +41,9 @@ pub enum ProviderError {
     Protocol { provider: &'static str, detail: String },
     #[error("{provider} is not configured on this deployment: set {variable}")]
     NotConfigured { provider: &'static str, variable: &'static str },
+    /// The provider runs this part of the call itself (voicemail, hang-up of its own calls).
+    #[error("{provider} does not take {operation} requests: it handles that itself")]
+    Unsupported { provider: &'static str, operation: &'static str },
 }
 
 impl ProviderError {

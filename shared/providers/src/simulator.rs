@@ -98,7 +98,11 @@ pub struct SimulatedCalls {
     webhooks: SimulatorWebhooks,
     odds: SimulatorOdds,
     time_scale: f64,
-    rng: Arc<Mutex<rand::rngs::StdRng>>,
+    seed: u64,
+    /// Calls placed so far per number: a number's nth call draws the same life on every run.
+    attempts: Arc<Mutex<HashMap<String, u64>>>,
+    /// Live calls that can still be hung up.
+    live: Arc<Mutex<HashMap<String, Arc<tokio::sync::Notify>>>>,
 }
 
 impl std::fmt::Debug for SimulatedCalls {
@@ -109,20 +113,30 @@ impl std::fmt::Debug for SimulatedCalls {
 
 impl SimulatedCalls {
     pub fn new(webhooks: SimulatorWebhooks, odds: SimulatorOdds, seed: u64, time_scale: f64) -> Self {
-        use rand::SeedableRng;
         Self {
             client: reqwest::Client::new(),
             webhooks,
             odds,
             time_scale: time_scale.max(f64::MIN_POSITIVE),
-            rng: Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(seed))),
+            seed,
+            attempts: Arc::default(),
+            live: Arc::default(),
         }
     }
 
-    /// Draws a call sid, its ringing time and its outcome.
-    fn draw(&self) -> (String, u32, SimulatedOutcome) {
-        use rand::Rng;
-        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+    /// Draws a call sid, its ringing time and its outcome from the seed, the number and how many
+    /// times it was called before, so a run is repeatable whatever order calls are placed in.
+    fn draw(&self, to: &str) -> (String, u32, SimulatedOutcome) {
+        use rand::{Rng, SeedableRng};
+        use sha2::Digest;
+        let nth = {
+            let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+            let n = attempts.entry(to.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let digest = sha2::Sha256::new().chain_update(self.seed.to_be_bytes()).chain_update(nth.to_be_bytes()).chain_update(to).finalize();
+        let mut rng = rand::rngs::StdRng::from_seed(digest.into());
         let sid = format!("CA{:032x}", rng.random::<u128>());
         let o = self.odds;
         let ring = rng.random_range(o.ring_seconds.0..=o.ring_seconds.1.max(o.ring_seconds.0));
@@ -143,7 +157,17 @@ impl SimulatedCalls {
     }
 
     async fn pause(&self, simulated_seconds: u32) {
-        tokio::time::sleep(std::time::Duration::from_secs_f64(f64::from(simulated_seconds) / self.time_scale)).await;
+        tokio::time::sleep(self.real(simulated_seconds)).await;
+    }
+
+    fn real(&self, simulated_seconds: u32) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(f64::from(simulated_seconds) / self.time_scale)
+    }
+
+    /// Ends a live simulated call now, as Twilio's hang-up does; false when it is not live.
+    pub fn hang_up(&self, call_sid: &str) -> bool {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner()).get(call_sid).cloned();
+        live.map(|hang_up| hang_up.notify_one()).is_some()
     }
 
     /// Posts a form as Twilio does: to the exact URL it signs.
@@ -234,18 +258,26 @@ impl SimulatedCalls {
             ("AnsweredBy", answered_by.to_string()),
             ("MachineDetectionDuration", "2300".to_string()),
         ];
+        let hang_up = Arc::new(tokio::sync::Notify::new());
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(sid.clone(), hang_up.clone());
+        let answered = tokio::time::Instant::now();
         self.post_twilio("/webhooks/twilio/amd", amd).await;
-        self.pause(talk).await;
-        self.post_twilio("/webhooks/twilio/status", next("completed", Some(talk))).await;
+        tokio::select! {
+            _ = self.pause(talk) => {}
+            _ = hang_up.notified() => {}
+        }
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&sid);
+        let talked = ((answered.elapsed().as_secs_f64() * self.time_scale).round() as u32).clamp(1, talk);
+        self.post_twilio("/webhooks/twilio/status", next("completed", Some(talked))).await;
         if answered_by == "human" {
-            self.post_transcript(&call, &sid, talk, opts_out).await;
+            self.post_transcript(&call, &sid, talked, opts_out).await;
         }
     }
 }
 
 impl crate::CallProvider for SimulatedCalls {
     async fn place_call(&self, call: &CallRequest) -> Result<String, ProviderError> {
-        let (sid, ring, outcome) = self.draw();
+        let (sid, ring, outcome) = self.draw(call.to.as_str());
         tokio::spawn(self.clone().live(call.clone(), sid.clone(), ring, outcome));
         Ok(sid)
     }

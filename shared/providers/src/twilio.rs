@@ -6,7 +6,6 @@ use crate::{
     CallProvider, CallRequest, ProviderError, RetryPolicy, TwilioAccount,
     http::{ApiClient, Body, Credential},
 };
-use domain::VoicemailAction;
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::Value;
@@ -55,12 +54,9 @@ impl Twilio {
         for event in ["initiated", "ringing", "answered", "completed"] {
             form.push(("StatusCallbackEvent", event.into()));
         }
-        let detection = match call.voicemail {
-            VoicemailAction::LeaveMessage => "DetectMessageEnd",
-            VoicemailAction::Hangup => "Enable",
-        };
+        // the answering-machine action (hang up or leave a message) is taken on machine_end_*
         form.extend([
-            ("MachineDetection", detection.to_string()),
+            ("MachineDetection", "DetectMessageEnd".to_string()),
             ("AsyncAmd", "true".into()),
             ("AsyncAmdStatusCallback", self.webhook("amd")),
             ("AsyncAmdStatusCallbackMethod", "POST".into()),
@@ -80,9 +76,19 @@ impl Twilio {
 
     /// Ends a live call (`Status=completed`).
     pub async fn hang_up(&self, call_sid: &str) -> Result<(), ProviderError> {
-        let form = [("Status", "completed".to_string())];
+        self.update_call(call_sid, &[("Status", "completed".to_string())]).await
+    }
+
+    /// Replaces what a live call is doing (its stream to the assistant) with the voicemail
+    /// message spoken after the beep, then hangs up.
+    pub async fn leave_voicemail(&self, call_sid: &str, message: &str) -> Result<(), ProviderError> {
+        let twiml = format!("<Response><Say>{}</Say><Hangup/></Response>", xml_escape(message));
+        self.update_call(call_sid, &[("Twiml", twiml)]).await
+    }
+
+    async fn update_call(&self, call_sid: &str, form: &[(&'static str, String)]) -> Result<(), ProviderError> {
         let path = format!("{}/{call_sid}.json", self.calls_path());
-        self.api.send(Method::POST, &path, Body::Form(&form), &format!("call {call_sid}")).await.map(drop)
+        self.api.send(Method::POST, &path, Body::Form(form), &format!("call {call_sid}")).await.map(drop)
     }
 }
 

@@ -88,7 +88,7 @@ async fn twilio_creates_the_call_with_the_bridge_twiml_callbacks_amd_and_recordi
     .collect();
     assert_eq!(form_of(&sent.body), expected);
 
-    // hanging up with a plain Enable detection and no recording
+    // hanging up, leaving a voicemail; machine detection waits for the greeting's end either way
     let hangup = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/2010-04-01/Accounts/AC123/Calls/CA0123456789abcdef0123456789abcdef.json"))
@@ -101,9 +101,23 @@ async fn twilio_creates_the_call_with_the_bridge_twiml_callbacks_amd_and_recordi
         .await;
     twilio(&hangup).hang_up("CA0123456789abcdef0123456789abcdef").await.unwrap();
     assert_eq!(form_of(&hangup.received_requests().await.unwrap()[0].body), vec![("Status".to_string(), "completed".to_string())]);
+    let voicemail = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/2010-04-01/Accounts/AC123/Calls/CA0123456789abcdef0123456789abcdef.json"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "sid": "CA0123456789abcdef0123456789abcdef", "status": "in-progress" })),
+        )
+        .expect(1)
+        .mount(&voicemail)
+        .await;
+    twilio(&voicemail).leave_voicemail("CA0123456789abcdef0123456789abcdef", "Call us back at 5 & 6 <today>").await.unwrap();
+    assert_eq!(
+        form_of(&voicemail.received_requests().await.unwrap()[0].body),
+        vec![("Twiml".to_string(), "<Response><Say>Call us back at 5 &amp; 6 &lt;today&gt;</Say><Hangup/></Response>".to_string())]
+    );
     let plain = CallRequest { voicemail: VoicemailAction::Hangup, recording: false, ..request() };
     let fields = twilio(&hangup).call_form(&plain);
-    assert!(fields.contains(&("MachineDetection", "Enable".into())));
+    assert!(fields.contains(&("MachineDetection", "DetectMessageEnd".into())));
     assert!(!fields.iter().any(|(k, _)| k.starts_with("Record")));
 }
 

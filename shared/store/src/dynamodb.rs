@@ -3,9 +3,10 @@
 //! safe under any concurrency; a cancelled transaction is re-read and retried.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
-    CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, PlacedCall,
-    ORPHAN_MEMORY, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CampaignStore, Claim, ContactFilter,
+    ContactTally, CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, ORPHAN_MEMORY, OrgStore,
+    Page, PageRequest, PlacedCall, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
+    statuses,
 };
 use aws_sdk_dynamodb::{
     Client,
@@ -19,9 +20,8 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallEventKind, CallId, CallProvider,
-    CallState, Campaign,
-    CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState,
-    DialSlot, E164, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
+    CallState, Campaign, CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate,
+    ContactId, ContactState, DialSlot, E164, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -1443,7 +1443,13 @@ impl CallStore for DynamoStore {
         Ok(Some((org, call)))
     }
 
-    async fn record_orphan_event(&self, provider: CallProvider, provider_call_id: &str, event: CallEvent, received_at: DateTime<Utc>) -> Result<()> {
+    async fn record_orphan_event(
+        &self,
+        provider: CallProvider,
+        provider_call_id: &str,
+        event: CallEvent,
+        received_at: DateTime<Utc>,
+    ) -> Result<()> {
         let (event, received_at) = (normalised(event), millis(received_at));
         let orphan = OrphanItem {
             pk: orphan_pk(provider, provider_call_id),

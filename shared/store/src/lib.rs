@@ -14,9 +14,8 @@ pub use sqlite::SqliteStore;
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider,
-    CallState, Campaign, CampaignId,
-    CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164, NewAssistant, NewCampaign,
-    NewContact, OrgId, Organisation, Pace, Transition,
+    CallState, Campaign, CampaignId, CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164,
+    NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace, Transition,
 };
 use std::{collections::BTreeMap, future::Future};
 

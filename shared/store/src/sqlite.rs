@@ -2,15 +2,16 @@
 //! migrations, every operation one `BEGIN IMMEDIATE` transaction.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CampaignStore, Claim, ContactFilter, ContactTally,
-    CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, OrgStore, Page, PageRequest, PlacedCall,
-    ORPHAN_MEMORY, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact, statuses,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CampaignStore, Claim, ContactFilter,
+    ContactTally, CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, ORPHAN_MEMORY, OrgStore,
+    Page, PageRequest, PlacedCall, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
+    statuses,
 };
 use chrono::{DateTime, Utc};
 use domain::{
-    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider, CallState, Campaign, CampaignCounters, CampaignId,
-    CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164, EndReason, NewAssistant,
-    NewCampaign, NewContact, OrgId, Organisation, Pace,
+    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider, CallState, Campaign,
+    CampaignCounters, CampaignId, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164,
+    EndReason, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::{
@@ -972,7 +973,8 @@ impl CallStore for SqliteStore {
     }
 
     async fn find_call_by_provider_id(&self, provider: CallProvider, provider_call_id: &str) -> Result<Option<(OrgId, CallId)>> {
-        let providers: Vec<&str> = CallProvider::ALL.into_iter().filter(|p| p.reported_by() == provider).map(CallProvider::as_str).collect();
+        let providers: Vec<&str> =
+            CallProvider::ALL.into_iter().filter(|p| p.reported_by() == provider).map(CallProvider::as_str).collect();
         let provider_call_id = provider_call_id.to_string();
         self.read(move |conn| {
             let sql = format!(
@@ -991,7 +993,13 @@ impl CallStore for SqliteStore {
         .await
     }
 
-    async fn record_orphan_event(&self, provider: CallProvider, provider_call_id: &str, event: CallEvent, received_at: DateTime<Utc>) -> Result<()> {
+    async fn record_orphan_event(
+        &self,
+        provider: CallProvider,
+        provider_call_id: &str,
+        event: CallEvent,
+        received_at: DateTime<Utc>,
+    ) -> Result<()> {
         let (event, received_at, provider_call_id) = (normalised(event), millis(received_at), provider_call_id.to_string());
         self.write(move |tx| {
             tx.prepare_cached(
@@ -1077,7 +1085,10 @@ impl CallStore for SqliteStore {
                     "UPDATE calls SET post_call_at = ?2 WHERE id = ?1 AND post_call_at IS NULL",
                     params![call_id.to_string(), ms(millis(at))],
                 ),
-                None => tx.execute("UPDATE calls SET post_call_at = NULL WHERE id = ?1 AND post_call_at IS NOT NULL", params![call_id.to_string()]),
+                None => tx.execute(
+                    "UPDATE calls SET post_call_at = NULL WHERE id = ?1 AND post_call_at IS NOT NULL",
+                    params![call_id.to_string()],
+                ),
             }
             .map_err(backend)?;
             Ok(changed == 1)

@@ -1002,7 +1002,11 @@ pub async fn orphaned_events_wait_for_their_call_and_post_call_is_marked_once<S:
     assert_eq!(store.find_call_by_provider_id(CallProvider::Twilio, "CAX").await.unwrap(), None);
     assert_eq!(adopt_orphan_events(store, CallProvider::Twilio, "CAX", t0()).await.unwrap(), 0, "no call yet");
     assert_eq!(store.orphan_events(CallProvider::Twilio, "CAX").await.unwrap().len(), 2);
-    assert_eq!(store.orphaned_calls(10, t0()).await.unwrap(), vec![(CallProvider::Twilio, "CAX".to_string())], "week-old orphans are forgotten");
+    assert_eq!(
+        store.orphaned_calls(10, t0()).await.unwrap(),
+        vec![(CallProvider::Twilio, "CAX".to_string())],
+        "week-old orphans are forgotten"
+    );
 
     // a simulated call is reported through Twilio's webhooks, so it is found under Twilio
     let placed = PlacedCall { provider: CallProvider::Simulator, provider_call_id: "CAX".into(), caller_id: None, placed_at: t0() };
