@@ -41,6 +41,39 @@ pub struct Config {
     /// SQS queue URLs by logical name (`DIAL_JOBS_QUEUE_URL`, `CRM_JOBS_QUEUE_URL`).
     pub queue_urls: std::collections::BTreeMap<String, String>,
     pub dialing: DialingConfig,
+    pub webhooks: WebhookSecrets,
+}
+
+/// What proves a webhook came from its provider; secrets never appear in `Debug` output.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WebhookSecrets {
+    /// The public base URL providers call (`OUTDIAL_PUBLIC_URL`): Twilio signs the URL it requested,
+    /// and behind a function URL the host seen may differ.
+    pub public_url: Option<String>,
+    /// `TWILIO_AUTH_TOKEN`.
+    pub twilio_auth_token: Option<String>,
+    /// `ELEVENLABS_WEBHOOK_SECRET`.
+    pub elevenlabs: Option<String>,
+    /// `VAPI_WEBHOOK_SECRET`: sent as `X-Vapi-Secret` or `Authorization: Bearer`.
+    pub vapi_secret: Option<String>,
+    /// `VAPI_WEBHOOK_HMAC_SECRET`: when set, Vapi's `x-vapi-signature` HMAC is required.
+    pub vapi_hmac_secret: Option<String>,
+    /// `RETELL_API_KEY`: Retell signs its webhooks with it.
+    pub retell_api_key: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |s: &Option<String>| if s.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("WebhookSecrets")
+            .field("public_url", &self.public_url)
+            .field("twilio_auth_token", &set(&self.twilio_auth_token))
+            .field("elevenlabs", &set(&self.elevenlabs))
+            .field("vapi_secret", &set(&self.vapi_secret))
+            .field("vapi_hmac_secret", &set(&self.vapi_hmac_secret))
+            .field("retell_api_key", &set(&self.retell_api_key))
+            .finish()
+    }
 }
 
 /// How calls are placed.
@@ -224,7 +257,25 @@ impl Config {
             retry_backoff: std::time::Duration::from_secs(number("DIAL_RETRY_BACKOFF_SECONDS", defaults.retry_backoff.as_secs())?),
             ring_seconds: u32::try_from(number("OUTDIAL_RING_SECONDS", u64::from(defaults.ring_seconds))?).unwrap_or(u32::MAX),
         };
-        Ok(Self { store, log_format, sqs_endpoint: var("SQS_ENDPOINT"), providers, scheduler, import_max_bytes, queue_urls, dialing })
+        let webhooks = WebhookSecrets {
+            public_url: var("OUTDIAL_PUBLIC_URL"),
+            twilio_auth_token: var("TWILIO_AUTH_TOKEN"),
+            elevenlabs: var("ELEVENLABS_WEBHOOK_SECRET"),
+            vapi_secret: var("VAPI_WEBHOOK_SECRET"),
+            vapi_hmac_secret: var("VAPI_WEBHOOK_HMAC_SECRET"),
+            retell_api_key: var("RETELL_API_KEY"),
+        };
+        Ok(Self {
+            store,
+            log_format,
+            sqs_endpoint: var("SQS_ENDPOINT"),
+            providers,
+            scheduler,
+            import_max_bytes,
+            queue_urls,
+            dialing,
+            webhooks,
+        })
     }
 
     /// The SQS queues whose URLs are configured, by logical name.
@@ -297,5 +348,22 @@ mod tests {
         assert_eq!(c.providers.vapi, Some(ProviderAccount { base_url: "https://api.vapi.ai".into(), api_key: "vk".into() }));
         assert_eq!(c.providers.retell.unwrap().base_url, "http://127.0.0.1:9");
         assert_eq!(c.providers.elevenlabs, None);
+    }
+
+    #[test]
+    fn webhook_secrets_are_read_and_never_printed() {
+        let c = config(&[
+            ("TWILIO_AUTH_TOKEN", "tok-123"),
+            ("TWILIO_ACCOUNT_SID", "AC1"),
+            ("VAPI_WEBHOOK_SECRET", "vsec-456"),
+            ("ELEVENLABS_WEBHOOK_SECRET", "wsec-789"),
+            ("OUTDIAL_PUBLIC_URL", "https://x"),
+        ])
+        .unwrap();
+        assert_eq!((c.webhooks.twilio_auth_token.as_deref(), c.webhooks.vapi_secret.as_deref()), (Some("tok-123"), Some("vsec-456")));
+        let printed = format!("{c:?}");
+        for secret in ["tok-123", "vsec-456", "wsec-789"] {
+            assert!(!printed.contains(secret), "{secret} printed in {printed}");
+        }
     }
 }

@@ -60,7 +60,7 @@ pub struct CallProviders {
 }
 
 /// What placing calls needs beyond the accounts' keys.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct CallOptions {
     /// Our webhooks' public base URL: Twilio's callbacks, the simulator's reports.
     pub public_url: Option<String>,
@@ -73,6 +73,21 @@ pub struct CallOptions {
     pub simulator_seed: u64,
     /// Simulated seconds per real second.
     pub simulator_speed: f64,
+}
+
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("public_url", &self.public_url)
+            .field("bridge_url", &self.bridge_url)
+            .field("elevenlabs_phone_number_id", &self.elevenlabs_phone_number_id)
+            .field("vapi_phone_number_id", &self.vapi_phone_number_id)
+            .field("elevenlabs_webhook_secret", &self.elevenlabs_webhook_secret.as_ref().map(|_| "<redacted>"))
+            .field("simulator_odds", &self.simulator_odds)
+            .field("simulator_seed", &self.simulator_seed)
+            .field("simulator_speed", &self.simulator_speed)
+            .finish()
+    }
 }
 
 impl Default for CallOptions {

@@ -134,3 +134,10 @@ impl crate::CallProvider for ElevenLabs {
             .ok_or_else(|| crate::calls::missing_id(PROVIDER, "conversation_id"))
     }
 }
+
+/// The `ElevenLabs-Signature` header of a post-call webhook body sent at `at`:
+/// `t=<unix seconds>,v0=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub fn webhook_signature(secret: &str, body: &[u8], at: chrono::DateTime<chrono::Utc>) -> String {
+    let t = at.timestamp().to_string();
+    format!("t={t},v0={}", crate::hmac_sha256_hex(secret, &[t.as_bytes(), b".", body]))
+}

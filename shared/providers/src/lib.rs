@@ -69,3 +69,13 @@ pub trait AssistantProvider: Send + Sync {
     fn get_assistant(&self, id: &str) -> impl Future<Output = Result<ProviderAssistant, ProviderError>> + Send;
     fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> impl Future<Output = Result<(), ProviderError>> + Send;
 }
+
+/// Hex HMAC-SHA256 of the concatenated `parts` under `key`: how ElevenLabs, Retell and Vapi sign webhooks.
+pub fn hmac_sha256_hex(key: &str, parts: &[&[u8]]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes a key of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    hex::encode(mac.finalize().into_bytes())
+}

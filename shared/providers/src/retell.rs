@@ -147,3 +147,10 @@ impl crate::CallProvider for Retell {
         answer.get("call_id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::calls::missing_id(PROVIDER, "call_id"))
     }
 }
+
+/// The `X-Retell-Signature` header of a webhook body sent at `at`:
+/// `v=<unix ms>,d=<hex HMAC-SHA256(api key, body + timestamp)>`.
+pub fn webhook_signature(api_key: &str, body: &[u8], at: chrono::DateTime<chrono::Utc>) -> String {
+    let v = at.timestamp_millis().to_string();
+    format!("v={v},d={}", crate::hmac_sha256_hex(api_key, &[body, v.as_bytes()]))
+}

@@ -181,7 +181,6 @@ impl SimulatedCalls {
     }
 
     async fn post_transcript(&self, call: &CallRequest, sid: &str, talk_seconds: u32, opts_out: bool) {
-        use hmac::Mac;
         let Some(secret) = &self.webhooks.elevenlabs_webhook_secret else { return };
         let mut transcript = vec![
             serde_json::json!({ "role": "agent", "message": "Hi, this is the assistant calling about your account.", "time_in_call_secs": 0 }),
@@ -205,9 +204,7 @@ impl SimulatedCalls {
             },
         })
         .to_string();
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-        mac.update(format!("{now}.{body}").as_bytes());
-        let header = format!("t={now},v0={}", hex::encode(mac.finalize().into_bytes()));
+        let header = crate::elevenlabs::webhook_signature(secret, body.as_bytes(), chrono::DateTime::from_timestamp(now, 0).unwrap_or_default());
         let url = format!("{}/webhooks/elevenlabs", self.webhooks.public_url.trim_end_matches('/'));
         let sent =
             self.client.post(url).header("ElevenLabs-Signature", header).header("Content-Type", "application/json").body(body).send().await;

@@ -135,3 +135,8 @@ impl crate::CallProvider for Vapi {
         answer.get("id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::calls::missing_id(PROVIDER, "id"))
     }
 }
+
+/// The `x-vapi-signature` of a server message body under an HMAC credential: hex HMAC-SHA256.
+pub fn webhook_signature(key: &str, body: &[u8]) -> String {
+    crate::hmac_sha256_hex(key, &[body])
+}

@@ -1,0 +1,56 @@
+//! ElevenLabs' post-call webhook: the conversation's transcript, analysis and metadata.
+
+use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, text, transcript_of};
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{CallDetails, CallEventKind, CallProvider, EndReason};
+use serde_json::Value;
+
+/// `POST /webhooks/elevenlabs`: `post_call_transcription` means the conversation happened (answered
+/// and over) and carries its report; `call_initiation_failure` means the call never connected.
+pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malformed> {
+    let payload: Value = serde_json::from_slice(body).map_err(|e| Malformed(format!("the body is not JSON: {e}")))?;
+    let kind = payload.get("type").and_then(Value::as_str).ok_or_else(|| Malformed::missing("type"))?;
+    let data = payload.get("data").filter(|d| d.is_object()).ok_or_else(|| Malformed::missing("data"))?;
+    let conversation_id = text(data.get("conversation_id")).ok_or_else(|| Malformed::missing("data.conversation_id"))?;
+    let at = payload.get("event_timestamp").and_then(Value::as_i64).and_then(|t| DateTime::from_timestamp(t, 0)).unwrap_or(received_at);
+    let variables = data.pointer("/conversation_initiation_client_data/dynamic_variables").unwrap_or(&Value::Null);
+    let metadata = data.get("metadata").unwrap_or(&Value::Null);
+    let mut events = Events::new(CallProvider::Elevenlabs, &conversation_id, at);
+    match kind {
+        "post_call_transcription" => {
+            let lines = data.get("transcript").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let (transcript, said_opt_out) = transcript_of(lines.iter().filter_map(|l| {
+                Some((l.get("role").and_then(Value::as_str)?, l.get("message").and_then(Value::as_str)?))
+            }));
+            let analysis = data.get("analysis").unwrap_or(&Value::Null);
+            let collected = analysis.get("data_collection_results").filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+            let duration = metadata.get("call_duration_secs").and_then(Value::as_u64).map(|d| d as u32);
+            let started = duration.map_or(at, |d| at - TimeDelta::seconds(i64::from(d)));
+            let details = CallDetails {
+                duration_secs: duration,
+                transcript,
+                summary: text(analysis.get("transcript_summary")),
+                success_evaluation: as_text(analysis.get("call_successful")),
+                structured_data: collected.cloned(),
+                opted_out: said_opt_out || collected.is_some_and(flags_opt_out),
+                ..Default::default()
+            };
+            events
+                .push_at("post_call_transcription:answered", started, CallEventKind::Answered)
+                .ended("post_call_transcription:ended", EndReason::Completed)
+                .details("post_call_transcription:report", details);
+        }
+        "call_initiation_failure" => {
+            let reason = as_text(data.get("failure_reason")).unwrap_or_else(|| "the call could not be started".into());
+            let ended = if reason.contains("busy") { EndReason::Busy } else if reason.contains("no-answer") || reason.contains("no_answer") { EndReason::NoAnswer } else { EndReason::Failed };
+            events.ended("call_initiation_failure", ended).details("call_initiation_failure:reason", CallDetails {
+                error: Some(format!("ElevenLabs: {reason}")),
+                ..Default::default()
+            });
+        }
+        other => {
+            events.unrecognised(other, format!("ElevenLabs webhook type {other:?}"));
+        }
+    }
+    Ok(Delivery { provider: CallProvider::Elevenlabs, provider_call_id: conversation_id, call: ids_in(variables), events: events.list })
+}

@@ -1,0 +1,280 @@
+//! The `webhooks` HTTP function: the routes Twilio, ElevenLabs, Vapi and Retell call.
+//!
+//! Each request is verified first (nothing is read or stored before its signature is good),
+//! normalised into call events, and applied through the store: once per dedupe key, states only
+//! forward, capacity released once, the contact retried or finalised. Events for a provider call
+//! id no call has yet are kept as orphans for the dialer or the next tick to apply. Answering-
+//! machine results drive the campaign's voicemail action; an opt-out puts the number on the
+//! do-not-call list; a call that ended asks for its campaign's tick so its slot is used at once.
+
+pub mod elevenlabs;
+pub mod normalise;
+pub mod retell;
+pub mod twilio;
+pub mod vapi;
+pub mod verify;
+
+use axum::{
+    body::Bytes,
+    extract::{OriginalUri, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use campaign_tick::TickRequests;
+use chrono::{DateTime, Utc};
+use domain::{AnsweredBy, CallEventKind, VoicemailStep};
+use normalise::{Delivery, Malformed};
+use platform::{Problem, WebhookSecrets};
+use providers::CallProviders;
+use store::{Store, StoreError};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use verify::Refusal;
+
+/// What the handlers need: the store, the secrets that verify providers, the providers (to hang
+/// up on answering machines) and a way to ask for a campaign's tick.
+#[derive(Clone)]
+pub struct WebhookState<S, T> {
+    pub store: S,
+    pub secrets: std::sync::Arc<WebhookSecrets>,
+    pub calls: CallProviders,
+    pub ticks: T,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            Self::Refused(r) => {
+                let (status, slug, title) = match r {
+                    Refusal::Missing(_) => (StatusCode::UNAUTHORIZED, "webhook-signature-missing", "Webhook signature missing"),
+                    Refusal::Invalid(_) => (StatusCode::FORBIDDEN, "webhook-signature-invalid", "Webhook signature invalid"),
+                    Refusal::Stale(_) => (StatusCode::FORBIDDEN, "webhook-signature-stale", "Webhook signature stale"),
+                    Refusal::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "webhook-not-configured", "Webhook not configured"),
+                };
+                Problem::new(status, slug, title, r.to_string())
+            }
+            Self::Malformed(m) => Problem::new(StatusCode::BAD_REQUEST, "webhook-malformed", "Malformed webhook", m.to_string()),
+            Self::Store(e) => Problem::from(e),
+        };
+        problem.into_response()
+    }
+}
+
+/// The function's routes, with their OpenAPI descriptions.
+pub fn router<S: Store, T: TickRequests>() -> OpenApiRouter<WebhookState<S, T>> {
+    OpenApiRouter::new()
+        .routes(routes!(twilio_status))
+        .routes(routes!(twilio_amd))
+        .routes(routes!(twilio_recording))
+        .routes(routes!(elevenlabs_post_call))
+        .routes(routes!(vapi_server_message))
+        .routes(routes!(retell_webhook))
+}
+
+/// Logs a refusal (no payload, so no phone number, is ever logged) and passes it on.
+fn refused(provider: &'static str, path: &str, refusal: Refusal) -> WebhookError {
+    tracing::warn!(provider, path, reason = %refusal, "webhook refused before anything was stored");
+    WebhookError::Refused(refusal)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Verifies a Twilio form callback against the exact public URL it was sent to.
+fn verified_twilio_form(secrets: &WebhookSecrets, uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8]) -> Result<twilio::Form, WebhookError> {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let (Some(base), Some(token)) = (&secrets.public_url, &secrets.twilio_auth_token) else {
+        let missing = if secrets.public_url.is_none() { "OUTDIAL_PUBLIC_URL" } else { "TWILIO_AUTH_TOKEN" };
+        return Err(refused("twilio", path, Refusal::NotConfigured(missing)));
+    };
+    // a body that is not a form cannot have been signed as one
+    let form = twilio::Form::parse(body).map_err(|_| refused("twilio", path, Refusal::Invalid("X-Twilio-Signature")))?;
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    verify::twilio(token, &url, &form.pairs, header(headers, "x-twilio-signature")).map_err(|r| refused("twilio", path, r))?;
+    Ok(form)
+}
+
+type Handled = Result<StatusCode, WebhookError>;
+
+/// Twilio call status callback (form): queued, initiated, ringing, in-progress, completed, busy,
+/// no-answer, failed, canceled.
+#[utoipa::path(post, path = "/webhooks/twilio/status", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback form, signed with X-Twilio-Signature"),
+    responses((status = 204, description = "accepted (also for unknown calls and values, kept in the log)"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "no signature"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "invalid signature")))]
+async fn twilio_status<S: Store, T: TickRequests>(
+    State(state): State<WebhookState<S, T>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Handled {
+    let form = verified_twilio_form(&state.secrets, &uri, &headers, &body)?;
+    deliver(&state, twilio::status(&form, Utc::now())?, Utc::now()).await
+}
+
+/// Twilio asynchronous answering-machine detection callback (form).
+#[utoipa::path(post, path = "/webhooks/twilio/amd", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's AMD callback form, signed with X-Twilio-Signature"),
+    responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn twilio_amd<S: Store, T: TickRequests>(
+    State(state): State<WebhookState<S, T>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Handled {
+    let form = verified_twilio_form(&state.secrets, &uri, &headers, &body)?;
+    deliver(&state, twilio::amd(&form, Utc::now())?, Utc::now()).await
+}
+
+/// Twilio recording status callback (form).
+#[utoipa::path(post, path = "/webhooks/twilio/recording", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's recording status form, signed with X-Twilio-Signature"),
+    responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn twilio_recording<S: Store, T: TickRequests>(
+    State(state): State<WebhookState<S, T>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Handled {
+    let form = verified_twilio_form(&state.secrets, &uri, &headers, &body)?;
+    deliver(&state, twilio::recording(&form, Utc::now())?, Utc::now()).await
+}
+
+/// ElevenLabs post-call webhook (`post_call_transcription`, `call_initiation_failure`, …), signed
+/// with `ElevenLabs-Signature` (30-minute tolerance).
+#[utoipa::path(post, path = "/webhooks/elevenlabs", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
+    responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn elevenlabs_post_call<S: Store, T: TickRequests>(
+    State(state): State<WebhookState<S, T>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Handled {
+    let now = Utc::now();
+    let secret = state.secrets.elevenlabs.as_deref().ok_or(Refusal::NotConfigured("ELEVENLABS_WEBHOOK_SECRET"));
+    secret
+        .and_then(|secret| verify::elevenlabs(secret, header(&headers, "elevenlabs-signature"), &body, now))
+        .map_err(|r| refused("elevenlabs", uri.path(), r))?;
+    deliver(&state, elevenlabs::post_call(&body, now)?, now).await
+}
+
+/// Vapi server messages (`status-update`, `end-of-call-report`; others are kept in the log),
+/// authenticated by `X-Vapi-Secret`, `Authorization: Bearer` or, when configured, `x-vapi-signature`.
+#[utoipa::path(post, path = "/webhooks/vapi", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
+    responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn vapi_server_message<S: Store, T: TickRequests>(
+    State(state): State<WebhookState<S, T>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Handled {
+    let secrets = &state.secrets;
+    verify::vapi(secrets.vapi_secret.as_deref(), secrets.vapi_hmac_secret.as_deref(), &headers, &body).map_err(|r| refused("vapi", uri.path(), r))?;
+    let now = Utc::now();
+    deliver(&state, vapi::server_message(&body, now)?, now).await
+}
+
+/// Retell webhooks (`call_started`, `call_ended`, `call_analyzed`, `transcript_updated`), signed
+/// with `X-Retell-Signature` (5-minute tolerance).
+#[utoipa::path(post, path = "/webhooks/retell", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
+    responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+async fn retell_webhook<S: Store, T: TickRequests>(
+    State(state): State<WebhookState<S, T>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Handled {
+    let now = Utc::now();
+    let key = state.secrets.retell_api_key.as_deref().ok_or(Refusal::NotConfigured("RETELL_API_KEY"));
+    key.and_then(|key| verify::retell(key, header(&headers, "x-retell-signature"), &body, now)).map_err(|r| refused("retell", uri.path(), r))?;
+    deliver(&state, retell::webhook(&body, now)?, now).await
+}
+
+/// Applies a verified delivery: to its call when known, else kept as orphans.
+pub async fn deliver<S: Store, T: TickRequests>(state: &WebhookState<S, T>, delivery: Delivery, now: DateTime<Utc>) -> Handled {
+    let store = &state.store;
+    let target = match delivery.call {
+        Some(ids) => Some(ids),
+        None => store.find_call_by_provider_id(delivery.provider, &delivery.provider_call_id).await?,
+    };
+    let Some((org, call_id)) = target else { return keep_orphans(store, delivery, now).await };
+    let mut answered_by: Option<AnsweredBy> = None;
+    let mut opted_out = false;
+    let mut changed = false;
+    let mut call = None;
+    for event in delivery.events.iter().cloned() {
+        let (by, opt_out) = match &event.kind {
+            CallEventKind::Details { details } => (details.answered_by, details.opted_out),
+            _ => (None, false),
+        };
+        let applied = match store.apply_call_event(org, call_id, event, now).await {
+            Ok(applied) => applied,
+            // ids in a payload naming a call this deployment does not have
+            Err(StoreError::NotFound { .. }) if call.is_none() => return keep_orphans(store, delivery, now).await,
+            Err(e) => return Err(e.into()),
+        };
+        if !applied.duplicate {
+            changed = true;
+            answered_by = by.or(answered_by);
+            opted_out |= opt_out;
+        }
+        call = Some(applied.call);
+    }
+    let Some(call) = call else { return Ok(StatusCode::NO_CONTENT) };
+    if opted_out {
+        let added = store.add_do_not_call(org, vec![call.phone.clone()], now).await?;
+        tracing::info!(call = %call.id, phone = %domain::mask_phone(call.phone.as_str()), newly_listed = added.added, "callee opted out: number on the do-not-call list");
+    }
+    if let Some(by) = answered_by.filter(|_| !call.state.is_terminal()) {
+        take_voicemail_action(state, &call, by).await?;
+    }
+    if changed && call.state.is_terminal() && call.post_call_at.is_none() {
+        state.ticks.request_tick(org, call.campaign_id).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Keeps the events until their call is known; the dialer may have stored it meanwhile.
+async fn keep_orphans<S: Store>(store: &S, delivery: Delivery, now: DateTime<Utc>) -> Handled {
+    for event in delivery.events {
+        store.record_orphan_event(delivery.provider, &delivery.provider_call_id, event, now).await?;
+    }
+    let adopted = store::adopt_orphan_events(store, delivery.provider, &delivery.provider_call_id, now).await?;
+    tracing::info!(provider = delivery.provider.as_str(), provider_call_id = %delivery.provider_call_id, adopted, "event for a call not known (yet): kept as an orphan");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Hangs up on a machine, or leaves the campaign's message first, as the campaign says.
+async fn take_voicemail_action<S: Store, T: TickRequests>(state: &WebhookState<S, T>, call: &domain::Call, by: AnsweredBy) -> Result<(), WebhookError> {
+    let campaign = state.store.get_campaign(call.org_id, call.campaign_id).await?;
+    let voicemail = &campaign.settings.voicemail;
+    let (Some(step), Some(provider_call_id)) = (by.voicemail_step(voicemail.action), &call.provider_call_id) else { return Ok(()) };
+    let provider = campaign.settings.provider;
+    let done = match (step, voicemail.message.as_deref()) {
+        (VoicemailStep::LeaveMessage, Some(message)) => state.calls.leave_voicemail(provider, provider_call_id, message).await,
+        _ => state.calls.hang_up(provider, provider_call_id).await,
+    };
+    match done {
+        Ok(()) => tracing::info!(call = %call.id, ?step, "answering machine: voicemail action taken"),
+        // the call still ends by itself (ring timeout, time limit); its outcome is voicemail either way
+        Err(e) => tracing::error!(call = %call.id, ?step, error = %e, "answering machine: voicemail action failed"),
+    }
+    Ok(())
+}

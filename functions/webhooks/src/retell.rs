@@ -1,0 +1,84 @@
+//! Retell's webhooks: `call_started`, `call_ended`, `call_analyzed`, `transcript_updated`.
+
+use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, money, text, transcript_of};
+use chrono::{DateTime, Utc};
+use domain::{AnsweredBy, CallDetails, CallEventKind, CallProvider, EndReason};
+use serde_json::Value;
+
+/// `disconnection_reason` → how the call ended, and whether a machine answered.
+fn disconnection(reason: &str) -> (EndReason, Option<AnsweredBy>) {
+    match reason {
+        "dial_busy" => (EndReason::Busy, None),
+        "dial_no_answer" => (EndReason::NoAnswer, None),
+        "voicemail_reached" => (EndReason::Completed, Some(AnsweredBy::MachineEnd)),
+        r if r.starts_with("dial_") || r.starts_with("error") || r.contains("failed") => (EndReason::Failed, None),
+        _ => (EndReason::Completed, None),
+    }
+}
+
+/// `POST /webhooks/retell`: `{event (or event_type), call}`.
+pub fn webhook(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malformed> {
+    let payload: Value = serde_json::from_slice(body).map_err(|e| Malformed(format!("the body is not JSON: {e}")))?;
+    let event = payload.get("event").or_else(|| payload.get("event_type")).and_then(Value::as_str).ok_or_else(|| Malformed::missing("event"))?;
+    let call = payload.get("call").filter(|c| c.is_object()).ok_or_else(|| Malformed::missing("call"))?;
+    let call_id = text(call.get("call_id")).ok_or_else(|| Malformed::missing("call.call_id"))?;
+    let millis = |name: &str| call.get(name).and_then(Value::as_i64).and_then(DateTime::from_timestamp_millis);
+    let (started, ended) = (millis("start_timestamp"), millis("end_timestamp"));
+    let mut events = Events::new(CallProvider::Retell, &call_id, received_at);
+    let transcript = || {
+        let lines = call.get("transcript_object").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let (from_lines, opted_out) = transcript_of(lines.iter().filter_map(|l| {
+            Some((l.get("role").and_then(Value::as_str)?, l.get("content").and_then(Value::as_str)?))
+        }));
+        (text(call.get("transcript")).or(from_lines), opted_out)
+    };
+    match event {
+        "call_started" => {
+            events.push_at("call_started", started.unwrap_or(received_at), CallEventKind::Answered);
+        }
+        "call_ended" => {
+            let reason_text = call.get("disconnection_reason").and_then(Value::as_str).unwrap_or_default();
+            let (reason, answered_by) = disconnection(reason_text);
+            let (transcript, opted_out) = transcript();
+            // combined_cost is in cents
+            let cost = money(call.pointer("/call_cost/combined_cost")).and_then(|c| domain::Money::from_decimal(c.amount() / rust_decimal::Decimal::ONE_HUNDRED).ok());
+            let details = CallDetails {
+                answered_by,
+                duration_secs: started.zip(ended).map(|(s, e)| (e - s).num_seconds().max(0) as u32),
+                cost,
+                recording_url: text(call.get("recording_url")),
+                transcript,
+                error: (reason == EndReason::Failed).then(|| format!("Retell: {reason_text}")),
+                opted_out,
+                ..Default::default()
+            };
+            events.push_at("call_ended", ended.unwrap_or(received_at), CallEventKind::Ended { reason });
+            events.details("call_ended:details", details);
+        }
+        "call_analyzed" => {
+            let analysis = call.get("call_analysis").unwrap_or(&Value::Null);
+            let custom = analysis.get("custom_analysis_data").filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+            let (transcript, said_opt_out) = transcript();
+            let details = CallDetails {
+                answered_by: (analysis.get("in_voicemail").and_then(Value::as_bool) == Some(true)).then_some(AnsweredBy::MachineEnd),
+                transcript,
+                summary: text(analysis.get("call_summary")),
+                success_evaluation: as_text(analysis.get("call_successful")),
+                structured_data: custom.cloned(),
+                opted_out: said_opt_out || custom.is_some_and(flags_opt_out),
+                ..Default::default()
+            };
+            events.details("call_analyzed", details);
+        }
+        "transcript_updated" => {
+            let (transcript, _) = transcript();
+            let size = transcript.as_ref().map_or(0, String::len);
+            events.details(&format!("transcript_updated:{size}"), CallDetails { transcript, ..Default::default() });
+        }
+        other => {
+            events.unrecognised(other, format!("Retell event {other:?}"));
+        }
+    }
+    let variables = call.get("retell_llm_dynamic_variables").unwrap_or(&Value::Null);
+    Ok(Delivery { provider: CallProvider::Retell, provider_call_id: call_id, call: ids_in(variables), events: events.list })
+}
