@@ -126,8 +126,16 @@ impl<S: Store, Q: JobQueue> DialerState<S, Q> {
             Ok(provider_call_id) => {
                 let placed = PlacedCall { provider, provider_call_id: provider_call_id.clone(), caller_id: Some(request.from), placed_at };
                 // the call is placed whatever happens here: the guard stays, so it is never dialed again
-                if let Err(e) = store.record_placed_call(org, call.id, placed).await {
-                    tracing::error!(call = %call.id, provider_call_id, error = %e, "call placed but its provider id was not stored");
+                match store.record_placed_call(org, call.id, placed).await {
+                    // the provider's first callbacks may have come before the id was stored
+                    Ok(_) => match store::adopt_orphan_events(store, provider.reported_by(), &provider_call_id, Utc::now()).await {
+                        Ok(0) => {}
+                        Ok(adopted) => tracing::info!(call = %call.id, adopted, "early webhook events applied"),
+                        Err(e) => tracing::warn!(call = %call.id, error = %e, "early webhook events left for the next tick"),
+                    },
+                    Err(e) => {
+                        tracing::error!(call = %call.id, provider_call_id, error = %e, "call placed but its provider id was not stored")
+                    }
                 }
                 tracing::info!(call = %call.id, provider = provider.as_str(), to = %call.phone, "call placed");
                 Ok(Dialed::Placed { provider_call_id })

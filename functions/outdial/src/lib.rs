@@ -2,9 +2,11 @@
 //! SQLite (the default) and DynamoDB.
 
 pub mod client;
+pub mod demo;
 
 use axum::{Json, Router, routing::get};
-use platform::{Config, DialingConfig, LocalQueue, LocalScheduler};
+use domain::{CampaignId, OrgId};
+use platform::{Config, DialingConfig, LocalQueue, LocalScheduler, WebhookSecrets};
 use providers::{AssistantProviders, CallProviders, ProviderAccounts, RetryPolicy};
 use std::time::Duration;
 use store::Store;
@@ -58,6 +60,8 @@ pub struct Stack {
     pub queue: LocalQueue,
     /// Local dial workers, each placing up to 10 calls at once.
     pub dial_workers: usize,
+    /// What verifies providers' webhooks; without a Twilio token the simulator's is accepted.
+    pub webhooks: WebhookSecrets,
 }
 
 impl Stack {
@@ -71,6 +75,7 @@ impl Stack {
             dialing: config.dialing.clone(),
             queue: memory_queue(config.dialing.max_receives),
             dial_workers: 2,
+            webhooks: config.webhooks.clone(),
         }
     }
 
@@ -97,6 +102,7 @@ impl Default for Stack {
             queue: memory_queue(dialing.max_receives),
             dialing,
             dial_workers: 2,
+            webhooks: WebhookSecrets::default(),
         }
     }
 }
@@ -110,9 +116,10 @@ pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
     let campaigns_state =
         campaigns::AppState { store: store.clone(), scheduler, accounts: stack.accounts.clone(), import_max_bytes: stack.import_max_bytes };
     let tick_state = campaign_tick::TickState { campaigns: campaigns_state.clone(), queue: stack.queue.clone() };
+    let timer_ticks = tick_state.clone();
     tokio::spawn(async move {
         while let Some(run) = fired.recv().await {
-            let tick_state = tick_state.clone();
+            let tick_state = timer_ticks.clone();
             // each firing on its own task: one slow campaign never delays another's tick
             tokio::spawn(async move {
                 if let Err(e) = campaign_tick::on_scheduled_run(&tick_state, &run).await {
@@ -121,19 +128,28 @@ pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
             });
         }
     });
+    let calls = CallProviders::new(&stack.accounts, &stack.dialing.calls);
     let dialer = dialer::DialerState {
         store: store.clone(),
-        providers: CallProviders::new(&stack.accounts, &stack.dialing.calls),
+        providers: calls.clone(),
         queue: stack.queue.clone(),
         settings: dialer::DialerSettings::new(&stack.dialing, &stack.accounts),
     };
     for _ in 0..stack.dial_workers {
         tokio::spawn(dialer.clone().run_local_worker(Duration::from_millis(200)));
     }
+    let mut secrets = stack.webhooks.clone();
+    secrets.public_url = secrets.public_url.or(stack.dialing.calls.public_url.clone());
+    if secrets.twilio_auth_token.is_none() {
+        secrets.twilio_auth_token = Some(CallProviders::SIMULATOR_ACCOUNT.1.to_string());
+    }
+    let webhooks_state =
+        webhooks::WebhookState { store: store.clone(), secrets: std::sync::Arc::new(secrets), calls, ticks: LocalTicks::spawn(tick_state) };
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .merge(assistants::router::<S>().with_state(assistants::AppState { store, providers: stack.providers }))
         .merge(campaigns::router::<S, LocalScheduler>().with_state(campaigns_state))
+        .merge(webhooks::router::<S, LocalTicks>().with_state(webhooks_state))
         .split_for_parts();
     let document = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
     router
@@ -141,14 +157,58 @@ pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
         .fallback(|uri: axum::http::Uri| async move { platform::Problem::not_found(format!("there is no route {uri}; see /openapi.json")) })
 }
 
+/// On-demand ticks of the local stack: requests are queued and run in the background, a burst
+/// for one campaign coalesced into one tick, so a webhook answers without waiting for the tick.
+#[derive(Clone)]
+pub struct LocalTicks {
+    requests: tokio::sync::mpsc::UnboundedSender<(OrgId, CampaignId)>,
+}
+
+impl LocalTicks {
+    fn spawn<S: Store>(state: campaign_tick::TickState<S, LocalScheduler, LocalQueue>) -> Self {
+        let (requests, mut pending) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(first) = pending.recv().await {
+                let mut campaigns = std::collections::BTreeSet::from([first]);
+                while let Ok(next) = pending.try_recv() {
+                    campaigns.insert(next);
+                }
+                let ticks = campaigns.into_iter().map(|(org, campaign)| {
+                    let state = state.clone();
+                    async move { campaign_tick::TickRequests::request_tick(&state, org, campaign).await }
+                });
+                futures::future::join_all(ticks).await;
+            }
+        });
+        Self { requests }
+    }
+}
+
+impl campaign_tick::TickRequests for LocalTicks {
+    async fn request_tick(&self, org: OrgId, campaign: CampaignId) {
+        // the receiver lives as long as the runtime: a send fails only while shutting down
+        let _ = self.requests.send((org, campaign));
+    }
+}
+
 /// Serves the local stack until the process is stopped. Providers reach it at its own address
 /// unless `OUTDIAL_PUBLIC_URL` says otherwise (a tunnel).
-pub async fn serve<S: Store>(store: S, mut stack: Stack, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+pub async fn serve<S: Store>(store: S, stack: Stack, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    serve_until(store, stack, listener, shutdown()).await
+}
+
+/// Serves the local stack until `stop` completes.
+pub async fn serve_until<S: Store>(
+    store: S,
+    mut stack: Stack,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     if stack.dialing.calls.public_url.is_none() {
         stack.dialing.calls.public_url = Some(format!("http://{}", listener.local_addr()?));
     }
     let app = local_stack(store, stack).layer(tower_http::trace::TraceLayer::new_for_http());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await
+    axum::serve(listener, app).with_graceful_shutdown(stop).await
 }
 
 async fn shutdown() {

@@ -42,8 +42,19 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
-    /// Run a whole simulated campaign end to end.
-    Demo,
+    /// Run a whole simulated campaign end to end: a fresh database (a temporary one unless --db),
+    /// the simulator, live progress, a final report read back from the store.
+    Demo {
+        /// How many contacts to generate.
+        #[arg(long, default_value_t = 500)]
+        contacts: u32,
+        /// Seeds the contacts and every simulated call's life: the same seed, the same outcome.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 120.0)]
+        speed: f64,
+    },
     /// The assistant directory, through the HTTP API of the local stack or a deployment.
     Assistant {
         #[command(flatten)]
@@ -179,6 +190,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
         _ => {}
     }
     let config = Config::from_env()?;
+    if let Command::Demo { contacts, seed, speed } = cli.command {
+        // the progress bar is the demo's output; logs only when something goes wrong
+        telemetry::init_at(config.log_format, "warn");
+        return demo(cli.db, &config, outdial::demo::DemoOptions { contacts, seed, speed, ..Default::default() }).await;
+    }
     telemetry::init(config.log_format);
     let stack = Stack::from_config(&config);
     match config.store {
@@ -228,12 +244,22 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
             tracing::info!(address = %listener.local_addr()?, "outdial local stack listening");
             outdial::serve(store, stack, listener).await?;
         }
-        Command::Assistant { .. } | Command::Campaign { .. } | Command::Dnc { .. } => unreachable!("handled before the store is opened"),
-        Command::Demo => {
-            println!("outdial demo: the simulated campaign arrives with the dialing and webhook issues.");
-            println!("Today the local stack runs with `outdial serve`; see README.md.");
+        Command::Assistant { .. } | Command::Campaign { .. } | Command::Dnc { .. } | Command::Demo { .. } => {
+            unreachable!("handled before the store is opened")
         }
     }
+    Ok(())
+}
+
+/// The demo always runs on a fresh SQLite database: `--db` if given, else a temporary one.
+async fn demo(db: Option<PathBuf>, config: &Config, options: outdial::demo::DemoOptions) -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let path = db.unwrap_or_else(|| dir.path().join("outdial-demo.db"));
+    let store = SqliteStore::open(&path)?;
+    let stack = Stack::from_config(config).with_queue_at(&path)?;
+    eprintln!("outdial demo: {} simulated contacts, seed {}, database {}", options.contacts, options.seed, path.display());
+    let report = outdial::demo::run(store, stack, &options).await?;
+    println!("{report}");
     Ok(())
 }
 

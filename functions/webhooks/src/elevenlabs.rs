@@ -19,9 +19,9 @@ pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Ma
     match kind {
         "post_call_transcription" => {
             let lines = data.get("transcript").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-            let (transcript, said_opt_out) = transcript_of(lines.iter().filter_map(|l| {
-                Some((l.get("role").and_then(Value::as_str)?, l.get("message").and_then(Value::as_str)?))
-            }));
+            let (transcript, said_opt_out) = transcript_of(
+                lines.iter().filter_map(|l| Some((l.get("role").and_then(Value::as_str)?, l.get("message").and_then(Value::as_str)?))),
+            );
             let analysis = data.get("analysis").unwrap_or(&Value::Null);
             let collected = analysis.get("data_collection_results").filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
             let duration = metadata.get("call_duration_secs").and_then(Value::as_u64).map(|d| d as u32);
@@ -42,11 +42,17 @@ pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Ma
         }
         "call_initiation_failure" => {
             let reason = as_text(data.get("failure_reason")).unwrap_or_else(|| "the call could not be started".into());
-            let ended = if reason.contains("busy") { EndReason::Busy } else if reason.contains("no-answer") || reason.contains("no_answer") { EndReason::NoAnswer } else { EndReason::Failed };
-            events.ended("call_initiation_failure", ended).details("call_initiation_failure:reason", CallDetails {
-                error: Some(format!("ElevenLabs: {reason}")),
-                ..Default::default()
-            });
+            let ended = if reason.contains("busy") {
+                EndReason::Busy
+            } else if reason.contains("no-answer") || reason.contains("no_answer") {
+                EndReason::NoAnswer
+            } else {
+                EndReason::Failed
+            };
+            events.ended("call_initiation_failure", ended).details(
+                "call_initiation_failure:reason",
+                CallDetails { error: Some(format!("ElevenLabs: {reason}")), ..Default::default() },
+            );
         }
         other => {
             events.unrecognised(other, format!("ElevenLabs webhook type {other:?}"));

@@ -91,7 +91,12 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Verifies a Twilio form callback against the exact public URL it was sent to.
-fn verified_twilio_form(secrets: &WebhookSecrets, uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8]) -> Result<twilio::Form, WebhookError> {
+fn verified_twilio_form(
+    secrets: &WebhookSecrets,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<twilio::Form, WebhookError> {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let (Some(base), Some(token)) = (&secrets.public_url, &secrets.twilio_auth_token) else {
         let missing = if secrets.public_url.is_none() { "OUTDIAL_PUBLIC_URL" } else { "TWILIO_AUTH_TOKEN" };
@@ -185,7 +190,8 @@ async fn vapi_server_message<S: Store, T: TickRequests>(
     body: Bytes,
 ) -> Handled {
     let secrets = &state.secrets;
-    verify::vapi(secrets.vapi_secret.as_deref(), secrets.vapi_hmac_secret.as_deref(), &headers, &body).map_err(|r| refused("vapi", uri.path(), r))?;
+    verify::vapi(secrets.vapi_secret.as_deref(), secrets.vapi_hmac_secret.as_deref(), &headers, &body)
+        .map_err(|r| refused("vapi", uri.path(), r))?;
     let now = Utc::now();
     deliver(&state, vapi::server_message(&body, now)?, now).await
 }
@@ -203,7 +209,8 @@ async fn retell_webhook<S: Store, T: TickRequests>(
 ) -> Handled {
     let now = Utc::now();
     let key = state.secrets.retell_api_key.as_deref().ok_or(Refusal::NotConfigured("RETELL_API_KEY"));
-    key.and_then(|key| verify::retell(key, header(&headers, "x-retell-signature"), &body, now)).map_err(|r| refused("retell", uri.path(), r))?;
+    key.and_then(|key| verify::retell(key, header(&headers, "x-retell-signature"), &body, now))
+        .map_err(|r| refused("retell", uri.path(), r))?;
     deliver(&state, retell::webhook(&body, now)?, now).await
 }
 
@@ -262,7 +269,11 @@ async fn keep_orphans<S: Store>(store: &S, delivery: Delivery, now: DateTime<Utc
 }
 
 /// Hangs up on a machine, or leaves the campaign's message first, as the campaign says.
-async fn take_voicemail_action<S: Store, T: TickRequests>(state: &WebhookState<S, T>, call: &domain::Call, by: AnsweredBy) -> Result<(), WebhookError> {
+async fn take_voicemail_action<S: Store, T: TickRequests>(
+    state: &WebhookState<S, T>,
+    call: &domain::Call,
+    by: AnsweredBy,
+) -> Result<(), WebhookError> {
     let campaign = state.store.get_campaign(call.org_id, call.campaign_id).await?;
     let voicemail = &campaign.settings.voicemail;
     let (Some(step), Some(provider_call_id)) = (by.voicemail_step(voicemail.action), &call.provider_call_id) else { return Ok(()) };

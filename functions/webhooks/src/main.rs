@@ -12,7 +12,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let scheduler = EventBridgeScheduler::from_config(&config.scheduler).await?;
-    let campaigns = campaigns::AppState { store: store.clone(), scheduler, accounts: config.providers.clone(), import_max_bytes: config.import_max_bytes };
+    let campaigns = campaigns::AppState {
+        store: store.clone(),
+        scheduler,
+        accounts: config.providers.clone(),
+        import_max_bytes: config.import_max_bytes,
+    };
     let ticks = TickState { campaigns, queue: config.sqs_queues().await };
     let calls = CallProviders::new(&config.providers, &config.dialing.calls);
     let state = WebhookState { store, secrets: std::sync::Arc::new(config.webhooks.clone()), calls, ticks };

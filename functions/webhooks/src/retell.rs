@@ -19,7 +19,8 @@ fn disconnection(reason: &str) -> (EndReason, Option<AnsweredBy>) {
 /// `POST /webhooks/retell`: `{event (or event_type), call}`.
 pub fn webhook(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malformed> {
     let payload: Value = serde_json::from_slice(body).map_err(|e| Malformed(format!("the body is not JSON: {e}")))?;
-    let event = payload.get("event").or_else(|| payload.get("event_type")).and_then(Value::as_str).ok_or_else(|| Malformed::missing("event"))?;
+    let event =
+        payload.get("event").or_else(|| payload.get("event_type")).and_then(Value::as_str).ok_or_else(|| Malformed::missing("event"))?;
     let call = payload.get("call").filter(|c| c.is_object()).ok_or_else(|| Malformed::missing("call"))?;
     let call_id = text(call.get("call_id")).ok_or_else(|| Malformed::missing("call.call_id"))?;
     let millis = |name: &str| call.get(name).and_then(Value::as_i64).and_then(DateTime::from_timestamp_millis);
@@ -27,9 +28,9 @@ pub fn webhook(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malf
     let mut events = Events::new(CallProvider::Retell, &call_id, received_at);
     let transcript = || {
         let lines = call.get("transcript_object").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        let (from_lines, opted_out) = transcript_of(lines.iter().filter_map(|l| {
-            Some((l.get("role").and_then(Value::as_str)?, l.get("content").and_then(Value::as_str)?))
-        }));
+        let (from_lines, opted_out) = transcript_of(
+            lines.iter().filter_map(|l| Some((l.get("role").and_then(Value::as_str)?, l.get("content").and_then(Value::as_str)?))),
+        );
         (text(call.get("transcript")).or(from_lines), opted_out)
     };
     match event {
@@ -41,7 +42,8 @@ pub fn webhook(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malf
             let (reason, answered_by) = disconnection(reason_text);
             let (transcript, opted_out) = transcript();
             // combined_cost is in cents
-            let cost = money(call.pointer("/call_cost/combined_cost")).and_then(|c| domain::Money::from_decimal(c.amount() / rust_decimal::Decimal::ONE_HUNDRED).ok());
+            let cost = money(call.pointer("/call_cost/combined_cost"))
+                .and_then(|c| domain::Money::from_decimal(c.amount() / rust_decimal::Decimal::ONE_HUNDRED).ok());
             let details = CallDetails {
                 answered_by,
                 duration_secs: started.zip(ended).map(|(s, e)| (e - s).num_seconds().max(0) as u32),

@@ -13,8 +13,8 @@ pub struct Form {
 
 impl Form {
     pub fn parse(body: &[u8]) -> Result<Self, Malformed> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(body).map_err(|e| Malformed(format!("the body is not a form (application/x-www-form-urlencoded): {e}")))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|e| Malformed(format!("the body is not a form (application/x-www-form-urlencoded): {e}")))?;
         let fields = pairs.iter().cloned().collect();
         Ok(Self { pairs, fields })
     }

@@ -46,7 +46,9 @@ pub fn server_message(body: &[u8], received_at: DateTime<Utc>) -> Result<Deliver
                 "in-progress" => events.push(&what, CallEventKind::Answered),
                 "ended" => {
                     let (reason, by) = ended_reason(message.get("endedReason").and_then(Value::as_str).unwrap_or_default());
-                    events.ended(&what, reason).details(&format!("{what}:answered-by"), CallDetails { answered_by: by, ..Default::default() })
+                    events
+                        .ended(&what, reason)
+                        .details(&format!("{what}:answered-by"), CallDetails { answered_by: by, ..Default::default() })
                 }
                 other => events.unrecognised(&what, format!("Vapi status {other:?}")),
             };

@@ -30,10 +30,9 @@ pub fn twilio(auth_token: &str, url: &str, params: &[(String, String)], header: 
     const HEADER: &str = "X-Twilio-Signature";
     let header = header.ok_or(Refusal::Missing(HEADER))?;
     let expected = providers::twilio::signature(auth_token, url, params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let (Ok(given), Ok(expected)) = (
-        base64::engine::general_purpose::STANDARD.decode(header.trim()),
-        base64::engine::general_purpose::STANDARD.decode(expected),
-    ) else {
+    let (Ok(given), Ok(expected)) =
+        (base64::engine::general_purpose::STANDARD.decode(header.trim()), base64::engine::general_purpose::STANDARD.decode(expected))
+    else {
         return Err(Refusal::Invalid(HEADER));
     };
     if bool::from(given.ct_eq(&expected)) { Ok(()) } else { Err(Refusal::Invalid(HEADER)) }
@@ -115,7 +114,10 @@ mod tests {
         let refused = Err(Refusal::Invalid("X-Twilio-Signature"));
         assert_eq!(twilio("12345", url, &vector("+14158675310"), Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")), refused, "a changed param");
         assert_eq!(twilio("54321", url, &vector("+12349013030"), Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")), refused, "another token");
-        assert_eq!(twilio("12345", "https://mycompany.com/myapp.php", &vector("+12349013030"), Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")), refused);
+        assert_eq!(
+            twilio("12345", "https://mycompany.com/myapp.php", &vector("+12349013030"), Some("0/KCTR6DLpKmkAf8muzZqo1nDgQ=")),
+            refused
+        );
         assert_eq!(twilio("12345", url, &vector("+12349013030"), Some("not base64!")), refused);
         assert_eq!(twilio("12345", url, &vector("+12349013030"), None), Err(Refusal::Missing("X-Twilio-Signature")));
     }
@@ -165,6 +167,9 @@ mod tests {
         let hmac = |h: &HeaderMap, body: &[u8]| vapi(Some("vsec"), Some("hkey"), h, body);
         assert_eq!(hmac(&with("x-vapi-signature", &signature), b"{\"a\":1}"), Ok(()));
         assert_eq!(hmac(&with("x-vapi-signature", &signature), b"{\"a\":2}"), Err(Refusal::Invalid("x-vapi-signature")));
-        assert!(matches!(hmac(&with("x-vapi-secret", "vsec"), b"{}"), Err(Refusal::Missing(_))), "with HMAC configured the secret alone is not enough");
+        assert!(
+            matches!(hmac(&with("x-vapi-secret", "vsec"), b"{}"), Err(Refusal::Missing(_))),
+            "with HMAC configured the secret alone is not enough"
+        );
     }
 }

@@ -249,7 +249,7 @@ pub fn advance(state: CallState, event: &CallEventKind) -> Transition {
 }
 
 /// The outcome of a finished call, for the contact and for reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallDisposition {
     AnsweredHuman,

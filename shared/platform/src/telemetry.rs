@@ -9,7 +9,12 @@ pub use domain::mask_phone;
 
 /// Installs the global subscriber. Level from `RUST_LOG` (default `info`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_at(format, "info");
+}
+
+/// Installs the global subscriber with `default` as the level when `RUST_LOG` is unset.
+pub fn init_at(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(MaskedStderr);
     // a second init (tests, the local stack starting twice) keeps the first subscriber
     let _ = match format {

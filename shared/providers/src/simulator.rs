@@ -204,7 +204,8 @@ impl SimulatedCalls {
             },
         })
         .to_string();
-        let header = crate::elevenlabs::webhook_signature(secret, body.as_bytes(), chrono::DateTime::from_timestamp(now, 0).unwrap_or_default());
+        let header =
+            crate::elevenlabs::webhook_signature(secret, body.as_bytes(), chrono::DateTime::from_timestamp(now, 0).unwrap_or_default());
         let url = format!("{}/webhooks/elevenlabs", self.webhooks.public_url.trim_end_matches('/'));
         let sent =
             self.client.post(url).header("ElevenLabs-Signature", header).header("Content-Type", "application/json").body(body).send().await;
