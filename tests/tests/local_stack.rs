@@ -88,6 +88,14 @@ async fn openapi_document_describes_every_route() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let routes = [
         ("get", "/health"),
+        ("post", "/webhooks/twilio/status"),
+        ("post", "/webhooks/twilio/amd"),
+        ("post", "/webhooks/twilio/recording"),
+        ("post", "/webhooks/elevenlabs"),
+        ("post", "/webhooks/vapi"),
+        ("post", "/webhooks/retell"),
+        ("get", "/calls/{id}"),
+        ("get", "/campaigns/{id}/calls"),
         ("get", "/campaigns"),
         ("get", "/campaigns/{id}"),
         ("get", "/campaigns/{id}/contacts"),
@@ -121,7 +129,8 @@ async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut stack = outdial::Stack { tick: std::time::Duration::from_millis(200), ..outdial::Stack::default() };
-    stack.dialing.calls.simulator_speed = 1_000.0;
+    // real time: every simulated call rings for 3 s or more, so none ends during the test
+    stack.dialing.calls.simulator_speed = 1.0;
     tokio::spawn(outdial::serve(store.clone(), stack, listener));
 
     let org = store.create_org("Acme").await.unwrap().id;
@@ -178,4 +187,100 @@ async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
         3,
         "later ticks keep to the cap"
     );
+}
+
+/// Call tracking over HTTP: a campaign run by the simulator through the real webhook routes ends
+/// completed, its calls are listed with filters and each one reads with its event log; another
+/// organisation's key sees none of it.
+#[tokio::test]
+async fn finished_calls_are_readable_with_their_event_logs() {
+    use store::{AssistantStore, DoNotCallStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("calls.db")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut stack = outdial::Stack { tick: std::time::Duration::from_millis(100), ..outdial::Stack::default() };
+    stack.dialing.calls.simulator_speed = 500.0;
+    // conversations send their signed post-call report, which the campaign waits for before completing
+    stack.dialing.calls.elevenlabs_webhook_secret = Some("e2e-secret".into());
+    stack.webhooks.elevenlabs = Some("e2e-secret".into());
+    tokio::spawn(outdial::serve(store.clone(), stack, listener));
+    let org = store.create_org("Acme").await.unwrap().id;
+    let key = store.create_api_key(org).await.unwrap().secret;
+    let other_key = store.create_api_key(store.create_org("Other").await.unwrap().id).await.unwrap().secret;
+    let config =
+        serde_json::from_value(serde_json::json!({ "systemPrompt": "You renew plans.", "firstMessage": "Hi, this is an AI assistant." }))
+            .unwrap();
+    let assistant = store
+        .create_assistant(
+            org,
+            domain::NewAssistant::local("Renewals", domain::ProviderKind::Simulator, config).unwrap(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let spec = serde_json::json!({
+        "name": "Renewals", "assistantId": assistant.id.to_string(), "provider": "simulator", "cap": 5,
+        "callerIds": ["+14155550100"], "timezone": "UTC",
+        "retryPolicy": { "maxAttempts": 1, "delayMinutes": 0, "retryOn": [] },
+        "callingWindow": { "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59" },
+    });
+    let created: Value = http.post(format!("{base}/campaigns")).bearer_auth(&key).json(&spec).send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let csv: String = std::iter::once("phone,name\n".to_string()).chain((0..8).map(|i| format!("+1415555{i:04},Contact {i}\n"))).collect();
+    let imported = http
+        .post(format!("{base}/campaigns/{id}/contacts"))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imported.status(), 200);
+    assert_eq!(http.post(format!("{base}/campaigns/{id}/start")).bearer_auth(&key).send().await.unwrap().status(), 200);
+    let mut campaign = Value::Null;
+    for _ in 0..300 {
+        campaign = http.get(format!("{base}/campaigns/{id}")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+        if campaign["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(campaign["status"], "completed", "{campaign}");
+
+    let list: Value =
+        http.get(format!("{base}/campaigns/{id}/calls?limit=3")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+    assert!(list["nextCursor"].is_string(), "paged: {list}");
+    let ended: Value =
+        http.get(format!("{base}/campaigns/{id}/calls?state=ended&limit=50")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let ended = ended["items"].as_array().unwrap().clone();
+    assert!(ended.iter().all(|c| c["state"] == "ended" && c["disposition"].is_string()), "{ended:?}");
+    let human: Value = http
+        .get(format!("{base}/campaigns/{id}/calls?disposition=answered_human"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(human["items"].as_array().unwrap().iter().all(|c| c["disposition"] == "answered_human"));
+    let bad = http.get(format!("{base}/campaigns/{id}/calls?state=exploded")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!((bad.status().as_u16(), bad.headers()["content-type"].to_str().unwrap()), (400, "application/problem+json"));
+
+    let first = ended.first().expect("at least one call ended");
+    let call_id = first["id"].as_str().unwrap();
+    let call: Value = http.get(format!("{base}/calls/{call_id}")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let events = call["events"].as_array().unwrap();
+    assert!(events.len() >= 3, "initiated, ringing, the end…: {call}");
+    let from = |prefix: &str| events.iter().filter(|e| e["dedupeKey"].as_str().unwrap().starts_with(prefix)).count();
+    assert_eq!(from("twilio:CA") + from("elevenlabs:conv_"), events.len(), "Twilio's callbacks and ElevenLabs' report: {call}");
+    assert!(call["providerCallId"].as_str().unwrap().starts_with("CA"));
+    assert!(call["endedAt"].is_string() && call["lastStatusAt"].is_string());
+    let theirs = http.get(format!("{base}/calls/{call_id}")).bearer_auth(&other_key).send().await.unwrap();
+    assert_eq!(theirs.status(), 404);
+    let listed_dnc = store.list_do_not_call(org, store::PageRequest::first(10)).await.unwrap().items.len();
+    assert!(listed_dnc <= 8);
 }

@@ -48,6 +48,10 @@ pub fn secrets() -> WebhookSecrets {
 }
 
 pub async fn world<S: Store>(store: S) -> World<S> {
+    world_with(store, secrets()).await
+}
+
+pub async fn world_with<S: Store>(store: S, secrets: WebhookSecrets) -> World<S> {
     let twilio = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({ "sid": "CA0", "status": "completed" })))
@@ -68,7 +72,7 @@ pub async fn world<S: Store>(store: S) -> World<S> {
     let campaigns = campaigns::AppState { store: store.clone(), scheduler, accounts, import_max_bytes: 1 << 20 };
     let ticks = TickState { campaigns, queue };
     let org = store.create_org("Acme").await.unwrap().id;
-    let state = webhooks::WebhookState { store: store.clone(), secrets: std::sync::Arc::new(secrets()), calls, ticks: ticks.clone() };
+    let state = webhooks::WebhookState { store: store.clone(), secrets: std::sync::Arc::new(secrets), calls, ticks: ticks.clone() };
     let (app, _) = webhooks::router().with_state(state).split_for_parts();
     World { app, store, ticks, org, twilio, _fired: fired }
 }
