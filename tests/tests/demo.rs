@@ -60,7 +60,7 @@ async fn the_demo_finalises_every_contact_and_reports_what_the_store_holds() {
     assert_eq!(listed, by_disposition.get(&ContactDisposition::DoNotCall).copied().unwrap_or(0));
     assert!(listed > 0);
     let printed = report.to_string();
-    assert!(printed.contains(&format!("contacts          200 (200 finalised)")), "{printed}");
+    assert!(printed.contains("contacts          200 (200 finalised)"), "{printed}");
     assert!(printed.contains(&format!("calls (attempts)  {attempts} ")), "{printed}");
 
     // the same seed, the same outcome

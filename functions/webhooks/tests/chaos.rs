@@ -86,7 +86,9 @@ struct Outcome {
 /// Dials every contact under the cap and delivers each call's webhooks: in order, or shuffled
 /// with duplicates and a fifth of the calls' Twilio callbacks sent before their id is stored.
 async fn run<S: Store>(store: S, chaotic: bool) -> (BTreeMap<String, Outcome>, domain::CampaignCounters, usize) {
-    let w = world(store).await;
+    // the test ticks between rounds; what the webhooks asked for is checked at the end
+    let noted = NotedTicks::default();
+    let w = world_where(store, secrets(), Some(noted.clone())).await;
     let campaign = w.running(CAP, settings(), CALLS).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
     loop {
@@ -96,7 +98,7 @@ async fn run<S: Store>(store: S, chaotic: bool) -> (BTreeMap<String, Outcome>, d
         }
         let mut lives = Vec::new();
         for call in &claimed {
-            let n = u64::from_str_radix(&call.phone.as_str()[8..], 10).unwrap() % 10_000;
+            let n = call.phone.as_str()[8..].parse::<u64>().unwrap() % 10_000;
             let sid = format!("CA{:032x}", n);
             let hooks = life(n, w.org, call.id, &sid);
             let early = chaotic && rng.random_bool(0.2);
@@ -147,6 +149,8 @@ async fn run<S: Store>(store: S, chaotic: bool) -> (BTreeMap<String, Outcome>, d
         };
         outcomes.insert(call.phone.as_str().to_string(), outcome);
     }
+    let asked: std::collections::HashSet<_> = noted.0.lock().unwrap().iter().copied().collect();
+    assert_eq!(asked, [(w.org, campaign.id)].into(), "calls that ended asked for their campaign's tick");
     let listed = w.store.list_do_not_call(w.org, store::PageRequest::first(500)).await.unwrap().items.len();
     let counters = w.store.get_campaign(w.org, campaign.id).await.unwrap().counters;
     (outcomes, counters, listed)

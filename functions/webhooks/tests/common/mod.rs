@@ -52,6 +52,21 @@ pub async fn world<S: Store>(store: S) -> World<S> {
 }
 
 pub async fn world_with<S: Store>(store: S, secrets: WebhookSecrets) -> World<S> {
+    world_where(store, secrets, None).await
+}
+
+/// Tick requests noted instead of run: the test ticks when it wants.
+#[derive(Clone, Default)]
+pub struct NotedTicks(pub std::sync::Arc<std::sync::Mutex<Vec<(OrgId, CampaignId)>>>);
+
+impl campaign_tick::TickRequests for NotedTicks {
+    async fn request_tick(&self, org: OrgId, campaign: CampaignId) {
+        self.0.lock().unwrap().push((org, campaign));
+    }
+}
+
+/// A world whose webhooks note tick requests in `noted` instead of running the tick inline.
+pub async fn world_where<S: Store>(store: S, secrets: WebhookSecrets, noted: Option<NotedTicks>) -> World<S> {
     let twilio = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({ "sid": "CA0", "status": "completed" })))
@@ -72,8 +87,18 @@ pub async fn world_with<S: Store>(store: S, secrets: WebhookSecrets) -> World<S>
     let campaigns = campaigns::AppState { store: store.clone(), scheduler, accounts, import_max_bytes: 1 << 20 };
     let ticks = TickState { campaigns, queue };
     let org = store.create_org("Acme").await.unwrap().id;
-    let state = webhooks::WebhookState { store: store.clone(), secrets: std::sync::Arc::new(secrets), calls, ticks: ticks.clone() };
-    let (app, _) = webhooks::router().with_state(state).split_for_parts();
+    let secrets = std::sync::Arc::new(secrets);
+    let app = match noted {
+        None => {
+            webhooks::router()
+                .with_state(webhooks::WebhookState { store: store.clone(), secrets, calls, ticks: ticks.clone() })
+                .split_for_parts()
+                .0
+        }
+        Some(noted) => {
+            webhooks::router().with_state(webhooks::WebhookState { store: store.clone(), secrets, calls, ticks: noted }).split_for_parts().0
+        }
+    };
     World { app, store, ticks, org, twilio, _fired: fired }
 }
 
