@@ -1031,13 +1031,25 @@ impl DynamoStore {
 
     /// Takes (Some) or gives back (None) the right to dial the call; false when it cannot be taken.
     async fn set_dialing_since(&self, org: OrgId, call_id: CallId, since: Option<DateTime<Utc>>) -> Result<bool> {
+        self.modify_call(org, call_id, |call| {
+            if since.is_some() && (call.state != CallState::Queued || call.provider_call_id.is_some() || call.dialing_since.is_some()) {
+                return false;
+            }
+            call.dialing_since = since;
+            true
+        })
+        .await
+    }
+
+    /// Changes the call with `change` (which says false to leave it as it is) under its version,
+    /// re-reading and retrying when another writer got there first; true when it was changed.
+    async fn modify_call(&self, org: OrgId, call_id: CallId, change: impl Fn(&mut Call) -> bool) -> Result<bool> {
         let mut attempt = 0;
         loop {
             let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
-            if since.is_some() && (call.state != CallState::Queued || call.provider_call_id.is_some() || call.dialing_since.is_some()) {
+            if !change(&mut call) {
                 return Ok(false);
             }
-            call.dialing_since = since;
             let put = self.put(encode(&CallItem::new(call, version + 1)), "version = :v", &[(":v", n(version))])?;
             if self.transact(vec![put]).await? {
                 return Ok(true);
@@ -1523,23 +1535,12 @@ impl CallStore for DynamoStore {
     }
 
     async fn mark_post_call(&self, org: OrgId, call_id: CallId, at: Option<DateTime<Utc>>) -> Result<bool> {
-        let mut attempt = 0;
-        loop {
-            let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
-            if call.post_call_at.is_some() == at.is_some() {
-                return Ok(false);
-            }
+        self.modify_call(org, call_id, |call| {
+            let changes = call.post_call_at.is_some() != at.is_some();
             call.post_call_at = at.map(millis);
-            let put = self.put(encode(&CallItem::new(call, version + 1)), "version = :v", &[(":v", n(version))])?;
-            if self.transact(vec![put]).await? {
-                return Ok(true);
-            }
-            attempt += 1;
-            if attempt > MAX_RETRIES {
-                return Err(StoreError::Backend(format!("call {call_id} kept changing; retry")));
-            }
-            backoff(attempt).await;
-        }
+            changes
+        })
+        .await
     }
 
     async fn list_call_events(&self, org: OrgId, call: CallId) -> Result<Vec<StoredCallEvent>> {
