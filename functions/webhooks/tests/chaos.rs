@@ -1,6 +1,7 @@
 //! Chaos: 1,000 simulated calls whose webhooks arrive shuffled, repeated and partly before the
 //! dialer stored the provider's id end exactly as the same calls delivered in order — states,
-//! dispositions, contacts, campaign counters and capacity — on SQLite and on DynamoDB (moto).
+//! dispositions, contacts, campaign counters and capacity — on SQLite and on DynamoDB (moto),
+//! against the in-order run on SQLite.
 
 mod common;
 
@@ -169,7 +170,7 @@ async fn common_calls<S: Store>(w: &World<S>, campaign: domain::CampaignId) -> V
     }
 }
 
-async fn shuffled_delivery_ends_like_in_order_delivery<S: Store>(in_order: S, chaotic: S) {
+async fn shuffled_delivery_ends_like_in_order_delivery<A: Store, B: Store>(in_order: A, chaotic: B) {
     let (expected, expected_counters, expected_listed) = run(in_order, false).await;
     let (actual, counters, listed) = run(chaotic, true).await;
     assert_eq!(expected.len() as u64, CALLS, "one call per contact");
@@ -187,8 +188,9 @@ async fn sqlite_shuffled_duplicated_early_events_end_like_in_order_ones() {
     shuffled_delivery_ends_like_in_order_delivery(SqliteStore::open_in_memory().unwrap(), SqliteStore::open_in_memory().unwrap()).await;
 }
 
+/// The in-order reference is the SQLite run (the adapters must agree, and moto_server is slow).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamodb_shuffled_duplicated_early_events_end_like_in_order_ones() {
-    let (Some(a), Some(b)) = (dynamodb_test_store("chaos_in_order").await, dynamodb_test_store("chaos_shuffled").await) else { return };
-    shuffled_delivery_ends_like_in_order_delivery(a, b).await;
+    let Some(chaotic) = dynamodb_test_store("chaos_shuffled").await else { return };
+    shuffled_delivery_ends_like_in_order_delivery(SqliteStore::open_in_memory().unwrap(), chaotic).await;
 }
