@@ -22,7 +22,7 @@ fn org_and_key_creation_print_the_value_alone_on_the_last_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
     let (ok, out, _) = outdial(&db, &["migrate"]);
-    assert!(ok && out.contains("schema version 5"), "{out}");
+    assert!(ok && out.contains("schema version 6"), "{out}");
     let (ok, out, err) = outdial(&db, &["org", "create", "Acme Outbound"]);
     assert!(ok, "{err}");
     let org = last_line(&out).to_string();
@@ -40,11 +40,22 @@ fn org_and_key_creation_print_the_value_alone_on_the_last_line() {
     assert!(!ok && err.contains("not found"), "{err}");
 }
 
+/// `outdial demo --contacts 200 --seed 7` as a user runs it: it succeeds and its report adds up
+/// (tests/tests/demo.rs recounts the same report from the store).
 #[test]
-fn demo_command_exists() {
+fn the_demo_runs_a_whole_campaign_and_its_report_adds_up() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, _) = outdial(&dir.path().join("demo.db"), &["demo"]);
-    assert!(ok && out.contains("demo"), "{out}");
+    let (ok, out, err) = outdial(&dir.path().join("demo.db"), &["demo", "--contacts", "200", "--seed", "7"]);
+    assert!(ok, "{err}");
+    assert!(out.lines().next().is_some_and(|l| l.starts_with("campaign ") && l.contains(" completed in ")), "{out}");
+    assert!(out.contains("contacts          200 (200 finalised)"), "{out}");
+    let number = |line: &str| line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok());
+    let lines: Vec<&str> = out.lines().collect();
+    let calls_at = lines.iter().position(|l| l.starts_with("calls (attempts)")).expect("a calls line");
+    let attempts = lines[calls_at].split_whitespace().nth(2).and_then(|n| n.parse::<u64>().ok()).expect("attempts");
+    let contacts: u64 = lines[2..calls_at].iter().filter_map(|l| number(l)).sum();
+    let calls: u64 = lines[calls_at + 1..].iter().take_while(|l| l.starts_with("  ")).filter_map(|l| number(l)).sum();
+    assert_eq!((contacts, calls), (200, attempts), "{out}");
 }
 
 #[test]
