@@ -15,6 +15,9 @@ use store::{Store, StoreError};
 
 /// Orphaned provider call ids looked at per tick.
 const ORPHANS_PER_TICK: u32 = 50;
+/// How far back a tick looks for orphans: the dialer adopts them as it stores a call's id, so the
+/// tick only repairs a crash in between; older ones are left to the log instead of re-read forever.
+const ORPHAN_RECHECK: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 /// The dedupe key of the sweep's timeout event: one per call, so it applies once.
 const SWEEP_EVENT: &str = "sweep:timeout";
@@ -115,7 +118,7 @@ pub async fn tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
             tracing::warn!(campaign = %campaign_id, call = %call.id, state = call.state.as_str(), "no news from the provider: call timed out");
         }
     }
-    for (provider, provider_call_id) in store.orphaned_calls(ORPHANS_PER_TICK, now).await? {
+    for (provider, provider_call_id) in store.orphaned_calls(ORPHANS_PER_TICK, now - ORPHAN_RECHECK).await? {
         report.orphans_adopted += store::adopt_orphan_events(store, provider, &provider_call_id, now).await? as u32;
     }
     let mut awaiting_post_call = 0;

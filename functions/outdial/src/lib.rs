@@ -138,13 +138,17 @@ pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
     for _ in 0..stack.dial_workers {
         tokio::spawn(dialer.clone().run_local_worker(Duration::from_millis(200)));
     }
+    // the simulator signs with the deployment's secrets, or with its own where there are none
     let mut secrets = stack.webhooks.clone();
-    secrets.public_url = secrets.public_url.or(stack.dialing.calls.public_url.clone());
-    if secrets.twilio_auth_token.is_none() {
-        secrets.twilio_auth_token = Some(CallProviders::SIMULATOR_ACCOUNT.1.to_string());
-    }
-    let webhooks_state =
-        webhooks::WebhookState { store: store.clone(), secrets: std::sync::Arc::new(secrets), calls, ticks: LocalTicks::spawn(tick_state) };
+    secrets.twilio_auth_token = secrets.twilio_auth_token.or_else(|| Some(CallProviders::SIMULATOR_ACCOUNT.1.to_string()));
+    secrets.elevenlabs = secrets.elevenlabs.or_else(|| stack.dialing.calls.elevenlabs_webhook_secret.clone());
+    let webhooks_state = webhooks::WebhookState {
+        store: store.clone(),
+        public_url: stack.dialing.calls.public_url.clone(),
+        secrets: std::sync::Arc::new(secrets),
+        calls,
+        ticks: LocalTicks::spawn(tick_state),
+    };
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .merge(assistants::router::<S>().with_state(assistants::AppState { store, providers: stack.providers }))

@@ -30,11 +30,13 @@ use store::{Store, StoreError};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use verify::Refusal;
 
-/// What the handlers need: the store, the secrets that verify providers, the providers (to hang
-/// up on answering machines) and a way to ask for a campaign's tick.
+/// What the handlers need: the store, the public URL providers call and the secrets that verify
+/// them, the providers (to hang up on answering machines) and a way to ask for a campaign's tick.
 #[derive(Clone)]
 pub struct WebhookState<S, T> {
     pub store: S,
+    /// `OUTDIAL_PUBLIC_URL`: Twilio signs the URL it requested, and behind a function URL the host seen may differ.
+    pub public_url: Option<String>,
     pub secrets: std::sync::Arc<WebhookSecrets>,
     pub calls: CallProviders,
     pub ticks: T,
@@ -86,27 +88,51 @@ fn refused(provider: &'static str, path: &str, refusal: Refusal) -> WebhookError
     WebhookError::Refused(refusal)
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// What a signature is checked over: the path and query the provider requested, the headers and
+/// the raw body.
+pub struct SignedRequest {
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
 }
 
-/// Verifies a Twilio form callback against the exact public URL it was sent to.
-fn verified_twilio_form(
-    secrets: &WebhookSecrets,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<twilio::Form, WebhookError> {
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let (Some(base), Some(token)) = (&secrets.public_url, &secrets.twilio_auth_token) else {
-        let missing = if secrets.public_url.is_none() { "OUTDIAL_PUBLIC_URL" } else { "TWILIO_AUTH_TOKEN" };
+impl SignedRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for SignedRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        // the URI before any nesting: the one the provider signed
+        let uri = request.extensions().get::<OriginalUri>().map_or_else(|| request.uri().clone(), |u| u.0.clone());
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
+        Ok(Self { path, headers, body })
+    }
+}
+
+/// Verifies a Twilio form callback against the exact public URL it was sent to, then delivers
+/// what `normalise` makes of it.
+async fn twilio_callback<S: Store, T: TickRequests>(
+    state: &WebhookState<S, T>,
+    request: SignedRequest,
+    normalise: fn(&twilio::Form, DateTime<Utc>) -> Result<Delivery, Malformed>,
+) -> Handled {
+    let path = &request.path;
+    let (Some(base), Some(token)) = (&state.public_url, &state.secrets.twilio_auth_token) else {
+        let missing = if state.public_url.is_none() { "OUTDIAL_PUBLIC_URL" } else { "TWILIO_AUTH_TOKEN" };
         return Err(refused("twilio", path, Refusal::NotConfigured(missing)));
     };
     // a body that is not a form cannot have been signed as one
-    let form = twilio::Form::parse(body).map_err(|_| refused("twilio", path, Refusal::Invalid("X-Twilio-Signature")))?;
+    let form = twilio::Form::parse(&request.body).map_err(|_| refused("twilio", path, Refusal::Invalid("X-Twilio-Signature")))?;
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    verify::twilio(token, &url, &form.pairs, header(headers, "x-twilio-signature")).map_err(|r| refused("twilio", path, r))?;
-    Ok(form)
+    verify::twilio(token, &url, &form.pairs, request.header("x-twilio-signature")).map_err(|r| refused("twilio", path, r))?;
+    let now = Utc::now();
+    deliver(state, normalise(&form, now)?, now).await
 }
 
 type Handled = Result<StatusCode, WebhookError>;
@@ -119,14 +145,8 @@ type Handled = Result<StatusCode, WebhookError>;
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "no signature"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "invalid signature")))]
-async fn twilio_status<S: Store, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Handled {
-    let form = verified_twilio_form(&state.secrets, &uri, &headers, &body)?;
-    deliver(&state, twilio::status(&form, Utc::now())?, Utc::now()).await
+async fn twilio_status<S: Store, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
+    twilio_callback(&state, request, twilio::status).await
 }
 
 /// Twilio asynchronous answering-machine detection callback (form).
@@ -134,14 +154,8 @@ async fn twilio_status<S: Store, T: TickRequests>(
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's AMD callback form, signed with X-Twilio-Signature"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-async fn twilio_amd<S: Store, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Handled {
-    let form = verified_twilio_form(&state.secrets, &uri, &headers, &body)?;
-    deliver(&state, twilio::amd(&form, Utc::now())?, Utc::now()).await
+async fn twilio_amd<S: Store, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
+    twilio_callback(&state, request, twilio::amd).await
 }
 
 /// Twilio recording status callback (form).
@@ -149,14 +163,8 @@ async fn twilio_amd<S: Store, T: TickRequests>(
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's recording status form, signed with X-Twilio-Signature"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-async fn twilio_recording<S: Store, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Handled {
-    let form = verified_twilio_form(&state.secrets, &uri, &headers, &body)?;
-    deliver(&state, twilio::recording(&form, Utc::now())?, Utc::now()).await
+async fn twilio_recording<S: Store, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
+    twilio_callback(&state, request, twilio::recording).await
 }
 
 /// ElevenLabs post-call webhook (`post_call_transcription`, `call_initiation_failure`, …), signed
@@ -164,18 +172,13 @@ async fn twilio_recording<S: Store, T: TickRequests>(
 #[utoipa::path(post, path = "/webhooks/elevenlabs", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-async fn elevenlabs_post_call<S: Store, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Handled {
+async fn elevenlabs_post_call<S: Store, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
     let now = Utc::now();
     let secret = state.secrets.elevenlabs.as_deref().ok_or(Refusal::NotConfigured("ELEVENLABS_WEBHOOK_SECRET"));
     secret
-        .and_then(|secret| verify::elevenlabs(secret, header(&headers, "elevenlabs-signature"), &body, now))
-        .map_err(|r| refused("elevenlabs", uri.path(), r))?;
-    deliver(&state, elevenlabs::post_call(&body, now)?, now).await
+        .and_then(|secret| verify::elevenlabs(secret, request.header("elevenlabs-signature"), &request.body, now))
+        .map_err(|r| refused("elevenlabs", &request.path, r))?;
+    deliver(&state, elevenlabs::post_call(&request.body, now)?, now).await
 }
 
 /// Vapi server messages (`status-update`, `end-of-call-report`; others are kept in the log),
@@ -183,17 +186,12 @@ async fn elevenlabs_post_call<S: Store, T: TickRequests>(
 #[utoipa::path(post, path = "/webhooks/vapi", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-async fn vapi_server_message<S: Store, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Handled {
+async fn vapi_server_message<S: Store, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
     let secrets = &state.secrets;
-    verify::vapi(secrets.vapi_secret.as_deref(), secrets.vapi_hmac_secret.as_deref(), &headers, &body)
-        .map_err(|r| refused("vapi", uri.path(), r))?;
+    verify::vapi(secrets.vapi_secret.as_deref(), secrets.vapi_hmac_secret.as_deref(), &request.headers, &request.body)
+        .map_err(|r| refused("vapi", &request.path, r))?;
     let now = Utc::now();
-    deliver(&state, vapi::server_message(&body, now)?, now).await
+    deliver(&state, vapi::server_message(&request.body, now)?, now).await
 }
 
 /// Retell webhooks (`call_started`, `call_ended`, `call_analyzed`, `transcript_updated`), signed
@@ -201,17 +199,12 @@ async fn vapi_server_message<S: Store, T: TickRequests>(
 #[utoipa::path(post, path = "/webhooks/retell", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
-async fn retell_webhook<S: Store, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Handled {
+async fn retell_webhook<S: Store, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
     let now = Utc::now();
     let key = state.secrets.retell_api_key.as_deref().ok_or(Refusal::NotConfigured("RETELL_API_KEY"));
-    key.and_then(|key| verify::retell(key, header(&headers, "x-retell-signature"), &body, now))
-        .map_err(|r| refused("retell", uri.path(), r))?;
-    deliver(&state, retell::webhook(&body, now)?, now).await
+    key.and_then(|key| verify::retell(key, request.header("x-retell-signature"), &request.body, now))
+        .map_err(|r| refused("retell", &request.path, r))?;
+    deliver(&state, retell::webhook(&request.body, now)?, now).await
 }
 
 /// Applies a verified delivery: to its call when known, else kept as orphans.

@@ -20,7 +20,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     };
     let ticks = TickState { campaigns, queue: config.sqs_queues().await };
     let calls = CallProviders::new(&config.providers, &config.dialing.calls);
-    let state = WebhookState { store, secrets: std::sync::Arc::new(config.webhooks.clone()), calls, ticks };
+    let state = WebhookState {
+        store,
+        public_url: config.dialing.calls.public_url.clone(),
+        secrets: std::sync::Arc::new(config.webhooks.clone()),
+        calls,
+        ticks,
+    };
     let (app, _) = router().with_state(state).split_for_parts();
     lambda_http::run(app).await
 }

@@ -89,7 +89,7 @@ struct Outcome {
 async fn run<S: Store>(store: S, chaotic: bool) -> (BTreeMap<String, Outcome>, domain::CampaignCounters, usize) {
     // the test ticks between rounds; what the webhooks asked for is checked at the end
     let noted = NotedTicks::default();
-    let w = world_where(store, secrets(), Some(noted.clone())).await;
+    let w = world_where(store, PUBLIC_URL, secrets(), Some(noted.clone())).await;
     let campaign = w.running(CAP, settings(), CALLS).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
     loop {

@@ -33,14 +33,13 @@ async fn invoke<S: Store>(w: &World<S>, event: &str) -> u16 {
 #[tokio::test]
 async fn the_webhook_samples_are_accepted_and_applied() {
     let secrets = WebhookSecrets {
-        public_url: Some(SAMPLE_URL.into()),
         twilio_auth_token: Some(SAMPLE_TWILIO_TOKEN.into()),
         elevenlabs: Some("outdial-sample-elevenlabs-secret".into()),
         vapi_secret: Some("outdial-sample-vapi-secret".into()),
         vapi_hmac_secret: None,
         retell_api_key: Some("outdial-sample-retell-key".into()),
     };
-    let w = world_with(SqliteStore::open_in_memory().unwrap(), secrets).await;
+    let w = world_with(SqliteStore::open_in_memory().unwrap(), SAMPLE_URL, secrets).await;
     let hang_up = domain::CampaignSettings { voicemail: Voicemail { action: VoicemailAction::Hangup, message: None }, ..settings() };
     let campaign = w.running(4, hang_up, 4).await;
     let calls = w.claim(campaign.id).await;

@@ -47,9 +47,6 @@ pub struct Config {
 /// What proves a webhook came from its provider; secrets never appear in `Debug` output.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct WebhookSecrets {
-    /// The public base URL providers call (`OUTDIAL_PUBLIC_URL`): Twilio signs the URL it requested,
-    /// and behind a function URL the host seen may differ.
-    pub public_url: Option<String>,
     /// `TWILIO_AUTH_TOKEN`.
     pub twilio_auth_token: Option<String>,
     /// `ELEVENLABS_WEBHOOK_SECRET`.
@@ -66,7 +63,6 @@ impl std::fmt::Debug for WebhookSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let set = |s: &Option<String>| if s.is_some() { "<set>" } else { "<unset>" };
         f.debug_struct("WebhookSecrets")
-            .field("public_url", &self.public_url)
             .field("twilio_auth_token", &set(&self.twilio_auth_token))
             .field("elevenlabs", &set(&self.elevenlabs))
             .field("vapi_secret", &set(&self.vapi_secret))
@@ -258,7 +254,6 @@ impl Config {
             ring_seconds: u32::try_from(number("OUTDIAL_RING_SECONDS", u64::from(defaults.ring_seconds))?).unwrap_or(u32::MAX),
         };
         let webhooks = WebhookSecrets {
-            public_url: var("OUTDIAL_PUBLIC_URL"),
             twilio_auth_token: var("TWILIO_AUTH_TOKEN"),
             elevenlabs: var("ELEVENLABS_WEBHOOK_SECRET"),
             vapi_secret: var("VAPI_WEBHOOK_SECRET"),

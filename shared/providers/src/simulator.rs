@@ -189,10 +189,10 @@ impl SimulatedCalls {
         if opts_out {
             transcript.push(serde_json::json!({ "role": "user", "message": "Please don't call me again.", "time_in_call_secs": 9 }));
         }
-        let now = chrono::Utc::now().timestamp();
+        let now = chrono::Utc::now();
         let body = serde_json::json!({
             "type": "post_call_transcription",
-            "event_timestamp": now,
+            "event_timestamp": now.timestamp(),
             "data": {
                 "agent_id": call.assistant_provider_id.clone().unwrap_or_default(),
                 "conversation_id": format!("conv_{}", &sid[2..]),
@@ -204,8 +204,7 @@ impl SimulatedCalls {
             },
         })
         .to_string();
-        let header =
-            crate::elevenlabs::webhook_signature(secret, body.as_bytes(), chrono::DateTime::from_timestamp(now, 0).unwrap_or_default());
+        let header = crate::elevenlabs::webhook_signature(secret, body.as_bytes(), now);
         let url = format!("{}/webhooks/elevenlabs", self.webhooks.public_url.trim_end_matches('/'));
         let sent =
             self.client.post(url).header("ElevenLabs-Signature", header).header("Content-Type", "application/json").body(body).send().await;

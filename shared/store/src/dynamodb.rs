@@ -596,16 +596,8 @@ struct CallItem {
 }
 
 impl CallItem {
-    /// Live calls are in the `ACTIVE#campaign` partition of the third index, ended ones whose
-    /// post-call work is not done in `POSTCALL#campaign`.
     fn new(call: Call, version: u64) -> Self {
-        let gsi3pk = if !call.state.is_terminal() {
-            Some(format!("ACTIVE#{}", call.campaign_id))
-        } else if call.post_call_at.is_none() {
-            Some(format!("POSTCALL#{}", call.campaign_id))
-        } else {
-            None
-        };
+        let gsi3pk = third_index_partition(&call);
         Self {
             pk: call_pk(call.id),
             sk: "CALL".into(),
@@ -617,6 +609,22 @@ impl CallItem {
             disposition: call.disposition(),
             call,
         }
+    }
+}
+
+fn stored_event(dedupe_key: String, occurred_at: DateTime<Utc>, kind: CallEventKind, received_at: DateTime<Utc>) -> StoredCallEvent {
+    StoredCallEvent { event: CallEvent { dedupe_key, occurred_at, kind }, received_at }
+}
+
+/// Live calls are in the `ACTIVE#campaign` partition of the third index, ended ones whose
+/// post-call work is not done in `POSTCALL#campaign`, the others in none.
+fn third_index_partition(call: &Call) -> Option<String> {
+    if !call.state.is_terminal() {
+        Some(format!("ACTIVE#{}", call.campaign_id))
+    } else if call.post_call_at.is_none() {
+        Some(format!("POSTCALL#{}", call.campaign_id))
+    } else {
+        None
     }
 }
 
@@ -997,10 +1005,9 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
-    /// The calls of one partition of the third index (`ACTIVE#c` or `POSTCALL#c`), re-checked
-    /// against the partition's rule because the index may lag the table by a moment.
+    /// The calls of one partition of the third index, each re-checked against
+    /// `third_index_partition` because the index may lag the table by a moment.
     async fn calls_in_index(&self, partition: String) -> Result<Vec<Call>> {
-        let active = partition.starts_with("ACTIVE#");
         let mut calls = Vec::new();
         let mut start = None;
         loop {
@@ -1017,8 +1024,7 @@ impl DynamoStore {
                 .map_err(sdk)?;
             for item in out.items.unwrap_or_default() {
                 let call = decode::<CallItem>(item)?.call;
-                let belongs = if active { !call.state.is_terminal() } else { call.state.is_terminal() && call.post_call_at.is_none() };
-                if belongs {
+                if third_index_partition(&call).as_ref() == Some(&partition) {
                     calls.push(call);
                 }
             }
@@ -1483,17 +1489,11 @@ impl CallStore for DynamoStore {
         let items = self.query_all(orphan_pk(provider, provider_call_id), "EVENT#", None).await?;
         let mut orphans = items.into_iter().map(decode::<OrphanItem>).collect::<Result<Vec<_>>>()?;
         orphans.sort_by(|a, b| (a.received_at, &a.dedupe_key).cmp(&(b.received_at, &b.dedupe_key)));
-        Ok(orphans
-            .into_iter()
-            .map(|o| StoredCallEvent {
-                event: CallEvent { dedupe_key: o.dedupe_key, occurred_at: o.occurred_at, kind: o.kind },
-                received_at: o.received_at,
-            })
-            .collect())
+        Ok(orphans.into_iter().map(|o| stored_event(o.dedupe_key, o.occurred_at, o.kind, o.received_at)).collect())
     }
 
-    async fn orphaned_calls(&self, limit: u32, now: DateTime<Utc>) -> Result<Vec<(CallProvider, String)>> {
-        let oldest_kept = format!("{:015}", (now - ORPHAN_MEMORY).timestamp_millis().max(0));
+    async fn orphaned_calls(&self, limit: u32, received_since: DateTime<Utc>) -> Result<Vec<(CallProvider, String)>> {
+        let oldest_kept = format!("{:015}", received_since.timestamp_millis().max(0));
         let values = vec![(":pk", s(ORPHANS)), (":lo", s(oldest_kept))];
         let (items, _) = self
             .page::<OrphanItem>(
@@ -1558,13 +1558,7 @@ impl CallStore for DynamoStore {
             }
         }
         events.sort_by_key(|e| e.seq);
-        Ok(events
-            .into_iter()
-            .map(|e| StoredCallEvent {
-                event: CallEvent { dedupe_key: e.dedupe_key, occurred_at: e.occurred_at, kind: e.kind },
-                received_at: e.received_at,
-            })
-            .collect())
+        Ok(events.into_iter().map(|e| stored_event(e.dedupe_key, e.occurred_at, e.kind, e.received_at)).collect())
     }
 }
 

@@ -259,8 +259,10 @@ pub trait CallStore: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// The orphaned events of one provider call id, oldest first.
     fn orphan_events(&self, provider: CallProvider, provider_call_id: &str) -> impl Future<Output = Result<Vec<StoredCallEvent>>> + Send;
-    /// Up to `limit` provider call ids with orphaned events, oldest first; forgets those older than `ORPHAN_MEMORY`.
-    fn orphaned_calls(&self, limit: u32, now: DateTime<Utc>) -> impl Future<Output = Result<Vec<(CallProvider, String)>>> + Send;
+    /// Up to `limit` provider call ids with events kept since `received_since`, oldest first.
+    /// Events older than `ORPHAN_MEMORY` are forgotten.
+    fn orphaned_calls(&self, limit: u32, received_since: DateTime<Utc>)
+    -> impl Future<Output = Result<Vec<(CallProvider, String)>>> + Send;
     fn remove_orphan_events(
         &self,
         provider: CallProvider,

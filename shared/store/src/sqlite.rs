@@ -1002,6 +1002,10 @@ impl CallStore for SqliteStore {
     ) -> Result<()> {
         let (event, received_at, provider_call_id) = (normalised(event), millis(received_at), provider_call_id.to_string());
         self.write(move |tx| {
+            // forgetting happens here, where orphans are rare, not on every tick's scan
+            tx.prepare_cached("DELETE FROM orphan_events WHERE received_at < ?1")
+                .and_then(|mut s| s.execute(params![ms(received_at - ORPHAN_MEMORY)]))
+                .map_err(backend)?;
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO orphan_events (provider, provider_call_id, dedupe_key, occurred_at, received_at, kind) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1035,18 +1039,20 @@ impl CallStore for SqliteStore {
         .await
     }
 
-    async fn orphaned_calls(&self, limit: u32, now: DateTime<Utc>) -> Result<Vec<(CallProvider, String)>> {
-        self.write(move |tx| {
-            tx.execute("DELETE FROM orphan_events WHERE received_at < ?1", params![ms(now - ORPHAN_MEMORY)]).map_err(backend)?;
-            tx.prepare_cached("SELECT DISTINCT provider, provider_call_id FROM orphan_events ORDER BY received_at LIMIT ?1")
-                .and_then(|mut s| {
-                    s.query_map(params![limit], |r| {
-                        let provider = r.get::<_, String>(0)?;
-                        Ok((CallProvider::parse(&provider).ok_or_else(|| conversion(format!("unknown provider {provider}")))?, r.get(1)?))
-                    })?
-                    .collect()
-                })
-                .map_err(decoding)
+    async fn orphaned_calls(&self, limit: u32, received_since: DateTime<Utc>) -> Result<Vec<(CallProvider, String)>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT provider, provider_call_id FROM orphan_events WHERE received_at >= ?1 \
+                 GROUP BY provider, provider_call_id ORDER BY MIN(received_at) LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![ms(received_since), limit], |r| {
+                    let provider = r.get::<_, String>(0)?;
+                    Ok((CallProvider::parse(&provider).ok_or_else(|| conversion(format!("unknown provider {provider}")))?, r.get(1)?))
+                })?
+                .collect()
+            })
+            .map_err(decoding)
         })
         .await
     }

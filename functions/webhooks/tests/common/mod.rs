@@ -38,7 +38,6 @@ pub struct World<S: Store> {
 
 pub fn secrets() -> WebhookSecrets {
     WebhookSecrets {
-        public_url: Some(PUBLIC_URL.into()),
         twilio_auth_token: Some(TWILIO_TOKEN.into()),
         elevenlabs: Some(ELEVENLABS_SECRET.into()),
         vapi_secret: Some(VAPI_SECRET.into()),
@@ -48,11 +47,12 @@ pub fn secrets() -> WebhookSecrets {
 }
 
 pub async fn world<S: Store>(store: S) -> World<S> {
-    world_with(store, secrets()).await
+    world_with(store, PUBLIC_URL, secrets()).await
 }
 
-pub async fn world_with<S: Store>(store: S, secrets: WebhookSecrets) -> World<S> {
-    world_where(store, secrets, None).await
+/// A world reached at `public_url` (what Twilio signs) and verifying with `secrets`.
+pub async fn world_with<S: Store>(store: S, public_url: &str, secrets: WebhookSecrets) -> World<S> {
+    world_where(store, public_url, secrets, None).await
 }
 
 /// Tick requests noted instead of run: the test ticks when it wants.
@@ -66,7 +66,7 @@ impl campaign_tick::TickRequests for NotedTicks {
 }
 
 /// A world whose webhooks note tick requests in `noted` instead of running the tick inline.
-pub async fn world_where<S: Store>(store: S, secrets: WebhookSecrets, noted: Option<NotedTicks>) -> World<S> {
+pub async fn world_where<S: Store>(store: S, public_url: &str, secrets: WebhookSecrets, noted: Option<NotedTicks>) -> World<S> {
     let twilio = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({ "sid": "CA0", "status": "completed" })))
@@ -77,7 +77,7 @@ pub async fn world_where<S: Store>(store: S, secrets: WebhookSecrets, noted: Opt
         ..Default::default()
     };
     let options = CallOptions {
-        public_url: Some(PUBLIC_URL.into()),
+        public_url: Some(public_url.into()),
         bridge_url: Some("wss://bridge.example.com/media".into()),
         ..Default::default()
     };
@@ -91,12 +91,27 @@ pub async fn world_where<S: Store>(store: S, secrets: WebhookSecrets, noted: Opt
     let app = match noted {
         None => {
             webhooks::router()
-                .with_state(webhooks::WebhookState { store: store.clone(), secrets, calls, ticks: ticks.clone() })
+                .with_state(webhooks::WebhookState {
+                    store: store.clone(),
+                    public_url: options.public_url.clone(),
+                    secrets,
+                    calls,
+                    ticks: ticks.clone(),
+                })
                 .split_for_parts()
                 .0
         }
         Some(noted) => {
-            webhooks::router().with_state(webhooks::WebhookState { store: store.clone(), secrets, calls, ticks: noted }).split_for_parts().0
+            webhooks::router()
+                .with_state(webhooks::WebhookState {
+                    store: store.clone(),
+                    public_url: options.public_url.clone(),
+                    secrets,
+                    calls,
+                    ticks: noted,
+                })
+                .split_for_parts()
+                .0
         }
     };
     World { app, store, ticks, org, twilio, _fired: fired }

@@ -1003,10 +1003,11 @@ pub async fn orphaned_events_wait_for_their_call_and_post_call_is_marked_once<S:
     assert_eq!(adopt_orphan_events(store, CallProvider::Twilio, "CAX", t0()).await.unwrap(), 0, "no call yet");
     assert_eq!(store.orphan_events(CallProvider::Twilio, "CAX").await.unwrap().len(), 2);
     assert_eq!(
-        store.orphaned_calls(10, t0()).await.unwrap(),
+        store.orphaned_calls(10, t0() - store::ORPHAN_MEMORY).await.unwrap(),
         vec![(CallProvider::Twilio, "CAX".to_string())],
         "week-old orphans are forgotten"
     );
+    assert!(store.orphaned_calls(10, t0() + Duration::seconds(1)).await.unwrap().is_empty(), "only those received since");
 
     // a simulated call is reported through Twilio's webhooks, so it is found under Twilio
     let placed = PlacedCall { provider: CallProvider::Simulator, provider_call_id: "CAX".into(), caller_id: None, placed_at: t0() };
@@ -1018,7 +1019,7 @@ pub async fn orphaned_events_wait_for_their_call_and_post_call_is_marked_once<S:
     assert_eq!((call.state, call.end_reason), (CallState::Ended, Some(EndReason::Completed)));
     assert_eq!(store.list_call_events(org, call_id).await.unwrap().len(), 2);
     assert!(store.orphan_events(CallProvider::Twilio, "CAX").await.unwrap().is_empty());
-    assert!(store.orphaned_calls(10, t0()).await.unwrap().is_empty());
+    assert!(store.orphaned_calls(10, t0() - store::ORPHAN_MEMORY).await.unwrap().is_empty());
     assert_eq!(store.get_campaign(org, campaign.id).await.unwrap().counters.active_calls, 2, "capacity released");
 
     // post-call work is handed on once; a failed hand-over takes the mark back
