@@ -203,7 +203,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let store = SqliteStore::open(&path)?;
             let stack = stack.with_queue_at(&path)?;
             if matches!(cli.command, Command::Migrate) {
-                println!("{} is at schema version {}", path.display(), store.schema_version()?);
+                println!("{} is at schema version {}", path.display(), store.schema_version());
             }
             execute(store, stack, cli.command).await
         }

@@ -14,10 +14,7 @@ use domain::{
     EndReason, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-};
+use std::{path::Path, sync::mpsc};
 
 /// Schema migrations, applied in order; the index + 1 is the version recorded.
 const MIGRATIONS: &[&str] = &[
@@ -180,11 +177,15 @@ CREATE INDEX orphan_events_by_age ON orphan_events(received_at);
 "#,
 ];
 
-/// The SQLite store. Cheap to clone; all clones share one connection.
+/// The SQLite store. Cheap to clone; all clones share one connection, owned by one thread.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: mpsc::Sender<Job>,
+    schema_version: u32,
 }
+
+/// Work for the connection's thread. Jobs run one at a time, in the order they were sent.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -201,46 +202,64 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
             .map_err(backend)?;
         migrate(&mut conn)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        let schema_version = schema_version(&conn)?;
+        let (jobs, pending) = mpsc::channel::<Job>();
+        // one thread owns the connection: no lock to contend for and one wake-up per operation;
+        // it ends when the last clone of the store is dropped
+        std::thread::Builder::new()
+            .name("sqlite-store".into())
+            .spawn(move || {
+                while let Ok(job) = pending.recv() {
+                    // a panicking operation fails alone (its transaction rolls back as it unwinds)
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the store's thread: {e}")))?;
+        Ok(Self { jobs, schema_version })
     }
 
     /// The schema version after migrations.
-    pub fn schema_version(&self) -> Result<u32> {
-        let conn = self.conn.lock().map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
-        schema_version(&conn)
+    pub fn schema_version(&self) -> u32 {
+        self.schema_version
     }
 
-    /// Runs `work` in one immediate (write-locking) transaction on the blocking pool.
+    /// Runs `work` on the connection's thread and waits for its result.
+    async fn on_connection<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            // the caller may have gone away (a dropped request); its result goes with it
+            let _ = done.send(work(conn));
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Backend("the store's connection thread has stopped".into()))?;
+        result.await.map_err(|_| StoreError::Backend("the store's connection thread stopped during an operation".into()))?
+    }
+
+    /// Runs `work` in one immediate (write-locking) transaction.
     async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+        self.on_connection(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let out = work(&tx)?;
             tx.commit().map_err(backend)?;
             Ok(out)
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
 
-    /// Runs a read-only `work` on the blocking pool.
+    /// Runs a read-only `work`.
     async fn read<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
-            work(&conn)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        self.on_connection(move |conn| work(conn)).await
     }
 }
 
