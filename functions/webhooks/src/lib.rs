@@ -12,7 +12,6 @@ pub mod normalise;
 pub mod retell;
 pub mod twilio;
 pub mod vapi;
-pub mod verify;
 
 use axum::{
     body::Bytes,
@@ -26,9 +25,9 @@ use domain::{AnsweredBy, CallEventKind, VoicemailStep};
 use normalise::{Delivery, Malformed};
 use platform::{Problem, WebhookSecrets};
 use providers::CallProviders;
+use providers::signatures::{self as verify, Refusal};
 use store::{Store, StoreError};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use verify::Refusal;
 
 /// What the handlers need: the store, the public URL providers call and the secrets that verify
 /// them, the providers (to hang up on answering machines) and a way to ask for a campaign's tick.

@@ -2,7 +2,7 @@
 //! when the signed payload carries them, and normalised call events with their dedupe keys.
 
 use chrono::{DateTime, Utc};
-use domain::{CallDetails, CallEvent, CallEventKind, CallId, CallProvider, EndReason, OrgId, asks_not_to_be_called};
+use domain::{CallDetails, CallEvent, CallEventKind, CallId, CallProvider, EndReason, OrgId};
 use serde_json::Value;
 
 /// One webhook, normalised.
@@ -73,14 +73,11 @@ pub(crate) fn ids_in(variables: &Value) -> Option<(OrgId, CallId)> {
 
 /// A transcript as `role: line` lines, and whether the callee asked not to be called again.
 pub(crate) fn transcript_of<'a>(lines: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<String>, bool) {
-    let mut text = Vec::new();
-    let mut opted_out = false;
+    let mut transcript = domain::Transcript::default();
     for (role, line) in lines {
-        let role = if role == "assistant" || role == "bot" { "agent" } else { role };
-        opted_out |= role == "user" && asks_not_to_be_called(line);
-        text.push(format!("{role}: {line}"));
+        transcript.push(role, line);
     }
-    ((!text.is_empty()).then(|| text.join("\n")), opted_out)
+    (transcript.text().map(str::to_string), transcript.opted_out())
 }
 
 /// True when structured analysis flags an opt-out (`doNotCall`, `do_not_call`, `optOut`, `opted_out`…).

@@ -207,6 +207,11 @@ pub enum CallEventKind {
     Unrecognised {
         description: String,
     },
+    /// What outdial itself saw happen on the call (how the media stream ended, a tool the agent
+    /// ran): kept in the log, changes nothing.
+    Note {
+        text: String,
+    },
 }
 
 /// One event of a call, with the key that recognises its duplicates.
@@ -242,7 +247,7 @@ pub fn advance(state: CallState, event: &CallEventKind) -> Transition {
         CallEventKind::Ringing => CallState::Ringing,
         CallEventKind::Answered => CallState::InProgress,
         CallEventKind::Ended { reason } => reason.state(),
-        CallEventKind::Details { .. } | CallEventKind::Unrecognised { .. } => state,
+        CallEventKind::Details { .. } | CallEventKind::Unrecognised { .. } | CallEventKind::Note { .. } => state,
     };
     let to = if state.is_terminal() || proposed.rank() <= state.rank() { state } else { proposed };
     Transition { from: state, to, releases_capacity: !state.is_terminal() && to.is_terminal() }
@@ -285,6 +290,44 @@ impl CallDisposition {
 /// How long after a conversation ends its report (transcript, analysis) is waited for before the
 /// call's post-call work (CRM delivery) goes ahead without it.
 pub const REPORT_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+/// A call's transcript as it was heard, one "agent: …" or "user: …" line per turn; it notices a
+/// callee asking not to be called again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transcript {
+    text: String,
+    lines: usize,
+    opted_out: bool,
+}
+
+impl Transcript {
+    /// Adds a turn; providers' speaker names (`assistant`, `bot`) become `agent`.
+    pub fn push(&mut self, role: &str, line: &str) {
+        let role = if role == "assistant" || role == "bot" { "agent" } else { role };
+        self.opted_out |= role == "user" && asks_not_to_be_called(line);
+        if self.lines > 0 {
+            self.text.push('\n');
+        }
+        self.text.push_str(role);
+        self.text.push_str(": ");
+        self.text.push_str(line);
+        self.lines += 1;
+    }
+
+    /// The whole text so far; None before the first line.
+    pub fn text(&self) -> Option<&str> {
+        (self.lines > 0).then_some(self.text.as_str())
+    }
+
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+
+    /// The callee asked not to be called again.
+    pub fn opted_out(&self) -> bool {
+        self.opted_out
+    }
+}
 
 /// True when a callee's line asks not to be called again ("don't call me again", "remove me from
 /// your list", "stop calling", …).

@@ -30,12 +30,13 @@ pub mod money;
 pub mod org;
 pub mod phone;
 pub mod policy;
+pub mod tools;
 
 pub use assistant::{
     Assistant, AssistantConfig, AssistantPatch, AssistantSource, AssistantVersion, NewAssistant, ProviderKind, ReadOnlyTemplate, Voice,
 };
 pub use call::{
-    AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, REPORT_GRACE, Transition,
+    AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, REPORT_GRACE, Transcript, Transition,
     VoicemailStep, asks_not_to_be_called,
 };
 pub use campaign::{

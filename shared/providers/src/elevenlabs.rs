@@ -36,6 +36,13 @@ impl ElevenLabs {
         self
     }
 
+    /// A one-time `wss://` URL that opens a conversation with the agent.
+    pub async fn signed_url(&self, agent_id: &str) -> Result<String, ProviderError> {
+        let query = serde_urlencoded::to_string([("agent_id", agent_id)]).map_err(|e| protocol(&e.to_string()))?;
+        let answer = self.call(Method::GET, &format!("/v1/convai/conversation/get-signed-url?{query}"), None, agent_id).await?;
+        answer["signed_url"].as_str().map(str::to_string).ok_or_else(|| protocol("get-signed-url answered without a signed_url"))
+    }
+
     async fn call(&self, method: Method, path: &str, body: Option<&Value>, id: &str) -> Result<Value, ProviderError> {
         self.api.call(method, path, body, &format!("agent {id}")).await
     }

@@ -7,6 +7,7 @@ pub mod calls;
 pub mod elevenlabs;
 mod http;
 pub mod retell;
+pub mod signatures;
 pub mod simulator;
 pub mod twilio;
 pub mod vapi;

@@ -29,7 +29,7 @@ pub fn twilio(auth_token: &str, url: &str, params: &[(String, String)], header: 
     use base64::Engine;
     const HEADER: &str = "X-Twilio-Signature";
     let header = header.ok_or(Refusal::Missing(HEADER))?;
-    let expected = providers::twilio::signature(auth_token, url, params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let expected = crate::twilio::signature(auth_token, url, params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let (Ok(given), Ok(expected)) =
         (base64::engine::general_purpose::STANDARD.decode(header.trim()), base64::engine::general_purpose::STANDARD.decode(expected))
     else {
@@ -44,7 +44,7 @@ pub fn elevenlabs(secret: &str, header: Option<&str>, body: &[u8], now: DateTime
     let header = header.ok_or(Refusal::Missing(HEADER))?;
     let (Some(t), Some(v0)) = (field(header, "t"), field(header, "v0")) else { return Err(Refusal::Invalid(HEADER)) };
     let at = t.parse::<i64>().ok().and_then(|s| DateTime::from_timestamp(s, 0)).ok_or(Refusal::Invalid(HEADER))?;
-    let expected = providers::elevenlabs::webhook_signature(secret, body, at);
+    let expected = crate::elevenlabs::webhook_signature(secret, body, at);
     same_hex(field(&expected, "v0"), v0, HEADER)?;
     fresh(at, now, ELEVENLABS_TOLERANCE, HEADER)
 }
@@ -55,19 +55,19 @@ pub fn retell(api_key: &str, header: Option<&str>, body: &[u8], now: DateTime<Ut
     let header = header.ok_or(Refusal::Missing(HEADER))?;
     let (Some(v), Some(d)) = (field(header, "v"), field(header, "d")) else { return Err(Refusal::Invalid(HEADER)) };
     let at = v.parse::<i64>().ok().and_then(DateTime::from_timestamp_millis).ok_or(Refusal::Invalid(HEADER))?;
-    let expected = providers::retell::webhook_signature(api_key, body, at);
+    let expected = crate::retell::webhook_signature(api_key, body, at);
     same_hex(field(&expected, "d"), d, HEADER)?;
     fresh(at, now, RETELL_TOLERANCE, HEADER)
 }
 
 /// Vapi: the configured HMAC when there is one, else the shared secret in either header.
 /// `secret` is `VAPI_WEBHOOK_SECRET`, `hmac_secret` is `VAPI_WEBHOOK_HMAC_SECRET`.
-pub fn vapi(secret: Option<&str>, hmac_secret: Option<&str>, headers: &axum::http::HeaderMap, body: &[u8]) -> Result<(), Refusal> {
+pub fn vapi(secret: Option<&str>, hmac_secret: Option<&str>, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Result<(), Refusal> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(key) = hmac_secret {
         const HEADER: &str = "x-vapi-signature";
         let given = header(HEADER).ok_or(Refusal::Missing(HEADER))?;
-        let expected = providers::vapi::webhook_signature(key, body);
+        let expected = crate::vapi::webhook_signature(key, body);
         return same_hex(Some(&expected), given.trim_start_matches("sha256="), HEADER);
     }
     let secret = secret.ok_or(Refusal::NotConfigured("VAPI_WEBHOOK_SECRET (or VAPI_WEBHOOK_HMAC_SECRET)"))?;
@@ -126,7 +126,7 @@ mod tests {
     fn elevenlabs_signatures_expire_after_30_minutes() {
         let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let body = br#"{"type":"post_call_transcription"}"#;
-        let header = providers::elevenlabs::webhook_signature("wsec_1", body, at);
+        let header = crate::elevenlabs::webhook_signature("wsec_1", body, at);
         assert_eq!(elevenlabs("wsec_1", Some(&header), body, at + TimeDelta::minutes(29)), Ok(()));
         let stale = Err(Refusal::Stale("ElevenLabs-Signature"));
         assert_eq!(elevenlabs("wsec_1", Some(&header), body, at + TimeDelta::minutes(31)), stale);
@@ -142,7 +142,7 @@ mod tests {
     fn retell_signatures_expire_after_5_minutes() {
         let at = DateTime::from_timestamp_millis(1_800_000_000_123).unwrap();
         let body = br#"{"event":"call_ended"}"#;
-        let header = providers::retell::webhook_signature("key_1", body, at);
+        let header = crate::retell::webhook_signature("key_1", body, at);
         assert_eq!(retell("key_1", Some(&header), body, at + TimeDelta::minutes(4)), Ok(()));
         assert_eq!(retell("key_1", Some(&header), body, at + TimeDelta::minutes(6)), Err(Refusal::Stale("X-Retell-Signature")));
         assert_eq!(retell("key_2", Some(&header), body, at), Err(Refusal::Invalid("X-Retell-Signature")));
@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn vapi_takes_its_secret_in_either_header_or_an_hmac() {
-        use axum::http::HeaderMap;
+        use reqwest::header::HeaderMap;
         let with = |name: &'static str, value: &str| {
             let mut h = HeaderMap::new();
             h.insert(name, value.parse().unwrap());
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(secret(&with("x-vapi-secret", "vsex")), Err(Refusal::Invalid("X-Vapi-Secret")));
         assert!(matches!(secret(&HeaderMap::new()), Err(Refusal::Missing(_))));
         assert!(matches!(vapi(None, None, &with("x-vapi-secret", "vsec"), b"{}"), Err(Refusal::NotConfigured(_))));
-        let signature = providers::vapi::webhook_signature("hkey", b"{\"a\":1}");
+        let signature = crate::vapi::webhook_signature("hkey", b"{\"a\":1}");
         let hmac = |h: &HeaderMap, body: &[u8]| vapi(Some("vsec"), Some("hkey"), h, body);
         assert_eq!(hmac(&with("x-vapi-signature", &signature), b"{\"a\":1}"), Ok(()));
         assert_eq!(hmac(&with("x-vapi-signature", &signature), b"{\"a\":2}"), Err(Refusal::Invalid("x-vapi-signature")));

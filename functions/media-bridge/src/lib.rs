@@ -1,0 +1,284 @@
+//! The media bridge: an always-on service (not a Lambda) that carries a call's audio between
+//! Twilio Media Streams and an ElevenLabs conversation, answers the agent's pings, turns its
+//! interruptions into Twilio `clear`, runs its tools, saves the transcript in batches, and serves
+//! a live feed per call, a health check and Prometheus metrics. SIGTERM drains it.
+
+pub mod live;
+pub mod metrics;
+pub mod outbox;
+mod session;
+pub mod tools;
+pub mod wire;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State, WebSocketUpgrade},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response, Sse, sse::Event},
+    routing::get,
+};
+use domain::CallId;
+use platform::{Authenticated, Problem, auth::AuthState};
+use providers::{CallProviders, ElevenLabs, RetryPolicy, signatures};
+use std::{sync::Arc, time::Duration};
+use store::Store;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+/// How the bridge behaves; read once from the environment.
+#[derive(Clone)]
+pub struct BridgeSettings {
+    /// Twilio's auth token, which signs the stream's upgrade request (`TWILIO_AUTH_TOKEN`).
+    pub twilio_auth_token: Option<String>,
+    /// The `wss://…/media` URL Twilio is given (`OUTDIAL_BRIDGE_URL`): what its signature covers.
+    pub stream_url: Option<String>,
+    /// `OUTDIAL_BRIDGE_VERIFY_SIGNATURE=false` accepts unsigned upgrades (local tunnels only).
+    pub verify_signature: bool,
+    /// How long active calls may go on after SIGTERM before they are closed (`OUTDIAL_BRIDGE_DRAIN_SECONDS`).
+    pub drain_timeout: Duration,
+    /// Audio frames queued per peer before the oldest are dropped (50 = one second).
+    pub audio_queue_frames: usize,
+    /// Most transcript writes per call: one per this interval, and one at the end.
+    pub transcript_interval: Duration,
+    /// How long Twilio has to send `start` after the socket opens.
+    pub start_timeout: Duration,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> Self {
+        Self {
+            twilio_auth_token: None,
+            stream_url: None,
+            verify_signature: true,
+            drain_timeout: Duration::from_secs(30),
+            audio_queue_frames: 50,
+            transcript_interval: Duration::from_secs(2),
+            start_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl BridgeSettings {
+    /// From the deployment's configuration and the bridge's own variables.
+    pub fn from_config(config: &platform::Config, var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let verify_signature = match var("OUTDIAL_BRIDGE_VERIFY_SIGNATURE").as_deref().map(str::trim) {
+            None | Some("true" | "1" | "") => true,
+            Some("false" | "0") => false,
+            Some(other) => return Err(format!("OUTDIAL_BRIDGE_VERIFY_SIGNATURE must be true or false, not {other:?}")),
+        };
+        let drain_timeout = match var("OUTDIAL_BRIDGE_DRAIN_SECONDS") {
+            None => Self::default().drain_timeout,
+            Some(s) => Duration::from_secs(
+                s.trim().parse().map_err(|_| format!("OUTDIAL_BRIDGE_DRAIN_SECONDS must be a number of seconds, not {s:?}"))?,
+            ),
+        };
+        Ok(Self {
+            twilio_auth_token: config.providers.twilio.as_ref().map(|t| t.auth_token.clone()),
+            stream_url: config.dialing.calls.bridge_url.clone(),
+            verify_signature,
+            drain_timeout,
+            ..Self::default()
+        })
+    }
+}
+
+/// Where shutdown is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Serving,
+    /// SIGTERM came: no new calls, active ones go on.
+    Draining,
+    /// The drain timed out: active calls close now.
+    Closing,
+}
+
+/// Everything a call's bridge needs, shared by all calls.
+pub struct Bridge<S> {
+    pub store: S,
+    /// Hangs up a call when the agent's side fails, or when the agent's end-call tool asks.
+    pub calls: CallProviders,
+    /// Opens conversations (signed URLs); None when `ELEVENLABS_API_KEY` is not set.
+    pub agents: Option<ElevenLabs>,
+    pub settings: BridgeSettings,
+    pub metrics: metrics::Metrics,
+    pub live: live::LiveFeeds,
+    phase: watch::Sender<Phase>,
+    calls_in_flight: TaskTracker,
+}
+
+impl<S: Store> Bridge<S> {
+    pub fn new(store: S, calls: CallProviders, agents: Option<ElevenLabs>, settings: BridgeSettings) -> Arc<Self> {
+        if !settings.verify_signature {
+            tracing::warn!(
+                "the media stream's X-Twilio-Signature is NOT checked (OUTDIAL_BRIDGE_VERIFY_SIGNATURE=false): use this only behind a local tunnel"
+            );
+        }
+        Arc::new(Self {
+            store,
+            calls,
+            agents,
+            settings,
+            metrics: metrics::Metrics::default(),
+            live: live::LiveFeeds::default(),
+            phase: watch::channel(Phase::Serving).0,
+            calls_in_flight: TaskTracker::new(),
+        })
+    }
+
+    /// From the deployment's configuration.
+    pub fn from_config(store: S, config: &platform::Config, settings: BridgeSettings) -> Arc<Self> {
+        let agents = config
+            .providers
+            .elevenlabs
+            .as_ref()
+            .map(|account| ElevenLabs::new(&account.base_url, &account.api_key, RetryPolicy::default()));
+        Self::new(store, CallProviders::new(&config.providers, &config.dialing.calls), agents, settings)
+    }
+
+    /// Stops taking calls, lets active ones finish for the drain timeout, then closes the rest.
+    pub async fn drain(&self) {
+        self.phase.send_replace(Phase::Draining);
+        self.calls_in_flight.close();
+        let active = self.calls_in_flight.len();
+        tracing::info!(active, timeout_secs = self.settings.drain_timeout.as_secs(), "draining: no new calls");
+        if tokio::time::timeout(self.settings.drain_timeout, self.calls_in_flight.wait()).await.is_err() {
+            tracing::warn!(active = self.calls_in_flight.len(), "drain timeout: closing the calls still active");
+            self.phase.send_replace(Phase::Closing);
+            self.calls_in_flight.wait().await;
+        }
+        tracing::info!("drained");
+    }
+
+    pub(crate) fn phase(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+}
+
+impl<S: Store> AuthState for BridgeState<S> {
+    type Orgs = S;
+    fn orgs(&self) -> &S {
+        &self.0.store
+    }
+}
+
+/// The router's state: the shared bridge.
+pub struct BridgeState<S>(pub Arc<Bridge<S>>);
+
+impl<S> Clone for BridgeState<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+/// `GET /media` (Twilio's stream), `GET /calls/{id}/live`, `GET /health`, `GET /metrics`.
+pub fn router<S: Store>(bridge: Arc<Bridge<S>>) -> Router {
+    Router::new()
+        .route("/media", get(media::<S>))
+        .route("/calls/{id}/live", get(live_feed::<S>))
+        .route("/health", get(health::<S>))
+        .route("/metrics", get(metrics_text::<S>))
+        .with_state(BridgeState(bridge))
+}
+
+/// Serves until `stop` completes, then drains.
+pub async fn serve<S: Store>(
+    bridge: Arc<Bridge<S>>,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stopped, on_stop) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router(bridge.clone())).with_graceful_shutdown(async move {
+        stop.await;
+        let _ = stopped.send(());
+    });
+    let drained = async {
+        // the server's own shutdown does not wait for upgraded sockets: the calls drain here
+        if on_stop.await.is_ok() {
+            bridge.drain().await;
+        }
+    };
+    let (served, ()) = tokio::join!(server, drained);
+    served
+}
+
+/// Twilio opens the call's media stream (a WebSocket upgrade, signed like its webhooks).
+async fn media<S: Store>(State(state): State<BridgeState<S>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let bridge = state.0;
+    if *bridge.phase.borrow() != Phase::Serving {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bridge-draining",
+            "Draining",
+            "this bridge is shutting down; Twilio should connect to another",
+        )
+        .into_response();
+    }
+    if let Err(problem) = check_signature(&bridge.settings, &headers) {
+        tracing::warn!(detail = %problem.detail, "media stream refused before the upgrade");
+        return problem.into_response();
+    }
+    // small socket buffers: thousands of calls share the machine's memory
+    let token = bridge.calls_in_flight.token();
+    upgrade.read_buffer_size(4 * 1024).write_buffer_size(0).max_write_buffer_size(256 * 1024).on_upgrade(move |socket| async move {
+        session::bridge_call(bridge, socket).await;
+        drop(token);
+    })
+}
+
+fn check_signature(settings: &BridgeSettings, headers: &HeaderMap) -> Result<(), Problem> {
+    if !settings.verify_signature {
+        return Ok(());
+    }
+    let (Some(token), Some(url)) = (&settings.twilio_auth_token, &settings.stream_url) else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook-not-configured",
+            "Signature cannot be checked",
+            "set TWILIO_AUTH_TOKEN and OUTDIAL_BRIDGE_URL (or OUTDIAL_BRIDGE_VERIFY_SIGNATURE=false behind a local tunnel)",
+        ));
+    };
+    let header = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
+    signatures::twilio(token, url, &[], header).map_err(|refusal| match refusal {
+        signatures::Refusal::Missing(_) => {
+            Problem::new(StatusCode::UNAUTHORIZED, "webhook-signature-missing", "Signature missing", refusal.to_string())
+        }
+        _ => Problem::new(StatusCode::FORBIDDEN, "webhook-signature-invalid", "Signature invalid", refusal.to_string()),
+    })
+}
+
+/// Server-Sent Events of a live call: its status and transcript lines as they are heard.
+async fn live_feed<S: Store>(
+    State(state): State<BridgeState<S>>,
+    Authenticated(org): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id: CallId = id.parse().map_err(|_| Problem::bad_request(format!("{id:?} is not a call id")))?;
+    // another organisation's call is "not found", like one that does not exist
+    let call = state.0.store.get_call(org, id).await?;
+    let events = match state.0.live.subscribe(org, id) {
+        Some(events) => events,
+        None => live::ended_feed(&call),
+    };
+    let stream = futures::StreamExt::map(events, |e| Event::default().event(e.name()).json_data(&e));
+    Ok(Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default()).into_response())
+}
+
+/// Ready when the store answers and the bridge is not draining.
+async fn health<S: Store>(State(state): State<BridgeState<S>>) -> Response {
+    let bridge = &state.0;
+    if *bridge.phase.borrow() != Phase::Serving {
+        return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "bridge-draining", "Draining", "the bridge is shutting down").into_response();
+    }
+    match bridge.store.org_for_api_key(&store::KeyHash::of_secret("outdial-health-probe")).await {
+        Ok(_) => Json(serde_json::json!({ "status": "ok", "activeCalls": bridge.calls_in_flight.len() })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health: the store cannot be reached");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store-unreachable", "Store unreachable", "the bridge cannot reach its store")
+                .into_response()
+        }
+    }
+}
+
+async fn metrics_text<S: Store>(State(state): State<BridgeState<S>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.0.metrics.render()).into_response()
+}

@@ -1,0 +1,484 @@
+//! The bridge between a fake Twilio (a WebSocket client sending Media Streams frames, and a
+//! wiremock REST API for hang-ups) and a fake ElevenLabs (a wiremock signed-URL endpoint and a
+//! WebSocket server the test scripts), both speaking PROTOCOLS.md exactly.
+
+use base64::Engine;
+use chrono::Utc;
+use domain::{
+    AssistantConfig, CallEventKind, CallProvider, CallingWindow, CampaignSettings, CampaignStatus, Cap, Day, E164, NewAssistant,
+    NewCampaign, NewContact, OrgId, ProviderKind,
+};
+use futures::{SinkExt, StreamExt};
+use media_bridge::{Bridge, BridgeSettings};
+use providers::{CallOptions, CallProviders, ElevenLabs, ProviderAccounts, RetryPolicy, TwilioAccount};
+use serde_json::{Value, json};
+use std::{sync::Arc, time::Duration};
+use store::{AssistantStore, CallStore, CampaignStore, DialingStore, DoNotCallStore, OrgStore, PlacedCall, SqliteStore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest},
+};
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{method, path, query_param},
+};
+
+const TOKEN: &str = "tw-bridge-token";
+/// What Twilio is told (and signs); the test connects to the bridge's loopback port instead.
+const STREAM_URL: &str = "wss://bridge.example.com/media";
+const CALL_SID: &str = "CA00000000000000000000000000000001";
+const STREAM_SID: &str = "MZ00000000000000000000000000000001";
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Agent = WebSocketStream<TcpStream>;
+
+struct World {
+    store: SqliteStore,
+    org: OrgId,
+    call: domain::CallId,
+    contact: domain::ContactId,
+    phone: E164,
+    bridge: Arc<Bridge<SqliteStore>>,
+    base: String,
+    twilio_api: MockServer,
+    conversations: tokio::sync::mpsc::UnboundedReceiver<Agent>,
+    _elevenlabs_api: MockServer,
+}
+
+async fn world() -> World {
+    world_with(|_| {}, true).await
+}
+
+/// `settings` adjusts the bridge; `agent_listens` false points the signed URL at a closed port.
+async fn world_with(settings: impl FnOnce(&mut BridgeSettings), agent_listens: bool) -> World {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let org = store.create_org("Acme").await.unwrap().id;
+    let config = AssistantConfig {
+        system_prompt: "You are Ana, an AI assistant calling for Acme.".into(),
+        first_message: "Hi {{first_name}}, this is Ana, an AI assistant from Acme.".into(),
+        end_call_message: None,
+        voice: None,
+        model: None,
+        language: Some("en".into()),
+        silence_timeout_seconds: None,
+        max_duration_seconds: None,
+    };
+    let mut assistant = NewAssistant::local("Ana", ProviderKind::Elevenlabs, config).unwrap();
+    assistant.provider_assistant_id = Some("agent_test".into());
+    let assistant = store.create_assistant(org, assistant, Utc::now()).await.unwrap();
+    let settings_ = CampaignSettings {
+        provider: CallProvider::Twilio,
+        calling_window: CallingWindow::parse([Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun], "00:00", "23:59")
+            .unwrap(),
+        ..Default::default()
+    };
+    let mut new = NewCampaign::parse("bridge", Cap::parse(5).unwrap(), settings_).unwrap();
+    new.assistant_id = Some(assistant.id);
+    let campaign = store.create_campaign(org, new).await.unwrap();
+    let phone = E164::parse("+14155550123", None).unwrap();
+    let mut contact = NewContact::new(phone.clone(), chrono_tz::America::New_York);
+    contact.name = Some("Maria Lopez".into());
+    store.add_contacts(org, campaign.id, vec![contact], Utc::now()).await.unwrap();
+    store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, Utc::now()).await.unwrap();
+    let claim = store.claim_due_contacts(org, campaign.id, Utc::now(), 1).await.unwrap().remove(0);
+    let placed = PlacedCall { provider: CallProvider::Twilio, provider_call_id: CALL_SID.into(), caller_id: None, placed_at: Utc::now() };
+    store.record_placed_call(org, claim.call.id, placed).await.unwrap();
+
+    // ElevenLabs: the signed-URL endpoint and the conversation socket
+    let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent_port = agent_listener.local_addr().unwrap().port();
+    let (found, conversations) = tokio::sync::mpsc::unbounded_channel();
+    if agent_listens {
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = agent_listener.accept().await {
+                if let Ok(ws) = tokio_tungstenite::accept_async(socket).await {
+                    let _ = found.send(ws);
+                }
+            }
+        });
+    } else {
+        drop(agent_listener);
+    }
+    let elevenlabs_api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/convai/conversation/get-signed-url"))
+        .and(query_param("agent_id", "agent_test"))
+        .and(wiremock::matchers::header("xi-api-key", "xi-test-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({ "signed_url": format!("ws://127.0.0.1:{agent_port}/v1/convai/conversation?agent_id=agent_test&conversation_signature=sig") }),
+        ))
+        .mount(&elevenlabs_api)
+        .await;
+    // Twilio's REST API: hang-ups
+    let twilio_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/2010-04-01/Accounts/AC123/Calls/{CALL_SID}.json")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "sid": CALL_SID, "status": "completed" })))
+        .mount(&twilio_api)
+        .await;
+    let accounts = ProviderAccounts {
+        twilio: Some(TwilioAccount { base_url: twilio_api.uri(), account_sid: "AC123".into(), auth_token: TOKEN.into() }),
+        ..Default::default()
+    };
+    let options =
+        CallOptions { public_url: Some("https://hooks.example.com".into()), bridge_url: Some(STREAM_URL.into()), ..Default::default() };
+    let mut bridge_settings = BridgeSettings {
+        twilio_auth_token: Some(TOKEN.into()),
+        stream_url: Some(STREAM_URL.into()),
+        transcript_interval: Duration::from_millis(50),
+        drain_timeout: Duration::from_millis(300),
+        ..BridgeSettings::default()
+    };
+    settings(&mut bridge_settings);
+    let agents = ElevenLabs::new(&elevenlabs_api.uri(), "xi-test-key", RetryPolicy::once());
+    let bridge = Bridge::new(store.clone(), CallProviders::new(&accounts, &options), Some(agents), bridge_settings);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(media_bridge::serve(bridge.clone(), listener, std::future::pending()));
+    World {
+        store,
+        org,
+        call: claim.call.id,
+        contact: claim.contact.id,
+        phone,
+        bridge,
+        base,
+        twilio_api,
+        conversations,
+        _elevenlabs_api: elevenlabs_api,
+    }
+}
+
+impl World {
+    /// Twilio opens the media stream, signed as Twilio signs it (or with `signature`).
+    async fn dial_in(&self, signature: Option<&str>) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = format!("ws://{}/media", self.base).into_client_request().unwrap();
+        let signed = providers::twilio::signature(TOKEN, STREAM_URL, []);
+        if let Some(s) = signature.or(Some(signed.as_str())).filter(|s| !s.is_empty()) {
+            request.headers_mut().insert("X-Twilio-Signature", s.parse().unwrap());
+        }
+        Ok(tokio_tungstenite::connect_async(request).await?.0)
+    }
+
+    /// A signed stream that has sent `connected` and `start`, and the conversation it opened.
+    async fn started_call(&mut self) -> (Client, Agent, Value) {
+        let mut twilio = self.dial_in(None).await.unwrap();
+        send(&mut twilio, json!({ "event": "connected", "protocol": "Call", "version": "1.0.0" })).await;
+        send(
+            &mut twilio,
+            json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
+                "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": CALL_SID, "tracks": ["inbound"],
+                "customParameters": { "orgId": self.org.to_string(), "callId": self.call.to_string(), "contactId": self.contact.to_string(), "campaignId": "x" },
+                "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
+        )
+        .await;
+        let mut agent = tokio::time::timeout(Duration::from_secs(5), self.conversations.recv())
+            .await
+            .expect("the bridge opens a conversation")
+            .unwrap();
+        let initiation = next_json(&mut agent).await;
+        send(
+            &mut agent,
+            json!({ "type": "conversation_initiation_metadata", "conversation_initiation_metadata_event": {
+                "conversation_id": "conv_1", "agent_output_audio_format": "ulaw_8000", "user_input_audio_format": "ulaw_8000" } }),
+        )
+        .await;
+        (twilio, agent, initiation)
+    }
+
+    async fn log(&self) -> Vec<CallEventKind> {
+        self.store.list_call_events(self.org, self.call).await.unwrap().into_iter().map(|e| e.event.kind).collect()
+    }
+
+    /// Waits (up to 5 s) for the call's log to hold what `wanted` looks for.
+    async fn eventually_logged(&self, wanted: impl Fn(&[CallEventKind]) -> bool) -> Vec<CallEventKind> {
+        for _ in 0..100 {
+            let log = self.log().await;
+            if wanted(&log) {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not logged; the log is {:?}", self.log().await)
+    }
+
+    async fn hang_ups(&self) -> usize {
+        let requests = self.twilio_api.received_requests().await.unwrap_or_default();
+        requests.iter().filter(|r| String::from_utf8_lossy(&r.body).contains("Status=completed")).count()
+    }
+}
+
+async fn send<S: SinkExt<Message> + Unpin>(socket: &mut S, value: Value)
+where
+    S::Error: std::fmt::Debug,
+{
+    socket.send(Message::Text(value.to_string().into())).await.unwrap();
+}
+
+async fn next_json<S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin>(socket: &mut S) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("a message within 5 s") {
+            Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("JSON text frames"),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// True when the socket closes within 5 s (text frames before the close are skipped).
+async fn closes<S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin>(socket: &mut S) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return false,
+            Ok(None | Some(Ok(Message::Close(_))) | Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+fn frame(n: u32) -> String {
+    // 160 bytes of μ-law, different for every frame
+    let bytes: Vec<u8> = (0..160u32).map(|i| ((n * 31 + i * 7) % 256) as u8).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn audio_crosses_both_ways_unchanged_pings_are_answered_and_the_transcript_is_saved() {
+    let mut w = world().await;
+    let (mut twilio, mut agent, initiation) = w.started_call().await;
+    assert_eq!(initiation["type"], "conversation_initiation_client_data");
+    let variables = &initiation["dynamic_variables"];
+    assert_eq!(variables["first_name"], "Maria");
+    assert_eq!(variables["outdial_call_id"], w.call.to_string());
+    assert_eq!(
+        initiation["conversation_config_override"]["agent"]["first_message"],
+        "Hi {{first_name}}, this is Ana, an AI assistant from Acme."
+    );
+
+    for n in 0..50 {
+        send(
+            &mut twilio,
+            json!({ "event": "media", "sequenceNumber": (n + 2).to_string(), "streamSid": STREAM_SID,
+            "media": { "track": "inbound", "chunk": (n + 1).to_string(), "timestamp": (n * 20).to_string(), "payload": frame(n) } }),
+        )
+        .await;
+    }
+    for n in 0..50 {
+        let chunk = next_json(&mut agent).await;
+        assert_eq!(chunk, json!({ "user_audio_chunk": frame(n) }), "caller audio byte-identical, in order, without a type field");
+    }
+    send(&mut agent, json!({ "type": "ping", "ping_event": { "event_id": 42, "ping_ms": null } })).await;
+    assert_eq!(next_json(&mut agent).await, json!({ "type": "pong", "event_id": 42 }));
+
+    for n in 0..20 {
+        send(&mut agent, json!({ "type": "audio", "audio_event": { "audio_base_64": frame(1000 + n), "event_id": n + 1 } })).await;
+    }
+    send(&mut agent, json!({ "type": "agent_response", "agent_response_event": { "agent_response": "Hi Maria, this is Ana, an AI assistant from Acme." } })).await;
+    send(&mut agent, json!({ "type": "user_transcript", "user_transcription_event": { "user_transcript": "Hi, sure." } })).await;
+    for n in 0..20 {
+        let media = next_json(&mut twilio).await;
+        assert_eq!(
+            media,
+            json!({ "event": "media", "streamSid": STREAM_SID, "media": { "payload": frame(1000 + n) } }),
+            "agent audio byte-identical"
+        );
+    }
+    assert_eq!(next_json(&mut twilio).await, json!({ "event": "mark", "streamSid": STREAM_SID, "mark": { "name": "response-1" } }));
+
+    send(
+        &mut twilio,
+        json!({ "event": "stop", "sequenceNumber": "60", "streamSid": STREAM_SID, "stop": { "accountSid": "AC123", "callSid": CALL_SID } }),
+    )
+    .await;
+    assert!(closes(&mut agent).await, "the caller's hang-up closes the conversation");
+    let log =
+        w.eventually_logged(|log| log.iter().any(|k| matches!(k, CallEventKind::Note { text } if text.contains("Twilio stopped")))).await;
+    let transcript = log.iter().rev().find_map(|k| match k {
+        CallEventKind::Details { details } => details.transcript.clone(),
+        _ => None,
+    });
+    assert_eq!(transcript.as_deref(), Some("agent: Hi Maria, this is Ana, an AI assistant from Acme.\nuser: Hi, sure."));
+    assert_eq!(w.hang_ups().await, 0, "the caller ended it; nothing to hang up");
+    let metrics = reqwest::get(format!("http://{}/metrics", w.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("outdial_bridge_frames_in_total"), "{metrics}");
+    assert!(metrics.contains("outdial_bridge_active_calls 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_interruption_clears_twilio_and_no_stale_audio_follows() {
+    let mut w = world().await;
+    let (mut twilio, mut agent, _) = w.started_call().await;
+    for n in 1..=30u32 {
+        send(&mut agent, json!({ "type": "audio", "audio_event": { "audio_base_64": frame(n), "event_id": n } })).await;
+    }
+    send(&mut agent, json!({ "type": "interruption", "interruption_event": { "event_id": 30 } })).await;
+    send(&mut agent, json!({ "type": "audio", "audio_event": { "audio_base_64": frame(31), "event_id": 31 } })).await;
+    let mut cleared = false;
+    loop {
+        let message = next_json(&mut twilio).await;
+        match message["event"].as_str() {
+            Some("clear") => {
+                assert_eq!(message, json!({ "event": "clear", "streamSid": STREAM_SID }));
+                cleared = true;
+            }
+            Some("media") => {
+                let payload = message["media"]["payload"].as_str().unwrap().to_string();
+                if payload == frame(31) {
+                    break;
+                }
+                assert!(!cleared, "audio from before the interruption arrived after the clear");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(cleared, "Twilio was told to clear");
+}
+
+#[tokio::test]
+async fn tool_calls_are_answered_and_errors_do_not_hang_the_conversation() {
+    let mut w = world().await;
+    let (_twilio, mut agent, _) = w.started_call().await;
+    send(
+        &mut agent,
+        json!({ "type": "client_tool_call", "client_tool_call": { "tool_name": "current_time", "tool_call_id": "t1", "parameters": {} } }),
+    )
+    .await;
+    let answer = next_json(&mut agent).await;
+    assert_eq!(
+        (answer["type"].as_str(), answer["tool_call_id"].as_str(), answer["is_error"].as_bool()),
+        (Some("client_tool_result"), Some("t1"), Some(false))
+    );
+    let time: Value = serde_json::from_str(answer["result"].as_str().unwrap()).unwrap();
+    assert_eq!(time["timezone"], "America/New_York");
+
+    send(
+        &mut agent,
+        json!({ "type": "client_tool_call", "client_tool_call": { "tool_name": "teleport", "tool_call_id": "t2", "parameters": {} } }),
+    )
+    .await;
+    let answer = next_json(&mut agent).await;
+    assert_eq!((answer["tool_call_id"].as_str(), answer["is_error"].as_bool()), (Some("t2"), Some(true)));
+
+    send(&mut agent, json!({ "type": "client_tool_call", "client_tool_call": { "tool_name": "add_to_do_not_call", "tool_call_id": "t3", "parameters": {} } })).await;
+    assert_eq!(next_json(&mut agent).await["is_error"], false);
+    assert!(w.store.is_do_not_call(w.org, &w.phone).await.unwrap());
+
+    send(
+        &mut agent,
+        json!({ "type": "client_tool_call", "client_tool_call": { "tool_name": "end_call", "tool_call_id": "t4", "parameters": {} } }),
+    )
+    .await;
+    assert_eq!(next_json(&mut agent).await["is_error"], false);
+    assert_eq!(w.hang_ups().await, 1, "end_call hangs up through Twilio");
+}
+
+#[tokio::test]
+async fn an_agent_that_closes_mid_call_gets_the_call_hung_up_and_recorded() {
+    let mut w = world().await;
+    let (mut twilio, mut agent, _) = w.started_call().await;
+    agent.close(None).await.unwrap();
+    assert!(closes(&mut twilio).await, "Twilio's stream is closed");
+    w.eventually_logged(|log| {
+        log.iter()
+            .any(|k| matches!(k, CallEventKind::Details { details } if details.error.as_deref().is_some_and(|e| e.contains("closed"))))
+    })
+    .await;
+    assert_eq!(w.hang_ups().await, 1);
+}
+
+#[tokio::test]
+async fn an_agent_in_another_audio_format_ends_the_call_instead_of_sending_noise() {
+    let mut w = world().await;
+    let mut twilio = w.dial_in(None).await.unwrap();
+    send(
+        &mut twilio,
+        json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
+        "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": CALL_SID, "tracks": ["inbound"],
+        "customParameters": { "orgId": w.org.to_string(), "callId": w.call.to_string(), "contactId": w.contact.to_string() },
+        "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
+    )
+    .await;
+    let mut agent = w.conversations.recv().await.unwrap();
+    next_json(&mut agent).await;
+    send(
+        &mut agent,
+        json!({ "type": "conversation_initiation_metadata", "conversation_initiation_metadata_event": {
+        "conversation_id": "c", "agent_output_audio_format": "pcm_16000", "user_input_audio_format": "pcm_16000" } }),
+    )
+    .await;
+    assert!(closes(&mut agent).await && closes(&mut twilio).await);
+    w.eventually_logged(|log| {
+        log.iter()
+            .any(|k| matches!(k, CallEventKind::Details { details } if details.error.as_deref().is_some_and(|e| e.contains("pcm_16000"))))
+    })
+    .await;
+    assert_eq!(w.hang_ups().await, 1);
+}
+
+#[tokio::test]
+async fn an_agent_that_cannot_be_reached_gets_the_call_hung_up_and_recorded() {
+    let w = world_with(|_| {}, false).await;
+    let mut twilio = w.dial_in(None).await.unwrap();
+    send(
+        &mut twilio,
+        json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
+        "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": CALL_SID, "tracks": ["inbound"],
+        "customParameters": { "orgId": w.org.to_string(), "callId": w.call.to_string(), "contactId": w.contact.to_string() },
+        "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
+    )
+    .await;
+    assert!(closes(&mut twilio).await);
+    w.eventually_logged(|log| log.iter().any(|k| matches!(k, CallEventKind::Details { details } if details.error.as_deref().is_some_and(|e| e.contains("could not be opened")))))
+        .await;
+    assert_eq!(w.hang_ups().await, 1);
+}
+
+#[tokio::test]
+async fn an_unsigned_or_wrongly_signed_upgrade_is_refused_before_anything_happens() {
+    let w = world().await;
+    let missing = w.dial_in(Some("")).await.unwrap_err();
+    assert!(matches!(&missing, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401), "{missing:?}");
+    let forged = w.dial_in(Some("bm90IGEgc2lnbmF0dXJl")).await.unwrap_err();
+    assert!(matches!(&forged, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 403), "{forged:?}");
+    assert!(w.log().await.is_empty(), "nothing recorded");
+}
+
+#[tokio::test]
+async fn the_live_feed_streams_a_calls_transcript_to_its_organisation_only() {
+    let mut w = world().await;
+    let (_twilio, mut agent, _) = w.started_call().await;
+    let key = w.store.create_api_key(w.org).await.unwrap().secret;
+    let other_org = w.store.create_org("Other").await.unwrap().id;
+    let other_key = w.store.create_api_key(other_org).await.unwrap().secret;
+    let url = format!("http://{}/calls/{}/live", w.base, w.call);
+    let client = reqwest::Client::new();
+    let refused = client.get(&url).bearer_auth(&other_key).send().await.unwrap();
+    assert_eq!(refused.status(), 404, "another organisation's call is not found");
+    let mut feed = client.get(&url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(feed.headers()["content-type"], "text/event-stream");
+    send(&mut agent, json!({ "type": "agent_response", "agent_response_event": { "agent_response": "Is now a good time?" } })).await;
+    let mut seen = String::new();
+    while !seen.contains("Is now a good time?") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), feed.chunk()).await.expect("a live event").unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: transcript"), "{seen}");
+}
+
+#[tokio::test]
+async fn draining_refuses_new_streams_and_closes_calls_still_active_at_the_timeout() {
+    let mut w = world().await;
+    let (mut twilio, mut agent, _) = w.started_call().await;
+    let health = reqwest::get(format!("http://{}/health", w.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let bridge = w.bridge.clone();
+    let drained = tokio::spawn(async move { bridge.drain().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(reqwest::get(format!("http://{}/health", w.base)).await.unwrap().status(), 503, "not ready while draining");
+    assert!(w.dial_in(None).await.is_err(), "no new calls while draining");
+    assert!(closes(&mut agent).await && closes(&mut twilio).await, "closed at the drain timeout");
+    tokio::time::timeout(Duration::from_secs(5), drained).await.expect("drained").unwrap();
+    w.eventually_logged(|log| log.iter().any(|k| matches!(k, CallEventKind::Note { text } if text.contains("shut down")))).await;
+}
