@@ -187,6 +187,13 @@ pub async fn serve<S: Store>(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stopped, on_stop) = tokio::sync::oneshot::channel::<()>();
+    use axum::serve::ListenerExt;
+    // audio frames are small and must not wait for Nagle's algorithm to fill a segment
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "TCP_NODELAY not set on a media connection");
+        }
+    });
     let server = axum::serve(listener, router(bridge.clone())).with_graceful_shutdown(async move {
         stop.await;
         let _ = stopped.send(());
