@@ -237,20 +237,11 @@ fn check_signature(settings: &BridgeSettings, headers: &HeaderMap) -> Result<(),
         return Ok(());
     }
     let (Some(token), Some(url)) = (&settings.twilio_auth_token, &settings.stream_url) else {
-        return Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "webhook-not-configured",
-            "Signature cannot be checked",
-            "set TWILIO_AUTH_TOKEN and OUTDIAL_BRIDGE_URL (or OUTDIAL_BRIDGE_VERIFY_SIGNATURE=false behind a local tunnel)",
-        ));
+        let missing = if settings.twilio_auth_token.is_none() { "TWILIO_AUTH_TOKEN" } else { "OUTDIAL_BRIDGE_URL" };
+        return Err(signatures::Refusal::NotConfigured(missing).into());
     };
     let header = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
-    signatures::twilio(token, url, &[], header).map_err(|refusal| match refusal {
-        signatures::Refusal::Missing(_) => {
-            Problem::new(StatusCode::UNAUTHORIZED, "webhook-signature-missing", "Signature missing", refusal.to_string())
-        }
-        _ => Problem::new(StatusCode::FORBIDDEN, "webhook-signature-invalid", "Signature invalid", refusal.to_string()),
-    })
+    Ok(signatures::twilio(token, url, &[], header)?)
 }
 
 /// Server-Sent Events of a live call: its status and transcript lines as they are heard.

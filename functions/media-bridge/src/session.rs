@@ -54,7 +54,7 @@ pub(crate) async fn bridge_call<S: Store>(bridge: Arc<Bridge<S>>, socket: WebSoc
         tokio::spawn(write_all(twilio_out.clone(), twilio_sink, bridge.clone(), |text| Message::Text(text.into()), Message::Close(None)));
     let call = match tokio::time::timeout(bridge.settings.start_timeout, stream_start(&mut twilio)).await {
         Ok(Some(start)) => match load_call(&bridge, start).await {
-            Ok(call) => call,
+            Ok(call) => Arc::new(call),
             Err(why) => {
                 tracing::warn!(%why, "media stream refused");
                 return finish_writer(&twilio_out, writer).await;
@@ -165,7 +165,7 @@ async fn open_conversation<S: Store>(bridge: &Bridge<S>, call: &CallContext) -> 
 
 async fn converse<S: Store>(
     bridge: &Arc<Bridge<S>>,
-    call: &CallContext,
+    call: &Arc<CallContext>,
     twilio: &mut SplitStream<WebSocket>,
     twilio_out: &Outbox,
     agent: AgentSocket,
@@ -181,14 +181,7 @@ async fn converse<S: Store>(
         tungstenite::Message::Close(None),
     ));
     let mut variables = call.contact.dynamic_variables();
-    for (name, id) in [
-        ("outdial_org_id", call.org.to_string()),
-        ("outdial_campaign_id", call.campaign_id.to_string()),
-        ("outdial_call_id", call.call_id.to_string()),
-        ("outdial_contact_id", call.contact.id.to_string()),
-    ] {
-        variables.insert(name.into(), id);
-    }
+    variables.extend(domain::id_variables(call.org, call.campaign_id, call.call_id, call.contact.id));
     let overrides = (call.assistant.source != domain::AssistantSource::Imported).then_some(&call.assistant.config);
     agent_out.push_control(wire::agent_initiation(&variables, overrides));
 
@@ -245,12 +238,14 @@ async fn converse<S: Store>(
                             heard(&transcript_tx, feed, call.call_id, "user", user_transcription_event.user_transcript);
                         }
                         Ok(FromAgent::ClientToolCall { client_tool_call }) => {
-                            let (bridge, results, context) = (bridge.clone(), tool_results.clone(), ToolCallContext::of(call));
+                            let (bridge, results, call) = (bridge.clone(), tool_results.clone(), call.clone());
                             tool_runs.spawn(async move {
-                                let context = context;
-                                let answer = tools::run(&bridge, &context.0, &client_tool_call.tool_name, &client_tool_call.parameters).await;
-                                let (text, is_error) = match &answer { Ok(t) => (t.as_str(), false), Err(e) => (e.as_str(), true) };
-                                tracing::info!(call = %context.0.call_id, tool = %client_tool_call.tool_name, is_error, "agent tool ran");
+                                let answer = tools::run(&bridge, &call, &client_tool_call.tool_name, &client_tool_call.parameters).await;
+                                let (text, is_error) = match &answer {
+                                    Ok(t) => (t.as_str(), false),
+                                    Err(e) => (e.as_str(), true),
+                                };
+                                tracing::info!(call = %call.call_id, tool = %client_tool_call.tool_name, is_error, "agent tool ran");
                                 let _ = results.send(wire::agent_tool_result(&client_tool_call.tool_call_id, text, is_error)).await;
                             });
                         }
@@ -283,23 +278,6 @@ async fn converse<S: Store>(
         tracing::error!(call = %call.call_id, "the transcript's last batch was not saved");
     }
     end
-}
-
-/// The tool task's own copy of who the call is.
-struct ToolCallContext(CallContext);
-
-impl ToolCallContext {
-    fn of(call: &CallContext) -> Self {
-        Self(CallContext {
-            org: call.org,
-            campaign_id: call.campaign_id,
-            call_id: call.call_id,
-            call_sid: call.call_sid.clone(),
-            stream_sid: call.stream_sid.clone(),
-            contact: call.contact.clone(),
-            assistant: call.assistant.clone(),
-        })
-    }
 }
 
 fn heard(

@@ -37,6 +37,7 @@ struct World {
     store: SqliteStore,
     org: OrgId,
     call: domain::CallId,
+    campaign: domain::CampaignId,
     contact: domain::ContactId,
     phone: E164,
     bridge: Arc<Bridge<SqliteStore>>,
@@ -140,6 +141,7 @@ async fn world_with(settings: impl FnOnce(&mut BridgeSettings), agent_listens: b
         store,
         org,
         call: claim.call.id,
+        campaign: campaign.id,
         contact: claim.contact.id,
         phone,
         bridge,
@@ -161,18 +163,25 @@ impl World {
         Ok(tokio_tungstenite::connect_async(request).await?.0)
     }
 
-    /// A signed stream that has sent `connected` and `start`, and the conversation it opened.
-    async fn started_call(&mut self) -> (Client, Agent, Value) {
+    /// A signed stream that has sent `connected` and `start`, with the ids our TwiML gives it.
+    async fn stream_started(&self) -> Client {
         let mut twilio = self.dial_in(None).await.unwrap();
         send(&mut twilio, json!({ "event": "connected", "protocol": "Call", "version": "1.0.0" })).await;
+        let parameters = json!({ "orgId": self.org.to_string(), "campaignId": self.campaign.to_string(),
+            "callId": self.call.to_string(), "contactId": self.contact.to_string() });
         send(
             &mut twilio,
             json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
                 "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": CALL_SID, "tracks": ["inbound"],
-                "customParameters": { "orgId": self.org.to_string(), "callId": self.call.to_string(), "contactId": self.contact.to_string(), "campaignId": "x" },
-                "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
+                "customParameters": parameters, "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
         )
         .await;
+        twilio
+    }
+
+    /// A started stream and the conversation it opened, past the agent's metadata.
+    async fn started_call(&mut self) -> (Client, Agent, Value) {
+        let twilio = self.stream_started().await;
         let mut agent = tokio::time::timeout(Duration::from_secs(5), self.conversations.recv())
             .await
             .expect("the bridge opens a conversation")
@@ -391,15 +400,7 @@ async fn an_agent_that_closes_mid_call_gets_the_call_hung_up_and_recorded() {
 #[tokio::test]
 async fn an_agent_in_another_audio_format_ends_the_call_instead_of_sending_noise() {
     let mut w = world().await;
-    let mut twilio = w.dial_in(None).await.unwrap();
-    send(
-        &mut twilio,
-        json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
-        "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": CALL_SID, "tracks": ["inbound"],
-        "customParameters": { "orgId": w.org.to_string(), "callId": w.call.to_string(), "contactId": w.contact.to_string() },
-        "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
-    )
-    .await;
+    let mut twilio = w.stream_started().await;
     let mut agent = w.conversations.recv().await.unwrap();
     next_json(&mut agent).await;
     send(
@@ -420,15 +421,7 @@ async fn an_agent_in_another_audio_format_ends_the_call_instead_of_sending_noise
 #[tokio::test]
 async fn an_agent_that_cannot_be_reached_gets_the_call_hung_up_and_recorded() {
     let w = world_with(|_| {}, false).await;
-    let mut twilio = w.dial_in(None).await.unwrap();
-    send(
-        &mut twilio,
-        json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
-        "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": CALL_SID, "tracks": ["inbound"],
-        "customParameters": { "orgId": w.org.to_string(), "callId": w.call.to_string(), "contactId": w.contact.to_string() },
-        "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
-    )
-    .await;
+    let mut twilio = w.stream_started().await;
     assert!(closes(&mut twilio).await);
     w.eventually_logged(|log| log.iter().any(|k| matches!(k, CallEventKind::Details { details } if details.error.as_deref().is_some_and(|e| e.contains("could not be opened")))))
         .await;

@@ -54,15 +54,7 @@ pub enum WebhookError {
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         let problem = match self {
-            Self::Refused(r) => {
-                let (status, slug, title) = match r {
-                    Refusal::Missing(_) => (StatusCode::UNAUTHORIZED, "webhook-signature-missing", "Webhook signature missing"),
-                    Refusal::Invalid(_) => (StatusCode::FORBIDDEN, "webhook-signature-invalid", "Webhook signature invalid"),
-                    Refusal::Stale(_) => (StatusCode::FORBIDDEN, "webhook-signature-stale", "Webhook signature stale"),
-                    Refusal::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "webhook-not-configured", "Webhook not configured"),
-                };
-                Problem::new(status, slug, title, r.to_string())
-            }
+            Self::Refused(r) => Problem::from(r),
             Self::Malformed(m) => Problem::new(StatusCode::BAD_REQUEST, "webhook-malformed", "Malformed webhook", m.to_string()),
             Self::Store(e) => Problem::from(e),
         };

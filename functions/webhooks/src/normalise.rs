@@ -66,8 +66,8 @@ impl Events {
 
 /// outdial's ids among a call's dynamic variables (ElevenLabs, Vapi, Retell echo them back).
 pub(crate) fn ids_in(variables: &Value) -> Option<(OrgId, CallId)> {
-    let org = OrgId::parse(variables.get("outdial_org_id")?.as_str()?).ok()?;
-    let call = CallId::parse(variables.get("outdial_call_id")?.as_str()?).ok()?;
+    let org = OrgId::parse(variables.get(domain::ORG_ID_VARIABLE)?.as_str()?).ok()?;
+    let call = CallId::parse(variables.get(domain::CALL_ID_VARIABLE)?.as_str()?).ok()?;
     Some((org, call))
 }
 

@@ -1,7 +1,7 @@
 //! Dialing policy: which contacts a tick may release, when the sweep gives up on a silent call,
 //! which caller ID a call goes out from, and when the next call may start under a provider's pace.
 
-use crate::{Call, CallId, CallState, CallingWindow, Campaign, CampaignId, Contact, DialMode, E164, OrgId};
+use crate::{Call, CallId, CallState, CallingWindow, Campaign, CampaignId, Contact, ContactId, DialMode, E164, OrgId};
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -152,6 +152,21 @@ pub fn reserve_slot(
     }
     let interval = TimeDelta::from_std(pace.interval).unwrap_or(TimeDelta::MAX);
     (DialSlot::At(slot), Some(slot + interval))
+}
+
+/// The dynamic variables that carry a call's own ids along with it; the providers echo them in
+/// their webhooks, which find the call by `ORG_ID_VARIABLE` and `CALL_ID_VARIABLE`.
+pub const ORG_ID_VARIABLE: &str = "outdial_org_id";
+pub const CALL_ID_VARIABLE: &str = "outdial_call_id";
+
+/// A call's ids as dynamic variables (organisation, campaign, call, contact).
+pub fn id_variables(org: OrgId, campaign: CampaignId, call: CallId, contact: ContactId) -> [(String, String); 4] {
+    [
+        (ORG_ID_VARIABLE.into(), org.to_string()),
+        ("outdial_campaign_id".into(), campaign.to_string()),
+        (CALL_ID_VARIABLE.into(), call.to_string()),
+        ("outdial_contact_id".into(), contact.to_string()),
+    ]
 }
 
 impl Contact {

@@ -44,7 +44,7 @@ pub use campaign::{
     NewCampaign, UnmetCheck, Voicemail, VoicemailAction,
 };
 pub use contact::{Contact, ContactDisposition, ContactFate, ContactState, NewContact};
-pub use dialing::{CrmJob, DialJob, DialSlot, Pace};
+pub use dialing::{CALL_ID_VARIABLE, CrmJob, DialJob, DialSlot, ORG_ID_VARIABLE, Pace, id_variables};
 pub use error::ParseError;
 pub use ids::{AssistantId, CallId, CampaignId, ContactId, OrgId};
 pub use money::Money;

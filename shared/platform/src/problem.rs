@@ -122,6 +122,19 @@ impl From<ProviderError> for Problem {
     }
 }
 
+impl From<providers::signatures::Refusal> for Problem {
+    fn from(r: providers::signatures::Refusal) -> Self {
+        use providers::signatures::Refusal;
+        let (status, slug, title) = match r {
+            Refusal::Missing(_) => (StatusCode::UNAUTHORIZED, "webhook-signature-missing", "Webhook signature missing"),
+            Refusal::Invalid(_) => (StatusCode::FORBIDDEN, "webhook-signature-invalid", "Webhook signature invalid"),
+            Refusal::Stale(_) => (StatusCode::FORBIDDEN, "webhook-signature-stale", "Webhook signature stale"),
+            Refusal::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "webhook-not-configured", "Webhook not configured"),
+        };
+        Self::new(status, slug, title, r.to_string())
+    }
+}
+
 impl From<crate::SchedulerError> for Problem {
     fn from(e: crate::SchedulerError) -> Self {
         tracing::error!(error = %e, "scheduler failed");

@@ -35,10 +35,7 @@ impl CallRequest {
     /// the call even before its provider id is stored.
     pub fn variables_with_ids(&self) -> BTreeMap<String, String> {
         let mut vars = self.variables.clone();
-        vars.insert("outdial_org_id".into(), self.org_id.to_string());
-        vars.insert("outdial_campaign_id".into(), self.campaign_id.to_string());
-        vars.insert("outdial_call_id".into(), self.call_id.to_string());
-        vars.insert("outdial_contact_id".into(), self.contact_id.to_string());
+        vars.extend(domain::id_variables(self.org_id, self.campaign_id, self.call_id, self.contact_id));
         vars
     }
 }
