@@ -107,6 +107,9 @@ async fn openapi_document_describes_every_route() {
         ("delete", "/assistants/{id}"),
         ("get", "/assistants/{id}/versions"),
         ("post", "/assistants/{id}/clone"),
+        ("get", "/media"),
+        ("get", "/calls/{id}/live"),
+        ("get", "/metrics"),
     ];
     for (method, path) in routes {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from {:?}", doc["paths"].as_object().unwrap().keys());
@@ -116,6 +119,40 @@ async fn openapi_document_describes_every_route() {
     let unknown = reqwest::get(format!("{}/no/such/route", app.base)).await.unwrap();
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.headers()["content-type"], "application/problem+json");
+}
+
+/// Twilio's media stream reaches the bridge on the local stack's own port, at the URL derived from
+/// the public URL, and only when signed for that URL with the account's token.
+#[tokio::test]
+async fn the_media_bridge_is_served_on_the_same_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("bridge.db")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut stack = outdial::Stack::default();
+    stack.bridge.twilio_auth_token = Some("local-token".into());
+    tokio::spawn(outdial::serve(store, stack, listener));
+    let upgrade = |signature: Option<String>| {
+        let mut request = reqwest::Client::new()
+            .get(format!("http://{address}/media"))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        if let Some(signature) = signature {
+            request = request.header("x-twilio-signature", signature);
+        }
+        request.send()
+    };
+    let unsigned = upgrade(None).await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    assert_eq!(unsigned.headers()["content-type"], "application/problem+json");
+    let elsewhere = providers::twilio::signature("local-token", "wss://elsewhere.example/media", []);
+    assert_eq!(upgrade(Some(elsewhere)).await.unwrap().status(), 403);
+    let signed = providers::twilio::signature("local-token", &format!("ws://{address}/media"), []);
+    assert_eq!(upgrade(Some(signed)).await.unwrap().status(), 101, "switched to the media stream");
+    let metrics = reqwest::get(format!("http://{address}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("outdial_bridge_active_calls"), "{metrics}");
 }
 
 /// Over HTTP: a simulator campaign open all day with `settings` (cap, caller IDs…) and `contacts`

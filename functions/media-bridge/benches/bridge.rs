@@ -15,7 +15,7 @@ use std::{
     io::{BufRead, Write},
     time::{Duration, Instant},
 };
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, protocol::WebSocketConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -98,7 +98,8 @@ async fn bridge_side(calls: usize, seconds: u64) {
     let (cpu_before, at) = (cpu_seconds(), Instant::now());
     let busy_rss = rss_kib();
     tokio::time::sleep(Duration::from_secs((seconds / 4).max(1))).await;
-    let cpu = (cpu_seconds() - cpu_before) / at.elapsed().as_secs_f64() * 100.0;
+    let ((user_after, sys_after), elapsed) = (cpu_seconds(), at.elapsed().as_secs_f64());
+    let (user, sys) = ((user_after - cpu_before.0) / elapsed * 100.0, (sys_after - cpu_before.1) / elapsed * 100.0);
     let results = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         from_fakes.read_line(&mut line).expect("the fakes' results");
@@ -111,13 +112,17 @@ async fn bridge_side(calls: usize, seconds: u64) {
     let metrics = bridge.metrics.render();
     let dropped =
         metrics.lines().find(|l| l.starts_with("outdial_bridge_dropped_frames_total")).and_then(|l| l.split(' ').nth(1)).unwrap_or("?");
-    println!("| calls | frames back | round trip p50 | p99 | p999 | bridge CPU | RSS per call | dropped |");
+    let (inside_p50, inside_p99) = (histogram_bound(&metrics, 0.5), histogram_bound(&metrics, 0.99));
     println!(
-        "| {calls} | {} | {} ms | {} ms | {} ms | {cpu:.0} % | {:.1} KiB | {dropped} |",
+        "| calls | frames back | round trip p50 | p99 | p999 | in the bridge p50 | p99 | bridge CPU (user + kernel) | RSS per call | dropped |"
+    );
+    println!(
+        "| {calls} | {} | {} ms | {} ms | {} ms | ≤ {inside_p50} | ≤ {inside_p99} | {:.0} % ({user:.0} + {sys:.0}) | {:.1} KiB | {dropped} |",
         results["frames"],
         results["p50"].as_str().unwrap_or("?"),
         results["p99"].as_str().unwrap_or("?"),
         results["p999"].as_str().unwrap_or("?"),
+        user + sys,
         busy_rss.saturating_sub(idle_rss) as f64 / calls as f64
     );
 }
@@ -171,19 +176,29 @@ async fn fakes() {
     println!("{results}");
 }
 
+/// The fakes' sockets read into small buffers, as the bridge's do: tungstenite's default zeroes
+/// 128 KiB per read, which made the fakes, not the bridge, the bottleneck.
+fn small_buffers() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4 * 1024)
+}
+
 async fn echo_agent(socket: tokio::net::TcpStream) {
+    #[derive(serde::Deserialize)]
+    struct Chunk<'a> {
+        #[serde(borrow)]
+        user_audio_chunk: Option<std::borrow::Cow<'a, str>>,
+    }
     let _ = socket.set_nodelay(true);
-    let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else { return };
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(socket, Some(small_buffers())).await else { return };
     let mut event_id = 0u64;
     while let Some(Ok(message)) = ws.next().await {
         let Message::Text(text) = message else { continue };
-        let Ok(value) = serde_json::from_str::<Value>(&text) else { continue };
-        if let Some(chunk) = value.get("user_audio_chunk").and_then(Value::as_str) {
-            event_id += 1;
-            let audio = json!({ "type": "audio", "audio_event": { "audio_base_64": chunk, "event_id": event_id } });
-            if ws.send(Message::Text(audio.to_string().into())).await.is_err() {
-                return;
-            }
+        let Ok(Chunk { user_audio_chunk: Some(chunk) }) = serde_json::from_str(&text) else { continue };
+        event_id += 1;
+        // base64 needs no JSON escaping
+        let audio = format!(r#"{{"type":"audio","audio_event":{{"audio_base_64":"{chunk}","event_id":{event_id}}}}}"#);
+        if ws.send(Message::Text(audio.into())).await.is_err() {
+            return;
         }
     }
 }
@@ -191,7 +206,7 @@ async fn echo_agent(socket: tokio::net::TcpStream) {
 /// One call: `start`, then a frame every 20 ms for `length`; the round trip of every frame that came back.
 async fn twilio_call(n: usize, plan: &Value, length: Duration) -> Vec<Duration> {
     let request = plan["url"].as_str().unwrap_or_default().into_client_request().expect("request");
-    let Ok((ws, _)) = tokio_tungstenite::connect_async_with_config(request, None, true).await else { return Vec::new() };
+    let Ok((ws, _)) = tokio_tungstenite::connect_async_with_config(request, Some(small_buffers()), true).await else { return Vec::new() };
     let (mut out, mut back) = ws.split();
     let stream_sid = format!("MZ{n:032}");
     let start = json!({ "event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
@@ -211,12 +226,16 @@ async fn twilio_call(n: usize, plan: &Value, length: Duration) -> Vec<Duration> 
                 let mut bytes = vec![0xffu8; 160];
                 bytes[..4].copy_from_slice(&seq.to_be_bytes());
                 let payload = base64::engine::general_purpose::STANDARD.encode(&bytes);
-                let media = json!({ "event": "media", "sequenceNumber": (seq + 2).to_string(), "streamSid": stream_sid,
-                    "media": { "track": "inbound", "chunk": (seq + 1).to_string(), "timestamp": (seq * 20).to_string(), "payload": payload } });
+                let media = format!(
+                    r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{stream_sid}","media":{{"track":"inbound","chunk":"{}","timestamp":"{}","payload":"{payload}"}}}}"#,
+                    seq + 2,
+                    seq + 1,
+                    seq * 20
+                );
                 if let Ok(mut s) = sent.lock() {
                     s.insert(seq, Instant::now());
                 }
-                if out.send(Message::Text(media.to_string().into())).await.is_err() {
+                if out.send(Message::Text(media.into())).await.is_err() {
                     return;
                 }
             }
@@ -224,13 +243,22 @@ async fn twilio_call(n: usize, plan: &Value, length: Duration) -> Vec<Duration> 
             let _ = out.send(Message::Text(stop.to_string().into())).await;
         })
     };
+    #[derive(serde::Deserialize)]
+    struct Played<'a> {
+        #[serde(borrow)]
+        media: Option<Payload<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Payload<'a> {
+        #[serde(borrow)]
+        payload: std::borrow::Cow<'a, str>,
+    }
     let mut latencies = Vec::new();
     let deadline = tokio::time::Instant::now() + length + Duration::from_secs(2);
     while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, back.next()).await {
         let Message::Text(text) = message else { continue };
-        let Ok(value) = serde_json::from_str::<Value>(&text) else { continue };
-        let Some(payload) = value.pointer("/media/payload").and_then(Value::as_str) else { continue };
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(payload) else { continue };
+        let Ok(Played { media: Some(media) }) = serde_json::from_str(&text) else { continue };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(media.payload.as_bytes()) else { continue };
         let seq = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         if let Some(at) = sent.lock().ok().and_then(|mut s| s.remove(&seq)) {
             latencies.push(at.elapsed());
@@ -240,13 +268,29 @@ async fn twilio_call(n: usize, plan: &Value, length: Duration) -> Vec<Duration> 
     latencies
 }
 
-/// This process's CPU seconds so far (user + system), from /proc.
-fn cpu_seconds() -> f64 {
+/// The forwarding histogram's upper bound below which a share `q` of frames spent their time in
+/// the bridge (queued after being read, until written), as "0.16 ms".
+fn histogram_bound(metrics: &str, q: f64) -> String {
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let count = metrics.lines().find(|l| l.starts_with("outdial_bridge_forwarding_seconds_count")).map_or(0.0, value);
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("outdial_bridge_forwarding_seconds_bucket{le=\""))
+        .find(|l| value(l) >= q * count)
+        .and_then(|l| l.split('"').next())
+        .map_or("?".into(), |le| match le.parse::<f64>() {
+            Ok(s) if s.is_finite() => format!("{:.2} ms", s * 1000.0),
+            _ => "beyond the last bucket".into(),
+        })
+}
+
+/// This process's CPU seconds so far, user and kernel, from /proc.
+fn cpu_seconds() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the command name
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-    ticks / 100.0
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    (ticks(11), ticks(12))
 }
 
 fn rss_kib() -> u64 {

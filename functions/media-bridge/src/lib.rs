@@ -24,6 +24,8 @@ use std::{sync::Arc, time::Duration};
 use store::Store;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// How the bridge behaves; read once from the environment.
 #[derive(Clone)]
@@ -58,27 +60,27 @@ impl Default for BridgeSettings {
     }
 }
 
+impl std::fmt::Debug for BridgeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeSettings")
+            .field("twilio_auth_token", &self.twilio_auth_token.as_ref().map(|_| "<set>"))
+            .field("stream_url", &self.stream_url)
+            .field("verify_signature", &self.verify_signature)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BridgeSettings {
-    /// From the deployment's configuration and the bridge's own variables.
-    pub fn from_config(config: &platform::Config, var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let verify_signature = match var("OUTDIAL_BRIDGE_VERIFY_SIGNATURE").as_deref().map(str::trim) {
-            None | Some("true" | "1" | "") => true,
-            Some("false" | "0") => false,
-            Some(other) => return Err(format!("OUTDIAL_BRIDGE_VERIFY_SIGNATURE must be true or false, not {other:?}")),
-        };
-        let drain_timeout = match var("OUTDIAL_BRIDGE_DRAIN_SECONDS") {
-            None => Self::default().drain_timeout,
-            Some(s) => Duration::from_secs(
-                s.trim().parse().map_err(|_| format!("OUTDIAL_BRIDGE_DRAIN_SECONDS must be a number of seconds, not {s:?}"))?,
-            ),
-        };
-        Ok(Self {
+    /// From the deployment's configuration, read once at start.
+    pub fn from_config(config: &platform::Config) -> Self {
+        Self {
             twilio_auth_token: config.providers.twilio.as_ref().map(|t| t.auth_token.clone()),
             stream_url: config.dialing.calls.bridge_url.clone(),
-            verify_signature,
-            drain_timeout,
+            verify_signature: config.bridge.verify_signature,
+            drain_timeout: config.bridge.drain_timeout,
             ..Self::default()
-        })
+        }
     }
 }
 
@@ -170,19 +172,47 @@ impl<S> Clone for BridgeState<S> {
     }
 }
 
-/// `GET /media` (Twilio's stream), `GET /calls/{id}/live`, `GET /health`, `GET /metrics`.
+/// The routes a call needs, described for the OpenAPI document: `GET /media` (Twilio's stream),
+/// `GET /calls/{id}/live` and `GET /metrics`. The local stack serves them beside its own.
+pub fn routes<S: Store>() -> OpenApiRouter<BridgeState<S>> {
+    OpenApiRouter::new().routes(routes!(media)).routes(routes!(live_feed)).routes(routes!(metrics_text))
+}
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "outdial media bridge",
+    description = "Carries call audio between Twilio Media Streams and ElevenLabs. Live feeds take `Authorization: Bearer <API key>`."
+))]
+struct ApiDoc;
+
+/// The service on its own (Fargate): the call routes, `GET /health` and `GET /openapi.json`.
 pub fn router<S: Store>(bridge: Arc<Bridge<S>>) -> Router {
-    Router::new()
-        .route("/media", get(media::<S>))
-        .route("/calls/{id}/live", get(live_feed::<S>))
-        .route("/health", get(health::<S>))
-        .route("/metrics", get(metrics_text::<S>))
-        .with_state(BridgeState(bridge))
+    let (router, mut openapi) =
+        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::<S>()).routes(routes!(health)).split_for_parts();
+    openapi.components.get_or_insert_with(Default::default).add_security_scheme(
+        "apiKey",
+        utoipa::openapi::security::SecurityScheme::Http(
+            utoipa::openapi::security::HttpBuilder::new().scheme(utoipa::openapi::security::HttpAuthScheme::Bearer).build(),
+        ),
+    );
+    let document = Json(openapi);
+    router.route("/openapi.json", get(move || async move { document })).with_state(BridgeState(bridge))
 }
 
 /// Serves until `stop` completes, then drains.
 pub async fn serve<S: Store>(
     bridge: Arc<Bridge<S>>,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_calls(bridge.clone(), router(bridge), listener, stop).await
+}
+
+/// Serves `app` (whose routes include the bridge's) until `stop` completes, then drains the
+/// bridge's calls: the server's own shutdown does not wait for upgraded sockets.
+pub async fn serve_calls<S: Store>(
+    bridge: Arc<Bridge<S>>,
+    app: Router,
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -194,12 +224,11 @@ pub async fn serve<S: Store>(
             tracing::warn!(error = %e, "TCP_NODELAY not set on a media connection");
         }
     });
-    let server = axum::serve(listener, router(bridge.clone())).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop.await;
         let _ = stopped.send(());
     });
     let drained = async {
-        // the server's own shutdown does not wait for upgraded sockets: the calls drain here
         if on_stop.await.is_ok() {
             bridge.drain().await;
         }
@@ -208,7 +237,15 @@ pub async fn serve<S: Store>(
     served
 }
 
-/// Twilio opens the call's media stream (a WebSocket upgrade, signed like its webhooks).
+/// Twilio opens the call's media stream: a WebSocket upgrade, signed with `X-Twilio-Signature`
+/// over the bridge's URL. The messages are Twilio Media Streams' (`connected`, `start` with the
+/// call's `customParameters`, `media`, `dtmf`, `mark`, `stop`).
+#[utoipa::path(get, path = "/media", tag = "media bridge",
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the stream URL")),
+    responses((status = 101, description = "switched to the media stream's WebSocket"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "no signature"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "invalid signature"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "draining, or signatures not configured")))]
 async fn media<S: Store>(State(state): State<BridgeState<S>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
     let bridge = state.0;
     if *bridge.phase.borrow() != Phase::Serving {
@@ -244,13 +281,18 @@ fn check_signature(settings: &BridgeSettings, headers: &HeaderMap) -> Result<(),
     Ok(signatures::twilio(token, url, &[], header)?)
 }
 
-/// Server-Sent Events of a live call: its status and transcript lines as they are heard.
+/// Server-Sent Events of a live call: `status`, then `transcript` lines as they are heard, then
+/// `ended`. A call not live on this bridge gives its stored state and `ended`.
+#[utoipa::path(get, path = "/calls/{id}/live", tag = "calls", params(("id" = String, Path, description = "call id")), security(("apiKey" = [])),
+    responses((status = 200, body = live::LiveEvent, content_type = "text/event-stream", description = "one event per status change and transcript line"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "no such call in the organisation")))]
 async fn live_feed<S: Store>(
     State(state): State<BridgeState<S>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let id: CallId = id.parse().map_err(|_| Problem::bad_request(format!("{id:?} is not a call id")))?;
+    let id: CallId = id.parse().map_err(|_| Problem::not_found(format!("call {id} was not found")))?;
     // another organisation's call is "not found", like one that does not exist
     let call = state.0.store.get_call(org, id).await?;
     let events = match state.0.live.subscribe(org, id) {
@@ -261,14 +303,23 @@ async fn live_feed<S: Store>(
     Ok(Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default()).into_response())
 }
 
-/// Ready when the store answers and the bridge is not draining.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Health {
+    status: &'static str,
+    active_calls: usize,
+}
+
+/// Ready when the store answers and the bridge is not draining (the load balancer's check).
+#[utoipa::path(get, path = "/health", tag = "meta",
+    responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json", description = "draining, or the store does not answer")))]
 async fn health<S: Store>(State(state): State<BridgeState<S>>) -> Response {
     let bridge = &state.0;
     if *bridge.phase.borrow() != Phase::Serving {
         return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "bridge-draining", "Draining", "the bridge is shutting down").into_response();
     }
     match bridge.store.org_for_api_key(&store::KeyHash::of_secret("outdial-health-probe")).await {
-        Ok(_) => Json(serde_json::json!({ "status": "ok", "activeCalls": bridge.calls_in_flight.len() })).into_response(),
+        Ok(_) => Json(Health { status: "ok", active_calls: bridge.calls_in_flight.len() }).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health: the store cannot be reached");
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store-unreachable", "Store unreachable", "the bridge cannot reach its store")
@@ -277,6 +328,9 @@ async fn health<S: Store>(State(state): State<BridgeState<S>>) -> Response {
     }
 }
 
+/// Prometheus text: active calls, frames in and out, dropped frames, ElevenLabs connect latency,
+/// forwarding latency.
+#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, body = String, content_type = "text/plain; version=0.0.4")))]
 async fn metrics_text<S: Store>(State(state): State<BridgeState<S>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.0.metrics.render()).into_response()
 }

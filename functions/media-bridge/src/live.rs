@@ -8,17 +8,31 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 /// One thing that happened on a live call.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum LiveEvent {
     /// The call's state (`inProgress` while bridged, then its stored state).
     #[serde(rename_all = "camelCase")]
-    Status { call_id: CallId, state: String },
+    Status {
+        #[schema(value_type = String)]
+        call_id: CallId,
+        state: String,
+    },
+    /// A line heard: `speaker` is `agent` or `user`.
     #[serde(rename_all = "camelCase")]
-    Transcript { call_id: CallId, speaker: &'static str, text: String },
+    Transcript {
+        #[schema(value_type = String)]
+        call_id: CallId,
+        speaker: &'static str,
+        text: String,
+    },
     /// The bridge is done with the call, and why.
     #[serde(rename_all = "camelCase")]
-    Ended { call_id: CallId, reason: String },
+    Ended {
+        #[schema(value_type = String)]
+        call_id: CallId,
+        reason: String,
+    },
 }
 
 impl LiveEvent {

@@ -8,7 +8,7 @@ use platform::{Config, telemetry};
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    let settings = BridgeSettings::from_config(&config, |name| std::env::var(name).ok())?;
+    let settings = BridgeSettings::from_config(&config);
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port.parse().map_err(|_| format!("PORT must be a port number, not {port:?}"))?,
         Err(_) => 8080,

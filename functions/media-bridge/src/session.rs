@@ -97,8 +97,8 @@ pub(crate) async fn bridge_call<S: Store>(bridge: Arc<Bridge<S>>, socket: WebSoc
 async fn stream_start(twilio: &mut SplitStream<WebSocket>) -> Option<wire::StreamStart> {
     while let Some(Ok(message)) = twilio.next().await {
         match message {
-            Message::Text(text) => match serde_json::from_str::<FromTwilio>(&text) {
-                Ok(FromTwilio::Start { start }) => return Some(start),
+            Message::Text(text) => match FromTwilio::parse(&text) {
+                Ok(FromTwilio::Start(start)) => return Some(start),
                 Ok(FromTwilio::Stop) => return None,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "unreadable frame before the stream's start"),
@@ -199,15 +199,15 @@ async fn converse<S: Store>(
             frame = twilio.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     metrics.frames_in.inc();
-                    match serde_json::from_str::<FromTwilio>(&text) {
-                        Ok(FromTwilio::Media { media }) => {
+                    match FromTwilio::parse(&text) {
+                        Ok(FromTwilio::Media(media)) => {
                             let dropped = agent_out.push_audio(wire::agent_audio(&media.payload), None);
                             metrics.dropped_frames.inc_by(dropped as u64);
                         }
-                        Ok(FromTwilio::Dtmf { dtmf }) => {
+                        Ok(FromTwilio::Dtmf(dtmf)) => {
                             agent_out.push_control(wire::agent_contextual_update(&format!("The caller pressed {} on the keypad.", dtmf.digit)));
                         }
-                        Ok(FromTwilio::Mark { mark }) => tracing::debug!(call = %call.call_id, mark = %mark.name, "played up to mark"),
+                        Ok(FromTwilio::Mark(mark)) => tracing::debug!(call = %call.call_id, mark = %mark.name, "played up to mark"),
                         Ok(FromTwilio::Stop) => break End::CallerSide("Twilio stopped the media stream".into()),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(call = %call.call_id, error = %e, "unreadable Twilio frame skipped"),
@@ -220,24 +220,24 @@ async fn converse<S: Store>(
             message = agent_in.next() => match message {
                 Some(Ok(tungstenite::Message::Text(text))) => {
                     metrics.frames_in.inc();
-                    match serde_json::from_str::<FromAgent>(&text) {
-                        Ok(FromAgent::Audio { audio_event }) => {
+                    match FromAgent::parse(&text) {
+                        Ok(FromAgent::Audio(audio_event)) => {
                             let dropped = twilio_out.push_audio(wire::twilio_media(sid, &audio_event.audio_base_64), audio_event.event_id);
                             metrics.dropped_frames.inc_by(dropped as u64);
                         }
-                        Ok(FromAgent::Ping { ping_event }) => agent_out.push_urgent(wire::agent_pong(ping_event.event_id)),
-                        Ok(FromAgent::Interruption { interruption_event }) => {
+                        Ok(FromAgent::Ping(ping_event)) => agent_out.push_urgent(wire::agent_pong(ping_event.event_id)),
+                        Ok(FromAgent::Interruption(interruption_event)) => {
                             twilio_out.interrupt(interruption_event.event_id, wire::twilio_clear(sid));
                         }
-                        Ok(FromAgent::AgentResponse { agent_response_event }) => {
+                        Ok(FromAgent::AgentResponse(agent_response_event)) => {
                             responses += 1;
                             twilio_out.push_control(wire::twilio_mark(sid, &format!("response-{responses}")));
                             heard(&transcript_tx, feed, call.call_id, "agent", agent_response_event.agent_response);
                         }
-                        Ok(FromAgent::UserTranscript { user_transcription_event }) => {
+                        Ok(FromAgent::UserTranscript(user_transcription_event)) => {
                             heard(&transcript_tx, feed, call.call_id, "user", user_transcription_event.user_transcript);
                         }
-                        Ok(FromAgent::ClientToolCall { client_tool_call }) => {
+                        Ok(FromAgent::ClientToolCall(client_tool_call)) => {
                             let (bridge, results, call) = (bridge.clone(), tool_results.clone(), call.clone());
                             tool_runs.spawn(async move {
                                 let answer = tools::run(&bridge, &call, &client_tool_call.tool_name, &client_tool_call.parameters).await;
@@ -249,7 +249,7 @@ async fn converse<S: Store>(
                                 let _ = results.send(wire::agent_tool_result(&client_tool_call.tool_call_id, text, is_error)).await;
                             });
                         }
-                        Ok(FromAgent::ConversationInitiationMetadata { conversation_initiation_metadata_event: m }) => {
+                        Ok(FromAgent::ConversationInitiationMetadata(m)) => {
                             let formats = [m.agent_output_audio_format.as_deref(), m.user_input_audio_format.as_deref()];
                             if let Some(other) = formats.into_iter().flatten().find(|f| *f != providers::elevenlabs::TWILIO_AUDIO_FORMAT) {
                                 break End::AgentSide(format!("the agent's audio format is {other}, and the bridge carries {} only: set the agent's input and output formats to it", providers::elevenlabs::TWILIO_AUDIO_FORMAT));

@@ -3,28 +3,47 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
-/// A frame Twilio sends on the media stream.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "event", rename_all = "lowercase")]
-pub enum FromTwilio {
+/// A frame Twilio sends on the media stream. Audio borrows from the frame it came in: it is
+/// forwarded as the base64 text it is, without a copy on the way in.
+#[derive(Debug)]
+pub enum FromTwilio<'a> {
     Connected,
-    Start {
-        start: StreamStart,
-    },
-    Media {
-        media: Media,
-    },
-    Dtmf {
-        dtmf: Dtmf,
-    },
-    Mark {
-        mark: MarkName,
-    },
+    Start(StreamStart),
+    Media(Media<'a>),
+    Dtmf(Dtmf),
+    Mark(MarkName),
     Stop,
-    #[serde(other)]
     Other,
+}
+
+/// Every Twilio frame's shape at once, so one pass reads any of them (an internally tagged enum
+/// would buffer each frame into an owned tree first).
+#[derive(Deserialize)]
+struct TwilioFrame<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    start: Option<StreamStart>,
+    #[serde(borrow)]
+    media: Option<Media<'a>>,
+    dtmf: Option<Dtmf>,
+    mark: Option<MarkName>,
+}
+
+impl<'a> FromTwilio<'a> {
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        let frame: TwilioFrame<'a> = serde_json::from_str(text)?;
+        Ok(match frame.event.as_ref() {
+            "connected" => Self::Connected,
+            "start" => Self::Start(part(frame.start, "start")?),
+            "media" => Self::Media(part(frame.media, "media")?),
+            "dtmf" => Self::Dtmf(part(frame.dtmf, "dtmf")?),
+            "mark" => Self::Mark(part(frame.mark, "mark")?),
+            "stop" => Self::Stop,
+            _ => Self::Other,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,8 +56,9 @@ pub struct StreamStart {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Media {
-    pub payload: String,
+pub struct Media<'a> {
+    #[serde(borrow)]
+    pub payload: Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,7 +84,7 @@ pub fn twilio_media(stream_sid: &str, payload: &str) -> String {
     struct Payload<'a> {
         payload: &'a str,
     }
-    to_text(&Out { event: "media", stream_sid, media: Payload { payload } })
+    to_text_sized(&Out { event: "media", stream_sid, media: Payload { payload } }, payload.len() + stream_sid.len() + 64)
 }
 
 /// `{"event":"mark","streamSid":S,"mark":{"name":N}}`: Twilio echoes it once the audio before it played.
@@ -77,33 +97,50 @@ pub fn twilio_clear(stream_sid: &str) -> String {
     to_text(&serde_json::json!({ "event": "clear", "streamSid": stream_sid }))
 }
 
-/// A message ElevenLabs sends on the conversation socket.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum FromAgent {
-    ConversationInitiationMetadata {
-        conversation_initiation_metadata_event: InitiationMetadata,
-    },
-    Audio {
-        audio_event: AudioEvent,
-    },
-    UserTranscript {
-        user_transcription_event: UserTranscription,
-    },
-    AgentResponse {
-        agent_response_event: AgentResponse,
-    },
-    Interruption {
-        interruption_event: EventRef,
-    },
-    Ping {
-        ping_event: EventRef,
-    },
-    ClientToolCall {
-        client_tool_call: ToolCall,
-    },
-    #[serde(other)]
+/// A message ElevenLabs sends on the conversation socket; audio borrows from it, as Twilio's does.
+#[derive(Debug)]
+pub enum FromAgent<'a> {
+    ConversationInitiationMetadata(InitiationMetadata),
+    Audio(AudioEvent<'a>),
+    UserTranscript(UserTranscription),
+    AgentResponse(AgentResponse),
+    Interruption(EventRef),
+    Ping(EventRef),
+    ClientToolCall(ToolCall),
     Other,
+}
+
+#[derive(Deserialize)]
+struct AgentMessage<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    conversation_initiation_metadata_event: Option<InitiationMetadata>,
+    #[serde(borrow)]
+    audio_event: Option<AudioEvent<'a>>,
+    user_transcription_event: Option<UserTranscription>,
+    agent_response_event: Option<AgentResponse>,
+    interruption_event: Option<EventRef>,
+    ping_event: Option<EventRef>,
+    client_tool_call: Option<ToolCall>,
+}
+
+impl<'a> FromAgent<'a> {
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        let m: AgentMessage<'a> = serde_json::from_str(text)?;
+        Ok(match m.kind.as_ref() {
+            "conversation_initiation_metadata" => Self::ConversationInitiationMetadata(part(
+                m.conversation_initiation_metadata_event,
+                "conversation_initiation_metadata_event",
+            )?),
+            "audio" => Self::Audio(part(m.audio_event, "audio_event")?),
+            "user_transcript" => Self::UserTranscript(part(m.user_transcription_event, "user_transcription_event")?),
+            "agent_response" => Self::AgentResponse(part(m.agent_response_event, "agent_response_event")?),
+            "interruption" => Self::Interruption(part(m.interruption_event, "interruption_event")?),
+            "ping" => Self::Ping(part(m.ping_event, "ping_event")?),
+            "client_tool_call" => Self::ClientToolCall(part(m.client_tool_call, "client_tool_call")?),
+            _ => Self::Other,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,8 +154,9 @@ pub struct InitiationMetadata {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AudioEvent {
-    pub audio_base_64: String,
+pub struct AudioEvent<'a> {
+    #[serde(borrow)]
+    pub audio_base_64: Cow<'a, str>,
     #[serde(default)]
     pub event_id: Option<u64>,
 }
@@ -152,7 +190,7 @@ pub fn agent_audio(payload: &str) -> String {
     struct Out<'a> {
         user_audio_chunk: &'a str,
     }
-    to_text(&Out { user_audio_chunk: payload })
+    to_text_sized(&Out { user_audio_chunk: payload }, payload.len() + 24)
 }
 
 pub fn agent_pong(event_id: u64) -> String {
@@ -185,9 +223,21 @@ pub fn agent_initiation(variables: &BTreeMap<String, String>, overrides: Option<
     to_text(&message)
 }
 
+/// The event's own object, which its `event`/`type` promised.
+fn part<T>(present: Option<T>, name: &'static str) -> Result<T, serde_json::Error> {
+    present.ok_or_else(|| serde::de::Error::missing_field(name))
+}
+
 fn to_text(value: &impl Serialize) -> String {
-    // our own structs of strings and numbers: serialising them cannot fail
-    serde_json::to_string(value).unwrap_or_default()
+    to_text_sized(value, 128)
+}
+
+/// Audio frames are written once per 20 ms per call: sized up front, they are one allocation.
+fn to_text_sized(value: &impl Serialize, capacity: usize) -> String {
+    let mut text = Vec::with_capacity(capacity);
+    // our own structs of strings and numbers into memory: serialising them cannot fail
+    let _ = serde_json::to_writer(&mut text, value);
+    String::from_utf8(text).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -197,21 +247,24 @@ mod tests {
     #[test]
     fn twilio_frames_parse_with_string_numbers() {
         let start = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"streamSid":"MZ1","accountSid":"AC1","callSid":"CA1","tracks":["inbound"],"customParameters":{"callId":"c"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
-        let FromTwilio::Start { start } = serde_json::from_str(start).unwrap() else { panic!("a start") };
+        let FromTwilio::Start(start) = FromTwilio::parse(start).unwrap() else { panic!("a start") };
         assert_eq!((start.stream_sid.as_str(), start.call_sid.as_str()), ("MZ1", "CA1"));
         assert_eq!(start.custom_parameters["callId"], "c");
         let media = r#"{"event":"media","sequenceNumber":"3","streamSid":"MZ1","media":{"track":"inbound","chunk":"2","timestamp":"40","payload":"//8="}}"#;
-        assert!(matches!(serde_json::from_str(media).unwrap(), FromTwilio::Media { media } if media.payload == "//8="));
-        assert!(matches!(serde_json::from_str(r#"{"event":"something-new"}"#).unwrap(), FromTwilio::Other));
+        assert!(matches!(FromTwilio::parse(media).unwrap(), FromTwilio::Media(media) if media.payload == "//8="));
+        assert!(matches!(FromTwilio::parse(r#"{"event":"something-new"}"#).unwrap(), FromTwilio::Other));
+        assert!(FromTwilio::parse(r#"{"event":"media","streamSid":"MZ1"}"#).is_err(), "a media frame without its media");
     }
 
     #[test]
     fn agent_messages_parse_and_ours_match_the_protocol() {
         let ping = r#"{"type":"ping","ping_event":{"event_id":7,"ping_ms":null}}"#;
-        assert!(matches!(serde_json::from_str(ping).unwrap(), FromAgent::Ping { ping_event } if ping_event.event_id == 7));
+        assert!(matches!(FromAgent::parse(ping).unwrap(), FromAgent::Ping(ping) if ping.event_id == 7));
+        let audio = r#"{"type":"audio","audio_event":{"audio_base_64":"AA\/8=","event_id":3}}"#;
+        assert!(matches!(FromAgent::parse(audio).unwrap(), FromAgent::Audio(a) if a.audio_base_64 == "AA/8=" && a.event_id == Some(3)));
         assert_eq!(agent_pong(7), r#"{"event_id":7,"type":"pong"}"#);
         assert_eq!(agent_audio("AA=="), r#"{"user_audio_chunk":"AA=="}"#);
         assert_eq!(twilio_media("MZ1", "AA=="), r#"{"event":"media","streamSid":"MZ1","media":{"payload":"AA=="}}"#);
-        assert!(matches!(serde_json::from_str(r#"{"type":"vad_score","vad_score_event":{"vad_score":0.1}}"#).unwrap(), FromAgent::Other));
+        assert!(matches!(FromAgent::parse(r#"{"type":"vad_score","vad_score_event":{"vad_score":0.1}}"#).unwrap(), FromAgent::Other));
     }
 }

@@ -8,7 +8,7 @@ use axum::{Json, Router, routing::get};
 use domain::{CampaignId, OrgId};
 use platform::{Config, DialingConfig, LocalQueue, LocalScheduler, WebhookSecrets};
 use providers::{AssistantProviders, CallProviders, ProviderAccounts, RetryPolicy};
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 use store::Store;
 use utoipa::{
     Modify, OpenApi,
@@ -62,6 +62,8 @@ pub struct Stack {
     pub dial_workers: usize,
     /// What verifies providers' webhooks; without a Twilio token the simulator's is accepted.
     pub webhooks: WebhookSecrets,
+    /// The media bridge on the same port (`/media`); its stream URL defaults to the public URL's.
+    pub bridge: media_bridge::BridgeSettings,
 }
 
 impl Stack {
@@ -76,6 +78,7 @@ impl Stack {
             queue: memory_queue(config.dialing.max_receives),
             dial_workers: 2,
             webhooks: config.webhooks.clone(),
+            bridge: media_bridge::BridgeSettings::from_config(config),
         }
     }
 
@@ -103,15 +106,16 @@ impl Default for Stack {
             dialing,
             dial_workers: 2,
             webhooks: WebhookSecrets::default(),
+            bridge: media_bridge::BridgeSettings::default(),
         }
     }
 }
 
-/// Every HTTP function's routes merged on one router, with `/health` and `/openapi.json`
-/// (the OpenAPI 3.1 document generated from the same route definitions). In the background the
-/// local timer plays EventBridge Scheduler (each firing runs campaign-tick) and dial workers
-/// play the dialer Lambda on the local queue.
-pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
+/// Every HTTP function's routes and the media bridge's merged on one router, with `/health` and
+/// `/openapi.json` (the OpenAPI 3.1 document generated from the same route definitions). In the
+/// background the local timer plays EventBridge Scheduler (each firing runs campaign-tick) and
+/// dial workers play the dialer Lambda on the local queue.
+fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::Bridge<S>>) {
     let (scheduler, mut fired) = LocalScheduler::new(stack.tick);
     let campaigns_state =
         campaigns::AppState { store: store.clone(), scheduler, accounts: stack.accounts.clone(), import_max_bytes: stack.import_max_bytes };
@@ -142,10 +146,12 @@ pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
     let mut secrets = stack.webhooks.clone();
     secrets.twilio_auth_token = secrets.twilio_auth_token.or_else(|| Some(CallProviders::SIMULATOR_ACCOUNT.1.to_string()));
     secrets.elevenlabs = secrets.elevenlabs.or_else(|| stack.dialing.calls.elevenlabs_webhook_secret.clone());
+    let agents = stack.accounts.elevenlabs.as_ref().map(|a| providers::ElevenLabs::new(&a.base_url, &a.api_key, RetryPolicy::default()));
+    let bridge = media_bridge::Bridge::new(store.clone(), calls.clone(), agents, stack.bridge);
     let webhooks_state = webhooks::WebhookState {
         store: store.clone(),
         public_url: stack.dialing.calls.public_url.clone(),
-        secrets: std::sync::Arc::new(secrets),
+        secrets: Arc::new(secrets),
         calls,
         ticks: LocalTicks::spawn(tick_state),
     };
@@ -154,11 +160,13 @@ pub fn local_stack<S: Store>(store: S, stack: Stack) -> Router {
         .merge(assistants::router::<S>().with_state(assistants::AppState { store, providers: stack.providers }))
         .merge(campaigns::router::<S, LocalScheduler>().with_state(campaigns_state))
         .merge(webhooks::router::<S, LocalTicks>().with_state(webhooks_state))
+        .merge(media_bridge::routes::<S>().with_state(media_bridge::BridgeState(bridge.clone())))
         .split_for_parts();
     let document = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
-    router
-        .route("/openapi.json", get(move || async move { Json(document) }))
-        .fallback(|uri: axum::http::Uri| async move { platform::Problem::not_found(format!("there is no route {uri}; see /openapi.json")) })
+    let router = router.route("/openapi.json", get(move || async move { Json(document) })).fallback(|uri: axum::http::Uri| async move {
+        platform::Problem::not_found(format!("there is no route {uri}; see /openapi.json"))
+    });
+    (router, bridge)
 }
 
 /// On-demand ticks of the local stack: requests are queued and run in the background, a burst
@@ -208,11 +216,24 @@ pub async fn serve_until<S: Store>(
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if stack.dialing.calls.public_url.is_none() {
-        stack.dialing.calls.public_url = Some(format!("http://{}", listener.local_addr()?));
-    }
-    let app = local_stack(store, stack).layer(tower_http::trace::TraceLayer::new_for_http());
-    axum::serve(listener, app).with_graceful_shutdown(stop).await
+    let calls = &mut stack.dialing.calls;
+    let public_url = calls.public_url.get_or_insert(format!("http://{}", listener.local_addr()?)).clone();
+    // Twilio streams to the same host the webhooks are on: wss:// behind an https:// tunnel
+    let stream_url = calls.bridge_url.get_or_insert_with(|| media_url(&public_url)).clone();
+    stack.bridge.stream_url.get_or_insert(stream_url);
+    let (app, bridge) = local_stack(store, stack);
+    media_bridge::serve_calls(bridge, app.layer(tower_http::trace::TraceLayer::new_for_http()), listener, stop).await
+}
+
+/// The media bridge's URL on the host of `public_url`: `https://h` gives `wss://h/media`.
+fn media_url(public_url: &str) -> String {
+    let base = public_url.trim_end_matches('/');
+    let ws = match base.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some((_, rest)) => format!("ws://{rest}"),
+        None => format!("ws://{base}"),
+    };
+    format!("{ws}/media")
 }
 
 async fn shutdown() {

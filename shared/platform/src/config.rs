@@ -42,6 +42,22 @@ pub struct Config {
     pub queue_urls: std::collections::BTreeMap<String, String>,
     pub dialing: DialingConfig,
     pub webhooks: WebhookSecrets,
+    pub bridge: BridgeConfig,
+}
+
+/// The media bridge's own settings (its URL and Twilio token live in `dialing` and `providers`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// `OUTDIAL_BRIDGE_VERIFY_SIGNATURE=false` accepts unsigned media streams (local tunnels only).
+    pub verify_signature: bool,
+    /// How long active calls may go on after SIGTERM (`OUTDIAL_BRIDGE_DRAIN_SECONDS`).
+    pub drain_timeout: std::time::Duration,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self { verify_signature: true, drain_timeout: std::time::Duration::from_secs(30) }
+    }
 }
 
 /// What proves a webhook came from its provider; secrets never appear in `Debug` output.
@@ -260,6 +276,22 @@ impl Config {
             vapi_hmac_secret: var("VAPI_WEBHOOK_HMAC_SECRET"),
             retell_api_key: var("RETELL_API_KEY"),
         };
+        let bridge = BridgeConfig {
+            verify_signature: match var("OUTDIAL_BRIDGE_VERIFY_SIGNATURE").as_deref().map(str::trim) {
+                None | Some("true" | "1") => true,
+                Some("false" | "0") => false,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "OUTDIAL_BRIDGE_VERIFY_SIGNATURE",
+                        reason: format!("{other:?} is neither true nor false"),
+                    });
+                }
+            },
+            drain_timeout: std::time::Duration::from_secs(number(
+                "OUTDIAL_BRIDGE_DRAIN_SECONDS",
+                BridgeConfig::default().drain_timeout.as_secs(),
+            )?),
+        };
         Ok(Self {
             store,
             log_format,
@@ -270,6 +302,7 @@ impl Config {
             queue_urls,
             dialing,
             webhooks,
+            bridge,
         })
     }
 
@@ -334,6 +367,16 @@ mod tests {
         let err = config(&[("TWILIO_CALLS_PER_SECOND", "fast")]).unwrap_err();
         assert!(err.to_string().contains("TWILIO_CALLS_PER_SECOND"), "{err}");
         assert!(config(&[("DIAL_JOBS_MAX_RECEIVES", "0")]).unwrap_err().to_string().contains("DIAL_JOBS_MAX_RECEIVES"));
+    }
+
+    #[test]
+    fn the_bridge_checks_signatures_unless_told_not_to() {
+        assert_eq!(config(&[]).unwrap().bridge, BridgeConfig::default());
+        assert!(config(&[]).unwrap().bridge.verify_signature);
+        let c = config(&[("OUTDIAL_BRIDGE_VERIFY_SIGNATURE", "false"), ("OUTDIAL_BRIDGE_DRAIN_SECONDS", "5")]).unwrap();
+        assert_eq!((c.bridge.verify_signature, c.bridge.drain_timeout.as_secs()), (false, 5));
+        assert!(config(&[("OUTDIAL_BRIDGE_VERIFY_SIGNATURE", "no")]).unwrap_err().to_string().contains("OUTDIAL_BRIDGE_VERIFY_SIGNATURE"));
+        assert!(config(&[("OUTDIAL_BRIDGE_DRAIN_SECONDS", "soon")]).unwrap_err().to_string().contains("OUTDIAL_BRIDGE_DRAIN_SECONDS"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod telemetry;
 pub mod testing;
 
 pub use auth::{AuthState, Authenticated};
-pub use config::{CallsPerSecond, Config, ConfigError, DialingConfig, SchedulerConfig, StoreConfig, WebhookSecrets};
+pub use config::{BridgeConfig, CallsPerSecond, Config, ConfigError, DialingConfig, SchedulerConfig, StoreConfig, WebhookSecrets};
 pub use list::{List, PageQuery};
 pub use problem::Problem;
 pub use queue::{CRM_JOBS, DIAL_JOBS, JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};
