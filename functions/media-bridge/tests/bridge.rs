@@ -475,3 +475,63 @@ async fn draining_refuses_new_streams_and_closes_calls_still_active_at_the_timeo
     tokio::time::timeout(Duration::from_secs(5), drained).await.expect("drained").unwrap();
     w.eventually_logged(|log| log.iter().any(|k| matches!(k, CallEventKind::Note { text } if text.contains("shut down")))).await;
 }
+
+/// One call with audio both ways, ended by the caller (`stop`) or by the agent (socket closed).
+async fn one_call_ended(w: &mut World, by_caller: bool) {
+    let (mut twilio, mut agent, _) = w.started_call().await;
+    send(
+        &mut twilio,
+        json!({ "event": "media", "sequenceNumber": "2", "streamSid": STREAM_SID,
+        "media": { "track": "inbound", "chunk": "1", "timestamp": "0", "payload": frame(1) } }),
+    )
+    .await;
+    assert_eq!(next_json(&mut agent).await, json!({ "user_audio_chunk": frame(1) }));
+    send(&mut agent, json!({ "type": "audio", "audio_event": { "audio_base_64": frame(2), "event_id": 1 } })).await;
+    assert_eq!(next_json(&mut twilio).await["media"]["payload"], frame(2));
+    if by_caller {
+        send(&mut twilio, json!({ "event": "stop", "sequenceNumber": "3", "streamSid": STREAM_SID, "stop": { "accountSid": "AC123", "callSid": CALL_SID } })).await;
+        assert!(closes(&mut agent).await);
+    } else {
+        agent.close(None).await.unwrap();
+        assert!(closes(&mut twilio).await);
+    }
+}
+
+/// Waits until the bridge has let go of the last call, and the closed sockets' tasks a moment more.
+async fn settled(w: &World) {
+    for _ in 0..100 {
+        if w.bridge.live.subscribe(w.org, w.call).is_none() && w.bridge.metrics.render().contains("outdial_bridge_active_calls 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_ended_either_way_leave_no_task_socket_or_feed_behind() {
+    let mut w = world().await;
+    // one call each way first: the hang-up client's pooled connection is not a leak
+    one_call_ended(&mut w, true).await;
+    one_call_ended(&mut w, false).await;
+    let runtime = tokio::runtime::Handle::current().metrics();
+    settled(&w).await;
+    let baseline = runtime.num_alive_tasks();
+
+    for n in 0..10 {
+        one_call_ended(&mut w, n % 2 == 0).await;
+    }
+    settled(&w).await;
+    let mut alive = runtime.num_alive_tasks();
+    for _ in 0..50 {
+        if alive <= baseline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alive = runtime.num_alive_tasks();
+    }
+    assert!(alive <= baseline, "{alive} tasks alive after 10 calls ended, {baseline} before them");
+    assert!(w.bridge.live.subscribe(w.org, w.call).is_none(), "the call's live feed is gone");
+    assert!(w.bridge.metrics.render().contains("outdial_bridge_active_calls 0"));
+    assert_eq!(w.hang_ups().await, 6, "every agent-side end hung the call up once");
+}
