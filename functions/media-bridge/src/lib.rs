@@ -18,8 +18,8 @@ use axum::{
     routing::get,
 };
 use domain::CallId;
-use platform::{Authenticated, Problem, auth::AuthState};
-use providers::{CallProviders, ElevenLabs, RetryPolicy, signatures};
+use platform::{Authenticated, BearerKey, Problem, auth::AuthState};
+use providers::{CallProviders, ElevenLabs, ProviderAccounts, RetryPolicy, signatures};
 use std::{sync::Arc, time::Duration};
 use store::Store;
 use tokio::sync::watch;
@@ -129,12 +129,14 @@ impl<S: Store> Bridge<S> {
 
     /// From the deployment's configuration.
     pub fn from_config(store: S, config: &platform::Config, settings: BridgeSettings) -> Arc<Self> {
-        let agents = config
-            .providers
-            .elevenlabs
-            .as_ref()
-            .map(|account| ElevenLabs::new(&account.base_url, &account.api_key, RetryPolicy::default()));
-        Self::new(store, CallProviders::new(&config.providers, &config.dialing.calls), agents, settings)
+        Self::with_accounts(store, CallProviders::new(&config.providers, &config.dialing.calls), &config.providers, settings)
+    }
+
+    /// With the ElevenLabs account among `accounts`, when there is one.
+    pub fn with_accounts(store: S, calls: CallProviders, accounts: &ProviderAccounts, settings: BridgeSettings) -> Arc<Self> {
+        let agents =
+            accounts.elevenlabs.as_ref().map(|account| ElevenLabs::new(&account.base_url, &account.api_key, RetryPolicy::default()));
+        Self::new(store, calls, agents, settings)
     }
 
     /// Stops taking calls, lets active ones finish for the drain timeout, then closes the rest.
@@ -179,22 +181,18 @@ pub fn routes<S: Store>() -> OpenApiRouter<BridgeState<S>> {
 }
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "outdial media bridge",
-    description = "Carries call audio between Twilio Media Streams and ElevenLabs. Live feeds take `Authorization: Bearer <API key>`."
-))]
+#[openapi(
+    info(
+        title = "outdial media bridge",
+        description = "Carries call audio between Twilio Media Streams and ElevenLabs. Live feeds take `Authorization: Bearer <API key>`."
+    ),
+    modifiers(&BearerKey)
+)]
 struct ApiDoc;
 
 /// The service on its own (Fargate): the call routes, `GET /health` and `GET /openapi.json`.
 pub fn router<S: Store>(bridge: Arc<Bridge<S>>) -> Router {
-    let (router, mut openapi) =
-        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::<S>()).routes(routes!(health)).split_for_parts();
-    openapi.components.get_or_insert_with(Default::default).add_security_scheme(
-        "apiKey",
-        utoipa::openapi::security::SecurityScheme::Http(
-            utoipa::openapi::security::HttpBuilder::new().scheme(utoipa::openapi::security::HttpAuthScheme::Bearer).build(),
-        ),
-    );
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::<S>()).routes(routes!(health)).split_for_parts();
     let document = Json(openapi);
     router.route("/openapi.json", get(move || async move { document })).with_state(BridgeState(bridge))
 }

@@ -535,3 +535,16 @@ async fn calls_ended_either_way_leave_no_task_socket_or_feed_behind() {
     assert!(w.bridge.metrics.render().contains("outdial_bridge_active_calls 0"));
     assert_eq!(w.hang_ups().await, 6, "every agent-side end hung the call up once");
 }
+
+#[tokio::test]
+async fn the_service_describes_its_routes_in_openapi() {
+    let w = world().await;
+    let doc: Value = reqwest::get(format!("http://{}/openapi.json", w.base)).await.unwrap().json().await.unwrap();
+    for path in ["/media", "/calls/{id}/live", "/health", "/metrics"] {
+        assert!(doc["paths"][path]["get"].is_object(), "GET {path} missing: {:?}", doc["paths"]);
+    }
+    assert_eq!(doc["paths"]["/calls/{id}/live"]["get"]["security"][0]["apiKey"], json!([]));
+    assert_eq!(doc["components"]["securitySchemes"]["apiKey"]["scheme"], "bearer");
+    let health: Value = reqwest::get(format!("http://{}/health", w.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(health, json!({ "status": "ok", "activeCalls": 0 }));
+}

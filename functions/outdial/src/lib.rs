@@ -6,14 +6,11 @@ pub mod demo;
 
 use axum::{Json, Router, routing::get};
 use domain::{CampaignId, OrgId};
-use platform::{Config, DialingConfig, LocalQueue, LocalScheduler, WebhookSecrets};
+use platform::{BearerKey, Config, DialingConfig, LocalQueue, LocalScheduler, WebhookSecrets};
 use providers::{AssistantProviders, CallProviders, ProviderAccounts, RetryPolicy};
 use std::{sync::Arc, time::Duration};
 use store::Store;
-use utoipa::{
-    Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-};
+use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[derive(OpenApi)]
@@ -22,17 +19,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
     modifiers(&BearerKey)
 )]
 struct ApiDoc;
-
-struct BearerKey;
-
-impl Modify for BearerKey {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("apiKey", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
-    }
-}
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
 struct Health {
@@ -146,8 +132,7 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
     let mut secrets = stack.webhooks.clone();
     secrets.twilio_auth_token = secrets.twilio_auth_token.or_else(|| Some(CallProviders::SIMULATOR_ACCOUNT.1.to_string()));
     secrets.elevenlabs = secrets.elevenlabs.or_else(|| stack.dialing.calls.elevenlabs_webhook_secret.clone());
-    let agents = stack.accounts.elevenlabs.as_ref().map(|a| providers::ElevenLabs::new(&a.base_url, &a.api_key, RetryPolicy::default()));
-    let bridge = media_bridge::Bridge::new(store.clone(), calls.clone(), agents, stack.bridge);
+    let bridge = media_bridge::Bridge::with_accounts(store.clone(), calls.clone(), &stack.accounts, stack.bridge);
     let webhooks_state = webhooks::WebhookState {
         store: store.clone(),
         public_url: stack.dialing.calls.public_url.clone(),
@@ -239,4 +224,13 @@ fn media_url(public_url: &str) -> String {
 async fn shutdown() {
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_media_url_is_on_the_public_urls_host() {
+        assert_eq!(super::media_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/media");
+        assert_eq!(super::media_url("https://abc.ngrok.app/"), "wss://abc.ngrok.app/media");
+    }
 }

@@ -35,3 +35,17 @@ impl<S: AuthState> FromRequestParts<S> for Authenticated {
         }
     }
 }
+
+/// Adds the `apiKey` scheme (`Authorization: Bearer`) that authenticated routes name in their
+/// `security(("apiKey" = []))`, to an OpenAPI document.
+pub struct BearerKey;
+
+impl utoipa::Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("apiKey", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}

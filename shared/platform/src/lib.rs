@@ -12,7 +12,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use auth::{AuthState, Authenticated};
+pub use auth::{AuthState, Authenticated, BearerKey};
 pub use config::{BridgeConfig, CallsPerSecond, Config, ConfigError, DialingConfig, SchedulerConfig, StoreConfig, WebhookSecrets};
 pub use list::{List, PageQuery};
 pub use problem::Problem;
