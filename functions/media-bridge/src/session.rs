@@ -120,8 +120,9 @@ async fn load_call<S: Store>(bridge: &Bridge<S>, start: wire::StreamStart) -> Re
         return Err(format!("call {call_id} belongs to another Twilio call than {}", start.call_sid));
     }
     let contact_id: ContactId = parameter("contactId")?.parse().map_err(|_| "contactId is not a contact id".to_string())?;
-    if contact_id != call.contact_id {
-        return Err(format!("contact {contact_id} is not call {call_id}'s"));
+    let campaign_id: CampaignId = parameter("campaignId")?.parse().map_err(|_| "campaignId is not a campaign id".to_string())?;
+    if (contact_id, campaign_id) != (call.contact_id, call.campaign_id) {
+        return Err(format!("contact {contact_id} of campaign {campaign_id} is not call {call_id}'s"));
     }
     let campaign = bridge.store.get_campaign(org, call.campaign_id).await.map_err(|e| e.to_string())?;
     let contact = bridge.store.get_contact(org, call.campaign_id, call.contact_id).await.map_err(|e| e.to_string())?;

@@ -548,3 +548,24 @@ async fn the_service_describes_its_routes_in_openapi() {
     let health: Value = reqwest::get(format!("http://{}/health", w.base)).await.unwrap().json().await.unwrap();
     assert_eq!(health, json!({ "status": "ok", "activeCalls": 0 }));
 }
+
+#[tokio::test]
+async fn a_stream_whose_parameters_are_not_its_calls_is_closed_without_a_conversation() {
+    let mut w = world().await;
+    for (name, value) in [("campaignId", domain::CampaignId::new().to_string()), ("contactId", domain::ContactId::new().to_string())] {
+        let mut twilio = w.dial_in(None).await.unwrap();
+        let mut parameters = json!({ "orgId": w.org.to_string(), "campaignId": w.campaign.to_string(),
+            "callId": w.call.to_string(), "contactId": w.contact.to_string() });
+        parameters[name] = json!(value);
+        send(
+            &mut twilio,
+            json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
+            "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": CALL_SID, "tracks": ["inbound"], "customParameters": parameters,
+            "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
+        )
+        .await;
+        assert!(closes(&mut twilio).await, "a stream claiming another {name} is closed");
+    }
+    assert!(w.conversations.try_recv().is_err(), "no conversation was opened");
+    assert!(w.log().await.is_empty(), "nothing was written to the call");
+}
