@@ -47,7 +47,8 @@ impl LiveEvent {
 }
 
 /// A live call's feed: subscribers that fall behind skip what they missed rather than hold memory.
-const FEED_BACKLOG: usize = 64;
+/// Every call allocates it up front, and lines come seconds apart: 16 is room enough.
+const FEED_BACKLOG: usize = 16;
 
 #[derive(Default)]
 pub struct LiveFeeds {

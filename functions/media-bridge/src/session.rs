@@ -53,7 +53,7 @@ pub(crate) async fn bridge_call<S: Store>(bridge: Arc<Bridge<S>>, socket: WebSoc
     let writer =
         tokio::spawn(write_all(twilio_out.clone(), twilio_sink, bridge.clone(), |text| Message::Text(text.into()), Message::Close(None)));
     let call = match tokio::time::timeout(bridge.settings.start_timeout, stream_start(&mut twilio)).await {
-        Ok(Some(start)) => match load_call(&bridge, start).await {
+        Ok(Some(start)) => match Box::pin(load_call(&bridge, start)).await {
             Ok(call) => Arc::new(call),
             Err(why) => {
                 tracing::warn!(%why, "media stream refused");
@@ -71,19 +71,21 @@ pub(crate) async fn bridge_call<S: Store>(bridge: Arc<Bridge<S>>, socket: WebSoc
     let _ = feed.send(LiveEvent::Status { call_id: call.call_id, state: "inProgress".into() });
     tracing::info!(call = %call.call_id, stream = %call.stream_sid, "media stream started");
 
-    let end = match open_conversation(&bridge, &call).await {
+    // the one-off steps are boxed: a call's task then keeps only the conversation's state for
+    // its whole length, not room for the largest step (the TLS connect)
+    let end = match Box::pin(open_conversation(&bridge, &call)).await {
         Ok(agent) => converse(&bridge, &call, &mut twilio, &twilio_out, agent, &feed).await,
         Err(why) => End::AgentSide(why),
     };
     finish_writer(&twilio_out, writer).await;
     if let End::AgentSide(why) = &end {
         // without its agent the call is dead air: end it at Twilio too
-        if let Err(e) = bridge.calls.hang_up(domain::CallProvider::Twilio, &call.call_sid).await {
+        if let Err(e) = Box::pin(bridge.calls.hang_up(domain::CallProvider::Twilio, &call.call_sid)).await {
             tracing::error!(call = %call.call_id, error = %e, "the call could not be hung up after the agent's side failed");
         }
         tracing::error!(call = %call.call_id, %why, "the agent's side failed: call hung up");
     }
-    record_end(&bridge, &call, &end).await;
+    Box::pin(record_end(&bridge, &call, &end)).await;
     let reason = match &end {
         End::CallerSide(why) | End::AgentSide(why) => why.clone(),
         End::Closed => "the bridge shut down".into(),

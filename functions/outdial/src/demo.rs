@@ -3,7 +3,7 @@
 //! reports to with real signatures — and reports what the store says happened.
 
 use crate::{Stack, client::ApiClient};
-use chrono::{Timelike, Utc};
+use chrono::Utc;
 use domain::{CallDisposition, CallState, CampaignId, CampaignStatus, ContactDisposition, OrgId};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -95,7 +95,7 @@ pub async fn run<S: Store>(store: S, mut stack: Stack, options: &DemoOptions) ->
     let templates = api.get_all("/assistants", &[("source", "template".to_string())]).await?;
     let template = templates.first().and_then(|t| t["id"].as_str()).ok_or("no assistant template was installed")?;
     let assistant = api.post(&format!("/assistants/{template}/clone"), &json!({ "name": "Demo caller", "provider": "simulator" })).await?;
-    let zones = open_zones();
+    let zones = open_zones(Utc::now());
     let campaign = api.post("/campaigns", &campaign_spec(&assistant, zones.is_empty())).await?;
     let id = campaign["id"].as_str().ok_or("the campaign has no id")?.to_string();
     let csv = contacts_csv(options.contacts, options.seed, if zones.is_empty() { &ZONES[..1] } else { &zones });
@@ -126,12 +126,17 @@ pub async fn run<S: Store>(store: S, mut stack: Stack, options: &DemoOptions) ->
     outcome
 }
 
-/// Zones whose local time is between 8:00 and 20:00 now, an hour inside the default window.
-fn open_zones() -> Vec<&'static str> {
+/// Zones the default calling window is open in now and an hour from now (its days count too:
+/// on a Sunday the zones already in Sunday are closed).
+fn open_zones(now: chrono::DateTime<Utc>) -> Vec<&'static str> {
+    let window = domain::CallingWindow::default();
     ZONES
         .iter()
         .copied()
-        .filter(|zone| zone.parse::<chrono_tz::Tz>().is_ok_and(|tz| (8..20).contains(&Utc::now().with_timezone(&tz).hour())))
+        .filter(|zone| {
+            zone.parse::<chrono_tz::Tz>()
+                .is_ok_and(|tz| window.is_open_at(now, tz) && window.is_open_at(now + chrono::Duration::hours(1), tz))
+        })
         .collect()
 }
 
@@ -260,5 +265,20 @@ impl std::fmt::Display for DemoReport {
         writeln!(f, "answer rate       {:.1}%", self.answer_rate * 100.0)?;
         writeln!(f, "average talk time {:.0} s", self.average_talk_secs)?;
         write!(f, "simulated cost    ${} (connected minutes at ${PRICE_PER_MINUTE}/min)", self.simulated_cost.round_dp(2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn open_zones_follow_the_windows_days_and_hours() {
+        // Saturday 22:15 UTC: Sydney is already in Sunday (not a calling day), London at 22:15 is closed
+        let now = "2026-11-21T22:15:00Z".parse().unwrap();
+        let zones = super::open_zones(now);
+        assert!(zones.contains(&"America/New_York") && zones.contains(&"Pacific/Honolulu"), "{zones:?}");
+        assert!(!zones.contains(&"Australia/Sydney") && !zones.contains(&"Europe/London"), "{zones:?}");
+        // 20:30 in São Paulo: open now, closed within the hour
+        let later = super::open_zones("2026-11-21T23:30:00Z".parse().unwrap());
+        assert!(zones.contains(&"America/Sao_Paulo") && !later.contains(&"America/Sao_Paulo"), "{later:?}");
     }
 }

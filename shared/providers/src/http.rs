@@ -40,8 +40,16 @@ pub(crate) struct Http {
 }
 
 impl Http {
+    /// Idle connections kept per provider host.
+    pub const IDLE_CONNECTIONS: usize = 16;
+
     pub fn new(provider: &'static str, base: &str, retry: RetryPolicy) -> Self {
-        let client = reqwest::Client::builder().timeout(retry.timeout).build().expect("a TLS backend is compiled in");
+        // a burst of calls opens a connection each; only a few stay idle (each holds ~25 KiB)
+        let client = reqwest::Client::builder()
+            .timeout(retry.timeout)
+            .pool_max_idle_per_host(Self::IDLE_CONNECTIONS)
+            .build()
+            .expect("a TLS backend is compiled in");
         Self { client, base: base.trim_end_matches('/').to_string(), provider, retry }
     }
 
