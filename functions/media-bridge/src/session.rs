@@ -365,11 +365,11 @@ where
     K: Sink<M> + Unpin,
     K::Error: std::fmt::Display,
 {
-    let mut batch = Vec::new();
+    // both buffers live as long as the writer: no allocation per frame
+    let (mut batch, mut audio_since) = (Vec::new(), Vec::new());
     loop {
         outbox.take(&mut batch).await;
         let mut closing = false;
-        let mut audio_since = Vec::new();
         for item in batch.drain(..) {
             let message = match item {
                 Outgoing::Audio { text: t, queued_at, .. } => {
@@ -392,7 +392,7 @@ where
             tracing::debug!(error = %e, "peer socket gone: writer stops");
             return;
         }
-        for queued_at in audio_since {
+        for queued_at in audio_since.drain(..) {
             bridge.metrics.forwarding_seconds.observe(queued_at.elapsed().as_secs_f64());
         }
         if closing {

@@ -212,6 +212,15 @@ impl World {
         panic!("not logged; the log is {:?}", self.log().await)
     }
 
+    /// Waits for an error in the call's log that mentions `words`.
+    async fn eventually_logged_error(&self, words: &str) -> Vec<CallEventKind> {
+        self.eventually_logged(|log| {
+            log.iter()
+                .any(|k| matches!(k, CallEventKind::Details { details } if details.error.as_deref().is_some_and(|e| e.contains(words))))
+        })
+        .await
+    }
+
     async fn hang_ups(&self) -> usize {
         let requests = self.twilio_api.received_requests().await.unwrap_or_default();
         requests.iter().filter(|r| String::from_utf8_lossy(&r.body).contains("Status=completed")).count()
@@ -389,11 +398,7 @@ async fn an_agent_that_closes_mid_call_gets_the_call_hung_up_and_recorded() {
     let (mut twilio, mut agent, _) = w.started_call().await;
     agent.close(None).await.unwrap();
     assert!(closes(&mut twilio).await, "Twilio's stream is closed");
-    w.eventually_logged(|log| {
-        log.iter()
-            .any(|k| matches!(k, CallEventKind::Details { details } if details.error.as_deref().is_some_and(|e| e.contains("closed"))))
-    })
-    .await;
+    w.eventually_logged_error("closed").await;
     assert_eq!(w.hang_ups().await, 1);
 }
 
@@ -410,11 +415,7 @@ async fn an_agent_in_another_audio_format_ends_the_call_instead_of_sending_noise
     )
     .await;
     assert!(closes(&mut agent).await && closes(&mut twilio).await);
-    w.eventually_logged(|log| {
-        log.iter()
-            .any(|k| matches!(k, CallEventKind::Details { details } if details.error.as_deref().is_some_and(|e| e.contains("pcm_16000"))))
-    })
-    .await;
+    w.eventually_logged_error("pcm_16000").await;
     assert_eq!(w.hang_ups().await, 1);
 }
 
@@ -423,8 +424,7 @@ async fn an_agent_that_cannot_be_reached_gets_the_call_hung_up_and_recorded() {
     let w = world_with(|_| {}, false).await;
     let mut twilio = w.stream_started().await;
     assert!(closes(&mut twilio).await);
-    w.eventually_logged(|log| log.iter().any(|k| matches!(k, CallEventKind::Details { details } if details.error.as_deref().is_some_and(|e| e.contains("could not be opened")))))
-        .await;
+    w.eventually_logged_error("could not be opened").await;
     assert_eq!(w.hang_ups().await, 1);
 }
 
