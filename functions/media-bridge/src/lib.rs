@@ -44,6 +44,8 @@ pub struct BridgeSettings {
     pub transcript_interval: Duration,
     /// How long Twilio has to send `start` after the socket opens.
     pub start_timeout: Duration,
+    /// The booking and email services the agent's tools use (Cal.com, SES or the local outbox).
+    pub tools: platform::AgentTools,
 }
 
 impl Default for BridgeSettings {
@@ -56,6 +58,7 @@ impl Default for BridgeSettings {
             audio_queue_frames: 50,
             transcript_interval: Duration::from_secs(2),
             start_timeout: Duration::from_secs(10),
+            tools: platform::AgentTools::default(),
         }
     }
 }
@@ -79,6 +82,7 @@ impl BridgeSettings {
             stream_url: config.dialing.calls.bridge_url.clone(),
             verify_signature: config.bridge.verify_signature,
             drain_timeout: config.bridge.drain_timeout,
+            tools: platform::AgentTools::from_config(&config.tools),
             ..Self::default()
         }
     }

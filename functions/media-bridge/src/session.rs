@@ -248,7 +248,6 @@ async fn converse<S: Store>(
                                     Ok(t) => (t.as_str(), false),
                                     Err(e) => (e.as_str(), true),
                                 };
-                                tracing::info!(call = %call.call_id, tool = %client_tool_call.tool_name, is_error, "agent tool ran");
                                 let _ = results.send(wire::agent_tool_result(&client_tool_call.tool_call_id, text, is_error)).await;
                             });
                         }

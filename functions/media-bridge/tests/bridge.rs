@@ -392,6 +392,100 @@ async fn tool_calls_are_answered_and_errors_do_not_hang_the_conversation() {
     assert_eq!(w.hang_ups().await, 1, "end_call hangs up through Twilio");
 }
 
+/// The agent's tool call with `name` and `parameters`, and the bridge's `client_tool_result`.
+async fn tool_result(agent: &mut Agent, id: &str, name: &str, parameters: Value) -> (String, bool) {
+    send(
+        agent,
+        json!({ "type": "client_tool_call", "client_tool_call": { "tool_name": name, "tool_call_id": id, "parameters": parameters } }),
+    )
+    .await;
+    let answer = next_json(agent).await;
+    assert_eq!((answer["type"].as_str(), answer["tool_call_id"].as_str()), (Some("client_tool_result"), Some(id)));
+    (answer["result"].as_str().unwrap_or_default().to_string(), answer["is_error"].as_bool().expect("is_error is a boolean"))
+}
+
+#[tokio::test]
+async fn the_booking_and_email_tools_book_at_cal_com_and_send_with_the_callers_details() {
+    let calcom = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .and(wiremock::matchers::header("authorization", "Bearer cal_test_key"))
+        .and(wiremock::matchers::header("cal-api-version", "2024-08-13"))
+        .and(wiremock::matchers::body_json(json!({
+            "start": "2030-01-15T15:00:00.000Z", "eventTypeId": 42,
+            "attendee": { "name": "Maria Lopez", "email": "maria@example.com", "timeZone": "America/New_York", "phoneNumber": "+14155550123" }
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "status": "success", "data": {
+            "id": 7, "uid": "bk_maria", "status": "accepted", "start": "2030-01-15T15:00:00.000Z", "end": "2030-01-15T15:30:00.000Z" } })))
+        .expect(1)
+        .mount(&calcom)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .and(wiremock::matchers::body_partial_json(json!({ "start": "2030-01-16T15:00:00.000Z" })))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({ "status": "error",
+            "error": { "code": "BadRequestException", "message": "User either already has booking at this time or is not available" } })))
+        .mount(&calcom)
+        .await;
+    let outbox = platform::LocalOutbox::default();
+    let account = providers::CalcomAccount { base_url: calcom.uri(), api_key: "cal_test_key".into(), event_type_id: 42 };
+    let tools =
+        platform::AgentTools::new(Some(providers::CalCom::new(&account, RetryPolicy::once())), platform::AnyMailer::Local(outbox.clone()));
+    let mut w = world_with(|s| s.tools = tools, true).await;
+    let (_twilio, mut agent, _) = w.started_call().await;
+
+    // 10:00 in the contact's zone; the attendee's name comes from the contact
+    let (said, is_error) =
+        tool_result(&mut agent, "b1", "book_appointment", json!({ "start": "2030-01-15T10:00", "email": "maria@example.com" })).await;
+    assert!(!is_error, "{said}");
+    assert!(said.contains("Tuesday, 15 January 2030, 10:00 AM") && said.contains("m***@example.com"), "{said}");
+    let (said, is_error) =
+        tool_result(&mut agent, "b2", "book_appointment", json!({ "start": "2030-01-16T10:00", "email": "maria@example.com" })).await;
+    assert!(is_error && said.contains("not available"), "Cal.com's refusal reaches the agent: {said}");
+    let (said, is_error) = tool_result(&mut agent, "b3", "book_appointment", json!({ "start": "2030-01-15T10:00" })).await;
+    assert!(is_error && said.contains("email"), "no address to confirm to: {said}");
+
+    let (said, is_error) = tool_result(
+        &mut agent,
+        "e1",
+        "send_email",
+        json!({ "to_email": "maria@example.com", "subject": "Your quote", "content": "As promised." }),
+    )
+    .await;
+    assert!(!is_error && said.contains("m***@example.com"), "{said}");
+    let kept = outbox.kept();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].email.to.as_str(), kept[0].email.subject.as_str(), kept[0].email.body.as_str()),
+        ("maria@example.com", "Your quote", "As promised.")
+    );
+    let (said, is_error) =
+        tool_result(&mut agent, "e2", "send_email", json!({ "to_email": "maria@example.com", "content": "No subject" })).await;
+    assert!(is_error && said.contains("subject"), "{said}");
+    assert_eq!(outbox.kept().len(), 1, "nothing sent for a refused email");
+
+    let notes: Vec<String> = w
+        .log()
+        .await
+        .into_iter()
+        .filter_map(|k| match k {
+            CallEventKind::Note { text } => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert!(notes.iter().any(|n| n.contains("bk_maria")), "the booking is in the call's log: {notes:?}");
+    assert!(notes.iter().any(|n| n.contains("follow-up email sent to m***@example.com")), "{notes:?}");
+}
+
+#[tokio::test]
+async fn a_tool_without_its_service_tells_the_agent_what_to_set() {
+    let mut w = world().await;
+    let (_twilio, mut agent, _) = w.started_call().await;
+    let (said, is_error) =
+        tool_result(&mut agent, "b1", "book_appointment", json!({ "start": "2030-01-15T10:00", "email": "maria@example.com" })).await;
+    assert!(is_error && said.contains("CALCOM_API_KEY"), "{said}");
+}
+
 #[tokio::test]
 async fn an_agent_that_closes_mid_call_gets_the_call_hung_up_and_recorded() {
     let mut w = world().await;

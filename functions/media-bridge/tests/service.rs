@@ -42,11 +42,20 @@ fn task_environment() -> (BTreeMap<String, String>, Vec<String>) {
 #[test]
 fn the_task_definition_gives_the_bridge_what_it_reads() {
     let (environment, secrets) = task_environment();
-    for name in ["PORT", "OUTDIAL_STORE", "OUTDIAL_TABLE", "OUTDIAL_BRIDGE_URL", "OUTDIAL_BRIDGE_DRAIN_SECONDS", "TWILIO_ACCOUNT_SID"] {
+    for name in [
+        "PORT",
+        "OUTDIAL_STORE",
+        "OUTDIAL_TABLE",
+        "OUTDIAL_BRIDGE_URL",
+        "OUTDIAL_BRIDGE_DRAIN_SECONDS",
+        "TWILIO_ACCOUNT_SID",
+        "CALCOM_EVENT_TYPE_ID",
+        "OUTDIAL_EMAIL_FROM",
+    ] {
         assert!(environment.contains_key(name), "{name} is missing from the task's environment: {environment:?}");
     }
     assert_eq!(environment["OUTDIAL_STORE"], "dynamodb");
-    assert_eq!(secrets, ["TWILIO_AUTH_TOKEN", "ELEVENLABS_API_KEY"], "secrets come from SSM, never the environment");
+    assert_eq!(secrets, ["TWILIO_AUTH_TOKEN", "ELEVENLABS_API_KEY", "CALCOM_API_KEY"], "secrets come from SSM, never the environment");
     assert!(!environment.contains_key("OUTDIAL_BRIDGE_VERIFY_SIGNATURE"), "signatures are checked in AWS");
 }
 
@@ -71,6 +80,8 @@ async fn the_service_starts_from_its_task_definition_and_drains_on_sigterm() {
         "OUTDIAL_BRIDGE_URL" => "wss://bridge.example.com/media".into(),
         "OUTDIAL_BRIDGE_DRAIN_SECONDS" => "2".into(),
         "TWILIO_ACCOUNT_SID" => "AC00000000000000000000000000000001".into(),
+        "CALCOM_EVENT_TYPE_ID" => "1837761".into(),
+        "OUTDIAL_EMAIL_FROM" => "calls@acme.example".into(),
         _ => written.to_string(),
     };
     let mut command = Command::new(env!("CARGO_BIN_EXE_media-bridge"));

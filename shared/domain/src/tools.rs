@@ -1,8 +1,192 @@
-//! What the agent's tools answer, where the answer is pure.
+//! The agent's tools, where they are pure: which tool a call names, what the current-time tool
+//! answers, and the booking and follow-up email a tool call asks for, validated before anything
+//! is sent anywhere.
 
-use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
+use crate::{Contact, E164, ParseError};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::Serialize;
+use serde_json::Value;
+
+/// A tool the agent may call, under its own name or the names other platforms give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentTool {
+    CurrentTime,
+    EndCall,
+    DoNotCall,
+    Book,
+    Email,
+}
+
+impl AgentTool {
+    /// Every tool, by its canonical name.
+    pub const ALL: [Self; 5] = [Self::CurrentTime, Self::EndCall, Self::DoNotCall, Self::Book, Self::Email];
+
+    pub fn parse(name: &str) -> Result<Self, ParseError> {
+        Ok(match name.trim() {
+            "current_time" | "get_current_time" => Self::CurrentTime,
+            "end_call" => Self::EndCall,
+            "add_to_do_not_call" | "do_not_call" => Self::DoNotCall,
+            "book_appointment" | "schedule_consultation" | "book" => Self::Book,
+            "send_email" | "send_follow_up_email" | "email" => Self::Email,
+            other => {
+                let known = Self::ALL.map(Self::as_str).join(", ");
+                return Err(ParseError::new("tool", format!("there is no tool {other:?} (there are {known})")));
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CurrentTime => "current_time",
+            Self::EndCall => "end_call",
+            Self::DoNotCall => "add_to_do_not_call",
+            Self::Book => "book_appointment",
+            Self::Email => "send_email",
+        }
+    }
+}
+
+/// An email address as far as a sender can check it: one `@`, a local part, a domain with a dot,
+/// no spaces or angle brackets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let address = input.trim();
+        let refuse = |why: &str| Err(ParseError::new("email", format!("{} is not an email address: {why}", mask_email(address))));
+        if address.is_empty() {
+            return Err(ParseError::new("email", "is empty"));
+        }
+        if address.len() > 254 {
+            return refuse("longer than 254 characters");
+        }
+        if address.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')) {
+            return refuse("it holds spaces or one of < > , ; \"");
+        }
+        let Some((local, domain)) = address.split_once('@') else { return refuse("there is no @") };
+        if local.is_empty() || domain.contains('@') {
+            return refuse("it needs exactly one @ with a name before it");
+        }
+        if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+            return refuse("the part after @ is not a domain name");
+        }
+        Ok(Self(address.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The form log lines and answers use: `j***@example.com`.
+pub fn mask_email(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().map(String::from).unwrap_or_default()),
+        None => "***".into(),
+    }
+}
+
+/// An appointment the booking tool asks for, with the attendee taken from the call's contact
+/// where the agent did not say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Booking {
+    pub start: DateTime<Utc>,
+    pub attendee_name: String,
+    pub attendee_email: EmailAddress,
+    /// The contact's zone: what the booking confirmation is written in.
+    pub time_zone: Tz,
+    pub phone: E164,
+}
+
+impl Booking {
+    /// From the tool call's parameters: `start` (ISO 8601; without an offset it is the contact's
+    /// local time), optional `name` and `email` (else the contact's name and `email` variable).
+    pub fn from_parameters(parameters: &Value, contact: &Contact, now: DateTime<Utc>) -> Result<Self, ParseError> {
+        let start_text = text(parameters, &["start", "startTime", "start_time", "datetime"])
+            .ok_or_else(|| ParseError::new("start", "is missing: give the appointment's start as ISO 8601, e.g. 2026-11-24T15:00"))?;
+        let start = parse_instant(start_text, contact.timezone)?;
+        if start <= now {
+            return Err(ParseError::new("start", format!("{start_text} has already passed: pick a time in the future")));
+        }
+        let attendee_name = text(parameters, &["name", "attendeeName", "attendee_name"])
+            .map(str::to_string)
+            .or_else(|| contact.name.clone().filter(|n| !n.trim().is_empty()))
+            .ok_or_else(|| ParseError::new("name", "is missing: ask for the attendee's name"))?;
+        let attendee_email = EmailAddress::parse(
+            text(parameters, &["email", "attendeeEmail", "attendee_email"])
+                .or_else(|| contact.variables.get("email").map(String::as_str))
+                .ok_or_else(|| ParseError::new("email", "is missing: ask where the confirmation should go"))?,
+        )?;
+        Ok(Self { start, attendee_name, attendee_email, time_zone: contact.timezone, phone: contact.phone.clone() })
+    }
+
+    /// How the agent may confirm it: "Tuesday, 24 November 2026, 3:00 PM".
+    pub fn spoken_start(&self) -> String {
+        spoken(self.start.with_timezone(&self.time_zone))
+    }
+}
+
+/// A follow-up email the email tool asks for; the recipient is the contact's `email` variable
+/// where the agent did not give one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowUpEmail {
+    pub to: EmailAddress,
+    pub subject: String,
+    pub body: String,
+}
+
+impl FollowUpEmail {
+    pub const MAX_SUBJECT: usize = 200;
+    pub const MAX_BODY: usize = 20_000;
+
+    /// From the tool call's parameters: `subject`, `content` (or `body`), optional `to_email`.
+    pub fn from_parameters(parameters: &Value, contact: &Contact) -> Result<Self, ParseError> {
+        let to = EmailAddress::parse(
+            text(parameters, &["to_email", "to", "email"])
+                .or_else(|| contact.variables.get("email").map(String::as_str))
+                .ok_or_else(|| ParseError::new("to_email", "is missing: ask for the address to send to"))?,
+        )?;
+        let subject = text(parameters, &["subject"]).ok_or_else(|| ParseError::new("subject", "is missing"))?;
+        if subject.chars().count() > Self::MAX_SUBJECT || subject.contains(['\r', '\n']) {
+            return Err(ParseError::new("subject", format!("must be one line of at most {} characters", Self::MAX_SUBJECT)));
+        }
+        let body = text(parameters, &["content", "body", "message"]).ok_or_else(|| ParseError::new("content", "is missing"))?;
+        if body.chars().count() > Self::MAX_BODY {
+            return Err(ParseError::new("content", format!("is longer than {} characters", Self::MAX_BODY)));
+        }
+        Ok(Self { to, subject: subject.to_string(), body: body.to_string() })
+    }
+}
+
+/// The first of `keys` that holds non-blank text.
+fn text<'a>(parameters: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    keys.iter().filter_map(|k| parameters.get(*k)?.as_str()).map(str::trim).find(|v| !v.is_empty())
+}
+
+/// An instant from RFC 3339, or from a local date-time read in `zone`.
+fn parse_instant(input: &str, zone: Tz) -> Result<DateTime<Utc>, ParseError> {
+    if let Ok(instant) = DateTime::parse_from_rfc3339(input) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    let local = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(input, format).ok())
+        .ok_or_else(|| ParseError::new("start", format!("{input:?} is not an ISO 8601 date and time, e.g. 2026-11-24T15:00")))?;
+    match zone.from_local_datetime(&local) {
+        LocalResult::Single(at) => Ok(at.with_timezone(&Utc)),
+        LocalResult::Ambiguous(..) | LocalResult::None => Err(ParseError::new(
+            "start",
+            format!("{input} happens twice or not at all in {} (a clock change): give it with its UTC offset", zone.name()),
+        )),
+    }
+}
+
+fn spoken(local: DateTime<Tz>) -> String {
+    local.format("%A, %-d %B %Y, %-I:%M %p").to_string()
+}
 
 /// The current-time tool's answer for a contact's time zone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -23,7 +207,7 @@ pub fn local_time(now: DateTime<Utc>, zone: Tz) -> LocalTime {
     LocalTime {
         timezone: zone.name().to_string(),
         local_time: local.to_rfc3339(),
-        spoken: local.format("%A, %-d %B %Y, %-I:%M %p").to_string(),
+        spoken: spoken(local),
         business_hours: weekday && (9..17).contains(&local.hour()),
     }
 }
@@ -32,6 +216,80 @@ pub fn local_time(now: DateTime<Utc>, zone: Tz) -> LocalTime {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn ada() -> Contact {
+        let mut new = crate::NewContact::new(E164::parse("+14155550123", None).unwrap(), chrono_tz::America::New_York);
+        new.name = Some("Ada Lovelace".into());
+        new.variables.insert("email".into(), "ada@example.com".into());
+        Contact::ready(crate::CampaignId::new(), new, Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap())
+    }
+
+    #[test]
+    fn tools_are_found_by_their_names_and_aliases() {
+        assert_eq!(AgentTool::parse("get_current_time"), Ok(AgentTool::CurrentTime));
+        assert_eq!(AgentTool::parse("schedule_consultation"), Ok(AgentTool::Book));
+        assert_eq!(AgentTool::parse("send_email"), Ok(AgentTool::Email));
+        for tool in AgentTool::ALL {
+            assert_eq!(AgentTool::parse(tool.as_str()), Ok(tool));
+        }
+        let unknown = AgentTool::parse("transfer").unwrap_err();
+        assert!(unknown.reason.contains("\"transfer\"") && unknown.reason.contains("book_appointment"), "{unknown}");
+    }
+
+    #[test]
+    fn email_addresses_need_one_at_and_a_domain() {
+        assert_eq!(EmailAddress::parse(" ada@example.com ").unwrap().as_str(), "ada@example.com");
+        for bad in ["", "ada", "@example.com", "ada@example", "ada@@example.com", "ada @example.com", "ada@example..com", "a<b>@x.com"] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(mask_email("ada@example.com"), "a***@example.com");
+    }
+
+    #[test]
+    fn a_booking_reads_local_times_in_the_contacts_zone_and_fills_the_attendee_from_the_contact() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
+        let booking = Booking::from_parameters(&serde_json::json!({"start": "2026-11-24T15:00"}), &ada(), now).unwrap();
+        assert_eq!(booking.start, Utc.with_ymd_and_hms(2026, 11, 24, 20, 0, 0).unwrap(), "15:00 in New York is 20:00 UTC");
+        assert_eq!(booking.attendee_name, "Ada Lovelace");
+        assert_eq!(booking.attendee_email.as_str(), "ada@example.com");
+        assert_eq!(booking.phone.as_str(), "+14155550123");
+        assert_eq!(booking.spoken_start(), "Tuesday, 24 November 2026, 3:00 PM");
+
+        let given = serde_json::json!({"start": "2026-11-24T15:00:00Z", "name": "Grace", "email": "grace@example.org"});
+        let booking = Booking::from_parameters(&given, &ada(), now).unwrap();
+        assert_eq!(booking.start, Utc.with_ymd_and_hms(2026, 11, 24, 15, 0, 0).unwrap(), "an offset wins over the zone");
+        assert_eq!((booking.attendee_name.as_str(), booking.attendee_email.as_str()), ("Grace", "grace@example.org"));
+    }
+
+    #[test]
+    fn a_booking_is_refused_with_what_to_ask_for() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
+        let field =
+            |parameters: serde_json::Value, contact: &Contact| Booking::from_parameters(&parameters, contact, now).unwrap_err().field;
+        assert_eq!(field(serde_json::json!({}), &ada()), "start");
+        assert_eq!(field(serde_json::json!({"start": "next tuesday"}), &ada()), "start");
+        assert_eq!(field(serde_json::json!({"start": "2026-11-20T10:00:00Z"}), &ada()), "start", "in the past");
+        assert_eq!(field(serde_json::json!({"start": "2027-03-14T02:30"}), &ada()), "start", "skipped by the clock change");
+        let mut anonymous = ada();
+        anonymous.name = None;
+        anonymous.variables.clear();
+        assert_eq!(field(serde_json::json!({"start": "2026-11-24T15:00"}), &anonymous), "name");
+        assert_eq!(field(serde_json::json!({"start": "2026-11-24T15:00", "name": "Ada"}), &anonymous), "email");
+        assert_eq!(field(serde_json::json!({"start": "2026-11-24T15:00", "email": "not an address"}), &ada()), "email");
+    }
+
+    #[test]
+    fn a_follow_up_email_goes_to_the_contact_unless_told_otherwise() {
+        let email = FollowUpEmail::from_parameters(&serde_json::json!({"subject": "Your quote", "content": "Hello"}), &ada()).unwrap();
+        assert_eq!((email.to.as_str(), email.subject.as_str(), email.body.as_str()), ("ada@example.com", "Your quote", "Hello"));
+        let other = serde_json::json!({"to_email": "grace@example.org", "subject": "Hi", "body": "Text"});
+        assert_eq!(FollowUpEmail::from_parameters(&other, &ada()).unwrap().to.as_str(), "grace@example.org");
+        let field = |parameters: serde_json::Value| FollowUpEmail::from_parameters(&parameters, &ada()).unwrap_err().field;
+        assert_eq!(field(serde_json::json!({"content": "Hello"})), "subject");
+        assert_eq!(field(serde_json::json!({"subject": "Two\nlines", "content": "Hello"})), "subject");
+        assert_eq!(field(serde_json::json!({"subject": "Hi"})), "content");
+        assert_eq!(field(serde_json::json!({"subject": "Hi", "content": "x", "to_email": "nobody"})), "email");
+    }
 
     #[test]
     fn the_contacts_local_time_and_business_hours() {

@@ -1,7 +1,7 @@
 //! Configuration read once from the environment, typed, with errors naming the variable.
 
 use domain::ProviderKind;
-use providers::{ProviderAccount, ProviderAccounts, TwilioAccount};
+use providers::{CalcomAccount, ProviderAccount, ProviderAccounts, TwilioAccount};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -43,6 +43,33 @@ pub struct Config {
     pub dialing: DialingConfig,
     pub webhooks: WebhookSecrets,
     pub bridge: BridgeConfig,
+    pub tools: ToolsConfig,
+}
+
+/// What the agent's booking and email tools need; a tool whose part is missing answers the agent
+/// with the variable to set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolsConfig {
+    /// `CALCOM_API_KEY` + `CALCOM_EVENT_TYPE_ID` (+ `CALCOM_BASE_URL`).
+    pub calcom: Option<CalcomAccount>,
+    pub email: EmailConfig,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmailConfig {
+    /// The verified sender (`OUTDIAL_EMAIL_FROM`).
+    pub from: Option<domain::EmailAddress>,
+    pub service: EmailService,
+}
+
+/// Where follow-up emails go (`OUTDIAL_EMAIL`): SES by default on DynamoDB (in AWS), else the
+/// local outbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum EmailService {
+    /// `SES_ENDPOINT` moves it elsewhere (moto_server).
+    Ses { endpoint: Option<String> },
+    #[default]
+    Local,
 }
 
 /// The media bridge's own settings (its URL and Twilio token live in `dialing` and `providers`).
@@ -292,6 +319,36 @@ impl Config {
                 BridgeConfig::default().drain_timeout.as_secs(),
             )?),
         };
+        let calcom = match (var("CALCOM_API_KEY"), var("CALCOM_EVENT_TYPE_ID")) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ConfigError::Missing("CALCOM_EVENT_TYPE_ID")),
+            (Some(api_key), Some(id)) => Some(CalcomAccount {
+                base_url: var("CALCOM_BASE_URL").unwrap_or_else(|| CalcomAccount::BASE_URL.into()),
+                api_key,
+                event_type_id: id.trim().parse().map_err(|_| ConfigError::Invalid {
+                    var: "CALCOM_EVENT_TYPE_ID",
+                    reason: format!("{id:?} is not an event type id (a whole number, in the event type's URL)"),
+                })?,
+            }),
+        };
+        let email = EmailConfig {
+            from: var("OUTDIAL_EMAIL_FROM")
+                .map(|from| domain::EmailAddress::parse(&from))
+                .transpose()
+                .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_EMAIL_FROM", reason: e.reason })?,
+            service: match var("OUTDIAL_EMAIL").as_deref() {
+                Some("ses") => EmailService::Ses { endpoint: var("SES_ENDPOINT") },
+                Some("local") => EmailService::Local,
+                None if matches!(store, StoreConfig::DynamoDb { .. }) => EmailService::Ses { endpoint: var("SES_ENDPOINT") },
+                None => EmailService::Local,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "OUTDIAL_EMAIL",
+                        reason: format!("{other:?} is neither \"ses\" nor \"local\""),
+                    });
+                }
+            },
+        };
         Ok(Self {
             store,
             log_format,
@@ -303,6 +360,7 @@ impl Config {
             dialing,
             webhooks,
             bridge,
+            tools: ToolsConfig { calcom, email },
         })
     }
 
@@ -377,6 +435,29 @@ mod tests {
         assert_eq!((c.bridge.verify_signature, c.bridge.drain_timeout.as_secs()), (false, 5));
         assert!(config(&[("OUTDIAL_BRIDGE_VERIFY_SIGNATURE", "no")]).unwrap_err().to_string().contains("OUTDIAL_BRIDGE_VERIFY_SIGNATURE"));
         assert!(config(&[("OUTDIAL_BRIDGE_DRAIN_SECONDS", "soon")]).unwrap_err().to_string().contains("OUTDIAL_BRIDGE_DRAIN_SECONDS"));
+    }
+
+    #[test]
+    fn the_booking_and_email_tools_read_their_accounts_with_named_errors() {
+        let tools = config(&[]).unwrap().tools;
+        assert_eq!((tools.calcom, tools.email.service, tools.email.from), (None, EmailService::Local, None));
+        let c =
+            config(&[("CALCOM_API_KEY", "cal_live_k"), ("CALCOM_EVENT_TYPE_ID", "1837761"), ("OUTDIAL_EMAIL_FROM", "calls@acme.example")])
+                .unwrap();
+        let calcom = c.tools.calcom.unwrap();
+        assert_eq!((calcom.base_url.as_str(), calcom.event_type_id), ("https://api.cal.com", 1837761));
+        assert_eq!(c.tools.email.from.unwrap().as_str(), "calls@acme.example");
+        assert_eq!(config(&[("CALCOM_API_KEY", "k")]).unwrap_err(), ConfigError::Missing("CALCOM_EVENT_TYPE_ID"));
+        let err = config(&[("CALCOM_API_KEY", "k"), ("CALCOM_EVENT_TYPE_ID", "consultation")]).unwrap_err();
+        assert!(err.to_string().contains("CALCOM_EVENT_TYPE_ID"), "{err}");
+        assert!(config(&[("OUTDIAL_EMAIL_FROM", "acme")]).unwrap_err().to_string().contains("OUTDIAL_EMAIL_FROM"));
+        assert!(config(&[("OUTDIAL_EMAIL", "smtp")]).unwrap_err().to_string().contains("OUTDIAL_EMAIL"));
+        let aws = config(&[("OUTDIAL_STORE", "dynamodb"), ("OUTDIAL_TABLE", "t"), ("SES_ENDPOINT", "http://127.0.0.1:5000")]).unwrap();
+        assert_eq!(aws.tools.email.service, EmailService::Ses { endpoint: Some("http://127.0.0.1:5000".into()) }, "SES in AWS by default");
+        assert_eq!(config(&[("OUTDIAL_EMAIL", "ses")]).unwrap().tools.email.service, EmailService::Ses { endpoint: None });
+        assert!(
+            !format!("{:?}", config(&[("CALCOM_API_KEY", "cal_live_k"), ("CALCOM_EVENT_TYPE_ID", "1")]).unwrap()).contains("cal_live_k")
+        );
     }
 
     #[test]

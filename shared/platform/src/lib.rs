@@ -1,8 +1,11 @@
 //! What every function shares: typed configuration, tracing with masked phone numbers,
-//! `application/problem+json` errors, API-key authentication, and the job-queue port.
+//! `application/problem+json` errors, API-key authentication, the job-queue, scheduler and email
+//! ports, and the agent's tools.
 
 pub mod auth;
+mod aws;
 pub mod config;
+pub mod email;
 pub mod extract;
 pub mod list;
 pub mod problem;
@@ -11,10 +14,16 @@ pub mod schedule;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tools;
 
 pub use auth::{AuthState, Authenticated, BearerKey};
-pub use config::{BridgeConfig, CallsPerSecond, Config, ConfigError, DialingConfig, SchedulerConfig, StoreConfig, WebhookSecrets};
+pub use config::{
+    BridgeConfig, CallsPerSecond, Config, ConfigError, DialingConfig, EmailConfig, EmailService, SchedulerConfig, StoreConfig, ToolsConfig,
+    WebhookSecrets,
+};
+pub use email::{AnyMailer, EmailError, KeptEmail, LocalOutbox, Mailer, SesMailer};
 pub use list::{List, PageQuery};
 pub use problem::Problem;
 pub use queue::{CRM_JOBS, DIAL_JOBS, JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};
 pub use schedule::{CampaignScheduler, EventBridgeScheduler, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, SchedulerError};
+pub use tools::{AgentTools, ToolCall, ToolError};

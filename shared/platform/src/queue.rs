@@ -209,12 +209,7 @@ fn sqs<E: std::error::Error + 'static, R: std::fmt::Debug>(e: aws_sdk_sqs::error
 
 impl SqsQueue {
     pub async fn client(endpoint: Option<&str>) -> Client {
-        let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region);
-        if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        Client::new(&loader.load().await)
+        Client::new(&crate::aws::sdk_config(endpoint).await)
     }
 
     /// Queues already deployed (`sam deploy` creates them): logical name → URL.

@@ -144,12 +144,7 @@ impl EventBridgeScheduler {
     pub async fn from_config(config: &crate::config::SchedulerConfig) -> Result<Self, SchedulerError> {
         let target = config.target_arn.as_deref().ok_or(SchedulerError::NotConfigured("CAMPAIGN_TICK_ARN"))?;
         let role = config.role_arn.as_deref().ok_or(SchedulerError::NotConfigured("SCHEDULER_ROLE_ARN"))?;
-        let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region);
-        if let Some(endpoint) = &config.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        Ok(Self::new(Client::new(&loader.load().await), &config.group, target, role))
+        Ok(Self::new(Client::new(&crate::aws::sdk_config(config.endpoint.as_deref()).await), &config.group, target, role))
     }
 }
 

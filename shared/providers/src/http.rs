@@ -135,6 +135,8 @@ pub(crate) enum Credential {
 pub(crate) struct ApiClient {
     http: Http,
     credential: Credential,
+    /// Sent with every request, e.g. the API version a provider's answers are read in.
+    headers: Vec<(&'static str, &'static str)>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -145,7 +147,12 @@ impl std::fmt::Debug for ApiClient {
 
 impl ApiClient {
     pub fn new(provider: &'static str, base: &str, credential: Credential, retry: RetryPolicy) -> Self {
-        Self { http: Http::new(provider, base, retry), credential }
+        Self { http: Http::new(provider, base, retry), credential, headers: Vec::new() }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// `missing` names what a 404 means, e.g. "assistant asst_1".
@@ -154,10 +161,13 @@ impl ApiClient {
     }
 
     pub async fn send(&self, method: Method, path: &str, body: Body<'_>, missing: &str) -> Result<Value, ProviderError> {
-        let authorise = |r: RequestBuilder| match &self.credential {
-            Credential::Bearer(key) => r.bearer_auth(key),
-            Credential::Header(name, key) => r.header(*name, key),
-            Credential::Basic { user, password } => r.basic_auth(user, Some(password)),
+        let authorise = |r: RequestBuilder| {
+            let r = self.headers.iter().fold(r, |r, (name, value)| r.header(*name, *value));
+            match &self.credential {
+                Credential::Bearer(key) => r.bearer_auth(key),
+                Credential::Header(name, key) => r.header(*name, key),
+                Credential::Basic { user, password } => r.basic_auth(user, Some(password)),
+            }
         };
         self.http.json(method, path, body, authorise, missing).await
     }

@@ -1,8 +1,9 @@
 //! Providers of AI voice assistants and calls, behind the `AssistantProvider` and `CallProvider`
 //! ports: Twilio (with the media bridge), Vapi, ElevenLabs Conversational AI, Retell, and the
-//! in-process simulator the demo and tests use.
+//! in-process simulator the demo and tests use; and Cal.com, where the agent's booking tool books.
 
 mod accounts;
+pub mod calcom;
 pub mod calls;
 pub mod elevenlabs;
 mod http;
@@ -16,6 +17,7 @@ use domain::{AssistantConfig, ProviderKind};
 use std::future::Future;
 
 pub use accounts::{AnyAssistantProvider, AssistantProviders, ProviderAccount, ProviderAccounts, ProviderEndpoint, TwilioAccount};
+pub use calcom::{BookedAppointment, CalCom, CalcomAccount};
 pub use calls::{CallOptions, CallProvider, CallProviders, CallRequest};
 pub use elevenlabs::ElevenLabs;
 pub use http::RetryPolicy;
