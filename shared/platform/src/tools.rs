@@ -1,7 +1,7 @@
 //! The agent's tools, run during a call: current time in the contact's zone, end the call, add
 //! the caller to the do-not-call list, book an appointment (Cal.com), send a follow-up email.
-//! One implementation, called by the media bridge for ElevenLabs client tools and by the tools'
-//! HTTP endpoints. A tool answers text for the agent to use, or an error that tells it what went
+//! One implementation: the media bridge runs it for ElevenLabs client tools, and the tools' HTTP
+//! endpoints are to call the same. A tool answers text for the agent to use, or an error that tells it what went
 //! wrong; it never holds the conversation up for longer than `AgentTools::TIMEOUT`.
 
 use crate::{
@@ -124,7 +124,7 @@ impl AgentTools {
                 let text = format!("appointment booked for {when} ({zone}), Cal.com booking {} ({})", booked.uid, booked.status);
                 note(store, call, &format!("booking:{}", booked.uid), text, now).await;
                 let pending = if booked.status == "pending" { " It waits for the host to confirm." } else { "" };
-                Ok(format!("Booked for {when} ({zone}).{pending} A confirmation goes to {}.", mask_email(booking.attendee_email.as_str())))
+                Ok(format!("Booked for {when} ({zone}).{pending} A confirmation goes to {}.", booking.attendee_email.as_str()))
             }
             AgentTool::Email => {
                 let email = FollowUpEmail::from_parameters(parameters, contact)?;
@@ -132,9 +132,9 @@ impl AgentTools {
                     EmailError::NotConfigured(variable) => ToolError::NotConfigured { tool: "email", variable },
                     other => ToolError::Failed(format!("the email was not sent: {other}")),
                 })?;
-                let to = mask_email(email.to.as_str());
-                note(store, call, &format!("email:{id}"), format!("follow-up email sent to {to}: {:?}", email.subject), now).await;
-                Ok(format!("The email is on its way to {to}."))
+                let masked = mask_email(email.to.as_str());
+                note(store, call, &format!("email:{id}"), format!("follow-up email sent to {masked}: {:?}", email.subject), now).await;
+                Ok(format!("The email is on its way to {}.", email.to.as_str()))
             }
         }
     }
