@@ -65,6 +65,8 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
     stack.accounts.elevenlabs = Some(providers::ProviderAccount { base_url: elevenlabs.uri(), api_key: "xi-e2e".into() });
     stack.webhooks.twilio_auth_token = Some(TOKEN.into());
     stack.bridge.twilio_auth_token = Some(TOKEN.into());
+    let outbox = platform::LocalOutbox::default();
+    stack.bridge.tools = platform::AgentTools::new(None, platform::AnyMailer::Local(outbox.clone()));
     tokio::spawn(outdial::serve(store.clone(), stack, listener));
 
     let org = store.create_org("Acme").await.unwrap().id;
@@ -85,7 +87,7 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
         .post(format!("{base}/campaigns/{campaign}/contacts"))
         .bearer_auth(&key)
         .header("content-type", "text/csv")
-        .body("phone,name\n+14155550123,Maria\n")
+        .body("phone,name,email\n+14155550123,Maria,maria@example.com\n")
         .send()
         .await
         .unwrap();
@@ -164,6 +166,25 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
         feed.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(feed.contains("event: transcript"), "{feed}");
+
+    // the agent's email tool writes to the contact's address from the import
+    send(
+        &mut agent,
+        json!({ "type": "client_tool_call", "client_tool_call": { "tool_name": "send_email", "tool_call_id": "tool_1",
+            "parameters": { "subject": "Your renewal", "content": "As discussed, here are the details." } } }),
+    )
+    .await;
+    let result = next_json(&mut agent).await;
+    assert_eq!(
+        (result["type"].as_str(), result["tool_call_id"].as_str(), result["is_error"].as_bool()),
+        (Some("client_tool_result"), Some("tool_1"), Some(false)),
+        "{result}"
+    );
+    let kept = outbox.kept();
+    assert_eq!(
+        kept.iter().map(|k| (k.email.to.as_str(), k.email.subject.as_str())).collect::<Vec<_>>(),
+        [("maria@example.com", "Your renewal")]
+    );
 
     send(
         &mut media,
