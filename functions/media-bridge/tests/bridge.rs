@@ -45,6 +45,7 @@ struct World {
     twilio_api: MockServer,
     conversations: tokio::sync::mpsc::UnboundedReceiver<Agent>,
     _elevenlabs_api: MockServer,
+    _refusing: tokio::net::TcpSocket,
 }
 
 async fn world() -> World {
@@ -87,10 +88,13 @@ async fn world_with(settings: impl FnOnce(&mut BridgeSettings), agent_listens: b
     store.record_placed_call(org, claim.call.id, placed).await.unwrap();
 
     // ElevenLabs: the signed-URL endpoint and the conversation socket
-    let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let agent_port = agent_listener.local_addr().unwrap().port();
     let (found, conversations) = tokio::sync::mpsc::unbounded_channel();
-    if agent_listens {
+    // a port bound but not listening refuses connections, and no other test can take it meanwhile
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let agent_port = if agent_listens {
+        let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = agent_listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             while let Ok((socket, _)) = agent_listener.accept().await {
                 if let Ok(ws) = tokio_tungstenite::accept_async(socket).await {
@@ -98,9 +102,10 @@ async fn world_with(settings: impl FnOnce(&mut BridgeSettings), agent_listens: b
                 }
             }
         });
+        port
     } else {
-        drop(agent_listener);
-    }
+        refusing.local_addr().unwrap().port()
+    };
     let elevenlabs_api = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1/convai/conversation/get-signed-url"))
@@ -149,6 +154,7 @@ async fn world_with(settings: impl FnOnce(&mut BridgeSettings), agent_listens: b
         twilio_api,
         conversations,
         _elevenlabs_api: elevenlabs_api,
+        _refusing: refusing,
     }
 }
 
