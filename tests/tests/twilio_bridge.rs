@@ -66,7 +66,7 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
     stack.webhooks.twilio_auth_token = Some(TOKEN.into());
     stack.bridge.twilio_auth_token = Some(TOKEN.into());
     let outbox = platform::LocalOutbox::default();
-    stack.bridge.tools = platform::AgentTools::new(None, platform::AnyMailer::Local(outbox.clone()));
+    stack.tools = platform::AgentTools::new(None, platform::AnyMailer::Local(outbox.clone()));
     tokio::spawn(outdial::serve(store.clone(), stack, listener));
 
     let org = store.create_org("Acme").await.unwrap().id;

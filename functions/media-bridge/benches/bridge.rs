@@ -123,7 +123,8 @@ async fn bridge_side(calls: usize, seconds: u64) {
 
     let agents = providers::ElevenLabs::new(&fake_api, "xi-bench", providers::RetryPolicy::once());
     let settings = media_bridge::BridgeSettings { verify_signature: false, ..Default::default() };
-    let bridge = media_bridge::Bridge::new(store, providers::CallProviders::default(), Some(agents), settings);
+    let bridge =
+        media_bridge::Bridge::new(store, providers::CallProviders::default(), Some(agents), platform::AgentTools::default(), settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("addr");
     tokio::spawn(media_bridge::serve(bridge.clone(), listener, std::future::pending()));

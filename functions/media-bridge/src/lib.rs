@@ -18,7 +18,7 @@ use axum::{
     routing::get,
 };
 use domain::CallId;
-use platform::{Authenticated, BearerKey, Problem, auth::AuthState};
+use platform::{AgentTools, Authenticated, BearerKey, Problem, auth::AuthState};
 use providers::{CallProviders, ElevenLabs, ProviderAccounts, RetryPolicy, signatures};
 use std::{sync::Arc, time::Duration};
 use store::Store;
@@ -44,8 +44,6 @@ pub struct BridgeSettings {
     pub transcript_interval: Duration,
     /// How long Twilio has to send `start` after the socket opens.
     pub start_timeout: Duration,
-    /// The booking and email services the agent's tools use (Cal.com, SES or the local outbox).
-    pub tools: platform::AgentTools,
 }
 
 impl Default for BridgeSettings {
@@ -58,7 +56,6 @@ impl Default for BridgeSettings {
             audio_queue_frames: 50,
             transcript_interval: Duration::from_secs(2),
             start_timeout: Duration::from_secs(10),
-            tools: platform::AgentTools::default(),
         }
     }
 }
@@ -82,7 +79,6 @@ impl BridgeSettings {
             stream_url: config.dialing.calls.bridge_url.clone(),
             verify_signature: config.bridge.verify_signature,
             drain_timeout: config.bridge.drain_timeout,
-            tools: platform::AgentTools::from_config(&config.tools),
             ..Self::default()
         }
     }
@@ -105,6 +101,8 @@ pub struct Bridge<S> {
     pub calls: CallProviders,
     /// Opens conversations (signed URLs); None when `ELEVENLABS_API_KEY` is not set.
     pub agents: Option<ElevenLabs>,
+    /// Runs the agent's tools, with the booking and email services the deployment configured.
+    pub tools: AgentTools,
     pub settings: BridgeSettings,
     pub metrics: metrics::Metrics,
     pub live: live::LiveFeeds,
@@ -113,7 +111,7 @@ pub struct Bridge<S> {
 }
 
 impl<S: Store> Bridge<S> {
-    pub fn new(store: S, calls: CallProviders, agents: Option<ElevenLabs>, settings: BridgeSettings) -> Arc<Self> {
+    pub fn new(store: S, calls: CallProviders, agents: Option<ElevenLabs>, tools: AgentTools, settings: BridgeSettings) -> Arc<Self> {
         if !settings.verify_signature {
             tracing::warn!(
                 "the media stream's X-Twilio-Signature is NOT checked (OUTDIAL_BRIDGE_VERIFY_SIGNATURE=false): use this only behind a local tunnel"
@@ -123,6 +121,7 @@ impl<S: Store> Bridge<S> {
             store,
             calls,
             agents,
+            tools,
             settings,
             metrics: metrics::Metrics::default(),
             live: live::LiveFeeds::default(),
@@ -133,14 +132,21 @@ impl<S: Store> Bridge<S> {
 
     /// From the deployment's configuration.
     pub fn from_config(store: S, config: &platform::Config, settings: BridgeSettings) -> Arc<Self> {
-        Self::with_accounts(store, CallProviders::new(&config.providers, &config.dialing.calls), &config.providers, settings)
+        let calls = CallProviders::new(&config.providers, &config.dialing.calls);
+        Self::with_accounts(store, calls, &config.providers, AgentTools::from_config(&config.tools), settings)
     }
 
     /// With the ElevenLabs account among `accounts`, when there is one.
-    pub fn with_accounts(store: S, calls: CallProviders, accounts: &ProviderAccounts, settings: BridgeSettings) -> Arc<Self> {
+    pub fn with_accounts(
+        store: S,
+        calls: CallProviders,
+        accounts: &ProviderAccounts,
+        tools: AgentTools,
+        settings: BridgeSettings,
+    ) -> Arc<Self> {
         let agents =
             accounts.elevenlabs.as_ref().map(|account| ElevenLabs::new(&account.base_url, &account.api_key, RetryPolicy::default()));
-        Self::new(store, calls, agents, settings)
+        Self::new(store, calls, agents, tools, settings)
     }
 
     /// Stops taking calls, lets active ones finish for the drain timeout, then closes the rest.

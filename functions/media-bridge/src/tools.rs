@@ -1,5 +1,5 @@
-//! The agent's client tools, run by the one tool implementation the tools' HTTP endpoints use
-//! (`platform::AgentTools`) for the call this stream carries.
+//! The agent's client tools, run by the one tool implementation (`platform::AgentTools`) for the
+//! call this stream carries.
 
 use crate::{Bridge, session::CallContext};
 use chrono::Utc;
@@ -16,5 +16,5 @@ pub async fn run<S: Store>(bridge: &Bridge<S>, call: &CallContext, name: &str, p
         provider: domain::CallProvider::Twilio,
         provider_call_id: &call.call_sid,
     };
-    bridge.settings.tools.run(&bridge.store, &bridge.calls, on, name, parameters, Utc::now()).await.map_err(|e| e.to_string())
+    bridge.tools.run(&bridge.store, &bridge.calls, on, name, parameters, Utc::now()).await.map_err(|e| e.to_string())
 }

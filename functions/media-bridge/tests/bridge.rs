@@ -49,11 +49,12 @@ struct World {
 }
 
 async fn world() -> World {
-    world_with(|_| {}, true).await
+    world_with(platform::AgentTools::default(), true).await
 }
 
-/// `settings` adjusts the bridge; `agent_listens` false points the signed URL at a closed port.
-async fn world_with(settings: impl FnOnce(&mut BridgeSettings), agent_listens: bool) -> World {
+/// `tools` runs the agent's tools; `agent_listens` false points the signed URL at a port that
+/// refuses connections.
+async fn world_with(tools: platform::AgentTools, agent_listens: bool) -> World {
     let store = SqliteStore::open_in_memory().unwrap();
     let org = store.create_org("Acme").await.unwrap().id;
     let config = AssistantConfig {
@@ -129,16 +130,15 @@ async fn world_with(settings: impl FnOnce(&mut BridgeSettings), agent_listens: b
     };
     let options =
         CallOptions { public_url: Some("https://hooks.example.com".into()), bridge_url: Some(STREAM_URL.into()), ..Default::default() };
-    let mut bridge_settings = BridgeSettings {
+    let bridge_settings = BridgeSettings {
         twilio_auth_token: Some(TOKEN.into()),
         stream_url: Some(STREAM_URL.into()),
         transcript_interval: Duration::from_millis(50),
         drain_timeout: Duration::from_millis(300),
         ..BridgeSettings::default()
     };
-    settings(&mut bridge_settings);
     let agents = ElevenLabs::new(&elevenlabs_api.uri(), "xi-test-key", RetryPolicy::once());
-    let bridge = Bridge::new(store.clone(), CallProviders::new(&accounts, &options), Some(agents), bridge_settings);
+    let bridge = Bridge::new(store.clone(), CallProviders::new(&accounts, &options), Some(agents), tools, bridge_settings);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
     tokio::spawn(media_bridge::serve(bridge.clone(), listener, std::future::pending()));
@@ -437,7 +437,7 @@ async fn the_booking_and_email_tools_book_at_cal_com_and_send_with_the_callers_d
     let account = providers::CalcomAccount { base_url: calcom.uri(), api_key: "cal_test_key".into(), event_type_id: 42 };
     let tools =
         platform::AgentTools::new(Some(providers::CalCom::new(&account, RetryPolicy::once())), platform::AnyMailer::Local(outbox.clone()));
-    let mut w = world_with(|s| s.tools = tools, true).await;
+    let mut w = world_with(tools, true).await;
     let (_twilio, mut agent, _) = w.started_call().await;
 
     // 10:00 in the contact's zone; the attendee's name comes from the contact
@@ -521,7 +521,7 @@ async fn an_agent_in_another_audio_format_ends_the_call_instead_of_sending_noise
 
 #[tokio::test]
 async fn an_agent_that_cannot_be_reached_gets_the_call_hung_up_and_recorded() {
-    let w = world_with(|_| {}, false).await;
+    let w = world_with(platform::AgentTools::default(), false).await;
     let mut twilio = w.stream_started().await;
     assert!(closes(&mut twilio).await);
     w.eventually_logged_error("could not be opened").await;

@@ -50,6 +50,8 @@ pub struct Stack {
     pub webhooks: WebhookSecrets,
     /// The media bridge on the same port (`/media`); its stream URL defaults to the public URL's.
     pub bridge: media_bridge::BridgeSettings,
+    /// The agent's tools, with the booking and email services configured (by default the local outbox).
+    pub tools: platform::AgentTools,
 }
 
 impl Stack {
@@ -65,6 +67,7 @@ impl Stack {
             dial_workers: 2,
             webhooks: config.webhooks.clone(),
             bridge: media_bridge::BridgeSettings::from_config(config),
+            tools: platform::AgentTools::from_config(&config.tools),
         }
     }
 
@@ -93,6 +96,7 @@ impl Default for Stack {
             dial_workers: 2,
             webhooks: WebhookSecrets::default(),
             bridge: media_bridge::BridgeSettings::default(),
+            tools: platform::AgentTools::default(),
         }
     }
 }
@@ -132,7 +136,7 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
     let mut secrets = stack.webhooks.clone();
     secrets.twilio_auth_token = secrets.twilio_auth_token.or_else(|| Some(CallProviders::SIMULATOR_ACCOUNT.1.to_string()));
     secrets.elevenlabs = secrets.elevenlabs.or_else(|| stack.dialing.calls.elevenlabs_webhook_secret.clone());
-    let bridge = media_bridge::Bridge::with_accounts(store.clone(), calls.clone(), &stack.accounts, stack.bridge);
+    let bridge = media_bridge::Bridge::with_accounts(store.clone(), calls.clone(), &stack.accounts, stack.tools, stack.bridge);
     let webhooks_state = webhooks::WebhookState {
         store: store.clone(),
         public_url: stack.dialing.calls.public_url.clone(),

@@ -336,12 +336,10 @@ impl Config {
                 .map(|from| domain::EmailAddress::parse(&from))
                 .transpose()
                 .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_EMAIL_FROM", reason: e.reason })?,
-            service: match var("OUTDIAL_EMAIL").as_deref() {
-                Some("ses") => EmailService::Ses { endpoint: var("SES_ENDPOINT") },
-                Some("local") => EmailService::Local,
-                None if matches!(store, StoreConfig::DynamoDb { .. }) => EmailService::Ses { endpoint: var("SES_ENDPOINT") },
-                None => EmailService::Local,
-                Some(other) => {
+            service: match (var("OUTDIAL_EMAIL").as_deref(), &store) {
+                (Some("ses"), _) | (None, StoreConfig::DynamoDb { .. }) => EmailService::Ses { endpoint: var("SES_ENDPOINT") },
+                (Some("local"), _) | (None, StoreConfig::Sqlite { .. }) => EmailService::Local,
+                (Some(other), _) => {
                     return Err(ConfigError::Invalid {
                         var: "OUTDIAL_EMAIL",
                         reason: format!("{other:?} is neither \"ses\" nor \"local\""),
