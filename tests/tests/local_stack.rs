@@ -181,8 +181,10 @@ async fn start_simulated_campaign(
     let http = reqwest::Client::new();
     let created: Value = http.post(format!("{base}/campaigns")).bearer_auth(key).json(&spec).send().await.unwrap().json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_string();
-    let csv: String =
-        std::iter::once("phone,name\n".to_string()).chain((0..contacts).map(|i| format!("+1415555{i:04},Contact {i}\n"))).collect();
+    let zone = platform::testing::midday_zone(chrono::Utc::now());
+    let csv: String = std::iter::once("phone,name,timezone,consent\n".to_string())
+        .chain((0..contacts).map(|i| format!("+1415555{i:04},Contact {i},{},yes\n", zone.name())))
+        .collect();
     let imported = http
         .post(format!("{base}/campaigns/{id}/contacts"))
         .bearer_auth(key)

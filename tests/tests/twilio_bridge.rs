@@ -83,11 +83,12 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
         "callingWindow": { "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59" } });
     let created: Value = http.post(format!("{base}/campaigns")).bearer_auth(&key).json(&spec).send().await.unwrap().json().await.unwrap();
     let campaign = created["id"].as_str().expect("a campaign id").to_string();
+    let zone = platform::testing::midday_zone(chrono::Utc::now());
     let contacts = http
-        .post(format!("{base}/campaigns/{campaign}/contacts"))
+        .post(format!("{base}/campaigns/{campaign}/contacts?consent=attested&consentSource=signup%20form"))
         .bearer_auth(&key)
         .header("content-type", "text/csv")
-        .body("phone,name,email\n+14155550123,Maria,maria@example.com\n")
+        .body(format!("phone,name,email,timezone\n+14155550123,Maria,maria@example.com,{}\n", zone.name()))
         .send()
         .await
         .unwrap();

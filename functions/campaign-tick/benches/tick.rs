@@ -54,6 +54,7 @@ async fn measure<S: Store>(store: S, n: u64, counter: &AtomicU64) -> (Vec<Durati
     let state = TickState {
         campaigns: campaigns::AppState { store: store.clone(), scheduler, accounts: Default::default(), import_max_bytes: 0 },
         queue: LocalQueue::open_in_memory(5).unwrap(),
+        window_margin: chrono::TimeDelta::seconds(120),
     };
     let (mut times, mut requests) = (Vec::new(), Vec::new());
     for run in 0..RUNS {

@@ -1,14 +1,16 @@
 //! The `campaign-tick` function: one campaign's tick, run by its EventBridge schedule (the
 //! payload is the schedule's input), by the local timer, and on demand after a call ends.
 //!
-//! A tick is idempotent per execution id, sweeps calls that went silent (TIMEOUT, capacity
-//! released once by the store), applies webhook events that came before their call was known,
-//! hands finished calls on to the CRM queue, claims contacts under the cap and calling window
-//! into queued calls with a dial job each, and completes the campaign once nothing is left. Its
-//! cost follows the number of calls it touches (at most the cap), never the campaign's size.
+//! A tick is idempotent per execution id (recorded once its work succeeded, so a failed one's
+//! retry runs again), sweeps calls that went silent (TIMEOUT, or FAILED when a dialer's request
+//! went unanswered; capacity released once by the store), applies webhook events that came before
+//! their call was known, hands finished calls on to the CRM queue, claims contacts under the cap
+//! and inside their legal calling window into queued calls with a dial job each, and completes
+//! the campaign once nothing is left. Its cost follows the number of calls it touches (at most
+//! the cap), never the campaign's size.
 
-use chrono::{DateTime, Utc};
-use domain::{CallEvent, CallEventKind, CampaignId, CampaignStatus, CrmJob, DialJob, EndReason, OrgId};
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{CallDetails, CallEvent, CallEventKind, CampaignId, CampaignStatus, CrmJob, DialJob, OrgId, Swept};
 use platform::{CRM_JOBS, CampaignScheduler, DIAL_JOBS, JobQueue, QueueError, ScheduledAction, ScheduledRun};
 use std::future::Future;
 use store::{Store, StoreError};
@@ -19,7 +21,7 @@ const ORPHANS_PER_TICK: u32 = 50;
 /// tick only repairs a crash in between; older ones are left to the log instead of re-read forever.
 const ORPHAN_RECHECK: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
-/// The dedupe key of the sweep's timeout event: one per call, so it applies once.
+/// The dedupe key of the sweep's ending event: one per call, so it applies once.
 const SWEEP_EVENT: &str = "sweep:timeout";
 
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +41,13 @@ impl From<platform::Problem> for TickError {
     }
 }
 
-/// What the tick needs: the campaigns function's state (store, scheduler, accounts) and the queue.
+/// What the tick needs: the campaigns function's state (store, scheduler, accounts), the queue,
+/// and how much of a contact's legal window must be left to claim it (`OUTDIAL_WINDOW_MARGIN_SECONDS`).
 #[derive(Clone)]
 pub struct TickState<S, C, Q> {
     pub campaigns: campaigns::AppState<S, C>,
     pub queue: Q,
+    pub window_margin: TimeDelta,
 }
 
 /// What one tick did.
@@ -99,23 +103,43 @@ pub async fn tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
     now: DateTime<Utc>,
 ) -> Result<TickReport, TickError> {
     let store = &state.campaigns.store;
-    let mut report = TickReport::default();
-    if !store.record_tick_execution(org, campaign_id, execution_id, now).await? {
-        report.repeated = true;
-        return Ok(report);
+    if store.has_tick_run(org, campaign_id, execution_id).await? {
+        return Ok(TickReport { repeated: true, ..TickReport::default() });
     }
+    let report = run_tick(state, org, campaign_id, now).await?;
+    // only now: a tick that failed half-way runs again when its execution is retried
+    store.record_tick_execution(org, campaign_id, execution_id, now).await?;
+    Ok(report)
+}
+
+/// The tick's work; safe to repeat (claims, sweeps and hand-overs each happen once in the store).
+async fn run_tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    state: &TickState<S, C, Q>,
+    org: OrgId,
+    campaign_id: CampaignId,
+    now: DateTime<Utc>,
+) -> Result<TickReport, TickError> {
+    let store = &state.campaigns.store;
+    let mut report = TickReport::default();
     let campaign = store.get_campaign(org, campaign_id).await?;
     // calls of a paused or canceled campaign still finish, and may still go silent
     for call in store.active_calls(org, campaign_id).await? {
-        if !call.is_stuck(now, campaign.settings.max_call_seconds) {
-            continue;
+        let Some(swept) = call.swept(now, campaign.settings.max_call_seconds) else { continue };
+        if swept == Swept::PlacementUnknown {
+            let details = CallDetails { error: Some(Swept::PLACEMENT_UNKNOWN.into()), ..Default::default() };
+            let event = CallEvent {
+                dedupe_key: format!("{SWEEP_EVENT}:error"),
+                occurred_at: now,
+                kind: CallEventKind::Details { details: Box::new(details) },
+            };
+            store.apply_call_event(org, call.id, event, now).await?;
         }
         let event =
-            CallEvent { dedupe_key: SWEEP_EVENT.into(), occurred_at: now, kind: CallEventKind::Ended { reason: EndReason::Timeout } };
+            CallEvent { dedupe_key: SWEEP_EVENT.into(), occurred_at: now, kind: CallEventKind::Ended { reason: swept.end_reason() } };
         let applied = store.apply_call_event(org, call.id, event, now).await?;
         if applied.transition.is_some_and(|t| t.releases_capacity) {
             report.timed_out += 1;
-            tracing::warn!(campaign = %campaign_id, call = %call.id, state = call.state.as_str(), "no news from the provider: call timed out");
+            tracing::warn!(campaign = %campaign_id, call = %call.id, state = call.state.as_str(), ?swept, "no news from the provider: call ended by the sweep");
         }
     }
     for (provider, provider_call_id) in store.orphaned_calls(ORPHANS_PER_TICK, now - ORPHAN_RECHECK).await? {
@@ -130,7 +154,7 @@ pub async fn tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
         }
     }
     if campaign.status == CampaignStatus::Running {
-        let claims = store.claim_due_contacts(org, campaign_id, now, campaign.cap.get()).await?;
+        let claims = store.claim_due_contacts(org, campaign_id, now, campaign.cap.get(), state.window_margin).await?;
         report.claimed = claims.len() as u32;
         let jobs = claims.iter().map(|c| {
             let job = DialJob { org_id: org, campaign_id, call_id: c.call.id };

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let scheduler = EventBridgeScheduler::from_config(&config.scheduler).await?;
     let queue = config.sqs_queues().await;
     let campaigns = campaigns::AppState { store, scheduler, accounts: config.providers.clone(), import_max_bytes: config.import_max_bytes };
-    let state = TickState { campaigns, queue };
+    let state = TickState { campaigns, queue, window_margin: config.dialing.window_margin() };
     lambda_runtime::run(service_fn(|event: LambdaEvent<ScheduledRun>| {
         let state = state.clone();
         // boxed: the tick's future is deep enough to overflow the layout query of the runtime's

@@ -5,11 +5,16 @@
 use campaign_tick::{TickState, on_scheduled_run, tick};
 use chrono::{DateTime, Duration, Utc};
 use domain::{
-    CallEvent, CallEventKind, CallState, CampaignSettings, CampaignStatus, Cap, ContactDisposition, ContactState, DialJob, DialMode, E164,
-    EndReason, NewCampaign, NewContact, OrgId,
+    CallEvent, CallEventKind, CallState, CampaignSettings, CampaignStatus, Cap, ContactDisposition, ContactState, CrmTarget, DialJob,
+    DialMode, E164, EmergencyStop, EndReason, NewCampaign, NewContact, OrgId,
 };
 use platform::{
-    CampaignScheduler, DIAL_JOBS, JobQueue, LocalQueue, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, testing::load_event,
+    CRM_JOBS, CampaignScheduler, DIAL_JOBS, JobQueue, LocalQueue, LocalScheduler, QueueError, ReceivedJob, Schedule, ScheduledAction,
+    ScheduledRun, testing::load_event,
+};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
 };
 use std::{collections::HashSet, time::Duration as StdDuration};
 use store::{ContactFilter, PageRequest, SqliteStore, Store, testing::dynamodb_test_store};
@@ -34,7 +39,7 @@ async fn world<S: Store>(store: S) -> World<S> {
     let queue = LocalQueue::open_in_memory(LocalQueue::DEFAULT_MAX_RECEIVES).unwrap();
     let org = store.create_org("Acme").await.unwrap().id;
     let campaigns = campaigns::AppState { store, scheduler, accounts: Default::default(), import_max_bytes: 1 << 20 };
-    World { state: TickState { campaigns, queue }, org, _fired: fired }
+    World { state: TickState { campaigns, queue, window_margin: Duration::seconds(120) }, org, _fired: fired }
 }
 
 impl<S: Store> World<S> {
@@ -202,6 +207,153 @@ pub async fn the_schedulers_sample_input_runs_a_tick<S: Store>(store: S) {
     assert!(on_scheduled_run(&w.state, &run).await.unwrap().repeated, "EventBridge retrying the same execution");
 }
 
+pub async fn the_legal_hours_of_each_contacts_state_bound_its_claims<S: Store>(store: S) {
+    use chrono::TimeZone;
+    let w = world(store).await;
+    let ny = chrono_tz::America::New_York;
+    let number = |n: &str| E164::parse(n, None).unwrap();
+    // one zone, three states: Florida ends at 20:00, New York at 21:00, Utah forbids Sundays
+    let contacts = ["+13055550101", "+12125550102", "+18015550103"].into_iter().map(|n| NewContact::new(number(n), ny)).collect();
+    let every_day = domain::CallingWindow::parse(
+        [domain::Day::Mon, domain::Day::Tue, domain::Day::Wed, domain::Day::Thu, domain::Day::Fri, domain::Day::Sat, domain::Day::Sun],
+        "07:00",
+        "23:00",
+    )
+    .unwrap();
+    let campaign = w.running(10, CampaignSettings { calling_window: every_day, ..Default::default() }, contacts).await;
+    // the numbers dialed since the last look, each call then answered (its contact is done)
+    let dialed = || async {
+        let mut phones = Vec::new();
+        for job in w.drain_jobs().await {
+            phones.push(w.store().get_call(w.org, job.call_id).await.unwrap().phone.as_str().to_string());
+            w.end(job.call_id, EndReason::Completed, t0()).await;
+        }
+        phones.sort();
+        phones
+    };
+    // Sunday 17 January 2027, 20:30 in New York: Florida has closed, Utah never opened, 21:30 is past every state's hours
+    let sunday = |h, m| ny.with_ymd_and_hms(2027, 1, 17, h, m, 0).unwrap().with_timezone(&Utc);
+    assert_eq!(w.tick(campaign.id, "late", sunday(21, 30)).await.claimed, 0, "the campaign's 23:00 is past the federal 21:00");
+    assert_eq!(w.tick(campaign.id, "sunday", sunday(20, 30)).await.claimed, 1);
+    assert_eq!(dialed().await, ["+12125550102"]);
+    // Monday 18 January 2027 is a legal holiday, which Utah keeps free of calls too; Tuesday morning it is not
+    let tuesday = ny.with_ymd_and_hms(2027, 1, 19, 9, 0, 0).unwrap().with_timezone(&Utc);
+    assert_eq!(w.tick(campaign.id, "holiday", tuesday - Duration::days(1)).await.claimed, 1);
+    assert_eq!(dialed().await, ["+13055550101"], "Florida calls on a federal holiday");
+    assert_eq!(w.tick(campaign.id, "tuesday", tuesday).await.claimed, 1);
+    assert_eq!(dialed().await, ["+18015550103"], "Utah on a working day");
+}
+
+pub async fn the_emergency_stop_keeps_a_scheduled_start_from_running<S: Store>(store: S) {
+    let w = world(store).await;
+    let start_at = t0() + Duration::minutes(1);
+    let settings = CampaignSettings { caller_ids: vec![phone(9)], start_at: Some(start_at), ..Default::default() };
+    let new = NewCampaign::parse("later", Cap::parse(5).unwrap(), settings).unwrap();
+    let config = domain::assistant::templates()[0].config.clone();
+    let assistant = w
+        .store()
+        .create_assistant(w.org, domain::NewAssistant::local("Agent", domain::ProviderKind::Simulator, config).unwrap(), t0())
+        .await
+        .unwrap();
+    let c = w.store().create_campaign(w.org, new.with_assistant(assistant.id)).await.unwrap();
+    w.store().add_contacts(w.org, c.id, new_york(0..3), t0()).await.unwrap();
+    w.state.campaigns.scheduler.create(w.org, c.id, Schedule::StartAt(start_at)).await.unwrap();
+    w.store().set_emergency_stop(w.org, Some(EmergencyStop { since: t0(), by: Some("key_test".into()) })).await.unwrap();
+    let start = ScheduledRun {
+        org: w.org,
+        campaign: c.id,
+        action: ScheduledAction::Start,
+        execution_id: "start-1".into(),
+        scheduled_time: start_at.to_rfc3339(),
+    };
+    on_scheduled_run(&w.state, &start).await.unwrap();
+    let refused = w.store().get_campaign(w.org, c.id).await.unwrap();
+    assert_eq!(refused.status, CampaignStatus::Draft, "the stop holds: it never runs");
+    let why = refused.start_refused.expect("why it did not start is recorded");
+    assert_eq!(why.reason, "emergency-stop");
+    assert!(why.detail.contains("emergency stop"), "{}", why.detail);
+    assert!(w.state.campaigns.scheduler.get(c.id, ScheduledAction::Start).await.unwrap().is_none(), "the one-shot schedule is gone");
+    assert_eq!(w.tick(c.id, "t1", start_at + Duration::minutes(1)).await.claimed, 0);
+    w.store().set_emergency_stop(w.org, None).await.unwrap();
+    on_scheduled_run(&w.state, &ScheduledRun { execution_id: "start-2".into(), ..start }).await.unwrap();
+    assert_eq!(w.store().get_campaign(w.org, c.id).await.unwrap().status, CampaignStatus::Running, "lifted and started: it runs");
+    assert_eq!(w.tick(c.id, "t2", start_at + Duration::minutes(2)).await.claimed, 3);
+}
+
+/// The local queue, failing its first `failures` sends of CRM jobs.
+#[derive(Clone)]
+struct FlakyQueue {
+    inner: LocalQueue,
+    failures: Arc<AtomicU32>,
+}
+
+impl JobQueue for FlakyQueue {
+    async fn send(&self, queue: &str, body: String) -> Result<String, QueueError> {
+        if queue == CRM_JOBS && self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(QueueError::Backend("crm-jobs is throttled".into()));
+        }
+        self.inner.send(queue, body).await
+    }
+    async fn receive(&self, queue: &str, max: u32, visibility: StdDuration) -> Result<Vec<ReceivedJob>, QueueError> {
+        self.inner.receive(queue, max, visibility).await
+    }
+    async fn delete(&self, queue: &str, receipt: &str) -> Result<(), QueueError> {
+        self.inner.delete(queue, receipt).await
+    }
+    async fn retry_after(&self, queue: &str, receipt: &str, delay: StdDuration) -> Result<(), QueueError> {
+        self.inner.retry_after(queue, receipt, delay).await
+    }
+    async fn dead_letters(&self, queue: &str, max: u32) -> Result<Vec<ReceivedJob>, QueueError> {
+        self.inner.dead_letters(queue, max).await
+    }
+}
+
+pub async fn a_failed_ticks_retry_runs_again_and_still_claims_each_contact_once<S: Store>(store: S) {
+    let w = world(store).await;
+    let settings = CampaignSettings { crm: Some(CrmTarget::Webhook { url: "https://crm.example.com/hook".into() }), ..Default::default() };
+    let campaign = w.running(3, settings, new_york(0..5)).await;
+    assert_eq!(w.tick(campaign.id, "warm-up", t0()).await.claimed, 3);
+    let first = w.store().active_calls(w.org, campaign.id).await.unwrap()[0].id;
+    w.end(first, EndReason::Busy, t0()).await;
+    let flaky = FlakyQueue { inner: w.state.queue.clone(), failures: Arc::new(AtomicU32::new(1)) };
+    let state = TickState { campaigns: w.state.campaigns.clone(), queue: flaky, window_margin: w.state.window_margin };
+    let at = t0() + Duration::seconds(10);
+    let failed = tick(&state, w.org, campaign.id, "exec-7", at).await;
+    assert!(failed.is_err(), "the finished call's CRM job could not be queued");
+    // EventBridge retries the execution, here twice at once: it runs again, and claims the freed slot once
+    let retries = futures::future::join_all((0..2).map(|_| tick(&state, w.org, campaign.id, "exec-7", at))).await;
+    let reports: Vec<_> = retries.into_iter().map(Result::unwrap).collect();
+    assert!(reports.iter().all(|r| !r.repeated), "a failed execution is not recorded as done: {reports:?}");
+    assert_eq!(reports.iter().map(|r| r.claimed).sum::<u32>(), 1, "one slot was free: {reports:?}");
+    assert_eq!(reports.iter().map(|r| r.post_calls).sum::<u32>(), 1, "the finished call is handed on once: {reports:?}");
+    let jobs = w.drain_jobs().await;
+    assert_eq!(jobs.iter().map(|j| j.call_id).collect::<HashSet<_>>().len(), 3 + 1, "four calls queued, each once");
+    let c = w.store().get_campaign(w.org, campaign.id).await.unwrap();
+    assert_eq!(c.counters.active_calls, 3, "never above the cap");
+    let crm = w.state.queue.receive(CRM_JOBS, 10, StdDuration::from_secs(60)).await.unwrap();
+    assert_eq!(crm.len(), 1, "one CRM job for the finished call");
+    assert!(tick(&state, w.org, campaign.id, "exec-7", at).await.unwrap().repeated, "done now: a third delivery does nothing");
+}
+
+pub async fn the_sweep_leaves_a_call_alone_while_a_dialer_holds_it<S: Store>(store: S) {
+    let w = world(store).await;
+    let campaign = w.running(1, CampaignSettings::default(), new_york(0..2)).await;
+    assert_eq!(w.tick(campaign.id, "c1", t0()).await.claimed, 1);
+    let call = w.store().active_calls(w.org, campaign.id).await.unwrap().remove(0);
+    // its job waited 4 minutes in the queue; a dialer takes it and waits for its pacing slot
+    assert!(w.store().begin_dial(w.org, call.id, t0() + Duration::minutes(4)).await.unwrap());
+    let report = w.tick(campaign.id, "c2", t0() + Duration::minutes(6)).await;
+    assert_eq!((report.timed_out, report.claimed), (0, 0), "six minutes after the claim, two after the dialer took it: left alone");
+    // a dialer that never comes back: its request may have reached the provider
+    let report = w.tick(campaign.id, "c3", t0() + Duration::minutes(9) + Duration::seconds(1)).await;
+    assert_eq!((report.timed_out, report.claimed), (1, 1));
+    let swept = w.store().get_call(w.org, call.id).await.unwrap();
+    assert_eq!((swept.state, swept.end_reason), (CallState::Failed, Some(EndReason::Failed)));
+    assert!(swept.details.error.as_deref().unwrap().starts_with("placement outcome unknown"), "{:?}", swept.details.error);
+    let contact = w.store().get_contact(w.org, campaign.id, call.contact_id).await.unwrap();
+    assert_eq!((contact.state, contact.attempts), (ContactState::Ready, 1), "retried later by the policy: the attempt may have rung");
+}
+
 macro_rules! on_both_stores {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -232,4 +384,8 @@ on_both_stores!(
     the_sweep_times_out_silent_calls_and_releases_capacity_once,
     a_repeated_execution_does_nothing_and_a_finished_campaign_completes,
     the_schedulers_sample_input_runs_a_tick,
+    the_legal_hours_of_each_contacts_state_bound_its_claims,
+    the_emergency_stop_keeps_a_scheduled_start_from_running,
+    a_failed_ticks_retry_runs_again_and_still_claims_each_contact_once,
+    the_sweep_leaves_a_call_alone_while_a_dialer_holds_it,
 );

@@ -12,10 +12,10 @@ use axum::{
 use chrono::Utc;
 use domain::{
     CampaignStatus, Region,
-    import::{ColumnRole, ImportDefaults, RowError, contact_from_row},
+    import::{Attestation, ColumnRole, HeaderError, ImportDefaults, RowError, contact_from_row},
 };
 use futures::StreamExt;
-use platform::{Authenticated, CampaignScheduler, Problem, extract::Query};
+use platform::{AuthenticatedKey, CampaignScheduler, Problem, extract::Query};
 use serde::{Deserialize, Serialize};
 use std::{
     io::{BufRead, BufReader, Read},
@@ -58,9 +58,39 @@ pub struct InvalidRow {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct ImportQuery {
     /// Country in which national numbers are read (ISO 3166-1 alpha-2); by default the campaign's.
     pub region: Option<String>,
+    /// `attested`: you attest that every contact in the file agreed to be called (recorded with
+    /// your API key's id and the time); needed when the file has no `consent` column.
+    pub consent: Option<String>,
+    /// With `consent=attested`: how and where the contacts agreed (e.g. "web form, 2026-10").
+    pub consent_source: Option<String>,
+}
+
+impl ImportQuery {
+    /// The attestation the query carries, if any, made by `key_id` at `now`.
+    fn attestation(&self, key_id: &str, now: chrono::DateTime<Utc>) -> Result<Option<Attestation>, Problem> {
+        match (self.consent.as_deref(), self.consent_source.as_deref()) {
+            (None, None) => Ok(None),
+            (Some("attested"), source) => Attestation::parse(source.unwrap_or_default(), key_id, now)
+                .map(Some)
+                .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent-missing", "Consent not on record", e.to_string())),
+            (Some(other), _) => Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-consent",
+                "Invalid consent attestation",
+                format!("consent={other:?}: the only attestation is consent=attested (with consentSource=<how the contacts agreed>)"),
+            )),
+            (None, Some(_)) => Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-consent",
+                "Invalid consent attestation",
+                "consentSource is only read with consent=attested",
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +104,8 @@ enum Format {
 /// Why an import stopped before the end of the file.
 #[derive(Debug)]
 enum Stop {
-    MissingPhoneColumn,
+    /// Read from the header (or the first JSON object): nothing was written.
+    Header(HeaderError),
     TooLarge,
     Malformed(String),
     /// The store side went away (it failed; its error is the one reported).
@@ -103,6 +134,8 @@ struct Rows {
     batch: Vec<domain::NewContact>,
     out: mpsc::Sender<Vec<domain::NewContact>>,
     tally: Tally,
+    /// JSON rows carry their own fields: the first says whether the file records consent.
+    first_row_seen: bool,
 }
 
 impl Rows {
@@ -144,6 +177,12 @@ impl Rows {
                 (ColumnRole::of(&k), text)
             })
             .collect();
+        if !std::mem::replace(&mut self.first_row_seen, true) {
+            let keys = pairs.iter().filter(|(role, _)| *role == ColumnRole::Consent).map(|_| "consent").chain(["phone"]);
+            if let Err(HeaderError::ConsentMissing) = ColumnRole::of_headers(keys, self.defaults.attestation.is_some()) {
+                return Err(Stop::Header(HeaderError::ConsentMissing));
+            }
+        }
         if !pairs.iter().any(|(role, _)| *role == ColumnRole::Phone) {
             self.tally.invalid(line, RowError::new("", "no phone field: name it phone, phone_number or number"));
             return Ok(());
@@ -166,7 +205,7 @@ fn parse_csv(reader: impl Read, rows: &mut Rows, too_large: &AtomicBool) -> Resu
         Ok(h) => h.clone(),
         Err(e) => return Err(csv_stop(e, too_large)),
     };
-    let roles = ColumnRole::of_headers(headers.iter()).map_err(|_| Stop::MissingPhoneColumn)?;
+    let roles = ColumnRole::of_headers(headers.iter(), rows.defaults.attestation.is_some()).map_err(Stop::Header)?;
     let newlines_in = |record: &csv::StringRecord| record.iter().map(|f| f.bytes().filter(|b| *b == b'\n').count() as u64).sum::<u64>();
     // the reader counts record terminators only: add the newlines inside quoted fields so far
     let mut embedded = newlines_in(&headers);
@@ -299,17 +338,17 @@ fn too_large(max: u64) -> Problem {
 /// line). Rows are streamed; the reply counts what became of every row and lists invalid ones.
 #[utoipa::path(post, path = "/campaigns/{id}/contacts", tag = "campaigns",
     params(("id" = String, Path, description = "campaign id"), ImportQuery),
-    request_body(content(("text/csv"), ("application/json"), ("application/x-ndjson")), description = "a header row with a phone column (also phone_number, number); name, first_name, last_name, business_name, email, timezone, priority, consent; any other column becomes a dynamic variable"),
+    request_body(content(("text/csv"), ("application/json"), ("application/x-ndjson")), description = "a header row with a phone column (also phone_number, number); name, first_name, last_name, business_name, email, timezone, state, priority, consent, consent_source, consent_at; any other column becomes a dynamic variable. Without a consent column, attest with consent=attested&consentSource=…"),
     security(("apiKey" = [])),
     responses((status = 200, body = ImportReport),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "the campaign is neither draft nor paused"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "no phone column, or an unreadable file"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "no phone column, no consent on record (consent-missing), or an unreadable file"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler>(
     State(state): State<AppState<S, C>>,
-    Authenticated(org): Authenticated,
+    AuthenticatedKey { org, key_id }: AuthenticatedKey,
     Path(id): Path<String>,
     Query(q): Query<ImportQuery>,
     headers: HeaderMap,
@@ -321,6 +360,8 @@ pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler>(
         return Err(Problem::new(StatusCode::CONFLICT, "invalid-state", "Campaign not importable", detail));
     }
     let format = format_of(&headers)?;
+    let now = Utc::now();
+    let attestation = q.attestation(&key_id, now)?;
     let region = match q.region.as_deref() {
         Some(r) => Some(Region::parse(r)?),
         None => campaign.settings.import_region(),
@@ -345,9 +386,9 @@ pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler>(
     });
     let reader = BufReader::with_capacity(256 * 1024, tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(chunks)));
     let (out, mut batches) = mpsc::channel(2);
-    let defaults = ImportDefaults { region, timezone: campaign.settings.timezone };
+    let defaults = ImportDefaults { region, timezone: campaign.settings.timezone, attestation, now };
     let parser = tokio::task::spawn_blocking(move || {
-        let mut rows = Rows { defaults, batch: Vec::with_capacity(BATCH_ROWS), out, tally: Tally::default() };
+        let mut rows = Rows { defaults, batch: Vec::with_capacity(BATCH_ROWS), out, tally: Tally::default(), first_row_seen: false };
         let parsed = match format {
             Format::Csv => parse_csv(reader, &mut rows, &over),
             Format::Json => parse_json(reader, &mut rows, &over),
@@ -358,7 +399,6 @@ pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler>(
     });
 
     let mut report = ImportReport::default();
-    let now = Utc::now();
     while let Some(batch) = batches.recv().await {
         let added = state.store.add_contacts(org, campaign.id, batch, now).await?;
         report.imported += added.added;
@@ -375,12 +415,15 @@ pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler>(
     let counts = |p: Problem| p.with("imported", report.imported).with("duplicate", report.duplicate).with("invalid", report.invalid);
     match parsed {
         Ok(()) => Ok(axum::Json(report)),
-        Err(Stop::MissingPhoneColumn) => Err(Problem::new(
+        Err(Stop::Header(HeaderError::MissingPhoneColumn)) => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "missing-phone-column",
             "No phone column",
             "the header row has no phone column: name one of the columns phone, phone_number or number",
         )),
+        Err(Stop::Header(e @ HeaderError::ConsentMissing)) => {
+            Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent-missing", "Consent not on record", e.to_string()))
+        }
         Err(Stop::TooLarge) => Err(counts(too_large(max))),
         Err(Stop::Malformed(reason)) => Err(counts(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -68,6 +68,10 @@ pub struct CampaignView {
     #[serde(flatten)]
     pub campaign: Campaign,
     pub progress: Progress,
+    /// What the legal calling hours narrow in the campaign's window for its contacts (the
+    /// federal 08:00–21:00, their states' rules), one sentence each (single-campaign reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_window_notes: Option<Vec<String>>,
 }
 
 impl CampaignView {
@@ -84,7 +88,17 @@ impl CampaignView {
             by_state: tally.as_ref().map(|t| t.by_state.clone()),
             by_disposition: tally.map(|t| t.by_disposition),
         };
-        Self { campaign, progress }
+        Self { campaign, progress, effective_window_notes: None }
+    }
+
+    /// The view of one campaign read on its own: its progress by state and disposition, and
+    /// what the law narrows in its window for the areas its contacts are in.
+    pub async fn single<S: Store>(store: &S, campaign: Campaign) -> Result<Self, store::StoreError> {
+        let (org, id) = (campaign.org_id, campaign.id);
+        let tally = store.contact_tally(org, id).await?;
+        let areas = store.calling_areas(org, id).await?;
+        let notes = domain::calling_hours::narrowing_notes(&campaign.settings.calling_window, areas.iter().map(|a| a.state));
+        Ok(Self { effective_window_notes: Some(notes), ..Self::new(campaign, Some(tally)) })
     }
 }
 
@@ -114,7 +128,7 @@ pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>>
         .routes(routes!(lifecycle::pause_campaign))
         .routes(routes!(lifecycle::resume_campaign))
         .routes(routes!(lifecycle::cancel_campaign))
-        .routes(routes!(lifecycle::emergency_stop))
+        .routes(routes!(lifecycle::emergency_stop, lifecycle::emergency_stop_status, lifecycle::lift_emergency_stop))
         .routes(routes!(dnc::list_do_not_call, dnc::import_do_not_call))
         .routes(routes!(dnc::add_do_not_call, dnc::remove_do_not_call))
         .routes(routes!(calls::get_call))
@@ -167,7 +181,8 @@ async fn list_campaigns<S: Store, C: CampaignScheduler>(
     Ok(axum::Json(List::of(page, |c| CampaignView::new(c, None))))
 }
 
-/// One campaign with its progress: contacts by state and disposition, active calls, attempts.
+/// One campaign with its progress (contacts by state and disposition, active calls, attempts) and
+/// `effectiveWindowNotes`: what the legal calling hours narrow in its window.
 #[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns", params(("id" = String, Path, description = "campaign id")), security(("apiKey" = [])),
     responses((status = 200, body = CampaignView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 async fn get_campaign<S: Store, C: CampaignScheduler>(
@@ -175,10 +190,8 @@ async fn get_campaign<S: Store, C: CampaignScheduler>(
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
-    let id = campaign_id(&id)?;
-    let campaign = state.store.get_campaign(org, id).await?;
-    let tally = state.store.contact_tally(org, id).await?;
-    Ok(axum::Json(CampaignView::new(campaign, Some(tally))))
+    let campaign = state.store.get_campaign(org, campaign_id(&id)?).await?;
+    Ok(axum::Json(CampaignView::single(&state.store, campaign).await?))
 }
 
 /// The campaign's contacts, optionally only those in one state or with one disposition.

@@ -8,9 +8,9 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use chrono::Utc;
-use domain::{Campaign, CampaignId, CampaignStatus, OrgId};
-use platform::{Authenticated, CampaignScheduler, List, Problem, Schedule, ScheduledAction, ScheduledRun, SchedulerError};
+use chrono::{DateTime, Utc};
+use domain::{Campaign, CampaignId, CampaignStatus, EmergencyStop, OrgId, StartRefusal};
+use platform::{Authenticated, AuthenticatedKey, CampaignScheduler, Problem, Schedule, ScheduledAction, ScheduledRun, SchedulerError};
 use serde::Serialize;
 use store::{Store, StoreError};
 use utoipa::ToSchema;
@@ -58,13 +58,30 @@ async fn drop_start_schedule<S: Store, C: CampaignScheduler>(state: &AppState<S,
     }
 }
 
-/// Runs the launch checks and moves the campaign from `from` to running.
+/// The 409 a start or resume gets while the organisation's emergency stop holds.
+fn stopped(id: CampaignId, stop: &EmergencyStop) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "emergency-stop",
+        "Emergency stop",
+        format!(
+            "campaign {id} cannot run: the organisation's emergency stop holds since {}; lift it with DELETE /emergency-stop (or `outdial stop --lift`) first",
+            stop.since.to_rfc3339()
+        ),
+    )
+}
+
+/// Runs the launch checks and moves the campaign from `from` to running, unless the
+/// organisation's emergency stop holds.
 async fn launch<S: Store, C: CampaignScheduler>(
     state: &AppState<S, C>,
     org: OrgId,
     id: CampaignId,
     from: CampaignStatus,
 ) -> Result<Campaign, Problem> {
+    if let Some(stop) = state.store.get_org(org).await?.emergency_stop {
+        return Err(stopped(id, &stop));
+    }
     let campaign = state.store.get_campaign(org, id).await?;
     if campaign.status != from {
         let verb = if from == CampaignStatus::Draft { "started" } else { "resumed" };
@@ -87,19 +104,33 @@ async fn launch<S: Store, C: CampaignScheduler>(
         return Err(Problem::new(StatusCode::CONFLICT, "launch-checks-failed", "The campaign cannot start", detail).with("unmet", listed));
     }
     state.store.set_campaign_status(org, id, &[from], CampaignStatus::Running, Utc::now()).await?;
+    // a stop set while this start ran may have paused everything but this campaign
+    if let Some(stop) = state.store.get_org(org).await?.emergency_stop {
+        pause_running(state, org, id).await?;
+        return Err(stopped(id, &stop));
+    }
     let campaign = sync_schedule(state, org, id).await?;
     drop_start_schedule(state, id).await?;
     tracing::info!(campaign = %id, "campaign running");
     Ok(campaign)
 }
 
-async fn view<S: Store, C: CampaignScheduler>(
+/// Pauses the campaign if it is running (a conflict means it stopped running meanwhile) and
+/// removes its schedule; the paused campaign, if it was paused.
+async fn pause_running<S: Store, C: CampaignScheduler>(
     state: &AppState<S, C>,
     org: OrgId,
-    campaign: Campaign,
-) -> Result<axum::Json<CampaignView>, Problem> {
-    let tally = state.store.contact_tally(org, campaign.id).await?;
-    Ok(axum::Json(CampaignView::new(campaign, Some(tally))))
+    id: CampaignId,
+) -> Result<Option<Campaign>, Problem> {
+    match state.store.set_campaign_status(org, id, &[CampaignStatus::Running], CampaignStatus::Paused, Utc::now()).await {
+        Ok(_) => Ok(Some(sync_schedule(state, org, id).await?)),
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn view<S: Store, C: CampaignScheduler>(state: &AppState<S, C>, campaign: Campaign) -> Result<axum::Json<CampaignView>, Problem> {
+    Ok(axum::Json(CampaignView::single(&state.store, campaign).await?))
 }
 
 /// Start a draft campaign: the launch checks run first, and a 409 problem lists every one unmet.
@@ -113,7 +144,7 @@ pub(crate) async fn start_campaign<S: Store, C: CampaignScheduler>(
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
     let campaign = launch(&state, org, campaign_id(&id)?, CampaignStatus::Draft).await?;
-    view(&state, org, campaign).await
+    view(&state, campaign).await
 }
 
 /// Resume a paused campaign (the launch checks run again).
@@ -126,7 +157,7 @@ pub(crate) async fn resume_campaign<S: Store, C: CampaignScheduler>(
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
     let campaign = launch(&state, org, campaign_id(&id)?, CampaignStatus::Paused).await?;
-    view(&state, org, campaign).await
+    view(&state, campaign).await
 }
 
 /// Pause a running campaign: no new calls; calls in flight finish.
@@ -141,7 +172,7 @@ pub(crate) async fn pause_campaign<S: Store, C: CampaignScheduler>(
     let id = campaign_id(&id)?;
     state.store.set_campaign_status(org, id, &[CampaignStatus::Running], CampaignStatus::Paused, Utc::now()).await?;
     let campaign = sync_schedule(&state, org, id).await?;
-    view(&state, org, campaign).await
+    view(&state, campaign).await
 }
 
 /// Cancel a campaign: contacts not yet called are finalised as `canceled`; calls in flight finish
@@ -158,43 +189,90 @@ pub(crate) async fn cancel_campaign<S: Store, C: CampaignScheduler>(
     state.store.cancel_campaign(org, id, Utc::now()).await?;
     let campaign = sync_schedule(&state, org, id).await?;
     drop_start_schedule(&state, id).await?;
-    view(&state, org, campaign).await
+    view(&state, campaign).await
 }
 
-/// Pause every running campaign of the organisation at once and delete their schedules.
+/// The organisation's emergency stop.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmergencyStopView {
+    /// True while the stop holds: no campaign starts (by hand or at its `startAt`), ticks claim no
+    /// contact and the dialer places no call.
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// The id of the API key that set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The campaigns this request paused (setting the stop only); they stay paused when it is lifted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_campaigns: Option<Vec<CampaignView>>,
+}
+
+impl EmergencyStopView {
+    fn of(stop: Option<EmergencyStop>) -> Self {
+        Self { active: stop.is_some(), since: stop.as_ref().map(|s| s.since), by: stop.and_then(|s| s.by), paused_campaigns: None }
+    }
+}
+
+/// Set the organisation's emergency stop: every running campaign is paused and its schedule
+/// deleted, and until the stop is lifted no campaign starts, ticks claim nothing and the dialer
+/// places nothing (queued calls end `canceled`, their contacts keep their attempt).
 #[utoipa::path(post, path = "/emergency-stop", tag = "campaigns", security(("apiKey" = [])),
-    responses((status = 200, body = List<CampaignView>, description = "the campaigns paused"),
+    responses((status = 200, body = EmergencyStopView, description = "the stop, with the campaigns it paused"),
         (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn emergency_stop<S: Store, C: CampaignScheduler>(
     State(state): State<AppState<S, C>>,
-    Authenticated(org): Authenticated,
-) -> Result<axum::Json<List<CampaignView>>, Problem> {
+    AuthenticatedKey { org, key_id }: AuthenticatedKey,
+) -> Result<axum::Json<EmergencyStopView>, Problem> {
+    let current = state.store.get_org(org).await?.emergency_stop;
+    // setting it again keeps when and by whom it was first set
+    let stop = current.unwrap_or(EmergencyStop { since: Utc::now(), by: Some(key_id) });
+    let org_now = state.store.set_emergency_stop(org, Some(stop)).await?;
     let running = state.store.campaigns_with_status(org, CampaignStatus::Running).await?;
-    let now = Utc::now();
-    let pauses =
-        running.iter().map(|c| state.store.set_campaign_status(org, c.id, &[CampaignStatus::Running], CampaignStatus::Paused, now));
-    let mut paused = Vec::new();
-    for result in futures::future::join_all(pauses).await {
-        match result {
-            Ok(c) => paused.push(c),
-            // it stopped running meanwhile (paused, canceled, completed): nothing to stop
-            Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let synced = futures::future::join_all(paused.iter().map(|c| sync_schedule(&state, org, c.id))).await;
-    let items = synced.into_iter().map(|c| c.map(|c| CampaignView::new(c, None))).collect::<Result<Vec<_>, _>>()?;
-    tracing::warn!(paused = items.len(), "emergency stop");
-    Ok(axum::Json(List::whole(items)))
+    let paused = futures::future::join_all(running.iter().map(|c| pause_running(&state, org, c.id))).await;
+    let items =
+        paused.into_iter().filter_map(Result::transpose).map(|c| c.map(|c| CampaignView::new(c, None))).collect::<Result<Vec<_>, _>>()?;
+    tracing::warn!(paused = items.len(), "emergency stop set");
+    Ok(axum::Json(EmergencyStopView { paused_campaigns: Some(items), ..EmergencyStopView::of(org_now.emergency_stop) }))
+}
+
+/// Whether the organisation's emergency stop holds.
+#[utoipa::path(get, path = "/emergency-stop", tag = "campaigns", security(("apiKey" = [])),
+    responses((status = 200, body = EmergencyStopView), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn emergency_stop_status<S: Store, C: CampaignScheduler>(
+    State(state): State<AppState<S, C>>,
+    Authenticated(org): Authenticated,
+) -> Result<axum::Json<EmergencyStopView>, Problem> {
+    Ok(axum::Json(EmergencyStopView::of(state.store.get_org(org).await?.emergency_stop)))
+}
+
+/// Lift the emergency stop. Campaigns it paused stay paused until each is resumed.
+#[utoipa::path(delete, path = "/emergency-stop", tag = "campaigns", security(("apiKey" = [])),
+    responses((status = 200, body = EmergencyStopView), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn lift_emergency_stop<S: Store, C: CampaignScheduler>(
+    State(state): State<AppState<S, C>>,
+    Authenticated(org): Authenticated,
+) -> Result<axum::Json<EmergencyStopView>, Problem> {
+    let org_now = state.store.set_emergency_stop(org, None).await?;
+    tracing::warn!("emergency stop lifted");
+    Ok(axum::Json(EmergencyStopView::of(org_now.emergency_stop)))
 }
 
 /// Handles the one-shot `start` schedule firing at `startAt`: starts the campaign if it is still
-/// a draft (launch checks included), and drops the schedule either way. Ticks are campaign-tick's.
+/// a draft (launch checks and emergency stop included), and drops the schedule either way; a
+/// refusal is recorded on the campaign (`startRefused`). Ticks are campaign-tick's.
 pub async fn on_scheduled_start<S: Store, C: CampaignScheduler>(state: &AppState<S, C>, run: &ScheduledRun) -> Result<(), Problem> {
     match launch(state, run.org, run.campaign, CampaignStatus::Draft).await {
         Ok(_) => Ok(()),
         Err(problem) => {
             tracing::warn!(campaign = %run.campaign, detail = %problem.detail, "scheduled start refused");
+            let reason = problem.kind.rsplit('/').next().unwrap_or_default().to_string();
+            let refusal = StartRefusal { at: Utc::now(), reason, detail: problem.detail };
+            match state.store.record_start_refusal(run.org, run.campaign, refusal).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             drop_start_schedule(state, run.campaign).await
         }
     }

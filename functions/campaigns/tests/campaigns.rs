@@ -61,10 +61,17 @@ impl<S: Store> Harness<S> {
         created["id"].as_str().unwrap().to_string()
     }
 
+    /// Imports with the importer's attestation of consent (the file's own consent column wins).
     async fn import(&self, campaign: &str, content_type: &str, body: impl Into<Body>) -> (u16, Value) {
-        self.send("POST", &format!("/campaigns/{campaign}/contacts"), content_type, body).await
+        self.import_with(campaign, ATTESTED, content_type, body).await
+    }
+
+    async fn import_with(&self, campaign: &str, query: &str, content_type: &str, body: impl Into<Body>) -> (u16, Value) {
+        self.send("POST", &format!("/campaigns/{campaign}/contacts?{query}"), content_type, body).await
     }
 }
+
+const ATTESTED: &str = "consent=attested&consentSource=signed%20paper%20forms";
 
 macro_rules! both_stores {
     ($($test:ident),* $(,)?) => {
@@ -98,7 +105,120 @@ both_stores!(
     lifecycle_follows_draft_running_paused_canceled,
     do_not_call_routes_manage_the_list_and_spare_listed_contacts,
     another_organisations_campaign_is_not_found,
+    consent_is_on_record_for_every_contact_or_nothing_is_imported,
+    the_emergency_stop_holds_until_lifted,
+    the_legal_hours_a_campaign_is_narrowed_by_are_shown,
 );
+
+async fn consent_is_on_record_for_every_contact_or_nothing_is_imported<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let id = h.campaign(json!({})).await;
+    for (content_type, body) in [
+        ("text/csv", "phone,name\n+14155550161,Ada\n"),
+        ("application/json", r#"[{"phone": "+14155550161"}, {"phone": "+14155550162", "consent": true}]"#),
+    ] {
+        let (status, problem) = h.import_with(&id, "", content_type, body).await;
+        assert_eq!(
+            (status, problem["type"].as_str()),
+            (422, Some("https://outdial.dev/problems/consent-missing")),
+            "{content_type}: {problem}"
+        );
+        assert!(problem["detail"].as_str().unwrap().contains("consent=attested"), "{problem}");
+    }
+    let (status, problem) = h.import_with(&id, "consent=attested", "text/csv", "phone\n+14155550161\n").await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("https://outdial.dev/problems/consent-missing")),
+        "an attestation says where: {problem}"
+    );
+    assert_eq!(h.import_with(&id, "consent=yes&consentSource=x", "text/csv", "phone\n+14155550161\n").await.0, 422);
+    let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
+    assert_eq!(c["progress"]["contactsTotal"], 0, "nothing was written");
+
+    // from the file: consent true with its source and time; false and empty rows are refused
+    let csv = "phone,consent,consent_source,consent_at\n+14155550161,yes,web form,2026-10-02\n+14155550162,no,,\n+14155550163,,,\n";
+    let (status, report) = h.import_with(&id, "", "text/csv", csv).await;
+    assert_eq!((status, report["imported"].as_u64(), report["invalid"].as_u64()), (200, Some(1), Some(2)), "{report}");
+    assert!(report["errors"][0]["reason"].as_str().unwrap().contains("not agreed"), "{report}");
+    assert!(report["errors"][1]["reason"].as_str().unwrap().contains("no consent"), "{report}");
+    // from an attestation: every row without its own, recorded with the key's id and the time
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let (status, report) = h
+        .import_with(
+            &id,
+            "consent=attested&consentSource=web%20form%2C%202026-10",
+            "text/csv",
+            "phone,consent\n+14155550164,\n+14155550165,true\n",
+        )
+        .await;
+    assert_eq!((status, report["imported"].as_u64()), (200, Some(2)), "{report}");
+    let (_, contacts) = h.json("GET", &format!("/campaigns/{id}/contacts?limit=10"), Value::Null).await;
+    let consent = |phone: &str| contacts["items"].as_array().unwrap().iter().find(|c| c["phone"] == phone).unwrap()["consent"].clone();
+    assert_eq!(
+        consent("+14155550161"),
+        json!({"source": "file", "detail": "web form", "givenAt": "2026-10-02T00:00:00Z", "recordedAt": consent("+14155550161")["recordedAt"]})
+    );
+    let attested = consent("+14155550164");
+    let key_id = store::KeyHash::of_secret(&h.key).id();
+    assert_eq!((attested["source"].as_str(), attested["detail"].as_str()), (Some("attestation"), Some("web form, 2026-10")));
+    assert_eq!(attested["attestedBy"].as_str(), Some(key_id.as_str()));
+    let recorded: chrono::DateTime<chrono::Utc> = attested["recordedAt"].as_str().unwrap().parse().unwrap();
+    assert!(recorded >= before && recorded <= chrono::Utc::now(), "{recorded}");
+    assert_eq!(consent("+14155550165")["source"], "file", "the row's own consent wins over the attestation");
+}
+
+async fn the_emergency_stop_holds_until_lifted<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let (running, draft) = (h.campaign(json!({})).await, h.campaign(json!({})).await);
+    for c in [&running, &draft] {
+        h.import(c, "text/csv", "phone\n+14155550171\n").await;
+    }
+    assert_eq!(h.json("POST", &format!("/campaigns/{running}/start"), Value::Null).await.0, 200);
+    let (status, off) = h.json("GET", "/emergency-stop", Value::Null).await;
+    assert_eq!((status, off), (200, json!({"active": false})));
+
+    let (status, stop) = h.json("POST", "/emergency-stop", Value::Null).await;
+    assert_eq!((status, stop["active"].as_bool()), (200, Some(true)), "{stop}");
+    assert_eq!(stop["by"].as_str(), Some(store::KeyHash::of_secret(&h.key).id().as_str()));
+    let paused: Vec<&str> = stop["pausedCampaigns"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(paused, [running.as_str()]);
+    let (_, shown) = h.json("GET", "/emergency-stop", Value::Null).await;
+    assert_eq!((shown["active"].as_bool(), &shown["since"]), (Some(true), &stop["since"]));
+    for (verb, c) in [("start", &draft), ("resume", &running)] {
+        let (status, problem) = h.json("POST", &format!("/campaigns/{c}/{verb}"), Value::Null).await;
+        assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/emergency-stop")), "{verb}: {problem}");
+    }
+    let (_, again) = h.json("POST", "/emergency-stop", Value::Null).await;
+    assert_eq!(again["since"], stop["since"], "setting it again keeps when it was set");
+
+    let (status, lifted) = h.json("DELETE", "/emergency-stop", Value::Null).await;
+    assert_eq!((status, lifted), (200, json!({"active": false})));
+    let (_, c) = h.json("GET", &format!("/campaigns/{running}"), Value::Null).await;
+    assert_eq!(c["status"], "paused", "lifting the stop resumes nothing");
+    assert_eq!(h.json("POST", &format!("/campaigns/{running}/resume"), Value::Null).await.0, 200);
+    assert_eq!(h.json("POST", &format!("/campaigns/{draft}/start"), Value::Null).await.0, 200);
+}
+
+async fn the_legal_hours_a_campaign_is_narrowed_by_are_shown<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let id = h
+        .campaign(json!({"callingWindow": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "07:00", "end": "22:00"}}))
+        .await;
+    let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
+    assert_eq!(c["effectiveWindowNotes"].as_array().unwrap().len(), 1, "the federal hours, before any contact: {c}");
+    h.import(&id, "text/csv", "phone,state\n+13055550181,\n+12125550182,\n+14155550183,Texas\n").await;
+    let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
+    let notes: Vec<&str> = c["effectiveWindowNotes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(notes.len(), 3, "federal, Florida, Texas (New York adds nothing): {notes:?}");
+    assert!(notes[0].contains("08:00 and 21:00"), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("contacts in Florida (FL)") && n.contains("20:00")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("contacts in Texas (TX)") && n.contains("sun 12:00–21:00")), "{notes:?}");
+    let (_, contacts) = h.json("GET", &format!("/campaigns/{id}/contacts"), Value::Null).await;
+    let states: Vec<&str> = contacts["items"].as_array().unwrap().iter().map(|c| c["usState"].as_str().unwrap()).collect();
+    assert_eq!(states, ["FL", "NY", "TX"], "the area code's state, or the row's");
+    let (_, listed) = h.json("GET", "/campaigns", Value::Null).await;
+    assert!(listed["items"][0].get("effectiveWindowNotes").is_none(), "single reads only");
+}
 
 async fn creation_reports_every_invalid_field_and_applies_defaults<S: Store>(store: S) {
     let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
@@ -162,7 +282,7 @@ async fn csv_imports_survive_bad_rows_and_report_each<S: Store>(store: S) {
     assert_eq!((status, problem["type"].as_str()), (422, Some("https://outdial.dev/problems/missing-phone-column")));
     let (status, _) = h.import(&id, "text/plain", "phone\n+14155550103\n").await;
     assert_eq!(status, 415);
-    let (status, report) = h.send("POST", &format!("/campaigns/{id}/contacts?region=GB"), "text/csv", "number\n020 7946 0958\n").await;
+    let (status, report) = h.import_with(&id, &format!("region=GB&{ATTESTED}"), "text/csv", "number\n020 7946 0958\n").await;
     assert_eq!((status, report["imported"].as_u64()), (200, Some(1)), "{report}");
 
     let big = format!("phone\n{}", "+14155550104\n".repeat(100_000));
@@ -269,11 +389,12 @@ async fn lifecycle_follows_draft_running_paused_canceled<S: Store>(store: S) {
     assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/invalid-state")), "no imports while running");
 
     let (status, stopped) = h.json("POST", "/emergency-stop", Value::Null).await;
-    assert_eq!((status, stopped["items"].as_array().unwrap().len()), (200, 2));
+    assert_eq!((status, stopped["pausedCampaigns"].as_array().unwrap().len()), (200, 2));
     for c in [&id, &other] {
         assert!(h.scheduler.get(c.parse().unwrap(), ScheduledAction::Tick).await.unwrap().is_none(), "schedules deleted");
     }
     assert_eq!(h.import(&id, "text/csv", "phone\n+14155550134\n").await.0, 200, "imports while paused");
+    assert_eq!(h.json("DELETE", "/emergency-stop", Value::Null).await.0, 200);
     let (status, c) = h.json("POST", &format!("/campaigns/{id}/resume"), Value::Null).await;
     assert_eq!((status, c["status"].as_str()), (200, Some("running")));
     let (status, c) = h.json("POST", &format!("/campaigns/{id}/cancel"), Value::Null).await;
@@ -327,7 +448,9 @@ async fn another_organisations_campaign_is_not_found<S: Store>(store: S) {
     }
     assert_eq!(intruder.import(&id, "text/csv", "phone\n+14155550151\n").await.0, 404);
     let (_, stopped) = intruder.json("POST", "/emergency-stop", Value::Null).await;
-    assert_eq!(stopped["items"], json!([]));
+    assert_eq!(stopped["pausedCampaigns"], json!([]), "another organisation's stop pauses nothing of this one");
+    assert!(intruder.store.get_org(h.org).await.unwrap().emergency_stop.is_none(), "the intruder stopped its own organisation only");
+    assert!(intruder.store.get_org(intruder.org).await.unwrap().emergency_stop.is_some());
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ async fn every_sample_event_is_answered_by_its_route() {
     let id = created["id"].as_str().unwrap().to_string();
     let with = [(KEY, key.as_str()), (CAMPAIGN, id.as_str())];
     type Check = fn(&Value) -> bool;
-    let expectations: [(&str, StatusCode, Check); 13] = [
+    let expectations: [(&str, StatusCode, Check); 15] = [
         ("campaigns/list.json", StatusCode::OK, |v| v["items"].as_array().is_some_and(|i| i.len() == 1)),
         ("campaigns/contacts-import-csv.json", StatusCode::OK, |v| v["imported"] == 2),
         ("campaigns/contacts-import-json.json", StatusCode::OK, |v| v["imported"] == 1),
@@ -44,7 +44,9 @@ async fn every_sample_event_is_answered_by_its_route() {
         ("campaigns/start.json", StatusCode::OK, |v| v["status"] == "running"),
         ("campaigns/pause.json", StatusCode::OK, |v| v["status"] == "paused"),
         ("campaigns/resume.json", StatusCode::OK, |v| v["status"] == "running"),
-        ("campaigns/emergency-stop.json", StatusCode::OK, |v| v["items"][0]["status"] == "paused"),
+        ("campaigns/emergency-stop.json", StatusCode::OK, |v| v["active"] == true && v["pausedCampaigns"][0]["status"] == "paused"),
+        ("campaigns/emergency-stop-status.json", StatusCode::OK, |v| v["active"] == true),
+        ("campaigns/emergency-stop-lift.json", StatusCode::OK, |v| v["active"] == false),
         ("campaigns/cancel.json", StatusCode::OK, |v| v["status"] == "canceled"),
     ];
     for (name, expected, check) in expectations {

@@ -49,7 +49,7 @@ async fn run_once(sink: &str) -> (usize, Duration) {
             (0..50).map(|i| NewContact::new(E164::parse(&format!("+1415{:03}{:04}", 300 + c, i), None).unwrap(), chrono_tz::UTC)).collect();
         store.add_contacts(org, campaign.id, contacts, now).await.unwrap();
         store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, now).await.unwrap();
-        for claim in store.claim_due_contacts(org, campaign.id, now, 50).await.unwrap() {
+        for claim in store.claim_due_contacts(org, campaign.id, now, 50, chrono::TimeDelta::zero()).await.unwrap() {
             let job = DialJob { org_id: org, campaign_id: campaign.id, call_id: claim.call.id };
             queue.send(DIAL_JOBS, serde_json::to_string(&job).unwrap()).await.unwrap();
             jobs += 1;

@@ -1,13 +1,16 @@
 //! The `dialer` function: consumes `dial-jobs` and places each queued call with its campaign's
 //! provider. Caller IDs rotate least-recently-used (a contact's retries keep theirs); the
 //! provider account's pace is held across every concurrent dialer by slots reserved in the
-//! store; transient provider failures go back to the queue with backoff until its dead-letter
-//! queue, permanent ones fail the call at once. A job whose call is no longer queued is
-//! acknowledged without dialing.
+//! store. Right before each request, and on every retry, the dial-time checks read afresh: the
+//! emergency stop, the campaign's status, the do-not-call list and the contact's legal calling
+//! window; a call that fails them ends unplaced. Transient provider failures go back to the queue
+//! with backoff until its dead-letter queue, permanent ones fail the call at once; a request whose
+//! answer was lost is looked up at the provider before anything is sent again. A job whose call is
+//! no longer queued is acknowledged without dialing.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use chrono::{DateTime, Utc};
-use domain::{CallDetails, CallEvent, CallEventKind, CallState, Campaign, CampaignStatus, DialJob, DialSlot, EndReason};
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::{CallDetails, CallEvent, CallEventKind, CallState, Campaign, Clearance, DialJob, DialSlot, E164, EndReason};
 use platform::{CallsPerSecond, DIAL_JOBS, JobQueue, QueueError};
 use providers::{CallProviders, CallRequest, ProviderError};
 use std::time::Duration;
@@ -24,6 +27,8 @@ pub struct DialerSettings {
     pub ring_seconds: u32,
     /// Distinguishes provider accounts in pacing keys (the Twilio account SID).
     pub account: String,
+    /// A call starts only if the contact's legal window stays open this much longer.
+    pub window_margin: TimeDelta,
 }
 
 impl DialerSettings {
@@ -35,6 +40,7 @@ impl DialerSettings {
             retry_backoff: d.retry_backoff,
             ring_seconds: d.ring_seconds,
             account: accounts.twilio.as_ref().map_or_else(|| "default".into(), |t| t.account_sid.clone()),
+            window_margin: d.window_margin(),
         }
     }
 }
@@ -59,6 +65,16 @@ pub enum Dialed {
     },
     /// The provider refused for good, or the call cannot be placed: the call is FAILED.
     Failed {
+        error: String,
+    },
+    /// A dial-time check failed: the call ended unplaced (`reason`), no provider was asked.
+    Withdrawn {
+        reason: EndReason,
+        why: String,
+    },
+    /// The provider's answer was lost and it could not be asked whether it made the call: it is
+    /// never sent again; its callbacks, or the sweep, settle it.
+    Unconfirmed {
         error: String,
     },
 }
@@ -97,55 +113,132 @@ impl<S: Store, Q: JobQueue> DialerState<S, Q> {
         if call.state != CallState::Queued || call.provider_call_id.is_some() {
             return Ok(Dialed::Skipped { reason: format!("call {} is already {}", call.id, call.state.as_str()) });
         }
-        let campaign = store.get_campaign(org, call.campaign_id).await?;
-        match campaign.status {
-            CampaignStatus::Running => {}
-            CampaignStatus::Paused | CampaignStatus::Draft => {
-                // placed once the campaign resumes (or timed out by the sweep if it never does)
-                return Err(Retry { delay: self.backoff(receive_count), reason: format!("campaign {} is paused", campaign.id) }.into());
-            }
-            CampaignStatus::Canceled | CampaignStatus::Completed => {
-                self.end(&call, "dialer:canceled", EndReason::Canceled, None, now).await?;
-                return Ok(Dialed::Skipped { reason: format!("campaign {} is {}", campaign.id, campaign.status.as_str()) });
-            }
-        }
         if !store.begin_dial(org, call.id, now).await? {
             return Ok(Dialed::Skipped { reason: format!("call {} is being placed by another dialer", call.id) });
         }
         // until the provider is asked, any failure gives the call back so the job's retry can dial it
+        let campaign = match store.get_campaign(org, call.campaign_id).await {
+            Ok(campaign) => campaign,
+            Err(e) => return Err(self.give_back_after(&call, e).await),
+        };
         let (request, placed_at) = match self.prepare(&call, &campaign, now).await {
             Ok(Prepared::Ready(request, placed_at)) => (request, placed_at),
             Ok(Prepared::Unplaceable(error)) => return self.fail(&call, error, now).await,
-            Err(e) => {
-                self.give_back(&call).await;
-                return Err(e);
-            }
+            Err(e) => return Err(self.give_back_after(&call, e).await),
         };
-        let provider = campaign.settings.provider;
-        match self.providers.place_call(provider, &request).await {
-            Ok(provider_call_id) => {
-                let placed = PlacedCall { provider, provider_call_id: provider_call_id.clone(), caller_id: Some(request.from), placed_at };
-                // the call is placed whatever happens here: the guard stays, so it is never dialed again
-                match store.record_placed_call(org, call.id, placed).await {
-                    // the provider's first callbacks may have come before the id was stored
-                    Ok(_) => match store::adopt_orphan_events(store, provider.reported_by(), &provider_call_id, Utc::now()).await {
-                        Ok(0) => {}
-                        Ok(adopted) => tracing::info!(call = %call.id, adopted, "early webhook events applied"),
-                        Err(e) => tracing::warn!(call = %call.id, error = %e, "early webhook events left for the next tick"),
-                    },
-                    Err(e) => {
-                        tracing::error!(call = %call.id, provider_call_id, error = %e, "call placed but its provider id was not stored")
-                    }
-                }
-                tracing::info!(call = %call.id, provider = provider.as_str(), to = %call.phone, "call placed");
-                Ok(Dialed::Placed { provider_call_id })
+        let check = match store.dial_check(org, call.id).await {
+            Ok(check) => check,
+            Err(e) => return Err(self.give_back_after(&call, e).await),
+        };
+        match check.clearance(placed_at, self.settings.window_margin) {
+            Clearance::Place => {}
+            Clearance::Wait(reason) => {
+                // placed once the campaign resumes (or timed out by the sweep if it never does)
+                return Err(self.give_back_after(&call, Retry { delay: self.backoff(receive_count), reason }).await);
             }
+            Clearance::Withdraw(reason, why) => return self.withdraw(&call, reason, why, placed_at).await,
+            Clearance::Gone(reason) => return Ok(Dialed::Skipped { reason }),
+        }
+        let provider = campaign.settings.provider;
+        let began = Utc::now();
+        match self.providers.place_call(provider, &request).await {
+            Ok(provider_call_id) => Ok(self.record_placement(&call, provider, provider_call_id, Some(request.from), placed_at).await),
+            Err(e) if e.may_have_acted() => self.unconfirmed(&call, &campaign, &request, e, began, placed_at, receive_count, now).await,
             Err(e) if e.is_transient() => {
                 self.give_back(&call).await;
                 self.transient(&call, &campaign, e, receive_count, now).await
             }
             Err(e) => self.fail(&call, e.to_string(), now).await,
         }
+    }
+
+    /// Stores the provider's id for the call; a call that ended meanwhile (the sweep gave up on
+    /// it) is hung up at once, so nobody is on a line outdial no longer counts.
+    async fn record_placement(
+        &self,
+        call: &domain::Call,
+        provider: domain::CallProvider,
+        provider_call_id: String,
+        caller_id: Option<E164>,
+        placed_at: DateTime<Utc>,
+    ) -> Dialed {
+        let store = &self.store;
+        let placed = PlacedCall { provider, provider_call_id: provider_call_id.clone(), caller_id, placed_at };
+        // the call is placed whatever happens here: the guard stays, so it is never dialed again
+        match store.record_placed_call(call.org_id, call.id, placed).await {
+            Ok(recorded) if recorded.state.is_terminal() => {
+                tracing::error!(call = %call.id, provider_call_id, state = recorded.state.as_str(), "placed a call that had already ended: hanging it up");
+                if let Err(e) = self.providers.hang_up(provider, &provider_call_id).await {
+                    tracing::error!(call = %call.id, provider_call_id, error = %e, "could not hang up the call that had already ended");
+                }
+            }
+            // the provider's first callbacks may have come before the id was stored
+            Ok(_) => match store::adopt_orphan_events(store, provider.reported_by(), &provider_call_id, Utc::now()).await {
+                Ok(0) => {}
+                Ok(adopted) => tracing::info!(call = %call.id, adopted, "early webhook events applied"),
+                Err(e) => tracing::warn!(call = %call.id, error = %e, "early webhook events left for the next tick"),
+            },
+            Err(e) => tracing::error!(call = %call.id, provider_call_id, error = %e, "call placed but its provider id was not stored"),
+        }
+        tracing::info!(call = %call.id, provider = provider.as_str(), to = %call.phone, "call placed");
+        Dialed::Placed { provider_call_id }
+    }
+
+    /// The create request was sent and its answer lost: ask the provider whether it made the
+    /// call. Found: adopt it. Not found: it may be sent again. Cannot ask: never send it twice.
+    #[allow(clippy::too_many_arguments)]
+    async fn unconfirmed(
+        &self,
+        call: &domain::Call,
+        campaign: &Campaign,
+        request: &CallRequest,
+        error: ProviderError,
+        began: DateTime<Utc>,
+        placed_at: DateTime<Utc>,
+        receive_count: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Dialed, DialError> {
+        let provider = campaign.settings.provider;
+        match self.providers.find_placed_call(provider, request, began).await {
+            Ok(found) => {
+                for provider_call_id in found {
+                    // a call made for an earlier attempt of the same number is not this one
+                    match self.store.find_call_by_provider_id(provider.reported_by(), &provider_call_id).await? {
+                        Some((_, owner)) if owner != call.id => continue,
+                        _ => {
+                            tracing::warn!(call = %call.id, provider_call_id, error = %error, "the provider made the call though its answer was lost: adopted");
+                            return Ok(self
+                                .record_placement(call, provider, provider_call_id, Some(request.from.clone()), placed_at)
+                                .await);
+                        }
+                    }
+                }
+                tracing::warn!(call = %call.id, error = %error, "the provider did not make the call: it may be placed again");
+                self.give_back(call).await;
+                self.transient(call, campaign, error, receive_count, now).await
+            }
+            Err(lookup) => {
+                let text = format!(
+                    "placement outcome unknown: {error}; the provider could not be asked ({lookup}), so the call is not sent again"
+                );
+                tracing::error!(call = %call.id, error = %error, lookup = %lookup, "placement outcome unknown: waiting for the provider's callbacks");
+                let note = CallEvent { dedupe_key: "dialer:unconfirmed".into(), occurred_at: now, kind: CallEventKind::Note { text } };
+                self.store.apply_call_event(call.org_id, call.id, note, now).await?;
+                Ok(Dialed::Unconfirmed { error: error.to_string() })
+            }
+        }
+    }
+
+    /// Ends the call unplaced after a dial-time check failed (the store gives the contact its
+    /// attempt back, or finalises it as `do_not_call`).
+    async fn withdraw(&self, call: &domain::Call, reason: EndReason, why: String, now: DateTime<Utc>) -> Result<Dialed, DialError> {
+        tracing::warn!(call = %call.id, reason = reason.as_str(), why, "not placed");
+        let key = format!("dialer:{}", reason.as_str());
+        let note = CallEvent { dedupe_key: format!("{key}:why"), occurred_at: now, kind: CallEventKind::Note { text: why.clone() } };
+        self.store.apply_call_event(call.org_id, call.id, note, now).await?;
+        let ended = CallEvent { dedupe_key: key, occurred_at: now, kind: CallEventKind::Ended { reason } };
+        self.store.apply_call_event(call.org_id, call.id, ended, now).await?;
+        Ok(Dialed::Withdrawn { reason, why })
     }
 
     /// Everything a placement needs, read and reserved: the request and its pacing slot.
@@ -181,11 +274,17 @@ impl<S: Store, Q: JobQueue> DialerState<S, Q> {
         Ok(Prepared::Ready(request, placed_at))
     }
 
-    /// Gives the dial guard back; if that fails too the sweep times the call out.
+    /// Gives the dial guard back; if that fails too the sweep ends the call.
     async fn give_back(&self, call: &domain::Call) {
         if let Err(e) = self.store.abandon_dial(call.org_id, call.id).await {
-            tracing::warn!(call = %call.id, error = %e, "dial guard not given back; the sweep will time the call out");
+            tracing::warn!(call = %call.id, error = %e, "dial guard not given back; the sweep will end the call");
         }
+    }
+
+    /// Gives the dial guard back before `error` sends the job back to the queue.
+    async fn give_back_after(&self, call: &domain::Call, error: impl Into<DialError>) -> DialError {
+        self.give_back(call).await;
+        error.into()
     }
 
     /// Waits for a start slot of the provider account's pace; the job goes back when none is near.

@@ -115,7 +115,7 @@ async fn bridge_side(calls: usize, seconds: u64) {
         .set_campaign_status(org, campaign.id, &[domain::CampaignStatus::Draft], domain::CampaignStatus::Running, Utc::now())
         .await
         .unwrap();
-    let claim = store.claim_due_contacts(org, campaign.id, Utc::now(), 1).await.unwrap().remove(0);
+    let claim = store.claim_due_contacts(org, campaign.id, Utc::now(), 1, chrono::TimeDelta::zero()).await.unwrap().remove(0);
     let sid = "CA00000000000000000000000000000001";
     let placed =
         PlacedCall { provider: domain::CallProvider::Twilio, provider_call_id: sid.into(), caller_id: None, placed_at: Utc::now() };

@@ -66,7 +66,7 @@ async fn main() {
                 .set_campaign_status(org, campaign.id, &[domain::CampaignStatus::Draft], domain::CampaignStatus::Running, Utc::now())
                 .await
                 .unwrap();
-            for claim in store.claim_due_contacts(org, campaign.id, Utc::now(), 50).await.unwrap() {
+            for claim in store.claim_due_contacts(org, campaign.id, Utc::now(), 50, chrono::TimeDelta::zero()).await.unwrap() {
                 let sid = format!("CA{:032x}", sids.len());
                 let placed = PlacedCall {
                     provider: domain::CallProvider::Twilio,

@@ -45,12 +45,17 @@ pub enum CampaignCommand {
         start_at: Option<String>,
     },
     /// Import contacts from a CSV, JSON or NDJSON file (by extension), streamed with a progress bar.
+    /// Each contact needs consent on record: a consent column in the file, or --consent-source.
     Import {
         id: String,
         file: PathBuf,
         /// Country in which national numbers are read (default: the campaign's).
         #[arg(long)]
         region: Option<String>,
+        /// Attest that every contact in the file agreed to be called, saying how and where
+        /// (e.g. "web form, 2026-10"); recorded with your API key's id and the time.
+        #[arg(long)]
+        consent_source: Option<String>,
     },
     /// Start a draft campaign (the launch checks run first).
     Start {
@@ -171,9 +176,12 @@ pub async fn campaign(client: &ApiClient, command: CampaignCommand) -> Result<()
             }
             show(&client.post("/campaigns", &body).await?)?
         }
-        CampaignCommand::Import { id, file, region } => {
+        CampaignCommand::Import { id, file, region, consent_source } => {
             let (body, bar) = streamed(&file).await?;
-            let query: Vec<(&str, String)> = region.map(|r| ("region", r)).into_iter().collect();
+            let mut query: Vec<(&str, String)> = region.map(|r| ("region", r)).into_iter().collect();
+            if let Some(source) = consent_source {
+                query.extend([("consent", "attested".to_string()), ("consentSource", source)]);
+            }
             bar.set_message("importing");
             let report = client.post_stream(&format!("/campaigns/{id}/contacts"), &query, content_type(&file), body).await;
             bar.finish_and_clear();
@@ -229,6 +237,25 @@ pub async fn dnc(client: &ApiClient, command: DncCommand) -> Result<(), Error> {
             report?
         }
     };
+    show(&reply)
+}
+
+/// `outdial stop`: sets the emergency stop (`--lift` lifts it, `--status` only shows it).
+pub async fn stop(client: &ApiClient, lift: bool, status: bool) -> Result<(), Error> {
+    let reply = if status {
+        client.get("/emergency-stop", &[]).await?
+    } else if lift {
+        client.delete("/emergency-stop").await?
+    } else {
+        client.post("/emergency-stop", &Value::Null).await?
+    };
+    match (reply["active"].as_bool(), reply["since"].as_str()) {
+        (Some(true), Some(since)) => eprintln!("emergency stop: ON since {since}; nothing is started, claimed or dialed"),
+        _ => eprintln!("emergency stop: off"),
+    }
+    for c in reply["pausedCampaigns"].as_array().into_iter().flatten() {
+        eprintln!("  paused {} ({})", c["name"].as_str().unwrap_or("?"), c["id"].as_str().unwrap_or("?"));
+    }
     show(&reply)
 }
 

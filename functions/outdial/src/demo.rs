@@ -95,11 +95,13 @@ pub async fn run<S: Store>(store: S, mut stack: Stack, options: &DemoOptions) ->
     let templates = api.get_all("/assistants", &[("source", "template".to_string())]).await?;
     let template = templates.first().and_then(|t| t["id"].as_str()).ok_or("no assistant template was installed")?;
     let assistant = api.post(&format!("/assistants/{template}/clone"), &json!({ "name": "Demo caller", "provider": "simulator" })).await?;
-    let zones = open_zones(Utc::now());
-    let campaign = api.post("/campaigns", &campaign_spec(&assistant, zones.is_empty())).await?;
+    let (window, areas) = callable_areas(Utc::now());
+    let campaign = api.post("/campaigns", &campaign_spec(&assistant, &window)).await?;
     let id = campaign["id"].as_str().ok_or("the campaign has no id")?.to_string();
-    let csv = contacts_csv(options.contacts, options.seed, if zones.is_empty() { &ZONES[..1] } else { &zones });
-    api.post_stream(&format!("/campaigns/{id}/contacts"), &[], "text/csv", csv.into()).await?;
+    let csv = contacts_csv(options.contacts, options.seed, &areas);
+    // generated people: the demo attests for them, as an importer with consent records would
+    let attest = [("consent", "attested".to_string()), ("consentSource", "outdial demo: generated contacts".to_string())];
+    api.post_stream(&format!("/campaigns/{id}/contacts"), &attest, "text/csv", csv.into()).await?;
     api.post(&format!("/campaigns/{id}/start"), &json!({})).await?;
     let campaign = CampaignId::parse(&id)?;
 
@@ -126,47 +128,70 @@ pub async fn run<S: Store>(store: S, mut stack: Stack, options: &DemoOptions) ->
     outcome
 }
 
-/// Zones the default calling window is open in now and an hour from now (its days count too:
-/// on a Sunday the zones already in Sunday are closed).
-fn open_zones(now: chrono::DateTime<Utc>) -> Vec<&'static str> {
-    let window = domain::CallingWindow::default();
-    ZONES
-        .iter()
-        .copied()
-        .filter(|zone| {
-            zone.parse::<chrono_tz::Tz>()
-                .is_ok_and(|tz| window.is_open_at(now, tz) && window.is_open_at(now + chrono::Duration::hours(1), tz))
-        })
-        .collect()
+/// The area codes the demo's numbers come from (NY, CA, CA, TX, MA, NV, FL, WA).
+const AREAS: [u32; 8] = [212, 310, 415, 512, 617, 702, 305, 206];
+
+/// For each area code, the zones in which its contacts may be called now and for the next hour
+/// under their legal hours (the federal ones and their state's), with the default window when
+/// that leaves every area some zone, else with an every-day window (a Sunday, say). Areas with no
+/// such zone are left out.
+fn callable_areas(now: chrono::DateTime<Utc>) -> (domain::CallingWindow, Vec<(u32, Vec<&'static str>)>) {
+    let open = |window: &domain::CallingWindow| -> Vec<(u32, Vec<&'static str>)> {
+        AREAS
+            .iter()
+            .map(|&area| {
+                let phone = domain::E164::parse(&format!("+1{area}5550100"), None).expect("a valid demo number");
+                let legal = domain::EffectiveWindow::of(window, domain::UsState::of_number(&phone));
+                let zones = ZONES
+                    .iter()
+                    .copied()
+                    .filter(|zone| {
+                        zone.parse::<chrono_tz::Tz>()
+                            .is_ok_and(|tz| legal.is_open_at(now, tz) && legal.is_open_at(now + chrono::Duration::hours(1), tz))
+                    })
+                    .collect();
+                (area, zones)
+            })
+            .filter(|(_, zones): &(u32, Vec<&str>)| !zones.is_empty())
+            .collect()
+    };
+    let default = domain::CallingWindow::default();
+    let areas = open(&default);
+    if areas.len() == AREAS.len() {
+        return (default, areas);
+    }
+    let every_day = domain::CallingWindow::parse(ALL_DAYS, "00:00", "23:59").expect("a valid window");
+    let areas = open(&every_day);
+    (every_day, areas)
 }
 
-fn campaign_spec(assistant: &Value, all_day: bool) -> Value {
-    let mut spec = json!({
+const ALL_DAYS: [domain::Day; 7] =
+    [domain::Day::Mon, domain::Day::Tue, domain::Day::Wed, domain::Day::Thu, domain::Day::Fri, domain::Day::Sat, domain::Day::Sun];
+
+fn campaign_spec(assistant: &Value, window: &domain::CallingWindow) -> Value {
+    json!({
         "name": "Demo: plan renewals",
         "assistantId": assistant["id"],
         "provider": "simulator",
         "cap": 50,
         "callerIds": ["+14155550100", "+14155550101", "+14155550102"],
         "timezone": "America/New_York",
+        "callingWindow": window,
         "retryPolicy": { "maxAttempts": 3, "delayMinutes": 0, "retryOn": ["busy", "no_answer", "failed"] },
         "voicemail": { "action": "leave_message", "message": "Hi, this is the renewals assistant. Please call us back." },
         "maxCallSeconds": 600,
-    });
-    if all_day {
-        spec["callingWindow"] = json!({ "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "23:59" });
-    }
-    spec
+    })
 }
 
-/// `n` contacts with US numbers spread over `zones`, the same for the same seed.
-fn contacts_csv(n: u32, seed: u64, zones: &[&str]) -> String {
+/// `n` contacts with US numbers from `areas`, each in one of its area's open zones, the same for
+/// the same seed.
+fn contacts_csv(n: u32, seed: u64, areas: &[(u32, Vec<&str>)]) -> String {
     use rand::{Rng, SeedableRng};
-    const AREAS: [u32; 8] = [212, 310, 415, 512, 617, 702, 305, 206];
     const NAMES: [&str; 8] = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken"];
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut csv = String::from("phone,name,timezone,plan\n");
     for i in 0..n {
-        let area = AREAS[rng.random_range(0..AREAS.len())];
+        let (area, zones) = &areas[rng.random_range(0..areas.len())];
         let exchange = rng.random_range(201..=989);
         csv.push_str(&format!(
             "+1{area}{exchange}{:04},{} {i},{},{}\n",
@@ -271,14 +296,24 @@ impl std::fmt::Display for DemoReport {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn open_zones_follow_the_windows_days_and_hours() {
-        // Saturday 22:15 UTC: Sydney is already in Sunday (not a calling day), London at 22:15 is closed
+    fn contacts_get_zones_their_legal_hours_are_open_in() {
+        // Saturday 22:15 UTC: Sydney is already in Sunday, London at 22:15 is closed; 17:15 in New
+        // York is open for every state, 19:15 in São Paulo is past Florida's 20:00 within the hour
         let now = "2026-11-21T22:15:00Z".parse().unwrap();
-        let zones = super::open_zones(now);
-        assert!(zones.contains(&"America/New_York") && zones.contains(&"Pacific/Honolulu"), "{zones:?}");
-        assert!(!zones.contains(&"Australia/Sydney") && !zones.contains(&"Europe/London"), "{zones:?}");
-        // 20:30 in São Paulo: open now, closed within the hour
-        let later = super::open_zones("2026-11-21T23:30:00Z".parse().unwrap());
-        assert!(zones.contains(&"America/Sao_Paulo") && !later.contains(&"America/Sao_Paulo"), "{later:?}");
+        let (window, areas) = super::callable_areas(now);
+        assert_eq!(window, domain::CallingWindow::default());
+        assert_eq!(areas.len(), super::AREAS.len(), "{areas:?}");
+        for (area, zones) in &areas {
+            assert!(zones.contains(&"America/New_York"), "{area}: {zones:?}");
+            assert!(!zones.contains(&"Australia/Sydney") && !zones.contains(&"Europe/London"), "{area}: {zones:?}");
+        }
+        let florida = &areas.iter().find(|(a, _)| *a == 305).unwrap().1;
+        let new_york = &areas.iter().find(|(a, _)| *a == 212).unwrap().1;
+        assert!(!florida.contains(&"America/Sao_Paulo") && new_york.contains(&"America/Sao_Paulo"), "{florida:?} / {new_york:?}");
+        // a Sunday noon in the Americas: the default window is closed there, an every-day one is used
+        let (window, areas) = super::callable_areas("2026-11-22T17:00:00Z".parse().unwrap());
+        assert!(window.days().contains(&domain::Day::Sun) && !areas.is_empty());
+        let csv = super::contacts_csv(20, 7, &areas);
+        assert_eq!(csv.lines().count(), 21);
     }
 }

@@ -109,7 +109,11 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
     let (scheduler, mut fired) = LocalScheduler::new(stack.tick);
     let campaigns_state =
         campaigns::AppState { store: store.clone(), scheduler, accounts: stack.accounts.clone(), import_max_bytes: stack.import_max_bytes };
-    let tick_state = campaign_tick::TickState { campaigns: campaigns_state.clone(), queue: stack.queue.clone() };
+    let tick_state = campaign_tick::TickState {
+        campaigns: campaigns_state.clone(),
+        queue: stack.queue.clone(),
+        window_margin: stack.dialing.window_margin(),
+    };
     let timer_ticks = tick_state.clone();
     tokio::spawn(async move {
         while let Some(run) = fired.recv().await {

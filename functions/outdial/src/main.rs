@@ -76,6 +76,17 @@ enum Command {
         #[command(subcommand)]
         command: DncCommand,
     },
+    /// The emergency stop: pause every running campaign and place no call until it is lifted.
+    Stop {
+        #[command(flatten)]
+        api: Api,
+        /// Lift the stop (campaigns it paused stay paused until resumed).
+        #[arg(long, conflicts_with = "status")]
+        lift: bool,
+        /// Only show whether the stop holds.
+        #[arg(long)]
+        status: bool,
+    },
 }
 
 /// Where the API is and the key to it.
@@ -187,6 +198,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Assistant { api, command } => return assistant(api, command).await,
         Command::Campaign { api, command } => return campaign_commands::campaign(&api.client()?, command).await,
         Command::Dnc { api, command } => return campaign_commands::dnc(&api.client()?, command).await,
+        Command::Stop { api, lift, status } => return campaign_commands::stop(&api.client()?, lift, status).await,
         _ => {}
     }
     let config = Config::from_env()?;
@@ -235,7 +247,7 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
         }
         Command::Key { command: KeyCommand::Create { org } } => {
             let created = store.create_api_key(domain::OrgId::parse(&org)?).await?;
-            eprintln!("created an API key for organisation {org}; it is shown only this once:");
+            eprintln!("created API key {} for organisation {org}; it is shown only this once:", created.key.hash.id());
             println!("{}", created.secret);
         }
         Command::Migrate => {}
@@ -244,7 +256,7 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
             tracing::info!(address = %listener.local_addr()?, "outdial local stack listening");
             outdial::serve(store, stack, listener).await?;
         }
-        Command::Assistant { .. } | Command::Campaign { .. } | Command::Dnc { .. } | Command::Demo { .. } => {
+        Command::Assistant { .. } | Command::Campaign { .. } | Command::Dnc { .. } | Command::Stop { .. } | Command::Demo { .. } => {
             unreachable!("handled before the store is opened")
         }
     }

@@ -202,8 +202,12 @@ async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
     let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
     let file = dir.path().join("contacts.csv");
     std::fs::write(&file, "phone,name\n(415) 555-0161,Ada\n(415) 555-0162,Grace\n(415) 555-0163,Listed\nbad,Row\n").unwrap();
-    let (ok, out, err) = run(args(&["campaign", "import", &id, file.to_str().unwrap()])).await.unwrap();
+    let (ok, _, err) = run(args(&["campaign", "import", &id, file.to_str().unwrap()])).await.unwrap();
+    assert!(!ok && err.contains("consent"), "no consent column, no attestation: {err}");
+    let import = args(&["campaign", "import", &id, file.to_str().unwrap(), "--consent-source", "web form, 2026-10"]);
+    let (ok, out, err) = run(import).await.unwrap();
     assert!(ok && err.contains("imported 2, duplicate 0, do-not-call 1, invalid 1") && err.contains("line 5"), "{out}{err}");
+    assert!(out.contains("\"imported\": 2"), "{out}");
     let (ok, out, err) = run(args(&["campaign", "start", &id])).await.unwrap();
     assert!(ok && out.contains("status         running"), "{out}{err}");
     let (ok, out, _) = run(args(&["campaign", "list"])).await.unwrap();
@@ -212,4 +216,13 @@ async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
     assert!(ok && out.contains("disposition    canceled: 2"), "{out}{err}");
     let (ok, _, err) = run(args(&["campaign", "start", &id])).await.unwrap();
     assert!(!ok && err.contains("canceled and cannot be started"), "{err}");
+
+    let (ok, out, err) = run(args(&["stop", "--status"])).await.unwrap();
+    assert!(ok && err.contains("emergency stop: off") && out.contains("\"active\": false"), "{out}{err}");
+    let (ok, out, err) = run(args(&["stop"])).await.unwrap();
+    assert!(ok && err.contains("emergency stop: ON since") && out.contains("\"active\": true"), "{out}{err}");
+    let (ok, out, err) = run(args(&["stop", "--status"])).await.unwrap();
+    assert!(ok && out.contains("\"active\": true"), "{out}{err}");
+    let (ok, out, err) = run(args(&["stop", "--lift"])).await.unwrap();
+    assert!(ok && err.contains("emergency stop: off") && out.contains("\"active\": false"), "{out}{err}");
 }

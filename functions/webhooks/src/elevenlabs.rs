@@ -58,5 +58,11 @@ pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Ma
             events.unrecognised(other, format!("ElevenLabs webhook type {other:?}"));
         }
     }
-    Ok(Delivery { provider: CallProvider::Elevenlabs, provider_call_id: conversation_id, call: ids_in(variables), events: events.list })
+    Ok(Delivery {
+        provider: CallProvider::Elevenlabs,
+        provider_call_id: conversation_id,
+        call: ids_in(variables),
+        our_call_id: None,
+        events: events.list,
+    })
 }

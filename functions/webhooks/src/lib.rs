@@ -21,12 +21,12 @@ use axum::{
 };
 use campaign_tick::TickRequests;
 use chrono::{DateTime, Utc};
-use domain::{AnsweredBy, CallEventKind, VoicemailStep};
+use domain::{AnsweredBy, CallEventKind, CallId, OrgId, VoicemailStep};
 use normalise::{Delivery, Malformed};
 use platform::{Problem, WebhookSecrets};
 use providers::CallProviders;
 use providers::signatures::{self as verify, Refusal};
-use store::{Store, StoreError};
+use store::{PlacedCall, Store, StoreError};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// What the handlers need: the store, the public URL providers call and the secrets that verify
@@ -123,7 +123,8 @@ async fn twilio_callback<S: Store, T: TickRequests>(
     let url = format!("{}{path}", base.trim_end_matches('/'));
     verify::twilio(token, &url, &form.pairs, request.header("x-twilio-signature")).map_err(|r| refused("twilio", path, r))?;
     let now = Utc::now();
-    deliver(state, normalise(&form, now)?, now).await
+    let delivery = Delivery { our_call_id: twilio::call_id_in(path), ..normalise(&form, now)? };
+    deliver(state, delivery, now).await
 }
 
 type Handled = Result<StatusCode, WebhookError>;
@@ -198,14 +199,57 @@ async fn retell_webhook<S: Store, T: TickRequests>(State(state): State<WebhookSt
     deliver(&state, retell::webhook(&request.body, now)?, now).await
 }
 
+/// The call a delivery is about: by the ids it carries, else by the provider's call id, else by
+/// our call id from its URL; true when found through our ids, so the call may lack the provider's id.
+async fn target_of<S: Store>(store: &S, delivery: &Delivery) -> Result<Option<((OrgId, CallId), bool)>, StoreError> {
+    if let Some(ids) = delivery.call {
+        return Ok(Some((ids, true)));
+    }
+    if let Some(ids) = store.find_call_by_provider_id(delivery.provider, &delivery.provider_call_id).await? {
+        return Ok(Some((ids, false)));
+    }
+    let Some(call) = delivery.our_call_id else { return Ok(None) };
+    Ok(store.call_owner(call).await?.map(|org| ((org, call), true)))
+}
+
+/// Stores the provider's id on a call found through our ids that has none yet (a placement
+/// whose answer the dialer never got), so the rest of its callbacks find it.
+async fn adopt_provider_id<S: Store>(store: &S, call: &domain::Call, delivery: &Delivery, now: DateTime<Utc>) -> Result<(), StoreError> {
+    if call.provider_call_id.is_some() {
+        return Ok(());
+    }
+    let provider = store.get_campaign(call.org_id, call.campaign_id).await?.settings.provider;
+    // a bridged Twilio call also hears from ElevenLabs, whose conversation id is not the call's
+    if provider.reported_by() != delivery.provider {
+        return Ok(());
+    }
+    let placed = PlacedCall { provider, provider_call_id: delivery.provider_call_id.clone(), caller_id: None, placed_at: now };
+    match store.record_placed_call(call.org_id, call.id, placed).await {
+        Ok(_) => {
+            tracing::warn!(call = %call.id, provider = provider.as_str(), provider_call_id = %delivery.provider_call_id, "the provider's id, unknown until now, adopted from a callback carrying our call id");
+            store::adopt_orphan_events(store, delivery.provider, &delivery.provider_call_id, now).await.map(drop)
+        }
+        Err(StoreError::Conflict(reason)) => {
+            tracing::warn!(call = %call.id, reason, "a callback's provider id could not be adopted");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Applies a verified delivery: to its call when known, else kept as orphans.
 pub async fn deliver<S: Store, T: TickRequests>(state: &WebhookState<S, T>, delivery: Delivery, now: DateTime<Utc>) -> Handled {
     let store = &state.store;
-    let target = match delivery.call {
-        Some(ids) => Some(ids),
-        None => store.find_call_by_provider_id(delivery.provider, &delivery.provider_call_id).await?,
-    };
-    let Some((org, call_id)) = target else { return keep_orphans(store, delivery, now).await };
+    let Some(((org, call_id), by_our_ids)) = target_of(store, &delivery).await? else { return keep_orphans(store, delivery, now).await };
+    if by_our_ids {
+        let call = match store.get_call(org, call_id).await {
+            Ok(call) => call,
+            // ids in a payload naming a call this deployment does not have
+            Err(StoreError::NotFound { .. }) => return keep_orphans(store, delivery, now).await,
+            Err(e) => return Err(e.into()),
+        };
+        adopt_provider_id(store, &call, &delivery, now).await?;
+    }
     let mut answered_by: Option<AnsweredBy> = None;
     let mut opted_out = false;
     let mut changed = false;

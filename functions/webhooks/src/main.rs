@@ -18,7 +18,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         accounts: config.providers.clone(),
         import_max_bytes: config.import_max_bytes,
     };
-    let ticks = TickState { campaigns, queue: config.sqs_queues().await };
+    let ticks = TickState { campaigns, queue: config.sqs_queues().await, window_margin: config.dialing.window_margin() };
     let calls = CallProviders::new(&config.providers, &config.dialing.calls);
     let state = WebhookState {
         store,

@@ -11,8 +11,10 @@ pub struct Delivery {
     /// Whose ids `provider_call_id` is.
     pub provider: CallProvider,
     pub provider_call_id: String,
-    /// The call, from the dynamic variables the dialer sent along (`outdial_org_id`, `outdial_call_id`).
+    /// The call, from the dynamic variables or metadata the dialer sent along (`outdial_org_id`, `outdial_call_id`).
     pub call: Option<(OrgId, CallId)>,
+    /// Our call id alone, from the callback URL we gave the provider (Twilio's `?callId=`).
+    pub our_call_id: Option<CallId>,
     pub events: Vec<CallEvent>,
 }
 

@@ -81,6 +81,8 @@ pub fn webhook(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malf
             events.unrecognised(other, format!("Retell event {other:?}"));
         }
     }
+    // outdial's ids ride in the call's metadata, and in the variables it was given
     let variables = call.get("retell_llm_dynamic_variables").unwrap_or(&Value::Null);
-    Ok(Delivery { provider: CallProvider::Retell, provider_call_id: call_id, call: ids_in(variables), events: events.list })
+    let call_ids = ids_in(call.get("metadata").unwrap_or(&Value::Null)).or_else(|| ids_in(variables));
+    Ok(Delivery { provider: CallProvider::Retell, provider_call_id: call_id, call: call_ids, our_call_id: None, events: events.list })
 }

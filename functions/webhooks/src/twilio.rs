@@ -36,7 +36,14 @@ impl Form {
 }
 
 fn delivery(provider_call_id: String, events: Events) -> Delivery {
-    Delivery { provider: CallProvider::Twilio, provider_call_id, call: None, events: events.list }
+    Delivery { provider: CallProvider::Twilio, provider_call_id, call: None, our_call_id: None, events: events.list }
+}
+
+/// Our call id from a callback URL's query (`?callId=`), which our create request put there.
+pub fn call_id_in(path_and_query: &str) -> Option<domain::CallId> {
+    let query = path_and_query.split_once('?')?.1;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    pairs.into_iter().find(|(k, _)| k == "callId").and_then(|(_, v)| domain::CallId::parse(&v).ok())
 }
 
 /// `POST /webhooks/twilio/status`: one event per callback, keyed by its SequenceNumber; the

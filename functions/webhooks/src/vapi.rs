@@ -88,5 +88,7 @@ pub fn server_message(body: &[u8], received_at: DateTime<Utc>) -> Result<Deliver
             events.unrecognised(&format!("{other}:{}", at.timestamp_millis()), format!("Vapi message {other:?}"));
         }
     }
-    Ok(Delivery { provider: CallProvider::Vapi, provider_call_id: call_id, call: ids_in(variables), events: events.list })
+    // outdial's ids ride in the call's metadata, and in the variables it was given
+    let call_ids = ids_in(call.get("metadata").unwrap_or(&Value::Null)).or_else(|| ids_in(variables));
+    Ok(Delivery { provider: CallProvider::Vapi, provider_call_id: call_id, call: call_ids, our_call_id: None, events: events.list })
 }

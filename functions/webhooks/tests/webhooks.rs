@@ -98,6 +98,64 @@ async fn every_provider_accepts_its_signature_and_refuses_forgeries_before_stori
     assert_eq!(w.store.get_call(w.org, calls[3].id).await.unwrap().state, CallState::InProgress);
 }
 
+/// The dialer never got the provider's answer (it timed out, or a 5xx came after the call was
+/// made): the first callback carrying our call id gives the call its provider id.
+async fn callbacks_carrying_our_call_id_adopt_the_providers_id<S: Store>(store: S) {
+    let w = world(store).await;
+    let twilio = w.running(3, settings(), 2).await;
+    let mut calls = w.claim(twilio.id).await;
+    for provider in [CallProvider::Vapi, CallProvider::Retell] {
+        let campaign = w.running(1, domain::CampaignSettings { provider, ..settings() }, 1).await;
+        calls.extend(w.claim(campaign.id).await);
+    }
+    let t = Utc::now();
+    // Twilio: the id rides in the callback URL's query, which the signature covers
+    let path = format!("/webhooks/twilio/status?callId={}", calls[0].id);
+    assert_eq!(w.send(twilio_signed(&path, &twilio_status("CAadopted", 1, "ringing", t, None), TWILIO_TOKEN)).await.0, 204);
+    let call = w.store.get_call(w.org, calls[0].id).await.unwrap();
+    assert_eq!((call.provider_call_id.as_deref(), call.state), (Some("CAadopted"), CallState::Ringing));
+    // later callbacks find it by its CallSid alone
+    let done = twilio_status("CAadopted", 2, "completed", t + Duration::seconds(40), Some(35));
+    assert_eq!(w.send(twilio_signed("/webhooks/twilio/status", &done, TWILIO_TOKEN)).await.0, 204);
+    assert_eq!(w.store.get_call(w.org, calls[0].id).await.unwrap().state, CallState::Ended);
+    let forged = twilio_signed(
+        &format!("/webhooks/twilio/status?callId={}", calls[1].id),
+        &twilio_status("CAforged", 1, "ringing", t, None),
+        "other",
+    );
+    assert_eq!(w.send(forged).await.0, 403);
+    assert_eq!(w.store.get_call(w.org, calls[1].id).await.unwrap().provider_call_id, None, "nothing adopted from a forgery");
+    // Vapi and Retell: the ids ride in the call's metadata
+    let ids = |call: domain::CallId| json!({ "outdial_org_id": w.org.to_string(), "outdial_call_id": call.to_string() });
+    let ringing = json!({ "message": { "type": "status-update", "status": "ringing", "call": { "id": "vapi-adopted", "metadata": ids(calls[2].id) }, "timestamp": t.timestamp_millis() } });
+    assert_eq!(w.send(vapi_with_secret(&ringing, VAPI_SECRET)).await.0, 204);
+    let call = w.store.get_call(w.org, calls[2].id).await.unwrap();
+    assert_eq!((call.provider_call_id.as_deref(), call.state), (Some("vapi-adopted"), CallState::Ringing));
+    let started = json!({ "event": "call_started", "call": { "call_id": "retell-adopted", "metadata": ids(calls[3].id), "start_timestamp": t.timestamp_millis() } });
+    assert_eq!(w.send(retell_signed(&started, RETELL_KEY, t)).await.0, 204);
+    assert_eq!(w.store.get_call(w.org, calls[3].id).await.unwrap().provider_call_id.as_deref(), Some("retell-adopted"));
+    // a bridged Twilio call hears from ElevenLabs too: its conversation id is not the call's id
+    let report = post_call(w.org, calls[1].id, "conv_bridged", t, 20, &[("agent", "Hi")]);
+    assert_eq!(w.send(elevenlabs_signed(&report, ELEVENLABS_SECRET, t)).await.0, 204);
+    assert_eq!(w.store.get_call(w.org, calls[1].id).await.unwrap().provider_call_id, None);
+    // another callback naming a call that already has a different id changes nothing of its id
+    let other = twilio_status("CAsomeoneelse", 1, "ringing", t, None);
+    assert_eq!(w.send(twilio_signed(&format!("/webhooks/twilio/status?callId={}", calls[0].id), &other, TWILIO_TOKEN)).await.0, 204);
+    assert_eq!(w.store.get_call(w.org, calls[0].id).await.unwrap().provider_call_id.as_deref(), Some("CAadopted"));
+}
+
+#[tokio::test]
+async fn callbacks_carrying_our_call_id_adopt_the_providers_id_on_sqlite() {
+    callbacks_carrying_our_call_id_adopt_the_providers_id(sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callbacks_carrying_our_call_id_adopt_the_providers_id_on_dynamodb() {
+    if let Some(store) = store::testing::dynamodb_test_store("webhooks-adopt").await {
+        callbacks_carrying_our_call_id_adopt_the_providers_id(store).await;
+    }
+}
+
 #[tokio::test]
 async fn twilio_callbacks_drive_a_call_to_its_end_once_whatever_their_order() {
     let w = world(sqlite()).await;

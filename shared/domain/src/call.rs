@@ -65,10 +65,16 @@ pub enum EndReason {
     Canceled,
     /// No news from the provider within the timeout.
     Timeout,
+    /// Not placed: the contact's legal calling window had closed (or was closing) by the time it
+    /// could be dialed. The contact waits for its next opening.
+    OutsideWindow,
+    /// Not placed: the number was on the organisation's do-not-call list by the time it could be dialed.
+    DoNotCall,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 6] = [Self::Completed, Self::Busy, Self::NoAnswer, Self::Failed, Self::Canceled, Self::Timeout];
+    pub const ALL: [EndReason; 8] =
+        [Self::Completed, Self::Busy, Self::NoAnswer, Self::Failed, Self::Canceled, Self::Timeout, Self::OutsideWindow, Self::DoNotCall];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,6 +84,8 @@ impl EndReason {
             Self::Failed => "failed",
             Self::Canceled => "canceled",
             Self::Timeout => "timeout",
+            Self::OutsideWindow => "outside_window",
+            Self::DoNotCall => "do_not_call",
         }
     }
 
@@ -89,7 +97,7 @@ impl EndReason {
         match self {
             Self::Completed | Self::Busy | Self::NoAnswer => CallState::Ended,
             Self::Failed => CallState::Failed,
-            Self::Canceled => CallState::Canceled,
+            Self::Canceled | Self::OutsideWindow | Self::DoNotCall => CallState::Canceled,
             Self::Timeout => CallState::Timeout,
         }
     }
@@ -264,11 +272,21 @@ pub enum CallDisposition {
     Failed,
     Canceled,
     DoNotCall,
+    /// Not placed: outside the contact's legal calling window.
+    OutsideWindow,
 }
 
 impl CallDisposition {
-    pub const ALL: [CallDisposition; 7] =
-        [Self::AnsweredHuman, Self::Voicemail, Self::NoAnswer, Self::Busy, Self::Failed, Self::Canceled, Self::DoNotCall];
+    pub const ALL: [CallDisposition; 8] = [
+        Self::AnsweredHuman,
+        Self::Voicemail,
+        Self::NoAnswer,
+        Self::Busy,
+        Self::Failed,
+        Self::Canceled,
+        Self::DoNotCall,
+        Self::OutsideWindow,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -279,6 +297,7 @@ impl CallDisposition {
             Self::Failed => "failed",
             Self::Canceled => "canceled",
             Self::DoNotCall => "do_not_call",
+            Self::OutsideWindow => "outside_window",
         }
     }
 
@@ -482,7 +501,17 @@ impl Call {
             EndReason::Busy => CallDisposition::Busy,
             EndReason::Failed | EndReason::Timeout => CallDisposition::Failed,
             EndReason::Canceled => CallDisposition::Canceled,
+            EndReason::OutsideWindow => CallDisposition::OutsideWindow,
+            EndReason::DoNotCall => CallDisposition::DoNotCall,
         })
+    }
+
+    /// Ended by the dialer before any provider was asked to place it (calling window closed,
+    /// emergency stop, campaign canceled): its attempt was never spent.
+    pub fn was_withdrawn(&self) -> bool {
+        self.provider_call_id.is_none()
+            && self.placed_at.is_none()
+            && matches!(self.end_reason, Some(EndReason::OutsideWindow | EndReason::Canceled | EndReason::DoNotCall))
     }
 }
 

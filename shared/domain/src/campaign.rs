@@ -1,8 +1,8 @@
 //! Campaigns: a list of contacts dialed under a cap, a calling window and a retry policy.
 
 use crate::{
-    Assistant, AssistantId, CallDisposition, CallingWindow, CampaignId, Cap, ContactDisposition, ContactFate, E164, OrgId, ParseError,
-    ProviderKind, Region, RetryPolicy,
+    Assistant, AssistantId, Call, CallDisposition, CallingWindow, CampaignId, Cap, Contact, ContactDisposition, ContactFate, E164,
+    EffectiveWindow, EndReason, OrgId, ParseError, ProviderKind, Region, RetryPolicy, UsState,
     contact::fate_after_call,
     policy::{CallingWindowSpec, RetryPolicySpec},
 };
@@ -504,6 +504,19 @@ pub struct Campaign {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// Why its scheduled start (`startAt`) did not start it, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_refused: Option<StartRefusal>,
+}
+
+/// A scheduled start that was refused: when, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StartRefusal {
+    pub at: DateTime<Utc>,
+    /// A stable name: `emergency-stop`, `launch-checks-failed`.
+    pub reason: String,
+    pub detail: String,
 }
 
 impl Campaign {
@@ -521,7 +534,13 @@ impl Campaign {
             created_at: now,
             started_at: None,
             completed_at: None,
+            start_refused: None,
         }
+    }
+
+    /// When a contact in `state` may be called: the campaign's window within the legal hours.
+    pub fn effective_window(&self, state: Option<UsState>) -> EffectiveWindow {
+        EffectiveWindow::of(&self.settings.calling_window, state)
     }
 
     /// How long a completed campaign still holds its assistant: its late reports and retries may need it.
@@ -564,13 +583,29 @@ impl Campaign {
         unmet
     }
 
-    /// What happens to a contact after its call ended: the retry policy, except that a canceled
-    /// campaign retries nothing.
-    pub fn fate_after_call(&self, disposition: CallDisposition, attempt: u32, ended_at: DateTime<Utc>) -> ContactFate {
-        match fate_after_call(disposition, attempt, ended_at, &self.settings.retry_policy) {
-            ContactFate::Retry { .. } if self.status == CampaignStatus::Canceled => ContactFate::Done(ContactDisposition::Canceled),
+    /// What happens to `contact` after `call` ended (None while it has not): the retry policy,
+    /// except that a canceled campaign retries nothing, and a call withdrawn before it was placed
+    /// gives its attempt back, due again at the contact's next opening when its window had closed.
+    pub fn fate_after_call(&self, call: &Call, contact: &Contact) -> Option<ContactFate> {
+        let (disposition, ended_at) = (call.disposition()?, call.ended_at?);
+        let fate = if call.was_withdrawn() && disposition != CallDisposition::DoNotCall {
+            let due_at = match call.end_reason {
+                Some(EndReason::OutsideWindow) => self
+                    .effective_window(contact.us_state)
+                    .next_opening(ended_at, contact.timezone)
+                    .unwrap_or(ended_at + TimeDelta::days(1)),
+                _ => ended_at,
+            };
+            ContactFate::Requeue { due_at }
+        } else {
+            fate_after_call(disposition, call.attempt, ended_at, &self.settings.retry_policy)
+        };
+        Some(match fate {
+            ContactFate::Retry { .. } | ContactFate::Requeue { .. } if self.status == CampaignStatus::Canceled => {
+                ContactFate::Done(ContactDisposition::Canceled)
+            }
             fate => fate,
-        }
+        })
     }
 
     /// Slots free under the cap right now.
@@ -734,12 +769,48 @@ mod tests {
         assert!(ready.unmet_launch_checks(Some(&assistant), &[]).is_empty());
     }
 
+    fn ended(call: &Call, reason: EndReason, at: DateTime<Utc>) -> Call {
+        let mut call = call.clone();
+        call.absorb(&crate::CallEvent { dedupe_key: "end".into(), occurred_at: at, kind: crate::CallEventKind::Ended { reason } });
+        call
+    }
+
     #[test]
     fn a_canceled_campaign_retries_nothing() {
         let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let mut c = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, CampaignSettings::default()).unwrap(), t);
-        assert!(matches!(c.fate_after_call(CallDisposition::Busy, 1, t), ContactFate::Retry { .. }));
+        let contact = Contact::ready(c.id, crate::NewContact::new(E164::parse("+14155550100", None).unwrap(), chrono_tz::UTC), t);
+        let mut placed = Call::queued(c.org_id, c.id, contact.id, 1, contact.phone.clone(), t);
+        placed.provider_call_id = Some("CA1".into());
+        let busy = ended(&placed, EndReason::Busy, t);
+        assert!(matches!(c.fate_after_call(&busy, &contact), Some(ContactFate::Retry { .. })));
         c.status = CampaignStatus::Canceled;
-        assert_eq!(c.fate_after_call(CallDisposition::Busy, 1, t), ContactFate::Done(ContactDisposition::Canceled));
+        assert_eq!(c.fate_after_call(&busy, &contact), Some(ContactFate::Done(ContactDisposition::Canceled)));
+    }
+
+    #[test]
+    fn a_withdrawn_call_gives_its_attempt_back() {
+        let ny = chrono_tz::America::New_York;
+        // Wednesday 13 January 2027, 20:59 in Miami: Florida's calls end at 20:00
+        let t = chrono::TimeZone::with_ymd_and_hms(&ny, 2027, 1, 13, 20, 59, 0).unwrap().with_timezone(&Utc);
+        let c = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, CampaignSettings::default()).unwrap(), t);
+        let mut contact = Contact::ready(c.id, crate::NewContact::new(E164::parse("+13055550100", None).unwrap(), ny), t);
+        contact.attempts = 1;
+        let queued = Call::queued(c.org_id, c.id, contact.id, 1, contact.phone.clone(), t);
+        let outside = ended(&queued, EndReason::OutsideWindow, t);
+        assert!(outside.was_withdrawn());
+        let next_morning = chrono::TimeZone::with_ymd_and_hms(&ny, 2027, 1, 14, 8, 0, 0).unwrap().with_timezone(&Utc);
+        assert_eq!(c.fate_after_call(&outside, &contact), Some(ContactFate::Requeue { due_at: next_morning }));
+        contact.settle(ContactFate::Requeue { due_at: next_morning }, t);
+        assert_eq!((contact.attempts, contact.due_at), (0, next_morning), "the attempt is not spent");
+        let stopped = ended(&queued, EndReason::Canceled, t);
+        assert_eq!(c.fate_after_call(&stopped, &contact), Some(ContactFate::Requeue { due_at: t }));
+        let listed = ended(&queued, EndReason::DoNotCall, t);
+        assert_eq!(c.fate_after_call(&listed, &contact), Some(ContactFate::Done(ContactDisposition::DoNotCall)));
+        let mut placed = queued.clone();
+        placed.provider_call_id = Some("CA1".into());
+        let canceled_at_provider = ended(&placed, EndReason::Canceled, t);
+        assert!(!canceled_at_provider.was_withdrawn());
+        assert_eq!(c.fate_after_call(&canceled_at_provider, &contact), Some(ContactFate::Done(ContactDisposition::Canceled)));
     }
 }

@@ -1,7 +1,7 @@
 //! The contact lifecycle: READY → DIALING → READY (a retry due at a time) or DONE with a
 //! disposition, decided by the campaign's retry policy.
 
-use crate::{CallDisposition, CallId, CampaignId, ContactId, E164, RetryOutcome, RetryPolicy};
+use crate::{CallDisposition, CallId, CallingArea, CampaignId, ContactId, E164, RetryOutcome, RetryPolicy, UsState};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -79,21 +79,55 @@ impl ContactDisposition {
     }
 }
 
+/// How a contact's agreement to be called came to be on record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentSource {
+    /// The row's own `consent` column said yes.
+    File,
+    /// The importer attested, for the whole file, that every contact in it agreed.
+    Attestation,
+}
+
+/// The consent a contact was imported with (calls with an artificial voice need prior express
+/// consent): where it came from, and who vouched for it when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Consent {
+    pub source: ConsentSource,
+    /// How and where consent was given: the `consent_source` column, or the attestation's `consentSource`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When consent was given (the `consent_at` column), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_at: Option<DateTime<Utc>>,
+    /// The id of the API key that attested (attestations only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_by: Option<String>,
+    /// When outdial recorded it: the import.
+    pub recorded_at: DateTime<Utc>,
+}
+
 /// A contact as it is added to a campaign.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewContact {
     pub phone: E164,
     pub name: Option<String>,
     pub timezone: Tz,
+    /// Whose calling-hours rule applies: the row's `state`, else the number's area code.
+    pub us_state: Option<UsState>,
     /// Higher is called first.
     pub priority: i32,
     /// Extra fields handed to the assistant as dynamic variables.
     pub variables: BTreeMap<String, String>,
+    pub consent: Option<Consent>,
 }
 
 impl NewContact {
+    /// A contact of `phone` in `timezone`, in the US state of its area code (if any).
     pub fn new(phone: E164, timezone: Tz) -> Self {
-        Self { phone, name: None, timezone, priority: 0, variables: BTreeMap::new() }
+        let us_state = UsState::of_number(&phone);
+        Self { phone, name: None, timezone, us_state, priority: 0, variables: BTreeMap::new(), consent: None }
     }
 }
 
@@ -106,6 +140,9 @@ pub struct Contact {
     pub name: Option<String>,
     #[schema(value_type = String, example = "America/New_York")]
     pub timezone: Tz,
+    /// The US state whose calling hours apply (from the `state` column or the area code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub us_state: Option<UsState>,
     pub priority: i32,
     pub state: ContactState,
     /// Attempts started so far.
@@ -122,6 +159,9 @@ pub struct Contact {
     /// The number its latest call went out from; its retries use it again when they can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller_id: Option<E164>,
+    /// The consent on record for calling this contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<Consent>,
 }
 
 impl Contact {
@@ -134,6 +174,7 @@ impl Contact {
             phone: new.phone,
             name: new.name,
             timezone: new.timezone,
+            us_state: new.us_state,
             priority: new.priority,
             state: ContactState::Ready,
             attempts: 0,
@@ -144,7 +185,13 @@ impl Contact {
             created_at: now,
             batch: 0,
             caller_id: None,
+            consent: new.consent,
         }
+    }
+
+    /// Where it is for its calling hours: its zone and state.
+    pub fn calling_area(&self) -> CallingArea {
+        CallingArea { zone: self.timezone, state: self.us_state }
     }
 
     /// True when an event about call `call_id` (attempt `attempt`) may still decide this
@@ -161,6 +208,12 @@ impl Contact {
                 self.due_at = due_at;
                 self.disposition = None;
             }
+            ContactFate::Requeue { due_at } => {
+                self.state = ContactState::Ready;
+                self.due_at = due_at;
+                self.disposition = None;
+                self.attempts = self.attempts.saturating_sub(1);
+            }
             ContactFate::Done(disposition) => {
                 self.state = ContactState::Done;
                 self.due_at = ended_at;
@@ -173,7 +226,13 @@ impl Contact {
 /// What happens to a contact after one of its calls ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ContactFate {
-    Retry { due_at: DateTime<Utc> },
+    Retry {
+        due_at: DateTime<Utc>,
+    },
+    /// Back to ready without spending the attempt: the call was withdrawn before it was placed.
+    Requeue {
+        due_at: DateTime<Utc>,
+    },
     Done(ContactDisposition),
 }
 
@@ -189,6 +248,8 @@ pub fn fate_after_call(disposition: CallDisposition, attempt: u32, ended_at: Dat
         CallDisposition::AnsweredHuman => return ContactFate::Done(ContactDisposition::AnsweredHuman),
         CallDisposition::DoNotCall => return ContactFate::Done(ContactDisposition::DoNotCall),
         CallDisposition::Canceled => return ContactFate::Done(ContactDisposition::Canceled),
+        // never placed: the campaign decides when it is due again (its next opening)
+        CallDisposition::OutsideWindow => return ContactFate::Requeue { due_at: ended_at },
         CallDisposition::Voicemail => (RetryOutcome::Voicemail, ContactDisposition::Voicemail),
         CallDisposition::NoAnswer => (RetryOutcome::NoAnswer, ContactDisposition::NoAnswer),
         CallDisposition::Busy => (RetryOutcome::Busy, ContactDisposition::Busy),

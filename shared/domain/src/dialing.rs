@@ -1,9 +1,10 @@
 //! Dialing policy: which contacts a tick may release, when the sweep gives up on a silent call,
 //! which caller ID a call goes out from, and when the next call may start under a provider's pace.
 
-use crate::{Call, CallId, CallState, CallingWindow, Campaign, CampaignId, Contact, ContactId, DialMode, E164, OrgId};
+use crate::{
+    Call, CallId, CallState, CallingArea, Campaign, CampaignId, CampaignStatus, Contact, ContactId, DialMode, E164, EndReason, OrgId,
+};
 use chrono::{DateTime, TimeDelta, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, time::Duration};
 
@@ -32,8 +33,40 @@ pub const RINGING_TIMEOUT: TimeDelta = TimeDelta::minutes(2);
 /// Silence allowed past the longest call a campaign permits.
 pub const IN_PROGRESS_GRACE: TimeDelta = TimeDelta::minutes(5);
 
+/// How long a dialer may hold a call's dial guard: the sweep leaves a queued call alone this long
+/// after a dialer took it, so the pacing wait and the provider's answer (and a lookup after an
+/// unclear one) must fit in it; `platform::Config` refuses settings that would not.
+pub const DIAL_GUARD_HOLD: TimeDelta = QUEUED_TIMEOUT;
+
+/// Why the sweep ends a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Swept {
+    /// No news past its state's timeout.
+    TimedOut,
+    /// A dialer took it and never recorded it placed: the provider may or may not have the call.
+    PlacementUnknown,
+}
+
+impl Swept {
+    pub const PLACEMENT_UNKNOWN: &'static str =
+        "placement outcome unknown: the provider's answer to the create request was lost and no callback came";
+
+    pub fn end_reason(self) -> EndReason {
+        match self {
+            Self::TimedOut => EndReason::Timeout,
+            Self::PlacementUnknown => EndReason::Failed,
+        }
+    }
+}
+
 impl Call {
-    /// True when the call has had no news for longer than its state allows: the sweep times it out.
+    /// The last sign of life: its last status, when a dialer took it, when it was placed.
+    fn last_news(&self) -> DateTime<Utc> {
+        [self.dialing_since, self.placed_at].into_iter().flatten().fold(self.last_status_at, DateTime::max)
+    }
+
+    /// True when the call has had no news for longer than its state allows (a dialer taking it
+    /// counts as news): the sweep ends it.
     pub fn is_stuck(&self, now: DateTime<Utc>, max_call_seconds: u32) -> bool {
         let allowed = match self.state {
             CallState::Queued => QUEUED_TIMEOUT,
@@ -41,7 +74,16 @@ impl Call {
             CallState::InProgress => TimeDelta::seconds(i64::from(max_call_seconds)) + IN_PROGRESS_GRACE,
             CallState::Ended | CallState::Failed | CallState::Canceled | CallState::Timeout => return false,
         };
-        now - self.last_status_at > allowed
+        now - self.last_news() > allowed
+    }
+
+    /// How the sweep ends the call at `now`, if it is stuck.
+    pub fn swept(&self, now: DateTime<Utc>, max_call_seconds: u32) -> Option<Swept> {
+        if !self.is_stuck(now, max_call_seconds) {
+            return None;
+        }
+        let unknown = self.state == CallState::Queued && self.dialing_since.is_some() && self.provider_call_id.is_none();
+        Some(if unknown { Swept::PlacementUnknown } else { Swept::TimedOut })
     }
 }
 
@@ -70,12 +112,18 @@ pub fn batch_of(mode: DialMode, batch_size: Option<u32>, position: u64) -> u32 {
     }
 }
 
-/// The zones among `zones` whose contacts may be called at `now`.
-pub fn open_zones<'a>(window: &CallingWindow, zones: impl IntoIterator<Item = &'a Tz>, now: DateTime<Utc>) -> Vec<Tz> {
-    zones.into_iter().copied().filter(|tz| window.is_open_at(now, *tz)).collect()
-}
-
 impl Campaign {
+    /// The areas among `areas` whose contacts may start a call at `now` that stays inside their
+    /// legal window for `margin`.
+    pub fn open_areas<'a>(
+        &self,
+        areas: impl IntoIterator<Item = &'a CallingArea>,
+        now: DateTime<Utc>,
+        margin: TimeDelta,
+    ) -> Vec<CallingArea> {
+        areas.into_iter().copied().filter(|a| self.effective_window(a.state).is_open_for(now, a.zone, margin)).collect()
+    }
+
     /// The batch of the contact at `position` (0-based, in import order).
     pub fn batch_of(&self, position: u64) -> u32 {
         batch_of(self.settings.mode, self.settings.batch_size, position)
@@ -93,6 +141,66 @@ impl Campaign {
     /// mode, and nothing being dialed (live calls all belong to the current batch).
     pub fn may_advance_batch(&self) -> bool {
         self.settings.mode == DialMode::Batch && self.counters.active_calls == 0
+    }
+}
+
+/// What the dialer reads afresh right before it asks the provider: everything that may have
+/// changed since the contact was claimed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DialCheck {
+    pub call: Call,
+    pub campaign: Campaign,
+    pub contact: Contact,
+    /// The organisation's emergency stop holds.
+    pub stopped: bool,
+    /// The number is on the organisation's do-not-call list.
+    pub listed: bool,
+}
+
+/// Whether a call may be placed now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Clearance {
+    Place,
+    /// Not now (a paused campaign): the job comes back later.
+    Wait(String),
+    /// Not at all: the call ends unplaced with this reason.
+    Withdraw(EndReason, String),
+    /// It ended, or was placed, meanwhile: nothing is left to do.
+    Gone(String),
+}
+
+impl DialCheck {
+    /// The dial-time checks, in order: the call is still ours to place, no emergency stop, the
+    /// campaign still running, the number not listed, the legal window open for `margin` more.
+    pub fn clearance(&self, now: DateTime<Utc>, margin: TimeDelta) -> Clearance {
+        let (call, campaign, contact) = (&self.call, &self.campaign, &self.contact);
+        if call.state != CallState::Queued || call.provider_call_id.is_some() {
+            return Clearance::Gone(format!("call {} is already {}", call.id, call.state.as_str()));
+        }
+        if self.stopped {
+            return Clearance::Withdraw(EndReason::Canceled, "the organisation's emergency stop holds".into());
+        }
+        match campaign.status {
+            CampaignStatus::Running => {}
+            CampaignStatus::Paused | CampaignStatus::Draft => {
+                return Clearance::Wait(format!("campaign {} is {}", campaign.id, campaign.status.as_str()));
+            }
+            CampaignStatus::Canceled | CampaignStatus::Completed => {
+                return Clearance::Withdraw(EndReason::Canceled, format!("campaign {} is {}", campaign.id, campaign.status.as_str()));
+            }
+        }
+        if self.listed {
+            return Clearance::Withdraw(EndReason::DoNotCall, "the number is on the do-not-call list".into());
+        }
+        let area = contact.calling_area();
+        if !campaign.effective_window(area.state).is_open_for(now, area.zone, margin) {
+            let state = area.state.map_or(String::new(), |s| format!(" ({s})"));
+            return Clearance::Withdraw(
+                EndReason::OutsideWindow,
+                format!("outside the contact's legal calling window in {}{state}", area.zone.name()),
+            );
+        }
+        Clearance::Place
     }
 }
 
@@ -205,6 +313,42 @@ mod tests {
         assert!(!call.is_stuck(t(900), 600) && call.is_stuck(t(901), 600));
         call.state = CallState::Ended;
         assert!(!call.is_stuck(t(1_000_000), 600));
+    }
+
+    #[test]
+    fn a_dialer_taking_the_call_counts_as_news_and_its_silence_is_an_unknown_placement() {
+        let phone = E164::parse("+14155552671", None).unwrap();
+        let mut call = Call::queued(OrgId::new(), CampaignId::new(), ContactId::new(), 1, phone, t(0));
+        assert_eq!(call.swept(t(301), 600), Some(Swept::TimedOut), "no dialer ever took it");
+        call.dialing_since = Some(t(240));
+        assert_eq!(call.swept(t(301), 600), None, "a dialer took it a minute ago: its guard is fresh");
+        assert_eq!(call.swept(t(541), 600), Some(Swept::PlacementUnknown));
+        call.provider_call_id = Some("CA1".into());
+        call.placed_at = Some(t(250));
+        assert_eq!(call.swept(t(551), 600), Some(Swept::TimedOut), "placed, then silent");
+    }
+
+    #[test]
+    fn dial_time_checks_come_in_order() {
+        use crate::{CampaignSettings, Cap, NewCampaign};
+        let ny = chrono_tz::America::New_York;
+        let noon = chrono::TimeZone::with_ymd_and_hms(&ny, 2027, 1, 13, 12, 0, 0).unwrap().with_timezone(&Utc);
+        let campaign = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, CampaignSettings::default()).unwrap(), noon);
+        let contact = Contact::ready(campaign.id, NewContact::new(E164::parse("+13055550100", None).unwrap(), ny), noon);
+        let call = Call::queued(campaign.org_id, campaign.id, contact.id, 1, contact.phone.clone(), noon);
+        let mut check = DialCheck { call, campaign, contact, stopped: false, listed: false };
+        let margin = TimeDelta::seconds(120);
+        assert!(matches!(check.clearance(noon, margin), Clearance::Wait(_)), "a draft campaign");
+        check.campaign.status = CampaignStatus::Running;
+        assert_eq!(check.clearance(noon, margin), Clearance::Place);
+        let evening = noon + TimeDelta::hours(8) - TimeDelta::seconds(60);
+        assert!(matches!(check.clearance(evening, margin), Clearance::Withdraw(EndReason::OutsideWindow, _)), "19:59 in Florida");
+        check.listed = true;
+        assert!(matches!(check.clearance(noon, margin), Clearance::Withdraw(EndReason::DoNotCall, _)));
+        check.stopped = true;
+        assert!(matches!(check.clearance(noon, margin), Clearance::Withdraw(EndReason::Canceled, _)));
+        check.call.provider_call_id = Some("CA1".into());
+        assert!(matches!(check.clearance(noon, margin), Clearance::Gone(_)));
     }
 
     #[test]

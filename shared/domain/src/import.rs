@@ -1,8 +1,10 @@
 //! Contact rows as users upload them (CSV columns or JSON fields) turned into contacts: header
 //! roles, E.164 normalisation, the time zone rule (own column, else the number's, else the
-//! campaign's) and the reasons a row is refused.
+//! campaign's), the US state (own column, else the area code), the consent on record (the row's,
+//! else the importer's attestation) and the reasons a row is refused.
 
-use crate::{E164, NewContact, Region, campaign::parse_timezone};
+use crate::{Consent, ConsentSource, E164, NewContact, ParseError, Region, UsState, campaign::parse_timezone};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::{collections::HashMap, sync::LazyLock};
 
@@ -18,6 +20,12 @@ pub enum ColumnRole {
     Timezone,
     Priority,
     Consent,
+    /// How and where consent was given.
+    ConsentSource,
+    /// When consent was given.
+    ConsentAt,
+    /// The US state whose calling hours apply (a postal code or name).
+    State,
     /// Any other column: handed to the assistant as a dynamic variable of this name.
     Variable(String),
 }
@@ -36,28 +44,83 @@ impl ColumnRole {
             "timezone" => Self::Timezone,
             "priority" => Self::Priority,
             "consent" => Self::Consent,
+            "consent_source" => Self::ConsentSource,
+            "consent_at" => Self::ConsentAt,
+            "state" => Self::State,
             _ => Self::Variable(key.to_string()),
         }
     }
 
-    /// The roles of a header row; refused when no column holds the phone number.
-    pub fn of_headers<'a>(headers: impl IntoIterator<Item = &'a str>) -> Result<Vec<Self>, MissingPhoneColumn> {
+    /// The roles of a header row; refused when no column holds the phone number, or when no
+    /// column holds consent and the importer did not attest to it.
+    pub fn of_headers<'a>(headers: impl IntoIterator<Item = &'a str>, attested: bool) -> Result<Vec<Self>, HeaderError> {
         let roles: Vec<Self> = headers.into_iter().map(Self::of).collect();
-        if roles.contains(&Self::Phone) { Ok(roles) } else { Err(MissingPhoneColumn) }
+        if !roles.contains(&Self::Phone) {
+            Err(HeaderError::MissingPhoneColumn)
+        } else if !attested && !roles.contains(&Self::Consent) {
+            Err(HeaderError::ConsentMissing)
+        } else {
+            Ok(roles)
+        }
     }
 }
 
+/// Why a file cannot be imported at all, from its header row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no phone column: name one of the columns phone, phone_number or number")]
-pub struct MissingPhoneColumn;
+pub enum HeaderError {
+    #[error("no phone column: name one of the columns phone, phone_number or number")]
+    MissingPhoneColumn,
+    #[error(
+        "no consent on record: add a consent column (true/false, with optional consent_source and consent_at), or attest for the whole file with consent=attested&consentSource=<how and where the contacts agreed>"
+    )]
+    ConsentMissing,
+}
+
+/// An importer's statement that every contact of a file agreed to be called, kept with each
+/// contact it covers: how they agreed, the API key that said so, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attestation {
+    pub source: String,
+    pub key_id: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Attestation {
+    pub const MAX_SOURCE_CHARS: usize = 500;
+
+    pub fn parse(source: &str, key_id: &str, at: DateTime<Utc>) -> Result<Self, ParseError> {
+        let source = source.trim();
+        if source.is_empty() || source.chars().count() > Self::MAX_SOURCE_CHARS {
+            return Err(ParseError::new(
+                "consentSource",
+                format!("must say in 1–{} characters how and where the contacts agreed to be called", Self::MAX_SOURCE_CHARS),
+            ));
+        }
+        Ok(Self { source: source.to_string(), key_id: key_id.to_string(), at })
+    }
+
+    fn consent(&self, given_at: Option<DateTime<Utc>>) -> Consent {
+        Consent {
+            source: ConsentSource::Attestation,
+            detail: Some(self.source.clone()),
+            given_at,
+            attested_by: Some(self.key_id.clone()),
+            recorded_at: self.at,
+        }
+    }
+}
 
 /// What a row falls back on.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ImportDefaults {
     /// Country in which national numbers are read.
     pub region: Option<Region>,
     /// Zone of contacts whose own zone is neither given nor known from their number.
     pub timezone: Tz,
+    /// Consent for rows that carry none of their own.
+    pub attestation: Option<Attestation>,
+    /// When the import happens: the time consent from the file is recorded.
+    pub now: DateTime<Utc>,
 }
 
 /// Why a row was not imported: the offending value and what is wrong with it.
@@ -84,6 +147,7 @@ pub fn contact_from_row<'a>(
 ) -> Result<NewContact, RowError> {
     let mut phone = None;
     let (mut name, mut first, mut last, mut timezone, mut priority) = (None, None, None, None, None);
+    let (mut consent, mut consent_source, mut consent_at, mut state) = (None, None, None, None);
     let mut variables = std::collections::BTreeMap::new();
     for (role, raw) in fields {
         let value = raw.trim();
@@ -104,6 +168,13 @@ pub fn contact_from_row<'a>(
                 if !parse_consent(value)? {
                     return Err(RowError::new(value, "consent is false: this contact has not agreed to be called"));
                 }
+                consent = Some(true);
+            }
+            ColumnRole::ConsentSource => consent_source = Some(value),
+            ColumnRole::ConsentAt => consent_at = Some(parse_consent_at(value)?),
+            ColumnRole::State => {
+                state = Some(UsState::parse(value).map_err(|e| RowError::new(value, e.reason))?);
+                variables.insert("state".to_string(), value.to_string());
             }
             ColumnRole::BusinessName => {
                 variables.insert("business_name".to_string(), value.to_string());
@@ -134,7 +205,32 @@ pub fn contact_from_row<'a>(
     // an unknown zone in the column is not fatal: the number or the campaign still tells
     let timezone =
         timezone.and_then(|tz| parse_timezone("timezone", tz).ok()).or_else(|| timezone_of_number(&phone)).unwrap_or(defaults.timezone);
-    Ok(NewContact { phone, name, timezone, priority, variables })
+    let consent = match (consent, &defaults.attestation) {
+        (Some(_), _) => Consent {
+            source: ConsentSource::File,
+            detail: consent_source.map(str::to_string),
+            given_at: consent_at,
+            attested_by: None,
+            recorded_at: defaults.now,
+        },
+        (None, Some(attestation)) => attestation.consent(consent_at),
+        (None, None) => {
+            return Err(RowError::new(
+                "",
+                "no consent for this row: fill its consent column, or attest for the file with consent=attested&consentSource=…",
+            ));
+        }
+    };
+    let us_state = state.or_else(|| UsState::of_number(&phone));
+    Ok(NewContact { phone, name, timezone, us_state, priority, variables, consent: Some(consent) })
+}
+
+/// `consent_at`: an RFC 3339 time, or a date (`2026-10-01`, read as its start in UTC).
+fn parse_consent_at(value: &str) -> Result<DateTime<Utc>, RowError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| NaiveDate::parse_from_str(value, "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()))
+        .map_err(|_| RowError::new(value, "consent_at must be a date (2026-10-01) or an RFC 3339 time"))
 }
 
 fn parse_consent(value: &str) -> Result<bool, RowError> {
@@ -240,13 +336,22 @@ pub fn timezone_of_number(phone: &E164) -> Option<Tz> {
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
     fn defaults() -> ImportDefaults {
-        ImportDefaults { region: Some(Region::parse("US").unwrap()), timezone: chrono_tz::America::Chicago }
+        let attestation = Attestation::parse("web form", "key_1", now()).ok();
+        ImportDefaults { region: Some(Region::parse("US").unwrap()), timezone: chrono_tz::America::Chicago, attestation, now: now() }
     }
 
     fn row(pairs: &[(&str, &str)]) -> Result<NewContact, RowError> {
+        row_with(pairs, &defaults())
+    }
+
+    fn row_with(pairs: &[(&str, &str)], defaults: &ImportDefaults) -> Result<NewContact, RowError> {
         let roles: Vec<ColumnRole> = pairs.iter().map(|(h, _)| ColumnRole::of(h)).collect();
-        contact_from_row(roles.iter().zip(pairs.iter().map(|(_, v)| *v)), &defaults())
+        contact_from_row(roles.iter().zip(pairs.iter().map(|(_, v)| *v)), defaults)
     }
 
     #[test]
@@ -255,7 +360,40 @@ mod tests {
         assert_eq!(ColumnRole::of("NUMBER"), ColumnRole::Phone);
         assert_eq!(ColumnRole::of("First_Name"), ColumnRole::FirstName);
         assert_eq!(ColumnRole::of(" plan "), ColumnRole::Variable("plan".into()));
-        assert_eq!(ColumnRole::of_headers(["name", "email"]), Err(MissingPhoneColumn));
+        assert_eq!(ColumnRole::of_headers(["name", "email"], true), Err(HeaderError::MissingPhoneColumn));
+        assert_eq!(ColumnRole::of_headers(["phone", "name"], false), Err(HeaderError::ConsentMissing));
+        assert!(ColumnRole::of_headers(["phone", "Consent"], false).is_ok());
+        assert!(ColumnRole::of_headers(["phone", "name"], true).is_ok());
+    }
+
+    #[test]
+    fn consent_comes_from_the_row_else_the_attestation() {
+        let from_file =
+            row(&[("phone", "+14155550100"), ("consent", "yes"), ("consent_source", "signup form"), ("consent_at", "2026-10-01")]).unwrap();
+        let consent = from_file.consent.unwrap();
+        assert_eq!((consent.source, consent.detail.as_deref(), consent.attested_by), (ConsentSource::File, Some("signup form"), None));
+        assert_eq!(consent.given_at, Some("2026-10-01T00:00:00Z".parse().unwrap()));
+        let attested = row(&[("phone", "+14155550100")]).unwrap().consent.unwrap();
+        assert_eq!(attested.source, ConsentSource::Attestation);
+        assert_eq!(
+            (attested.detail.as_deref(), attested.attested_by.as_deref(), attested.recorded_at),
+            (Some("web form"), Some("key_1"), now())
+        );
+        let unattested = ImportDefaults { attestation: None, ..defaults() };
+        assert!(row_with(&[("phone", "+14155550100"), ("consent", "")], &unattested).unwrap_err().reason.contains("no consent"));
+        assert!(
+            row(&[("phone", "+14155550100"), ("consent", "yes"), ("consent_at", "last week")]).unwrap_err().reason.contains("consent_at")
+        );
+        assert!(Attestation::parse("  ", "key_1", now()).is_err());
+    }
+
+    #[test]
+    fn the_state_is_the_column_else_the_area_code() {
+        assert_eq!(row(&[("phone", "+13055550100")]).unwrap().us_state.map(|s| s.to_string()).as_deref(), Some("FL"));
+        let moved = row(&[("phone", "+13055550100"), ("state", "Texas")]).unwrap();
+        assert_eq!((moved.us_state.map(|s| s.to_string()).as_deref(), moved.variables["state"].as_str()), (Some("TX"), "Texas"));
+        assert!(row(&[("phone", "+13055550100"), ("state", "Atlantis")]).unwrap_err().reason.contains("not a US state"));
+        assert_eq!(row(&[("phone", "+442079460958")]).unwrap().us_state, None);
     }
 
     #[test]
@@ -290,7 +428,7 @@ mod tests {
         assert!(row(&[("phone", "+14155550100"), ("priority", "high")]).unwrap_err().reason.contains("whole number"));
         assert!(row(&[("phone", "+14155550100"), ("consent", "no")]).unwrap_err().reason.contains("not agreed"));
         assert!(row(&[("phone", "+14155550100"), ("consent", "yes")]).is_ok());
-        let national = ImportDefaults { region: None, timezone: chrono_tz::UTC };
+        let national = ImportDefaults { region: None, timezone: chrono_tz::UTC, ..defaults() };
         let roles = [ColumnRole::Phone];
         assert!(contact_from_row(roles.iter().zip(["415 555 0100"]), &national).unwrap_err().reason.contains("default region"));
     }

@@ -20,6 +20,7 @@ pub(crate) use schema_as_wire_form;
 
 pub mod assistant;
 pub mod call;
+pub mod calling_hours;
 pub mod campaign;
 pub mod contact;
 pub mod dialing;
@@ -39,16 +40,17 @@ pub use call::{
     AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, REPORT_GRACE, Transcript, Transition,
     VoicemailStep, asks_not_to_be_called,
 };
+pub use calling_hours::{CallingArea, EffectiveWindow, UsState};
 pub use campaign::{
     CallProvider, Campaign, CampaignCounters, CampaignPlan, CampaignSettings, CampaignSpec, CampaignStatus, CrmTarget, DialMode,
-    NewCampaign, UnmetCheck, Voicemail, VoicemailAction,
+    NewCampaign, StartRefusal, UnmetCheck, Voicemail, VoicemailAction,
 };
-pub use contact::{Contact, ContactDisposition, ContactFate, ContactState, NewContact};
-pub use dialing::{CALL_ID_VARIABLE, CrmJob, DialJob, DialSlot, ORG_ID_VARIABLE, Pace, id_variables};
+pub use contact::{Consent, ConsentSource, Contact, ContactDisposition, ContactFate, ContactState, NewContact};
+pub use dialing::{CALL_ID_VARIABLE, Clearance, CrmJob, DialCheck, DialJob, DialSlot, ORG_ID_VARIABLE, Pace, Swept, id_variables};
 pub use error::ParseError;
 pub use ids::{AssistantId, CallId, CampaignId, ContactId, OrgId};
 pub use money::Money;
-pub use org::Organisation;
+pub use org::{EmergencyStop, Organisation};
 pub use phone::{E164, Region, mask_phone, mask_phones_in};
 pub use policy::{CallingWindow, Cap, Day, RetryOutcome, RetryPolicy};
 pub use tools::{AgentTool, Booking, EmailAddress, FollowUpEmail, mask_email};

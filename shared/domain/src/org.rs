@@ -9,6 +9,19 @@ pub struct Organisation {
     pub id: OrgId,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// Set while the organisation's emergency stop holds: nothing is started, claimed or dialed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency_stop: Option<EmergencyStop>,
+}
+
+/// An organisation's emergency stop: since when, and the API key that set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmergencyStop {
+    pub since: DateTime<Utc>,
+    /// The id of the API key that set it (None when set from the command line on the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 impl Organisation {

@@ -15,24 +15,46 @@ pub trait AuthState: Send + Sync {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Authenticated(pub OrgId);
 
+/// The organisation and the public id of the API key that made the request, for what is
+/// recorded in the key's name (an attestation, an emergency stop).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatedKey {
+    pub org: OrgId,
+    pub key_id: String,
+}
+
+/// The key in `Authorization: Bearer …` and its organisation.
+async fn authenticate<S: AuthState>(parts: &Parts, state: &S) -> Result<(OrgId, KeyHash), Problem> {
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+        Problem::unauthorized("Send your API key as `Authorization: Bearer <key>` (create one with `outdial key create`).")
+    })?;
+    let key = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| Problem::unauthorized("The Authorization header must be `Bearer <key>`."))?;
+    let hash = KeyHash::of_secret(key);
+    match state.orgs().org_for_api_key(&hash).await? {
+        Some(org) => Ok((org, hash)),
+        None => Err(Problem::unauthorized("This API key is unknown or revoked.")),
+    }
+}
+
 impl<S: AuthState> FromRequestParts<S> for Authenticated {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
-            Problem::unauthorized("Send your API key as `Authorization: Bearer <key>` (create one with `outdial key create`).")
-        })?;
-        let key = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| Problem::unauthorized("The Authorization header must be `Bearer <key>`."))?;
-        match state.orgs().org_for_api_key(&KeyHash::of_secret(key)).await? {
-            Some(org) => Ok(Self(org)),
-            None => Err(Problem::unauthorized("This API key is unknown or revoked.")),
-        }
+        authenticate(parts, state).await.map(|(org, _)| Self(org))
+    }
+}
+
+impl<S: AuthState> FromRequestParts<S> for AuthenticatedKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        authenticate(parts, state).await.map(|(org, hash)| Self { org, key_id: hash.id() })
     }
 }
 

@@ -132,6 +132,9 @@ pub struct DialingConfig {
     pub retry_backoff: std::time::Duration,
     /// How long a call rings before it counts as unanswered (`OUTDIAL_RING_SECONDS`).
     pub ring_seconds: u32,
+    /// How much of a contact's legal window must be left for a call to start: none starts that
+    /// would ring into the closing minutes (`OUTDIAL_WINDOW_MARGIN_SECONDS`).
+    pub window_margin: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -166,7 +169,15 @@ impl Default for DialingConfig {
             max_receives: 5,
             retry_backoff: std::time::Duration::from_secs(30),
             ring_seconds: 30,
+            window_margin: std::time::Duration::from_secs(120),
         }
+    }
+}
+
+impl DialingConfig {
+    /// The margin as the domain counts time.
+    pub fn window_margin(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::from_std(self.window_margin).unwrap_or(chrono::TimeDelta::MAX)
     }
 }
 
@@ -281,6 +292,10 @@ impl Config {
                     .map_err(|_| ConfigError::Invalid { var: "OUTDIAL_SIMULATOR_SEED", reason: format!("{v:?} is not a whole number") })
             })?,
             simulator_speed: rate("OUTDIAL_SIMULATOR_SPEED", defaults.calls.simulator_speed)?.max(f64::MIN_POSITIVE),
+            provider_timeout: std::time::Duration::from_secs(number(
+                "OUTDIAL_PROVIDER_TIMEOUT_SECONDS",
+                defaults.calls.provider_timeout.as_secs(),
+            )?),
         };
         let dialing = DialingConfig {
             calls,
@@ -295,7 +310,22 @@ impl Config {
             max_receives: u32::try_from(number("DIAL_JOBS_MAX_RECEIVES", u64::from(defaults.max_receives))?).unwrap_or(u32::MAX),
             retry_backoff: std::time::Duration::from_secs(number("DIAL_RETRY_BACKOFF_SECONDS", defaults.retry_backoff.as_secs())?),
             ring_seconds: u32::try_from(number("OUTDIAL_RING_SECONDS", u64::from(defaults.ring_seconds))?).unwrap_or(u32::MAX),
+            window_margin: std::time::Duration::from_secs(number("OUTDIAL_WINDOW_MARGIN_SECONDS", defaults.window_margin.as_secs())?),
         };
+        // a dialer holds a call's guard through its pacing wait, the create request and one lookup;
+        // the sweep leaves the call alone only that long
+        let held = dialing.max_pace_wait + dialing.calls.provider_timeout * 2 + std::time::Duration::from_secs(30);
+        if held > domain::dialing::DIAL_GUARD_HOLD.to_std().unwrap_or_default() {
+            return Err(ConfigError::Invalid {
+                var: "OUTDIAL_PACE_MAX_WAIT_SECONDS",
+                reason: format!(
+                    "the pacing wait ({} s) plus two provider timeouts (OUTDIAL_PROVIDER_TIMEOUT_SECONDS, {} s each) and 30 s must fit in the {} s a dialer may hold a call",
+                    dialing.max_pace_wait.as_secs(),
+                    dialing.calls.provider_timeout.as_secs(),
+                    domain::dialing::DIAL_GUARD_HOLD.num_seconds()
+                ),
+            });
+        }
         let webhooks = WebhookSecrets {
             twilio_auth_token: var("TWILIO_AUTH_TOKEN"),
             elevenlabs: var("ELEVENLABS_WEBHOOK_SECRET"),
@@ -423,6 +453,11 @@ mod tests {
         let err = config(&[("TWILIO_CALLS_PER_SECOND", "fast")]).unwrap_err();
         assert!(err.to_string().contains("TWILIO_CALLS_PER_SECOND"), "{err}");
         assert!(config(&[("DIAL_JOBS_MAX_RECEIVES", "0")]).unwrap_err().to_string().contains("DIAL_JOBS_MAX_RECEIVES"));
+        assert_eq!((d.window_margin.as_secs(), d.calls.provider_timeout.as_secs()), (120, 15));
+        let c = config(&[("OUTDIAL_WINDOW_MARGIN_SECONDS", "300"), ("OUTDIAL_PROVIDER_TIMEOUT_SECONDS", "20")]).unwrap();
+        assert_eq!((c.dialing.window_margin.as_secs(), c.dialing.calls.provider_timeout.as_secs()), (300, 20));
+        let err = config(&[("OUTDIAL_PACE_MAX_WAIT_SECONDS", "240")]).unwrap_err().to_string();
+        assert!(err.contains("OUTDIAL_PACE_MAX_WAIT_SECONDS") && err.contains("OUTDIAL_PROVIDER_TIMEOUT_SECONDS"), "{err}");
     }
 
     #[test]

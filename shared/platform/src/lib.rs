@@ -16,7 +16,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod tools;
 
-pub use auth::{AuthState, Authenticated, BearerKey};
+pub use auth::{AuthState, Authenticated, AuthenticatedKey, BearerKey};
 pub use config::{
     BridgeConfig, CallsPerSecond, Config, ConfigError, DialingConfig, EmailConfig, EmailService, SchedulerConfig, StoreConfig, ToolsConfig,
     WebhookSecrets,

@@ -26,3 +26,17 @@ pub async fn invoke_event(app: &Router, name: &str, replacements: &[(&str, &str)
     let bytes = response.into_body().collect().await.expect("the body is readable").to_bytes();
     (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("the body is JSON") })
 }
+
+/// A fixed-offset zone (`Etc/GMT±n`) in which it is between 12:00 and 13:00 at `now`: a contact
+/// living there is inside the federal calling hours (and any all-day window) for hours to come.
+pub fn midday_zone(now: chrono::DateTime<chrono::Utc>) -> chrono_tz::Tz {
+    use chrono::Timelike;
+    // Etc/GMT+n is n hours behind UTC
+    let behind = i64::from(now.hour()) - 12;
+    let name = match behind {
+        0 => "Etc/GMT".to_string(),
+        n if n > 0 => format!("Etc/GMT+{n}"),
+        n => format!("Etc/GMT{n}"),
+    };
+    name.parse().expect("Etc/GMT-12 … Etc/GMT+11 are IANA zones")
+}

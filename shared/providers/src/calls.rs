@@ -5,8 +5,9 @@ use crate::{
     ElevenLabs, ProviderAccounts, ProviderError, Retell, RetryPolicy, SimulatedCalls, SimulatorOdds, SimulatorWebhooks, Twilio,
     TwilioEndpoints, Vapi,
 };
+use chrono::{DateTime, Utc};
 use domain::{CallId, CampaignId, ContactId, E164, OrgId, VoicemailAction};
-use std::{collections::BTreeMap, future::Future};
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
 /// Everything a provider needs to place one call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,12 +39,38 @@ impl CallRequest {
         vars.extend(domain::id_variables(self.org_id, self.campaign_id, self.call_id, self.contact_id));
         vars
     }
+
+    /// outdial's ids as call metadata, which the providers that keep it echo on every webhook.
+    pub fn metadata(&self) -> serde_json::Value {
+        let ids = domain::id_variables(self.org_id, self.campaign_id, self.call_id, self.contact_id);
+        ids.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect::<serde_json::Map<_, _>>().into()
+    }
+}
+
+/// A provider's calls carrying `call`'s id in their metadata, found in a list answer.
+pub(crate) fn ids_with_our_call_id<'a>(
+    calls: impl IntoIterator<Item = &'a serde_json::Value>,
+    call: &CallRequest,
+    id_field: &str,
+) -> Vec<String> {
+    let ours = call.call_id.to_string();
+    calls
+        .into_iter()
+        .filter(|c| c.pointer(&format!("/metadata/{}", domain::CALL_ID_VARIABLE)).and_then(serde_json::Value::as_str) == Some(&ours))
+        .filter_map(|c| c.get(id_field).and_then(serde_json::Value::as_str).map(str::to_string))
+        .collect()
 }
 
 /// Places calls at one provider.
 pub trait CallProvider: Send + Sync {
     /// Asks the provider to place the call; its id for the call on success.
     fn place_call(&self, call: &CallRequest) -> impl Future<Output = Result<String, ProviderError>> + Send;
+
+    /// After a create request whose answer was lost: the provider's ids of calls it made for
+    /// `call` since `since` (the dial began), oldest first. An error when it cannot be asked, or
+    /// has no way to list its calls.
+    fn find_placed_call(&self, call: &CallRequest, since: DateTime<Utc>)
+    -> impl Future<Output = Result<Vec<String>, ProviderError>> + Send;
 }
 
 /// The call providers this deployment has accounts for, chosen per campaign.
@@ -70,6 +97,8 @@ pub struct CallOptions {
     pub simulator_seed: u64,
     /// Simulated seconds per real second.
     pub simulator_speed: f64,
+    /// How long a provider's answer to a call request is waited for (`OUTDIAL_PROVIDER_TIMEOUT_SECONDS`).
+    pub provider_timeout: Duration,
 }
 
 impl std::fmt::Debug for CallOptions {
@@ -83,6 +112,7 @@ impl std::fmt::Debug for CallOptions {
             .field("simulator_odds", &self.simulator_odds)
             .field("simulator_seed", &self.simulator_seed)
             .field("simulator_speed", &self.simulator_speed)
+            .field("provider_timeout", &self.provider_timeout)
             .finish()
     }
 }
@@ -99,6 +129,7 @@ impl Default for CallOptions {
             simulator_odds: SimulatorOdds::default(),
             simulator_seed: 1,
             simulator_speed: 1.0,
+            provider_timeout: crate::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -109,7 +140,7 @@ impl CallProviders {
 
     /// One client per configured account; each places a single attempt per job.
     pub fn new(accounts: &ProviderAccounts, options: &CallOptions) -> Self {
-        let once = RetryPolicy::once();
+        let once = RetryPolicy { timeout: options.provider_timeout, ..RetryPolicy::once() };
         let twilio = match (&accounts.twilio, &options.public_url, &options.bridge_url) {
             (Some(account), Some(public_url), Some(bridge_url)) => {
                 Some(Twilio::new(account, TwilioEndpoints { public_url: public_url.clone(), bridge_url: bridge_url.clone() }, once))
@@ -151,6 +182,23 @@ impl CallProviders {
             P::Vapi => Self::configured(&self.vapi, "vapi", "VAPI_API_KEY")?.place_call(call).await,
             P::Retell => Self::configured(&self.retell, "retell", "RETELL_API_KEY")?.place_call(call).await,
             P::Simulator => self.simulator()?.place_call(call).await,
+        }
+    }
+
+    /// The ids `provider` has for calls it made for `call` since `since` (see `CallProvider::find_placed_call`).
+    pub async fn find_placed_call(
+        &self,
+        provider: domain::CallProvider,
+        call: &CallRequest,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<String>, ProviderError> {
+        use domain::CallProvider as P;
+        match provider {
+            P::Twilio => self.twilio()?.find_placed_call(call, since).await,
+            P::Elevenlabs => Self::configured(&self.elevenlabs, "elevenlabs", "ELEVENLABS_API_KEY")?.find_placed_call(call, since).await,
+            P::Vapi => Self::configured(&self.vapi, "vapi", "VAPI_API_KEY")?.find_placed_call(call, since).await,
+            P::Retell => Self::configured(&self.retell, "retell", "RETELL_API_KEY")?.find_placed_call(call, since).await,
+            P::Simulator => self.simulator()?.find_placed_call(call, since).await,
         }
     }
 

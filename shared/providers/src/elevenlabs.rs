@@ -140,6 +140,15 @@ impl crate::CallProvider for ElevenLabs {
             .map(str::to_string)
             .ok_or_else(|| crate::calls::missing_id(PROVIDER, "conversation_id"))
     }
+
+    /// ElevenLabs has no way to list outbound calls by our ids: the call waits for its webhook.
+    async fn find_placed_call(
+        &self,
+        _call: &crate::CallRequest,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, ProviderError> {
+        Err(ProviderError::Unsupported { provider: PROVIDER, operation: "call lookup" })
+    }
 }
 
 /// The `ElevenLabs-Signature` header of a post-call webhook body sent at `at`:

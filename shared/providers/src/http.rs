@@ -25,9 +25,12 @@ impl RetryPolicy {
     }
 }
 
+/// How long a provider request may take before it counts as unanswered (`OUTDIAL_PROVIDER_TIMEOUT_SECONDS`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { retries: 3, backoff: Duration::from_millis(200), max_wait: Duration::from_secs(10), timeout: Duration::from_secs(15) }
+        Self { retries: 3, backoff: Duration::from_millis(200), max_wait: Duration::from_secs(10), timeout: DEFAULT_TIMEOUT }
     }
 }
 
@@ -70,9 +73,11 @@ impl Http {
                 Body::Empty => {}
                 Body::Json(json) => request = request.json(json),
                 Body::Form(fields) => request = request.form(fields),
+                Body::Query(fields) => request = request.query(fields),
             }
             let (error, wait) = match request.send().await {
-                Err(e) => (ProviderError::Unavailable { provider: self.provider, detail: transport(&e) }, None),
+                // a connection never made carried nothing; any other failure may have come after the provider took it
+                Err(e) => (ProviderError::Unavailable { provider: self.provider, detail: transport(&e), sent: !e.is_connect() }, None),
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = response
@@ -90,7 +95,8 @@ impl Http {
                         StatusCode::NOT_FOUND => return Err(ProviderError::NotFound { provider: self.provider, id: missing.to_string() }),
                         StatusCode::TOO_MANY_REQUESTS => (ProviderError::RateLimited { provider: self.provider }, retry_after),
                         s if s.is_server_error() => {
-                            (ProviderError::Unavailable { provider: self.provider, detail: format!("{s}: {}", reason(&text)) }, None)
+                            let detail = format!("{s}: {}", reason(&text));
+                            (ProviderError::Unavailable { provider: self.provider, detail, sent: true }, None)
                         }
                         s => return Err(ProviderError::Refused { provider: self.provider, status: s.as_u16(), message: reason(&text) }),
                     }
@@ -114,6 +120,8 @@ pub(crate) enum Body<'a> {
     Json(&'a Value),
     /// `application/x-www-form-urlencoded`; a key may repeat.
     Form(&'a [(&'static str, String)]),
+    /// No body: the fields go in the URL's query string.
+    Query(&'a [(&'static str, String)]),
 }
 
 impl<'a> From<Option<&'a Value>> for Body<'a> {

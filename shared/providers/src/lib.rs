@@ -20,6 +20,7 @@ pub use accounts::{AnyAssistantProvider, AssistantProviders, ProviderAccount, Pr
 pub use calcom::{BookedAppointment, CalCom, CalcomAccount};
 pub use calls::{CallOptions, CallProvider, CallProviders, CallRequest};
 pub use elevenlabs::ElevenLabs;
+pub use http::DEFAULT_TIMEOUT;
 pub use http::RetryPolicy;
 pub use retell::Retell;
 pub use simulator::{SimulatedAssistants, SimulatedCalls, SimulatedOutcome, SimulatorOdds, SimulatorWebhooks};
@@ -36,9 +37,10 @@ pub enum ProviderError {
     Refused { provider: &'static str, status: u16, message: String },
     #[error("{provider} kept rate-limiting the request (429); retry later")]
     RateLimited { provider: &'static str },
-    /// 5xx, timeouts and connection failures, after the retries.
+    /// 5xx, timeouts and connection failures, after the retries. `sent` when the request reached
+    /// the provider (a 5xx, or no answer to it): it may have acted on it all the same.
     #[error("{provider} is unavailable: {detail}")]
-    Unavailable { provider: &'static str, detail: String },
+    Unavailable { provider: &'static str, detail: String, sent: bool },
     /// The provider answered with something that is not its documented format.
     #[error("{provider} answered in an unexpected format: {detail}")]
     Protocol { provider: &'static str, detail: String },
@@ -53,6 +55,11 @@ impl ProviderError {
     /// Worth retrying later (as opposed to a refusal that will not change).
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::RateLimited { .. } | Self::Unavailable { .. })
+    }
+
+    /// The request was sent and its outcome is unknown: the provider may have acted on it.
+    pub fn may_have_acted(&self) -> bool {
+        matches!(self, Self::Unavailable { sent: true, .. })
     }
 }
 

@@ -142,9 +142,27 @@ impl crate::CallProvider for Retell {
             "to_number": call.to.as_str(),
             "override_agent_id": agent_id,
             "retell_llm_dynamic_variables": call.variables_with_ids(),
+            "metadata": call.metadata(),
         });
         let answer = self.api.call(Method::POST, "/v2/create-phone-call", Some(&body), &format!("agent {agent_id}")).await?;
         answer.get("call_id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::calls::missing_id(PROVIDER, "call_id"))
+    }
+
+    /// `POST /v2/list-calls` (newest first), matched on the call id we put in its `metadata`; a
+    /// call not yet started has no start time to filter on, so recent calls are read whole.
+    async fn find_placed_call(
+        &self,
+        call: &crate::CallRequest,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, ProviderError> {
+        let body = json!({ "sort_order": "descending", "limit": 200 });
+        let answer = self.api.call(Method::POST, "/v2/list-calls", Some(&body), "calls").await?;
+        // the list is the answer itself, or under `calls` in some API versions
+        let calls = answer.as_array().or_else(|| answer.get("calls").and_then(Value::as_array));
+        let calls = calls.ok_or_else(|| crate::calls::missing_id(PROVIDER, "list of calls"))?;
+        let mut found = crate::calls::ids_with_our_call_id(calls, call, "call_id");
+        found.reverse();
+        Ok(found)
     }
 }
 

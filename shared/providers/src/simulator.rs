@@ -103,6 +103,8 @@ pub struct SimulatedCalls {
     attempts: Arc<Mutex<HashMap<String, u64>>>,
     /// Live calls that can still be hung up.
     live: Arc<Mutex<HashMap<String, Arc<tokio::sync::Notify>>>>,
+    /// Our call id → the simulated CallSid, as a provider's call list would tell.
+    placed: Arc<Mutex<HashMap<domain::CallId, String>>>,
 }
 
 impl std::fmt::Debug for SimulatedCalls {
@@ -121,6 +123,7 @@ impl SimulatedCalls {
             seed,
             attempts: Arc::default(),
             live: Arc::default(),
+            placed: Arc::default(),
         }
     }
 
@@ -171,8 +174,9 @@ impl SimulatedCalls {
     }
 
     /// Posts a form as Twilio does: to the exact URL it signs.
-    async fn post_twilio(&self, path: &str, fields: Vec<(&'static str, String)>) {
-        let url = format!("{}{path}", self.webhooks.public_url.trim_end_matches('/'));
+    /// Posts a signed Twilio callback to our `path`, with the `?callId=` our callback URLs carry.
+    async fn post_twilio(&self, path: &str, call: &CallRequest, fields: Vec<(&'static str, String)>) {
+        let url = format!("{}{path}?callId={}", self.webhooks.public_url.trim_end_matches('/'), call.call_id);
         let signature = crate::twilio::signature(&self.webhooks.twilio_auth_token, &url, fields.iter().map(|(k, v)| (*k, v.as_str())));
         let sent = self.client.post(&url).header("X-Twilio-Signature", signature).form(&fields).send().await;
         if let Err(e) = sent.and_then(|r| r.error_for_status()) {
@@ -238,17 +242,17 @@ impl SimulatedCalls {
             sequence += 1;
             fields
         };
-        self.post_twilio("/webhooks/twilio/status", next("initiated", None)).await;
-        self.post_twilio("/webhooks/twilio/status", next("ringing", None)).await;
+        self.post_twilio("/webhooks/twilio/status", &call, next("initiated", None)).await;
+        self.post_twilio("/webhooks/twilio/status", &call, next("ringing", None)).await;
         self.pause(ring).await;
         let (talk, answered_by, opts_out) = match outcome {
-            SimulatedOutcome::Busy => return self.post_twilio("/webhooks/twilio/status", next("busy", None)).await,
-            SimulatedOutcome::NoAnswer => return self.post_twilio("/webhooks/twilio/status", next("no-answer", None)).await,
-            SimulatedOutcome::Failed => return self.post_twilio("/webhooks/twilio/status", next("failed", None)).await,
+            SimulatedOutcome::Busy => return self.post_twilio("/webhooks/twilio/status", &call, next("busy", None)).await,
+            SimulatedOutcome::NoAnswer => return self.post_twilio("/webhooks/twilio/status", &call, next("no-answer", None)).await,
+            SimulatedOutcome::Failed => return self.post_twilio("/webhooks/twilio/status", &call, next("failed", None)).await,
             SimulatedOutcome::Machine { talk_seconds } => (talk_seconds, "machine_end_beep", false),
             SimulatedOutcome::Human { talk_seconds, opts_out } => (talk_seconds, "human", opts_out),
         };
-        self.post_twilio("/webhooks/twilio/status", next("in-progress", None)).await;
+        self.post_twilio("/webhooks/twilio/status", &call, next("in-progress", None)).await;
         let amd = vec![
             ("CallSid", sid.clone()),
             ("AccountSid", self.webhooks.twilio_account_sid.clone()),
@@ -258,14 +262,14 @@ impl SimulatedCalls {
         let hang_up = Arc::new(tokio::sync::Notify::new());
         self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(sid.clone(), hang_up.clone());
         let answered = tokio::time::Instant::now();
-        self.post_twilio("/webhooks/twilio/amd", amd).await;
+        self.post_twilio("/webhooks/twilio/amd", &call, amd).await;
         tokio::select! {
             _ = self.pause(talk) => {}
             _ = hang_up.notified() => {}
         }
         self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&sid);
         let talked = ((answered.elapsed().as_secs_f64() * self.time_scale).round() as u32).clamp(1, talk);
-        self.post_twilio("/webhooks/twilio/status", next("completed", Some(talked))).await;
+        self.post_twilio("/webhooks/twilio/status", &call, next("completed", Some(talked))).await;
         if answered_by == "human" {
             self.post_transcript(&call, &sid, talked, opts_out).await;
         }
@@ -275,7 +279,12 @@ impl SimulatedCalls {
 impl crate::CallProvider for SimulatedCalls {
     async fn place_call(&self, call: &CallRequest) -> Result<String, ProviderError> {
         let (sid, ring, outcome) = self.draw(call.to.as_str());
+        self.placed.lock().unwrap_or_else(|p| p.into_inner()).insert(call.call_id, sid.clone());
         tokio::spawn(self.clone().live(call.clone(), sid.clone(), ring, outcome));
         Ok(sid)
+    }
+
+    async fn find_placed_call(&self, call: &CallRequest, _since: chrono::DateTime<chrono::Utc>) -> Result<Vec<String>, ProviderError> {
+        Ok(self.placed.lock().unwrap_or_else(|p| p.into_inner()).get(&call.call_id).cloned().into_iter().collect())
     }
 }

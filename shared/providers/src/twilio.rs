@@ -6,6 +6,7 @@ use crate::{
     CallProvider, CallRequest, ProviderError, RetryPolicy, TwilioAccount,
     http::{ApiClient, Body, Credential},
 };
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::Value;
@@ -38,8 +39,10 @@ impl Twilio {
         format!("/2010-04-01/Accounts/{}/Calls", self.account_sid)
     }
 
-    fn webhook(&self, path: &str) -> String {
-        format!("{}/webhooks/twilio/{path}", self.endpoints.public_url.trim_end_matches('/'))
+    /// Our callback URL for `path`, carrying our call id so callbacks find the call even before
+    /// its CallSid is stored (the signature covers the query).
+    fn webhook(&self, path: &str, call: &CallRequest) -> String {
+        format!("{}/webhooks/twilio/{path}?callId={}", self.endpoints.public_url.trim_end_matches('/'), call.call_id)
     }
 
     /// The form fields of a Calls.json create, in the order they are sent.
@@ -48,7 +51,7 @@ impl Twilio {
             ("To", call.to.as_str().to_string()),
             ("From", call.from.as_str().to_string()),
             ("Twiml", stream_twiml(&self.endpoints.bridge_url, call)),
-            ("StatusCallback", self.webhook("status")),
+            ("StatusCallback", self.webhook("status", call)),
             ("StatusCallbackMethod", "POST".into()),
         ];
         for event in ["initiated", "ringing", "answered", "completed"] {
@@ -58,7 +61,7 @@ impl Twilio {
         form.extend([
             ("MachineDetection", "DetectMessageEnd".to_string()),
             ("AsyncAmd", "true".into()),
-            ("AsyncAmdStatusCallback", self.webhook("amd")),
+            ("AsyncAmdStatusCallback", self.webhook("amd", call)),
             ("AsyncAmdStatusCallbackMethod", "POST".into()),
             ("Timeout", call.ring_seconds.to_string()),
             ("TimeLimit", call.max_call_seconds.to_string()),
@@ -67,7 +70,7 @@ impl Twilio {
             form.extend([
                 ("Record", "true".into()),
                 ("RecordingChannels", "dual".into()),
-                ("RecordingStatusCallback", self.webhook("recording")),
+                ("RecordingStatusCallback", self.webhook("recording", call)),
                 ("RecordingStatusCallbackEvent", "completed".into()),
             ]);
         }
@@ -98,6 +101,28 @@ impl CallProvider for Twilio {
         let path = format!("{}.json", self.calls_path());
         let answer = self.api.send(Method::POST, &path, Body::Form(&form), &format!("account {}", self.account_sid)).await?;
         answer.get("sid").and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::calls::missing_id(PROVIDER, "sid"))
+    }
+
+    /// `GET …/Calls.json?To=&StartTime>=&PageSize=20`: calls to the number from our caller ID
+    /// created since the dial began (a few seconds of clock skew allowed).
+    async fn find_placed_call(&self, call: &CallRequest, since: DateTime<Utc>) -> Result<Vec<String>, ProviderError> {
+        let query =
+            [("To", call.to.as_str().to_string()), ("StartTime>", since.format("%Y-%m-%d").to_string()), ("PageSize", "20".to_string())];
+        let path = format!("{}.json", self.calls_path());
+        let answer = self.api.send(Method::GET, &path, Body::Query(&query), &format!("account {}", self.account_sid)).await?;
+        let calls = answer.get("calls").and_then(Value::as_array).ok_or_else(|| crate::calls::missing_id(PROVIDER, "calls list"))?;
+        let earliest = since - chrono::TimeDelta::seconds(5);
+        let mut found: Vec<(DateTime<Utc>, String)> = calls
+            .iter()
+            .filter(|c| c.get("to").and_then(Value::as_str) == Some(call.to.as_str()))
+            .filter(|c| c.get("from").and_then(Value::as_str) == Some(call.from.as_str()))
+            .filter_map(|c| {
+                let created = DateTime::parse_from_rfc2822(c.get("date_created")?.as_str()?).ok()?.with_timezone(&Utc);
+                Some((created, c.get("sid")?.as_str()?.to_string())).filter(|(at, _)| *at >= earliest)
+            })
+            .collect();
+        found.sort();
+        Ok(found.into_iter().map(|(_, sid)| sid).collect())
     }
 }
 

@@ -130,9 +130,26 @@ impl crate::CallProvider for Vapi {
             "phoneNumberId": phone_number_id,
             "customer": customer,
             "assistantOverrides": { "variableValues": call.variables_with_ids() },
+            "metadata": call.metadata(),
         });
         let answer = self.api.call(Method::POST, "/call", Some(&body), &format!("assistant {assistant_id}")).await?;
         answer.get("id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::calls::missing_id(PROVIDER, "id"))
+    }
+
+    /// `GET /call?createdAtGt=…&limit=100`, matched on the call id we put in its `metadata`.
+    async fn find_placed_call(
+        &self,
+        call: &crate::CallRequest,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, ProviderError> {
+        let from = (since - chrono::TimeDelta::seconds(5)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let query = [("createdAtGt", from), ("limit", "100".to_string())];
+        let answer = self.api.send(Method::GET, "/call", crate::http::Body::Query(&query), "calls").await?;
+        let calls = answer.as_array().ok_or_else(|| crate::calls::missing_id(PROVIDER, "list of calls"))?;
+        let mut found = crate::calls::ids_with_our_call_id(calls, call, "id");
+        // Vapi lists newest first
+        found.reverse();
+        Ok(found)
     }
 }
 

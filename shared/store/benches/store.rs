@@ -44,7 +44,7 @@ async fn claim_latency(store: &SqliteStore, org: OrgId, campaign: domain::Campai
     let mut samples = Vec::new();
     for run in 0..RUNS {
         let started = Instant::now();
-        let claims = store.claim_due_contacts(org, campaign, t0(), 50).await.unwrap();
+        let claims = store.claim_due_contacts(org, campaign, t0(), 50, chrono::TimeDelta::zero()).await.unwrap();
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(claims.len(), 50);
         for c in claims {
@@ -77,7 +77,7 @@ async fn main() {
     let campaign = campaign_with(&store, org, 50 * RUNS as u64 * 2).await;
     let mut rates = Vec::new();
     for _ in 0..RUNS {
-        let claims = store.claim_due_contacts(org, campaign, t0(), 50).await.unwrap();
+        let claims = store.claim_due_contacts(org, campaign, t0(), 50, chrono::TimeDelta::zero()).await.unwrap();
         let events: Vec<_> = claims
             .iter()
             .flat_map(|c| {

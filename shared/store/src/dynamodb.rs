@@ -13,15 +13,16 @@ use aws_sdk_dynamodb::{
     error::{DisplayErrorContext, SdkError},
     operation::transact_write_items::TransactWriteItemsError,
     types::{
-        AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, Put,
-        ScalarAttributeType, TransactWriteItem, Update,
+        AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+        ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update,
     },
 };
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallEventKind, CallId, CallProvider,
-    CallState, Campaign, CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate,
-    ContactId, ContactState, DialSlot, E164, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
+    CallState, CallingArea, Campaign, CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition,
+    ContactFate, ContactId, ContactState, DialCheck, DialSlot, E164, EmergencyStop, NewAssistant, NewCampaign, NewContact, OrgId,
+    Organisation, Pace, StartRefusal,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -171,6 +172,33 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update.build().map_err(build)?).build())
     }
 
+    /// A transaction item that changes nothing but fails the transaction unless `condition` holds
+    /// on item (`pk`, `sk`).
+    fn check(&self, pk: String, sk: String, condition: &str) -> Result<TransactWriteItem> {
+        let check =
+            ConditionCheck::builder().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk)).condition_expression(condition).build();
+        Ok(TransactWriteItem::builder().condition_check(check.map_err(build)?).build())
+    }
+
+    /// The items of `keys` (pk, sk), read consistently in one request; those that exist.
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Item>> {
+        let keys: Vec<Item> =
+            keys.iter().map(|(pk, sk)| HashMap::from([("pk".to_string(), s(pk.clone())), ("sk".to_string(), s(sk.clone()))])).collect();
+        let mut request =
+            Some(aws_sdk_dynamodb::types::KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build)?);
+        let (mut items, mut attempt) = (Vec::new(), 0);
+        while let Some(keys) = request.take() {
+            let out = self.client.batch_get_item().request_items(&self.table, keys).send().await.map_err(sdk)?;
+            items.extend(out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default());
+            request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
+            if request.is_some() {
+                attempt += 1;
+                backoff(attempt).await;
+            }
+        }
+        Ok(items)
+    }
+
     /// Every item of partition `pk` whose sort key begins with `prefix`, reading only the
     /// `projection` attributes when given.
     async fn query_all(&self, pk: String, prefix: &str, projection: Option<&str>) -> Result<Vec<Item>> {
@@ -208,28 +236,25 @@ impl DynamoStore {
     async fn listed_among(&self, org: OrgId, phones: &[&E164]) -> Result<HashSet<String>> {
         let mut listed = HashSet::new();
         for chunk in phones.chunks(100) {
-            let unique: HashSet<&str> = chunk.iter().map(|p| p.as_str()).collect();
-            let keys: Vec<Item> =
-                unique.iter().map(|p| HashMap::from([("pk".to_string(), s(dnc_pk(org))), ("sk".to_string(), s(*p))])).collect();
-            let mut request = Some(
-                aws_sdk_dynamodb::types::KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build)?,
-            );
-            let mut attempt = 0;
-            while let Some(keys) = request.take() {
-                let out = self.client.batch_get_item().request_items(&self.table, keys).send().await.map_err(sdk)?;
-                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    if let Some(AttributeValue::S(phone)) = item.get("sk") {
-                        listed.insert(phone.clone());
-                    }
-                }
-                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys.is_empty());
-                if request.is_some() {
-                    attempt += 1;
-                    backoff(attempt).await;
+            let unique: BTreeSet<&str> = chunk.iter().map(|p| p.as_str()).collect();
+            let keys: Vec<(String, String)> = unique.into_iter().map(|p| (dnc_pk(org), p.to_string())).collect();
+            for item in self.get_many(&keys).await? {
+                if let Some(AttributeValue::S(phone)) = item.get("sk") {
+                    listed.insert(phone.clone());
                 }
             }
         }
         Ok(listed)
+    }
+
+    /// The calling areas of a campaign's contacts, kept on its item.
+    fn areas_of(item: &Item) -> Result<Vec<CallingArea>> {
+        match item.get(CAMPAIGN_AREAS) {
+            Some(AttributeValue::Ss(keys)) => {
+                keys.iter().map(|k| CallingArea::parse_key(k).map_err(|e| StoreError::Corrupt(e.to_string()))).collect()
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// Up to `limit` ready contacts of the campaign from `range`, in key order.
@@ -246,10 +271,13 @@ impl DynamoStore {
             ReadyRange::FromBatch(batch) => query
                 .key_condition_expression("gsi1pk = :pk AND gsi1sk >= :lo")
                 .expression_attribute_values(":lo", s(format!("{batch:010}#"))),
-            ReadyRange::Due { batch, zone, now } => query
+            ReadyRange::Due { batch, area, now } => query
                 .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":lo", s(format!("{batch:010}#{}#", zone.name())))
-                .expression_attribute_values(":hi", s(format!("{batch:010}#{}#{:015}$", zone.name(), now.timestamp_millis().max(0)))),
+                .expression_attribute_values(":lo", s(format!("{batch:010}#{}#", area_prefix(&area))))
+                .expression_attribute_values(
+                    ":hi",
+                    s(format!("{batch:010}#{}#{:015}$", area_prefix(&area), now.timestamp_millis().max(0))),
+                ),
         };
         Ok(query.send().await.map_err(sdk)?.items.unwrap_or_default())
     }
@@ -436,10 +464,22 @@ fn call_pk(id: CallId) -> String {
 fn ready_pk(campaign: CampaignId) -> String {
     format!("READY#{campaign}")
 }
-/// Ready contacts group by batch and zone, then sort by due time, priority (highest first) and id.
+/// Ready contacts group by batch and calling area (zone, US state), then sort by due time,
+/// priority (highest first) and id.
 fn ready_sk(c: &Contact) -> String {
     let inverted_priority = i64::from(i32::MAX) - i64::from(c.priority);
-    format!("{:010}#{}#{:015}#{inverted_priority:010}#{}", c.batch, c.timezone.name(), c.due_at.timestamp_millis().max(0), c.id)
+    format!(
+        "{:010}#{}#{:015}#{inverted_priority:010}#{}",
+        c.batch,
+        area_prefix(&c.calling_area()),
+        c.due_at.timestamp_millis().max(0),
+        c.id
+    )
+}
+
+/// `zone#state` (the state empty when unknown): an area's part of the ready index's sort key.
+fn area_prefix(area: &CallingArea) -> String {
+    format!("{}#{}", area.zone.name(), area.state.map(|s| s.to_string()).unwrap_or_default())
 }
 
 /// Which ready contacts a query reads.
@@ -448,13 +488,19 @@ enum ReadyRange {
     All,
     /// Those of batch `.0` and every later one.
     FromBatch(u32),
-    /// Those of one batch and zone due at `now`.
+    /// Those of one batch and calling area due at `now`.
     Due {
         batch: u32,
-        zone: chrono_tz::Tz,
+        area: CallingArea,
         now: DateTime<Utc>,
     },
 }
+
+/// The campaign item's set of `zone|state` keys its contacts are in.
+const CAMPAIGN_AREAS: &str = "areas";
+
+/// The organisation item's attribute that holds its emergency stop (claims check it is absent).
+const ORG_STOP: &str = "emergencyStop";
 
 #[derive(Serialize, Deserialize)]
 struct OrgItem {
@@ -499,6 +545,8 @@ struct CampaignItem {
     started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     completed_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start_refused: Option<StartRefusal>,
 }
 
 impl From<CampaignItem> for Campaign {
@@ -521,6 +569,7 @@ impl From<CampaignItem> for Campaign {
             created_at: i.created_at,
             started_at: i.started_at,
             completed_at: i.completed_at,
+            start_refused: i.start_refused,
         }
     }
 }
@@ -545,6 +594,7 @@ impl From<&Campaign> for CampaignItem {
             created_at: c.created_at,
             started_at: c.started_at,
             completed_at: c.completed_at,
+            start_refused: c.start_refused.clone(),
         }
     }
 }
@@ -677,7 +727,7 @@ async fn backoff(attempt: u32) {
 impl OrgStore for DynamoStore {
     async fn create_org(&self, name: &str) -> Result<Organisation> {
         let name = Organisation::parse_name(name)?;
-        let org = Organisation { id: OrgId::new(), name, created_at: now() };
+        let org = Organisation { id: OrgId::new(), name, created_at: now(), emergency_stop: None };
         let item = encode(&OrgItem { pk: org_pk(org.id), sk: "ORG".into(), org: org.clone() });
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk)?;
         Ok(org)
@@ -686,6 +736,29 @@ impl OrgStore for DynamoStore {
     async fn get_org(&self, id: OrgId) -> Result<Organisation> {
         let item = self.get(org_pk(id), "ORG").await?.ok_or_else(|| StoreError::not_found("organisation", id))?;
         Ok(decode::<OrgItem>(item)?.org)
+    }
+
+    async fn set_emergency_stop(&self, org: OrgId, stop: Option<EmergencyStop>) -> Result<Organisation> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(org_pk(org)))
+            .key("sk", s("ORG"))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#stop", ORG_STOP)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        let request = match &stop {
+            Some(stop) => request.update_expression("SET #stop = :stop").expression_attribute_values(":stop", av(stop)),
+            None => request.update_expression("REMOVE #stop"),
+        };
+        match request.send().await {
+            Ok(out) => Ok(decode::<OrgItem>(out.attributes.unwrap_or_default())?.org),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(StoreError::not_found("organisation", org))
+            }
+            Err(e) => Err(sdk(e)),
+        }
     }
 
     async fn create_api_key(&self, org: OrgId) -> Result<CreatedApiKey> {
@@ -879,15 +952,15 @@ impl CampaignStore for DynamoStore {
             ]);
             self.put(item, "attribute_not_exists(pk)", &[])
         };
-        // the zones of a campaign's contacts, kept on it so a tick queries only those open now
+        // the calling areas of a campaign's contacts, kept on it so a tick queries only those open now
         let count = |contacts: &[Contact]| {
-            let zones: BTreeSet<String> = contacts.iter().map(|c| c.timezone.name().to_string()).collect();
+            let areas: BTreeSet<String> = contacts.iter().map(|c| c.calling_area().key()).collect();
             self.update(
                 org_pk(org),
                 campaign_sk(campaign),
-                "SET contacts_total = contacts_total + :k ADD zones :zones",
+                &format!("SET contacts_total = contacts_total + :k ADD {CAMPAIGN_AREAS} :areas"),
                 None,
-                &[(":k", n(contacts.len())), (":zones", AttributeValue::Ss(zones.into_iter().collect()))],
+                &[(":k", n(contacts.len())), (":areas", AttributeValue::Ss(areas.into_iter().collect()))],
             )
         };
         for chunk in unique.chunks((MAX_TRANSACTION_ITEMS - 1) / 2) {
@@ -934,6 +1007,30 @@ impl CampaignStore for DynamoStore {
         self.campaign_item(org, campaign).await?;
         let item = self.get(campaign_pk(campaign), &format!("CONTACT#{id}")).await?.ok_or_else(|| StoreError::not_found("contact", id))?;
         Ok(decode::<ContactItem>(item)?.contact)
+    }
+
+    async fn record_start_refusal(&self, org: OrgId, id: CampaignId, refusal: StartRefusal) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(org_pk(org)))
+            .key("sk", s(campaign_sk(id)))
+            .update_expression("SET start_refused = :refusal")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":refusal", av(&refusal))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional(&e) => Err(StoreError::not_found("campaign", id)),
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
+    async fn calling_areas(&self, org: OrgId, campaign: CampaignId) -> Result<Vec<CallingArea>> {
+        let item = self.get(org_pk(org), &campaign_sk(campaign)).await?.ok_or_else(|| StoreError::not_found("campaign", campaign))?;
+        Self::areas_of(&item)
     }
 
     async fn contact_tally(&self, org: OrgId, campaign: CampaignId) -> Result<ContactTally> {
@@ -1079,6 +1176,11 @@ impl DialingStore for DynamoStore {
         self.calls_in_index(format!("ACTIVE#{campaign}")).await
     }
 
+    async fn has_tick_run(&self, org: OrgId, campaign: CampaignId, execution_id: &str) -> Result<bool> {
+        self.campaign_item(org, campaign).await?;
+        Ok(self.get(campaign_pk(campaign), &format!("TICK#{execution_id}")).await?.is_some())
+    }
+
     async fn record_tick_execution(&self, org: OrgId, campaign: CampaignId, execution_id: &str, now: DateTime<Utc>) -> Result<bool> {
         self.campaign_item(org, campaign).await?;
         let item = HashMap::from([
@@ -1095,6 +1197,31 @@ impl DialingStore for DynamoStore {
 
     async fn abandon_dial(&self, org: OrgId, call_id: CallId) -> Result<()> {
         self.set_dialing_since(org, call_id, None).await.map(drop)
+    }
+
+    async fn dial_check(&self, org: OrgId, call_id: CallId) -> Result<DialCheck> {
+        let call = self.call_item(org, call_id).await?.call;
+        let contact_sk = format!("CONTACT#{}", call.contact_id);
+        let keys = [
+            (org_pk(org), "ORG".to_string()),
+            (org_pk(org), campaign_sk(call.campaign_id)),
+            (campaign_pk(call.campaign_id), contact_sk.clone()),
+            (dnc_pk(org), call.phone.as_str().to_string()),
+        ];
+        let (mut org_item, mut campaign, mut contact, mut listed) = (None, None, None, false);
+        for item in self.get_many(&keys).await? {
+            match (item.get("pk").and_then(|v| v.as_s().ok()), item.get("sk").and_then(|v| v.as_s().ok())) {
+                (_, Some(sk)) if sk == "ORG" => org_item = Some(decode::<OrgItem>(item)?.org),
+                (_, Some(sk)) if sk.starts_with("CAMPAIGN#") => campaign = Some(Campaign::from(decode::<CampaignItem>(item)?)),
+                (_, Some(sk)) if *sk == contact_sk => contact = Some(decode::<ContactItem>(item)?.contact),
+                (Some(pk), _) if pk.starts_with("DNC#") => listed = true,
+                _ => {}
+            }
+        }
+        let org_item = org_item.ok_or_else(|| StoreError::not_found("organisation", org))?;
+        let campaign = campaign.ok_or_else(|| StoreError::Corrupt(format!("call {call_id} names a missing campaign")))?;
+        let contact = contact.ok_or_else(|| StoreError::Corrupt(format!("call {call_id} names a missing contact")))?;
+        Ok(DialCheck { stopped: org_item.emergency_stop.is_some(), listed, call, campaign, contact })
     }
 
     async fn record_placed_call(&self, org: OrgId, call_id: CallId, placed: PlacedCall) -> Result<Call> {
@@ -1264,19 +1391,29 @@ impl DoNotCallStore for DynamoStore {
 }
 
 impl CallStore for DynamoStore {
-    async fn claim_due_contacts(&self, org: OrgId, campaign_id: CampaignId, now: DateTime<Utc>, max: u32) -> Result<Vec<Claim>> {
+    async fn claim_due_contacts(
+        &self,
+        org: OrgId,
+        campaign_id: CampaignId,
+        now: DateTime<Utc>,
+        max: u32,
+        margin: chrono::TimeDelta,
+    ) -> Result<Vec<Claim>> {
         let now = millis(now);
         let mut claims = Vec::new();
         let mut attempt = 0;
+        // each claim writes its contact and call and checks its number is not listed; plus the campaign and the organisation
+        const PER_TRANSACTION: u32 = ((MAX_TRANSACTION_ITEMS - 2) / 3) as u32;
+        // the transaction's check on the organisation makes this exact; reading it first saves the attempt
+        if self.get_org(org).await?.emergency_stop.is_some() {
+            return Ok(claims);
+        }
         loop {
             let raw =
                 self.get(org_pk(org), &campaign_sk(campaign_id)).await?.ok_or_else(|| StoreError::not_found("campaign", campaign_id))?;
-            let zones: Vec<chrono_tz::Tz> = match raw.get("zones") {
-                Some(AttributeValue::Ss(names)) => names.iter().filter_map(|z| z.parse().ok()).collect(),
-                _ => Vec::new(),
-            };
+            let areas = Self::areas_of(&raw)?;
             let campaign = Campaign::from(decode::<CampaignItem>(raw)?);
-            let want = campaign.free_slots().min(max - claims.len() as u32).min(((MAX_TRANSACTION_ITEMS - 1) / 2) as u32);
+            let want = campaign.free_slots().min(max - claims.len() as u32).min(PER_TRANSACTION);
             if campaign.status != CampaignStatus::Running || want == 0 {
                 return Ok(claims);
             }
@@ -1285,8 +1422,8 @@ impl CallStore for DynamoStore {
             }
             let batch = campaign.claimable_batch();
             let mut candidates = Vec::new();
-            for zone in domain::dialing::open_zones(&campaign.settings.calling_window, &zones, now) {
-                for raw in self.ready_contacts(campaign_id, ReadyRange::Due { batch, zone, now }, want as i32).await? {
+            for area in campaign.open_areas(&areas, now, margin) {
+                for raw in self.ready_contacts(campaign_id, ReadyRange::Due { batch, area, now }, want as i32).await? {
                     candidates.push(decode::<ContactItem>(raw)?);
                 }
             }
@@ -1322,8 +1459,11 @@ impl CallStore for DynamoStore {
                     &[(":v", n(version)), (":ready", av(&ContactState::Ready))],
                 )?);
                 items.push(self.put(encode(&CallItem::new(call.clone(), 1)), "attribute_not_exists(pk)", &[])?);
+                // a number listed since it was read fails the claim; the retry finalises it instead
+                items.push(self.check(dnc_pk(org), contact.phone.as_str().to_string(), "attribute_not_exists(pk)")?);
                 batch.push(Claim { contact, call });
             }
+            items.push(self.check(org_pk(org), "ORG".into(), &format!("attribute_exists(pk) AND attribute_not_exists({ORG_STOP})"))?);
             let k = batch.len() as u32;
             items.push(self.update(
                 org_pk(org),
@@ -1343,7 +1483,8 @@ impl CallStore for DynamoStore {
                 continue;
             }
             attempt += 1;
-            if attempt > MAX_RETRIES {
+            // a stop set meanwhile fails every claim from now on
+            if attempt > MAX_RETRIES || self.get_org(org).await?.emergency_stop.is_some() {
                 return Ok(claims);
             }
             backoff(attempt).await;
@@ -1371,7 +1512,7 @@ impl CallStore for DynamoStore {
                 self.put(encode(&CallItem::new(call.clone(), version + 1)), "version = :v", &[(":v", n(version))])?,
             ];
             let mut contact_fate = None;
-            let mut done_delta = 0i64;
+            let mut settled = crate::Settled::default();
             // the fate depends on the campaign's status (a canceled one retries nothing): it must not change meanwhile
             let mut status_seen = None;
             if absorbed.decides_contact(&call) {
@@ -1381,27 +1522,27 @@ impl CallStore for DynamoStore {
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("call {call_id} names a missing contact")))?;
                 let ContactItem { version: contact_version, mut contact, .. } = decode(raw)?;
-                if let Some((fate, delta)) = settle_contact(&mut contact, &call, &campaign) {
+                if let Some((fate, moved)) = settle_contact(&mut contact, &call, &campaign) {
                     items.push(self.put(
                         encode(&ContactItem::new(contact, contact_version + 1)),
                         "version = :v",
                         &[(":v", n(contact_version))],
                     )?);
                     contact_fate = Some(fate);
-                    done_delta = delta;
+                    settled = moved;
                     status_seen = Some(campaign.status);
                 }
             }
             let released = u32::from(absorbed.transition.releases_capacity);
-            if released != 0 || done_delta != 0 || status_seen.is_some() {
-                let mut values = vec![(":released", n(released)), (":done", n(done_delta))];
+            if released != 0 || settled != crate::Settled::default() || status_seen.is_some() {
+                let mut values = vec![(":released", n(released)), (":done", n(settled.done)), (":calls", n(settled.calls))];
                 if let Some(status) = status_seen {
                     values.push((":seen", av(&status)));
                 }
                 items.push(self.update(
                     org_pk(org),
                     campaign_sk(call.campaign_id),
-                    "SET active_calls = active_calls - :released, contacts_done = contacts_done + :done",
+                    "SET active_calls = active_calls - :released, contacts_done = contacts_done + :done, calls_total = calls_total + :calls",
                     status_seen.map(|_| "#status = :seen"),
                     &values,
                 )?);
@@ -1459,6 +1600,11 @@ impl CallStore for DynamoStore {
         let org = OrgId::parse(field("org_id")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let call = CallId::parse(field("call_id")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Some((org, call)))
+    }
+
+    async fn call_owner(&self, call: CallId) -> Result<Option<OrgId>> {
+        let Some(item) = self.get(call_pk(call), "CALL").await? else { return Ok(None) };
+        Ok(Some(decode::<CallItem>(item)?.call.org_id))
     }
 
     async fn record_orphan_event(

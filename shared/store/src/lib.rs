@@ -14,8 +14,8 @@ pub use sqlite::SqliteStore;
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider,
-    CallState, Campaign, CampaignId, CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164,
-    NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace, Transition,
+    CallState, CallingArea, Campaign, CampaignId, CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState,
+    DialCheck, DialSlot, E164, EmergencyStop, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace, StartRefusal, Transition,
 };
 use std::{collections::BTreeMap, future::Future};
 
@@ -71,6 +71,11 @@ impl KeyHash {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The key's public id: what records name it by (never enough to use it).
+    pub fn id(&self) -> String {
+        format!("key_{}", &self.0[..16])
     }
 }
 
@@ -162,6 +167,8 @@ pub trait OrgStore: Send + Sync {
     /// The organisation a key belongs to; None when unknown or revoked.
     fn org_for_api_key(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<OrgId>>> + Send;
     fn revoke_api_key(&self, org: OrgId, hash: &KeyHash) -> impl Future<Output = Result<()>> + Send;
+    /// Sets (Some) or lifts (None) the organisation's emergency stop; the organisation as it is now.
+    fn set_emergency_stop(&self, org: OrgId, stop: Option<EmergencyStop>) -> impl Future<Output = Result<Organisation>> + Send;
 }
 
 /// Campaigns and their contacts.
@@ -195,6 +202,10 @@ pub trait CampaignStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<AddedContacts>> + Send;
     fn get_contact(&self, org: OrgId, campaign: CampaignId, id: ContactId) -> impl Future<Output = Result<Contact>> + Send;
+    /// Records why the campaign's scheduled start did not start it.
+    fn record_start_refusal(&self, org: OrgId, id: CampaignId, refusal: StartRefusal) -> impl Future<Output = Result<()>> + Send;
+    /// The zones and US states the campaign's contacts are in.
+    fn calling_areas(&self, org: OrgId, campaign: CampaignId) -> impl Future<Output = Result<Vec<CallingArea>>> + Send;
     /// The campaign's contacts counted by state and disposition.
     fn contact_tally(&self, org: OrgId, campaign: CampaignId) -> impl Future<Output = Result<ContactTally>> + Send;
     fn list_contacts(
@@ -208,18 +219,21 @@ pub trait CampaignStore: Send + Sync {
 
 /// Calls: claiming contacts under the cap, and applying what providers report.
 pub trait CallStore: Send + Sync {
-    /// Atomically claims up to `max` contacts that are ready, due at `now` and inside the calling
-    /// window in their own zone, in claim order, never taking the campaign above its cap; each
-    /// becomes a queued call. A contact whose number is on the do-not-call list is finalised as
-    /// `do_not_call` instead. In batch mode only the current batch is claimed from, and the
-    /// campaign moves to the next batch once the current one has nothing ready or dialing.
-    /// Empty unless the campaign is running.
+    /// Atomically claims up to `max` contacts that are ready, due at `now` and inside their legal
+    /// calling window (the campaign's window ∩ federal ∩ state hours, in their own zone, open for
+    /// `margin` more), in claim order, never taking the campaign above its cap; each becomes a
+    /// queued call. A contact whose number is on the do-not-call list is finalised as
+    /// `do_not_call` instead, and none is claimed if the number is listed in the same instant. In
+    /// batch mode only the current batch is claimed from, and the campaign moves to the next batch
+    /// once the current one has nothing ready or dialing. Empty unless the campaign is running and
+    /// the organisation's emergency stop is off.
     fn claim_due_contacts(
         &self,
         org: OrgId,
         campaign: CampaignId,
         now: DateTime<Utc>,
         max: u32,
+        margin: chrono::TimeDelta,
     ) -> impl Future<Output = Result<Vec<Claim>>> + Send;
     /// Appends the event to the call's log once (by dedupe key), advances the state machine,
     /// releases capacity on the terminal transition and settles the contact per the retry policy.
@@ -249,6 +263,8 @@ pub trait CallStore: Send + Sync {
         provider: CallProvider,
         provider_call_id: &str,
     ) -> impl Future<Output = Result<Option<(OrgId, CallId)>>> + Send;
+    /// The organisation of call `call` (not organisation-scoped: for signed webhooks that carry our call id).
+    fn call_owner(&self, call: CallId) -> impl Future<Output = Result<Option<OrgId>>> + Send;
     /// Keeps an event for a provider call id no call has (yet): once per dedupe key, for `ORPHAN_MEMORY`.
     fn record_orphan_event(
         &self,
@@ -321,6 +337,8 @@ pub struct PlacedCall {
 pub trait DialingStore: Send + Sync {
     /// The campaign's calls that are not terminal (at most its cap).
     fn active_calls(&self, org: OrgId, campaign: CampaignId) -> impl Future<Output = Result<Vec<Call>>> + Send;
+    /// Whether schedule execution `execution_id` of the campaign ran to completion before.
+    fn has_tick_run(&self, org: OrgId, campaign: CampaignId, execution_id: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Records that schedule execution `execution_id` ran for the campaign; false when it already had.
     fn record_tick_execution(
         &self,
@@ -334,8 +352,13 @@ pub trait DialingStore: Send + Sync {
     fn begin_dial(&self, org: OrgId, call: CallId, now: DateTime<Utc>) -> impl Future<Output = Result<bool>> + Send;
     /// Gives the right back after a failure that will be retried.
     fn abandon_dial(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<()>> + Send;
+    /// Everything the dial-time checks need, read afresh and consistently: the call, its campaign
+    /// and contact, the emergency stop, and whether the number is on the do-not-call list.
+    fn dial_check(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<DialCheck>> + Send;
     /// Stores the provider's call id on the call (one provider id ↔ one call) and the caller ID on
-    /// its contact. Recording the same id again is a no-op; another id is a conflict.
+    /// its contact, also when the call already ended (its later callbacks still find it; the
+    /// caller sees it terminal and hangs the call up). Recording the same id again is a no-op;
+    /// another id is a conflict.
     fn record_placed_call(&self, org: OrgId, call: CallId, placed: PlacedCall) -> impl Future<Output = Result<Call>> + Send;
     /// Reserves the next start slot of provider account `account` under `pace`.
     fn reserve_dial_slot(
@@ -426,16 +449,24 @@ pub(crate) fn normalised(mut event: CallEvent) -> CallEvent {
     event
 }
 
-/// The contact's settled state after an event decided it, and how contacts_done moves.
-pub(crate) fn settle_contact(contact: &mut Contact, call: &Call, campaign: &Campaign) -> Option<(ContactFate, i64)> {
-    let disposition = call.disposition()?;
-    let ended_at = call.ended_at?;
+/// What settling a contact did to its campaign's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Settled {
+    /// How `contacts_done` moves.
+    pub done: i64,
+    /// How `calls_total` moves: a withdrawn call gives its attempt back.
+    pub calls: i64,
+}
+
+/// The contact's settled state after an event decided it, and how the campaign's counters move.
+pub(crate) fn settle_contact(contact: &mut Contact, call: &Call, campaign: &Campaign) -> Option<(ContactFate, Settled)> {
     if !contact.is_decided_by(call.id, call.attempt) {
         return None;
     }
+    let fate = campaign.fate_after_call(call, contact)?;
     let was_done = contact.state == ContactState::Done;
-    let fate = campaign.fate_after_call(disposition, call.attempt, ended_at);
-    contact.settle(fate, ended_at);
-    let delta = i64::from(fate.is_done()) - i64::from(was_done);
-    Some((fate, delta))
+    contact.settle(fate, call.ended_at?);
+    let done = i64::from(fate.is_done()) - i64::from(was_done);
+    let calls = -i64::from(matches!(fate, ContactFate::Requeue { .. }));
+    Some((fate, Settled { done, calls }))
 }

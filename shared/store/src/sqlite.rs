@@ -9,9 +9,10 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use domain::{
-    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider, CallState, Campaign,
-    CampaignCounters, CampaignId, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId, ContactState, DialSlot, E164,
-    EndReason, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
+    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider, CallState,
+    CallingArea, Campaign, CampaignCounters, CampaignId, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId,
+    ContactState, DialCheck, DialSlot, E164, EmergencyStop, EndReason, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
+    StartRefusal, UsState,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::{path::Path, sync::mpsc};
@@ -175,7 +176,74 @@ CREATE TABLE orphan_events (
 ) WITHOUT ROWID;
 CREATE INDEX orphan_events_by_age ON orphan_events(received_at);
 "#,
+    // dial-path safety: the emergency stop, legal calling areas (zone + US state), consent, and
+    // calls no longer unique per attempt number (a withdrawn call gives its attempt back)
+    r#"
+ALTER TABLE organisations ADD COLUMN emergency_stop TEXT;
+ALTER TABLE campaigns ADD COLUMN start_refused TEXT;
+ALTER TABLE contacts ADD COLUMN us_state TEXT NOT NULL DEFAULT '';
+ALTER TABLE contacts ADD COLUMN consent TEXT;
+DROP INDEX contacts_ready;
+CREATE INDEX contacts_ready ON contacts(campaign_id, batch, timezone, us_state, due_at, priority DESC, id) WHERE state = 'ready';
+CREATE TABLE campaign_areas (
+    campaign_id TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    us_state TEXT NOT NULL,
+    PRIMARY KEY (campaign_id, timezone, us_state)
+) WITHOUT ROWID;
+DROP TABLE campaign_zones;
+CREATE TABLE calls_v7 (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    campaign_id TEXT NOT NULL REFERENCES campaigns(id),
+    contact_id TEXT NOT NULL REFERENCES contacts(id),
+    attempt INTEGER NOT NULL,
+    phone TEXT NOT NULL,
+    state TEXT NOT NULL,
+    end_reason TEXT,
+    ended_at INTEGER,
+    details TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_status_at INTEGER NOT NULL,
+    provider_call_id TEXT,
+    caller_id TEXT,
+    placed_at INTEGER,
+    dialing_since INTEGER,
+    provider TEXT,
+    post_call_at INTEGER,
+    disposition TEXT
+);
+INSERT INTO calls_v7 (id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at,
+    last_status_at, provider_call_id, caller_id, placed_at, dialing_since, provider, post_call_at, disposition)
+SELECT id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at,
+    last_status_at, provider_call_id, caller_id, placed_at, dialing_since, provider, post_call_at, disposition FROM calls;
+DROP TABLE calls;
+ALTER TABLE calls_v7 RENAME TO calls;
+CREATE INDEX calls_by_campaign ON calls(campaign_id, id);
+CREATE UNIQUE INDEX calls_by_provider_id ON calls(provider, provider_call_id) WHERE provider_call_id IS NOT NULL;
+CREATE INDEX calls_active ON calls(campaign_id, last_status_at) WHERE state IN ('queued', 'ringing', 'in_progress');
+CREATE INDEX calls_awaiting_post_call ON calls(campaign_id) WHERE post_call_at IS NULL AND state IN ('ended', 'failed', 'canceled', 'timeout');
+"#,
 ];
+
+/// The migration after which contacts existing before US states were kept get theirs.
+const STATES_MIGRATION: usize = 7;
+
+/// Gives contacts imported before states were kept the state of their area code, and every
+/// campaign the calling areas of its contacts.
+fn backfill_states(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let phones: Vec<(String, String)> = tx
+        .prepare("SELECT id, phone FROM contacts WHERE us_state = ''")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(backend)?;
+    let mut set = tx.prepare("UPDATE contacts SET us_state = ?2 WHERE id = ?1").map_err(backend)?;
+    for (id, phone) in phones {
+        if let Some(state) = E164::try_from(phone).ok().as_ref().and_then(UsState::of_number) {
+            set.execute(params![id, state.as_str()]).map_err(backend)?;
+        }
+    }
+    tx.execute_batch("INSERT OR IGNORE INTO campaign_areas SELECT DISTINCT campaign_id, timezone, us_state FROM contacts;").map_err(backend)
+}
 
 /// The SQLite store. Cheap to clone; all clones share one connection, owned by one thread.
 #[derive(Clone)]
@@ -199,9 +267,13 @@ impl SqliteStore {
     }
 
     fn from_connection(mut conn: Connection) -> Result<Self> {
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
-            .map_err(backend)?;
+        // foreign keys are enforced once migrations (which rebuild tables) are done
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(backend)?;
         migrate(&mut conn)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(backend)?;
         let schema_version = schema_version(&conn)?;
         let (jobs, pending) = mpsc::channel::<Job>();
         // one thread owns the connection: no lock to contend for and one wake-up per operation;
@@ -280,11 +352,19 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         tx.execute_batch(sql).map_err(backend)?;
+        if i + 1 == STATES_MIGRATION {
+            backfill_states(&tx)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             params![i as i64 + 1, Utc::now().timestamp_millis()],
         )
         .map_err(backend)?;
+    }
+    // rebuilt tables must still satisfy every foreign key
+    let broken: Option<String> = tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional().map_err(backend)?;
+    if let Some(table) = broken {
+        return Err(StoreError::Corrupt(format!("a migration left a broken foreign key in {table}")));
     }
     tx.commit().map_err(backend)
 }
@@ -333,7 +413,7 @@ fn decoding(e: rusqlite::Error) -> StoreError {
     }
 }
 
-const CAMPAIGN_COLUMNS: &str = "id, org_id, name, status, cap, settings, active_calls, contacts_total, contacts_done, calls_total, created_at, started_at, completed_at, assistant_id, current_batch";
+const CAMPAIGN_COLUMNS: &str = "id, org_id, name, status, cap, settings, active_calls, contacts_total, contacts_done, calls_total, created_at, started_at, completed_at, assistant_id, current_batch, start_refused";
 
 fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Campaign> {
     Ok(Campaign {
@@ -354,10 +434,11 @@ fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Campaign> {
         completed_at: r.get::<_, Option<i64>>(12)?.map(from_ms).transpose()?,
         assistant_id: r.get::<_, Option<String>>(13)?.map(|id| parsed(AssistantId::parse(&id))).transpose()?,
         current_batch: r.get(14)?,
+        start_refused: r.get::<_, Option<String>>(15)?.map(json).transpose()?,
     })
 }
 
-const CONTACT_COLUMNS: &str = "id, campaign_id, phone, name, timezone, priority, state, attempts, due_at, disposition, last_call_id, variables, created_at, batch, caller_id";
+const CONTACT_COLUMNS: &str = "id, campaign_id, phone, name, timezone, priority, state, attempts, due_at, disposition, last_call_id, variables, created_at, batch, caller_id, us_state, consent";
 
 fn contact_row(r: &Row<'_>) -> rusqlite::Result<Contact> {
     Ok(Contact {
@@ -379,7 +460,14 @@ fn contact_row(r: &Row<'_>) -> rusqlite::Result<Contact> {
         created_at: from_ms(r.get(12)?)?,
         batch: r.get(13)?,
         caller_id: r.get::<_, Option<String>>(14)?.map(|p| parsed(E164::try_from(p))).transpose()?,
+        us_state: Some(r.get::<_, String>(15)?).filter(|s| !s.is_empty()).map(|s| parsed(UsState::parse(&s))).transpose()?,
+        consent: r.get::<_, Option<String>>(16)?.map(json).transpose()?,
     })
+}
+
+/// A contact's US state as kept in its column: empty when unknown.
+fn state_text(state: Option<UsState>) -> String {
+    state.map(|s| s.to_string()).unwrap_or_default()
 }
 
 const CALL_COLUMNS: &str = "id, org_id, campaign_id, contact_id, attempt, phone, state, end_reason, ended_at, details, created_at, last_status_at, provider_call_id, caller_id, placed_at, dialing_since, post_call_at";
@@ -467,6 +555,25 @@ fn update_contact(tx: &rusqlite::Transaction<'_>, c: &Contact) -> Result<()> {
     Ok(())
 }
 
+fn contact_in(conn: &Connection, campaign: CampaignId, id: ContactId) -> Result<Contact> {
+    conn.prepare_cached(&format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?1 AND campaign_id = ?2"))
+        .and_then(|mut s| s.query_row(params![id.to_string(), campaign.to_string()], contact_row).optional())
+        .map_err(decoding)?
+        .ok_or_else(|| StoreError::not_found("contact", id))
+}
+
+fn areas_of(conn: &Connection, campaign: CampaignId) -> Result<Vec<CallingArea>> {
+    conn.prepare_cached("SELECT timezone, us_state FROM campaign_areas WHERE campaign_id = ?1")
+        .and_then(|mut s| {
+            s.query_map(params![campaign.to_string()], |r| {
+                let (zone, state) = (r.get::<_, String>(0)?, r.get::<_, String>(1)?);
+                parsed(CallingArea::parse_key(&format!("{zone}|{state}")))
+            })?
+            .collect()
+        })
+        .map_err(decoding)
+}
+
 fn campaign_in_org(conn: &Connection, org: OrgId, id: CampaignId) -> Result<Campaign> {
     conn.prepare_cached(&format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?1 AND org_id = ?2"))
         .and_then(|mut s| s.query_row(params![id.to_string(), org.to_string()], campaign_row).optional())
@@ -520,7 +627,7 @@ fn id_page<T>(
 impl OrgStore for SqliteStore {
     async fn create_org(&self, name: &str) -> Result<Organisation> {
         let name = Organisation::parse_name(name)?;
-        let org = Organisation { id: OrgId::new(), name, created_at: now() };
+        let org = Organisation { id: OrgId::new(), name, created_at: now(), emergency_stop: None };
         let row = org.clone();
         self.write(move |tx| {
             tx.execute(
@@ -535,13 +642,15 @@ impl OrgStore for SqliteStore {
     }
 
     async fn get_org(&self, id: OrgId) -> Result<Organisation> {
-        self.read(move |conn| {
-            conn.query_row("SELECT id, name, created_at FROM organisations WHERE id = ?1", params![id.to_string()], |r| {
-                Ok(Organisation { id, name: r.get(1)?, created_at: from_ms(r.get(2)?)? })
-            })
-            .optional()
-            .map_err(decoding)?
-            .ok_or_else(|| StoreError::not_found("organisation", id))
+        self.read(move |conn| org_in(conn, id)).await
+    }
+
+    async fn set_emergency_stop(&self, org: OrgId, stop: Option<EmergencyStop>) -> Result<Organisation> {
+        self.write(move |tx| {
+            org_exists(tx, org)?;
+            tx.execute("UPDATE organisations SET emergency_stop = ?2 WHERE id = ?1", params![org.to_string(), stop.as_ref().map(to_json)])
+                .map_err(backend)?;
+            org_in(tx, org)
         })
         .await
     }
@@ -591,6 +700,32 @@ impl OrgStore for SqliteStore {
         })
         .await
     }
+}
+
+fn org_in(conn: &Connection, id: OrgId) -> Result<Organisation> {
+    conn.prepare_cached("SELECT id, name, created_at, emergency_stop FROM organisations WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![id.to_string()], |r| {
+                Ok(Organisation {
+                    id,
+                    name: r.get(1)?,
+                    created_at: from_ms(r.get(2)?)?,
+                    emergency_stop: r.get::<_, Option<String>>(3)?.map(json).transpose()?,
+                })
+            })
+            .optional()
+        })
+        .map_err(decoding)?
+        .ok_or_else(|| StoreError::not_found("organisation", id))
+}
+
+/// Whether the organisation's emergency stop holds.
+fn is_stopped(conn: &Connection, org: OrgId) -> Result<bool> {
+    let stop: Option<Option<String>> = conn
+        .prepare_cached("SELECT emergency_stop FROM organisations WHERE id = ?1")
+        .and_then(|mut s| s.query_row(params![org.to_string()], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    Ok(stop.flatten().is_some())
 }
 
 fn org_exists(conn: &Connection, org: OrgId) -> Result<()> {
@@ -722,13 +857,14 @@ impl CampaignStore for SqliteStore {
             let target = campaign_in_org(tx, org, campaign)?;
             let mut outcome = AddedContacts::default();
             let mut listed = tx.prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2").map_err(backend)?;
-            let mut zone =
-                tx.prepare_cached("INSERT OR IGNORE INTO campaign_zones (campaign_id, timezone) VALUES (?1, ?2)").map_err(backend)?;
+            let mut area = tx
+                .prepare_cached("INSERT OR IGNORE INTO campaign_areas (campaign_id, timezone, us_state) VALUES (?1, ?2, ?3)")
+                .map_err(backend)?;
             let org = org.to_string();
             let mut insert = tx
                 .prepare_cached(&format!(
                     "INSERT OR IGNORE INTO contacts ({CONTACT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
                 ))
                 .map_err(backend)?;
             for new in contacts {
@@ -738,7 +874,7 @@ impl CampaignStore for SqliteStore {
                 }
                 let mut c = Contact::ready(campaign, new, now);
                 c.batch = target.batch_of(target.counters.contacts_total + outcome.added);
-                zone.execute(params![campaign.to_string(), c.timezone.name()]).map_err(backend)?;
+                area.execute(params![campaign.to_string(), c.timezone.name(), state_text(c.us_state)]).map_err(backend)?;
                 let added = insert
                     .execute(params![
                         c.id.to_string(),
@@ -756,6 +892,8 @@ impl CampaignStore for SqliteStore {
                         ms(c.created_at),
                         c.batch,
                         Option::<String>::None,
+                        state_text(c.us_state),
+                        c.consent.as_ref().map(to_json),
                     ])
                     .map_err(backend)?;
                 if added == 1 {
@@ -777,10 +915,25 @@ impl CampaignStore for SqliteStore {
     async fn get_contact(&self, org: OrgId, campaign: CampaignId, id: ContactId) -> Result<Contact> {
         self.read(move |conn| {
             campaign_in_org(conn, org, campaign)?;
-            conn.prepare_cached(&format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?1 AND campaign_id = ?2"))
-                .and_then(|mut s| s.query_row(params![id.to_string(), campaign.to_string()], contact_row).optional())
-                .map_err(decoding)?
-                .ok_or_else(|| StoreError::not_found("contact", id))
+            contact_in(conn, campaign, id)
+        })
+        .await
+    }
+
+    async fn record_start_refusal(&self, org: OrgId, id: CampaignId, refusal: StartRefusal) -> Result<()> {
+        self.write(move |tx| {
+            campaign_in_org(tx, org, id)?;
+            tx.execute("UPDATE campaigns SET start_refused = ?2 WHERE id = ?1", params![id.to_string(), to_json(&refusal)])
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn calling_areas(&self, org: OrgId, campaign: CampaignId) -> Result<Vec<CallingArea>> {
+        self.read(move |conn| {
+            campaign_in_org(conn, org, campaign)?;
+            areas_of(conn, campaign)
         })
         .await
     }
@@ -828,12 +981,19 @@ impl CampaignStore for SqliteStore {
 }
 
 impl CallStore for SqliteStore {
-    async fn claim_due_contacts(&self, org: OrgId, campaign: CampaignId, now: DateTime<Utc>, max: u32) -> Result<Vec<Claim>> {
+    async fn claim_due_contacts(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        now: DateTime<Utc>,
+        max: u32,
+        margin: chrono::TimeDelta,
+    ) -> Result<Vec<Claim>> {
         let now = millis(now);
         self.write(move |tx| {
             let mut c = campaign_in_org(tx, org, campaign)?;
             let n = c.free_slots().min(max) as usize;
-            if c.status != CampaignStatus::Running || n == 0 {
+            if c.status != CampaignStatus::Running || n == 0 || is_stopped(tx, org)? {
                 return Ok(Vec::new());
             }
             let id = campaign.to_string();
@@ -855,11 +1015,7 @@ impl CallStore for SqliteStore {
                     c.current_batch = next;
                 }
             }
-            let zones: Vec<chrono_tz::Tz> = tx
-                .prepare_cached("SELECT timezone FROM campaign_zones WHERE campaign_id = ?1")
-                .and_then(|mut s| s.query_map(params![id], |r| parsed(r.get::<_, String>(0)?.parse::<chrono_tz::Tz>()))?.collect())
-                .map_err(decoding)?;
-            let open = domain::dialing::open_zones(&c.settings.calling_window, &zones, now);
+            let open = c.open_areas(&areas_of(tx, campaign)?, now, margin);
             let batch = c.claimable_batch();
             let mut claims = Vec::with_capacity(n);
             let mut listed = tx.prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2").map_err(backend)?;
@@ -867,14 +1023,14 @@ impl CallStore for SqliteStore {
             loop {
                 let want = n - claims.len();
                 let mut due = Vec::new();
-                for zone in &open {
+                for area in &open {
                     let mut rows = tx
                         .prepare_cached(&format!(
                             "SELECT {CONTACT_COLUMNS} FROM contacts WHERE campaign_id = ?1 AND batch = ?2 AND timezone = ?3 \
-                             AND state = 'ready' AND due_at <= ?4 ORDER BY due_at, priority DESC, id LIMIT ?5"
+                             AND us_state = ?4 AND state = 'ready' AND due_at <= ?5 ORDER BY due_at, priority DESC, id LIMIT ?6"
                         ))
                         .and_then(|mut s| {
-                            s.query_map(params![id, batch, zone.name(), ms(now), want as i64], contact_row)?
+                            s.query_map(params![id, batch, area.zone.name(), state_text(area.state), ms(now), want as i64], contact_row)?
                                 .collect::<rusqlite::Result<Vec<_>>>()
                         })
                         .map_err(decoding)?;
@@ -948,25 +1104,23 @@ impl CallStore for SqliteStore {
             })
             .map_err(backend)?;
             let mut contact_fate = None;
-            let mut done_delta = 0;
+            let mut settled = crate::Settled::default();
             if absorbed.decides_contact(&call) {
                 let campaign = campaign_in_org(tx, org, call.campaign_id)?;
-                let mut contact = tx
-                    .prepare_cached(&format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?1"))
-                    .and_then(|mut s| s.query_row(params![call.contact_id.to_string()], contact_row))
-                    .map_err(decoding)?;
-                if let Some((fate, delta)) = settle_contact(&mut contact, &call, &campaign) {
+                let mut contact = contact_in(tx, call.campaign_id, call.contact_id)?;
+                if let Some((fate, moved)) = settle_contact(&mut contact, &call, &campaign) {
                     update_contact(tx, &contact)?;
                     contact_fate = Some(fate);
-                    done_delta = delta;
+                    settled = moved;
                 }
             }
             let released = i64::from(absorbed.transition.releases_capacity);
-            if released != 0 || done_delta != 0 {
+            if released != 0 || settled != crate::Settled::default() {
                 tx.prepare_cached(
-                    "UPDATE campaigns SET active_calls = active_calls - ?2, contacts_done = contacts_done + ?3 WHERE id = ?1",
+                    "UPDATE campaigns SET active_calls = active_calls - ?2, contacts_done = contacts_done + ?3, \
+                     calls_total = calls_total + ?4 WHERE id = ?1",
                 )
-                .and_then(|mut s| s.execute(params![call.campaign_id.to_string(), released, done_delta]))
+                .and_then(|mut s| s.execute(params![call.campaign_id.to_string(), released, settled.done, settled.calls]))
                 .map_err(backend)?;
             }
             Ok(Applied { duplicate: false, call, transition: Some(absorbed.transition), contact_fate })
@@ -1008,6 +1162,17 @@ impl CallStore for SqliteStore {
                     .optional()
                 })
                 .map_err(decoding)
+        })
+        .await
+    }
+
+    async fn call_owner(&self, call: CallId) -> Result<Option<OrgId>> {
+        self.read(move |conn| {
+            let org: Option<String> = conn
+                .prepare_cached("SELECT org_id FROM calls WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![call.to_string()], |r| r.get(0)).optional())
+                .map_err(backend)?;
+            org.map(|o| OrgId::parse(&o).map_err(corrupt)).transpose()
         })
         .await
     }
@@ -1157,6 +1322,17 @@ impl DialingStore for SqliteStore {
         .await
     }
 
+    async fn has_tick_run(&self, org: OrgId, campaign: CampaignId, execution_id: &str) -> Result<bool> {
+        let execution_id = execution_id.to_string();
+        self.read(move |conn| {
+            campaign_in_org(conn, org, campaign)?;
+            conn.prepare_cached("SELECT 1 FROM tick_executions WHERE campaign_id = ?1 AND execution_id = ?2")
+                .and_then(|mut s| s.exists(params![campaign.to_string(), execution_id]))
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn record_tick_execution(&self, org: OrgId, campaign: CampaignId, execution_id: &str, now: DateTime<Utc>) -> Result<bool> {
         let execution_id = execution_id.to_string();
         self.write(move |tx| {
@@ -1193,6 +1369,20 @@ impl DialingStore for SqliteStore {
             call_in_org(tx, org, call_id)?;
             tx.execute("UPDATE calls SET dialing_since = NULL WHERE id = ?1", params![call_id.to_string()]).map_err(backend)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn dial_check(&self, org: OrgId, call_id: CallId) -> Result<DialCheck> {
+        self.read(move |conn| {
+            let call = call_in_org(conn, org, call_id)?;
+            let campaign = campaign_in_org(conn, org, call.campaign_id)?;
+            let contact = contact_in(conn, call.campaign_id, call.contact_id)?;
+            let listed = conn
+                .prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2")
+                .and_then(|mut s| s.exists(params![org.to_string(), call.phone.as_str()]))
+                .map_err(backend)?;
+            Ok(DialCheck { stopped: is_stopped(conn, org)?, listed, call, campaign, contact })
         })
         .await
     }

@@ -5,7 +5,7 @@
 
 use axum::{Router, body::Body, http::Request};
 use campaign_tick::TickState;
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use domain::{
     CallId, CallProvider, CallingWindow, CampaignId, CampaignSettings, CampaignStatus, Cap, Day, E164, NewCampaign, NewContact, OrgId,
     RetryPolicy,
@@ -85,7 +85,7 @@ pub async fn world_where<S: Store>(store: S, public_url: &str, secrets: WebhookS
     let (scheduler, fired) = LocalScheduler::new(Duration::from_secs(3600));
     let queue = LocalQueue::open_in_memory(LocalQueue::DEFAULT_MAX_RECEIVES).unwrap();
     let campaigns = campaigns::AppState { store: store.clone(), scheduler, accounts, import_max_bytes: 1 << 20 };
-    let ticks = TickState { campaigns, queue };
+    let ticks = TickState { campaigns, queue, window_margin: chrono::TimeDelta::seconds(120) };
     let org = store.create_org("Acme").await.unwrap().id;
     let secrets = std::sync::Arc::new(secrets);
     let app = match noted {
@@ -121,10 +121,9 @@ pub fn phone(n: u64) -> E164 {
     E164::parse(&format!("+1415{:03}{:04}", 200 + (n / 10_000) % 800, n % 10_000), None).unwrap()
 }
 
-/// A zone whose whole day but its last minute is inside a 00:00–23:59 window right now.
+/// A zone where it is midday now: inside an all-day window and the federal calling hours.
 pub fn open_zone() -> chrono_tz::Tz {
-    let now = Utc::now();
-    if now.hour() == 23 && now.minute() == 59 { chrono_tz::Europe::Paris } else { chrono_tz::UTC }
+    platform::testing::midday_zone(Utc::now())
 }
 
 pub fn settings() -> CampaignSettings {

@@ -110,7 +110,7 @@ pub async fn organisations_and_api_keys<S: Store>(store: &S) {
 pub async fn records_of_another_organisation_are_not_found<S: Store>(store: &S) {
     let (a, b) = (org(store).await, org(store).await);
     let campaign = running_campaign(store, a, 2, RetryPolicy::default(), 3).await;
-    let claims = store.claim_due_contacts(a, campaign.id, t0(), 1).await.unwrap();
+    let claims = store.claim_due_contacts(a, campaign.id, t0(), 1, chrono::TimeDelta::zero()).await.unwrap();
     let call = &claims[0].call;
     let contact = &claims[0].contact;
 
@@ -120,7 +120,7 @@ pub async fn records_of_another_organisation_are_not_found<S: Store>(store: &S) 
     assert!(is_not_found(store.add_contacts(b, campaign.id, contacts(10..11), t0()).await));
     assert!(is_not_found(store.get_contact(b, campaign.id, contact.id).await));
     assert!(is_not_found(store.list_contacts(b, campaign.id, ContactFilter::default(), PageRequest::default()).await));
-    assert!(is_not_found(store.claim_due_contacts(b, campaign.id, t0(), 5).await));
+    assert!(is_not_found(store.claim_due_contacts(b, campaign.id, t0(), 5, chrono::TimeDelta::zero()).await));
     assert!(is_not_found(store.get_call(b, call.id).await));
     assert!(is_not_found(store.list_calls(b, campaign.id, CallFilter::default(), PageRequest::default()).await));
     assert!(is_not_found(store.list_call_events(b, call.id).await));
@@ -198,7 +198,7 @@ pub async fn lists_page_with_opaque_stable_cursors<S: Store>(store: &S) {
     assert!(matches!(store.list_campaigns(org, bad).await, Err(StoreError::InvalidCursor)));
 
     let campaign = running_campaign(store, org, 3, RetryPolicy::default(), 12).await;
-    store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    store.claim_due_contacts(org, campaign.id, t0(), 3, chrono::TimeDelta::zero()).await.unwrap();
     let filter = |state| ContactFilter { state: Some(state), ..Default::default() };
     let mut ready = Vec::new();
     let mut page = PageRequest::first(4);
@@ -246,15 +246,18 @@ pub async fn claims_take_due_contacts_in_priority_order_under_the_cap<S: Store>(
     let batch: Vec<NewContact> =
         (0..10).map(|n| NewContact { priority: (n as i32 * 7) % 10, ..NewContact::new(phone(n), chrono_tz::America::Chicago) }).collect();
     store.add_contacts(org, campaign.id, batch, t0()).await.unwrap();
-    assert!(store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap().is_empty(), "a draft campaign is never dialed");
+    assert!(
+        store.claim_due_contacts(org, campaign.id, t0(), 10, chrono::TimeDelta::zero()).await.unwrap().is_empty(),
+        "a draft campaign is never dialed"
+    );
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0()).await.unwrap();
 
-    let first = store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    let first = store.claim_due_contacts(org, campaign.id, t0(), 3, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!(first.iter().map(|c| c.contact.priority).collect::<Vec<_>>(), vec![9, 8, 7], "highest priority first");
-    let second = store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap();
+    let second = store.claim_due_contacts(org, campaign.id, t0(), 10, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!(second.len(), 1, "only cap − active slots are free");
     assert_eq!(second[0].contact.priority, 6);
-    assert!(store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap().is_empty());
+    assert!(store.claim_due_contacts(org, campaign.id, t0(), 10, chrono::TimeDelta::zero()).await.unwrap().is_empty());
 
     for claim in first.iter().chain(&second) {
         assert_eq!((claim.contact.state, claim.contact.attempts), (ContactState::Dialing, 1));
@@ -269,15 +272,21 @@ pub async fn claims_take_due_contacts_in_priority_order_under_the_cap<S: Store>(
     // one ends busy: its slot frees, and its retry is not due for 30 minutes
     let busy = &first[0];
     store.apply_call_event(org, busy.call.id, event("b", t0() + Duration::seconds(20), ended(EndReason::Busy)), t0()).await.unwrap();
-    let next = store.claim_due_contacts(org, campaign.id, t0() + Duration::minutes(1), 10).await.unwrap();
+    let next = store.claim_due_contacts(org, campaign.id, t0() + Duration::minutes(1), 10, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!(next.len(), 1);
     assert_ne!(next[0].contact.id, busy.contact.id, "a retry waits until it is due");
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Running], CampaignStatus::Paused, t0()).await.unwrap();
     store.apply_call_event(org, next[0].call.id, event("e", t0() + Duration::seconds(30), ended(EndReason::NoAnswer)), t0()).await.unwrap();
-    assert!(store.claim_due_contacts(org, campaign.id, t0() + Duration::hours(2), 10).await.unwrap().is_empty(), "paused: nothing claimed");
+    assert!(
+        store.claim_due_contacts(org, campaign.id, t0() + Duration::hours(2), 10, chrono::TimeDelta::zero()).await.unwrap().is_empty(),
+        "paused: nothing claimed"
+    );
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Paused], CampaignStatus::Running, t0()).await.unwrap();
     // new contacts are due from the start, so they go (by priority) before a retry that fell due later
-    let at_due = store.claim_due_contacts(org, campaign.id, t0() + Duration::minutes(30) + Duration::seconds(20), 10).await.unwrap();
+    let at_due = store
+        .claim_due_contacts(org, campaign.id, t0() + Duration::minutes(30) + Duration::seconds(20), 10, chrono::TimeDelta::zero())
+        .await
+        .unwrap();
     assert_eq!(at_due.len(), 1, "three calls are still active under a cap of 4");
     assert_eq!((at_due[0].contact.priority, at_due[0].call.attempt), (4, 1));
 }
@@ -285,7 +294,7 @@ pub async fn claims_take_due_contacts_in_priority_order_under_the_cap<S: Store>(
 pub async fn events_apply_once_and_never_move_a_call_backwards<S: Store>(store: &S) {
     let org = org(store).await;
     let campaign = running_campaign(store, org, 2, RetryPolicy::default(), 1).await;
-    let claim = store.claim_due_contacts(org, campaign.id, t0(), 1).await.unwrap().remove(0);
+    let claim = store.claim_due_contacts(org, campaign.id, t0(), 1, chrono::TimeDelta::zero()).await.unwrap().remove(0);
     let id = claim.call.id;
     let at = |s| t0() + Duration::seconds(s);
 
@@ -337,7 +346,7 @@ pub async fn retries_follow_the_policy_until_max_attempts<S: Store>(store: &S) {
     let org = org(store).await;
     let policy = RetryPolicy::parse(2, 10, [RetryOutcome::NoAnswer]).unwrap();
     let campaign = running_campaign(store, org, 1, policy, 1).await;
-    let first = store.claim_due_contacts(org, campaign.id, t0(), 1).await.unwrap().remove(0);
+    let first = store.claim_due_contacts(org, campaign.id, t0(), 1, chrono::TimeDelta::zero()).await.unwrap().remove(0);
     let applied = store
         .apply_call_event(org, first.call.id, event("na1", t0() + Duration::seconds(30), ended(EndReason::NoAnswer)), t0())
         .await
@@ -346,9 +355,9 @@ pub async fn retries_follow_the_policy_until_max_attempts<S: Store>(store: &S) {
     assert_eq!(applied.contact_fate, Some(domain::ContactFate::Retry { due_at: due }));
     let contact = store.get_contact(org, campaign.id, first.contact.id).await.unwrap();
     assert_eq!((contact.state, contact.due_at, contact.attempts, contact.disposition), (ContactState::Ready, due, 1, None));
-    assert!(store.claim_due_contacts(org, campaign.id, due - Duration::seconds(1), 1).await.unwrap().is_empty());
+    assert!(store.claim_due_contacts(org, campaign.id, due - Duration::seconds(1), 1, chrono::TimeDelta::zero()).await.unwrap().is_empty());
 
-    let second = store.claim_due_contacts(org, campaign.id, due, 1).await.unwrap().remove(0);
+    let second = store.claim_due_contacts(org, campaign.id, due, 1, chrono::TimeDelta::zero()).await.unwrap().remove(0);
     assert_eq!((second.call.attempt, second.contact.attempts), (2, 2));
     store.apply_call_event(org, second.call.id, event("na2", due + Duration::seconds(30), ended(EndReason::NoAnswer)), due).await.unwrap();
     let contact = store.get_contact(org, campaign.id, first.contact.id).await.unwrap();
@@ -362,7 +371,7 @@ pub async fn late_data_revises_the_contact_until_it_is_dialed_again<S: Store>(st
     let org = org(store).await;
     let policy = RetryPolicy::parse(3, 0, [RetryOutcome::Voicemail]).unwrap();
     let campaign = running_campaign(store, org, 1, policy, 1).await;
-    let first = store.claim_due_contacts(org, campaign.id, t0(), 1).await.unwrap().remove(0);
+    let first = store.claim_due_contacts(org, campaign.id, t0(), 1, chrono::TimeDelta::zero()).await.unwrap().remove(0);
     let end_at = t0() + Duration::seconds(40);
     store.apply_call_event(org, first.call.id, event("end", end_at, ended(EndReason::Completed)), end_at).await.unwrap();
     let contact = store.get_contact(org, campaign.id, first.contact.id).await.unwrap();
@@ -379,7 +388,7 @@ pub async fn late_data_revises_the_contact_until_it_is_dialed_again<S: Store>(st
     assert_eq!((c.counters.contacts_done, c.counters.active_calls), (0, 0));
 
     // once the next attempt has started, news about the old call no longer moves the contact
-    let second = store.claim_due_contacts(org, campaign.id, end_at, 1).await.unwrap().remove(0);
+    let second = store.claim_due_contacts(org, campaign.id, end_at, 1, chrono::TimeDelta::zero()).await.unwrap().remove(0);
     let opt_out = details(CallDetails { opted_out: true, ..Default::default() });
     let late = store.apply_call_event(org, first.call.id, event("opt", end_at, opt_out), end_at).await.unwrap();
     assert_eq!(late.call.disposition(), Some(CallDisposition::DoNotCall));
@@ -419,7 +428,7 @@ pub async fn concurrency_attack_never_exceeds_the_cap_nor_dials_twice<S: Store>(
                 (store.clone(), dialed.clone(), in_flight.clone(), max_in_flight.clone(), tx.clone());
             tokio::spawn(async move {
                 loop {
-                    let claims = store.claim_due_contacts(org, id, t0(), CAP).await.unwrap();
+                    let claims = store.claim_due_contacts(org, id, t0(), CAP, chrono::TimeDelta::zero()).await.unwrap();
                     if claims.is_empty() {
                         if store.get_campaign(org, id).await.unwrap().counters.is_finished() {
                             return;
@@ -529,8 +538,8 @@ pub async fn reordering_attack_gives_identical_rows<S: Store>(store: &S) {
     let (a, b) = (org(store).await, org(store).await);
     let ordered = running_campaign(store, a, CALLS as i64, policy.clone(), CALLS as u64).await;
     let shuffled = running_campaign(store, b, CALLS as i64, policy, CALLS as u64).await;
-    let claims_a = store.claim_due_contacts(a, ordered.id, t0(), CALLS as u32).await.unwrap();
-    let claims_b = store.claim_due_contacts(b, shuffled.id, t0(), CALLS as u32).await.unwrap();
+    let claims_a = store.claim_due_contacts(a, ordered.id, t0(), CALLS as u32, chrono::TimeDelta::zero()).await.unwrap();
+    let claims_b = store.claim_due_contacts(b, shuffled.id, t0(), CALLS as u32, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!((claims_a.len(), claims_b.len()), (CALLS, CALLS));
     let call_b_of: HashMap<E164, domain::CallId> = claims_b.iter().map(|c| (c.contact.phone.clone(), c.call.id)).collect();
 
@@ -740,7 +749,7 @@ pub async fn do_not_call_numbers_are_left_out_of_imports_and_finalise_ready_cont
     let running = running_campaign(store, org, 1, RetryPolicy::default(), 12).await;
     let paused = running_campaign(store, org, 1, RetryPolicy::default(), 12).await;
     store.set_campaign_status(org, paused.id, &[CampaignStatus::Running], CampaignStatus::Paused, t0()).await.unwrap();
-    let dialing = store.claim_due_contacts(org, running.id, t0(), 1).await.unwrap().remove(0).contact;
+    let dialing = store.claim_due_contacts(org, running.id, t0(), 1, chrono::TimeDelta::zero()).await.unwrap().remove(0).contact;
     let added = store.add_do_not_call(org, vec![dialing.phone.clone(), phone(7)], t0()).await.unwrap();
     assert_eq!((added.added, added.contacts_finalised), (2, 3), "phone(7) in both, plus the dialing number's ready twin in the paused one");
     for campaign in [running.id, paused.id] {
@@ -781,11 +790,14 @@ pub async fn do_not_call_numbers_are_left_out_of_imports_and_finalise_ready_cont
 pub async fn cancel_finalises_ready_contacts_and_calls_in_flight_retry_nothing<S: Store>(store: &S) {
     let org = org(store).await;
     let campaign = running_campaign(store, org, 3, RetryPolicy::default(), 60).await;
-    let claims = store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    let claims = store.claim_due_contacts(org, campaign.id, t0(), 3, chrono::TimeDelta::zero()).await.unwrap();
     let canceled = store.cancel_campaign(org, campaign.id, t0()).await.unwrap();
     assert_eq!(canceled.status, CampaignStatus::Canceled);
     assert_eq!(canceled.counters.contacts_done, 57);
-    assert!(store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap().is_empty(), "nothing is claimed any more");
+    assert!(
+        store.claim_due_contacts(org, campaign.id, t0(), 3, chrono::TimeDelta::zero()).await.unwrap().is_empty(),
+        "nothing is claimed any more"
+    );
     assert!(matches!(store.cancel_campaign(org, campaign.id, t0()).await, Err(StoreError::Conflict(_))));
 
     // busy would retry in a running campaign; here every call in flight finishes its contact
@@ -813,7 +825,7 @@ pub async fn cancel_racing_claims_leaves_every_contact_finished<S: Store>(store:
             tokio::spawn(async move {
                 let mut claimed = Vec::new();
                 for _ in 0..5 {
-                    claimed.extend(store.claim_due_contacts(org, campaign.id, t0(), 2).await.unwrap());
+                    claimed.extend(store.claim_due_contacts(org, campaign.id, t0(), 2, chrono::TimeDelta::zero()).await.unwrap());
                     tokio::task::yield_now().await;
                 }
                 claimed
@@ -826,7 +838,7 @@ pub async fn cancel_racing_claims_leaves_every_contact_finished<S: Store>(store:
         claims.extend(c.await.unwrap());
     }
     assert!(claims.len() <= 8, "the cap holds: {}", claims.len());
-    assert!(store.claim_due_contacts(org, canceled.id, t0(), 8).await.unwrap().is_empty());
+    assert!(store.claim_due_contacts(org, canceled.id, t0(), 8, chrono::TimeDelta::zero()).await.unwrap().is_empty());
     for (i, claim) in claims.iter().enumerate() {
         let at = t0() + Duration::seconds(5);
         store.apply_call_event(org, claim.call.id, event(format!("n{i}"), at, ended(EndReason::NoAnswer)), at).await.unwrap();
@@ -852,7 +864,7 @@ pub async fn claims_leave_contacts_outside_their_calling_window_untouched<S: Sto
     let batch: Vec<NewContact> = (0..25).map(|n| NewContact::new(phone(n), zones[n as usize % zones.len()])).collect();
     let campaign = campaign_with(store, org, 50, CampaignSettings::default(), batch).await;
     let at = DateTime::parse_from_rfc3339("2027-01-15T18:30:00Z").unwrap().to_utc();
-    let claimed = store.claim_due_contacts(org, campaign.id, at, 50).await.unwrap();
+    let claimed = store.claim_due_contacts(org, campaign.id, at, 50, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!(claimed.len(), 20);
     assert!(claimed.iter().all(|c| c.contact.timezone != Asia::Tokyo));
     let early = DateTime::parse_from_rfc3339("2027-01-15T17:30:00Z").unwrap().to_utc();
@@ -865,7 +877,7 @@ pub async fn claims_leave_contacts_outside_their_calling_window_untouched<S: Sto
     )
     .await;
     // an hour earlier Honolulu is at 07:30: only Los Angeles, New York and London
-    let claimed = store.claim_due_contacts(org, campaign2.id, early, 50).await.unwrap();
+    let claimed = store.claim_due_contacts(org, campaign2.id, early, 50, chrono::TimeDelta::zero()).await.unwrap();
     let got: HashSet<_> = claimed.iter().map(|c| c.contact.timezone).collect();
     assert_eq!(got, HashSet::from([America::Los_Angeles, America::New_York, Europe::London]));
     for c in all_contacts(store, org, campaign2.id).await {
@@ -879,26 +891,32 @@ pub async fn batch_mode_moves_on_only_when_a_batch_is_finished<S: Store>(store: 
     let org = org(store).await;
     let settings = CampaignSettings { mode: domain::DialMode::Batch, batch_size: Some(3), ..Default::default() };
     let campaign = campaign_with(store, org, 10, settings, contacts(0..7)).await;
-    let first = store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap();
+    let first = store.claim_due_contacts(org, campaign.id, t0(), 10, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!(first.iter().map(|c| c.contact.batch).collect::<Vec<_>>(), vec![0, 0, 0], "only the first batch");
-    assert!(store.claim_due_contacts(org, campaign.id, t0(), 10).await.unwrap().is_empty(), "its calls are still live");
+    assert!(
+        store.claim_due_contacts(org, campaign.id, t0(), 10, chrono::TimeDelta::zero()).await.unwrap().is_empty(),
+        "its calls are still live"
+    );
     for (i, claim) in first.iter().enumerate() {
         let reason = if i == 0 { EndReason::Busy } else { EndReason::Completed };
         store.apply_call_event(org, claim.call.id, event("end", t0() + Duration::seconds(30), ended(reason)), t0()).await.unwrap();
     }
     // the busy contact's retry keeps batch 0 open until it is done
     let later = t0() + Duration::minutes(5);
-    assert!(store.claim_due_contacts(org, campaign.id, later, 10).await.unwrap().is_empty(), "a retry of batch 0 is still waiting");
+    assert!(
+        store.claim_due_contacts(org, campaign.id, later, 10, chrono::TimeDelta::zero()).await.unwrap().is_empty(),
+        "a retry of batch 0 is still waiting"
+    );
     let retry_due = t0() + Duration::minutes(31);
-    let retry = store.claim_due_contacts(org, campaign.id, retry_due, 10).await.unwrap();
+    let retry = store.claim_due_contacts(org, campaign.id, retry_due, 10, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!((retry.len(), retry[0].contact.id, retry[0].call.attempt), (1, first[0].contact.id, 2));
     store.apply_call_event(org, retry[0].call.id, event("end2", retry_due, ended(EndReason::Completed)), retry_due).await.unwrap();
-    let second = store.claim_due_contacts(org, campaign.id, retry_due, 10).await.unwrap();
+    let second = store.claim_due_contacts(org, campaign.id, retry_due, 10, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!(second.iter().map(|c| c.contact.batch).collect::<Vec<_>>(), vec![1, 1, 1]);
     for claim in &second {
         store.apply_call_event(org, claim.call.id, event("end", retry_due, ended(EndReason::Completed)), retry_due).await.unwrap();
     }
-    let third = store.claim_due_contacts(org, campaign.id, retry_due, 10).await.unwrap();
+    let third = store.claim_due_contacts(org, campaign.id, retry_due, 10, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!(third.iter().map(|c| c.contact.batch).collect::<Vec<_>>(), vec![2]);
 }
 
@@ -910,7 +928,7 @@ pub async fn listed_numbers_are_finalised_instead_of_claimed<S: Store>(store: &S
     // listed while the campaign is a draft: nothing finalised yet, so the claim must check
     store.add_do_not_call(org, vec![phone(1), phone(2)], t0()).await.unwrap();
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0()).await.unwrap();
-    let claimed = store.claim_due_contacts(org, campaign.id, t0(), 5).await.unwrap();
+    let claimed = store.claim_due_contacts(org, campaign.id, t0(), 5, chrono::TimeDelta::zero()).await.unwrap();
     assert_eq!(claimed.iter().map(|c| c.contact.phone.clone()).collect::<HashSet<_>>(), HashSet::from([phone(0), phone(3)]));
     let done: Vec<_> = all_contacts(store, org, campaign.id).await.into_iter().filter(|c| c.state == ContactState::Done).collect();
     assert_eq!(done.len(), 2);
@@ -924,7 +942,7 @@ pub async fn dialing_records_provider_ids_pace_and_caller_ids<S: Store>(store: &
     use store::PlacedCall;
     let org = org(store).await;
     let campaign = running_campaign(store, org, 5, RetryPolicy::default(), 3).await;
-    let claims = store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    let claims = store.claim_due_contacts(org, campaign.id, t0(), 3, chrono::TimeDelta::zero()).await.unwrap();
     let active = store.active_calls(org, campaign.id).await.unwrap();
     assert_eq!(active.iter().map(|c| c.id).collect::<HashSet<_>>(), claims.iter().map(|c| c.call.id).collect());
 
@@ -989,7 +1007,7 @@ pub async fn orphaned_events_wait_for_their_call_and_post_call_is_marked_once<S:
     use store::{PlacedCall, adopt_orphan_events};
     let org = org(store).await;
     let campaign = running_campaign(store, org, 5, RetryPolicy::default(), 3).await;
-    let claims = store.claim_due_contacts(org, campaign.id, t0(), 3).await.unwrap();
+    let claims = store.claim_due_contacts(org, campaign.id, t0(), 3, chrono::TimeDelta::zero()).await.unwrap();
     let call_id = claims[0].call.id;
 
     // news about CAX comes before the dialer stored it: kept once per dedupe key, not applied
