@@ -12,7 +12,7 @@ use platform::{CallsPerSecond, DIAL_JOBS, JobQueue, LocalQueue, LocalScheduler, 
 use providers::{CallOptions, CallProviders, ProviderAccounts, TwilioAccount};
 use serde_json::json;
 use std::time::Duration as StdDuration;
-use store::{SqliteStore, Store, testing::dynamodb_test_store};
+use store::Store;
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{body_string_contains, method, path},
@@ -116,30 +116,8 @@ impl<S: Store> Rig<S> {
     }
 }
 
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::SqliteStore::open_in_memory().unwrap()).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    if let Some(store) = super::dynamodb_test_store(concat!("dialpath-", stringify!($test))).await {
-                        super::$test(store).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+store::on_both_stores!(
+    "dialpath-";
     the_sweep_leaves_a_slowly_paced_dial_alone_and_the_contact_is_dialed_once,
     a_call_placed_after_the_sweep_ended_it_is_hung_up_at_once,
     a_lost_answer_that_cannot_be_looked_up_is_sent_once_and_the_sweep_ends_it,

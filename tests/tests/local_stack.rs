@@ -99,6 +99,9 @@ async fn openapi_document_describes_every_route() {
         ("get", "/campaigns"),
         ("get", "/campaigns/{id}"),
         ("get", "/campaigns/{id}/contacts"),
+        ("post", "/emergency-stop"),
+        ("get", "/emergency-stop"),
+        ("delete", "/emergency-stop"),
         ("get", "/assistants"),
         ("post", "/assistants"),
         ("post", "/assistants/import"),
@@ -116,6 +119,8 @@ async fn openapi_document_describes_every_route() {
     }
     assert_eq!(doc["components"]["securitySchemes"]["apiKey"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    let contact = &doc["components"]["schemas"]["Contact"]["properties"];
+    assert!(contact["consent"].is_object() && contact["usState"].is_object(), "the contact's consent and state are described: {contact}");
     let unknown = reqwest::get(format!("{}/no/such/route", app.base)).await.unwrap();
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.headers()["content-type"], "application/problem+json");

@@ -1,6 +1,7 @@
 //! Tick latency against campaign size: a campaign of 1,000 / 100,000 / 1,000,000 contacts, cap 50,
 //! each tick claiming 50 contacts (calls of the previous tick ended, untimed) and queueing 50 dial
-//! jobs. SQLite in a file; with DYNAMODB_ENDPOINT set, also DynamoDB requests per tick (moto).
+//! jobs; contacts in three zones, their numbers in one US state (3 calling areas) or in four (12).
+//! SQLite in a file; with DYNAMODB_ENDPOINT set, also DynamoDB requests per tick (moto).
 //!
 //!     cargo bench -p campaign-tick --bench tick            # SQLite
 //!     ./scripts/test is not needed: set DYNAMODB_ENDPOINT (moto_server) for the request counts
@@ -26,18 +27,24 @@ fn at() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2027-01-15T18:00:00Z").unwrap().to_utc()
 }
 
-fn contacts(range: std::ops::Range<u64>) -> Vec<NewContact> {
+/// Area codes of California, New York, Florida and Texas: all open at the benchmark's hour.
+const AREA_CODES: [u32; 4] = [415, 212, 305, 512];
+
+/// Contacts `range` over three zones, their numbers from the first `states` of `AREA_CODES`.
+fn contacts(range: std::ops::Range<u64>, states: usize) -> Vec<NewContact> {
     let zones = [chrono_tz::America::New_York, chrono_tz::America::Chicago, chrono_tz::America::Los_Angeles];
     range
         .map(|n| {
-            let phone = E164::parse(&format!("+1415{:03}{:04}", 200 + (n / 10_000) % 800, n % 10_000), None);
+            // the state changes every third contact, so each zone gets every state
+            let area = AREA_CODES[(n as usize / 3) % states];
+            let phone = E164::parse(&format!("+1{area}{:03}{:04}", 200 + (n / 10_000) % 800, n % 10_000), None);
             NewContact::new(phone.expect("a valid number"), zones[n as usize % 3])
         })
         .collect()
 }
 
 /// Per tick, after setting up `n` contacts: the latency of each run and the requests `counter` saw during it.
-async fn measure<S: Store>(store: S, n: u64, counter: &AtomicU64) -> (Vec<Duration>, Vec<u64>) {
+async fn measure<S: Store>(store: S, n: u64, states: usize, counter: &AtomicU64) -> (Vec<Duration>, Vec<u64>) {
     let org = store.create_org("bench").await.unwrap().id;
     let campaign = store
         .create_campaign(org, NewCampaign::parse("bench", Cap::parse(50).unwrap(), CampaignSettings::default()).unwrap())
@@ -46,7 +53,7 @@ async fn measure<S: Store>(store: S, n: u64, counter: &AtomicU64) -> (Vec<Durati
     let mut start = 0;
     while start < n {
         let end = (start + 20_000).min(n);
-        store.add_contacts(org, campaign.id, contacts(start..end), at()).await.unwrap();
+        store.add_contacts(org, campaign.id, contacts(start..end, states), at()).await.unwrap();
         start = end;
     }
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, at()).await.unwrap();
@@ -98,31 +105,31 @@ impl Intercept for CountRequests {
 
 #[tokio::main]
 async fn main() {
-    println!("| store | contacts | tick median | min | max |");
-    println!("|---|---:|---:|---:|---:|");
-    for n in [1_000, 100_000, 1_000_000] {
+    println!("| store | contacts | calling areas | tick median | min | max |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (n, states) in [(1_000, 1), (100_000, 1), (1_000_000, 1), (1_000_000, 4)] {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("bench.db")).unwrap();
-        let (times, _) = measure(store, n, &AtomicU64::new(0)).await;
+        let (times, _) = measure(store, n, states, &AtomicU64::new(0)).await;
         let (min, max) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
-        println!("| SQLite | {n} | {:.2} ms | {:.2} ms | {:.2} ms |", ms(median(times)), ms(min), ms(max));
+        println!("| SQLite | {n} | {} | {:.2} ms | {:.2} ms | {:.2} ms |", 3 * states, ms(median(times)), ms(min), ms(max));
     }
     let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
         println!("(DynamoDB request counts skipped: DYNAMODB_ENDPOINT is unset)");
         return;
     };
-    println!("\n| store | contacts | DynamoDB requests per tick (median, min–max) |");
-    println!("|---|---:|---:|");
-    for n in [1_000, 10_000] {
+    println!("\n| store | contacts | calling areas | DynamoDB requests per tick (median, min–max) |");
+    println!("|---|---:|---:|---:|");
+    for (n, states) in [(1_000, 1), (10_000, 1), (10_000, 4)] {
         let counter = Arc::new(AtomicU64::new(0));
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).region("us-east-1").endpoint_url(&endpoint).load().await;
         let config = aws_sdk_dynamodb::config::Builder::from(&shared).interceptor(CountRequests(counter.clone())).build();
         let table = format!("bench-tick-{n}-{}", uuid::Uuid::now_v7().simple());
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), &table);
         store.create_table().await.unwrap();
-        let (_, mut requests) = measure(store, n, &counter).await;
+        let (_, mut requests) = measure(store, n, states, &counter).await;
         requests.sort();
-        println!("| DynamoDB (moto) | {n} | {} ({}–{}) |", requests[RUNS / 2], requests[0], requests[RUNS - 1]);
+        println!("| DynamoDB (moto) | {n} | {} | {} ({}–{}) |", 3 * states, requests[RUNS / 2], requests[0], requests[RUNS - 1]);
     }
 }
 

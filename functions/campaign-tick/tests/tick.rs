@@ -17,7 +17,7 @@ use std::sync::{
     atomic::{AtomicU32, Ordering},
 };
 use std::{collections::HashSet, time::Duration as StdDuration};
-use store::{ContactFilter, PageRequest, SqliteStore, Store, testing::dynamodb_test_store};
+use store::{ContactFilter, PageRequest, Store};
 
 /// Friday 15 January 2027, 15:00 UTC: 10:00 in New York.
 fn t0() -> DateTime<Utc> {
@@ -354,30 +354,8 @@ pub async fn the_sweep_leaves_a_call_alone_while_a_dialer_holds_it<S: Store>(sto
     assert_eq!((contact.state, contact.attempts), (ContactState::Ready, 1), "retried later by the policy: the attempt may have rung");
 }
 
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::SqliteStore::open_in_memory().unwrap()).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    if let Some(store) = super::dynamodb_test_store(concat!("tick-", stringify!($test))).await {
-                        super::$test(store).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+store::on_both_stores!(
+    "tick-";
     eight_concurrent_ticks_never_exceed_the_cap,
     contacts_outside_their_window_are_not_claimed,
     batch_mode_advances_only_when_a_batch_is_finished,

@@ -10,7 +10,7 @@ use platform::{CampaignScheduler, LocalScheduler, ScheduledAction};
 use providers::ProviderAccounts;
 use serde_json::{Value, json};
 use std::time::Duration;
-use store::{SqliteStore, Store, testing::dynamodb_test_store};
+use store::{SqliteStore, Store};
 use tower::ServiceExt;
 
 struct Harness<S> {
@@ -73,30 +73,8 @@ impl<S: Store> Harness<S> {
 
 const ATTESTED: &str = "consent=attested&consentSource=signed%20paper%20forms";
 
-macro_rules! both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(store::SqliteStore::open_in_memory().unwrap()).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    if let Some(store) = super::dynamodb_test_store(stringify!($test)).await {
-                        super::$test(store).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-both_stores!(
+store::on_both_stores!(
+    "";
     creation_reports_every_invalid_field_and_applies_defaults,
     csv_imports_survive_bad_rows_and_report_each,
     json_arrays_and_ndjson_import_like_csv,

@@ -15,7 +15,7 @@ use platform::{CallsPerSecond, DIAL_JOBS, JobQueue, LocalQueue, testing::load_ev
 use providers::{CallOptions, CallProviders, ProviderAccount, ProviderAccounts, TwilioAccount};
 use serde_json::json;
 use std::time::Duration as StdDuration;
-use store::{Claim, SqliteStore, Store, testing::dynamodb_test_store};
+use store::{Claim, Store};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{body_partial_json, header, method, path, query_param},
@@ -184,30 +184,8 @@ fn now() -> DateTime<Utc> {
     Utc::now()
 }
 
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::SqliteStore::open_in_memory().unwrap()).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    if let Some(store) = super::dynamodb_test_store(concat!("dialer-", stringify!($test))).await {
-                        super::$test(store).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+store::on_both_stores!(
+    "dialer-";
     each_provider_gets_its_own_request_with_the_contacts_variables,
     a_rate_limit_is_retried_through_the_queue_then_succeeds,
     an_outage_the_provider_did_not_act_on_goes_to_the_dead_letters_with_the_reason,

@@ -212,29 +212,51 @@ async fn target_of<S: Store>(store: &S, delivery: &Delivery) -> Result<Option<((
     Ok(store.call_owner(call).await?.map(|org| ((org, call), true)))
 }
 
-/// Stores the provider's id on a call found through our ids that has none yet (a placement
-/// whose answer the dialer never got), so the rest of its callbacks find it.
-async fn adopt_provider_id<S: Store>(store: &S, call: &domain::Call, delivery: &Delivery, now: DateTime<Utc>) -> Result<(), StoreError> {
-    if call.provider_call_id.is_some() {
-        return Ok(());
+/// Whether a delivery found through our ids is about its call's provider call: a call that has
+/// no provider id yet (a placement whose answer the dialer never got) adopts the delivery's, so
+/// the rest of its callbacks find it. False for a second provider call carrying the same call
+/// id — a placement made twice, which must not steer the call.
+async fn is_the_calls_own<S: Store>(store: &S, call: &domain::Call, delivery: &Delivery, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    if call.provider_call_id.as_deref() == Some(delivery.provider_call_id.as_str()) {
+        return Ok(true);
     }
     let provider = store.get_campaign(call.org_id, call.campaign_id).await?.settings.provider;
     // a bridged Twilio call also hears from ElevenLabs, whose conversation id is not the call's
     if provider.reported_by() != delivery.provider {
-        return Ok(());
+        return Ok(true);
+    }
+    if call.provider_call_id.is_some() {
+        return Ok(false);
     }
     let placed = PlacedCall { provider, provider_call_id: delivery.provider_call_id.clone(), caller_id: None, placed_at: now };
     match store.record_placed_call(call.org_id, call.id, placed).await {
         Ok(_) => {
             tracing::warn!(call = %call.id, provider = provider.as_str(), provider_call_id = %delivery.provider_call_id, "the provider's id, unknown until now, adopted from a callback carrying our call id");
-            store::adopt_orphan_events(store, delivery.provider, &delivery.provider_call_id, now).await.map(drop)
+            store::adopt_orphan_events(store, delivery.provider, &delivery.provider_call_id, now).await?;
+            Ok(true)
         }
-        Err(StoreError::Conflict(reason)) => {
-            tracing::warn!(call = %call.id, reason, "a callback's provider id could not be adopted");
-            Ok(())
-        }
+        Err(StoreError::Conflict(_)) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// A second provider call made for one of ours: its events are kept aside, and it is hung up
+/// while it may still ring.
+async fn stray_call<S: Store, T: TickRequests>(
+    state: &WebhookState<S, T>,
+    call: &domain::Call,
+    delivery: Delivery,
+    now: DateTime<Utc>,
+) -> Handled {
+    let ended = delivery.events.iter().any(|e| matches!(e.kind, CallEventKind::Ended { .. }));
+    tracing::error!(call = %call.id, provider_call_id = %delivery.provider_call_id, kept = ?call.provider_call_id, "a second provider call carries this call's id: a placement made twice");
+    if !ended {
+        let provider = state.store.get_campaign(call.org_id, call.campaign_id).await?.settings.provider;
+        if let Err(e) = state.calls.hang_up(provider, &delivery.provider_call_id).await {
+            tracing::error!(call = %call.id, provider_call_id = %delivery.provider_call_id, error = %e, "could not hang up the second provider call");
+        }
+    }
+    keep_orphans(&state.store, delivery, now).await
 }
 
 /// Applies a verified delivery: to its call when known, else kept as orphans.
@@ -248,7 +270,9 @@ pub async fn deliver<S: Store, T: TickRequests>(state: &WebhookState<S, T>, deli
             Err(StoreError::NotFound { .. }) => return keep_orphans(store, delivery, now).await,
             Err(e) => return Err(e.into()),
         };
-        adopt_provider_id(store, &call, &delivery, now).await?;
+        if !is_the_calls_own(store, &call, &delivery, now).await? {
+            return stray_call(state, &call, delivery, now).await;
+        }
     }
     let mut answered_by: Option<AnsweredBy> = None;
     let mut opted_out = false;

@@ -138,10 +138,15 @@ async fn callbacks_carrying_our_call_id_adopt_the_providers_id<S: Store>(store: 
     let report = post_call(w.org, calls[1].id, "conv_bridged", t, 20, &[("agent", "Hi")]);
     assert_eq!(w.send(elevenlabs_signed(&report, ELEVENLABS_SECRET, t)).await.0, 204);
     assert_eq!(w.store.get_call(w.org, calls[1].id).await.unwrap().provider_call_id, None);
-    // another callback naming a call that already has a different id changes nothing of its id
-    let other = twilio_status("CAsomeoneelse", 1, "ringing", t, None);
-    assert_eq!(w.send(twilio_signed(&format!("/webhooks/twilio/status?callId={}", calls[0].id), &other, TWILIO_TOKEN)).await.0, 204);
-    assert_eq!(w.store.get_call(w.org, calls[0].id).await.unwrap().provider_call_id.as_deref(), Some("CAadopted"));
+    // a second Twilio call carrying the same call id (a placement made twice) steers nothing, and is hung up
+    let events_before = w.store.list_call_events(w.org, calls[0].id).await.unwrap().len();
+    let twice = twilio_status("CAtwice", 1, "ringing", t, None);
+    assert_eq!(w.send(twilio_signed(&format!("/webhooks/twilio/status?callId={}", calls[0].id), &twice, TWILIO_TOKEN)).await.0, 204);
+    let call = w.store.get_call(w.org, calls[0].id).await.unwrap();
+    assert_eq!((call.provider_call_id.as_deref(), call.state), (Some("CAadopted"), CallState::Ended));
+    assert_eq!(w.store.list_call_events(w.org, calls[0].id).await.unwrap().len(), events_before, "its events kept aside");
+    let hung_up = w.twilio.received_requests().await.unwrap();
+    assert!(hung_up.iter().any(|r| r.url.path() == "/2010-04-01/Accounts/AC123/Calls/CAtwice.json"), "the second call is hung up");
 }
 
 #[tokio::test]

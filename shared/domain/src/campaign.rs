@@ -801,7 +801,7 @@ mod tests {
         assert!(outside.was_withdrawn());
         let next_morning = chrono::TimeZone::with_ymd_and_hms(&ny, 2027, 1, 14, 8, 0, 0).unwrap().with_timezone(&Utc);
         assert_eq!(c.fate_after_call(&outside, &contact), Some(ContactFate::Requeue { due_at: next_morning }));
-        contact.settle(ContactFate::Requeue { due_at: next_morning }, t);
+        contact.settle_call(&outside, ContactFate::Requeue { due_at: next_morning });
         assert_eq!((contact.attempts, contact.due_at), (0, next_morning), "the attempt is not spent");
         let stopped = ended(&queued, EndReason::Canceled, t);
         assert_eq!(c.fate_after_call(&stopped, &contact), Some(ContactFate::Requeue { due_at: t }));

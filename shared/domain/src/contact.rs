@@ -200,6 +200,16 @@ impl Contact {
         self.last_call_id == Some(call_id) && self.attempts == attempt
     }
 
+    /// Applies the fate `call` decided (see `Campaign::fate_after_call`); a call withdrawn before
+    /// it was placed gives its attempt back, whatever its fate.
+    pub fn settle_call(&mut self, call: &crate::Call, fate: ContactFate) {
+        let Some(ended_at) = call.ended_at else { return };
+        self.settle(fate, ended_at);
+        if call.was_withdrawn() {
+            self.attempts = self.attempts.saturating_sub(1);
+        }
+    }
+
     /// Applies a fate decided by [`fate_after_call`] for a call that ended at `ended_at`.
     pub fn settle(&mut self, fate: ContactFate, ended_at: DateTime<Utc>) {
         match fate {
@@ -212,7 +222,6 @@ impl Contact {
                 self.state = ContactState::Ready;
                 self.due_at = due_at;
                 self.disposition = None;
-                self.attempts = self.attempts.saturating_sub(1);
             }
             ContactFate::Done(disposition) => {
                 self.state = ContactState::Done;

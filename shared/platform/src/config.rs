@@ -456,7 +456,7 @@ mod tests {
         assert_eq!((d.window_margin.as_secs(), d.calls.provider_timeout.as_secs()), (120, 15));
         let c = config(&[("OUTDIAL_WINDOW_MARGIN_SECONDS", "300"), ("OUTDIAL_PROVIDER_TIMEOUT_SECONDS", "20")]).unwrap();
         assert_eq!((c.dialing.window_margin.as_secs(), c.dialing.calls.provider_timeout.as_secs()), (300, 20));
-        let err = config(&[("OUTDIAL_PACE_MAX_WAIT_SECONDS", "240")]).unwrap_err().to_string();
+        let err = config(&[("OUTDIAL_PACE_MAX_WAIT_SECONDS", "250")]).unwrap_err().to_string();
         assert!(err.contains("OUTDIAL_PACE_MAX_WAIT_SECONDS") && err.contains("OUTDIAL_PROVIDER_TIMEOUT_SECONDS"), "{err}");
     }
 

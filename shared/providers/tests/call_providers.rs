@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::{collections::BTreeMap, time::Duration};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
-    matchers::{body_json, header, method, path},
+    matchers::{body_json, header, method, path, query_param},
 };
 
 fn request() -> CallRequest {
@@ -62,11 +62,13 @@ async fn twilio_creates_the_call_with_the_bridge_twiml_callbacks_amd_and_recordi
         r#"<Response><Connect><Stream url="wss://bridge.example.com/media"><Parameter name="orgId" value="{}"/><Parameter name="campaignId" value="{}"/><Parameter name="callId" value="{}"/><Parameter name="contactId" value="{}"/></Stream></Connect></Response>"#,
         call.org_id, call.campaign_id, call.call_id, call.contact_id
     );
+    let hook = |path: &str| format!("https://hooks.example.com/webhooks/twilio/{path}?callId={}", call.call_id);
+    let (status, amd, recording) = (hook("status"), hook("amd"), hook("recording"));
     let expected: Vec<(String, String)> = [
         ("To", "+14155550123"),
         ("From", "+14155550100"),
         ("Twiml", twiml.as_str()),
-        ("StatusCallback", "https://hooks.example.com/webhooks/twilio/status"),
+        ("StatusCallback", status.as_str()),
         ("StatusCallbackMethod", "POST"),
         ("StatusCallbackEvent", "initiated"),
         ("StatusCallbackEvent", "ringing"),
@@ -74,13 +76,13 @@ async fn twilio_creates_the_call_with_the_bridge_twiml_callbacks_amd_and_recordi
         ("StatusCallbackEvent", "completed"),
         ("MachineDetection", "DetectMessageEnd"),
         ("AsyncAmd", "true"),
-        ("AsyncAmdStatusCallback", "https://hooks.example.com/webhooks/twilio/amd"),
+        ("AsyncAmdStatusCallback", amd.as_str()),
         ("AsyncAmdStatusCallbackMethod", "POST"),
         ("Timeout", "30"),
         ("TimeLimit", "600"),
         ("Record", "true"),
         ("RecordingChannels", "dual"),
-        ("RecordingStatusCallback", "https://hooks.example.com/webhooks/twilio/recording"),
+        ("RecordingStatusCallback", recording.as_str()),
         ("RecordingStatusCallbackEvent", "completed"),
     ]
     .iter()
@@ -143,9 +145,97 @@ async fn twilio_refusals_keep_its_code_and_outages_are_transient() {
         }
     );
     assert!(!refused.is_transient());
-    assert!(matches!(twilio.place_call(&request()).await, Err(e @ ProviderError::RateLimited { .. }) if e.is_transient()));
-    assert!(matches!(twilio.place_call(&request()).await, Err(e @ ProviderError::Unavailable { .. }) if e.is_transient()));
+    let limited = twilio.place_call(&request()).await.unwrap_err();
+    assert!(
+        matches!(limited, ProviderError::RateLimited { .. }) && limited.is_transient() && !limited.may_have_acted(),
+        "a 429 made nothing"
+    );
+    let down = twilio.place_call(&request()).await.unwrap_err();
+    assert!(matches!(down, ProviderError::Unavailable { .. }) && down.is_transient());
+    assert!(down.may_have_acted(), "a 5xx came after the request was taken: the call may exist");
     assert_eq!(server.received_requests().await.unwrap().len(), 3, "one attempt each: the queue owns retries");
+    // a connection that was never made carried nothing; an answer that never came may hide a call
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let account = TwilioAccount { base_url: format!("http://{closed}"), account_sid: "AC123".into(), auth_token: "t".into() };
+    let endpoints = TwilioEndpoints { public_url: "https://hooks.example.com".into(), bridge_url: "wss://bridge.example.com/media".into() };
+    let refused_connection = Twilio::new(&account, endpoints.clone(), RetryPolicy::once()).place_call(&request()).await.unwrap_err();
+    assert!(refused_connection.is_transient() && !refused_connection.may_have_acted(), "{refused_connection:?}");
+    let slow = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(2))).mount(&slow).await;
+    let account = TwilioAccount { base_url: slow.uri(), ..account };
+    let timeout = RetryPolicy { timeout: Duration::from_millis(300), ..RetryPolicy::once() };
+    let unanswered = Twilio::new(&account, endpoints, timeout).place_call(&request()).await.unwrap_err();
+    assert!(unanswered.may_have_acted(), "{unanswered:?}");
+}
+
+fn metadata(call: &CallRequest) -> Value {
+    json!({
+        "outdial_org_id": call.org_id.to_string(), "outdial_campaign_id": call.campaign_id.to_string(),
+        "outdial_call_id": call.call_id.to_string(), "outdial_contact_id": call.contact_id.to_string(),
+    })
+}
+
+/// After a lost answer: each provider is asked for the calls it made, in its own format, and only
+/// ours are taken.
+#[tokio::test]
+async fn placed_calls_are_found_again_at_each_provider() {
+    let server = MockServer::start().await;
+    let call = request();
+    let since = chrono::DateTime::parse_from_rfc3339("2026-11-24T15:00:10Z").unwrap().to_utc();
+    let created = |secs: i64| (since + chrono::TimeDelta::seconds(secs)).to_rfc2822();
+    Mock::given(method("GET"))
+        .and(path("/2010-04-01/Accounts/AC123/Calls.json"))
+        .and(header("authorization", "Basic QUMxMjM6c2VjcmV0LXRva2Vu"))
+        .and(query_param("To", "+14155550123"))
+        .and(query_param("StartTime>", "2026-11-24"))
+        .and(query_param("PageSize", "20"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "calls": [
+            { "sid": "CAbefore", "to": "+14155550123", "from": "+14155550100", "status": "busy", "date_created": created(-600) },
+            { "sid": "CAsecond", "to": "+14155550123", "from": "+14155550100", "status": "queued", "date_created": created(3) },
+            { "sid": "CAfirst", "to": "+14155550123", "from": "+14155550100", "status": "ringing", "date_created": created(0) },
+            { "sid": "CAotherline", "to": "+14155550123", "from": "+14155550999", "status": "queued", "date_created": created(1) },
+        ], "page": 0, "page_size": 20 })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        twilio(&server).find_placed_call(&call, since).await.unwrap(),
+        ["CAfirst", "CAsecond"],
+        "since the dial began, from our number"
+    );
+
+    Mock::given(method("GET"))
+        .and(path("/call"))
+        .and(header("authorization", "Bearer vapi-key"))
+        .and(query_param("createdAtGt", "2026-11-24T15:00:05.000Z"))
+        .and(query_param("limit", "100"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            { "id": "vapi_newer", "metadata": metadata(&call) },
+            { "id": "vapi_other", "metadata": { "outdial_call_id": CallId::new().to_string() } },
+            { "id": "vapi_none" },
+        ])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let vapi = Vapi::new(&server.uri(), "vapi-key", RetryPolicy::once());
+    assert_eq!(vapi.find_placed_call(&call, since).await.unwrap(), ["vapi_newer"]);
+
+    Mock::given(method("POST"))
+        .and(path("/v2/list-calls"))
+        .and(header("authorization", "Bearer retell-key"))
+        .and(body_json(json!({ "sort_order": "descending", "limit": 200 })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            { "call_id": "retell_other", "metadata": {} },
+            { "call_id": "retell_ours", "call_status": "registered", "metadata": metadata(&call) },
+        ])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let retell = Retell::new(&server.uri(), "retell-key", RetryPolicy::once());
+    assert_eq!(retell.find_placed_call(&call, since).await.unwrap(), ["retell_ours"]);
+
+    let elevenlabs = ElevenLabs::new(&server.uri(), "xi-key", RetryPolicy::once());
+    assert!(matches!(elevenlabs.find_placed_call(&call, since).await, Err(ProviderError::Unsupported { .. })), "no list to ask");
 }
 
 fn variables_with_ids(call: &CallRequest) -> Value {
@@ -197,6 +287,7 @@ async fn vapi_and_retell_create_calls_with_the_contacts_variables() {
             "phoneNumberId": "pn_1",
             "customer": { "number": "+14155550123", "name": "Ada Lovelace" },
             "assistantOverrides": { "variableValues": variables_with_ids(&call) },
+            "metadata": metadata(&call),
         })))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "vapi_call_1", "status": "queued" })))
         .expect(1)
@@ -210,6 +301,7 @@ async fn vapi_and_retell_create_calls_with_the_contacts_variables() {
             "to_number": "+14155550123",
             "override_agent_id": "agent_7",
             "retell_llm_dynamic_variables": variables_with_ids(&call),
+            "metadata": metadata(&call),
         })))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "call_id": "retell_call_1", "call_status": "registered" })))
         .expect(1)
@@ -236,6 +328,11 @@ async fn the_simulator_reports_like_twilio_with_valid_signatures() {
     let call = request();
     let sid = simulator.place_call(&call).await.unwrap();
     assert!(sid.starts_with("CA") && sid.len() == 34);
+    assert_eq!(
+        simulator.find_placed_call(&call, chrono::Utc::now()).await.unwrap(),
+        std::slice::from_ref(&sid),
+        "its calls can be looked up"
+    );
 
     let mut received = Vec::new();
     for _ in 0..500 {
@@ -248,8 +345,9 @@ async fn the_simulator_reports_like_twilio_with_valid_signatures() {
     assert_eq!(received.len(), 6, "initiated, ringing, in-progress, AMD, completed, transcript");
     let mut statuses = Vec::new();
     for r in &received[..5] {
-        // what the simulator was told our public URL is: the exact URL Twilio signs
-        let url = format!("{}{}", hooks.uri(), r.url.path());
+        // what the simulator was told our public URL is, and our call id: the exact URL Twilio signs
+        assert_eq!(r.url.query(), Some(format!("callId={}", call.call_id).as_str()));
+        let url = format!("{}{}?{}", hooks.uri(), r.url.path(), r.url.query().unwrap());
         let fields = form_of(&r.body);
         let signed = providers::twilio::signature("sim-token", &url, fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         assert_eq!(r.headers["x-twilio-signature"].to_str().unwrap(), signed, "signed over {url}");

@@ -465,8 +465,7 @@ pub(crate) fn settle_contact(contact: &mut Contact, call: &Call, campaign: &Camp
     }
     let fate = campaign.fate_after_call(call, contact)?;
     let was_done = contact.state == ContactState::Done;
-    contact.settle(fate, call.ended_at?);
+    contact.settle_call(call, fate);
     let done = i64::from(fate.is_done()) - i64::from(was_done);
-    let calls = -i64::from(matches!(fate, ContactFate::Requeue { .. }));
-    Some((fate, Settled { done, calls }))
+    Some((fate, Settled { done, calls: -i64::from(call.was_withdrawn()) }))
 }

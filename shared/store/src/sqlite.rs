@@ -1677,3 +1677,49 @@ impl AssistantStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database from before states were kept: migrated, its contacts get their area code's
+    /// state, its campaign its calling areas, and its calls (events included) survive the rebuilt
+    /// table, which no longer refuses two calls of one attempt number.
+    #[tokio::test]
+    async fn the_calling_areas_migration_keeps_every_row_and_backfills_states() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);").unwrap();
+        for (i, sql) in MIGRATIONS[..STATES_MIGRATION - 1].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", params![i as i64 + 1]).unwrap();
+        }
+        let (org, campaign) = (OrgId::new(), CampaignId::new());
+        let (miami, london, call) = (ContactId::new(), ContactId::new(), CallId::new());
+        conn.execute_batch(&format!(
+            "INSERT INTO organisations VALUES ('{org}', 'Acme', 0);
+             INSERT INTO campaigns (id, org_id, name, status, cap, settings, created_at) VALUES ('{campaign}', '{org}', 'c', 'running', 5, '{settings}', 0);
+             INSERT INTO contacts (id, campaign_id, phone, timezone, priority, state, attempts, due_at, variables, created_at, last_call_id)
+                 VALUES ('{miami}', '{campaign}', '+13055550100', 'America/New_York', 0, 'dialing', 1, 0, '{{}}', 0, '{call}'),
+                        ('{london}', '{campaign}', '+442079460958', 'Europe/London', 0, 'ready', 0, 0, '{{}}', 0, NULL);
+             INSERT INTO calls (id, org_id, campaign_id, contact_id, attempt, phone, state, details, created_at, last_status_at, provider, provider_call_id)
+                 VALUES ('{call}', '{org}', '{campaign}', '{miami}', 1, '+13055550100', 'ringing', '{{}}', 0, 0, 'twilio', 'CA1');
+             INSERT INTO call_events VALUES ('{call}', 'k', 0, 0, 0, '{{\"type\":\"ringing\"}}');",
+            settings = to_json(&domain::CampaignSettings::default())
+        ))
+        .unwrap();
+        let store = SqliteStore::from_connection(conn).unwrap();
+        assert_eq!(store.schema_version(), MIGRATIONS.len() as u32);
+        let contact = store.get_contact(org, campaign, miami).await.unwrap();
+        assert_eq!(contact.us_state.map(|s| s.to_string()).as_deref(), Some("FL"));
+        assert_eq!(store.get_contact(org, campaign, london).await.unwrap().us_state, None);
+        let mut areas: Vec<String> = store.calling_areas(org, campaign).await.unwrap().iter().map(CallingArea::key).collect();
+        areas.sort();
+        assert_eq!(areas, ["America/New_York|FL", "Europe/London|"]);
+        let kept = store.get_call(org, call).await.unwrap();
+        assert_eq!((kept.state, kept.provider_call_id.as_deref(), kept.attempt), (CallState::Ringing, Some("CA1"), 1));
+        assert_eq!(store.list_call_events(org, call).await.unwrap().len(), 1);
+        assert_eq!(store.find_call_by_provider_id(CallProvider::Twilio, "CA1").await.unwrap(), Some((org, call)));
+        let again = Call::queued(org, campaign, miami, 1, E164::parse("+13055550100", None).unwrap(), Utc::now());
+        store.write(move |tx| insert_call(tx, &again)).await.expect("a second call of attempt 1: a withdrawn one gave it back");
+    }
+}

@@ -19,3 +19,30 @@ pub async fn dynamodb_test_store(test: &str) -> Option<DynamoStore> {
     store.create_table().await.expect("create the test table");
     Some(store)
 }
+
+/// Runs each named `async fn(store: impl Store)` of the calling test file on SQLite (in memory),
+/// and on DynamoDB at `DYNAMODB_ENDPOINT` (a fresh table named from `$prefix` and the test; the
+/// skip printed when the variable is unset): `store::on_both_stores!("dialer-"; first_test, second_test);`
+#[macro_export]
+macro_rules! on_both_stores {
+    ($prefix:literal; $($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test($crate::SqliteStore::open_in_memory().expect("an in-memory SQLite store opens")).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    if let Some(store) = $crate::testing::dynamodb_test_store(concat!($prefix, stringify!($test))).await {
+                        super::$test(store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
