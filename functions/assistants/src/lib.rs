@@ -28,6 +28,12 @@ pub struct AppState<S> {
     pub providers: AssistantProviders,
 }
 
+impl<S> AppState<S> {
+    pub fn from_config(config: &platform::Config, store: S) -> Self {
+        Self { store, providers: AssistantProviders::new(&config.providers, providers::RetryPolicy::default()) }
+    }
+}
+
 impl<S: Store> AuthState for AppState<S> {
     type Orgs = S;
     fn orgs(&self) -> &S {

@@ -2,14 +2,12 @@
 
 use assistants::{AppState, router};
 use platform::{Config, telemetry};
-use providers::{AssistantProviders, RetryPolicy};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
-    let providers = AssistantProviders::new(&config.providers, RetryPolicy::default());
-    let (app, _) = router().with_state(AppState { store, providers }).split_for_parts();
-    lambda_http::run(app).await
+    let (app, _) = router().with_state(AppState::from_config(&config, store)).split_for_parts();
+    lambda_http::run(telemetry::traced_lambda_router(app)).await
 }

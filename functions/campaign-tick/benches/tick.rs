@@ -6,8 +6,8 @@
 //!     cargo bench -p campaign-tick --bench tick            # SQLite
 //!     ./scripts/test is not needed: set DYNAMODB_ENDPOINT (moto_server) for the request counts
 
+use app::tick::{Ticker, tick};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, interceptors::BeforeTransmitInterceptorContextRef};
-use campaign_tick::{TickState, tick};
 use chrono::{DateTime, Utc};
 use domain::{CallEvent, CallEventKind, CampaignSettings, CampaignStatus, Cap, E164, EndReason, NewCampaign, NewContact};
 use platform::{LocalQueue, LocalScheduler};
@@ -58,11 +58,7 @@ async fn measure<S: Store>(store: S, n: u64, states: usize, counter: &AtomicU64)
     }
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, at()).await.unwrap();
     let (scheduler, _fired) = LocalScheduler::new(Duration::from_secs(3600));
-    let state = TickState {
-        campaigns: campaigns::AppState { store: store.clone(), scheduler, accounts: Default::default(), import_max_bytes: 0 },
-        queue: LocalQueue::open_in_memory(5).unwrap(),
-        window_margin: chrono::TimeDelta::seconds(120),
-    };
+    let state = Ticker::from_config(&platform::testing::config(&[]), store.clone(), scheduler, LocalQueue::open_in_memory(5).unwrap());
     let (mut times, mut requests) = (Vec::new(), Vec::new());
     for run in 0..RUNS {
         for call in store.active_calls(org, campaign.id).await.unwrap() {

@@ -1,7 +1,8 @@
-//! Lambda entry point: read config, build DynamoDB, SQS and EventBridge Scheduler, run the tick
-//! on each schedule input.
+//! The `campaign-tick` function: one campaign's tick (`app::tick`), run by its EventBridge
+//! schedule (the payload is the schedule's input). Lambda entry point: read config, build
+//! DynamoDB, SQS and EventBridge Scheduler, run the tick on each schedule input.
 
-use campaign_tick::{TickState, on_scheduled_run};
+use app::tick::{Ticker, on_scheduled_run};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use platform::{Config, EventBridgeScheduler, ScheduledRun, telemetry};
 
@@ -11,9 +12,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let scheduler = EventBridgeScheduler::from_config(&config.scheduler).await?;
-    let queue = config.sqs_queues().await;
-    let campaigns = campaigns::AppState { store, scheduler, accounts: config.providers.clone(), import_max_bytes: config.import_max_bytes };
-    let state = TickState { campaigns, queue, window_margin: config.dialing.window_margin() };
+    let state = Ticker::from_config(&config, store, scheduler, config.sqs_queues().await);
     lambda_runtime::run(service_fn(|event: LambdaEvent<ScheduledRun>| {
         let state = state.clone();
         // boxed: the tick's future is deep enough to overflow the layout query of the runtime's

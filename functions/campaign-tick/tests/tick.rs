@@ -2,7 +2,7 @@
 //! set): the cap under 8 concurrent ticks, calling windows across zones, batch mode, the sweep,
 //! idempotent executions, completion, and the scheduler's sample input.
 
-use campaign_tick::{TickState, on_scheduled_run, tick};
+use app::tick::{TickReport, Ticker, on_scheduled_run, tick};
 use chrono::{DateTime, Duration, Utc};
 use domain::{
     CallEvent, CallEventKind, CallState, CampaignSettings, CampaignStatus, Cap, ContactDisposition, ContactState, CrmTarget, DialJob,
@@ -29,7 +29,7 @@ fn phone(n: u64) -> E164 {
 }
 
 struct World<S: Store> {
-    state: TickState<S, LocalScheduler, LocalQueue>,
+    state: Ticker<S, LocalScheduler, LocalQueue>,
     org: OrgId,
     _fired: tokio::sync::mpsc::UnboundedReceiver<ScheduledRun>,
 }
@@ -38,24 +38,23 @@ async fn world<S: Store>(store: S) -> World<S> {
     let (scheduler, fired) = LocalScheduler::new(StdDuration::from_secs(3600));
     let queue = LocalQueue::open_in_memory(LocalQueue::DEFAULT_MAX_RECEIVES).unwrap();
     let org = store.create_org("Acme").await.unwrap().id;
-    let campaigns = campaigns::AppState { store, scheduler, accounts: Default::default(), import_max_bytes: 1 << 20 };
-    World { state: TickState { campaigns, queue, window_margin: Duration::seconds(120) }, org, _fired: fired }
+    World { state: Ticker::from_config(&platform::testing::config(&[]), store, scheduler, queue), org, _fired: fired }
 }
 
 impl<S: Store> World<S> {
     fn store(&self) -> &S {
-        &self.state.campaigns.store
+        &self.state.store
     }
 
     async fn running(&self, cap: i64, settings: CampaignSettings, contacts: Vec<NewContact>) -> domain::Campaign {
         let new = NewCampaign::parse("tick", Cap::parse(cap).unwrap(), settings).unwrap();
         let c = self.store().create_campaign(self.org, new).await.unwrap();
         self.store().add_contacts(self.org, c.id, contacts, t0()).await.unwrap();
-        self.state.campaigns.scheduler.create(self.org, c.id, Schedule::Ticks).await.unwrap();
+        self.state.scheduler.create(self.org, c.id, Schedule::Ticks).await.unwrap();
         self.store().set_campaign_status(self.org, c.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0()).await.unwrap()
     }
 
-    async fn tick(&self, campaign: domain::CampaignId, execution: impl Into<String>, at: DateTime<Utc>) -> campaign_tick::TickReport {
+    async fn tick(&self, campaign: domain::CampaignId, execution: impl Into<String>, at: DateTime<Utc>) -> TickReport {
         tick(&self.state, self.org, campaign, &execution.into(), at).await.unwrap()
     }
 
@@ -184,12 +183,12 @@ pub async fn a_repeated_execution_does_nothing_and_a_finished_campaign_completes
     let again = w.tick(campaign.id, "exec-1", t0()).await;
     assert!(again.repeated && !again.completed, "a retried execution does nothing twice");
     assert_eq!(w.store().get_campaign(w.org, campaign.id).await.unwrap().status, CampaignStatus::Running);
-    assert!(w.state.campaigns.scheduler.get(campaign.id, ScheduledAction::Tick).await.unwrap().is_some());
+    assert!(w.state.scheduler.get(campaign.id, ScheduledAction::Tick).await.unwrap().is_some());
     let next = w.tick(campaign.id, "exec-2", t0()).await;
     assert!(next.completed);
     let c = w.store().get_campaign(w.org, campaign.id).await.unwrap();
     assert_eq!(c.status, CampaignStatus::Completed);
-    assert!(w.state.campaigns.scheduler.get(campaign.id, ScheduledAction::Tick).await.unwrap().is_none(), "its schedule is deleted");
+    assert!(w.state.scheduler.get(campaign.id, ScheduledAction::Tick).await.unwrap().is_none(), "its schedule is deleted");
 }
 
 pub async fn the_schedulers_sample_input_runs_a_tick<S: Store>(store: S) {
@@ -214,12 +213,7 @@ pub async fn the_legal_hours_of_each_contacts_state_bound_its_claims<S: Store>(s
     let number = |n: &str| E164::parse(n, None).unwrap();
     // one zone, three states: Florida ends at 20:00, New York at 21:00, Utah forbids Sundays
     let contacts = ["+13055550101", "+12125550102", "+18015550103"].into_iter().map(|n| NewContact::new(number(n), ny)).collect();
-    let every_day = domain::CallingWindow::parse(
-        [domain::Day::Mon, domain::Day::Tue, domain::Day::Wed, domain::Day::Thu, domain::Day::Fri, domain::Day::Sat, domain::Day::Sun],
-        "07:00",
-        "23:00",
-    )
-    .unwrap();
+    let every_day = domain::CallingWindow::parse(domain::Day::ALL, "07:00", "23:00").unwrap();
     let campaign = w.running(10, CampaignSettings { calling_window: every_day, ..Default::default() }, contacts).await;
     // the numbers dialed since the last look, each call then answered (its contact is done)
     let dialed = || async {
@@ -257,7 +251,7 @@ pub async fn the_emergency_stop_keeps_a_scheduled_start_from_running<S: Store>(s
         .unwrap();
     let c = w.store().create_campaign(w.org, new.with_assistant(assistant.id)).await.unwrap();
     w.store().add_contacts(w.org, c.id, new_york(0..3), t0()).await.unwrap();
-    w.state.campaigns.scheduler.create(w.org, c.id, Schedule::StartAt(start_at)).await.unwrap();
+    w.state.scheduler.create(w.org, c.id, Schedule::StartAt(start_at)).await.unwrap();
     w.store().set_emergency_stop(w.org, Some(EmergencyStop { since: t0(), by: Some("key_test".into()) })).await.unwrap();
     let start = ScheduledRun {
         org: w.org,
@@ -272,7 +266,7 @@ pub async fn the_emergency_stop_keeps_a_scheduled_start_from_running<S: Store>(s
     let why = refused.start_refused.expect("why it did not start is recorded");
     assert_eq!(why.reason, "emergency-stop");
     assert!(why.detail.contains("emergency stop"), "{}", why.detail);
-    assert!(w.state.campaigns.scheduler.get(c.id, ScheduledAction::Start).await.unwrap().is_none(), "the one-shot schedule is gone");
+    assert!(w.state.scheduler.get(c.id, ScheduledAction::Start).await.unwrap().is_none(), "the one-shot schedule is gone");
     assert_eq!(w.tick(c.id, "t1", start_at + Duration::minutes(1)).await.claimed, 0);
     w.store().set_emergency_stop(w.org, None).await.unwrap();
     on_scheduled_run(&w.state, &ScheduledRun { execution_id: "start-2".into(), ..start }).await.unwrap();
@@ -316,7 +310,13 @@ pub async fn a_failed_ticks_retry_runs_again_and_still_claims_each_contact_once<
     let first = w.store().active_calls(w.org, campaign.id).await.unwrap()[0].id;
     w.end(first, EndReason::Busy, t0()).await;
     let flaky = FlakyQueue { inner: w.state.queue.clone(), failures: Arc::new(AtomicU32::new(1)) };
-    let state = TickState { campaigns: w.state.campaigns.clone(), queue: flaky, window_margin: w.state.window_margin };
+    let state = Ticker {
+        store: w.state.store.clone(),
+        scheduler: w.state.scheduler.clone(),
+        accounts: w.state.accounts.clone(),
+        queue: flaky,
+        window_margin: w.state.window_margin,
+    };
     let at = t0() + Duration::seconds(10);
     let failed = tick(&state, w.org, campaign.id, "exec-7", at).await;
     assert!(failed.is_err(), "the finished call's CRM job could not be queued");

@@ -178,10 +178,7 @@ impl Rows {
             })
             .collect();
         if !std::mem::replace(&mut self.first_row_seen, true) {
-            let keys = pairs.iter().filter(|(role, _)| *role == ColumnRole::Consent).map(|_| "consent").chain(["phone"]);
-            if let Err(HeaderError::ConsentMissing) = ColumnRole::of_headers(keys, self.defaults.attestation.is_some()) {
-                return Err(Stop::Header(HeaderError::ConsentMissing));
-            }
+            ColumnRole::consent_on_record(pairs.iter().map(|(role, _)| role), self.defaults.attestation.is_some()).map_err(Stop::Header)?;
         }
         if !pairs.iter().any(|(role, _)| *role == ColumnRole::Phone) {
             self.tally.invalid(line, RowError::new("", "no phone field: name it phone, phone_number or number"));

@@ -34,6 +34,12 @@ pub struct AppState<S, C> {
     pub import_max_bytes: u64,
 }
 
+impl<S, C> AppState<S, C> {
+    pub fn from_config(config: &platform::Config, store: S, scheduler: C) -> Self {
+        Self { store, scheduler, accounts: config.providers.clone(), import_max_bytes: config.import_max_bytes }
+    }
+}
+
 impl<S: Store, C: CampaignScheduler> AuthState for AppState<S, C> {
     type Orgs = S;
     fn orgs(&self) -> &S {

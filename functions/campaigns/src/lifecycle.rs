@@ -1,18 +1,17 @@
-//! Starting, pausing, resuming and canceling campaigns, the emergency stop, and what a schedule
-//! firing asks for. Status changes are conditional writes in the store; the tick schedule then
-//! follows the status the store ends up with, so racing requests leave exactly one schedule on a
-//! running campaign and none on any other.
+//! The lifecycle routes: start, pause, resume, cancel and the emergency stop, run by
+//! `app::lifecycle` and answered as campaign views or problems.
 
 use crate::{AppState, CampaignView, campaign_id};
+use app::{Lifecycle, LifecycleError};
 use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
 use chrono::{DateTime, Utc};
-use domain::{Campaign, CampaignId, CampaignStatus, EmergencyStop, OrgId, StartRefusal};
-use platform::{Authenticated, AuthenticatedKey, CampaignScheduler, Problem, Schedule, ScheduledAction, ScheduledRun, SchedulerError};
+use domain::{Campaign, EmergencyStop};
+use platform::{Authenticated, AuthenticatedKey, CampaignScheduler, Problem};
 use serde::Serialize;
-use store::{Store, StoreError};
+use store::Store;
 use utoipa::ToSchema;
 
 /// One launch check that failed.
@@ -23,109 +22,24 @@ pub struct UnmetCheck {
     pub detail: String,
 }
 
-/// Makes the campaign's tick schedule match its status: present while running, absent otherwise.
-/// Re-reads the status after each change, so a status that moved meanwhile is followed too.
-pub async fn sync_schedule<S: Store, C: CampaignScheduler>(
-    state: &AppState<S, C>,
-    org: OrgId,
-    id: CampaignId,
-) -> Result<Campaign, Problem> {
-    let mut campaign = state.store.get_campaign(org, id).await?;
-    for _ in 0..5 {
-        let running = campaign.status == CampaignStatus::Running;
-        let result = if running {
-            state.scheduler.create(org, id, Schedule::Ticks).await
-        } else {
-            state.scheduler.delete(id, ScheduledAction::Tick).await
-        };
-        match result {
-            Ok(()) | Err(SchedulerError::AlreadyExists(_) | SchedulerError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+/// The problem a lifecycle error answers.
+pub(crate) fn problem(e: LifecycleError) -> Problem {
+    let detail = e.to_string();
+    match e {
+        LifecycleError::InvalidTransition { .. } => Problem::new(StatusCode::CONFLICT, "invalid-transition", "Invalid transition", detail),
+        LifecycleError::Stopped { .. } => Problem::new(StatusCode::CONFLICT, "emergency-stop", "Emergency stop", detail),
+        LifecycleError::LaunchChecks(unmet) => {
+            let listed: Vec<UnmetCheck> = unmet.iter().map(|u| UnmetCheck { check: u.code(), detail: u.message() }).collect();
+            Problem::new(StatusCode::CONFLICT, "launch-checks-failed", "The campaign cannot start", detail).with("unmet", listed)
         }
-        let now = state.store.get_campaign(org, id).await?;
-        if (now.status == CampaignStatus::Running) == running {
-            return Ok(now);
-        }
-        campaign = now;
-    }
-    Ok(campaign)
-}
-
-async fn drop_start_schedule<S: Store, C: CampaignScheduler>(state: &AppState<S, C>, id: CampaignId) -> Result<(), Problem> {
-    match state.scheduler.delete(id, ScheduledAction::Start).await {
-        Ok(()) | Err(SchedulerError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.into()),
+        LifecycleError::Store(e) => e.into(),
+        LifecycleError::Scheduler(e) => e.into(),
     }
 }
 
-/// The 409 a start or resume gets while the organisation's emergency stop holds.
-fn stopped(id: CampaignId, stop: &EmergencyStop) -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
-        "emergency-stop",
-        "Emergency stop",
-        format!(
-            "campaign {id} cannot run: the organisation's emergency stop holds since {}; lift it with DELETE /emergency-stop (or `outdial stop --lift`) first",
-            stop.since.to_rfc3339()
-        ),
-    )
-}
-
-/// Runs the launch checks and moves the campaign from `from` to running, unless the
-/// organisation's emergency stop holds.
-async fn launch<S: Store, C: CampaignScheduler>(
-    state: &AppState<S, C>,
-    org: OrgId,
-    id: CampaignId,
-    from: CampaignStatus,
-) -> Result<Campaign, Problem> {
-    if let Some(stop) = state.store.get_org(org).await?.emergency_stop {
-        return Err(stopped(id, &stop));
-    }
-    let campaign = state.store.get_campaign(org, id).await?;
-    if campaign.status != from {
-        let verb = if from == CampaignStatus::Draft { "started" } else { "resumed" };
-        let detail = format!("campaign {id} is {} and cannot be {verb}; only a {} campaign can", campaign.status.as_str(), from.as_str());
-        return Err(Problem::new(StatusCode::CONFLICT, "invalid-transition", "Invalid transition", detail));
-    }
-    let assistant = match campaign.assistant_id {
-        Some(a) => match state.store.get_assistant(org, a).await {
-            Ok(assistant) => Some(assistant),
-            Err(StoreError::NotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        },
-        None => None,
-    };
-    let missing = state.accounts.missing_for_calls(campaign.settings.provider);
-    let unmet = campaign.unmet_launch_checks(assistant.as_ref(), &missing);
-    if !unmet.is_empty() {
-        let detail = unmet.iter().map(|u| u.message()).collect::<Vec<_>>().join("; ");
-        let listed: Vec<UnmetCheck> = unmet.iter().map(|u| UnmetCheck { check: u.code(), detail: u.message() }).collect();
-        return Err(Problem::new(StatusCode::CONFLICT, "launch-checks-failed", "The campaign cannot start", detail).with("unmet", listed));
-    }
-    state.store.set_campaign_status(org, id, &[from], CampaignStatus::Running, Utc::now()).await?;
-    // a stop set while this start ran may have paused everything but this campaign
-    if let Some(stop) = state.store.get_org(org).await?.emergency_stop {
-        pause_running(state, org, id).await?;
-        return Err(stopped(id, &stop));
-    }
-    let campaign = sync_schedule(state, org, id).await?;
-    drop_start_schedule(state, id).await?;
-    tracing::info!(campaign = %id, "campaign running");
-    Ok(campaign)
-}
-
-/// Pauses the campaign if it is running (a conflict means it stopped running meanwhile) and
-/// removes its schedule; the paused campaign, if it was paused.
-async fn pause_running<S: Store, C: CampaignScheduler>(
-    state: &AppState<S, C>,
-    org: OrgId,
-    id: CampaignId,
-) -> Result<Option<Campaign>, Problem> {
-    match state.store.set_campaign_status(org, id, &[CampaignStatus::Running], CampaignStatus::Paused, Utc::now()).await {
-        Ok(_) => Ok(Some(sync_schedule(state, org, id).await?)),
-        Err(StoreError::Conflict(_)) => Ok(None),
-        Err(e) => Err(e.into()),
+impl<S: Store, C: CampaignScheduler> AppState<S, C> {
+    pub fn lifecycle(&self) -> Lifecycle<'_, S, C> {
+        Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts }
     }
 }
 
@@ -143,7 +57,7 @@ pub(crate) async fn start_campaign<S: Store, C: CampaignScheduler>(
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
-    let campaign = launch(&state, org, campaign_id(&id)?, CampaignStatus::Draft).await?;
+    let campaign = state.lifecycle().start(org, campaign_id(&id)?).await.map_err(problem)?;
     view(&state, campaign).await
 }
 
@@ -156,7 +70,7 @@ pub(crate) async fn resume_campaign<S: Store, C: CampaignScheduler>(
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
-    let campaign = launch(&state, org, campaign_id(&id)?, CampaignStatus::Paused).await?;
+    let campaign = state.lifecycle().resume(org, campaign_id(&id)?).await.map_err(problem)?;
     view(&state, campaign).await
 }
 
@@ -169,9 +83,7 @@ pub(crate) async fn pause_campaign<S: Store, C: CampaignScheduler>(
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
-    let id = campaign_id(&id)?;
-    state.store.set_campaign_status(org, id, &[CampaignStatus::Running], CampaignStatus::Paused, Utc::now()).await?;
-    let campaign = sync_schedule(&state, org, id).await?;
+    let campaign = state.lifecycle().pause(org, campaign_id(&id)?).await.map_err(problem)?;
     view(&state, campaign).await
 }
 
@@ -185,10 +97,7 @@ pub(crate) async fn cancel_campaign<S: Store, C: CampaignScheduler>(
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
-    let id = campaign_id(&id)?;
-    state.store.cancel_campaign(org, id, Utc::now()).await?;
-    let campaign = sync_schedule(&state, org, id).await?;
-    drop_start_schedule(&state, id).await?;
+    let campaign = state.lifecycle().cancel(org, campaign_id(&id)?).await.map_err(problem)?;
     view(&state, campaign).await
 }
 
@@ -225,15 +134,8 @@ pub(crate) async fn emergency_stop<S: Store, C: CampaignScheduler>(
     State(state): State<AppState<S, C>>,
     AuthenticatedKey { org, key_id }: AuthenticatedKey,
 ) -> Result<axum::Json<EmergencyStopView>, Problem> {
-    let current = state.store.get_org(org).await?.emergency_stop;
-    // setting it again keeps when and by whom it was first set
-    let stop = current.unwrap_or(EmergencyStop { since: Utc::now(), by: Some(key_id) });
-    let org_now = state.store.set_emergency_stop(org, Some(stop)).await?;
-    let running = state.store.campaigns_with_status(org, CampaignStatus::Running).await?;
-    let paused = futures::future::join_all(running.iter().map(|c| pause_running(&state, org, c.id))).await;
-    let items =
-        paused.into_iter().filter_map(Result::transpose).map(|c| c.map(|c| CampaignView::new(c, None))).collect::<Result<Vec<_>, _>>()?;
-    tracing::warn!(paused = items.len(), "emergency stop set");
+    let (org_now, paused) = state.lifecycle().set_emergency_stop(org, key_id).await.map_err(problem)?;
+    let items = paused.into_iter().map(|c| CampaignView::new(c, None)).collect();
     Ok(axum::Json(EmergencyStopView { paused_campaigns: Some(items), ..EmergencyStopView::of(org_now.emergency_stop) }))
 }
 
@@ -254,26 +156,6 @@ pub(crate) async fn lift_emergency_stop<S: Store, C: CampaignScheduler>(
     State(state): State<AppState<S, C>>,
     Authenticated(org): Authenticated,
 ) -> Result<axum::Json<EmergencyStopView>, Problem> {
-    let org_now = state.store.set_emergency_stop(org, None).await?;
-    tracing::warn!("emergency stop lifted");
+    let org_now = state.lifecycle().lift_emergency_stop(org).await.map_err(problem)?;
     Ok(axum::Json(EmergencyStopView::of(org_now.emergency_stop)))
-}
-
-/// Handles the one-shot `start` schedule firing at `startAt`: starts the campaign if it is still
-/// a draft (launch checks and emergency stop included), and drops the schedule either way; a
-/// refusal is recorded on the campaign (`startRefused`). Ticks are campaign-tick's.
-pub async fn on_scheduled_start<S: Store, C: CampaignScheduler>(state: &AppState<S, C>, run: &ScheduledRun) -> Result<(), Problem> {
-    match launch(state, run.org, run.campaign, CampaignStatus::Draft).await {
-        Ok(_) => Ok(()),
-        Err(problem) => {
-            tracing::warn!(campaign = %run.campaign, detail = %problem.detail, "scheduled start refused");
-            let reason = problem.kind.rsplit('/').next().unwrap_or_default().to_string();
-            let refusal = StartRefusal { at: Utc::now(), reason, detail: problem.detail };
-            match state.store.record_start_refusal(run.org, run.campaign, refusal).await {
-                Ok(()) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            drop_start_schedule(state, run.campaign).await
-        }
-    }
 }

@@ -9,7 +9,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let scheduler = EventBridgeScheduler::from_config(&config.scheduler).await?;
-    let state = AppState { store, scheduler, accounts: config.providers.clone(), import_max_bytes: config.import_max_bytes };
+    let state = AppState::from_config(&config, store, scheduler);
     let (app, _) = router().with_state(state).split_for_parts();
-    lambda_http::run(app).await
+    lambda_http::run(telemetry::traced_lambda_router(app)).await
 }

@@ -6,10 +6,9 @@
 //!     cargo bench -p dialer --bench dial
 
 use chrono::Utc;
-use dialer::{DialerSettings, DialerState};
+use dialer::DialerState;
 use domain::{CampaignSettings, CampaignStatus, Cap, DialJob, E164, NewCampaign, NewContact};
-use platform::{CallsPerSecond, DIAL_JOBS, DialingConfig, JobQueue, LocalQueue};
-use providers::{CallOptions, CallProviders, ProviderAccounts};
+use platform::{DIAL_JOBS, JobQueue, LocalQueue};
 use std::time::{Duration, Instant};
 use store::{CallStore, CampaignStore, OrgStore, PageRequest, SqliteStore};
 
@@ -30,12 +29,7 @@ async fn run_once(sink: &str) -> (usize, Duration) {
     let store = SqliteStore::open(&path).unwrap();
     let queue = LocalQueue::open(&path, 5).unwrap();
     let org = store.create_org("bench").await.unwrap().id;
-    let window = domain::CallingWindow::parse(
-        [domain::Day::Mon, domain::Day::Tue, domain::Day::Wed, domain::Day::Thu, domain::Day::Fri, domain::Day::Sat, domain::Day::Sun],
-        "00:00",
-        "23:59",
-    )
-    .unwrap();
+    let window = domain::CallingWindow::parse(domain::Day::ALL, "00:00", "23:59").unwrap();
     let now = Utc::now();
     // inside the federal calling hours, whatever the hour of the run
     let zone = platform::testing::midday_zone(now);
@@ -58,17 +52,8 @@ async fn run_once(sink: &str) -> (usize, Duration) {
             jobs += 1;
         }
     }
-    let options = CallOptions { public_url: Some(sink.into()), ..Default::default() };
-    let dialing = DialingConfig {
-        calls_per_second: CallsPerSecond { twilio: 0.0, elevenlabs: 0.0, vapi: 0.0, retell: 0.0, simulator: 0.0 },
-        ..Default::default()
-    };
-    let dialer = DialerState {
-        store: store.clone(),
-        providers: CallProviders::new(&ProviderAccounts::default(), &options),
-        queue,
-        settings: DialerSettings::new(&dialing, &ProviderAccounts::default()),
-    };
+    let config = platform::testing::config(&[("OUTDIAL_PUBLIC_URL", sink), ("SIMULATOR_CALLS_PER_SECOND", "0")]);
+    let dialer = DialerState::from_config(&config, store.clone(), queue);
     let started = Instant::now();
     let workers = (0..2).map(|_| {
         let dialer = dialer.clone();

@@ -1,6 +1,6 @@
 //! Lambda entry point: read config, build DynamoDB, SQS and the call providers, handle SQS batches.
 
-use dialer::{DialerSettings, DialerState};
+use dialer::DialerState;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use platform::{Config, telemetry};
 
@@ -8,12 +8,7 @@ use platform::{Config, telemetry};
 async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    let state = DialerState {
-        store: config.connect_dynamodb().await?,
-        providers: providers::CallProviders::new(&config.providers, &config.dialing.calls),
-        queue: config.sqs_queues().await,
-        settings: DialerSettings::new(&config.dialing, &config.providers),
-    };
+    let state = DialerState::from_config(&config, config.connect_dynamodb().await?, config.sqs_queues().await);
     lambda_runtime::run(service_fn(|event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
         let state = state.clone();
         Box::pin(async move { Ok::<_, Error>(state.handle_sqs_batch(event.payload).await) })

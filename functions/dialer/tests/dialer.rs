@@ -5,14 +5,14 @@
 //! dial-time checks (do-not-call, the legal window, the emergency stop) and lost answers looked
 //! up at the provider instead of being sent again.
 
+use app::Dialed;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use dialer::{Dialed, DialerSettings, DialerState};
+use dialer::DialerState;
 use domain::{
     AssistantConfig, CallDisposition, CallEvent, CallEventKind, CallProvider, CallState, CampaignSettings, CampaignStatus, Cap,
     ContactDisposition, ContactState, DialJob, E164, EmergencyStop, EndReason, NewAssistant, NewCampaign, NewContact, OrgId, ProviderKind,
 };
 use platform::{CallsPerSecond, DIAL_JOBS, JobQueue, LocalQueue, testing::load_event, testing::midday_zone};
-use providers::{CallOptions, CallProviders, ProviderAccount, ProviderAccounts, TwilioAccount};
 use serde_json::json;
 use std::time::Duration as StdDuration;
 use store::{Claim, Store};
@@ -45,43 +45,36 @@ fn unpaced() -> CallsPerSecond {
 
 async fn rig<S: Store>(store: S, max_receives: u32, calls_per_second: CallsPerSecond) -> Rig<S> {
     let server = MockServer::start().await;
-    let key = |k: &str| Some(ProviderAccount { base_url: server.uri(), api_key: k.into() });
-    let accounts = ProviderAccounts {
-        vapi: key("vapi-key"),
-        elevenlabs: key("xi-key"),
-        retell: key("retell-key"),
-        twilio: Some(TwilioAccount { base_url: server.uri(), account_sid: "AC123".into(), auth_token: "tw-token".into() }),
-    };
-    let options = CallOptions {
-        public_url: Some("https://hooks.example.com".into()),
-        bridge_url: Some("wss://bridge.example.com/media".into()),
-        elevenlabs_phone_number_id: Some("phnum_1".into()),
-        vapi_phone_number_id: Some("pn_1".into()),
-        provider_timeout: PROVIDER_TIMEOUT,
-        ..Default::default()
-    };
+    let uri = server.uri();
+    let mut config = platform::testing::config(&[
+        ("VAPI_API_KEY", "vapi-key"),
+        ("VAPI_BASE_URL", &uri),
+        ("ELEVENLABS_API_KEY", "xi-key"),
+        ("ELEVENLABS_BASE_URL", &uri),
+        ("RETELL_API_KEY", "retell-key"),
+        ("RETELL_BASE_URL", &uri),
+        ("TWILIO_ACCOUNT_SID", "AC123"),
+        ("TWILIO_AUTH_TOKEN", "tw-token"),
+        ("TWILIO_BASE_URL", &uri),
+        ("OUTDIAL_PUBLIC_URL", "https://hooks.example.com"),
+        ("OUTDIAL_BRIDGE_URL", "wss://bridge.example.com/media"),
+        ("ELEVENLABS_PHONE_NUMBER_ID", "phnum_1"),
+        ("VAPI_PHONE_NUMBER_ID", "pn_1"),
+        ("OUTDIAL_RING_SECONDS", "25"),
+    ]);
+    // below a second: not expressible in the environment's whole seconds
+    config.dialing.calls.provider_timeout = PROVIDER_TIMEOUT;
+    config.dialing.calls_per_second = calls_per_second;
+    config.dialing.max_receives = max_receives;
+    config.dialing.retry_backoff = StdDuration::ZERO;
     let org = store.create_org("Acme").await.unwrap().id;
-    let settings = DialerSettings {
-        calls_per_second,
-        max_pace_wait: StdDuration::from_secs(30),
-        max_receives,
-        retry_backoff: StdDuration::ZERO,
-        ring_seconds: 25,
-        account: "AC123".into(),
-        window_margin: Duration::seconds(120),
-    };
-    let dialer = DialerState {
-        store,
-        providers: CallProviders::new(&accounts, &options),
-        queue: LocalQueue::open_in_memory(max_receives).unwrap(),
-        settings,
-    };
+    let dialer = DialerState::from_config(&config, store, LocalQueue::open_in_memory(max_receives).unwrap());
     Rig { dialer, org, server }
 }
 
 impl<S: Store> Rig<S> {
     fn store(&self) -> &S {
-        &self.dialer.store
+        &self.dialer.dialer.store
     }
 
     /// A running campaign of `provider` with `n` contacts living where it is midday, each named
@@ -172,8 +165,7 @@ async fn mount_call_list(server: &MockServer, calls: serde_json::Value) {
 }
 
 fn every_day() -> domain::CallingWindow {
-    use domain::Day::*;
-    domain::CallingWindow::parse([Mon, Tue, Wed, Thu, Fri, Sat, Sun], "00:00", "23:59").unwrap()
+    domain::CallingWindow::parse(domain::Day::ALL, "00:00", "23:59").unwrap()
 }
 
 fn form_field(body: &[u8], name: &str) -> Vec<String> {
@@ -197,6 +189,7 @@ store::on_both_stores!(
     a_number_listed_during_a_rate_limit_backoff_is_never_dialed,
     a_window_closing_during_backoff_reschedules_the_contact_without_spending_its_attempt,
     the_emergency_stop_places_nothing_and_gives_every_attempt_back,
+    a_paused_campaigns_job_takes_no_start_slot,
     an_answer_after_the_timeout_is_looked_up_and_adopted_not_sent_again,
     a_502_for_a_call_twilio_made_is_looked_up_and_adopted,
     lost_answers_are_found_at_vapi_and_retell_by_our_call_id_in_their_metadata,
@@ -355,7 +348,7 @@ async fn a_duplicate_delivery_dials_once_and_a_canceled_campaign_none<S: Store>(
     rig.queue_job(&claims[0]).await;
     let dialer = &rig.dialer;
     let job = rig.job(&claims[0]);
-    let twice = futures::future::join(dialer.dial(&job, 1, now()), dialer.dial(&job, 1, now())).await;
+    let twice = futures::future::join(dialer.dialer.dial(&job, 1, now()), dialer.dialer.dial(&job, 1, now())).await;
     let placed = [&twice.0, &twice.1].iter().filter(|r| matches!(r, Ok(Dialed::Placed { .. }))).count();
     assert_eq!(placed, 1, "two deliveries at the same moment: {twice:?}");
     rig.store().cancel_campaign(rig.org, campaign.id, now()).await.unwrap();
@@ -480,10 +473,10 @@ async fn a_window_closing_during_backoff_reschedules_the_contact_without_spendin
     let campaign = rig.campaign_with(settings, vec![miami], at(19, 0, 0)).await;
     let claim = rig.store().claim_due_contacts(rig.org, campaign.id, at(19, 50, 0), 50, Duration::seconds(120)).await.unwrap().remove(0);
     assert_eq!(claim.contact.attempts, 1);
-    let first = rig.dialer.dial(&rig.job(&claim), 1, at(19, 50, 0)).await;
-    assert!(matches!(first, Err(dialer::DialError::Retry(_))), "{first:?}");
+    let first = rig.dialer.dialer.dial(&rig.job(&claim), 1, at(19, 50, 0)).await;
+    assert!(matches!(first, Err(app::DialError::Retry(_))), "{first:?}");
     // the backoff ends at 19:58:30: two minutes of calling would run past 20:00
-    let second = rig.dialer.dial(&rig.job(&claim), 2, at(19, 58, 30)).await.unwrap();
+    let second = rig.dialer.dialer.dial(&rig.job(&claim), 2, at(19, 58, 30)).await.unwrap();
     assert!(matches!(&second, Dialed::Withdrawn { reason: EndReason::OutsideWindow, .. }), "{second:?}");
     assert_eq!(rig.requests_to("POST", TWILIO_CALLS).await, 1, "no placement once the window closed");
     let call = rig.store().get_call(rig.org, claim.call.id).await.unwrap();
@@ -526,6 +519,22 @@ async fn the_emergency_stop_places_nothing_and_gives_every_attempt_back<S: Store
     assert!(rig.store().claim_due_contacts(rig.org, campaign.id, now(), 50, Duration::zero()).await.unwrap().is_empty(), "claims wait too");
     rig.store().set_emergency_stop(rig.org, None).await.unwrap();
     assert_eq!(rig.claim_and_queue(&campaign, now()).await.len(), 3, "lifted: the same contacts are claimed again");
+}
+
+async fn a_paused_campaigns_job_takes_no_start_slot<S: Store>(store: S) {
+    let rig = rig(store, 5, CallsPerSecond { twilio: 1.0, ..unpaced() }).await;
+    mount_numbered_sids(&rig.server).await;
+    let campaign = rig.campaign(CallProvider::Twilio, vec![caller(1)], 2).await;
+    let claims = rig.claim_and_queue(&campaign, now()).await;
+    let at = DateTime::from_timestamp_millis(now().timestamp_millis()).unwrap();
+    rig.store().set_campaign_status(rig.org, campaign.id, &[CampaignStatus::Running], CampaignStatus::Paused, at).await.unwrap();
+    let paused = rig.dialer.dialer.dial(&rig.job(&claims[0]), 1, at).await;
+    assert!(matches!(paused, Err(app::DialError::Retry(_))), "back to the queue: {paused:?}");
+    rig.store().set_campaign_status(rig.org, campaign.id, &[CampaignStatus::Paused], CampaignStatus::Running, at).await.unwrap();
+    let placed = rig.dialer.dialer.dial(&rig.job(&claims[1]), 1, at).await.unwrap();
+    assert!(matches!(placed, Dialed::Placed { .. }), "{placed:?}");
+    let call = rig.store().get_call(rig.org, claims[1].call.id).await.unwrap();
+    assert_eq!(call.placed_at, Some(at), "the paused job left the first start slot free");
 }
 
 async fn an_answer_after_the_timeout_is_looked_up_and_adopted_not_sent_again<S: Store>(store: S) {
@@ -656,7 +665,7 @@ async fn a_lost_answer_nobody_can_look_up_is_never_sent_again<S: Store>(store: S
             events.iter().any(|e| matches!(&e.event.kind, CallEventKind::Note { text } if text.starts_with("placement outcome unknown")))
         );
         // a later delivery of the job, or a duplicate, cannot dial it either
-        assert!(matches!(rig.dialer.dial(&rig.job(claim), 2, now()).await, Ok(Dialed::Skipped { .. })));
+        assert!(matches!(rig.dialer.dialer.dial(&rig.job(claim), 2, now()).await, Ok(Dialed::Skipped { .. })));
     }
     assert!(rig.dialer.queue.dead_letters(DIAL_JOBS, 10).await.unwrap().is_empty(), "acknowledged, not retried");
 }

@@ -99,8 +99,7 @@ async fn bridge_side(calls: usize, seconds: u64) {
     let mut assistant = domain::NewAssistant::local("bench", domain::ProviderKind::Elevenlabs, config).unwrap();
     assistant.provider_assistant_id = Some("agent_bench".into());
     let assistant = store.create_assistant(org, assistant, Utc::now()).await.unwrap();
-    let days =
-        [domain::Day::Mon, domain::Day::Tue, domain::Day::Wed, domain::Day::Thu, domain::Day::Fri, domain::Day::Sat, domain::Day::Sun];
+    let days = domain::Day::ALL;
     let settings = domain::CampaignSettings {
         provider: domain::CallProvider::Twilio,
         calling_window: domain::CallingWindow::parse(days, "00:00", "23:59").unwrap(),
@@ -123,8 +122,7 @@ async fn bridge_side(calls: usize, seconds: u64) {
 
     let agents = providers::ElevenLabs::new(&fake_api, "xi-bench", providers::RetryPolicy::once());
     let settings = media_bridge::BridgeSettings { verify_signature: false, ..Default::default() };
-    let bridge =
-        media_bridge::Bridge::new(store, providers::CallProviders::default(), Some(agents), platform::AgentTools::default(), settings);
+    let bridge = media_bridge::Bridge::new(store, providers::CallProviders::default(), Some(agents), app::AgentTools::default(), settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("addr");
     tokio::spawn(media_bridge::serve(bridge.clone(), listener, std::future::pending()));

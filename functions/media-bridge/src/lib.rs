@@ -10,6 +10,7 @@ mod session;
 pub mod tools;
 pub mod wire;
 
+use app::AgentTools;
 use axum::{
     Json, Router,
     extract::{Path, State, WebSocketUpgrade},
@@ -18,7 +19,7 @@ use axum::{
     routing::get,
 };
 use domain::CallId;
-use platform::{AgentTools, Authenticated, BearerKey, Problem, auth::AuthState};
+use platform::{Authenticated, BearerKey, Problem, auth::AuthState};
 use providers::{CallProviders, ElevenLabs, ProviderAccounts, RetryPolicy, signatures};
 use std::{sync::Arc, time::Duration};
 use store::Store;

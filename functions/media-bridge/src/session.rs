@@ -22,6 +22,7 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
+use tracing::Instrument;
 
 type AgentSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -66,33 +67,38 @@ pub(crate) async fn bridge_call<S: Store>(bridge: Arc<Bridge<S>>, socket: WebSoc
             return finish_writer(&twilio_out, writer).await;
         }
     };
-    bridge.metrics.active_calls.inc();
-    let feed = bridge.live.open(call.org, call.call_id);
-    let _ = feed.send(LiveEvent::Status { call_id: call.call_id, state: "inProgress".into() });
-    tracing::info!(call = %call.call_id, stream = %call.stream_sid, "media stream started");
+    let span = tracing::info_span!("bridge_call", stream = %call.stream_sid);
+    async {
+        bridge.metrics.active_calls.inc();
+        let feed = bridge.live.open(call.org, call.call_id);
+        let _ = feed.send(LiveEvent::Status { call_id: call.call_id, state: "inProgress".into() });
+        tracing::info!("media stream started");
 
-    // the one-off steps are boxed: a call's task then keeps only the conversation's state for
-    // its whole length, not room for the largest step (the TLS connect)
-    let end = match Box::pin(open_conversation(&bridge, &call)).await {
-        Ok(agent) => converse(&bridge, &call, &mut twilio, &twilio_out, agent, &feed).await,
-        Err(why) => End::AgentSide(why),
-    };
-    finish_writer(&twilio_out, writer).await;
-    if let End::AgentSide(why) = &end {
-        // without its agent the call is dead air: end it at Twilio too
-        if let Err(e) = Box::pin(bridge.calls.hang_up(domain::CallProvider::Twilio, &call.call_sid)).await {
-            tracing::error!(call = %call.call_id, error = %e, "the call could not be hung up after the agent's side failed");
+        // the one-off steps are boxed: a call's task then keeps only the conversation's state for
+        // its whole length, not room for the largest step (the TLS connect)
+        let end = match Box::pin(open_conversation(&bridge, &call)).await {
+            Ok(agent) => converse(&bridge, &call, &mut twilio, &twilio_out, agent, &feed).await,
+            Err(why) => End::AgentSide(why),
+        };
+        finish_writer(&twilio_out, writer).await;
+        if let End::AgentSide(why) = &end {
+            // without its agent the call is dead air: end it at Twilio too
+            if let Err(e) = Box::pin(bridge.calls.hang_up(domain::CallProvider::Twilio, &call.call_sid)).await {
+                tracing::error!(error = %e, "the call could not be hung up after the agent's side failed");
+            }
+            tracing::error!(%why, "the agent's side failed: call hung up");
         }
-        tracing::error!(call = %call.call_id, %why, "the agent's side failed: call hung up");
+        Box::pin(record_end(&bridge, &call, &end)).await;
+        let reason = match &end {
+            End::CallerSide(why) | End::AgentSide(why) => why.clone(),
+            End::Closed => "the bridge shut down".into(),
+        };
+        let _ = feed.send(LiveEvent::Ended { call_id: call.call_id, reason });
+        bridge.live.close(call.call_id);
+        bridge.metrics.active_calls.dec();
     }
-    Box::pin(record_end(&bridge, &call, &end)).await;
-    let reason = match &end {
-        End::CallerSide(why) | End::AgentSide(why) => why.clone(),
-        End::Closed => "the bridge shut down".into(),
-    };
-    let _ = feed.send(LiveEvent::Ended { call_id: call.call_id, reason });
-    bridge.live.close(call.call_id);
-    bridge.metrics.active_calls.dec();
+    .instrument(span)
+    .await;
 }
 
 /// Reads up to Twilio's `start`; None when the socket ends first.
@@ -189,7 +195,8 @@ async fn converse<S: Store>(
     agent_out.push_control(wire::agent_initiation(&variables, overrides));
 
     let (transcript_tx, transcript_rx) = watch::channel(Transcript::default());
-    let saver = tokio::spawn(save_transcript(bridge.clone(), call.org, call.call_id, call.contact.phone.clone(), transcript_rx));
+    let saver =
+        tokio::spawn(save_transcript(bridge.clone(), call.org, call.call_id, call.contact.phone.clone(), transcript_rx).in_current_span());
     let (tool_results, mut tool_answers) = mpsc::channel::<String>(16);
     let mut tool_runs = JoinSet::new();
     let mut phase = bridge.phase();
@@ -210,10 +217,10 @@ async fn converse<S: Store>(
                         Ok(FromTwilio::Dtmf(dtmf)) => {
                             agent_out.push_control(wire::agent_contextual_update(&format!("The caller pressed {} on the keypad.", dtmf.digit)));
                         }
-                        Ok(FromTwilio::Mark(mark)) => tracing::debug!(call = %call.call_id, mark = %mark.name, "played up to mark"),
+                        Ok(FromTwilio::Mark(mark)) => tracing::debug!(mark = %mark.name, "played up to mark"),
                         Ok(FromTwilio::Stop) => break End::CallerSide("Twilio stopped the media stream".into()),
                         Ok(_) => {}
-                        Err(e) => tracing::warn!(call = %call.call_id, error = %e, "unreadable Twilio frame skipped"),
+                        Err(e) => tracing::warn!(error = %e, "unreadable Twilio frame skipped"),
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => break End::CallerSide("Twilio closed the media stream".into()),
@@ -249,7 +256,7 @@ async fn converse<S: Store>(
                                     Err(e) => (e.as_str(), true),
                                 };
                                 let _ = results.send(wire::agent_tool_result(&client_tool_call.tool_call_id, text, is_error)).await;
-                            });
+                            }.in_current_span());
                         }
                         Ok(FromAgent::ConversationInitiationMetadata(m)) => {
                             let formats = [m.agent_output_audio_format.as_deref(), m.user_input_audio_format.as_deref()];
@@ -258,7 +265,7 @@ async fn converse<S: Store>(
                             }
                         }
                         Ok(FromAgent::Other) => {}
-                        Err(e) => tracing::warn!(call = %call.call_id, error = %e, "unreadable ElevenLabs message skipped"),
+                        Err(e) => tracing::warn!(error = %e, "unreadable ElevenLabs message skipped"),
                     }
                 }
                 Some(Ok(tungstenite::Message::Close(frame))) => {
@@ -277,7 +284,7 @@ async fn converse<S: Store>(
     finish_writer(&agent_out, agent_writer).await;
     drop(transcript_tx);
     if saver.await.is_err() {
-        tracing::error!(call = %call.call_id, "the transcript's last batch was not saved");
+        tracing::error!("the transcript's last batch was not saved");
     }
     end
 }
@@ -317,11 +324,11 @@ async fn save_transcript<S: Store>(
             };
             match bridge.store.apply_call_event(org, call_id, event, now).await {
                 Ok(_) => saved = transcript.lines(),
-                Err(e) => tracing::error!(call = %call_id, error = %e, "transcript batch not saved; the next batch carries it"),
+                Err(e) => tracing::error!(error = %e, "transcript batch not saved; the next batch carries it"),
             }
             if transcript.opted_out() && !listed {
                 listed = bridge.store.add_do_not_call(org, vec![phone.clone()], now).await.is_ok();
-                tracing::info!(call = %call_id, phone = %domain::mask_phone(phone.as_str()), "callee opted out: number on the do-not-call list");
+                tracing::info!(phone = %domain::mask_phone(phone.as_str()), "callee opted out: number on the do-not-call list");
             }
         }
         if !open {
@@ -353,7 +360,7 @@ async fn record_end<S: Store>(bridge: &Bridge<S>, call: &CallContext, end: &End)
     }
     for event in events {
         if let Err(e) = bridge.store.apply_call_event(call.org, call.call_id, event, now).await {
-            tracing::error!(call = %call.call_id, error = %e, "the end of the media stream was not recorded");
+            tracing::error!(error = %e, "the end of the media stream was not recorded");
         }
     }
 }

@@ -1,9 +1,9 @@
-//! The agent's client tools, run by the one tool implementation (`platform::AgentTools`) for the
+//! The agent's client tools, run by the one tool implementation (`app::AgentTools`) for the
 //! call this stream carries.
 
 use crate::{Bridge, session::CallContext};
+use app::ToolCall;
 use chrono::Utc;
-use platform::ToolCall;
 use serde_json::Value;
 use store::Store;
 

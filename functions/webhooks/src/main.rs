@@ -1,9 +1,8 @@
 //! Lambda entry point: read config, build DynamoDB, the providers (for answering-machine hang-ups)
 //! and the campaign tick (run after a call ends), serve the router.
 
-use campaign_tick::TickState;
+use app::tick::Ticker;
 use platform::{Config, EventBridgeScheduler, telemetry};
-use providers::CallProviders;
 use webhooks::{WebhookState, router};
 
 #[tokio::main]
@@ -12,21 +11,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let scheduler = EventBridgeScheduler::from_config(&config.scheduler).await?;
-    let campaigns = campaigns::AppState {
-        store: store.clone(),
-        scheduler,
-        accounts: config.providers.clone(),
-        import_max_bytes: config.import_max_bytes,
-    };
-    let ticks = TickState { campaigns, queue: config.sqs_queues().await, window_margin: config.dialing.window_margin() };
-    let calls = CallProviders::new(&config.providers, &config.dialing.calls);
-    let state = WebhookState {
-        store,
-        public_url: config.dialing.calls.public_url.clone(),
-        secrets: std::sync::Arc::new(config.webhooks.clone()),
-        calls,
-        ticks,
-    };
-    let (app, _) = router().with_state(state).split_for_parts();
-    lambda_http::run(app).await
+    let ticks = Ticker::from_config(&config, store.clone(), scheduler, config.sqs_queues().await);
+    let (app, _) = router().with_state(WebhookState::from_config(&config, store, ticks)).split_for_parts();
+    lambda_http::run(telemetry::traced_lambda_router(app)).await
 }

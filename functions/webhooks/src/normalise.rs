@@ -5,18 +5,7 @@ use chrono::{DateTime, Utc};
 use domain::{CallDetails, CallEvent, CallEventKind, CallId, CallProvider, EndReason, OrgId};
 use serde_json::Value;
 
-/// One webhook, normalised.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Delivery {
-    /// Whose ids `provider_call_id` is.
-    pub provider: CallProvider,
-    pub provider_call_id: String,
-    /// The call, from the dynamic variables or metadata the dialer sent along (`outdial_org_id`, `outdial_call_id`).
-    pub call: Option<(OrgId, CallId)>,
-    /// Our call id alone, from the callback URL we gave the provider (Twilio's `?callId=`).
-    pub our_call_id: Option<CallId>,
-    pub events: Vec<CallEvent>,
-}
+pub use app::delivery::Delivery;
 
 /// The body is not the provider's documented format.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

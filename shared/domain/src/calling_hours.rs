@@ -26,11 +26,13 @@ pub struct UsState([u8; 2]);
 impl UsState {
     /// A postal code (`FL`) or a name (`Florida`), in any case.
     pub fn parse(input: &str) -> Result<Self, ParseError> {
-        let key = input.trim().to_ascii_uppercase();
-        RULES
-            .values()
-            .find(|r| r.state.as_str() == key || r.name.eq_ignore_ascii_case(input.trim()))
-            .map(|r| r.state)
+        let input = input.trim();
+        let code = match input.as_bytes() {
+            [a, b] => Some(Self([a.to_ascii_uppercase(), b.to_ascii_uppercase()])),
+            _ => None,
+        };
+        code.filter(|c| RULES.contains_key(c))
+            .or_else(|| RULES.values().find(|r| r.name.eq_ignore_ascii_case(input)).map(|r| r.state))
             .ok_or_else(|| ParseError::new("state", format!("{input:?} is not a US state, district or territory (e.g. FL or Florida)")))
     }
 
@@ -86,24 +88,6 @@ pub struct StateRule {
     pub source: &'static str,
 }
 
-impl StateRule {
-    /// Its hours on `day`, if any.
-    pub fn hours(&self, day: Day) -> Option<(NaiveTime, NaiveTime)> {
-        self.hours[day_index(day)]
-    }
-
-    /// True when the rule is the federal one alone.
-    pub fn is_federal(&self) -> bool {
-        !self.closed_on_holidays && self.hours.iter().all(|h| *h == Some(FEDERAL_HOURS))
-    }
-}
-
-const DAYS: [Day; 7] = [Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun];
-
-fn day_index(day: Day) -> usize {
-    DAYS.iter().position(|d| *d == day).expect("DAYS lists every day")
-}
-
 /// A line of `data/us_calling_hours.txt` that is not a rule; the message says what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("us_calling_hours.txt line {line}: {reason}")]
@@ -153,9 +137,7 @@ fn parse_week_hours(text: &str) -> Result<WeekHours, String> {
         if start >= end {
             return Err(format!("{span}: the start is not before the end"));
         }
-        let day = |d: &str| {
-            DAYS.iter().position(|day| serde_json::to_value(day).is_ok_and(|v| v == d)).ok_or_else(|| format!("{d:?} is not mon … sun"))
-        };
+        let day = |d: &str| Day::ALL.iter().position(|day| day.as_str() == d).ok_or_else(|| format!("{d:?} is not mon … sun"));
         let (first, last) = match days.split_once('-') {
             Some((a, b)) => (day(a)?, day(b)?),
             None => (day(days)?, day(days)?),
@@ -188,13 +170,6 @@ static AREA_CODES: LazyLock<HashMap<&'static str, UsState>> = LazyLock::new(|| {
     }
     codes
 });
-
-/// Every rule, in postal-code order.
-pub fn state_rules() -> Vec<&'static StateRule> {
-    let mut rules: Vec<_> = RULES.values().collect();
-    rules.sort_by_key(|r| r.state);
-    rules
-}
 
 /// US federal legal holidays of `year`, each on its date and, when that is a weekend, on the
 /// weekday it is observed (Saturday → Friday, Sunday → Monday).
@@ -269,7 +244,7 @@ impl EffectiveWindow {
     pub fn of(window: &CallingWindow, state: Option<UsState>) -> Self {
         let rule = state.map(UsState::rule);
         let mut hours: WeekHours = [None; 7];
-        for (i, day) in DAYS.iter().enumerate() {
+        for (i, day) in Day::ALL.iter().enumerate() {
             if !window.days().contains(day) {
                 continue;
             }
@@ -359,19 +334,15 @@ pub fn narrowing_notes(window: &CallingWindow, states: impl IntoIterator<Item = 
             continue;
         }
         let rule = state.rule();
-        let days: Vec<String> = DAYS
+        let mut parts: Vec<String> = Day::ALL
             .iter()
             .enumerate()
             .filter(|(i, _)| federal.hours[*i] != narrowed.hours[*i])
-            .map(|(i, day)| {
-                let name = serde_json::to_value(day).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                match narrowed.hours[i] {
-                    Some((s, e)) => format!("{name} {}–{}", hm(s), hm(e)),
-                    None => format!("no calls on {name}"),
-                }
+            .map(|(i, day)| match narrowed.hours[i] {
+                Some((s, e)) => format!("{} {}–{}", day.as_str(), hm(s), hm(e)),
+                None => format!("no calls on {}", day.as_str()),
             })
             .collect();
-        let mut parts = days;
         if narrowed.closed_on_holidays && !federal.closed_on_holidays {
             parts.push("no calls on legal holidays".into());
         }
@@ -390,7 +361,7 @@ mod tests {
     }
 
     fn all_week() -> CallingWindow {
-        CallingWindow::parse(DAYS, "00:00", "23:59").unwrap()
+        CallingWindow::parse(Day::ALL, "00:00", "23:59").unwrap()
     }
 
     #[test]
@@ -476,7 +447,7 @@ mod tests {
 
     #[test]
     fn notes_say_what_the_law_narrows() {
-        let late = CallingWindow::parse(DAYS, "07:00", "22:00").unwrap();
+        let late = CallingWindow::parse(Day::ALL, "07:00", "22:00").unwrap();
         let notes = narrowing_notes(&late, [None, UsState::parse("FL").ok(), UsState::parse("CA").ok(), UsState::parse("FL").ok()]);
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].contains("08:00 and 21:00"), "{}", notes[0]);
@@ -491,7 +462,9 @@ mod tests {
         &["America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles", "Pacific/Honolulu"];
 
     fn state() -> impl Strategy<Value = Option<UsState>> {
-        proptest::option::of(proptest::sample::select(state_rules().iter().map(|r| r.state).collect::<Vec<_>>()))
+        let mut states: Vec<UsState> = RULES.keys().copied().collect();
+        states.sort();
+        proptest::option::of(proptest::sample::select(states))
     }
 
     proptest! {
@@ -510,7 +483,7 @@ mod tests {
             let by_rule = state.is_none_or(|s| {
                 let rule = s.rule();
                 let day = Day::from(local.weekday());
-                rule.hours(day).is_some_and(|(a, b)| a <= local.time() && local.time() < b)
+                rule.hours[day as usize].is_some_and(|(a, b)| a <= local.time() && local.time() < b)
                     && !(rule.closed_on_holidays && is_legal_holiday(local.date_naive()))
             });
             prop_assert_eq!(open, window.is_open_at(now, tz) && federal && by_rule);

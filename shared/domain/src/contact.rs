@@ -213,12 +213,7 @@ impl Contact {
     /// Applies a fate decided by [`fate_after_call`] for a call that ended at `ended_at`.
     pub fn settle(&mut self, fate: ContactFate, ended_at: DateTime<Utc>) {
         match fate {
-            ContactFate::Retry { due_at } => {
-                self.state = ContactState::Ready;
-                self.due_at = due_at;
-                self.disposition = None;
-            }
-            ContactFate::Requeue { due_at } => {
+            ContactFate::Retry { due_at } | ContactFate::Requeue { due_at } => {
                 self.state = ContactState::Ready;
                 self.due_at = due_at;
                 self.disposition = None;

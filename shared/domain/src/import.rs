@@ -56,12 +56,15 @@ impl ColumnRole {
     pub fn of_headers<'a>(headers: impl IntoIterator<Item = &'a str>, attested: bool) -> Result<Vec<Self>, HeaderError> {
         let roles: Vec<Self> = headers.into_iter().map(Self::of).collect();
         if !roles.contains(&Self::Phone) {
-            Err(HeaderError::MissingPhoneColumn)
-        } else if !attested && !roles.contains(&Self::Consent) {
-            Err(HeaderError::ConsentMissing)
-        } else {
-            Ok(roles)
+            return Err(HeaderError::MissingPhoneColumn);
         }
+        Self::consent_on_record(&roles, attested)?;
+        Ok(roles)
+    }
+
+    /// Refused when none of `roles` holds consent and the importer did not attest to it.
+    pub fn consent_on_record<'a>(roles: impl IntoIterator<Item = &'a Self>, attested: bool) -> Result<(), HeaderError> {
+        if attested || roles.into_iter().any(|r| *r == Self::Consent) { Ok(()) } else { Err(HeaderError::ConsentMissing) }
     }
 }
 
@@ -147,7 +150,8 @@ pub fn contact_from_row<'a>(
 ) -> Result<NewContact, RowError> {
     let mut phone = None;
     let (mut name, mut first, mut last, mut timezone, mut priority) = (None, None, None, None, None);
-    let (mut consent, mut consent_source, mut consent_at, mut state) = (None, None, None, None);
+    let mut consented = false;
+    let (mut consent_source, mut consent_at, mut state) = (None, None, None);
     let mut variables = std::collections::BTreeMap::new();
     for (role, raw) in fields {
         let value = raw.trim();
@@ -168,7 +172,7 @@ pub fn contact_from_row<'a>(
                 if !parse_consent(value)? {
                     return Err(RowError::new(value, "consent is false: this contact has not agreed to be called"));
                 }
-                consent = Some(true);
+                consented = true;
             }
             ColumnRole::ConsentSource => consent_source = Some(value),
             ColumnRole::ConsentAt => consent_at = Some(parse_consent_at(value)?),
@@ -205,16 +209,16 @@ pub fn contact_from_row<'a>(
     // an unknown zone in the column is not fatal: the number or the campaign still tells
     let timezone =
         timezone.and_then(|tz| parse_timezone("timezone", tz).ok()).or_else(|| timezone_of_number(&phone)).unwrap_or(defaults.timezone);
-    let consent = match (consent, &defaults.attestation) {
-        (Some(_), _) => Consent {
+    let consent = match (consented, &defaults.attestation) {
+        (true, _) => Consent {
             source: ConsentSource::File,
             detail: consent_source.map(str::to_string),
             given_at: consent_at,
             attested_by: None,
             recorded_at: defaults.now,
         },
-        (None, Some(attestation)) => attestation.consent(consent_at),
-        (None, None) => {
+        (false, Some(attestation)) => attestation.consent(consent_at),
+        (false, None) => {
             return Err(RowError::new(
                 "",
                 "no consent for this row: fill its consent column, or attest for the file with consent=attested&consentSource=…",

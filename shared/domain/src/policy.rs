@@ -60,6 +60,24 @@ pub enum Day {
     Sun,
 }
 
+impl Day {
+    /// Every day, Monday first: `day as usize` is its place here.
+    pub const ALL: [Day; 7] = [Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun];
+
+    /// Its wire name, `mon` … `sun`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Day::Mon => "mon",
+            Day::Tue => "tue",
+            Day::Wed => "wed",
+            Day::Thu => "thu",
+            Day::Fri => "fri",
+            Day::Sat => "sat",
+            Day::Sun => "sun",
+        }
+    }
+}
+
 impl From<Weekday> for Day {
     fn from(w: Weekday) -> Self {
         match w {
@@ -266,6 +284,10 @@ mod tests {
         assert!(err.reason.contains("before end"), "{err}");
         assert!(CallingWindow::parse([Day::Mon], "8am", "21:00").is_err());
         assert!(CallingWindow::parse([], "08:00", "21:00").unwrap().is_empty());
+        for (i, day) in Day::ALL.into_iter().enumerate() {
+            assert_eq!(serde_json::to_value(day).unwrap(), day.as_str());
+            assert_eq!(day as usize, i);
+        }
     }
 
     #[test]
@@ -316,7 +338,7 @@ mod tests {
     }
 
     fn window() -> impl Strategy<Value = CallingWindow> {
-        (proptest::sample::subsequence(vec![Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun], 0..=7), 0u32..23 * 60)
+        (proptest::sample::subsequence(Day::ALL.to_vec(), 0..=7), 0u32..23 * 60)
             .prop_flat_map(|(days, start)| (Just(days), Just(start), (start + 1)..=(23 * 60 + 59)))
             .prop_map(|(days, s, e)| {
                 let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
@@ -367,8 +389,7 @@ mod tests {
             let days = transition_days(tz);
             prop_assume!(!days.is_empty());
             let day = days[pick.index(days.len())];
-            let all = [Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun];
-            let w = CallingWindow::parse(all, "08:00", "21:00").unwrap();
+            let w = CallingWindow::parse(Day::ALL, "08:00", "21:00").unwrap();
             let midnight = match tz.from_local_datetime(&day.and_hms_opt(0, 0, 0).unwrap()) {
                 LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
                 LocalResult::None => unreachable!("these zones change clocks away from midnight"),

@@ -1,6 +1,6 @@
 //! What every function shares: typed configuration, tracing with masked phone numbers,
 //! `application/problem+json` errors, API-key authentication, the job-queue, scheduler and email
-//! ports, and the agent's tools.
+//! ports.
 
 pub mod auth;
 mod aws;
@@ -14,7 +14,6 @@ pub mod schedule;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod tools;
 
 pub use auth::{AuthState, Authenticated, AuthenticatedKey, BearerKey};
 pub use config::{
@@ -26,4 +25,3 @@ pub use list::{List, PageQuery};
 pub use problem::Problem;
 pub use queue::{CRM_JOBS, DIAL_JOBS, JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};
 pub use schedule::{CampaignScheduler, EventBridgeScheduler, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, SchedulerError};
-pub use tools::{AgentTools, ToolCall, ToolError};

@@ -50,6 +50,17 @@ impl<'a> MakeWriter<'a> for MaskedStderr {
     }
 }
 
+/// A Lambda HTTP function's router with one span per request, carrying the Lambda request id.
+#[cfg(feature = "lambda")]
+pub fn traced_lambda_router(router: axum::Router) -> axum::Router {
+    use lambda_http::RequestExt;
+    let span = |request: &axum::http::Request<axum::body::Body>| {
+        let request_id = request.extensions().lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+        tracing::info_span!("http_request", method = %request.method(), path = request.uri().path(), request_id)
+    };
+    router.layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(span))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

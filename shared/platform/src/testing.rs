@@ -40,3 +40,10 @@ pub fn midday_zone(now: chrono::DateTime<chrono::Utc>) -> chrono_tz::Tz {
     };
     name.parse().expect("Etc/GMT-12 … Etc/GMT+11 are IANA zones")
 }
+
+/// The configuration an environment holding exactly `vars` gives: what a function's
+/// `State::from_config` is built from in tests, as in Lambda.
+pub fn config(vars: &[(&str, &str)]) -> crate::Config {
+    crate::Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
+        .unwrap_or_else(|e| panic!("{vars:?} is not a valid configuration: {e}"))
+}

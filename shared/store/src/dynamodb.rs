@@ -247,6 +247,19 @@ impl DynamoStore {
         Ok(listed)
     }
 
+    /// The campaign's item and whether its organisation's emergency stop holds, in one consistent read.
+    async fn campaign_and_stop(&self, org: OrgId, campaign: CampaignId) -> Result<(Item, bool)> {
+        let (mut campaign_item, mut stopped) = (None, false);
+        for item in self.get_many(&[(org_pk(org), "ORG".into()), (org_pk(org), campaign_sk(campaign))]).await? {
+            if item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == "ORG") {
+                stopped = item.contains_key(ORG_STOP);
+            } else {
+                campaign_item = Some(item);
+            }
+        }
+        Ok((campaign_item.ok_or_else(|| StoreError::not_found("campaign", campaign))?, stopped))
+    }
+
     /// The calling areas of a campaign's contacts, kept on its item.
     fn areas_of(item: &Item) -> Result<Vec<CallingArea>> {
         match item.get(CAMPAIGN_AREAS) {
@@ -273,11 +286,8 @@ impl DynamoStore {
                 .expression_attribute_values(":lo", s(format!("{batch:010}#"))),
             ReadyRange::Due { batch, area, now } => query
                 .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":lo", s(format!("{batch:010}#{}#", area_prefix(&area))))
-                .expression_attribute_values(
-                    ":hi",
-                    s(format!("{batch:010}#{}#{:015}$", area_prefix(&area), now.timestamp_millis().max(0))),
-                ),
+                .expression_attribute_values(":lo", s(format!("{batch:010}#{}#", area.key())))
+                .expression_attribute_values(":hi", s(format!("{batch:010}#{}#{:015}$", area.key(), now.timestamp_millis().max(0)))),
         };
         Ok(query.send().await.map_err(sdk)?.items.unwrap_or_default())
     }
@@ -468,18 +478,7 @@ fn ready_pk(campaign: CampaignId) -> String {
 /// priority (highest first) and id.
 fn ready_sk(c: &Contact) -> String {
     let inverted_priority = i64::from(i32::MAX) - i64::from(c.priority);
-    format!(
-        "{:010}#{}#{:015}#{inverted_priority:010}#{}",
-        c.batch,
-        area_prefix(&c.calling_area()),
-        c.due_at.timestamp_millis().max(0),
-        c.id
-    )
-}
-
-/// `zone#state` (the state empty when unknown): an area's part of the ready index's sort key.
-fn area_prefix(area: &CallingArea) -> String {
-    format!("{}#{}", area.zone.name(), area.state.map(|s| s.to_string()).unwrap_or_default())
+    format!("{:010}#{}#{:015}#{inverted_priority:010}#{}", c.batch, c.calling_area().key(), c.due_at.timestamp_millis().max(0), c.id)
 }
 
 /// Which ready contacts a query reads.
@@ -1404,17 +1403,13 @@ impl CallStore for DynamoStore {
         let mut attempt = 0;
         // each claim writes its contact and call and checks its number is not listed; plus the campaign and the organisation
         const PER_TRANSACTION: u32 = ((MAX_TRANSACTION_ITEMS - 2) / 3) as u32;
-        // the transaction's check on the organisation makes this exact; reading it first saves the attempt
-        if self.get_org(org).await?.emergency_stop.is_some() {
-            return Ok(claims);
-        }
         loop {
-            let raw =
-                self.get(org_pk(org), &campaign_sk(campaign_id)).await?.ok_or_else(|| StoreError::not_found("campaign", campaign_id))?;
+            // the transaction's check on the organisation makes the stop exact; reading it here saves the attempt
+            let (raw, stopped) = self.campaign_and_stop(org, campaign_id).await?;
             let areas = Self::areas_of(&raw)?;
             let campaign = Campaign::from(decode::<CampaignItem>(raw)?);
             let want = campaign.free_slots().min(max - claims.len() as u32).min(PER_TRANSACTION);
-            if campaign.status != CampaignStatus::Running || want == 0 {
+            if campaign.status != CampaignStatus::Running || want == 0 || stopped {
                 return Ok(claims);
             }
             if campaign.may_advance_batch() && self.advance_batch(&campaign).await? {
@@ -1483,8 +1478,7 @@ impl CallStore for DynamoStore {
                 continue;
             }
             attempt += 1;
-            // a stop set meanwhile fails every claim from now on
-            if attempt > MAX_RETRIES || self.get_org(org).await?.emergency_stop.is_some() {
+            if attempt > MAX_RETRIES {
                 return Ok(claims);
             }
             backoff(attempt).await;

@@ -728,6 +728,13 @@ fn is_stopped(conn: &Connection, org: OrgId) -> Result<bool> {
     Ok(stop.flatten().is_some())
 }
 
+/// Whether `phone` is on the organisation's do-not-call list.
+fn is_listed(conn: &Connection, org: OrgId, phone: &E164) -> Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2")
+        .and_then(|mut s| s.exists(params![org.to_string(), phone.as_str()]))
+        .map_err(backend)
+}
+
 fn org_exists(conn: &Connection, org: OrgId) -> Result<()> {
     let found: Option<i64> =
         conn.query_row("SELECT 1 FROM organisations WHERE id = ?1", params![org.to_string()], |r| r.get(0)).optional().map_err(backend)?;
@@ -1018,7 +1025,6 @@ impl CallStore for SqliteStore {
             let open = c.open_areas(&areas_of(tx, campaign)?, now, margin);
             let batch = c.claimable_batch();
             let mut claims = Vec::with_capacity(n);
-            let mut listed = tx.prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2").map_err(backend)?;
             let mut done = 0;
             loop {
                 let want = n - claims.len();
@@ -1042,7 +1048,7 @@ impl CallStore for SqliteStore {
                 due.sort_by(domain::dialing::claim_order);
                 due.truncate(want);
                 for mut contact in due {
-                    if listed.exists(params![org.to_string(), contact.phone.as_str()]).map_err(backend)? {
+                    if is_listed(tx, org, &contact.phone)? {
                         contact.settle(ContactFate::Done(ContactDisposition::DoNotCall), now);
                         update_contact(tx, &contact)?;
                         done += 1;
@@ -1378,11 +1384,7 @@ impl DialingStore for SqliteStore {
             let call = call_in_org(conn, org, call_id)?;
             let campaign = campaign_in_org(conn, org, call.campaign_id)?;
             let contact = contact_in(conn, call.campaign_id, call.contact_id)?;
-            let listed = conn
-                .prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2")
-                .and_then(|mut s| s.exists(params![org.to_string(), call.phone.as_str()]))
-                .map_err(backend)?;
-            Ok(DialCheck { stopped: is_stopped(conn, org)?, listed, call, campaign, contact })
+            Ok(DialCheck { stopped: is_stopped(conn, org)?, listed: is_listed(conn, org, &call.phone)?, call, campaign, contact })
         })
         .await
     }
@@ -1517,12 +1519,7 @@ impl DoNotCallStore for SqliteStore {
 
     async fn is_do_not_call(&self, org: OrgId, phone: &E164) -> Result<bool> {
         let phone = phone.clone();
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT 1 FROM do_not_call WHERE org_id = ?1 AND phone = ?2")
-                .and_then(|mut s| s.exists(params![org.to_string(), phone.as_str()]))
-                .map_err(backend)
-        })
-        .await
+        self.read(move |conn| is_listed(conn, org, &phone)).await
     }
 
     async fn list_do_not_call(&self, org: OrgId, page: PageRequest) -> Result<Page<DoNotCallEntry>> {

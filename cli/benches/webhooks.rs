@@ -34,20 +34,7 @@ async fn main() {
         let store = store::SqliteStore::open(&path).expect("open db");
         let org = store.create_org("bench").await.expect("org").id;
         let settings = domain::CampaignSettings {
-            calling_window: domain::CallingWindow::parse(
-                [
-                    domain::Day::Mon,
-                    domain::Day::Tue,
-                    domain::Day::Wed,
-                    domain::Day::Thu,
-                    domain::Day::Fri,
-                    domain::Day::Sat,
-                    domain::Day::Sun,
-                ],
-                "00:00",
-                "23:59",
-            )
-            .expect("window"),
+            calling_window: domain::CallingWindow::parse(domain::Day::ALL, "00:00", "23:59").expect("window"),
             ..Default::default()
         };
         // 50 calls per campaign (the largest cap): enough campaigns for `calls` live calls
@@ -80,7 +67,8 @@ async fn main() {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let stack = outdial::Stack { dial_workers: 0, tick: Duration::from_secs(3600), ..outdial::Stack::default() }
+        let stack = outdial::Stack { dial_workers: 0, ..outdial::Stack::default() }
+            .ticking_every(Duration::from_secs(3600))
             .with_queue_at(&path)
             .expect("queue");
         let server = tokio::spawn(outdial::serve(store.clone(), stack, listener));

@@ -49,12 +49,12 @@ struct World {
 }
 
 async fn world() -> World {
-    world_with(platform::AgentTools::default(), true).await
+    world_with(app::AgentTools::default(), true).await
 }
 
 /// `tools` runs the agent's tools; `agent_listens` false points the signed URL at a port that
 /// refuses connections.
-async fn world_with(tools: platform::AgentTools, agent_listens: bool) -> World {
+async fn world_with(tools: app::AgentTools, agent_listens: bool) -> World {
     let store = SqliteStore::open_in_memory().unwrap();
     let org = store.create_org("Acme").await.unwrap().id;
     let config = AssistantConfig {
@@ -72,8 +72,7 @@ async fn world_with(tools: platform::AgentTools, agent_listens: bool) -> World {
     let assistant = store.create_assistant(org, assistant, Utc::now()).await.unwrap();
     let settings_ = CampaignSettings {
         provider: CallProvider::Twilio,
-        calling_window: CallingWindow::parse([Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun], "00:00", "23:59")
-            .unwrap(),
+        calling_window: CallingWindow::parse(Day::ALL, "00:00", "23:59").unwrap(),
         ..Default::default()
     };
     let mut new = NewCampaign::parse("bridge", Cap::parse(5).unwrap(), settings_).unwrap();
@@ -438,7 +437,7 @@ async fn the_booking_and_email_tools_book_at_cal_com_and_send_with_the_callers_d
     let outbox = platform::LocalOutbox::default();
     let account = providers::CalcomAccount { base_url: calcom.uri(), api_key: "cal_test_key".into(), event_type_id: 42 };
     let tools =
-        platform::AgentTools::new(Some(providers::CalCom::new(&account, RetryPolicy::once())), platform::AnyMailer::Local(outbox.clone()));
+        app::AgentTools::new(Some(providers::CalCom::new(&account, RetryPolicy::once())), platform::AnyMailer::Local(outbox.clone()));
     let mut w = world_with(tools, true).await;
     let (_twilio, mut agent, _) = w.started_call().await;
 
@@ -523,7 +522,7 @@ async fn an_agent_in_another_audio_format_ends_the_call_instead_of_sending_noise
 
 #[tokio::test]
 async fn an_agent_that_cannot_be_reached_gets_the_call_hung_up_and_recorded() {
-    let w = world_with(platform::AgentTools::default(), false).await;
+    let w = world_with(app::AgentTools::default(), false).await;
     let mut twilio = w.stream_started().await;
     assert!(closes(&mut twilio).await);
     w.eventually_logged_error("could not be opened").await;

@@ -4,16 +4,17 @@
 //! endpoints are to call the same. A tool answers text for the agent to use, or an error that tells it what went
 //! wrong; it never holds the conversation up for longer than `AgentTools::TIMEOUT`.
 
-use crate::{
-    config::ToolsConfig,
-    email::{AnyMailer, EmailError, Mailer},
-};
 use chrono::{DateTime, Utc};
 use domain::{AgentTool, Booking, CallEvent, CallEventKind, CallId, CallProvider, Contact, FollowUpEmail, OrgId, ParseError, mask_email};
+use platform::{AnyMailer, EmailError, Mailer, ToolsConfig};
 use providers::{CalCom, CallProviders, ProviderError, RetryPolicy};
 use serde_json::Value;
 use std::time::Duration;
-use store::Store;
+use store::{CallStore, DoNotCallStore};
+
+/// What the tools write: the do-not-call list, and notes in the call's log.
+pub trait ToolStore: CallStore + DoNotCallStore {}
+impl<T: CallStore + DoNotCallStore> ToolStore for T {}
 
 /// The call a tool runs for.
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +63,7 @@ impl AgentTools {
     }
 
     /// Runs the tool `name` for `call` and returns the agent's answer.
-    pub async fn run<S: Store>(
+    pub async fn run<S: ToolStore>(
         &self,
         store: &S,
         calls: &CallProviders,
@@ -78,13 +79,13 @@ impl AgentTools {
             Err(unknown) => Err(unknown.into()),
         };
         match &answer {
-            Ok(_) => tracing::info!(call = %call.call_id, tool = name, "agent tool ran"),
-            Err(e) => tracing::warn!(call = %call.call_id, tool = name, error = %e, "agent tool answered an error"),
+            Ok(_) => tracing::info!(tool = name, "agent tool ran"),
+            Err(e) => tracing::warn!(tool = name, error = %e, "agent tool answered an error"),
         }
         answer
     }
 
-    async fn run_tool<S: Store>(
+    async fn run_tool<S: ToolStore>(
         &self,
         store: &S,
         calls: &CallProviders,
@@ -141,9 +142,9 @@ impl AgentTools {
 }
 
 /// What a tool did, in the call's event log; the tool's answer does not wait on it succeeding.
-async fn note<S: Store>(store: &S, call: ToolCall<'_>, key: &str, text: String, now: DateTime<Utc>) {
+async fn note<S: ToolStore>(store: &S, call: ToolCall<'_>, key: &str, text: String, now: DateTime<Utc>) {
     let event = CallEvent { dedupe_key: format!("tool:{}:{key}", call.call_id), occurred_at: now, kind: CallEventKind::Note { text } };
     if let Err(e) = store.apply_call_event(call.org, call.call_id, event, now).await {
-        tracing::error!(call = %call.call_id, error = %e, "what the agent's tool did was not recorded in the call's log");
+        tracing::error!(error = %e, "what the agent's tool did was not recorded in the call's log");
     }
 }

@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
+use app::tick::Ticker;
 use axum::{Router, body::Body, http::Request};
-use campaign_tick::TickState;
 use chrono::{DateTime, Utc};
 use domain::{
     CallId, CallProvider, CallingWindow, CampaignId, CampaignSettings, CampaignStatus, Cap, Day, E164, NewCampaign, NewContact, OrgId,
@@ -12,7 +12,6 @@ use domain::{
 };
 use http_body_util::BodyExt;
 use platform::{CampaignScheduler, LocalQueue, LocalScheduler, Schedule, ScheduledRun, WebhookSecrets};
-use providers::{CallOptions, CallProviders, ProviderAccounts, TwilioAccount};
 use serde_json::Value;
 use std::time::Duration;
 use store::{PlacedCall, Store};
@@ -25,7 +24,7 @@ pub const ELEVENLABS_SECRET: &str = "wsec_test";
 pub const VAPI_SECRET: &str = "vapi-test-secret";
 pub const RETELL_KEY: &str = "key_retell_test";
 
-pub type Ticks<S> = TickState<S, LocalScheduler, LocalQueue>;
+pub type Ticks<S> = Ticker<S, LocalScheduler, LocalQueue>;
 
 pub struct World<S: Store> {
     pub app: Router,
@@ -59,7 +58,7 @@ pub async fn world_with<S: Store>(store: S, public_url: &str, secrets: WebhookSe
 #[derive(Clone, Default)]
 pub struct NotedTicks(pub std::sync::Arc<std::sync::Mutex<Vec<(OrgId, CampaignId)>>>);
 
-impl campaign_tick::TickRequests for NotedTicks {
+impl app::TickRequests for NotedTicks {
     async fn request_tick(&self, org: OrgId, campaign: CampaignId) {
         self.0.lock().unwrap().push((org, campaign));
     }
@@ -72,46 +71,25 @@ pub async fn world_where<S: Store>(store: S, public_url: &str, secrets: WebhookS
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({ "sid": "CA0", "status": "completed" })))
         .mount(&twilio)
         .await;
-    let accounts = ProviderAccounts {
-        twilio: Some(TwilioAccount { base_url: twilio.uri(), account_sid: "AC123".into(), auth_token: TWILIO_TOKEN.into() }),
-        ..Default::default()
-    };
-    let options = CallOptions {
-        public_url: Some(public_url.into()),
-        bridge_url: Some("wss://bridge.example.com/media".into()),
-        ..Default::default()
-    };
-    let calls = CallProviders::new(&accounts, &options);
+    let uri = twilio.uri();
+    let mut config = platform::testing::config(&[
+        ("TWILIO_BASE_URL", &uri),
+        ("TWILIO_ACCOUNT_SID", "AC123"),
+        ("TWILIO_AUTH_TOKEN", TWILIO_TOKEN),
+        ("OUTDIAL_PUBLIC_URL", public_url),
+        ("OUTDIAL_BRIDGE_URL", "wss://bridge.example.com/media"),
+    ]);
+    config.webhooks = secrets;
     let (scheduler, fired) = LocalScheduler::new(Duration::from_secs(3600));
     let queue = LocalQueue::open_in_memory(LocalQueue::DEFAULT_MAX_RECEIVES).unwrap();
-    let campaigns = campaigns::AppState { store: store.clone(), scheduler, accounts, import_max_bytes: 1 << 20 };
-    let ticks = TickState { campaigns, queue, window_margin: chrono::TimeDelta::seconds(120) };
+    let ticks = Ticker::from_config(&config, store.clone(), scheduler, queue);
     let org = store.create_org("Acme").await.unwrap().id;
-    let secrets = std::sync::Arc::new(secrets);
     let app = match noted {
         None => {
-            webhooks::router()
-                .with_state(webhooks::WebhookState {
-                    store: store.clone(),
-                    public_url: options.public_url.clone(),
-                    secrets,
-                    calls,
-                    ticks: ticks.clone(),
-                })
-                .split_for_parts()
-                .0
+            webhooks::router().with_state(webhooks::WebhookState::from_config(&config, store.clone(), ticks.clone())).split_for_parts().0
         }
         Some(noted) => {
-            webhooks::router()
-                .with_state(webhooks::WebhookState {
-                    store: store.clone(),
-                    public_url: options.public_url.clone(),
-                    secrets,
-                    calls,
-                    ticks: noted,
-                })
-                .split_for_parts()
-                .0
+            webhooks::router().with_state(webhooks::WebhookState::from_config(&config, store.clone(), noted)).split_for_parts().0
         }
     };
     World { app, store, ticks, org, twilio, _fired: fired }
@@ -129,8 +107,7 @@ pub fn open_zone() -> chrono_tz::Tz {
 pub fn settings() -> CampaignSettings {
     CampaignSettings {
         provider: CallProvider::Twilio,
-        calling_window: CallingWindow::parse([Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun], "00:00", "23:59")
-            .unwrap(),
+        calling_window: CallingWindow::parse(Day::ALL, "00:00", "23:59").unwrap(),
         retry_policy: RetryPolicy::parse(1, 0, []).unwrap(),
         ..Default::default()
     }
@@ -143,13 +120,13 @@ impl<S: Store> World<S> {
         let c = self.store.create_campaign(self.org, new).await.unwrap();
         let zone = open_zone();
         self.store.add_contacts(self.org, c.id, (0..n).map(|i| NewContact::new(phone(i), zone)).collect(), Utc::now()).await.unwrap();
-        self.ticks.campaigns.scheduler.create(self.org, c.id, Schedule::Ticks).await.unwrap();
+        self.ticks.scheduler.create(self.org, c.id, Schedule::Ticks).await.unwrap();
         self.store.set_campaign_status(self.org, c.id, &[CampaignStatus::Draft], CampaignStatus::Running, Utc::now()).await.unwrap()
     }
 
     /// Runs a tick now; the calls it claimed, queued.
     pub async fn claim(&self, campaign: CampaignId) -> Vec<domain::Call> {
-        campaign_tick::tick(&self.ticks, self.org, campaign, &uuid(), Utc::now()).await.unwrap();
+        app::tick::tick(&self.ticks, self.org, campaign, &uuid(), Utc::now()).await.unwrap();
         self.store.active_calls(self.org, campaign).await.unwrap().into_iter().filter(|c| c.provider_call_id.is_none()).collect()
     }
 

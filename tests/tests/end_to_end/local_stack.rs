@@ -214,9 +214,9 @@ async fn a_started_campaign_is_ticked_and_dialed_under_its_cap() {
     let store = SqliteStore::open(dir.path().join("e2e.db")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut stack = outdial::Stack { tick: std::time::Duration::from_millis(200), ..outdial::Stack::default() };
+    let mut stack = outdial::Stack::default().ticking_every(std::time::Duration::from_millis(200));
     // real time: every simulated call rings for 3 s or more, so none ends during the test
-    stack.dialing.calls.simulator_speed = 1.0;
+    stack.config.dialing.calls.simulator_speed = 1.0;
     tokio::spawn(outdial::serve(store.clone(), stack, listener));
 
     let org = store.create_org("Acme").await.unwrap().id;
@@ -255,10 +255,10 @@ async fn finished_calls_are_readable_with_their_event_logs() {
     let store = SqliteStore::open(dir.path().join("calls.db")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut stack = outdial::Stack { tick: std::time::Duration::from_millis(100), ..outdial::Stack::default() };
-    stack.dialing.calls.simulator_speed = 500.0;
+    let mut stack = outdial::Stack::default().ticking_every(std::time::Duration::from_millis(100));
+    stack.config.dialing.calls.simulator_speed = 500.0;
     // conversations send their signed post-call report, which the campaign waits for before completing
-    stack.dialing.calls.elevenlabs_webhook_secret = Some("e2e-secret".into());
+    stack.config.dialing.calls.elevenlabs_webhook_secret = Some("e2e-secret".into());
     tokio::spawn(outdial::serve(store.clone(), stack, listener));
     let org = store.create_org("Acme").await.unwrap().id;
     let key = store.create_api_key(org).await.unwrap().secret;

@@ -4,10 +4,11 @@
 pub mod client;
 pub mod demo;
 
+use app::{AgentTools, TickRequests, Ticker};
 use axum::{Json, Router, routing::get};
 use domain::{CampaignId, OrgId};
-use platform::{BearerKey, Config, DialingConfig, LocalQueue, LocalScheduler, WebhookSecrets};
-use providers::{AssistantProviders, CallProviders, ProviderAccounts, RetryPolicy};
+use platform::{BearerKey, Config, LocalQueue, LocalScheduler};
+use providers::{AssistantProviders, CallProviders, RetryPolicy};
 use std::{sync::Arc, time::Duration};
 use store::Store;
 use utoipa::OpenApi;
@@ -31,49 +32,49 @@ async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// What the local stack runs with besides its store.
+/// What the local stack runs with besides its store: the configuration every function's state
+/// is built from (`State::from_config`, as in Lambda), and what only the local stack has.
 #[derive(Clone, Debug)]
 pub struct Stack {
+    /// Provider accounts, dialing (the public URL defaults to the local stack's own address),
+    /// webhook secrets (without a Twilio token the simulator's is accepted), upload limit, and the
+    /// local timer's period (`scheduler.local_tick`).
+    pub config: Config,
+    /// The assistant providers of `config`, simulator included: whoever holds the stack reaches
+    /// the same simulated provider the stack serves.
     pub providers: AssistantProviders,
-    /// Which providers have credentials (checked before a campaign starts).
-    pub accounts: ProviderAccounts,
-    pub import_max_bytes: u64,
-    /// How often the local timer ticks a running campaign.
-    pub tick: Duration,
-    /// How calls are placed; the public URL defaults to the local stack's own address.
-    pub dialing: DialingConfig,
     /// The durable local `dial-jobs` queue.
     pub queue: LocalQueue,
     /// Local dial workers, each placing up to 10 calls at once.
     pub dial_workers: usize,
-    /// What verifies providers' webhooks; without a Twilio token the simulator's is accepted.
-    pub webhooks: WebhookSecrets,
     /// The media bridge on the same port (`/media`); its stream URL defaults to the public URL's.
     pub bridge: media_bridge::BridgeSettings,
     /// The agent's tools, with the booking and email services configured (by default the local outbox).
-    pub tools: platform::AgentTools,
+    pub tools: AgentTools,
 }
 
 impl Stack {
     /// From the configuration, with an in-memory queue until `with_queue_at` gives it a file.
     pub fn from_config(config: &Config) -> Self {
         Self {
+            config: config.clone(),
             providers: AssistantProviders::new(&config.providers, RetryPolicy::default()),
-            accounts: config.providers.clone(),
-            import_max_bytes: config.import_max_bytes,
-            tick: config.scheduler.local_tick,
-            dialing: config.dialing.clone(),
             queue: memory_queue(config.dialing.max_receives),
             dial_workers: 2,
-            webhooks: config.webhooks.clone(),
             bridge: media_bridge::BridgeSettings::from_config(config),
-            tools: platform::AgentTools::from_config(&config.tools),
+            tools: AgentTools::from_config(&config.tools),
         }
+    }
+
+    /// The same stack with the local timer ticking every `period`.
+    pub fn ticking_every(mut self, period: Duration) -> Self {
+        self.config.scheduler.local_tick = period;
+        self
     }
 
     /// Keeps the dial-jobs queue in the SQLite file at `path` (it survives restarts).
     pub fn with_queue_at(mut self, path: &std::path::Path) -> Result<Self, platform::QueueError> {
-        self.queue = LocalQueue::open(path, self.dialing.max_receives)?;
+        self.queue = LocalQueue::open(path, self.config.dialing.max_receives)?;
         Ok(self)
     }
 }
@@ -83,21 +84,12 @@ fn memory_queue(max_receives: u32) -> LocalQueue {
 }
 
 impl Default for Stack {
-    /// The simulator only, the default upload limit, a tick a minute, an in-memory queue.
+    /// The configuration of an empty environment (the simulator only, the default upload limit),
+    /// a tick a minute, an in-memory queue, the local outbox.
     fn default() -> Self {
-        let dialing = DialingConfig::default();
-        Self {
-            providers: AssistantProviders::default(),
-            accounts: ProviderAccounts::default(),
-            import_max_bytes: Config::DEFAULT_IMPORT_MAX_BYTES,
-            tick: Duration::from_secs(60),
-            queue: memory_queue(dialing.max_receives),
-            dialing,
-            dial_workers: 2,
-            webhooks: WebhookSecrets::default(),
-            bridge: media_bridge::BridgeSettings::default(),
-            tools: platform::AgentTools::default(),
-        }
+        let config = Config::from_lookup(|_| None).expect("an empty environment is a valid configuration");
+        Self { tools: AgentTools::default(), bridge: media_bridge::BridgeSettings::default(), ..Self::from_config(&config) }
+            .ticking_every(Duration::from_secs(60))
     }
 }
 
@@ -106,48 +98,34 @@ impl Default for Stack {
 /// background the local timer plays EventBridge Scheduler (each firing runs campaign-tick) and
 /// dial workers play the dialer Lambda on the local queue.
 fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::Bridge<S>>) {
-    let (scheduler, mut fired) = LocalScheduler::new(stack.tick);
-    let campaigns_state =
-        campaigns::AppState { store: store.clone(), scheduler, accounts: stack.accounts.clone(), import_max_bytes: stack.import_max_bytes };
-    let tick_state = campaign_tick::TickState {
-        campaigns: campaigns_state.clone(),
-        queue: stack.queue.clone(),
-        window_margin: stack.dialing.window_margin(),
-    };
+    let config = &stack.config;
+    let (scheduler, mut fired) = LocalScheduler::new(config.scheduler.local_tick);
+    let campaigns_state = campaigns::AppState::from_config(config, store.clone(), scheduler.clone());
+    let tick_state = Ticker::from_config(config, store.clone(), scheduler, stack.queue.clone());
     let timer_ticks = tick_state.clone();
     tokio::spawn(async move {
         while let Some(run) = fired.recv().await {
             let tick_state = timer_ticks.clone();
             // each firing on its own task: one slow campaign never delays another's tick
             tokio::spawn(async move {
-                if let Err(e) = campaign_tick::on_scheduled_run(&tick_state, &run).await {
+                if let Err(e) = app::tick::on_scheduled_run(&tick_state, &run).await {
                     tracing::error!(campaign = %run.campaign, error = %e, "scheduled run failed");
                 }
             });
         }
     });
-    let calls = CallProviders::new(&stack.accounts, &stack.dialing.calls);
-    let dialer = dialer::DialerState {
-        store: store.clone(),
-        providers: calls.clone(),
-        queue: stack.queue.clone(),
-        settings: dialer::DialerSettings::new(&stack.dialing, &stack.accounts),
-    };
+    let dialer = dialer::DialerState::from_config(config, store.clone(), stack.queue.clone());
     for _ in 0..stack.dial_workers {
         tokio::spawn(dialer.clone().run_local_worker(Duration::from_millis(200)));
     }
     // the simulator signs with the deployment's secrets, or with its own where there are none
-    let mut secrets = stack.webhooks.clone();
-    secrets.twilio_auth_token = secrets.twilio_auth_token.or_else(|| Some(CallProviders::SIMULATOR_ACCOUNT.1.to_string()));
-    secrets.elevenlabs = secrets.elevenlabs.or_else(|| stack.dialing.calls.elevenlabs_webhook_secret.clone());
-    let bridge = media_bridge::Bridge::with_accounts(store.clone(), calls.clone(), &stack.accounts, stack.tools, stack.bridge);
-    let webhooks_state = webhooks::WebhookState {
-        store: store.clone(),
-        public_url: stack.dialing.calls.public_url.clone(),
-        secrets: Arc::new(secrets),
-        calls,
-        ticks: LocalTicks::spawn(tick_state),
-    };
+    let mut config = stack.config;
+    let secrets = &mut config.webhooks;
+    secrets.twilio_auth_token = secrets.twilio_auth_token.take().or_else(|| Some(CallProviders::SIMULATOR_ACCOUNT.1.to_string()));
+    secrets.elevenlabs = secrets.elevenlabs.take().or_else(|| config.dialing.calls.elevenlabs_webhook_secret.clone());
+    let webhooks_state = webhooks::WebhookState::from_config(&config, store.clone(), LocalTicks::spawn(tick_state));
+    let bridge =
+        media_bridge::Bridge::with_accounts(store.clone(), webhooks_state.calls.clone(), &config.providers, stack.tools, stack.bridge);
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .merge(assistants::router::<S>().with_state(assistants::AppState { store, providers: stack.providers }))
@@ -170,7 +148,7 @@ pub struct LocalTicks {
 }
 
 impl LocalTicks {
-    fn spawn<S: Store>(state: campaign_tick::TickState<S, LocalScheduler, LocalQueue>) -> Self {
+    fn spawn<S: Store>(state: Ticker<S, LocalScheduler, LocalQueue>) -> Self {
         let (requests, mut pending) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(first) = pending.recv().await {
@@ -180,7 +158,7 @@ impl LocalTicks {
                 }
                 let ticks = campaigns.into_iter().map(|(org, campaign)| {
                     let state = state.clone();
-                    async move { campaign_tick::TickRequests::request_tick(&state, org, campaign).await }
+                    async move { TickRequests::request_tick(&state, org, campaign).await }
                 });
                 futures::future::join_all(ticks).await;
             }
@@ -189,7 +167,7 @@ impl LocalTicks {
     }
 }
 
-impl campaign_tick::TickRequests for LocalTicks {
+impl TickRequests for LocalTicks {
     async fn request_tick(&self, org: OrgId, campaign: CampaignId) {
         // the receiver lives as long as the runtime: a send fails only while shutting down
         let _ = self.requests.send((org, campaign));
@@ -209,7 +187,7 @@ pub async fn serve_until<S: Store>(
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let calls = &mut stack.dialing.calls;
+    let calls = &mut stack.config.dialing.calls;
     let public_url = calls.public_url.get_or_insert(format!("http://{}", listener.local_addr()?)).clone();
     // Twilio streams to the same host the webhooks are on: wss:// behind an https:// tunnel
     let stream_url = calls.bridge_url.get_or_insert_with(|| media_url(&public_url)).clone();

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-const TEMPLATE: &str = include_str!("../../../infra/media-bridge.yaml");
+const TEMPLATE: &str = include_str!("../../../../infra/media-bridge.yaml");
 
 /// The container's `Environment` (name → value as written) and its `Secrets`' names.
 fn task_environment() -> (BTreeMap<String, String>, Vec<String>) {

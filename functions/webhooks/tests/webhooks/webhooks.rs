@@ -2,7 +2,7 @@
 //! life of a call from Twilio's callbacks, answering-machine actions, opt-outs, orphans,
 //! completion and the CRM hand-over — and each provider's payloads.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use common::*;
@@ -331,7 +331,7 @@ async fn the_last_call_ending_completes_the_campaign_and_hands_each_call_to_the_
     }
     let done = w.store.get_campaign(w.org, campaign.id).await.unwrap();
     assert_eq!((done.status, done.counters.active_calls, done.counters.contacts_done), (CampaignStatus::Completed, 0, 2));
-    assert!(w.ticks.campaigns.scheduler.get(campaign.id, ScheduledAction::Tick).await.unwrap().is_none(), "schedule deleted");
+    assert!(w.ticks.scheduler.get(campaign.id, ScheduledAction::Tick).await.unwrap().is_none(), "schedule deleted");
     let mut jobs = Vec::new();
     for job in w.ticks.queue.receive(CRM_JOBS, 10, std::time::Duration::from_secs(60)).await.unwrap() {
         jobs.push(serde_json::from_str::<CrmJob>(&job.body).unwrap().call_id);
@@ -355,7 +355,7 @@ async fn a_missing_report_is_waited_for_only_the_grace_period() {
     w.send(twilio_signed("/webhooks/twilio/status", &twilio_status("CA60", 3, "completed", t, Some(9)), TWILIO_TOKEN)).await;
     assert!(w.ticks.queue.receive(CRM_JOBS, 10, std::time::Duration::from_secs(60)).await.unwrap().is_empty());
     let later = t + domain::REPORT_GRACE + Duration::seconds(1);
-    let report = campaign_tick::tick(&w.ticks, w.org, campaign.id, "after-grace", later).await.unwrap();
+    let report = app::tick::tick(&w.ticks, w.org, campaign.id, "after-grace", later).await.unwrap();
     assert_eq!((report.post_calls, report.completed), (1, true));
     assert_eq!(w.ticks.queue.receive(CRM_JOBS, 10, std::time::Duration::from_secs(60)).await.unwrap().len(), 1);
 }

@@ -3,7 +3,7 @@
 //! dispositions, contacts, campaign counters and capacity — on SQLite and on DynamoDB (moto),
 //! against the in-order run on SQLite.
 
-mod common;
+use crate::common;
 
 use axum::{body::Body, http::Request};
 use chrono::{DateTime, Duration, Utc};

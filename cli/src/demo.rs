@@ -76,8 +76,8 @@ pub struct DemoReport {
 /// Runs the demo on `store` (a fresh database) with the simulator, and reports.
 pub async fn run<S: Store>(store: S, mut stack: Stack, options: &DemoOptions) -> Result<DemoReport, Error> {
     let started = std::time::Instant::now();
-    stack.tick = Duration::from_millis(250);
-    let calls = &mut stack.dialing.calls;
+    stack.config.scheduler.local_tick = Duration::from_millis(250);
+    let calls = &mut stack.config.dialing.calls;
     calls.simulator_seed = options.seed;
     calls.simulator_speed = options.speed;
     // the simulated conversations send signed ElevenLabs post-call transcripts
@@ -160,13 +160,10 @@ fn callable_areas(now: chrono::DateTime<Utc>) -> (domain::CallingWindow, Vec<(u3
     if areas.len() == AREAS.len() {
         return (default, areas);
     }
-    let every_day = domain::CallingWindow::parse(ALL_DAYS, "00:00", "23:59").expect("a valid window");
+    let every_day = domain::CallingWindow::parse(domain::Day::ALL, "00:00", "23:59").expect("a valid window");
     let areas = open(&every_day);
     (every_day, areas)
 }
-
-const ALL_DAYS: [domain::Day; 7] =
-    [domain::Day::Mon, domain::Day::Tue, domain::Day::Wed, domain::Day::Thu, domain::Day::Fri, domain::Day::Sat, domain::Day::Sun];
 
 fn campaign_spec(assistant: &Value, window: &domain::CallingWindow) -> Value {
     json!({

@@ -4,12 +4,14 @@
 //! its placement was recorded is hung up at once; a request whose answer was lost and cannot be
 //! looked up is sent once, and the sweep settles it.
 
-use campaign_tick::{TickState, tick};
+use app::{
+    Dialed,
+    tick::{TickReport, Ticker, tick},
+};
 use chrono::{DateTime, Duration, Utc};
-use dialer::{Dialed, DialerSettings, DialerState};
+use dialer::DialerState;
 use domain::{CallState, CampaignSettings, CampaignStatus, Cap, DialJob, E164, EndReason, NewAssistant, NewCampaign, NewContact, OrgId};
-use platform::{CallsPerSecond, DIAL_JOBS, JobQueue, LocalQueue, LocalScheduler, testing::midday_zone};
-use providers::{CallOptions, CallProviders, ProviderAccounts, TwilioAccount};
+use platform::{DIAL_JOBS, JobQueue, LocalQueue, LocalScheduler, testing::midday_zone};
 use serde_json::json;
 use std::time::Duration as StdDuration;
 use store::Store;
@@ -22,7 +24,7 @@ const CALLS: &str = "/2010-04-01/Accounts/AC123/Calls.json";
 
 struct Rig<S: Store> {
     dialer: DialerState<S, LocalQueue>,
-    ticks: TickState<S, LocalScheduler, LocalQueue>,
+    ticks: Ticker<S, LocalScheduler, LocalQueue>,
     org: OrgId,
     campaign: domain::Campaign,
     twilio: MockServer,
@@ -32,28 +34,25 @@ struct Rig<S: Store> {
 /// call every `pace`) and its tick sharing one queue.
 async fn rig<S: Store>(store: S, pace: StdDuration) -> Rig<S> {
     let twilio = MockServer::start().await;
-    let accounts = ProviderAccounts {
-        twilio: Some(TwilioAccount { base_url: twilio.uri(), account_sid: "AC123".into(), auth_token: "tw-token".into() }),
-        ..Default::default()
-    };
-    let options = CallOptions {
-        public_url: Some("https://hooks.example.com".into()),
-        bridge_url: Some("wss://bridge.example.com/media".into()),
-        provider_timeout: StdDuration::from_secs(5),
-        ..Default::default()
-    };
+    let calls_per_second = (1.0 / pace.as_secs_f64()).to_string();
+    let mut config = platform::testing::config(&[
+        ("TWILIO_BASE_URL", &twilio.uri()),
+        ("TWILIO_ACCOUNT_SID", "AC123"),
+        ("TWILIO_AUTH_TOKEN", "tw-token"),
+        ("OUTDIAL_PUBLIC_URL", "https://hooks.example.com"),
+        ("OUTDIAL_BRIDGE_URL", "wss://bridge.example.com/media"),
+        ("OUTDIAL_PROVIDER_TIMEOUT_SECONDS", "5"),
+        ("TWILIO_CALLS_PER_SECOND", &calls_per_second),
+    ]);
+    // no backoff: the tests redeliver at once
+    config.dialing.retry_backoff = StdDuration::ZERO;
     let queue = LocalQueue::open_in_memory(5).unwrap();
     let org = store.create_org("Acme").await.unwrap().id;
-    let config = domain::assistant::templates()[0].config.clone();
-    let mut assistant = NewAssistant::local("Agent", domain::ProviderKind::Elevenlabs, config).unwrap();
+    let template = domain::assistant::templates()[0].config.clone();
+    let mut assistant = NewAssistant::local("Agent", domain::ProviderKind::Elevenlabs, template).unwrap();
     assistant.provider_assistant_id = Some("agent_1".into());
     let (assistant, _) = store.import_assistant(org, assistant, Utc::now()).await.unwrap();
-    let every_day = domain::CallingWindow::parse(
-        [domain::Day::Mon, domain::Day::Tue, domain::Day::Wed, domain::Day::Thu, domain::Day::Fri, domain::Day::Sat, domain::Day::Sun],
-        "00:00",
-        "23:59",
-    )
-    .unwrap();
+    let every_day = domain::CallingWindow::parse(domain::Day::ALL, "00:00", "23:59").unwrap();
     let settings = CampaignSettings {
         provider: domain::CallProvider::Twilio,
         caller_ids: vec![E164::parse("+16285550001", None).unwrap()],
@@ -67,29 +66,18 @@ async fn rig<S: Store>(store: S, pace: StdDuration) -> Rig<S> {
     store.add_contacts(org, campaign.id, contacts, Utc::now()).await.unwrap();
     let campaign =
         store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, Utc::now()).await.unwrap();
-    let dialing = platform::DialingConfig {
-        calls_per_second: CallsPerSecond { twilio: 1.0 / pace.as_secs_f64(), elevenlabs: 0.0, vapi: 0.0, retell: 0.0, simulator: 0.0 },
-        retry_backoff: StdDuration::ZERO,
-        ..Default::default()
-    };
-    let dialer = DialerState {
-        store: store.clone(),
-        providers: CallProviders::new(&accounts, &options),
-        queue: queue.clone(),
-        settings: DialerSettings::new(&dialing, &accounts),
-    };
+    let dialer = DialerState::from_config(&config, store.clone(), queue.clone());
     let (scheduler, _fired) = LocalScheduler::new(StdDuration::from_secs(3600));
-    let campaigns = campaigns::AppState { store, scheduler, accounts, import_max_bytes: 1 << 20 };
-    let ticks = TickState { campaigns, queue, window_margin: dialing.window_margin() };
+    let ticks = Ticker::from_config(&config, store, scheduler, queue);
     Rig { dialer, ticks, org, campaign, twilio }
 }
 
 impl<S: Store> Rig<S> {
     fn store(&self) -> &S {
-        &self.ticks.campaigns.store
+        &self.ticks.store
     }
 
-    async fn tick(&self, execution: &str, at: DateTime<Utc>) -> campaign_tick::TickReport {
+    async fn tick(&self, execution: &str, at: DateTime<Utc>) -> TickReport {
         tick(&self.ticks, self.org, self.campaign.id, execution, at).await.unwrap()
     }
 
@@ -139,7 +127,7 @@ async fn the_sweep_leaves_a_slowly_paced_dial_alone_and_the_contact_is_dialed_on
     rig.store().reserve_dial_slot("twilio#AC123", now, domain::Pace::per_second(1.0 / 3.0), StdDuration::from_secs(60)).await.unwrap();
     let dialing = {
         let dialer = rig.dialer.clone();
-        tokio::spawn(async move { dialer.dial(&job, 1, now).await })
+        tokio::spawn(async move { dialer.dialer.dial(&job, 1, now).await })
     };
     tokio::time::sleep(StdDuration::from_millis(500)).await;
     // five and a half minutes after the claim, past the sweep's timeout for a queued call
@@ -173,7 +161,7 @@ async fn a_call_placed_after_the_sweep_ended_it_is_hung_up_at_once<S: Store>(sto
     let job = rig.jobs().await.remove(0);
     let dialing = {
         let dialer = rig.dialer.clone();
-        tokio::spawn(async move { dialer.dial(&job, 1, now).await })
+        tokio::spawn(async move { dialer.dialer.dial(&job, 1, now).await })
     };
     tokio::time::sleep(StdDuration::from_millis(300)).await;
     // the sweep's clock says the dialer took the call six minutes ago: it gives up on it
@@ -194,9 +182,12 @@ async fn a_lost_answer_that_cannot_be_looked_up_is_sent_once_and_the_sweep_ends_
     let now = Utc::now();
     assert_eq!(rig.tick("claim", now).await.claimed, 1);
     let job = rig.jobs().await.remove(0);
-    assert!(matches!(rig.dialer.dial(&job, 1, now).await.unwrap(), Dialed::Unconfirmed { .. }));
+    assert!(matches!(rig.dialer.dialer.dial(&job, 1, now).await.unwrap(), Dialed::Unconfirmed { .. }));
     for receive in 2..=5 {
-        assert!(matches!(rig.dialer.dial(&job, receive, now).await.unwrap(), Dialed::Skipped { .. }), "redelivered: never sent again");
+        assert!(
+            matches!(rig.dialer.dialer.dial(&job, receive, now).await.unwrap(), Dialed::Skipped { .. }),
+            "redelivered: never sent again"
+        );
     }
     assert_eq!(rig.tick("waiting", now + Duration::minutes(4)).await.timed_out, 0, "callbacks may still come");
     let swept = rig.tick("sweep", now + Duration::minutes(6)).await;

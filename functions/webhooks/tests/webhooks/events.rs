@@ -2,7 +2,7 @@
 //! router: Twilio's are signed for the sample URL with the documented test token; ElevenLabs'
 //! and Retell's are signed here (their signatures expire); Vapi's carries the sample secret.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use common::*;

@@ -59,14 +59,14 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
     let store = SqliteStore::open(dir.path().join("twilio.db")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut stack = outdial::Stack { tick: Duration::from_millis(100), ..outdial::Stack::default() };
-    stack.accounts.twilio =
+    let mut stack = outdial::Stack::default().ticking_every(Duration::from_millis(100));
+    stack.config.providers.twilio =
         Some(providers::TwilioAccount { base_url: twilio.uri(), account_sid: ACCOUNT.into(), auth_token: TOKEN.into() });
-    stack.accounts.elevenlabs = Some(providers::ProviderAccount { base_url: elevenlabs.uri(), api_key: "xi-e2e".into() });
-    stack.webhooks.twilio_auth_token = Some(TOKEN.into());
+    stack.config.providers.elevenlabs = Some(providers::ProviderAccount { base_url: elevenlabs.uri(), api_key: "xi-e2e".into() });
+    stack.config.webhooks.twilio_auth_token = Some(TOKEN.into());
     stack.bridge.twilio_auth_token = Some(TOKEN.into());
     let outbox = platform::LocalOutbox::default();
-    stack.tools = platform::AgentTools::new(None, platform::AnyMailer::Local(outbox.clone()));
+    stack.tools = app::AgentTools::new(None, platform::AnyMailer::Local(outbox.clone()));
     tokio::spawn(outdial::serve(store.clone(), stack, listener));
 
     let org = store.create_org("Acme").await.unwrap().id;

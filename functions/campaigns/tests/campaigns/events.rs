@@ -2,7 +2,7 @@
 //! handlers as Lambda and EventBridge Scheduler deliver them, so the samples stay true to the code.
 
 use axum::http::StatusCode;
-use campaigns::{AppState, lifecycle, router};
+use campaigns::{AppState, router};
 use platform::{
     CampaignScheduler, LocalScheduler, ScheduledAction, ScheduledRun,
     testing::{invoke_event, load_event},
@@ -24,7 +24,7 @@ async fn every_sample_event_is_answered_by_its_route() {
     let new = domain::NewAssistant::local("Agent", domain::ProviderKind::Simulator, config).unwrap();
     let assistant = store.create_assistant(org, new, chrono::Utc::now()).await.unwrap().id.to_string();
     let (scheduler, _fired) = LocalScheduler::new(std::time::Duration::from_secs(3600));
-    let state = AppState { store: store.clone(), scheduler: scheduler.clone(), accounts: Default::default(), import_max_bytes: 1 << 20 };
+    let state = AppState::from_config(&platform::testing::config(&[]), store.clone(), scheduler.clone());
     let (app, _) = router().with_state(state.clone()).split_for_parts();
 
     let (status, created) = invoke_event(&app, "campaigns/create.json", &[(KEY, &key), (ASSISTANT, &assistant)]).await;
@@ -77,7 +77,7 @@ async fn every_sample_event_is_answered_by_its_route() {
         .unwrap();
     let (org_s, draft_s) = (org.to_string(), draft.id.to_string());
     let run = |name: &str| serde_json::from_str::<ScheduledRun>(&load_event(name, &[(ORG, &org_s), (CAMPAIGN, &draft_s)])).unwrap();
-    lifecycle::on_scheduled_start(&state, &run("schedules/start.json")).await.unwrap();
+    state.lifecycle().on_scheduled_start(&run("schedules/start.json")).await.unwrap();
     assert_eq!(store.get_campaign(org, draft.id).await.unwrap().status, domain::CampaignStatus::Running);
     assert!(scheduler.get(draft.id, ScheduledAction::Tick).await.unwrap().is_some());
 }

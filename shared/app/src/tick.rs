@@ -1,5 +1,5 @@
-//! The `campaign-tick` function: one campaign's tick, run by its EventBridge schedule (the
-//! payload is the schedule's input), by the local timer, and on demand after a call ends.
+//! One campaign's tick, run by its EventBridge schedule, by the local timer, and on demand after
+//! a call ends.
 //!
 //! A tick is idempotent per execution id (recorded once its work succeeded, so a failed one's
 //! retry runs again), sweeps calls that went silent (TIMEOUT, or FAILED when a dialer's request
@@ -12,8 +12,17 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{CallDetails, CallEvent, CallEventKind, CampaignId, CampaignStatus, CrmJob, DialJob, OrgId, Swept};
 use platform::{CRM_JOBS, CampaignScheduler, DIAL_JOBS, JobQueue, QueueError, ScheduledAction, ScheduledRun};
+use providers::ProviderAccounts;
 use std::future::Future;
-use store::{Store, StoreError};
+use store::{AssistantStore, CallStore, CampaignStore, DialingStore, OrgStore, StoreError};
+use tracing::Instrument;
+
+use crate::lifecycle::{Lifecycle, LifecycleError};
+
+/// What a tick reads and writes: campaigns, their calls, the dialing records, and (to start or
+/// complete a campaign) organisations and assistants.
+pub trait TickStore: OrgStore + CampaignStore + AssistantStore + CallStore + DialingStore + Clone + 'static {}
+impl<T: OrgStore + CampaignStore + AssistantStore + CallStore + DialingStore + Clone + 'static> TickStore for T {}
 
 /// Orphaned provider call ids looked at per tick.
 const ORPHANS_PER_TICK: u32 = 50;
@@ -31,23 +40,33 @@ pub enum TickError {
     #[error(transparent)]
     Queue(#[from] QueueError),
     /// Starting or unscheduling the campaign failed.
-    #[error("{0}")]
-    Lifecycle(String),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
 }
 
-impl From<platform::Problem> for TickError {
-    fn from(p: platform::Problem) -> Self {
-        Self::Lifecycle(p.detail)
+/// What the tick needs: the store, the scheduler and the provider accounts (to start or
+/// unschedule a campaign), the queue, and how much of a contact's legal window must be left to
+/// claim it (`OUTDIAL_WINDOW_MARGIN_SECONDS`).
+#[derive(Clone)]
+pub struct Ticker<S, C, Q> {
+    pub store: S,
+    pub scheduler: C,
+    pub accounts: ProviderAccounts,
+    pub queue: Q,
+    pub window_margin: TimeDelta,
+}
+
+impl<S, C, Q> Ticker<S, C, Q> {
+    /// The tick's state, built once from the configuration for every place that ticks.
+    pub fn from_config(config: &platform::Config, store: S, scheduler: C, queue: Q) -> Self {
+        Self { store, scheduler, accounts: config.providers.clone(), queue, window_margin: config.dialing.window_margin() }
     }
 }
 
-/// What the tick needs: the campaigns function's state (store, scheduler, accounts), the queue,
-/// and how much of a contact's legal window must be left to claim it (`OUTDIAL_WINDOW_MARGIN_SECONDS`).
-#[derive(Clone)]
-pub struct TickState<S, C, Q> {
-    pub campaigns: campaigns::AppState<S, C>,
-    pub queue: Q,
-    pub window_margin: TimeDelta,
+impl<S: TickStore, C: CampaignScheduler, Q: JobQueue> Ticker<S, C, Q> {
+    fn lifecycle(&self) -> Lifecycle<'_, S, C> {
+        Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts }
+    }
 }
 
 /// What one tick did.
@@ -71,7 +90,7 @@ pub trait TickRequests: Clone + Send + Sync + 'static {
 }
 
 /// Runs the requested tick before answering (Lambda: nothing may run after the response).
-impl<S: Store, C: CampaignScheduler, Q: JobQueue> TickRequests for TickState<S, C, Q> {
+impl<S: TickStore, C: CampaignScheduler, Q: JobQueue> TickRequests for Ticker<S, C, Q> {
     async fn request_tick(&self, org: OrgId, campaign: CampaignId) {
         let execution_id = format!("on-demand:{}", uuid::Uuid::now_v7());
         if let Err(e) = tick(self, org, campaign, &execution_id, Utc::now()).await {
@@ -81,13 +100,14 @@ impl<S: Store, C: CampaignScheduler, Q: JobQueue> TickRequests for TickState<S, 
 }
 
 /// Handles one schedule firing: `start` launches the campaign, `tick` ticks it.
-pub async fn on_scheduled_run<S: Store, C: CampaignScheduler, Q: JobQueue>(
-    state: &TickState<S, C, Q>,
+pub async fn on_scheduled_run<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
+    state: &Ticker<S, C, Q>,
     run: &ScheduledRun,
 ) -> Result<TickReport, TickError> {
     match run.action {
         ScheduledAction::Start => {
-            campaigns::lifecycle::on_scheduled_start(&state.campaigns, run).await?;
+            let span = tracing::info_span!("scheduled_start", campaign = %run.campaign, execution = %run.execution_id);
+            state.lifecycle().on_scheduled_start(run).instrument(span).await?;
             Ok(TickReport::default())
         }
         ScheduledAction::Tick => tick(state, run.org, run.campaign, &run.execution_id, Utc::now()).await,
@@ -95,14 +115,15 @@ pub async fn on_scheduled_run<S: Store, C: CampaignScheduler, Q: JobQueue>(
 }
 
 /// One tick of one campaign at `now`.
-pub async fn tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
-    state: &TickState<S, C, Q>,
+#[tracing::instrument(name = "tick", skip_all, fields(campaign = %campaign_id, execution = execution_id))]
+pub async fn tick<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
+    state: &Ticker<S, C, Q>,
     org: OrgId,
     campaign_id: CampaignId,
     execution_id: &str,
     now: DateTime<Utc>,
 ) -> Result<TickReport, TickError> {
-    let store = &state.campaigns.store;
+    let store = &state.store;
     if store.has_tick_run(org, campaign_id, execution_id).await? {
         return Ok(TickReport { repeated: true, ..TickReport::default() });
     }
@@ -113,13 +134,13 @@ pub async fn tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
 }
 
 /// The tick's work; safe to repeat (claims, sweeps and hand-overs each happen once in the store).
-async fn run_tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
-    state: &TickState<S, C, Q>,
+async fn run_tick<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
+    state: &Ticker<S, C, Q>,
     org: OrgId,
     campaign_id: CampaignId,
     now: DateTime<Utc>,
 ) -> Result<TickReport, TickError> {
-    let store = &state.campaigns.store;
+    let store = &state.store;
     let mut report = TickReport::default();
     let campaign = store.get_campaign(org, campaign_id).await?;
     // calls of a paused or canceled campaign still finish, and may still go silent
@@ -139,7 +160,7 @@ async fn run_tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
         let applied = store.apply_call_event(org, call.id, event, now).await?;
         if applied.transition.is_some_and(|t| t.releases_capacity) {
             report.timed_out += 1;
-            tracing::warn!(campaign = %campaign_id, call = %call.id, state = call.state.as_str(), ?swept, "no news from the provider: call ended by the sweep");
+            tracing::warn!(call = %call.id, state = call.state.as_str(), ?swept, "no news from the provider: call ended by the sweep");
         }
     }
     for (provider, provider_call_id) in store.orphaned_calls(ORPHANS_PER_TICK, now - ORPHAN_RECHECK).await? {
@@ -163,7 +184,7 @@ async fn run_tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
         // a job that could not be queued leaves its call queued without a provider id: the sweep times it out
         for (claim, sent) in claims.iter().zip(futures::future::join_all(jobs).await) {
             if let Err(e) = sent {
-                tracing::error!(campaign = %campaign_id, call = %claim.call.id, error = %e, "dial job not queued");
+                tracing::error!(call = %claim.call.id, error = %e, "dial job not queued");
             }
         }
     }
@@ -172,27 +193,27 @@ async fn run_tick<S: Store, C: CampaignScheduler, Q: JobQueue>(
         match store.set_campaign_status(org, campaign_id, &[CampaignStatus::Running], CampaignStatus::Completed, now).await {
             Ok(_) => {
                 report.completed = true;
-                tracing::info!(campaign = %campaign_id, "campaign completed");
+                tracing::info!("campaign completed");
             }
             Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
     if campaign.status != CampaignStatus::Running || report.completed {
-        campaigns::lifecycle::sync_schedule(&state.campaigns, org, campaign_id).await?;
+        state.lifecycle().sync_schedule(org, campaign_id).await?;
     }
     Ok(report)
 }
 
 /// Marks the call's post-call work done (once, whoever else tries) and queues its CRM job when
 /// the campaign has a CRM target; a job that cannot be queued takes the mark back for the next tick.
-async fn hand_on_finished_call<S: Store, C: CampaignScheduler, Q: JobQueue>(
-    state: &TickState<S, C, Q>,
+async fn hand_on_finished_call<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
+    state: &Ticker<S, C, Q>,
     campaign: &domain::Campaign,
     call: &domain::Call,
     now: DateTime<Utc>,
 ) -> Result<bool, TickError> {
-    let store = &state.campaigns.store;
+    let store = &state.store;
     if !store.mark_post_call(call.org_id, call.id, Some(now)).await? {
         return Ok(false);
     }

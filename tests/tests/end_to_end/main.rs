@@ -1,0 +1,8 @@
+//! The end_to_end integration tests in one binary (each test binary links the whole stack once);
+//! each module says what it tests.
+
+mod architecture;
+mod demo;
+mod dial_path;
+mod local_stack;
+mod twilio_bridge;
