@@ -7,7 +7,7 @@ pub mod demo;
 use app::{AgentTools, TickRequests, Ticker};
 use axum::{Json, Router, routing::get};
 use domain::{CampaignId, OrgId};
-use platform::{BearerKey, Config, LocalQueue, LocalScheduler};
+use platform::{BearerKey, Config, IdLinks, LocalQueue, LocalScheduler, StandardProblems};
 use providers::{AssistantProviders, CallProviders, RetryPolicy};
 use std::{sync::Arc, time::Duration};
 use store::Store;
@@ -31,6 +31,14 @@ struct Health {
 async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
+
+/// Where each created (or listed) record's id is found, and which routes take it.
+const ID_LINKS: IdLinks = IdLinks(&[
+    ("POST /campaigns", "201", "/id", "/campaigns/{id}"),
+    ("POST /assistants", "201", "/id", "/assistants/{id}"),
+    ("POST /assistants/import", "201", "/id", "/assistants/{id}"),
+    ("GET /campaigns/{id}/calls", "200", "/items/0/id", "/calls/{id}"),
+]);
 
 /// What the local stack runs with besides its store: the configuration every function's state
 /// is built from (`State::from_config`, as in Lambda), and what only the local stack has.
@@ -126,13 +134,16 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
     let webhooks_state = webhooks::WebhookState::from_config(&config, store.clone(), LocalTicks::spawn(tick_state));
     let bridge =
         media_bridge::Bridge::with_accounts(store.clone(), webhooks_state.calls.clone(), &config.providers, stack.tools, stack.bridge);
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .merge(assistants::router::<S>().with_state(assistants::AppState { store, providers: stack.providers }))
         .merge(campaigns::router::<S, LocalScheduler>().with_state(campaigns_state))
         .merge(webhooks::router::<S, LocalTicks>().with_state(webhooks_state))
         .merge(media_bridge::routes::<S>().with_state(media_bridge::BridgeState(bridge.clone())))
         .split_for_parts();
+    // after the merge: the problems every route answers, on every route
+    utoipa::Modify::modify(&StandardProblems, &mut openapi);
+    utoipa::Modify::modify(&ID_LINKS, &mut openapi);
     let document = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
     let router = router.route("/openapi.json", get(move || async move { Json(document) })).fallback(|uri: axum::http::Uri| async move {
         platform::Problem::not_found(format!("there is no route {uri}; see /openapi.json"))

@@ -17,7 +17,7 @@ use platform::{
 };
 use providers::{AssistantProvider, AssistantProviders};
 use serde::{Deserialize, Serialize};
-use store::{AssistantFilter, AssistantStore, PageRequest, Store, StoreError};
+use store::{AssistantFilter, AssistantStore, Store, StoreError};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -53,12 +53,14 @@ pub async fn install_templates<S: AssistantStore>(store: &S, org: OrgId) -> Resu
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AssistantQuery {
     /// Only active (`true`) or inactive (`false`) assistants.
     pub active: Option<bool>,
     /// Only assistants that came into the directory this way.
     pub source: Option<AssistantSource>,
     /// Items per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -161,7 +163,7 @@ async fn list_assistants<S: Store>(
     Query(q): Query<AssistantQuery>,
 ) -> Result<axum::Json<List<Assistant>>, Problem> {
     let filter = AssistantFilter { active: q.active, source: q.source };
-    Ok(axum::Json(state.store.list_assistants(org, filter, PageRequest::new(q.limit, q.cursor)).await?.into()))
+    Ok(axum::Json(state.store.list_assistants(org, filter, platform::list::page_request(q.limit, q.cursor)?).await?.into()))
 }
 
 /// Create an assistant at its provider, then keep it in the directory. Nothing is kept when the
@@ -238,7 +240,7 @@ async fn get_assistant<S: Store>(
 /// Change the name, config or active flag. A changed name or config is pushed to the provider
 /// first; if it refuses, nothing changes here. Requires `If-Match` with the current version.
 #[utoipa::path(patch, path = "/assistants/{id}", tag = "assistants", request_body = UpdateAssistant,
-    params(("id" = String, Path, description = "assistant id"), ("If-Match" = String, Header, description = "the version being changed, e.g. \"3\"")),
+    params(("id" = String, Path, description = "assistant id"), ("If-Match" = String, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "the version being changed, e.g. \"3\"")),
     security(("apiKey" = [])),
     responses(
         (status = 200, body = Assistant, headers(("ETag" = String))),

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use domain::{Call, CallDisposition, CallId, CallState};
 use platform::{Authenticated, CampaignScheduler, List, Problem, extract::Query};
 use serde::{Deserialize, Serialize};
-use store::{CallFilter, PageRequest, Store, StoredCallEvent};
+use store::{CallFilter, Store, StoredCallEvent};
 use utoipa::{IntoParams, ToSchema};
 
 /// A call as the API shows it: its record, how it ended and, for one call, its event log.
@@ -56,11 +56,13 @@ impl From<StoredCallEvent> for CallEventView {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CallQuery {
     /// Only calls in this state.
     pub state: Option<CallState>,
     /// Only finished calls with this disposition.
     pub disposition: Option<CallDisposition>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -92,6 +94,6 @@ pub(crate) async fn list_calls<S: Store, C: CampaignScheduler>(
     Query(q): Query<CallQuery>,
 ) -> Result<axum::Json<List<CallView>>, Problem> {
     let filter = CallFilter { state: q.state, disposition: q.disposition };
-    let page = state.store.list_calls(org, campaign_id(&id)?, filter, PageRequest::new(q.limit, q.cursor)).await?;
+    let page = state.store.list_calls(org, campaign_id(&id)?, filter, platform::list::page_request(q.limit, q.cursor)?).await?;
     Ok(axum::Json(List::of(page, |c| CallView::new(c, None))))
 }

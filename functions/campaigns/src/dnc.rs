@@ -40,6 +40,7 @@ pub struct DoNotCallReport {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct RegionQuery {
     /// Country in which national numbers are read (ISO 3166-1 alpha-2).
     pub region: Option<String>,
@@ -100,7 +101,7 @@ pub(crate) async fn list_do_not_call<S: Store, C: CampaignScheduler>(
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<DoNotCall>>, Problem> {
-    let page = state.store.list_do_not_call(org, q.page()).await?;
+    let page = state.store.list_do_not_call(org, q.page()?).await?;
     Ok(axum::Json(List::of(page, DoNotCall::from)))
 }
 

@@ -58,6 +58,7 @@ pub struct InvalidRow {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportQuery {
     /// Country in which national numbers are read (ISO 3166-1 alpha-2); by default the campaign's.

@@ -17,7 +17,7 @@ use platform::{AuthState, Authenticated, CampaignScheduler, List, PageQuery, Pro
 use providers::ProviderAccounts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use store::{ContactFilter, ContactTally, PageRequest, Store};
+use store::{ContactFilter, ContactTally, Store};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -110,11 +110,13 @@ impl CampaignView {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ContactQuery {
     /// Only contacts in this state.
     pub state: Option<ContactState>,
     /// Only finished contacts with this disposition.
     pub disposition: Option<ContactDisposition>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -183,7 +185,7 @@ async fn list_campaigns<S: Store, C: CampaignScheduler>(
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<CampaignView>>, Problem> {
-    let page = state.store.list_campaigns(org, q.page()).await?;
+    let page = state.store.list_campaigns(org, q.page()?).await?;
     Ok(axum::Json(List::of(page, |c| CampaignView::new(c, None))))
 }
 
@@ -210,7 +212,7 @@ async fn list_contacts<S: Store, C: CampaignScheduler>(
     Path(id): Path<String>,
     Query(q): Query<ContactQuery>,
 ) -> Result<axum::Json<List<Contact>>, Problem> {
-    let page = PageRequest::new(q.limit, q.cursor);
+    let page = platform::list::page_request(q.limit, q.cursor)?;
     let filter = ContactFilter { state: q.state, disposition: q.disposition };
     Ok(axum::Json(state.store.list_contacts(org, campaign_id(&id)?, filter, page).await?.into()))
 }

@@ -13,7 +13,7 @@ pub mod wire;
 use app::AgentTools;
 use axum::{
     Json, Router,
-    extract::{Path, State, WebSocketUpgrade},
+    extract::{Path, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response, Sse, sse::Event},
     routing::get,
@@ -252,10 +252,21 @@ pub async fn serve_calls<S: Store>(
 #[utoipa::path(get, path = "/media", tag = "media bridge",
     params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the stream URL")),
     responses((status = 101, description = "switched to the media stream's WebSocket"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "not a WebSocket upgrade"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "no signature"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "invalid signature"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "draining, or signatures not configured")))]
-async fn media<S: Store>(State(state): State<BridgeState<S>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+async fn media<S: Store>(
+    State(state): State<BridgeState<S>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(e) => {
+            return Problem::new(StatusCode::BAD_REQUEST, "not-a-websocket", "Not a WebSocket upgrade", e.body_text()).into_response();
+        }
+    };
     let bridge = state.0;
     if *bridge.phase.borrow() != Phase::Serving {
         return Problem::new(

@@ -147,11 +147,12 @@ async fn deliver<S: DeliveryStore, T: TickRequests>(state: &WebhookState<S, T>, 
 /// Twilio call status callback (form): queued, initiated, ringing, in-progress, completed, busy,
 /// no-answer, failed, canceled.
 #[utoipa::path(post, path = "/webhooks/twilio/status", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback form, signed with X-Twilio-Signature"),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "Twilio's status callback form, signed with X-Twilio-Signature"),
     responses((status = 204, description = "accepted (also for unknown calls and values, kept in the log)"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "no signature"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "invalid signature")))]
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "invalid signature"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
 async fn twilio_status<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     State(state): State<WebhookState<S, T>>,
     request: SignedRequest,
@@ -161,9 +162,10 @@ async fn twilio_status<S: DeliveryStore + Clone + 'static, T: TickRequests>(
 
 /// Twilio asynchronous answering-machine detection callback (form).
 #[utoipa::path(post, path = "/webhooks/twilio/amd", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's AMD callback form, signed with X-Twilio-Signature"),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "Twilio's AMD callback form, signed with X-Twilio-Signature"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
 async fn twilio_amd<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     State(state): State<WebhookState<S, T>>,
     request: SignedRequest,
@@ -173,9 +175,10 @@ async fn twilio_amd<S: DeliveryStore + Clone + 'static, T: TickRequests>(
 
 /// Twilio recording status callback (form).
 #[utoipa::path(post, path = "/webhooks/twilio/recording", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's recording status form, signed with X-Twilio-Signature"),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded", description = "Twilio's recording status form, signed with X-Twilio-Signature"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
 async fn twilio_recording<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     State(state): State<WebhookState<S, T>>,
     request: SignedRequest,
@@ -187,7 +190,8 @@ async fn twilio_recording<S: DeliveryStore + Clone + 'static, T: TickRequests>(
 /// with `ElevenLabs-Signature` (30-minute tolerance).
 #[utoipa::path(post, path = "/webhooks/elevenlabs", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
 async fn elevenlabs_post_call<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     State(state): State<WebhookState<S, T>>,
     request: SignedRequest,
@@ -204,7 +208,8 @@ async fn elevenlabs_post_call<S: DeliveryStore + Clone + 'static, T: TickRequest
 /// authenticated by `X-Vapi-Secret`, `Authorization: Bearer` or, when configured, `x-vapi-signature`.
 #[utoipa::path(post, path = "/webhooks/vapi", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
 async fn vapi_server_message<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     State(state): State<WebhookState<S, T>>,
     request: SignedRequest,
@@ -220,7 +225,8 @@ async fn vapi_server_message<S: DeliveryStore + Clone + 'static, T: TickRequests
 /// with `X-Retell-Signature` (5-minute tolerance).
 #[utoipa::path(post, path = "/webhooks/retell", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json")))]
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
 async fn retell_webhook<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     State(state): State<WebhookState<S, T>>,
     request: SignedRequest,

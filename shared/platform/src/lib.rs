@@ -22,6 +22,6 @@ pub use config::{
 };
 pub use email::{AnyMailer, EmailError, KeptEmail, LocalOutbox, Mailer, SesMailer};
 pub use list::{List, PageQuery};
-pub use problem::Problem;
+pub use problem::{IdLinks, Problem, StandardProblems};
 pub use queue::{CRM_JOBS, DIAL_JOBS, JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};
 pub use schedule::{CampaignScheduler, EventBridgeScheduler, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, SchedulerError};

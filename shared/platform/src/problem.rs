@@ -154,6 +154,84 @@ impl From<domain::ParseError> for Problem {
     }
 }
 
+/// Adds to every operation of the document the problems any route can answer: 401 where an API
+/// key is required, 400 where the request has parameters or a body (malformed), 404 where the path
+/// names a record, 422 where a parameter or body can be invalid, 413 and 415 where there is a body. Routes document the rest themselves.
+pub struct StandardProblems;
+
+impl utoipa::Modify for StandardProblems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        let problem = |why: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(why)
+                    .content("application/problem+json", Content::new(Some(Ref::from_schema_name("Problem"))))
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let has_body = operation.request_body.is_some();
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, why: &str| {
+                    responses.entry(status.to_string()).or_insert_with(|| problem(why));
+                };
+                if secured {
+                    add("401", "no API key, or one that is unknown or revoked");
+                }
+                if has_parameters || has_body {
+                    add("400", "a parameter or the body cannot be read");
+                    add("422", "a parameter or the body is readable but not valid; each is named");
+                }
+                if path.contains('{') {
+                    add("404", "not found, or another organisation's");
+                }
+                if has_body {
+                    add("413", "the body is larger than this route accepts");
+                    add("415", "the body is not of a content type this route accepts");
+                }
+            }
+        }
+    }
+}
+
+/// OpenAPI links from the routes that create (or list) records to every route that takes their
+/// id, so clients and stateful testers can follow them: `(route, status, where the id is, the
+/// path prefix of the routes that take it)`.
+pub struct IdLinks(pub &'static [(&'static str, &'static str, &'static str, &'static str)]);
+
+impl utoipa::Modify for IdLinks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, link::LinkBuilder};
+        let mut targets: Vec<(String, String)> = Vec::new();
+        for (path, item) in &openapi.paths.paths {
+            for operation in [&item.get, &item.put, &item.post, &item.delete, &item.patch].into_iter().flatten() {
+                if let Some(id) = &operation.operation_id {
+                    targets.push((path.clone(), id.clone()));
+                }
+            }
+        }
+        for (route, status, pointer, prefix) in self.0 {
+            let Some((method, path)) = route.split_once(' ') else { continue };
+            let Some(item) = openapi.paths.paths.get_mut(path) else { continue };
+            let operation = match method {
+                "GET" => item.get.as_mut(),
+                "POST" => item.post.as_mut(),
+                _ => None,
+            };
+            let Some(RefOr::T(response)) = operation.and_then(|o| o.responses.responses.get_mut(*status)) else { continue };
+            for (target, operation_id) in targets.iter().filter(|(t, _)| t.starts_with(prefix)) {
+                let link = LinkBuilder::new().operation_id(operation_id).parameter("id", format!("$response.body#{pointer}")).build();
+                response.links.insert(format!("{operation_id} ({target})"), RefOr::T(link));
+            }
+        }
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -431,6 +431,21 @@ async fn another_organisations_campaign_is_not_found<S: Store>(store: S) {
     assert!(intruder.store.get_org(intruder.org).await.unwrap().emergency_stop.is_some());
 }
 
+/// Lists take what the document says and nothing else: `limit` 1–500, no parameter it does not name.
+#[tokio::test]
+async fn list_parameters_are_held_to_the_document() {
+    let h = harness(SqliteStore::open_in_memory().unwrap(), ProviderAccounts::default(), 1 << 20).await;
+    let id = h.campaign(json!({})).await;
+    for uri in ["/campaigns?limit=0", "/campaigns?limit=501", "/dnc?limit=501", &format!("/campaigns/{id}/contacts?limit=501")] {
+        let (status, problem) = h.json("GET", uri, Value::Null).await;
+        assert_eq!((status, problem["type"].as_str()), (400, Some("https://outdial.dev/problems/invalid-limit")), "{uri}: {problem}");
+    }
+    let (status, problem) = h.json("GET", "/campaigns?limit=10&colour=red", Value::Null).await;
+    assert_eq!(status, 400, "an unknown parameter: {problem}");
+    assert!(problem["detail"].as_str().unwrap_or_default().contains("colour"), "{problem}");
+    assert_eq!(h.json("GET", "/campaigns?limit=500", Value::Null).await.0, 200);
+}
+
 #[tokio::test]
 async fn a_bad_key_is_refused() {
     let mut h = harness(SqliteStore::open_in_memory().unwrap(), ProviderAccounts::default(), 1 << 20).await;
