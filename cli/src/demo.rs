@@ -81,7 +81,7 @@ pub async fn run<S: Store>(store: S, mut stack: Stack, options: &DemoOptions) ->
     calls.simulator_seed = options.seed;
     calls.simulator_speed = options.speed;
     // the simulated conversations send signed ElevenLabs post-call transcripts
-    calls.elevenlabs_webhook_secret = Some(format!("demo-{}", uuid::Uuid::now_v7().simple()));
+    calls.elevenlabs_webhook_secret = Some(format!("demo-{}", uuid::Uuid::now_v7().simple()).into());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

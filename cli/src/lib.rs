@@ -129,7 +129,7 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
     // the simulator signs with the deployment's secrets, or with its own where there are none
     let mut config = stack.config;
     let secrets = &mut config.webhooks;
-    secrets.twilio_auth_token = secrets.twilio_auth_token.take().or_else(|| Some(CallProviders::SIMULATOR_ACCOUNT.1.to_string()));
+    secrets.twilio_auth_token = secrets.twilio_auth_token.take().or_else(|| Some(CallProviders::SIMULATOR_ACCOUNT.1.into()));
     secrets.elevenlabs = secrets.elevenlabs.take().or_else(|| config.dialing.calls.elevenlabs_webhook_secret.clone());
     let webhooks_state = webhooks::WebhookState::from_config(&config, store.clone(), LocalTicks::spawn(tick_state));
     let bridge =

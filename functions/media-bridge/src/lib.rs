@@ -29,10 +29,10 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// How the bridge behaves; read once from the environment.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BridgeSettings {
     /// Twilio's auth token, which signs the stream's upgrade request (`TWILIO_AUTH_TOKEN`).
-    pub twilio_auth_token: Option<String>,
+    pub twilio_auth_token: Option<providers::Secret>,
     /// The `wss://…/media` URL Twilio is given (`OUTDIAL_BRIDGE_URL`): what its signature covers.
     pub stream_url: Option<String>,
     /// `OUTDIAL_BRIDGE_VERIFY_SIGNATURE=false` accepts unsigned upgrades (local tunnels only).
@@ -58,17 +58,6 @@ impl Default for BridgeSettings {
             transcript_interval: Duration::from_secs(2),
             start_timeout: Duration::from_secs(10),
         }
-    }
-}
-
-impl std::fmt::Debug for BridgeSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BridgeSettings")
-            .field("twilio_auth_token", &self.twilio_auth_token.as_ref().map(|_| "<set>"))
-            .field("stream_url", &self.stream_url)
-            .field("verify_signature", &self.verify_signature)
-            .field("drain_timeout", &self.drain_timeout)
-            .finish_non_exhaustive()
     }
 }
 
@@ -145,8 +134,10 @@ impl<S: Store> Bridge<S> {
         tools: AgentTools,
         settings: BridgeSettings,
     ) -> Arc<Self> {
-        let agents =
-            accounts.elevenlabs.as_ref().map(|account| ElevenLabs::new(&account.base_url, &account.api_key, RetryPolicy::default()));
+        let agents = accounts
+            .elevenlabs
+            .as_ref()
+            .map(|account| ElevenLabs::new(&account.base_url, account.api_key.expose(), RetryPolicy::default()));
         Self::new(store, calls, agents, tools, settings)
     }
 
@@ -298,7 +289,7 @@ fn check_signature(settings: &BridgeSettings, headers: &HeaderMap) -> Result<(),
         return Err(signatures::Refusal::NotConfigured(missing).into());
     };
     let header = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
-    Ok(signatures::twilio(token, url, &[], header)?)
+    Ok(signatures::twilio(token.expose(), url, &[], header)?)
 }
 
 /// Server-Sent Events of a live call: `status`, then `transcript` lines as they are heard, then

@@ -20,8 +20,8 @@ use axum::{
 use chrono::{DateTime, Utc};
 use normalise::Malformed;
 use platform::{Problem, WebhookSecrets};
-use providers::CallProviders;
 use providers::signatures::{self as verify, Refusal};
+use providers::{CallProviders, Secret};
 use store::StoreError;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -129,7 +129,7 @@ async fn twilio_callback<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     // a body that is not a form cannot have been signed as one
     let form = twilio::Form::parse(&request.body).map_err(|_| refused("twilio", path, Refusal::Invalid("X-Twilio-Signature")))?;
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    verify::twilio(token, &url, &form.pairs, request.header("x-twilio-signature")).map_err(|r| refused("twilio", path, r))?;
+    verify::twilio(token.expose(), &url, &form.pairs, request.header("x-twilio-signature")).map_err(|r| refused("twilio", path, r))?;
     let now = Utc::now();
     let delivery = Delivery { our_call_id: twilio::call_id_in(path), ..normalise(&form, now)? };
     deliver(state, delivery, now).await
@@ -197,7 +197,7 @@ async fn elevenlabs_post_call<S: DeliveryStore + Clone + 'static, T: TickRequest
     request: SignedRequest,
 ) -> Handled {
     let now = Utc::now();
-    let secret = state.secrets.elevenlabs.as_deref().ok_or(Refusal::NotConfigured("ELEVENLABS_WEBHOOK_SECRET"));
+    let secret = state.secrets.elevenlabs.as_ref().map(Secret::expose).ok_or(Refusal::NotConfigured("ELEVENLABS_WEBHOOK_SECRET"));
     secret
         .and_then(|secret| verify::elevenlabs(secret, request.header("elevenlabs-signature"), &request.body, now))
         .map_err(|r| refused("elevenlabs", &request.path, r))?;
@@ -215,8 +215,13 @@ async fn vapi_server_message<S: DeliveryStore + Clone + 'static, T: TickRequests
     request: SignedRequest,
 ) -> Handled {
     let secrets = &state.secrets;
-    verify::vapi(secrets.vapi_secret.as_deref(), secrets.vapi_hmac_secret.as_deref(), &request.headers, &request.body)
-        .map_err(|r| refused("vapi", &request.path, r))?;
+    verify::vapi(
+        secrets.vapi_secret.as_ref().map(Secret::expose),
+        secrets.vapi_hmac_secret.as_ref().map(Secret::expose),
+        &request.headers,
+        &request.body,
+    )
+    .map_err(|r| refused("vapi", &request.path, r))?;
     let now = Utc::now();
     deliver(&state, vapi::server_message(&request.body, now)?, now).await
 }
@@ -232,7 +237,7 @@ async fn retell_webhook<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     request: SignedRequest,
 ) -> Handled {
     let now = Utc::now();
-    let key = state.secrets.retell_api_key.as_deref().ok_or(Refusal::NotConfigured("RETELL_API_KEY"));
+    let key = state.secrets.retell_api_key.as_ref().map(Secret::expose).ok_or(Refusal::NotConfigured("RETELL_API_KEY"));
     key.and_then(|key| verify::retell(key, request.header("x-retell-signature"), &request.body, now))
         .map_err(|r| refused("retell", &request.path, r))?;
     deliver(&state, retell::webhook(&request.body, now)?, now).await

@@ -33,7 +33,7 @@ pub enum LifecycleError {
 impl LifecycleError {
     /// The campaign cannot make this change as it stands (as opposed to a backend failing).
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, Self::Scheduler(_) | Self::Store(StoreError::Backend(_) | StoreError::Corrupt(_)))
+        !matches!(self, Self::Scheduler(_) | Self::Store(StoreError::Backend { .. } | StoreError::Corrupt(_)))
     }
 
     /// The stable name a refused start is recorded under (`StartRefusal::reason`).

@@ -21,6 +21,16 @@ pub enum CampaignStatus {
 }
 
 impl CampaignStatus {
+    /// Whether moving to this status marks the campaign's first start (`startedAt`, kept once set).
+    pub fn marks_start(self) -> bool {
+        self == Self::Running
+    }
+
+    /// Whether moving to this status marks the campaign's end (`completedAt`).
+    pub fn marks_end(self) -> bool {
+        matches!(self, Self::Completed | Self::Canceled)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Draft => "draft",
@@ -520,6 +530,18 @@ pub struct StartRefusal {
 }
 
 impl Campaign {
+    /// Moves the campaign to `to` at `now`, stamping its first start and its end as each store
+    /// records them.
+    pub fn move_to(&mut self, to: CampaignStatus, now: DateTime<Utc>) {
+        self.status = to;
+        if to.marks_start() && self.started_at.is_none() {
+            self.started_at = Some(now);
+        }
+        if to.marks_end() {
+            self.completed_at = Some(now);
+        }
+    }
+
     pub fn draft(org_id: OrgId, new: NewCampaign, now: DateTime<Utc>) -> Self {
         Self {
             id: CampaignId::new(),
@@ -658,6 +680,19 @@ impl UnmetCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moving_stamps_the_first_start_and_the_end() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let new = NewCampaign::parse("c", Cap::DEFAULT, CampaignSettings::default()).unwrap();
+        let mut c = Campaign::draft(OrgId::new(), new, t);
+        c.move_to(CampaignStatus::Running, t);
+        c.move_to(CampaignStatus::Paused, t + TimeDelta::hours(1));
+        c.move_to(CampaignStatus::Running, t + TimeDelta::hours(2));
+        assert_eq!((c.started_at, c.completed_at), (Some(t), None), "the first start is kept");
+        c.move_to(CampaignStatus::Completed, t + TimeDelta::hours(3));
+        assert_eq!((c.status, c.completed_at), (CampaignStatus::Completed, Some(t + TimeDelta::hours(3))));
+    }
 
     #[test]
     fn a_campaign_holds_its_assistant_until_a_day_after_it_completed() {

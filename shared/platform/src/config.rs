@@ -1,7 +1,7 @@
 //! Configuration read once from the environment, typed, with errors naming the variable.
 
 use domain::ProviderKind;
-use providers::{CalcomAccount, ProviderAccount, ProviderAccounts, TwilioAccount};
+use providers::{CalcomAccount, ProviderAccount, ProviderAccounts, Secret, TwilioAccount};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -87,32 +87,19 @@ impl Default for BridgeConfig {
     }
 }
 
-/// What proves a webhook came from its provider; secrets never appear in `Debug` output.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// What proves a webhook came from its provider.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WebhookSecrets {
     /// `TWILIO_AUTH_TOKEN`.
-    pub twilio_auth_token: Option<String>,
+    pub twilio_auth_token: Option<providers::Secret>,
     /// `ELEVENLABS_WEBHOOK_SECRET`.
-    pub elevenlabs: Option<String>,
+    pub elevenlabs: Option<providers::Secret>,
     /// `VAPI_WEBHOOK_SECRET`: sent as `X-Vapi-Secret` or `Authorization: Bearer`.
-    pub vapi_secret: Option<String>,
+    pub vapi_secret: Option<providers::Secret>,
     /// `VAPI_WEBHOOK_HMAC_SECRET`: when set, Vapi's `x-vapi-signature` HMAC is required.
-    pub vapi_hmac_secret: Option<String>,
+    pub vapi_hmac_secret: Option<providers::Secret>,
     /// `RETELL_API_KEY`: Retell signs its webhooks with it.
-    pub retell_api_key: Option<String>,
-}
-
-impl std::fmt::Debug for WebhookSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = |s: &Option<String>| if s.is_some() { "<set>" } else { "<unset>" };
-        f.debug_struct("WebhookSecrets")
-            .field("twilio_auth_token", &set(&self.twilio_auth_token))
-            .field("elevenlabs", &set(&self.elevenlabs))
-            .field("vapi_secret", &set(&self.vapi_secret))
-            .field("vapi_hmac_secret", &set(&self.vapi_hmac_secret))
-            .field("retell_api_key", &set(&self.retell_api_key))
-            .finish()
-    }
+    pub retell_api_key: Option<providers::Secret>,
 }
 
 /// How calls are placed.
@@ -206,21 +193,12 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
     }
 
-    /// Reads configuration through `var`, so tests need not touch the process environment.
+    /// Reads configuration through `var`, so tests need not touch the process environment: each
+    /// section from its own variables, each secret once.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let store = match var("OUTDIAL_STORE").as_deref() {
-            None | Some("sqlite") => StoreConfig::Sqlite { path: var("OUTDIAL_DB").unwrap_or_else(|| Self::DEFAULT_DB.into()).into() },
-            Some("dynamodb") => StoreConfig::DynamoDb {
-                table: var("OUTDIAL_TABLE").ok_or(ConfigError::Missing("OUTDIAL_TABLE"))?,
-                endpoint: var("DYNAMODB_ENDPOINT"),
-            },
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    var: "OUTDIAL_STORE",
-                    reason: format!("{other:?} is neither \"sqlite\" nor \"dynamodb\""),
-                });
-            }
-        };
+        let var: &Lookup<'_> = &var;
+        let secrets = Secrets::read(var);
+        let store = StoreConfig::read(var)?;
         let in_lambda = var("AWS_LAMBDA_FUNCTION_NAME").is_some();
         let log_format = match var("LOG_FORMAT").as_deref() {
             Some("json") => LogFormat::Json,
@@ -231,164 +209,23 @@ impl Config {
                 return Err(ConfigError::Invalid { var: "LOG_FORMAT", reason: format!("{other:?} is neither \"json\" nor \"pretty\"") });
             }
         };
-        let account = |kind: ProviderKind| {
-            let endpoint = ProviderAccounts::endpoint(kind)?;
-            let api_key = var(endpoint.key_variable)?;
-            let base_url = var(endpoint.base_url_variable).unwrap_or_else(|| endpoint.default_base_url.into());
-            Some(ProviderAccount { base_url, api_key })
-        };
-        let providers = ProviderAccounts {
-            vapi: account(ProviderKind::Vapi),
-            elevenlabs: account(ProviderKind::Elevenlabs),
-            retell: account(ProviderKind::Retell),
-            twilio: match (var("TWILIO_ACCOUNT_SID"), var("TWILIO_AUTH_TOKEN")) {
-                (Some(account_sid), Some(auth_token)) => Some(TwilioAccount {
-                    base_url: var("TWILIO_BASE_URL").unwrap_or_else(|| TwilioAccount::BASE_URL.into()),
-                    account_sid,
-                    auth_token,
-                }),
-                _ => None,
-            },
-        };
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            var(name).map_or(Ok(default), |v| {
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| ConfigError::Invalid { var: name, reason: format!("{v:?} is not a positive whole number") })
-            })
-        };
-        let scheduler = SchedulerConfig {
-            group: var("SCHEDULE_GROUP").unwrap_or_else(|| "default".into()),
-            target_arn: var("CAMPAIGN_TICK_ARN"),
-            role_arn: var("SCHEDULER_ROLE_ARN"),
-            endpoint: var("SCHEDULER_ENDPOINT"),
-            local_tick: std::time::Duration::from_secs(number("OUTDIAL_TICK_SECONDS", 60)?),
-        };
-        let import_max_bytes = number("OUTDIAL_IMPORT_MAX_BYTES", Self::DEFAULT_IMPORT_MAX_BYTES)?;
         let queue_urls = [(crate::queue::DIAL_JOBS, "DIAL_JOBS_QUEUE_URL"), (crate::queue::CRM_JOBS, "CRM_JOBS_QUEUE_URL")]
             .into_iter()
             .filter_map(|(name, variable)| Some((name.to_string(), var(variable)?)))
             .collect();
-        let rate = |name: &'static str, default: f64| -> Result<f64, ConfigError> {
-            var(name).map_or(Ok(default), |v| {
-                v.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| ConfigError::Invalid {
-                    var: name,
-                    reason: format!("{v:?} is not a number of calls per second (0 = no limit)"),
-                })
-            })
-        };
-        let defaults = DialingConfig::default();
-        let cps = defaults.calls_per_second;
-        let calls = providers::CallOptions {
-            public_url: var("OUTDIAL_PUBLIC_URL"),
-            bridge_url: var("OUTDIAL_BRIDGE_URL"),
-            elevenlabs_phone_number_id: var("ELEVENLABS_PHONE_NUMBER_ID"),
-            vapi_phone_number_id: var("VAPI_PHONE_NUMBER_ID"),
-            elevenlabs_webhook_secret: var("ELEVENLABS_WEBHOOK_SECRET"),
-            simulator_odds: defaults.calls.simulator_odds,
-            simulator_seed: var("OUTDIAL_SIMULATOR_SEED").map_or(Ok(defaults.calls.simulator_seed), |v| {
-                v.parse()
-                    .map_err(|_| ConfigError::Invalid { var: "OUTDIAL_SIMULATOR_SEED", reason: format!("{v:?} is not a whole number") })
-            })?,
-            simulator_speed: rate("OUTDIAL_SIMULATOR_SPEED", defaults.calls.simulator_speed)?.max(f64::MIN_POSITIVE),
-            provider_timeout: std::time::Duration::from_secs(number(
-                "OUTDIAL_PROVIDER_TIMEOUT_SECONDS",
-                defaults.calls.provider_timeout.as_secs(),
-            )?),
-        };
-        let dialing = DialingConfig {
-            calls,
-            calls_per_second: CallsPerSecond {
-                twilio: rate("TWILIO_CALLS_PER_SECOND", cps.twilio)?,
-                elevenlabs: rate("ELEVENLABS_CALLS_PER_SECOND", cps.elevenlabs)?,
-                vapi: rate("VAPI_CALLS_PER_SECOND", cps.vapi)?,
-                retell: rate("RETELL_CALLS_PER_SECOND", cps.retell)?,
-                simulator: rate("SIMULATOR_CALLS_PER_SECOND", cps.simulator)?,
-            },
-            max_pace_wait: std::time::Duration::from_secs(number("OUTDIAL_PACE_MAX_WAIT_SECONDS", defaults.max_pace_wait.as_secs())?),
-            max_receives: u32::try_from(number("DIAL_JOBS_MAX_RECEIVES", u64::from(defaults.max_receives))?).unwrap_or(u32::MAX),
-            retry_backoff: std::time::Duration::from_secs(number("DIAL_RETRY_BACKOFF_SECONDS", defaults.retry_backoff.as_secs())?),
-            ring_seconds: u32::try_from(number("OUTDIAL_RING_SECONDS", u64::from(defaults.ring_seconds))?).unwrap_or(u32::MAX),
-            window_margin: std::time::Duration::from_secs(number("OUTDIAL_WINDOW_MARGIN_SECONDS", defaults.window_margin.as_secs())?),
-        };
-        // a dialer holds a call's guard through its pacing wait, the create request and one lookup;
-        // the sweep leaves the call alone only that long
-        let held = dialing.max_pace_wait + dialing.calls.provider_timeout * 2 + std::time::Duration::from_secs(30);
-        if held > domain::dialing::DIAL_GUARD_HOLD.to_std().unwrap_or_default() {
-            return Err(ConfigError::Invalid {
-                var: "OUTDIAL_PACE_MAX_WAIT_SECONDS",
-                reason: format!(
-                    "the pacing wait ({} s) plus two provider timeouts (OUTDIAL_PROVIDER_TIMEOUT_SECONDS, {} s each) and 30 s must fit in the {} s a dialer may hold a call",
-                    dialing.max_pace_wait.as_secs(),
-                    dialing.calls.provider_timeout.as_secs(),
-                    domain::dialing::DIAL_GUARD_HOLD.num_seconds()
-                ),
-            });
-        }
-        let webhooks = WebhookSecrets {
-            twilio_auth_token: var("TWILIO_AUTH_TOKEN"),
-            elevenlabs: var("ELEVENLABS_WEBHOOK_SECRET"),
-            vapi_secret: var("VAPI_WEBHOOK_SECRET"),
-            vapi_hmac_secret: var("VAPI_WEBHOOK_HMAC_SECRET"),
-            retell_api_key: var("RETELL_API_KEY"),
-        };
-        let bridge = BridgeConfig {
-            verify_signature: match var("OUTDIAL_BRIDGE_VERIFY_SIGNATURE").as_deref().map(str::trim) {
-                None | Some("true" | "1") => true,
-                Some("false" | "0") => false,
-                Some(other) => {
-                    return Err(ConfigError::Invalid {
-                        var: "OUTDIAL_BRIDGE_VERIFY_SIGNATURE",
-                        reason: format!("{other:?} is neither true nor false"),
-                    });
-                }
-            },
-            drain_timeout: std::time::Duration::from_secs(number(
-                "OUTDIAL_BRIDGE_DRAIN_SECONDS",
-                BridgeConfig::default().drain_timeout.as_secs(),
-            )?),
-        };
-        let calcom = match (var("CALCOM_API_KEY"), var("CALCOM_EVENT_TYPE_ID")) {
-            (None, _) => None,
-            (Some(_), None) => return Err(ConfigError::Missing("CALCOM_EVENT_TYPE_ID")),
-            (Some(api_key), Some(id)) => Some(CalcomAccount {
-                base_url: var("CALCOM_BASE_URL").unwrap_or_else(|| CalcomAccount::BASE_URL.into()),
-                api_key,
-                event_type_id: id.trim().parse().map_err(|_| ConfigError::Invalid {
-                    var: "CALCOM_EVENT_TYPE_ID",
-                    reason: format!("{id:?} is not an event type id (a whole number, in the event type's URL)"),
-                })?,
-            }),
-        };
-        let email = EmailConfig {
-            from: var("OUTDIAL_EMAIL_FROM")
-                .map(|from| domain::EmailAddress::parse(&from))
-                .transpose()
-                .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_EMAIL_FROM", reason: e.reason })?,
-            service: match (var("OUTDIAL_EMAIL").as_deref(), &store) {
-                (Some("ses"), _) | (None, StoreConfig::DynamoDb { .. }) => EmailService::Ses { endpoint: var("SES_ENDPOINT") },
-                (Some("local"), _) | (None, StoreConfig::Sqlite { .. }) => EmailService::Local,
-                (Some(other), _) => {
-                    return Err(ConfigError::Invalid {
-                        var: "OUTDIAL_EMAIL",
-                        reason: format!("{other:?} is neither \"ses\" nor \"local\""),
-                    });
-                }
-            },
-        };
+        let tools = ToolsConfig::read(var, &store)?;
         Ok(Self {
-            store,
             log_format,
             sqs_endpoint: var("SQS_ENDPOINT"),
-            providers,
-            scheduler,
-            import_max_bytes,
+            providers: read_providers(var, &secrets),
+            scheduler: SchedulerConfig::read(var)?,
+            import_max_bytes: number(var, "OUTDIAL_IMPORT_MAX_BYTES", Self::DEFAULT_IMPORT_MAX_BYTES)?,
             queue_urls,
-            dialing,
-            webhooks,
-            bridge,
-            tools: ToolsConfig { calcom, email },
+            dialing: DialingConfig::read(var, &secrets)?,
+            webhooks: WebhookSecrets::of(&secrets),
+            bridge: BridgeConfig::read(var)?,
+            tools,
+            store,
         })
     }
 
@@ -408,6 +245,228 @@ impl Config {
                 reason: "functions in Lambda run on DynamoDB: set OUTDIAL_STORE=dynamodb and OUTDIAL_TABLE".into(),
             }),
         }
+    }
+}
+
+/// How configuration is looked up: a variable's value, None when unset or empty.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+/// A positive whole number, or `default` when unset.
+fn number(var: &Lookup<'_>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    var(name).map_or(Ok(default), |v| {
+        v.parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ConfigError::Invalid { var: name, reason: format!("{v:?} is not a positive whole number") })
+    })
+}
+
+/// A rate of calls per second (0 = no limit), or `default` when unset.
+fn rate(var: &Lookup<'_>, name: &'static str, default: f64) -> Result<f64, ConfigError> {
+    var(name).map_or(Ok(default), |v| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .ok_or_else(|| ConfigError::Invalid { var: name, reason: format!("{v:?} is not a number of calls per second (0 = no limit)") })
+    })
+}
+
+fn seconds(var: &Lookup<'_>, name: &'static str, default: std::time::Duration) -> Result<std::time::Duration, ConfigError> {
+    Ok(std::time::Duration::from_secs(number(var, name, default.as_secs())?))
+}
+
+/// Every credential the deployment has, each read once; the sections take theirs from here.
+struct Secrets {
+    twilio_auth_token: Option<Secret>,
+    elevenlabs_webhook: Option<Secret>,
+    vapi_webhook: Option<Secret>,
+    vapi_webhook_hmac: Option<Secret>,
+    provider_keys: std::collections::BTreeMap<&'static str, Secret>,
+}
+
+impl Secrets {
+    fn read(var: &Lookup<'_>) -> Self {
+        let secret = |name: &str| var(name).map(Secret::from);
+        let provider_keys = [ProviderKind::Vapi, ProviderKind::Elevenlabs, ProviderKind::Retell]
+            .into_iter()
+            .filter_map(ProviderAccounts::endpoint)
+            .filter_map(|endpoint| Some((endpoint.key_variable, secret(endpoint.key_variable)?)))
+            .collect();
+        Self {
+            twilio_auth_token: secret("TWILIO_AUTH_TOKEN"),
+            elevenlabs_webhook: secret("ELEVENLABS_WEBHOOK_SECRET"),
+            vapi_webhook: secret("VAPI_WEBHOOK_SECRET"),
+            vapi_webhook_hmac: secret("VAPI_WEBHOOK_HMAC_SECRET"),
+            provider_keys,
+        }
+    }
+}
+
+impl StoreConfig {
+    fn read(var: &Lookup<'_>) -> Result<Self, ConfigError> {
+        match var("OUTDIAL_STORE").as_deref() {
+            None | Some("sqlite") => Ok(Self::Sqlite { path: var("OUTDIAL_DB").unwrap_or_else(|| Config::DEFAULT_DB.into()).into() }),
+            Some("dynamodb") => Ok(Self::DynamoDb {
+                table: var("OUTDIAL_TABLE").ok_or(ConfigError::Missing("OUTDIAL_TABLE"))?,
+                endpoint: var("DYNAMODB_ENDPOINT"),
+            }),
+            Some(other) => {
+                Err(ConfigError::Invalid { var: "OUTDIAL_STORE", reason: format!("{other:?} is neither \"sqlite\" nor \"dynamodb\"") })
+            }
+        }
+    }
+}
+
+/// The provider accounts with credentials (`VAPI_API_KEY`, `ELEVENLABS_API_KEY`, `RETELL_API_KEY`,
+/// `TWILIO_ACCOUNT_SID` + `TWILIO_AUTH_TOKEN`; each `*_BASE_URL` moves one elsewhere).
+fn read_providers(var: &Lookup<'_>, secrets: &Secrets) -> ProviderAccounts {
+    let account = |kind: ProviderKind| {
+        let endpoint = ProviderAccounts::endpoint(kind)?;
+        let api_key = secrets.provider_keys.get(endpoint.key_variable)?.clone();
+        let base_url = var(endpoint.base_url_variable).unwrap_or_else(|| endpoint.default_base_url.into());
+        Some(ProviderAccount { base_url, api_key })
+    };
+    ProviderAccounts {
+        vapi: account(ProviderKind::Vapi),
+        elevenlabs: account(ProviderKind::Elevenlabs),
+        retell: account(ProviderKind::Retell),
+        twilio: match (var("TWILIO_ACCOUNT_SID"), &secrets.twilio_auth_token) {
+            (Some(account_sid), Some(auth_token)) => Some(TwilioAccount {
+                base_url: var("TWILIO_BASE_URL").unwrap_or_else(|| TwilioAccount::BASE_URL.into()),
+                account_sid,
+                auth_token: auth_token.clone(),
+            }),
+            _ => None,
+        },
+    }
+}
+
+impl SchedulerConfig {
+    fn read(var: &Lookup<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            group: var("SCHEDULE_GROUP").unwrap_or_else(|| "default".into()),
+            target_arn: var("CAMPAIGN_TICK_ARN"),
+            role_arn: var("SCHEDULER_ROLE_ARN"),
+            endpoint: var("SCHEDULER_ENDPOINT"),
+            local_tick: seconds(var, "OUTDIAL_TICK_SECONDS", std::time::Duration::from_secs(60))?,
+        })
+    }
+}
+
+impl DialingConfig {
+    fn read(var: &Lookup<'_>, secrets: &Secrets) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let cps = defaults.calls_per_second;
+        let calls = providers::CallOptions {
+            public_url: var("OUTDIAL_PUBLIC_URL"),
+            bridge_url: var("OUTDIAL_BRIDGE_URL"),
+            elevenlabs_phone_number_id: var("ELEVENLABS_PHONE_NUMBER_ID"),
+            vapi_phone_number_id: var("VAPI_PHONE_NUMBER_ID"),
+            elevenlabs_webhook_secret: secrets.elevenlabs_webhook.clone(),
+            simulator_odds: defaults.calls.simulator_odds,
+            simulator_seed: var("OUTDIAL_SIMULATOR_SEED").map_or(Ok(defaults.calls.simulator_seed), |v| {
+                v.parse()
+                    .map_err(|_| ConfigError::Invalid { var: "OUTDIAL_SIMULATOR_SEED", reason: format!("{v:?} is not a whole number") })
+            })?,
+            simulator_speed: rate(var, "OUTDIAL_SIMULATOR_SPEED", defaults.calls.simulator_speed)?.max(f64::MIN_POSITIVE),
+            provider_timeout: seconds(var, "OUTDIAL_PROVIDER_TIMEOUT_SECONDS", defaults.calls.provider_timeout)?,
+        };
+        let whole = |name, default: u32| number(var, name, u64::from(default)).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let dialing = Self {
+            calls,
+            calls_per_second: CallsPerSecond {
+                twilio: rate(var, "TWILIO_CALLS_PER_SECOND", cps.twilio)?,
+                elevenlabs: rate(var, "ELEVENLABS_CALLS_PER_SECOND", cps.elevenlabs)?,
+                vapi: rate(var, "VAPI_CALLS_PER_SECOND", cps.vapi)?,
+                retell: rate(var, "RETELL_CALLS_PER_SECOND", cps.retell)?,
+                simulator: rate(var, "SIMULATOR_CALLS_PER_SECOND", cps.simulator)?,
+            },
+            max_pace_wait: seconds(var, "OUTDIAL_PACE_MAX_WAIT_SECONDS", defaults.max_pace_wait)?,
+            max_receives: whole("DIAL_JOBS_MAX_RECEIVES", defaults.max_receives)?,
+            retry_backoff: seconds(var, "DIAL_RETRY_BACKOFF_SECONDS", defaults.retry_backoff)?,
+            ring_seconds: whole("OUTDIAL_RING_SECONDS", defaults.ring_seconds)?,
+            window_margin: seconds(var, "OUTDIAL_WINDOW_MARGIN_SECONDS", defaults.window_margin)?,
+        };
+        // a dialer holds a call's guard through its pacing wait, the create request and one lookup;
+        // the sweep leaves the call alone only that long
+        let held = dialing.max_pace_wait + dialing.calls.provider_timeout * 2 + std::time::Duration::from_secs(30);
+        if held > domain::dialing::DIAL_GUARD_HOLD.to_std().unwrap_or_default() {
+            return Err(ConfigError::Invalid {
+                var: "OUTDIAL_PACE_MAX_WAIT_SECONDS",
+                reason: format!(
+                    "the pacing wait ({} s) plus two provider timeouts (OUTDIAL_PROVIDER_TIMEOUT_SECONDS, {} s each) and 30 s must fit in the {} s a dialer may hold a call",
+                    dialing.max_pace_wait.as_secs(),
+                    dialing.calls.provider_timeout.as_secs(),
+                    domain::dialing::DIAL_GUARD_HOLD.num_seconds()
+                ),
+            });
+        }
+        Ok(dialing)
+    }
+}
+
+impl WebhookSecrets {
+    fn of(secrets: &Secrets) -> Self {
+        Self {
+            twilio_auth_token: secrets.twilio_auth_token.clone(),
+            elevenlabs: secrets.elevenlabs_webhook.clone(),
+            vapi_secret: secrets.vapi_webhook.clone(),
+            vapi_hmac_secret: secrets.vapi_webhook_hmac.clone(),
+            retell_api_key: ProviderAccounts::endpoint(ProviderKind::Retell)
+                .and_then(|endpoint| secrets.provider_keys.get(endpoint.key_variable).cloned()),
+        }
+    }
+}
+
+impl BridgeConfig {
+    fn read(var: &Lookup<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            verify_signature: match var("OUTDIAL_BRIDGE_VERIFY_SIGNATURE").as_deref().map(str::trim) {
+                None | Some("true" | "1") => true,
+                Some("false" | "0") => false,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "OUTDIAL_BRIDGE_VERIFY_SIGNATURE",
+                        reason: format!("{other:?} is neither true nor false"),
+                    });
+                }
+            },
+            drain_timeout: seconds(var, "OUTDIAL_BRIDGE_DRAIN_SECONDS", Self::default().drain_timeout)?,
+        })
+    }
+}
+
+impl ToolsConfig {
+    fn read(var: &Lookup<'_>, store: &StoreConfig) -> Result<Self, ConfigError> {
+        let calcom = match (var("CALCOM_API_KEY").map(Secret::from), var("CALCOM_EVENT_TYPE_ID")) {
+            (None, _) => None,
+            (Some(_), None) => return Err(ConfigError::Missing("CALCOM_EVENT_TYPE_ID")),
+            (Some(api_key), Some(id)) => Some(CalcomAccount {
+                base_url: var("CALCOM_BASE_URL").unwrap_or_else(|| CalcomAccount::BASE_URL.into()),
+                api_key,
+                event_type_id: id.trim().parse().map_err(|_| ConfigError::Invalid {
+                    var: "CALCOM_EVENT_TYPE_ID",
+                    reason: format!("{id:?} is not an event type id (a whole number, in the event type's URL)"),
+                })?,
+            }),
+        };
+        let email = EmailConfig {
+            from: var("OUTDIAL_EMAIL_FROM")
+                .map(|from| domain::EmailAddress::parse(&from))
+                .transpose()
+                .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_EMAIL_FROM", reason: e.reason })?,
+            service: match (var("OUTDIAL_EMAIL").as_deref(), store) {
+                (Some("ses"), _) | (None, StoreConfig::DynamoDb { .. }) => EmailService::Ses { endpoint: var("SES_ENDPOINT") },
+                (Some("local"), _) | (None, StoreConfig::Sqlite { .. }) => EmailService::Local,
+                (Some(other), _) => {
+                    return Err(ConfigError::Invalid {
+                        var: "OUTDIAL_EMAIL",
+                        reason: format!("{other:?} is neither \"ses\" nor \"local\""),
+                    });
+                }
+            },
+        };
+        Ok(Self { calcom, email })
     }
 }
 
@@ -512,7 +571,10 @@ mod tests {
             ("OUTDIAL_PUBLIC_URL", "https://x"),
         ])
         .unwrap();
-        assert_eq!((c.webhooks.twilio_auth_token.as_deref(), c.webhooks.vapi_secret.as_deref()), (Some("tok-123"), Some("vsec-456")));
+        assert_eq!(
+            (c.webhooks.twilio_auth_token.as_ref().map(Secret::expose), c.webhooks.vapi_secret.as_ref().map(Secret::expose)),
+            (Some("tok-123"), Some("vsec-456"))
+        );
         let printed = format!("{c:?}");
         for secret in ["tok-123", "vsec-456", "wsec-789"] {
             assert!(!printed.contains(secret), "{secret} printed in {printed}");

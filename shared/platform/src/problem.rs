@@ -94,7 +94,10 @@ impl From<StoreError> for Problem {
             StoreError::InvalidCursor => Self::new(StatusCode::BAD_REQUEST, "invalid-cursor", "Invalid cursor", e.to_string()),
             StoreError::Invalid(reason) => Self::validation(vec![reason]),
             StoreError::StaleVersion { .. } => Self::new(StatusCode::PRECONDITION_FAILED, "stale-version", "Stale version", e.to_string()),
-            StoreError::Corrupt(_) | StoreError::Backend(_) => {
+            StoreError::Rejected { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "store-rejected", "Too large to store", e.to_string())
+            }
+            StoreError::Corrupt(_) | StoreError::Backend { .. } => {
                 tracing::error!(error = %e, "store failed");
                 Self::internal()
             }
@@ -255,11 +258,7 @@ mod tests {
         assert_eq!(body["type"], "https://outdial.dev/problems/not-found");
         assert_eq!(body["status"], 404);
         assert_eq!(body["detail"], "campaign c1 was not found");
-        assert_eq!(
-            Problem::from(StoreError::Backend("disk on fire".into())).detail,
-            Problem::internal().detail,
-            "internals are not leaked"
-        );
+        assert_eq!(Problem::from(StoreError::backend("disk on fire")).detail, Problem::internal().detail, "internals are not leaked");
         let v = Problem::validation(vec![domain::ParseError::new("cap", "61 is outside 1–50")]);
         assert_eq!((v.status, v.errors[0].field.as_str()), (422, "cap"));
     }

@@ -1,42 +1,26 @@
 //! The provider accounts a deployment has credentials for, and one value that dispatches the
 //! `AssistantProvider` port to whichever provider an assistant lives at.
 
-use crate::{AssistantProvider, ElevenLabs, ProviderAssistant, ProviderError, Retell, RetryPolicy, SimulatedAssistants, Vapi};
+use crate::{AssistantProvider, ElevenLabs, ProviderAssistant, ProviderError, Retell, RetryPolicy, Secret, SimulatedAssistants, Vapi};
 use domain::{AssistantConfig, CallProvider, ProviderKind};
 
-/// Where a provider's API is and the key to it; the key never appears in `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
+/// Where a provider's API is and the key to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderAccount {
     pub base_url: String,
-    pub api_key: String,
+    pub api_key: Secret,
 }
 
-impl std::fmt::Debug for ProviderAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderAccount").field("base_url", &self.base_url).field("api_key", &"<redacted>").finish()
-    }
-}
-
-/// A Twilio account: calls are placed with its SID and auth token; the token never appears in `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
+/// A Twilio account: calls are placed with its SID and auth token.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TwilioAccount {
     pub base_url: String,
     pub account_sid: String,
-    pub auth_token: String,
+    pub auth_token: Secret,
 }
 
 impl TwilioAccount {
     pub const BASE_URL: &'static str = "https://api.twilio.com";
-}
-
-impl std::fmt::Debug for TwilioAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TwilioAccount")
-            .field("base_url", &self.base_url)
-            .field("account_sid", &self.account_sid)
-            .field("auth_token", &"<redacted>")
-            .finish()
-    }
 }
 
 /// The accounts configured for this deployment; a provider without one cannot be used.
@@ -145,9 +129,9 @@ pub struct AssistantProviders {
 impl AssistantProviders {
     pub fn new(accounts: &ProviderAccounts, retry: RetryPolicy) -> Self {
         Self {
-            vapi: accounts.vapi.as_ref().map(|a| Vapi::new(&a.base_url, &a.api_key, retry)),
-            elevenlabs: accounts.elevenlabs.as_ref().map(|a| ElevenLabs::new(&a.base_url, &a.api_key, retry)),
-            retell: accounts.retell.as_ref().map(|a| Retell::new(&a.base_url, &a.api_key, retry)),
+            vapi: accounts.vapi.as_ref().map(|a| Vapi::new(&a.base_url, a.api_key.expose(), retry)),
+            elevenlabs: accounts.elevenlabs.as_ref().map(|a| ElevenLabs::new(&a.base_url, a.api_key.expose(), retry)),
+            retell: accounts.retell.as_ref().map(|a| Retell::new(&a.base_url, a.api_key.expose(), retry)),
             simulator: SimulatedAssistants::default(),
         }
     }

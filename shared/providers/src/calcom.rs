@@ -14,27 +14,16 @@ const PROVIDER: &str = "cal.com";
 /// The bookings API version whose request and answer shapes this client speaks.
 pub const API_VERSION: &str = "2024-08-13";
 
-/// A Cal.com account and the event type appointments are booked into; the key never appears in
-/// `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
+/// A Cal.com account and the event type appointments are booked into.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CalcomAccount {
     pub base_url: String,
-    pub api_key: String,
+    pub api_key: crate::Secret,
     pub event_type_id: u64,
 }
 
 impl CalcomAccount {
     pub const BASE_URL: &'static str = "https://api.cal.com";
-}
-
-impl std::fmt::Debug for CalcomAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CalcomAccount")
-            .field("base_url", &self.base_url)
-            .field("api_key", &"<redacted>")
-            .field("event_type_id", &self.event_type_id)
-            .finish()
-    }
 }
 
 /// What Cal.com answered for a booking it made.

@@ -84,7 +84,7 @@ pub struct CallProviders {
 }
 
 /// What placing calls needs beyond the accounts' keys.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CallOptions {
     /// Our webhooks' public base URL: Twilio's callbacks, the simulator's reports.
     pub public_url: Option<String>,
@@ -92,29 +92,13 @@ pub struct CallOptions {
     pub bridge_url: Option<String>,
     pub elevenlabs_phone_number_id: Option<String>,
     pub vapi_phone_number_id: Option<String>,
-    pub elevenlabs_webhook_secret: Option<String>,
+    pub elevenlabs_webhook_secret: Option<crate::Secret>,
     pub simulator_odds: SimulatorOdds,
     pub simulator_seed: u64,
     /// Simulated seconds per real second.
     pub simulator_speed: f64,
     /// How long a provider's answer to a call request is waited for (`OUTDIAL_PROVIDER_TIMEOUT_SECONDS`).
     pub provider_timeout: Duration,
-}
-
-impl std::fmt::Debug for CallOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallOptions")
-            .field("public_url", &self.public_url)
-            .field("bridge_url", &self.bridge_url)
-            .field("elevenlabs_phone_number_id", &self.elevenlabs_phone_number_id)
-            .field("vapi_phone_number_id", &self.vapi_phone_number_id)
-            .field("elevenlabs_webhook_secret", &self.elevenlabs_webhook_secret.as_ref().map(|_| "<redacted>"))
-            .field("simulator_odds", &self.simulator_odds)
-            .field("simulator_seed", &self.simulator_seed)
-            .field("simulator_speed", &self.simulator_speed)
-            .field("provider_timeout", &self.provider_timeout)
-            .finish()
-    }
 }
 
 impl Default for CallOptions {
@@ -149,7 +133,7 @@ impl CallProviders {
         };
         let simulator = options.public_url.as_ref().map(|public_url| {
             let (sid, token) =
-                accounts.twilio.as_ref().map_or(Self::SIMULATOR_ACCOUNT, |t| (t.account_sid.as_str(), t.auth_token.as_str()));
+                accounts.twilio.as_ref().map_or(Self::SIMULATOR_ACCOUNT, |t| (t.account_sid.as_str(), t.auth_token.expose()));
             let webhooks = SimulatorWebhooks {
                 public_url: public_url.clone(),
                 twilio_account_sid: sid.into(),
@@ -160,15 +144,14 @@ impl CallProviders {
         });
         Self {
             twilio,
-            elevenlabs: accounts
-                .elevenlabs
-                .as_ref()
-                .map(|a| ElevenLabs::new(&a.base_url, &a.api_key, once).with_phone_number_id(options.elevenlabs_phone_number_id.clone())),
+            elevenlabs: accounts.elevenlabs.as_ref().map(|a| {
+                ElevenLabs::new(&a.base_url, a.api_key.expose(), once).with_phone_number_id(options.elevenlabs_phone_number_id.clone())
+            }),
             vapi: accounts
                 .vapi
                 .as_ref()
-                .map(|a| Vapi::new(&a.base_url, &a.api_key, once).with_phone_number_id(options.vapi_phone_number_id.clone())),
-            retell: accounts.retell.as_ref().map(|a| Retell::new(&a.base_url, &a.api_key, once)),
+                .map(|a| Vapi::new(&a.base_url, a.api_key.expose(), once).with_phone_number_id(options.vapi_phone_number_id.clone())),
+            retell: accounts.retell.as_ref().map(|a| Retell::new(&a.base_url, a.api_key.expose(), once)),
             simulator,
         }
     }

@@ -25,10 +25,7 @@ impl ElevenLabs {
     pub const BASE_URL: &'static str = "https://api.elevenlabs.io";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
-        Self {
-            api: ApiClient::new(PROVIDER, base_url, Credential::Header("xi-api-key", api_key.to_string()), retry),
-            phone_number_id: None,
-        }
+        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Header("xi-api-key", api_key.into()), retry), phone_number_id: None }
     }
 
     pub fn with_phone_number_id(mut self, id: Option<String>) -> Self {

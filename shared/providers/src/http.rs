@@ -2,6 +2,7 @@
 //! 5xx and transport errors, and provider answers mapped to `ProviderError`.
 
 use crate::ProviderError;
+use crate::Secret;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
@@ -131,26 +132,20 @@ impl<'a> From<Option<&'a Value>> for Body<'a> {
 }
 
 /// How a provider wants its API key sent.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) enum Credential {
-    Bearer(String),
-    Header(&'static str, String),
-    Basic { user: String, password: String },
+    Bearer(Secret),
+    Header(&'static str, Secret),
+    Basic { user: String, password: Secret },
 }
 
 /// A provider's HTTP API with its credential, which never appears in `Debug` output or logs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct ApiClient {
     http: Http,
     credential: Credential,
     /// Sent with every request, e.g. the API version a provider's answers are read in.
     headers: Vec<(&'static str, &'static str)>,
-}
-
-impl std::fmt::Debug for ApiClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiClient").field("provider", &self.http.provider).field("credential", &"<redacted>").finish()
-    }
 }
 
 impl ApiClient {
@@ -172,9 +167,9 @@ impl ApiClient {
         let authorise = |r: RequestBuilder| {
             let r = self.headers.iter().fold(r, |r, (name, value)| r.header(*name, *value));
             match &self.credential {
-                Credential::Bearer(key) => r.bearer_auth(key),
-                Credential::Header(name, key) => r.header(*name, key),
-                Credential::Basic { user, password } => r.basic_auth(user, Some(password)),
+                Credential::Bearer(key) => r.bearer_auth(key.expose()),
+                Credential::Header(name, key) => r.header(*name, key.expose()),
+                Credential::Basic { user, password } => r.basic_auth(user, Some(password.expose())),
             }
         };
         self.http.json(method, path, body, authorise, missing).await

@@ -25,7 +25,7 @@ impl Retell {
     pub const BASE_URL: &'static str = "https://api.retellai.com";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
-        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Bearer(api_key.to_string()), retry) }
+        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Bearer(api_key.into()), retry) }
     }
 
     async fn llm_id_of(&self, agent_id: &str) -> Result<(Value, String), ProviderError> {

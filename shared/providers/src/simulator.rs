@@ -84,9 +84,9 @@ pub struct SimulatorWebhooks {
     /// Our webhooks' public base URL (`OUTDIAL_PUBLIC_URL`).
     pub public_url: String,
     pub twilio_account_sid: String,
-    pub twilio_auth_token: String,
+    pub twilio_auth_token: crate::Secret,
     /// Signs the post-call transcript; without it no transcript is sent.
-    pub elevenlabs_webhook_secret: Option<String>,
+    pub elevenlabs_webhook_secret: Option<crate::Secret>,
 }
 
 /// The simulated call provider: each call's life is drawn from `odds` with a seeded generator
@@ -177,7 +177,8 @@ impl SimulatedCalls {
     /// Posts a signed Twilio callback to our `path`, with the `?callId=` our callback URLs carry.
     async fn post_twilio(&self, path: &str, call: &CallRequest, fields: Vec<(&'static str, String)>) {
         let url = format!("{}{path}?callId={}", self.webhooks.public_url.trim_end_matches('/'), call.call_id);
-        let signature = crate::twilio::signature(&self.webhooks.twilio_auth_token, &url, fields.iter().map(|(k, v)| (*k, v.as_str())));
+        let signature =
+            crate::twilio::signature(self.webhooks.twilio_auth_token.expose(), &url, fields.iter().map(|(k, v)| (*k, v.as_str())));
         let sent = self.client.post(&url).header("X-Twilio-Signature", signature).form(&fields).send().await;
         if let Err(e) = sent.and_then(|r| r.error_for_status()) {
             tracing::warn!(path, error = %e, "the simulator's callback was not accepted");
@@ -208,7 +209,7 @@ impl SimulatedCalls {
             },
         })
         .to_string();
-        let header = crate::elevenlabs::webhook_signature(secret, body.as_bytes(), now);
+        let header = crate::elevenlabs::webhook_signature(secret.expose(), body.as_bytes(), now);
         let url = format!("{}/webhooks/elevenlabs", self.webhooks.public_url.trim_end_matches('/'));
         let sent =
             self.client.post(url).header("ElevenLabs-Signature", header).header("Content-Type", "application/json").body(body).send().await;

@@ -38,13 +38,33 @@ pub enum StoreError {
     /// A stored record could not be read back: a bug or a manual edit, never user input.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("storage backend failed: {0}")]
-    Backend(String),
+    /// The backend refused the write as invalid, e.g. an item over DynamoDB's 400 KB: a lasting
+    /// error about the data, never a race to retry.
+    #[error("the store refused {item}: {reason}")]
+    Rejected { item: String, reason: String },
+    /// The backend failed, or the change kept losing races past its retries; `source` is the
+    /// backend's own error when there is one.
+    #[error("storage backend failed: {message}")]
+    Backend {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl StoreError {
     pub fn not_found(what: &'static str, id: impl ToString) -> Self {
         Self::NotFound { what, id: id.to_string() }
+    }
+
+    /// A backend failure described in words alone.
+    pub fn backend(message: impl Into<String>) -> Self {
+        Self::Backend { message: message.into(), source: None }
+    }
+
+    /// A backend failure, keeping the backend's error as its source.
+    pub fn backend_from(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend { message: message.into(), source: Some(Box::new(source)) }
     }
 }
 

@@ -55,3 +55,18 @@ conformance!(
     dialing_records_provider_ids_pace_and_caller_ids,
     orphaned_events_wait_for_their_call_and_post_call_is_marked_once,
 );
+
+/// DynamoDB alone (SQLite has no item limit): a contact over the 400 KB item limit is refused as
+/// what it is, naming the item, and never retried as a lost race.
+#[tokio::test]
+async fn dynamodb_refuses_an_item_over_400_kb_naming_it() {
+    use store::{CampaignStore, OrgStore, StoreError};
+    let Some(store) = dynamodb_test_store("oversized_item").await else { return };
+    let org = store.create_org("Acme").await.unwrap().id;
+    let new = domain::NewCampaign::parse("big", domain::Cap::DEFAULT, domain::CampaignSettings::default()).unwrap();
+    let campaign = store.create_campaign(org, new).await.unwrap();
+    let mut contact = domain::NewContact::new(domain::E164::parse("+14155550100", None).unwrap(), chrono_tz::UTC);
+    contact.variables.insert("notes".into(), "x".repeat(450 * 1024));
+    let refused = store.add_contacts(org, campaign.id, vec![contact], chrono::Utc::now()).await.unwrap_err();
+    assert!(matches!(&refused, StoreError::Rejected { item, .. } if item.contains("CONTACT")), "{refused:?}");
+}
