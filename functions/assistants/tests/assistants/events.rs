@@ -3,7 +3,7 @@
 
 use assistants::{AppState, router};
 use axum::{Router, http::StatusCode};
-use providers::{AssistantProvider, AssistantProviders};
+use providers::AssistantProvider;
 use serde_json::Value;
 use store::{OrgStore, SqliteStore};
 
@@ -20,8 +20,9 @@ async fn every_sample_event_is_answered_by_its_route() {
     let store = SqliteStore::open_in_memory().unwrap();
     let org = store.create_org("Acme Outbound").await.unwrap().id;
     let key = store.create_api_key(org).await.unwrap().secret;
-    let providers = AssistantProviders::default();
-    let (app, _) = router().with_state(AppState { store, providers: providers.clone() }).split_for_parts();
+    let state = AppState::from_config(&platform::testing::config(&[]), store);
+    let providers = state.providers.clone();
+    let (app, _) = router().with_state(state).split_for_parts();
     let with_key = [(KEY_PLACEHOLDER, key.as_str())];
 
     let (status, created) = invoke(&app, "create.json", &with_key).await;

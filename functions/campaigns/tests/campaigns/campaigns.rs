@@ -29,7 +29,9 @@ async fn harness<S: Store>(store: S, accounts: ProviderAccounts, import_max_byte
     let assistant = store.create_assistant(org, NewAssistant::local("Agent", ProviderKind::Simulator, config).unwrap(), chrono::Utc::now());
     let assistant = assistant.await.unwrap().id.to_string();
     let (scheduler, _fired) = LocalScheduler::new(Duration::from_secs(3600));
-    let state = AppState { store: store.clone(), scheduler: scheduler.clone(), accounts, import_max_bytes };
+    let mut config = platform::testing::config(&[]);
+    (config.providers, config.import_max_bytes) = (accounts, import_max_bytes);
+    let state = AppState::from_config(&config, store.clone(), scheduler.clone());
     let (app, _) = router().with_state(state).split_for_parts();
     Harness { app, store, scheduler, org, key, assistant }
 }
