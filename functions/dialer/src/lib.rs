@@ -10,8 +10,6 @@ use platform::{DIAL_JOBS, JobQueue, QueueError};
 use std::time::Duration;
 use tracing::Instrument;
 
-pub use app::dial::DialerSettings;
-
 /// The dialer and the queue its jobs come from.
 #[derive(Clone)]
 pub struct DialerState<S, Q> {
