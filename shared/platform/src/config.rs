@@ -480,6 +480,42 @@ mod tests {
         Config::from_lookup(|k| vars.get(k).cloned())
     }
 
+    fn lookup(vars: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        move |k: &str| vars.get(k).map(|v| v.to_string())
+    }
+
+    #[test]
+    fn each_section_reads_alone_through_a_lookup() {
+        let var = lookup(&[("TWILIO_CALLS_PER_SECOND", "2"), ("OUTDIAL_RING_SECONDS", "20"), ("ELEVENLABS_WEBHOOK_SECRET", "wsec")]);
+        let secrets = Secrets::read(&var);
+        let dialing = DialingConfig::read(&var, &secrets).unwrap();
+        assert_eq!((dialing.calls_per_second.twilio, dialing.ring_seconds), (2.0, 20));
+        assert_eq!(dialing.calls.elevenlabs_webhook_secret, Some(Secret::from("wsec")));
+        let bad = lookup(&[("OUTDIAL_BRIDGE_VERIFY_SIGNATURE", "maybe")]);
+        assert!(matches!(BridgeConfig::read(&bad), Err(ConfigError::Invalid { var: "OUTDIAL_BRIDGE_VERIFY_SIGNATURE", .. })));
+        let store = StoreConfig::read(&lookup(&[("OUTDIAL_STORE", "dynamodb")]));
+        assert_eq!(store, Err(ConfigError::Missing("OUTDIAL_TABLE")));
+    }
+
+    #[test]
+    fn each_credential_is_read_once_and_shared_by_the_sections_that_use_it() {
+        let reads = std::cell::RefCell::new(Vec::new());
+        let var = |name: &str| {
+            reads.borrow_mut().push(name.to_string());
+            ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "RETELL_API_KEY", "ELEVENLABS_WEBHOOK_SECRET"]
+                .contains(&name)
+                .then(|| "x".to_string())
+        };
+        let c = Config::from_lookup(var).unwrap();
+        for secret in ["TWILIO_AUTH_TOKEN", "RETELL_API_KEY", "ELEVENLABS_WEBHOOK_SECRET", "VAPI_API_KEY", "CALCOM_API_KEY"] {
+            assert_eq!(reads.borrow().iter().filter(|r| *r == secret).count(), 1, "{secret} read once");
+        }
+        assert_eq!(c.webhooks.twilio_auth_token, c.providers.twilio.map(|t| t.auth_token));
+        assert_eq!(c.webhooks.retell_api_key, c.providers.retell.map(|r| r.api_key));
+        assert_eq!(c.webhooks.elevenlabs, c.dialing.calls.elevenlabs_webhook_secret);
+    }
+
     #[test]
     fn defaults_to_sqlite_and_pretty_logs() {
         let c = config(&[]).unwrap();
