@@ -193,6 +193,15 @@ async fn create_at_provider<S: Store>(state: &AppState<S>, org: OrgId, mut new: 
     })
 }
 
+/// Not found unless `org` owns (or may take) the provider's id: every organisation shares the
+/// deployment's provider accounts, so outdial keeps each provider resource to one of them.
+async fn owned_by<S: Store>(store: &S, org: domain::OrgId, provider: domain::ProviderKind, provider_id: &str) -> Result<(), Problem> {
+    match store.provider_id_owner(provider, provider_id).await? {
+        Some(owner) if owner != org => Err(Problem::not_found(format!("{} assistant {provider_id} was not found", provider.as_str()))),
+        _ => Ok(()),
+    }
+}
+
 /// Import an assistant that already exists at a provider. Importing the same one again updates
 /// the directory's record instead of adding another.
 #[utoipa::path(post, path = "/assistants/import", tag = "assistants", request_body = ImportAssistant, security(("apiKey" = [])),
@@ -214,6 +223,8 @@ async fn import_assistant<S: Store>(
             "must be the assistant's id at the provider",
         )]));
     }
+    // another organisation's agent is not found, before the provider is asked anything
+    owned_by(&state.store, org, body.provider, provider_id).await?;
     let fetched = state.providers.get(body.provider)?.get_assistant(provider_id).await?;
     let new = NewAssistant {
         name: body.name.filter(|n| !n.trim().is_empty()).unwrap_or(fetched.name),
@@ -267,6 +278,7 @@ async fn update_assistant<S: Store>(
     }
     let provider_copy = match (&current.provider_assistant_id, patch.changes_provider_copy(&current)) {
         (Some(provider_id), true) => {
+            owned_by(&state.store, org, current.provider, provider_id).await?;
             let provider = state.providers.get(current.provider)?;
             let mut next = current.clone();
             next.apply(&patch, Utc::now());

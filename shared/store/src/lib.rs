@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider,
     CallState, CallingArea, Campaign, CampaignId, CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState,
-    DialCheck, DialSlot, E164, EmergencyStop, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace, StartRefusal, Transition,
+    DialCheck, DialSlot, E164, EmergencyStop, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace, ProviderKind, StartRefusal,
+    Transition,
 };
 use std::{collections::BTreeMap, future::Future};
 
@@ -441,6 +442,9 @@ pub trait AssistantStore: Send + Sync {
     ) -> impl Future<Output = Result<Assistant>> + Send;
     /// Removes it from the directory (never at the provider).
     fn delete_assistant(&self, org: OrgId, id: AssistantId) -> impl Future<Output = Result<()>> + Send;
+    /// The organisation that owns `provider_id` at `provider` in this deployment (the first to
+    /// create or import it), across organisations: every organisation shares the provider accounts.
+    fn provider_id_owner(&self, provider: ProviderKind, provider_id: &str) -> impl Future<Output = Result<Option<OrgId>>> + Send;
     /// Every version, oldest first.
     fn list_assistant_versions(&self, org: OrgId, id: AssistantId) -> impl Future<Output = Result<Vec<AssistantVersion>>> + Send;
 }

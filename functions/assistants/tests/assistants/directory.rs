@@ -380,6 +380,34 @@ pub async fn templates_are_read_only_and_clone_into_editable_assistants<S: Store
     assert_eq!(app.get("/assistants?active=false").await.body["items"].as_array().unwrap().len(), 1);
 }
 
+/// Every organisation shares the deployment's provider accounts: an agent id another organisation
+/// holds is not found, and its provider is never asked for it (so its prompt is never read).
+pub async fn another_organisations_provider_agent_is_not_found<S: Store>(store: S) {
+    let elevenlabs = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/convai/agents/ag_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "agent_id": "ag_1", "name": "A's line",
+            "conversation_config": {
+                "agent": { "first_message": "Hello, I'm an AI assistant for A.", "prompt": { "prompt": "A's secret prompt." } },
+                "tts": { "voice_id": "EXAVITQu4vr4xnSDxMaL", "agent_output_audio_format": "ulaw_8000" },
+                "asr": { "user_input_audio_format": "ulaw_8000" }
+            }
+        })))
+        .mount(&elevenlabs)
+        .await;
+    let app = App::new(store, ProviderAccounts { elevenlabs: account(&elevenlabs), ..Default::default() }).await;
+    let body = json!({ "provider": "elevenlabs", "providerAssistantId": "ag_1" });
+    assert_eq!(app.post("/assistants/import", body.clone()).await.status, StatusCode::CREATED);
+    let theirs = app.other_key().await;
+    let stolen = app.send("POST", "/assistants/import", Some(&theirs), None, Some(body)).await;
+    assert_eq!((stolen.status, problem_type(&stolen)), (StatusCode::NOT_FOUND, "not-found"), "{:?}", stolen.body);
+    assert!(!stolen.body.to_string().contains("secret prompt"));
+    let asked = elevenlabs.received_requests().await.unwrap_or_default();
+    assert_eq!(asked.len(), 1, "only the owner's import reached the provider");
+    assert_eq!(app.send("GET", "/assistants", Some(&theirs), None, None).await.body["items"], json!([]));
+}
+
 pub async fn another_organisations_assistants_are_not_found<S: Store>(store: S) {
     let app = App::new(store, ProviderAccounts::default()).await;
     let mine = app.create("Mine", "simulator").await;
@@ -432,4 +460,5 @@ on_both_stores!(
     deletion_waits_for_the_campaigns_that_use_the_assistant,
     templates_are_read_only_and_clone_into_editable_assistants,
     another_organisations_assistants_are_not_found,
+    another_organisations_provider_agent_is_not_found,
 );

@@ -5,6 +5,7 @@ use super::*;
 impl AssistantStore for DynamoStore {
     async fn create_assistant(&self, org: OrgId, new: NewAssistant, now: DateTime<Utc>) -> Result<Assistant> {
         self.org_exists(org).await?;
+        self.check_provider_owner(org, &new).await?;
         let assistant = Assistant::new(org, new, millis(now));
         if self.transact(self.assistant_writes(&assistant, None)?).await? {
             return Ok(assistant);
@@ -21,6 +22,8 @@ impl AssistantStore for DynamoStore {
         let now = millis(now);
         let mut attempt = 0;
         loop {
+            // re-read each round: another organisation may have taken the id meanwhile
+            self.check_provider_owner(org, &new).await?;
             let (assistant, writes, created) = match self.assistant_by_provider_id(org, &new).await? {
                 Some(mut existing) => {
                     let before = existing.version;
@@ -102,6 +105,10 @@ impl AssistantStore for DynamoStore {
             self.client.delete_item().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk)).send().await.map_err(sdk)?;
         }
         Ok(())
+    }
+
+    async fn provider_id_owner(&self, provider: ProviderKind, provider_id: &str) -> Result<Option<OrgId>> {
+        self.provider_owner(provider, provider_id).await
     }
 
     async fn list_assistant_versions(&self, org: OrgId, id: AssistantId) -> Result<Vec<AssistantVersion>> {

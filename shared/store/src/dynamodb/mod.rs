@@ -22,7 +22,7 @@ use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallEventKind, CallId, CallProvider,
     CallState, CallingArea, Campaign, CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition,
     ContactFate, ContactId, ContactState, DialCheck, DialSlot, E164, EmergencyStop, NewAssistant, NewCampaign, NewContact, OrgId,
-    Organisation, Pace, StartRefusal,
+    Organisation, Pace, ProviderKind, StartRefusal,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -927,6 +927,12 @@ fn provider_guard_sk(provider: domain::ProviderKind, pid: &str) -> String {
     format!("PROVIDER_ASSISTANT#{}#{pid}", provider.as_str())
 }
 
+/// The deployment-wide owner record of a provider resource: which organisation holds it.
+fn provider_owner_pk(provider: domain::ProviderKind, pid: &str) -> String {
+    format!("PROVIDER#{}#{pid}", provider.as_str())
+}
+const OWNER_SK: &str = "OWNER";
+
 /// An assistant with its keys; its `version` guards every write.
 #[derive(Serialize, Deserialize)]
 struct AssistantItem {
@@ -961,6 +967,15 @@ impl DynamoStore {
         let version =
             AssistantVersionItem { pk: format!("ASSISTANT#{}", a.id), sk: format!("VERSION#{:06}", a.version), version: a.snapshot() };
         writes.push(self.put(encode(&version), "attribute_not_exists(pk)", &[])?);
+        if let Some(pid) = &a.provider_assistant_id {
+            // taken by the first organisation to hold it; kept by it whatever happens to the record
+            let owner = HashMap::from([
+                ("pk".to_string(), s(provider_owner_pk(a.provider, pid))),
+                ("sk".to_string(), s(OWNER_SK)),
+                ("org_id".to_string(), s(a.org_id.to_string())),
+            ]);
+            writes.push(self.put(owner, "attribute_not_exists(pk) OR org_id = :org", &[(":org", s(a.org_id.to_string()))])?);
+        }
         if let (None, Some(pid)) = (previous, &a.provider_assistant_id) {
             let guard = HashMap::from([
                 ("pk".to_string(), s(org_pk(a.org_id))),
@@ -970,6 +985,23 @@ impl DynamoStore {
             writes.push(self.put(guard, "attribute_not_exists(pk)", &[])?);
         }
         Ok(writes)
+    }
+
+    /// The organisation owning a provider id, if any.
+    async fn provider_owner(&self, provider: domain::ProviderKind, pid: &str) -> Result<Option<OrgId>> {
+        let Some(owner) = self.get(provider_owner_pk(provider, pid), OWNER_SK).await? else { return Ok(None) };
+        let org = owner.get("org_id").and_then(|v| v.as_s().ok()).and_then(|o| OrgId::parse(o).ok());
+        org.map(Some).ok_or_else(|| StoreError::Corrupt(format!("the owner record of {pid} names no organisation")))
+    }
+
+    /// Not found when another organisation owns `new`'s provider id (indistinguishable from an id
+    /// that does not exist).
+    async fn check_provider_owner(&self, org: OrgId, new: &NewAssistant) -> Result<()> {
+        let Some(pid) = &new.provider_assistant_id else { return Ok(()) };
+        match self.provider_owner(new.provider, pid).await? {
+            Some(owner) if owner != org => Err(StoreError::not_found("provider assistant", pid)),
+            _ => Ok(()),
+        }
     }
 
     /// The assistant holding `new`'s provider id, if any.

@@ -4,10 +4,12 @@ use super::*;
 
 impl AssistantStore for SqliteStore {
     async fn create_assistant(&self, org: OrgId, new: NewAssistant, now: DateTime<Utc>) -> Result<Assistant> {
+        let owned = new.clone();
         let assistant = Assistant::new(org, new, millis(now));
         let row = assistant.clone();
         self.write(move |tx| {
             org_exists(tx, org)?;
+            claim_provider_id(tx, org, &owned)?;
             save_assistant(tx, &row)
         })
         .await?;
@@ -18,6 +20,7 @@ impl AssistantStore for SqliteStore {
         let now = millis(now);
         self.write(move |tx| {
             org_exists(tx, org)?;
+            claim_provider_id(tx, org, &new)?;
             match assistant_by_provider_id(tx, org, &new)? {
                 Some(mut existing) => {
                     let patch = AssistantPatch { name: Some(new.name), config: Some(new.config), active: None };
@@ -80,6 +83,11 @@ impl AssistantStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn provider_id_owner(&self, provider: ProviderKind, provider_id: &str) -> Result<Option<OrgId>> {
+        let pid = provider_id.to_string();
+        self.read(move |conn| provider_owner(conn, provider, &pid)).await
     }
 
     async fn list_assistant_versions(&self, org: OrgId, id: AssistantId) -> Result<Vec<AssistantVersion>> {

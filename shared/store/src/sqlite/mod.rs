@@ -12,7 +12,7 @@ use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider, CallState,
     CallingArea, Campaign, CampaignCounters, CampaignId, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId,
     ContactState, DialCheck, DialSlot, E164, EmergencyStop, EndReason, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
-    StartRefusal, UsState,
+    ProviderKind, StartRefusal, UsState,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::{path::Path, sync::mpsc};
@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_batches_and_caller_ids.sql"),
     include_str!("migrations/0006_post_call.sql"),
     include_str!("migrations/0007_dial_path_safety.sql"),
+    include_str!("migrations/0008_provider_owners.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.
@@ -498,6 +499,32 @@ fn assistant_by_provider_id(conn: &Connection, org: OrgId, new: &NewAssistant) -
         .and_then(|mut s| s.query_row(params![org.to_string(), new.provider.as_str(), pid], |r| r.get(0)).optional())
         .map_err(backend)?;
     doc.map(|d| serde_json::from_str(&d).map_err(corrupt)).transpose()
+}
+
+/// The organisation owning a provider id, if any.
+fn provider_owner(conn: &Connection, provider: ProviderKind, pid: &str) -> Result<Option<OrgId>> {
+    let owner: Option<String> = conn
+        .prepare_cached("SELECT org_id FROM provider_owners WHERE provider = ?1 AND provider_id = ?2")
+        .and_then(|mut s| s.query_row(params![provider.as_str(), pid], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    owner.map(|o| OrgId::parse(&o).map_err(corrupt)).transpose()
+}
+
+/// Takes the new assistant's provider id for `org`, or answers not found when another
+/// organisation holds it (indistinguishable from an id that does not exist).
+fn claim_provider_id(tx: &rusqlite::Transaction<'_>, org: OrgId, new: &NewAssistant) -> Result<()> {
+    let Some(pid) = &new.provider_assistant_id else { return Ok(()) };
+    match provider_owner(tx, new.provider, pid)? {
+        Some(owner) if owner != org => Err(StoreError::not_found("provider assistant", pid)),
+        Some(_) => Ok(()),
+        None => tx
+            .execute(
+                "INSERT INTO provider_owners (provider, provider_id, org_id) VALUES (?1, ?2, ?3)",
+                params![new.provider.as_str(), pid, org.to_string()],
+            )
+            .map(drop)
+            .map_err(backend),
+    }
 }
 
 /// Writes the assistant's row and its current version.

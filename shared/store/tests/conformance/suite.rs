@@ -693,6 +693,25 @@ pub async fn assistant_changes_are_versioned_and_optimistic<S: Store>(store: &S)
     assert!(versions[2].name.starts_with("racer "));
 }
 
+pub async fn provider_ids_belong_to_one_organisation<S: Store>(store: &S) {
+    let (a, b) = (org(store).await, org(store).await);
+    let (mine, _) = store.import_assistant(a, new_assistant("A's agent", Some("agent_a1"), AssistantSource::Imported), t0()).await.unwrap();
+    assert_eq!(store.provider_id_owner(mine.provider, "agent_a1").await.unwrap(), Some(a));
+    let imported = store.import_assistant(b, new_assistant("Taken", Some("agent_a1"), AssistantSource::Imported), t0()).await;
+    assert!(matches!(imported, Err(StoreError::NotFound { .. })), "another organisation's id is not found: {imported:?}");
+    let created = store.create_assistant(b, new_assistant("Taken", Some("agent_a1"), AssistantSource::Imported), t0()).await;
+    assert!(matches!(created, Err(StoreError::NotFound { .. })), "{created:?}");
+    assert!(store.list_assistants(b, AssistantFilter::default(), PageRequest::default()).await.unwrap().items.is_empty());
+    let (again, created) =
+        store.import_assistant(a, new_assistant("A's agent v2", Some("agent_a1"), AssistantSource::Imported), t0()).await.unwrap();
+    assert!(!created && again.id == mine.id && again.name == "A's agent v2", "the owner still imports it");
+    // deleting the record keeps the id A's: B cannot take A's agent by waiting
+    store.delete_assistant(a, mine.id).await.unwrap();
+    let after = store.import_assistant(b, new_assistant("Taken", Some("agent_a1"), AssistantSource::Imported), t0()).await;
+    assert!(matches!(after, Err(StoreError::NotFound { .. })), "{after:?}");
+    assert_eq!(store.provider_id_owner(mine.provider, "agent_unknown").await.unwrap(), None);
+}
+
 pub async fn imports_of_one_provider_id_never_duplicate<S: Store>(store: &S) {
     let (org, other) = (org(store).await, org(store).await);
     let importers = (0..8).map(|_| {
