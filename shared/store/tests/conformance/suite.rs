@@ -733,9 +733,11 @@ pub async fn imports_of_one_provider_id_never_duplicate<S: Store>(store: &S) {
     assert_eq!((updated.id, updated.version, updated.name.as_str()), (results[0].0.id, 2, "Imported, renamed"));
     let duplicate = store.create_assistant(org, new_assistant("Dup", Some("asst_123"), AssistantSource::Local), t0()).await;
     assert!(matches!(duplicate, Err(StoreError::Conflict(_))), "{duplicate:?}");
-    let (elsewhere, created) =
-        store.import_assistant(other, new_assistant("Theirs", Some("asst_123"), AssistantSource::Imported), t0()).await.unwrap();
-    assert!(created && elsewhere.id != updated.id, "another organisation has its own directory");
+    // the provider id is this organisation's: to another it is not found (issue 18)
+    let elsewhere = store.import_assistant(other, new_assistant("Theirs", Some("asst_123"), AssistantSource::Imported), t0()).await;
+    assert!(matches!(elsewhere, Err(StoreError::NotFound { .. })), "{elsewhere:?}");
+    let theirs = store.import_assistant(other, new_assistant("Theirs", Some("asst_456"), AssistantSource::Imported), t0()).await.unwrap();
+    assert!(theirs.1 && theirs.0.id != updated.id, "another organisation has its own directory");
 }
 
 pub async fn campaigns_are_found_by_the_assistant_they_use<S: Store>(store: &S) {
