@@ -71,7 +71,7 @@ impl IntoResponse for WebhookError {
 }
 
 /// The function's routes, with their OpenAPI descriptions.
-pub fn router<S: DeliveryStore + Clone + 'static, T: TickRequests>() -> OpenApiRouter<WebhookState<S, T>> {
+pub fn router<S: DeliveryStore, T: TickRequests>() -> OpenApiRouter<WebhookState<S, T>> {
     OpenApiRouter::new()
         .routes(routes!(twilio_status))
         .routes(routes!(twilio_amd))
@@ -116,7 +116,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for SignedRequest {
 
 /// Verifies a Twilio form callback against the exact public URL it was sent to, then delivers
 /// what `normalise` makes of it.
-async fn twilio_callback<S: DeliveryStore + Clone + 'static, T: TickRequests>(
+async fn twilio_callback<S: DeliveryStore, T: TickRequests>(
     state: &WebhookState<S, T>,
     request: SignedRequest,
     normalise: fn(&twilio::Form, DateTime<Utc>) -> Result<Delivery, Malformed>,
@@ -153,10 +153,7 @@ async fn deliver<S: DeliveryStore, T: TickRequests>(state: &WebhookState<S, T>, 
         (status = 401, body = Problem, content_type = "application/problem+json", description = "no signature"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "invalid signature"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
-async fn twilio_status<S: DeliveryStore + Clone + 'static, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    request: SignedRequest,
-) -> Handled {
+async fn twilio_status<S: DeliveryStore, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
     twilio_callback(&state, request, twilio::status).await
 }
 
@@ -166,10 +163,7 @@ async fn twilio_status<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
-async fn twilio_amd<S: DeliveryStore + Clone + 'static, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    request: SignedRequest,
-) -> Handled {
+async fn twilio_amd<S: DeliveryStore, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
     twilio_callback(&state, request, twilio::amd).await
 }
 
@@ -179,10 +173,7 @@ async fn twilio_amd<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
-async fn twilio_recording<S: DeliveryStore + Clone + 'static, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    request: SignedRequest,
-) -> Handled {
+async fn twilio_recording<S: DeliveryStore, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
     twilio_callback(&state, request, twilio::recording).await
 }
 
@@ -192,7 +183,7 @@ async fn twilio_recording<S: DeliveryStore + Clone + 'static, T: TickRequests>(
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
-async fn elevenlabs_post_call<S: DeliveryStore + Clone + 'static, T: TickRequests>(
+async fn elevenlabs_post_call<S: DeliveryStore, T: TickRequests>(
     State(state): State<WebhookState<S, T>>,
     request: SignedRequest,
 ) -> Handled {
@@ -210,7 +201,7 @@ async fn elevenlabs_post_call<S: DeliveryStore + Clone + 'static, T: TickRequest
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
-async fn vapi_server_message<S: DeliveryStore + Clone + 'static, T: TickRequests>(
+async fn vapi_server_message<S: DeliveryStore, T: TickRequests>(
     State(state): State<WebhookState<S, T>>,
     request: SignedRequest,
 ) -> Handled {
@@ -232,10 +223,7 @@ async fn vapi_server_message<S: DeliveryStore + Clone + 'static, T: TickRequests
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "this provider's secret (or OUTDIAL_PUBLIC_URL) is not configured")))]
-async fn retell_webhook<S: DeliveryStore + Clone + 'static, T: TickRequests>(
-    State(state): State<WebhookState<S, T>>,
-    request: SignedRequest,
-) -> Handled {
+async fn retell_webhook<S: DeliveryStore, T: TickRequests>(State(state): State<WebhookState<S, T>>, request: SignedRequest) -> Handled {
     let now = Utc::now();
     let key = state.secrets.retell_api_key.as_ref().map(Secret::expose).ok_or(Refusal::NotConfigured("RETELL_API_KEY"));
     key.and_then(|key| verify::retell(key, request.header("x-retell-signature"), &request.body, now))

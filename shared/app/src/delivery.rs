@@ -24,9 +24,9 @@ pub struct Delivery {
 }
 
 /// What applying a delivery touches: calls (and their placement record), their campaigns, and
-/// the do-not-call list.
-pub trait DeliveryStore: CallStore + DialingStore + CampaignStore + DoNotCallStore {}
-impl<T: CallStore + DialingStore + CampaignStore + DoNotCallStore> DeliveryStore for T {}
+/// the do-not-call list; shared by the webhook routes' state, hence `Clone`.
+pub trait DeliveryStore: CallStore + DialingStore + CampaignStore + DoNotCallStore + Clone + 'static {}
+impl<T: CallStore + DialingStore + CampaignStore + DoNotCallStore + Clone + 'static> DeliveryStore for T {}
 
 /// Where a delivery's effects go: the store, the providers (to hang up on machines and on
 /// second calls) and the ticks an ended call asks for.
