@@ -50,6 +50,12 @@ async fn main() {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let server = tokio::spawn(outdial::serve(store, outdial::Stack::default(), listener));
         let http = reqwest::Client::new();
+        http.post(format!("{base}/caller-ids"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"phone": "+14155550100"}))
+            .send()
+            .await
+            .expect("caller ID");
         let created: serde_json::Value = http
             .post(format!("{base}/campaigns"))
             .bearer_auth(&key)

@@ -93,6 +93,24 @@ pub enum DncCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum CallerIdCommand {
+    /// Register a number the organisation's campaigns may call from (the provider accounts must hold it).
+    Add {
+        phone: String,
+        /// Vapi's id of the number, for Vapi campaigns.
+        #[arg(long)]
+        vapi_phone_number_id: Option<String>,
+        /// ElevenLabs' id of the number, for ElevenLabs campaigns.
+        #[arg(long)]
+        elevenlabs_phone_number_id: Option<String>,
+    },
+    /// The organisation's caller IDs as a JSON array.
+    List,
+    /// Take a number off the registry.
+    Remove { phone: String },
+}
+
 fn content_type(file: &Path) -> &'static str {
     match file.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("json") => "application/json",
@@ -235,6 +253,22 @@ pub async fn dnc(client: &ApiClient, command: DncCommand) -> Result<(), Error> {
             let report = client.post_stream("/dnc", &query, "text/csv", body).await;
             bar.finish_and_clear();
             report?
+        }
+    };
+    show(&reply)
+}
+
+pub async fn caller_id(client: &ApiClient, command: CallerIdCommand) -> Result<(), Error> {
+    let reply = match command {
+        CallerIdCommand::Add { phone, vapi_phone_number_id, elevenlabs_phone_number_id } => {
+            let body =
+                json!({ "phone": phone, "vapiPhoneNumberId": vapi_phone_number_id, "elevenlabsPhoneNumberId": elevenlabs_phone_number_id });
+            client.post("/caller-ids", &body).await?
+        }
+        CallerIdCommand::List => Value::Array(client.get_all("/caller-ids", &[]).await?),
+        CallerIdCommand::Remove { phone } => {
+            client.delete(&format!("/caller-ids/{}", encode_phone(&phone))).await?;
+            json!({ "removed": phone })
         }
     };
     show(&reply)

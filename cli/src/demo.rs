@@ -96,6 +96,9 @@ pub async fn run<S: Store>(store: S, mut stack: Stack, options: &DemoOptions) ->
     let template = templates.first().and_then(|t| t["id"].as_str()).ok_or("no assistant template was installed")?;
     let assistant = api.post(&format!("/assistants/{template}/clone"), &json!({ "name": "Demo caller", "provider": "simulator" })).await?;
     let (window, areas) = callable_areas(Utc::now());
+    for phone in CALLER_IDS {
+        api.post("/caller-ids", &json!({ "phone": phone })).await?;
+    }
     let campaign = api.post("/campaigns", &campaign_spec(&assistant, &window)).await?;
     let id = campaign["id"].as_str().ok_or("the campaign has no id")?.to_string();
     let csv = contacts_csv(options.contacts, options.seed, &areas);
@@ -165,13 +168,16 @@ fn callable_areas(now: chrono::DateTime<Utc>) -> (domain::CallingWindow, Vec<(u3
     (every_day, areas)
 }
 
+/// The numbers the demo calls from, registered to its organisation (the simulator holds any number).
+const CALLER_IDS: [&str; 3] = ["+14155550100", "+14155550101", "+14155550102"];
+
 fn campaign_spec(assistant: &Value, window: &domain::CallingWindow) -> Value {
     json!({
         "name": "Demo: plan renewals",
         "assistantId": assistant["id"],
         "provider": "simulator",
         "cap": 50,
-        "callerIds": ["+14155550100", "+14155550101", "+14155550102"],
+        "callerIds": CALLER_IDS,
         "timezone": "America/New_York",
         "callingWindow": window,
         "retryPolicy": { "maxAttempts": 3, "delayMinutes": 0, "retryOn": ["busy", "no_answer", "failed"] },

@@ -2,7 +2,7 @@
 
 mod campaign_commands;
 
-use campaign_commands::{CampaignCommand, DncCommand};
+use campaign_commands::{CallerIdCommand, CampaignCommand, DncCommand};
 use clap::{Args, Parser, Subcommand};
 use outdial::Stack;
 use outdial::client::ApiClient;
@@ -75,6 +75,13 @@ enum Command {
         api: Api,
         #[command(subcommand)]
         command: DncCommand,
+    },
+    /// The numbers the organisation's campaigns may call from.
+    CallerId {
+        #[command(flatten)]
+        api: Api,
+        #[command(subcommand)]
+        command: CallerIdCommand,
     },
     /// The emergency stop: pause every running campaign and place no call until it is lifted.
     Stop {
@@ -198,6 +205,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Assistant { api, command } => return assistant(api, command).await,
         Command::Campaign { api, command } => return campaign_commands::campaign(&api.client()?, command).await,
         Command::Dnc { api, command } => return campaign_commands::dnc(&api.client()?, command).await,
+        Command::CallerId { api, command } => return campaign_commands::caller_id(&api.client()?, command).await,
         Command::Stop { api, lift, status } => return campaign_commands::stop(&api.client()?, lift, status).await,
         _ => {}
     }
@@ -256,7 +264,12 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
             tracing::info!(address = %listener.local_addr()?, "outdial local stack listening");
             outdial::serve(store, stack, listener).await?;
         }
-        Command::Assistant { .. } | Command::Campaign { .. } | Command::Dnc { .. } | Command::Stop { .. } | Command::Demo { .. } => {
+        Command::Assistant { .. }
+        | Command::Campaign { .. }
+        | Command::Dnc { .. }
+        | Command::CallerId { .. }
+        | Command::Stop { .. }
+        | Command::Demo { .. } => {
             unreachable!("handled before the store is opened")
         }
     }

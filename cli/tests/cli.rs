@@ -22,7 +22,7 @@ fn org_and_key_creation_print_the_value_alone_on_the_last_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
     let (ok, out, _) = outdial(&db, &["migrate"]);
-    assert!(ok && out.contains("schema version 8"), "{out}");
+    assert!(ok && out.contains("schema version 9"), "{out}");
     let (ok, out, err) = outdial(&db, &["org", "create", "Acme Outbound"]);
     assert!(ok, "{err}");
     let org = last_line(&out).to_string();
@@ -196,8 +196,21 @@ async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
 
     let (ok, out, err) = run(args(&["dnc", "add", "+1 415 555 0163"])).await.unwrap();
     assert!(ok && out.contains("\"added\": 1"), "{out}{err}");
-    let (ok, out, err) =
-        run(args(&["campaign", "create", "--name", "Renewals", "--assistant", &assistant, "--caller-id", "+14155550100"])).await.unwrap();
+    let create = args(&["campaign", "create", "--name", "Renewals", "--assistant", &assistant, "--caller-id", "+14155550100"]);
+    let (ok, _, err) = run(create.clone()).await.unwrap();
+    assert!(!ok && err.contains("POST /caller-ids"), "an unregistered caller ID is refused: {err}");
+    let (ok, out, err) = run(args(&["caller-id", "add", "(415) 555-0100"])).await.unwrap();
+    assert!(!ok && err.contains("phone"), "a national number needs its region: {out}{err}");
+    let (ok, out, err) = run(args(&["caller-id", "add", "+14155550100"])).await.unwrap();
+    assert!(ok && out.contains("\"phone\": \"+14155550100\""), "{out}{err}");
+    let (ok, out, err) = run(args(&["caller-id", "add", "+14155550109"])).await.unwrap();
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(args(&["caller-id", "remove", "+14155550109"])).await.unwrap();
+    assert!(ok && out.contains("removed"), "{out}{err}");
+    let (ok, out, _) = run(args(&["caller-id", "list"])).await.unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && listed.as_array().unwrap().len() == 1 && listed[0]["phone"] == "+14155550100", "{out}");
+    let (ok, out, err) = run(create).await.unwrap();
     assert!(ok, "{err}");
     let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
     let file = dir.path().join("contacts.csv");

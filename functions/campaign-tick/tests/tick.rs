@@ -47,6 +47,7 @@ impl<S: Store> World<S> {
     }
 
     async fn running(&self, cap: i64, settings: CampaignSettings, contacts: Vec<NewContact>) -> domain::Campaign {
+        store::testing::register_caller_ids(self.store(), self.org, &settings.caller_ids, None, None).await;
         let new = NewCampaign::parse("tick", Cap::parse(cap).unwrap(), settings).unwrap();
         let c = self.store().create_campaign(self.org, new).await.unwrap();
         self.store().add_contacts(self.org, c.id, contacts, t0()).await.unwrap();
@@ -249,6 +250,7 @@ pub async fn the_emergency_stop_keeps_a_scheduled_start_from_running<S: Store>(s
         .create_assistant(w.org, domain::NewAssistant::local("Agent", domain::ProviderKind::Simulator, config).unwrap(), t0())
         .await
         .unwrap();
+    store::testing::register_caller_ids(w.store(), w.org, &[phone(9)], None, None).await;
     let c = w.store().create_campaign(w.org, new.with_assistant(assistant.id)).await.unwrap();
     w.store().add_contacts(w.org, c.id, new_york(0..3), t0()).await.unwrap();
     w.state.scheduler.create(w.org, c.id, Schedule::StartAt(start_at)).await.unwrap();

@@ -2,6 +2,7 @@
 //! and schedules, the emergency stop and the organisation's do-not-call list, all scoped to the
 //! caller's organisation.
 
+mod caller_ids;
 mod calls;
 mod dnc;
 mod import;
@@ -14,7 +15,7 @@ use axum::{
 use chrono::Utc;
 use domain::{Campaign, CampaignId, CampaignSpec, Contact, ContactDisposition, ContactState, NewCampaign};
 use platform::{AuthState, Authenticated, CampaignScheduler, List, PageQuery, Problem, Schedule, extract::Json, extract::Query};
-use providers::ProviderAccounts;
+use providers::{NumberOwnership, ProviderAccounts};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use store::{ContactFilter, ContactTally, Store};
@@ -31,12 +32,20 @@ pub struct AppState<S, C> {
     pub store: S,
     pub scheduler: C,
     pub accounts: ProviderAccounts,
+    /// Where a caller ID is checked before it is registered.
+    pub numbers: NumberOwnership,
     pub import_max_bytes: u64,
 }
 
 impl<S, C> AppState<S, C> {
     pub fn from_config(config: &platform::Config, store: S, scheduler: C) -> Self {
-        Self { store, scheduler, accounts: config.providers.clone(), import_max_bytes: config.import_max_bytes }
+        Self {
+            store,
+            scheduler,
+            numbers: NumberOwnership::new(&config.providers),
+            accounts: config.providers.clone(),
+            import_max_bytes: config.import_max_bytes,
+        }
     }
 }
 
@@ -139,6 +148,8 @@ pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>>
         .routes(routes!(lifecycle::emergency_stop, lifecycle::emergency_stop_status, lifecycle::lift_emergency_stop))
         .routes(routes!(dnc::list_do_not_call, dnc::import_do_not_call))
         .routes(routes!(dnc::add_do_not_call, dnc::remove_do_not_call))
+        .routes(routes!(caller_ids::list_caller_ids, caller_ids::register_caller_id))
+        .routes(routes!(caller_ids::remove_caller_id))
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::list_calls))
 }
@@ -164,6 +175,15 @@ async fn create_campaign<S: Store, C: CampaignScheduler>(
         Err(e) => return Err(e.into()),
     };
     let new = plan.with_assistant(&assistant).map_err(Problem::validation)?;
+    let registered = state.store.registered_caller_ids(org, &new.settings.caller_ids).await?;
+    let unregistered = domain::caller_id::unregistered_caller_ids(&new.settings.caller_ids, &registered, new.settings.provider);
+    if !unregistered.is_empty() {
+        return Err(Problem::validation(domain::caller_id::registration_errors(
+            &new.settings.caller_ids,
+            &unregistered,
+            new.settings.provider,
+        )));
+    }
     let start_at = new.settings.start_at;
     let campaign = state.store.create_campaign(org, new).await?;
     if let Some(at) = start_at {

@@ -12,12 +12,12 @@ use domain::{CallDetails, CallEvent, CallEventKind, CallState, Campaign, Campaig
 use platform::CallsPerSecond;
 use providers::{CallProviders, CallRequest, ProviderError};
 use std::time::Duration;
-use store::{AssistantStore, CallStore, CampaignStore, DialingStore, PlacedCall, StoreError};
+use store::{AssistantStore, CallStore, CallerIdStore, CampaignStore, DialingStore, PlacedCall, StoreError};
 
 /// What placing a call reads and writes: the call, its campaign, contact and assistant, and the
 /// dialing records (guard, pacing, caller IDs).
-pub trait DialStore: CallStore + CampaignStore + AssistantStore + DialingStore {}
-impl<T: CallStore + CampaignStore + AssistantStore + DialingStore> DialStore for T {}
+pub trait DialStore: CallStore + CampaignStore + AssistantStore + DialingStore + CallerIdStore {}
+impl<T: CallStore + CampaignStore + AssistantStore + DialingStore + CallerIdStore> DialStore for T {}
 
 /// How the dialer behaves, from `platform::DialingConfig`.
 #[derive(Clone, Debug)]
@@ -277,9 +277,17 @@ impl<S: DialStore> Dialer<S> {
             },
             None => None,
         };
-        let Some(from) = store.take_caller_id(org, &campaign.settings.caller_ids, contact.caller_id.as_ref(), now).await? else {
-            return Ok(Prepared::Unplaceable("the campaign has no caller ID to call from".into()));
+        // only numbers still registered to the organisation (for this provider) are called from
+        let provider = campaign.settings.provider;
+        let registered: Vec<_> =
+            store.registered_caller_ids(org, &campaign.settings.caller_ids).await?.into_iter().filter(|c| c.serves(provider)).collect();
+        let pool: Vec<E164> = registered.iter().map(|c| c.phone.clone()).collect();
+        let Some(from) = store.take_caller_id(org, &pool, contact.caller_id.as_ref(), now).await? else {
+            return Ok(Prepared::Unplaceable(
+                "none of the campaign's caller IDs is registered to the organisation; register them with POST /caller-ids".into(),
+            ));
         };
+        let from_number_id = registered.iter().find(|c| c.phone == from).and_then(|c| c.provider_number_id(provider)).map(str::to_string);
         let placed_at = self.wait_for_slot(campaign.settings.provider, now).await?;
         let request = CallRequest {
             org_id: org,
@@ -288,6 +296,7 @@ impl<S: DialStore> Dialer<S> {
             contact_id: contact.id,
             to: call.phone.clone(),
             from,
+            from_number_id,
             assistant_provider_id,
             variables: contact.dynamic_variables(),
             recording: campaign.settings.recording,

@@ -7,7 +7,7 @@ use chrono::Utc;
 use domain::{Campaign, CampaignId, CampaignStatus, EmergencyStop, OrgId, Organisation, StartRefusal, UnmetCheck};
 use platform::{CampaignScheduler, Schedule, ScheduledAction, ScheduledRun, SchedulerError};
 use providers::ProviderAccounts;
-use store::{AssistantStore, CampaignStore, OrgStore, StoreError};
+use store::{AssistantStore, CallerIdStore, CampaignStore, OrgStore, StoreError};
 
 /// Why a lifecycle change did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,7 @@ pub struct Lifecycle<'a, S, C> {
     pub accounts: &'a ProviderAccounts,
 }
 
-impl<S: OrgStore + CampaignStore + AssistantStore, C: CampaignScheduler> Lifecycle<'_, S, C> {
+impl<S: OrgStore + CampaignStore + AssistantStore + CallerIdStore, C: CampaignScheduler> Lifecycle<'_, S, C> {
     /// Makes the campaign's tick schedule match its status: present while running, absent otherwise.
     /// Re-reads the status after each change, so a status that moved meanwhile is followed too.
     pub async fn sync_schedule(&self, org: OrgId, id: CampaignId) -> Result<Campaign, LifecycleError> {
@@ -120,7 +120,8 @@ impl<S: OrgStore + CampaignStore + AssistantStore, C: CampaignScheduler> Lifecyc
             None => None,
         };
         let missing = self.accounts.missing_for_calls(campaign.settings.provider);
-        let unmet = campaign.unmet_launch_checks(assistant.as_ref(), &missing);
+        let registered = self.store.registered_caller_ids(org, &campaign.settings.caller_ids).await?;
+        let unmet = campaign.unmet_launch_checks(assistant.as_ref(), &missing, &registered);
         if !unmet.is_empty() {
             return Err(LifecycleError::LaunchChecks(unmet));
         }

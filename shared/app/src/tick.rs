@@ -14,15 +14,15 @@ use domain::{CallDetails, CallEvent, CallEventKind, CampaignId, CampaignStatus, 
 use platform::{CRM_JOBS, CampaignScheduler, DIAL_JOBS, JobQueue, QueueError, ScheduledAction, ScheduledRun};
 use providers::ProviderAccounts;
 use std::future::Future;
-use store::{AssistantStore, CallStore, CampaignStore, DialingStore, OrgStore, StoreError};
+use store::{AssistantStore, CallStore, CallerIdStore, CampaignStore, DialingStore, OrgStore, StoreError};
 use tracing::Instrument;
 
 use crate::lifecycle::{Lifecycle, LifecycleError};
 
 /// What a tick reads and writes: campaigns, their calls, the dialing records, and (to start or
 /// complete a campaign) organisations and assistants.
-pub trait TickStore: OrgStore + CampaignStore + AssistantStore + CallStore + DialingStore + Clone + 'static {}
-impl<T: OrgStore + CampaignStore + AssistantStore + CallStore + DialingStore + Clone + 'static> TickStore for T {}
+pub trait TickStore: OrgStore + CampaignStore + AssistantStore + CallerIdStore + CallStore + DialingStore + Clone + 'static {}
+impl<T: OrgStore + CampaignStore + AssistantStore + CallerIdStore + CallStore + DialingStore + Clone + 'static> TickStore for T {}
 
 /// Orphaned provider call ids looked at per tick.
 const ORPHANS_PER_TICK: u32 = 50;

@@ -579,8 +579,14 @@ impl Campaign {
     }
 
     /// Every reason the campaign cannot start now. `assistant` is the one it names (None when it
-    /// is gone); `missing_credentials` the variables its provider still needs.
-    pub fn unmet_launch_checks(&self, assistant: Option<&Assistant>, missing_credentials: &[&str]) -> Vec<UnmetCheck> {
+    /// is gone); `missing_credentials` the variables its provider still needs; `registered` the
+    /// organisation's registrations of the campaign's caller IDs.
+    pub fn unmet_launch_checks(
+        &self,
+        assistant: Option<&Assistant>,
+        missing_credentials: &[&str],
+        registered: &[crate::CallerId],
+    ) -> Vec<UnmetCheck> {
         let mut unmet = Vec::new();
         if self.counters.contacts_total == self.counters.contacts_done {
             unmet.push(UnmetCheck::NoContacts);
@@ -592,6 +598,13 @@ impl Campaign {
         }
         if self.settings.caller_ids.is_empty() {
             unmet.push(UnmetCheck::NoCallerId);
+        }
+        let unregistered = crate::caller_id::unregistered_caller_ids(&self.settings.caller_ids, registered, self.settings.provider);
+        if !unregistered.is_empty() {
+            unmet.push(UnmetCheck::CallerIdNotRegistered {
+                provider: self.settings.provider,
+                phones: unregistered.into_iter().cloned().collect(),
+            });
         }
         if !missing_credentials.is_empty() {
             unmet.push(UnmetCheck::ProviderNotConfigured {
@@ -641,9 +654,19 @@ impl Campaign {
 pub enum UnmetCheck {
     NoContacts,
     AssistantMissing,
-    AssistantInactive { assistant: AssistantId },
+    AssistantInactive {
+        assistant: AssistantId,
+    },
     NoCallerId,
-    ProviderNotConfigured { provider: CallProvider, variables: Vec<String> },
+    /// Caller IDs the organisation has not registered (for Vapi and ElevenLabs: with the number's id there).
+    CallerIdNotRegistered {
+        provider: CallProvider,
+        phones: Vec<E164>,
+    },
+    ProviderNotConfigured {
+        provider: CallProvider,
+        variables: Vec<String>,
+    },
     CallingWindowEmpty,
 }
 
@@ -655,6 +678,7 @@ impl UnmetCheck {
             Self::AssistantMissing => "assistant-missing",
             Self::AssistantInactive { .. } => "assistant-inactive",
             Self::NoCallerId => "no-caller-id",
+            Self::CallerIdNotRegistered { .. } => "caller-id-not-registered",
             Self::ProviderNotConfigured { .. } => "provider-not-configured",
             Self::CallingWindowEmpty => "calling-window-empty",
         }
@@ -669,6 +693,11 @@ impl UnmetCheck {
                 format!("assistant {assistant} is inactive; activate it with PATCH /assistants/{assistant}")
             }
             Self::NoCallerId => "the campaign has no caller ID to call from".into(),
+            Self::CallerIdNotRegistered { provider, phones } => {
+                let phones = phones.iter().map(E164::as_str).collect::<Vec<_>>().join(", ");
+                let how = crate::caller_id::registration_hint(*provider);
+                format!("caller IDs {phones} are not registered to this organisation; register each with POST /caller-ids{how}")
+            }
             Self::ProviderNotConfigured { provider, variables } => {
                 format!("{} credentials are not configured: set {}", provider.as_str(), variables.join(" and "))
             }
@@ -793,7 +822,7 @@ mod tests {
         let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let settings = CampaignSettings { calling_window: CallingWindow::parse([], "08:00", "21:00").unwrap(), ..Default::default() };
         let c = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, settings).unwrap(), t);
-        let codes: Vec<_> = c.unmet_launch_checks(None, &["TWILIO_AUTH_TOKEN"]).iter().map(UnmetCheck::code).collect();
+        let codes: Vec<_> = c.unmet_launch_checks(None, &["TWILIO_AUTH_TOKEN"], &[]).iter().map(UnmetCheck::code).collect();
         assert_eq!(codes, ["no-contacts", "assistant-missing", "no-caller-id", "provider-not-configured", "calling-window-empty"]);
         let mut ready = c.clone();
         ready.counters.contacts_total = 1;
@@ -801,7 +830,16 @@ mod tests {
         ready.settings.calling_window = CallingWindow::default();
         let config = crate::assistant::templates()[0].config.clone();
         let assistant = Assistant::new(OrgId::new(), crate::NewAssistant::local("a", ProviderKind::Simulator, config).unwrap(), t);
-        assert!(ready.unmet_launch_checks(Some(&assistant), &[]).is_empty());
+        let unregistered: Vec<_> = ready.unmet_launch_checks(Some(&assistant), &[], &[]).iter().map(UnmetCheck::code).collect();
+        assert_eq!(unregistered, ["caller-id-not-registered"]);
+        let registration = crate::CallerId {
+            phone: ready.settings.caller_ids[0].clone(),
+            org_id: ready.org_id,
+            vapi_phone_number_id: None,
+            elevenlabs_phone_number_id: None,
+            registered_at: t,
+        };
+        assert!(ready.unmet_launch_checks(Some(&assistant), &[], &[registration]).is_empty());
     }
 
     fn ended(call: &Call, reason: EndReason, at: DateTime<Utc>) -> Call {

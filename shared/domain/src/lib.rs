@@ -20,6 +20,7 @@ pub(crate) use schema_as_wire_form;
 
 pub mod assistant;
 pub mod call;
+pub mod caller_id;
 pub mod calling_hours;
 pub mod campaign;
 pub mod contact;
@@ -40,6 +41,7 @@ pub use call::{
     AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, EndReason, REPORT_GRACE, Transcript, Transition,
     VoicemailStep, asks_not_to_be_called,
 };
+pub use caller_id::CallerId;
 pub use calling_hours::{CallingArea, EffectiveWindow, UsState};
 pub use campaign::{
     CallProvider, Campaign, CampaignCounters, CampaignPlan, CampaignSettings, CampaignSpec, CampaignStatus, CrmTarget, DialMode,

@@ -106,8 +106,8 @@ pub struct WebhookSecrets {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DialingConfig {
     /// What the call providers need besides their keys: `OUTDIAL_PUBLIC_URL`, `OUTDIAL_BRIDGE_URL`,
-    /// `ELEVENLABS_PHONE_NUMBER_ID`, `VAPI_PHONE_NUMBER_ID`, `ELEVENLABS_WEBHOOK_SECRET`,
-    /// `OUTDIAL_SIMULATOR_SEED`, `OUTDIAL_SIMULATOR_SPEED`.
+    /// `ELEVENLABS_WEBHOOK_SECRET`, `OUTDIAL_SIMULATOR_SEED`, `OUTDIAL_SIMULATOR_SPEED` (the numbers
+    /// Vapi and ElevenLabs call from are the campaign's registered caller IDs).
     pub calls: providers::CallOptions,
     /// Calls per second per provider account (`TWILIO_CALLS_PER_SECOND`, … `SIMULATOR_CALLS_PER_SECOND`; 0 = no limit).
     pub calls_per_second: CallsPerSecond,
@@ -360,8 +360,6 @@ impl DialingConfig {
         let calls = providers::CallOptions {
             public_url: var("OUTDIAL_PUBLIC_URL"),
             bridge_url: var("OUTDIAL_BRIDGE_URL"),
-            elevenlabs_phone_number_id: var("ELEVENLABS_PHONE_NUMBER_ID"),
-            vapi_phone_number_id: var("VAPI_PHONE_NUMBER_ID"),
             elevenlabs_webhook_secret: secrets.elevenlabs_webhook.clone(),
             simulator_odds: defaults.calls.simulator_odds,
             simulator_seed: var("OUTDIAL_SIMULATOR_SEED").map_or(Ok(defaults.calls.simulator_seed), |v| {

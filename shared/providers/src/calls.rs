@@ -19,6 +19,8 @@ pub struct CallRequest {
     pub to: E164,
     /// The caller ID it goes out from.
     pub from: E164,
+    /// The provider's id of that number, for the providers that call from an id (Vapi, ElevenLabs).
+    pub from_number_id: Option<String>,
     /// The assistant's id at the provider (agent, assistant); None for Twilio, whose bridge
     /// looks the assistant up itself.
     pub assistant_provider_id: Option<String>,
@@ -90,8 +92,6 @@ pub struct CallOptions {
     pub public_url: Option<String>,
     /// The media bridge's `wss://…/media` URL.
     pub bridge_url: Option<String>,
-    pub elevenlabs_phone_number_id: Option<String>,
-    pub vapi_phone_number_id: Option<String>,
     pub elevenlabs_webhook_secret: Option<crate::Secret>,
     pub simulator_odds: SimulatorOdds,
     pub simulator_seed: u64,
@@ -107,8 +107,6 @@ impl Default for CallOptions {
         Self {
             public_url: None,
             bridge_url: None,
-            elevenlabs_phone_number_id: None,
-            vapi_phone_number_id: None,
             elevenlabs_webhook_secret: None,
             simulator_odds: SimulatorOdds::default(),
             simulator_seed: 1,
@@ -144,13 +142,8 @@ impl CallProviders {
         });
         Self {
             twilio,
-            elevenlabs: accounts.elevenlabs.as_ref().map(|a| {
-                ElevenLabs::new(&a.base_url, a.api_key.expose(), once).with_phone_number_id(options.elevenlabs_phone_number_id.clone())
-            }),
-            vapi: accounts
-                .vapi
-                .as_ref()
-                .map(|a| Vapi::new(&a.base_url, a.api_key.expose(), once).with_phone_number_id(options.vapi_phone_number_id.clone())),
+            elevenlabs: accounts.elevenlabs.as_ref().map(|a| ElevenLabs::new(&a.base_url, a.api_key.expose(), once)),
+            vapi: accounts.vapi.as_ref().map(|a| Vapi::new(&a.base_url, a.api_key.expose(), once)),
             retell: accounts.retell.as_ref().map(|a| Retell::new(&a.base_url, a.api_key.expose(), once)),
             simulator,
         }

@@ -17,20 +17,23 @@ pub const TWILIO_AUDIO_FORMAT: &str = "ulaw_8000";
 #[derive(Clone, Debug)]
 pub struct ElevenLabs {
     api: ApiClient,
-    /// The imported Twilio number calls go out from (`ELEVENLABS_PHONE_NUMBER_ID`).
-    phone_number_id: Option<String>,
 }
 
 impl ElevenLabs {
     pub const BASE_URL: &'static str = "https://api.elevenlabs.io";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
-        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Header("xi-api-key", api_key.into()), retry), phone_number_id: None }
+        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Header("xi-api-key", api_key.into()), retry) }
     }
 
-    pub fn with_phone_number_id(mut self, id: Option<String>) -> Self {
-        self.phone_number_id = id;
-        self
+    /// `GET /v1/convai/phone-numbers/{id}`: the number imported under `id`; None when there is none.
+    pub async fn phone_number(&self, id: &str) -> Result<Option<String>, ProviderError> {
+        let answer = match self.api.call(Method::GET, &format!("/v1/convai/phone-numbers/{id}"), None, &format!("phone number {id}")).await
+        {
+            Err(ProviderError::NotFound { .. }) => return Ok(None),
+            other => other?,
+        };
+        answer["phone_number"].as_str().map(|n| Some(n.to_string())).ok_or_else(|| protocol("the phone number answer has no phone_number"))
     }
 
     /// A one-time `wss://` URL that opens a conversation with the agent.
@@ -115,10 +118,10 @@ impl AssistantProvider for ElevenLabs {
 /// Native Twilio outbound: ElevenLabs dials through the number imported into it.
 impl crate::CallProvider for ElevenLabs {
     async fn place_call(&self, call: &crate::CallRequest) -> Result<String, ProviderError> {
-        let phone_number_id = self
-            .phone_number_id
-            .as_deref()
-            .ok_or(ProviderError::NotConfigured { provider: PROVIDER, variable: "ELEVENLABS_PHONE_NUMBER_ID" })?;
+        let phone_number_id = call.from_number_id.as_deref().ok_or(ProviderError::NotConfigured {
+            provider: PROVIDER,
+            variable: "the caller ID's elevenlabsPhoneNumberId (POST /caller-ids)",
+        })?;
         let agent_id = call.assistant_provider_id.as_deref().ok_or_else(|| crate::calls::missing_id(PROVIDER, "agent id"))?;
         let body = json!({
             "agent_id": agent_id,

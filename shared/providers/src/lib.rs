@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod calcom;
+mod caller_ids;
 pub mod calls;
 pub mod elevenlabs;
 mod http;
@@ -19,6 +20,7 @@ use std::future::Future;
 
 pub use accounts::{AnyAssistantProvider, AssistantProviders, ProviderAccount, ProviderAccounts, ProviderEndpoint, TwilioAccount};
 pub use calcom::{BookedAppointment, CalCom, CalcomAccount};
+pub use caller_ids::NumberOwnership;
 pub use calls::{CallOptions, CallProvider, CallProviders, CallRequest};
 pub use elevenlabs::ElevenLabs;
 pub use http::DEFAULT_TIMEOUT;
@@ -26,7 +28,7 @@ pub use http::RetryPolicy;
 pub use retell::Retell;
 pub use secret::Secret;
 pub use simulator::{SimulatedAssistants, SimulatedCalls, SimulatedOutcome, SimulatorOdds, SimulatorWebhooks};
-pub use twilio::{Twilio, TwilioEndpoints};
+pub use twilio::{Twilio, TwilioEndpoints, TwilioNumbers};
 pub use vapi::Vapi;
 
 /// Why a provider call failed, in terms a caller can act on.

@@ -95,6 +95,34 @@ impl Twilio {
     }
 }
 
+/// What the Twilio account may call from: its own numbers and its verified caller IDs.
+#[derive(Clone, Debug)]
+pub struct TwilioNumbers {
+    api: ApiClient,
+    account_sid: String,
+}
+
+impl TwilioNumbers {
+    pub fn new(account: &TwilioAccount, retry: RetryPolicy) -> Self {
+        let credential = Credential::Basic { user: account.account_sid.clone(), password: account.auth_token.clone() };
+        Self { api: ApiClient::new(PROVIDER, &account.base_url, credential, retry), account_sid: account.account_sid.clone() }
+    }
+
+    /// Whether the account owns `phone` (`IncomingPhoneNumbers`) or has verified it (`OutgoingCallerIds`).
+    pub async fn holds(&self, phone: &domain::E164) -> Result<bool, ProviderError> {
+        let query = [("PhoneNumber", phone.as_str().to_string())];
+        for (resource, list) in [("IncomingPhoneNumbers", "incoming_phone_numbers"), ("OutgoingCallerIds", "outgoing_caller_ids")] {
+            let path = format!("/2010-04-01/Accounts/{}/{resource}.json", self.account_sid);
+            let answer = self.api.send(Method::GET, &path, Body::Query(&query), &format!("account {}", self.account_sid)).await?;
+            let numbers = answer.get(list).and_then(Value::as_array).ok_or_else(|| crate::calls::missing_id(PROVIDER, list))?;
+            if numbers.iter().any(|n| n.get("phone_number").and_then(Value::as_str) == Some(phone.as_str())) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 impl CallProvider for Twilio {
     async fn place_call(&self, call: &CallRequest) -> Result<String, ProviderError> {
         let form = self.call_form(call);

@@ -16,20 +16,26 @@ const DEFAULT_MODEL: &str = "gpt-4o";
 #[derive(Clone, Debug)]
 pub struct Vapi {
     api: ApiClient,
-    /// The Vapi phone number calls go out from (`VAPI_PHONE_NUMBER_ID`).
-    phone_number_id: Option<String>,
 }
 
 impl Vapi {
     pub const BASE_URL: &'static str = "https://api.vapi.ai";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
-        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Bearer(api_key.into()), retry), phone_number_id: None }
+        Self { api: ApiClient::new(PROVIDER, base_url, Credential::Bearer(api_key.into()), retry) }
     }
 
-    pub fn with_phone_number_id(mut self, id: Option<String>) -> Self {
-        self.phone_number_id = id;
-        self
+    /// `GET /phone-number/{id}`: the number Vapi holds under `id`; None when there is none.
+    pub async fn phone_number(&self, id: &str) -> Result<Option<String>, ProviderError> {
+        let answer = match self.api.call(Method::GET, &format!("/phone-number/{id}"), None, &format!("phone number {id}")).await {
+            Err(ProviderError::NotFound { .. }) => return Ok(None),
+            other => other?,
+        };
+        answer
+            .get("number")
+            .and_then(Value::as_str)
+            .map(|n| Some(n.to_string()))
+            .ok_or_else(|| crate::calls::missing_id(PROVIDER, "number"))
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>, id: &str) -> Result<Value, ProviderError> {
@@ -118,8 +124,10 @@ impl AssistantProvider for Vapi {
 
 impl crate::CallProvider for Vapi {
     async fn place_call(&self, call: &crate::CallRequest) -> Result<String, ProviderError> {
-        let phone_number_id =
-            self.phone_number_id.as_deref().ok_or(ProviderError::NotConfigured { provider: PROVIDER, variable: "VAPI_PHONE_NUMBER_ID" })?;
+        let phone_number_id = call
+            .from_number_id
+            .as_deref()
+            .ok_or(ProviderError::NotConfigured { provider: PROVIDER, variable: "the caller ID's vapiPhoneNumberId (POST /caller-ids)" })?;
         let assistant_id = call.assistant_provider_id.as_deref().ok_or_else(|| crate::calls::missing_id(PROVIDER, "assistant id"))?;
         let mut customer = json!({ "number": call.to.as_str() });
         if let Some(name) = call.variables.get("name") {

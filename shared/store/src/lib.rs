@@ -14,9 +14,9 @@ pub use sqlite::SqliteStore;
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantSource, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider,
-    CallState, CallingArea, Campaign, CampaignId, CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId, ContactState,
-    DialCheck, DialSlot, E164, EmergencyStop, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace, ProviderKind, StartRefusal,
-    Transition,
+    CallState, CallerId, CallingArea, Campaign, CampaignId, CampaignStatus, Contact, ContactDisposition, ContactFate, ContactId,
+    ContactState, DialCheck, DialSlot, E164, EmergencyStop, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace, ProviderKind,
+    StartRefusal, Transition,
 };
 use std::{collections::BTreeMap, future::Future};
 
@@ -449,9 +449,28 @@ pub trait AssistantStore: Send + Sync {
     fn list_assistant_versions(&self, org: OrgId, id: AssistantId) -> impl Future<Output = Result<Vec<AssistantVersion>>> + Send;
 }
 
+/// The caller-ID registry: each number belongs to at most one organisation of the deployment.
+pub trait CallerIdStore: Send + Sync {
+    /// Registers the number to `caller.org_id`, or updates the organisation's own registration
+    /// (its provider ids); a conflict when another organisation holds it.
+    fn register_caller_id(&self, caller: CallerId) -> impl Future<Output = Result<CallerId>> + Send;
+    /// Takes the organisation's number off the registry; false when it had not registered it.
+    fn remove_caller_id(&self, org: OrgId, phone: &E164) -> impl Future<Output = Result<bool>> + Send;
+    /// The organisation's numbers, in number order.
+    fn list_caller_ids(&self, org: OrgId, page: PageRequest) -> impl Future<Output = Result<Page<CallerId>>> + Send;
+    /// The organisation's registrations among `phones`.
+    fn registered_caller_ids(&self, org: OrgId, phones: &[E164]) -> impl Future<Output = Result<Vec<CallerId>>> + Send;
+}
+
 /// Everything outdial stores; each function asks only for the part it uses.
-pub trait Store: OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + Clone + 'static {}
-impl<T: OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + Clone + 'static> Store for T {}
+pub trait Store:
+    OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + CallerIdStore + Clone + 'static
+{
+}
+impl<T: OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + CallerIdStore + Clone + 'static> Store
+    for T
+{
+}
 
 /// "running or paused", for conflict messages.
 pub(crate) fn statuses(list: &[CampaignStatus]) -> String {

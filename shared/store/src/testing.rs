@@ -46,3 +46,23 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// Registers `phones` as `org`'s caller IDs, each with the given Vapi and ElevenLabs ids.
+pub async fn register_caller_ids<S: crate::CallerIdStore>(
+    store: &S,
+    org: domain::OrgId,
+    phones: &[domain::E164],
+    vapi_id: Option<&str>,
+    elevenlabs_id: Option<&str>,
+) {
+    for phone in phones {
+        let caller = domain::CallerId {
+            phone: phone.clone(),
+            org_id: org,
+            vapi_phone_number_id: vapi_id.map(str::to_string),
+            elevenlabs_phone_number_id: elevenlabs_id.map(str::to_string),
+            registered_at: chrono::Utc::now(),
+        };
+        store.register_caller_id(caller).await.expect("the caller ID registers");
+    }
+}

@@ -59,6 +59,7 @@ async fn rig<S: Store>(store: S, pace: StdDuration) -> Rig<S> {
         calling_window: every_day,
         ..Default::default()
     };
+    store::testing::register_caller_ids(&store, org, &settings.caller_ids, None, None).await;
     let new = NewCampaign::parse("race", Cap::parse(1).unwrap(), settings).unwrap().with_assistant(assistant.id);
     let campaign = store.create_campaign(org, new).await.unwrap();
     let zone = midday_zone(Utc::now());

@@ -184,6 +184,10 @@ async fn start_simulated_campaign(
         spec[field] = value.clone();
     }
     let http = reqwest::Client::new();
+    for phone in spec["callerIds"].as_array().unwrap() {
+        let registered = http.post(format!("{base}/caller-ids")).bearer_auth(key).json(&serde_json::json!({ "phone": phone })).send().await;
+        assert_eq!(registered.unwrap().status(), 201, "the simulator's deployment registers any number");
+    }
     let created: Value = http.post(format!("{base}/campaigns")).bearer_auth(key).json(&spec).send().await.unwrap().json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_string();
     let zone = platform::testing::midday_zone(chrono::Utc::now());

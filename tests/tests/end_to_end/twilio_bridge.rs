@@ -77,6 +77,8 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
     let mut assistant = domain::NewAssistant::local("Renewals", domain::ProviderKind::Elevenlabs, config).unwrap();
     assistant.provider_assistant_id = Some("agent_e2e".into());
     let assistant = store.create_assistant(org, assistant, chrono::Utc::now()).await.unwrap();
+    let caller = domain::E164::parse("+14155550100", None).unwrap();
+    store::testing::register_caller_ids(&store, org, &[caller], None, None).await;
     let http = reqwest::Client::new();
     let spec = json!({ "name": "Renewals", "assistantId": assistant.id.to_string(), "provider": "twilio", "timezone": "UTC", "cap": 1,
         "callerIds": ["+14155550100"],

@@ -4,13 +4,13 @@
 
 use axum::{Router, body::Body, http::Request};
 use campaigns::{AppState, router};
-use domain::{NewAssistant, OrgId, ProviderKind};
+use domain::{CallerId, NewAssistant, OrgId, ProviderKind};
 use http_body_util::BodyExt;
 use platform::{CampaignScheduler, LocalScheduler, ScheduledAction};
 use providers::ProviderAccounts;
 use serde_json::{Value, json};
 use std::time::Duration;
-use store::{SqliteStore, Store};
+use store::{CallerIdStore, SqliteStore, Store};
 use tower::ServiceExt;
 
 struct Harness<S> {
@@ -33,7 +33,18 @@ async fn harness<S: Store>(store: S, accounts: ProviderAccounts, import_max_byte
     (config.providers, config.import_max_bytes) = (accounts, import_max_bytes);
     let state = AppState::from_config(&config, store.clone(), scheduler.clone());
     let (app, _) = router().with_state(state).split_for_parts();
+    store.register_caller_id(registration(org, "+14155550100", None)).await.unwrap();
     Harness { app, store, scheduler, org, key, assistant }
+}
+
+fn registration(org: OrgId, phone: &str, vapi: Option<&str>) -> CallerId {
+    CallerId {
+        phone: domain::E164::parse(phone, None).unwrap(),
+        org_id: org,
+        vapi_phone_number_id: vapi.map(str::to_string),
+        elevenlabs_phone_number_id: None,
+        registered_at: chrono::Utc::now(),
+    }
 }
 
 impl<S: Store> Harness<S> {
@@ -88,7 +99,82 @@ store::on_both_stores!(
     consent_is_on_record_for_every_contact_or_nothing_is_imported,
     the_emergency_stop_holds_until_lifted,
     the_legal_hours_a_campaign_is_narrowed_by_are_shown,
+    campaigns_call_only_from_their_organisations_registered_numbers,
 );
+
+async fn campaigns_call_only_from_their_organisations_registered_numbers<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let (status, added) = h.json("POST", "/caller-ids", json!({"phone": "(415) 555-0101", "region": "US"})).await;
+    assert_eq!((status, added["phone"].as_str()), (201, Some("+14155550101")), "{added}");
+    assert_eq!(h.json("POST", "/caller-ids", json!({"phone": "+14155550101"})).await.0, 200, "registering again updates");
+    let (status, listed) = h.json("GET", "/caller-ids", Value::Null).await;
+    let phones: Vec<&str> = listed["items"].as_array().unwrap().iter().map(|c| c["phone"].as_str().unwrap()).collect();
+    assert_eq!((status, phones), (200, vec!["+14155550100", "+14155550101"]));
+    let (status, problem) = h.json("POST", "/caller-ids", json!({"phone": "12", "vapiPhoneNumberId": "../x", "extra": 1})).await;
+    assert_eq!(status, 422, "{problem}");
+
+    // another organisation can neither register nor call from these numbers
+    let other = h.store.create_org("Other").await.unwrap().id;
+    let config = domain::assistant::templates()[0].config.clone();
+    let theirs = h.store.create_assistant(other, NewAssistant::local("B", ProviderKind::Simulator, config).unwrap(), chrono::Utc::now());
+    let intruder = Harness {
+        key: h.store.create_api_key(other).await.unwrap().secret,
+        org: other,
+        assistant: theirs.await.unwrap().id.to_string(),
+        app: h.app.clone(),
+        store: h.store.clone(),
+        scheduler: h.scheduler.clone(),
+    };
+    let (status, problem) = intruder.json("POST", "/caller-ids", json!({"phone": "+14155550101"})).await;
+    assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/conflict")), "{problem}");
+    let spec = json!({"name": "Spoof", "assistantId": intruder.assistant, "callerIds": ["+14155550102", "+14155550100"]});
+    let (status, problem) = intruder.json("POST", "/campaigns", spec).await;
+    assert_eq!(status, 422, "{problem}");
+    let reasons: Vec<&str> = problem["errors"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.len(), 2, "{problem}");
+    assert!(reasons[1].starts_with("[1] +14155550100 is not registered to this organisation"), "{problem}");
+    assert_eq!(intruder.json("DELETE", "/caller-ids/%2B14155550100", Value::Null).await.0, 404, "nor remove them");
+
+    // a number taken off the registry fails the launch check of the campaigns that named it
+    let id = h.campaign(json!({"callerIds": ["+14155550100", "+14155550101"]})).await;
+    h.import(&id, "text/csv", "phone\n+14155550131\n").await;
+    assert_eq!(h.json("DELETE", "/caller-ids/%2B14155550101", Value::Null).await.0, 204);
+    assert_eq!(h.json("DELETE", "/caller-ids/%2B14155550101", Value::Null).await.0, 404);
+    let (status, problem) = h.json("POST", &format!("/campaigns/{id}/start"), Value::Null).await;
+    let checks: Vec<&str> = problem["unmet"].as_array().unwrap().iter().map(|u| u["check"].as_str().unwrap()).collect();
+    assert_eq!((status, checks), (409, vec!["caller-id-not-registered"]), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("+14155550101"), "{problem}");
+    h.json("POST", "/caller-ids", json!({"phone": "+14155550101"})).await;
+    assert_eq!(h.json("POST", &format!("/campaigns/{id}/start"), Value::Null).await.0, 200);
+}
+
+/// With a Twilio account, a number is registered only when the account owns or has verified it.
+#[tokio::test]
+async fn registering_asks_twilio_whether_the_account_holds_the_number() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+    let twilio = MockServer::start().await;
+    for (resource, list) in [("IncomingPhoneNumbers", "incoming_phone_numbers"), ("OutgoingCallerIds", "outgoing_caller_ids")] {
+        let numbers = if resource == "OutgoingCallerIds" { json!([{"phone_number": "+14155550199"}]) } else { json!([]) };
+        Mock::given(matchers::method("GET"))
+            .and(matchers::path(format!("/2010-04-01/Accounts/AC1/{resource}.json")))
+            .respond_with(move |r: &wiremock::Request| {
+                let asked = r.url.query_pairs().find(|(k, _)| k == "PhoneNumber").map(|(_, v)| v.to_string());
+                let held = numbers.as_array().unwrap().iter().filter(|n| Some(n["phone_number"].as_str().unwrap().to_string()) == asked);
+                ResponseTemplate::new(200).set_body_json(json!({ list: held.cloned().collect::<Vec<_>>() }))
+            })
+            .mount(&twilio)
+            .await;
+    }
+    let accounts = ProviderAccounts {
+        twilio: Some(providers::TwilioAccount { base_url: twilio.uri(), account_sid: "AC1".into(), auth_token: "token".into() }),
+        ..Default::default()
+    };
+    let h = harness(SqliteStore::open_in_memory().unwrap(), accounts, 1 << 20).await;
+    assert_eq!(h.json("POST", "/caller-ids", json!({"phone": "+14155550199"})).await.0, 201, "a verified caller ID");
+    let (status, problem) = h.json("POST", "/caller-ids", json!({"phone": "+14155550198"})).await;
+    assert_eq!((status, problem["type"].as_str()), (422, Some("https://outdial.dev/problems/caller-id-not-held")), "{problem}");
+    assert!(h.store.registered_caller_ids(h.org, &[domain::E164::parse("+14155550198", None).unwrap()]).await.unwrap().is_empty());
+}
 
 async fn consent_is_on_record_for_every_contact_or_nothing_is_imported<S: Store>(store: S) {
     let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
@@ -306,7 +392,16 @@ async fn launch_checks_list_everything_unmet<S: Store>(store: S) {
         )
         .await
         .unwrap();
-    let (status, created) = h.json("POST", "/campaigns", json!({"name": "c", "assistantId": vapi.id.to_string(), "callerIds": ["+14155550100"], "callingWindow": {"days": [], "start": "08:00", "end": "21:00"}})).await;
+    let vapi_campaign = json!({"name": "c", "assistantId": vapi.id.to_string(), "callerIds": ["+14155550100"], "callingWindow": {"days": [], "start": "08:00", "end": "21:00"}});
+    let (status, problem) = h.json("POST", "/campaigns", vapi_campaign.clone()).await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].as_str()),
+        (422, Some("callerIds")),
+        "Vapi calls from the number's id there: {problem}"
+    );
+    assert!(problem["errors"][0]["reason"].as_str().unwrap().contains("vapiPhoneNumberId"), "{problem}");
+    h.store.register_caller_id(registration(h.org, "+14155550100", Some("pn_1"))).await.unwrap();
+    let (status, created) = h.json("POST", "/campaigns", vapi_campaign).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap();
     h.store

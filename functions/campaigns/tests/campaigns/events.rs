@@ -1,4 +1,4 @@
-//! The sample events in `events/campaigns/`, `events/dnc/` and `events/schedules/`, fed to the
+//! The sample events in `events/campaigns/`, `events/caller-ids/`, `events/dnc/` and `events/schedules/`, fed to the
 //! handlers as Lambda and EventBridge Scheduler deliver them, so the samples stay true to the code.
 
 use axum::http::StatusCode;
@@ -27,6 +27,10 @@ async fn every_sample_event_is_answered_by_its_route() {
     let state = AppState::from_config(&platform::testing::config(&[]), store.clone(), scheduler.clone());
     let (app, _) = router().with_state(state.clone()).split_for_parts();
 
+    let (status, registered) = invoke_event(&app, "caller-ids/register.json", &[(KEY, &key)]).await;
+    assert_eq!((status, registered["phone"].as_str()), (StatusCode::CREATED, Some("+14155550100")), "{registered}");
+    let (status, listed) = invoke_event(&app, "caller-ids/list.json", &[(KEY, &key)]).await;
+    assert_eq!((status, listed["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{listed}");
     let (status, created) = invoke_event(&app, "campaigns/create.json", &[(KEY, &key), (ASSISTANT, &assistant)]).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
@@ -56,6 +60,8 @@ async fn every_sample_event_is_answered_by_its_route() {
     }
     let (status, fetched) = invoke_event(&app, "campaigns/get.json", &with).await;
     assert_eq!((status, fetched["progress"]["byDisposition"]["canceled"].as_u64()), (StatusCode::OK, Some(3)));
+    assert_eq!(invoke_event(&app, "caller-ids/remove.json", &with).await.0, StatusCode::NO_CONTENT);
+    invoke_event(&app, "caller-ids/register.json", &with).await;
 
     // the scheduler's start payload at startAt (ticks are campaign-tick's: its tests feed schedules/tick.json)
     let draft = store

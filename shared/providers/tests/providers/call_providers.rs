@@ -4,8 +4,8 @@
 
 use domain::{CallId, CampaignId, ContactId, E164, OrgId, VoicemailAction};
 use providers::{
-    CallProvider, CallRequest, ElevenLabs, ProviderError, Retell, RetryPolicy, SimulatedCalls, SimulatorOdds, SimulatorWebhooks, Twilio,
-    TwilioAccount, TwilioEndpoints, Vapi,
+    CallProvider, CallRequest, ElevenLabs, NumberOwnership, ProviderAccount, ProviderAccounts, ProviderError, Retell, RetryPolicy,
+    SimulatedCalls, SimulatorOdds, SimulatorWebhooks, Twilio, TwilioAccount, TwilioEndpoints, Vapi,
 };
 use serde_json::{Value, json};
 use std::{collections::BTreeMap, time::Duration};
@@ -22,6 +22,7 @@ fn request() -> CallRequest {
         contact_id: ContactId::new(),
         to: E164::parse("+14155550123", None).unwrap(),
         from: E164::parse("+14155550100", None).unwrap(),
+        from_number_id: None,
         assistant_provider_id: Some("agent_7".into()),
         variables: BTreeMap::from([("name".into(), "Ada Lovelace".into()), ("plan".into(), "gold".into())]),
         recording: true,
@@ -266,13 +267,10 @@ async fn elevenlabs_places_a_native_twilio_outbound_call() {
         .expect(1)
         .mount(&server)
         .await;
-    let eleven = ElevenLabs::new(&server.uri(), "xi-key", RetryPolicy::once()).with_phone_number_id(Some("phnum_1".into()));
-    assert_eq!(eleven.place_call(&call).await.unwrap(), "conv_9");
-    let unconfigured = ElevenLabs::new(&server.uri(), "xi-key", RetryPolicy::once());
-    assert_eq!(
-        unconfigured.place_call(&call).await.unwrap_err(),
-        ProviderError::NotConfigured { provider: "elevenlabs", variable: "ELEVENLABS_PHONE_NUMBER_ID" }
-    );
+    let eleven = ElevenLabs::new(&server.uri(), "xi-key", RetryPolicy::once());
+    let from_registered = CallRequest { from_number_id: Some("phnum_1".into()), ..call.clone() };
+    assert_eq!(eleven.place_call(&from_registered).await.unwrap(), "conv_9");
+    assert!(matches!(eleven.place_call(&call).await.unwrap_err(), ProviderError::NotConfigured { provider: "elevenlabs", .. }));
 }
 
 #[tokio::test]
@@ -307,8 +305,8 @@ async fn vapi_and_retell_create_calls_with_the_contacts_variables() {
         .expect(1)
         .mount(&server)
         .await;
-    let vapi = Vapi::new(&server.uri(), "vapi-key", RetryPolicy::once()).with_phone_number_id(Some("pn_1".into()));
-    assert_eq!(vapi.place_call(&call).await.unwrap(), "vapi_call_1");
+    let vapi = Vapi::new(&server.uri(), "vapi-key", RetryPolicy::once());
+    assert_eq!(vapi.place_call(&CallRequest { from_number_id: Some("pn_1".into()), ..call.clone() }).await.unwrap(), "vapi_call_1");
     let retell = Retell::new(&server.uri(), "retell-key", RetryPolicy::once());
     assert_eq!(retell.place_call(&call).await.unwrap(), "retell_call_1");
 }
@@ -377,4 +375,62 @@ async fn the_simulator_reports_like_twilio_with_valid_signatures() {
     assert_eq!(body["type"], "post_call_transcription");
     assert_eq!(body["data"]["conversation_initiation_client_data"]["dynamic_variables"]["outdial_call_id"], call.call_id.to_string());
     assert!(body["data"]["transcript"].as_array().unwrap().iter().any(|l| l["message"] == "Please don't call me again."));
+}
+
+#[tokio::test]
+async fn a_caller_id_is_registered_only_when_the_provider_accounts_hold_it() {
+    let server = MockServer::start().await;
+    let ours = "+14155550100";
+    Mock::given(method("GET"))
+        .and(path("/2010-04-01/Accounts/AC123/IncomingPhoneNumbers.json"))
+        .and(query_param("PhoneNumber", ours))
+        .and(header("authorization", "Basic QUMxMjM6c2VjcmV0LXRva2Vu"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "incoming_phone_numbers": [{ "sid": "PN1", "phone_number": ours }] })),
+        )
+        .mount(&server)
+        .await;
+    for resource in ["IncomingPhoneNumbers", "OutgoingCallerIds"] {
+        let list = if resource == "IncomingPhoneNumbers" { "incoming_phone_numbers" } else { "outgoing_caller_ids" };
+        Mock::given(method("GET"))
+            .and(path(format!("/2010-04-01/Accounts/AC123/{resource}.json")))
+            .and(query_param("PhoneNumber", "+14155550199"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ list: [] })))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/phone-number/pn_1"))
+        .and(header("authorization", "Bearer vapi-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "pn_1", "provider": "twilio", "number": ours })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/convai/phone-numbers/phnum_9"))
+        .and(header("xi-api-key", "xi-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "phone_number_id": "phnum_9", "phone_number": "+14155550177" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).and(path("/phone-number/pn_other")).respond_with(ResponseTemplate::new(404)).mount(&server).await;
+    let account = |key: &str| Some(ProviderAccount { base_url: server.uri(), api_key: key.into() });
+    let accounts = ProviderAccounts {
+        twilio: Some(TwilioAccount { base_url: server.uri(), account_sid: "AC123".into(), auth_token: "secret-token".into() }),
+        vapi: account("vapi-key"),
+        elevenlabs: account("xi-key"),
+        retell: None,
+    };
+    let check = NumberOwnership::new(&accounts);
+    let phone = |p: &str| E164::parse(p, None).unwrap();
+    assert_eq!(check.refusal(&phone(ours), None, None).await.unwrap(), None, "owned by the Twilio account");
+    let refused = check.refusal(&phone("+14155550199"), None, None).await.unwrap().unwrap();
+    assert!(refused.contains("verified caller IDs"), "{refused}");
+    assert_eq!(check.refusal(&phone(ours), Some("pn_1"), None).await.unwrap(), None, "Vapi holds it under pn_1");
+    let other = check.refusal(&phone(ours), Some("pn_other"), None).await.unwrap().unwrap();
+    assert_eq!(other, "Vapi has no phone number pn_other");
+    let elsewhere = check.refusal(&phone(ours), None, Some("phnum_9")).await.unwrap().unwrap();
+    assert_eq!(elsewhere, "ElevenLabs's phone number phnum_9 is not +14155550100", "another number's id is refused");
+    // no Twilio account: the simulator's deployment takes any number given without provider ids
+    let simulator = NumberOwnership::new(&ProviderAccounts::default());
+    assert_eq!(simulator.refusal(&phone("+14155550199"), None, None).await.unwrap(), None);
+    assert!(simulator.refusal(&phone(ours), Some("pn_1"), None).await.unwrap().unwrap().contains("VAPI_API_KEY"));
 }

@@ -3,10 +3,10 @@
 //! safe under any concurrency; a cancelled transaction is re-read and retried.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CampaignStore, Claim, ContactFilter,
-    ContactTally, CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, ORPHAN_MEMORY, OrgStore,
-    Page, PageRequest, PlacedCall, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
-    statuses,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CallerIdStore, CampaignStore, Claim,
+    ContactFilter, ContactTally, CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash,
+    ORPHAN_MEMORY, OrgStore, Page, PageRequest, PlacedCall, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised,
+    now, settle_contact, statuses,
 };
 use aws_sdk_dynamodb::{
     Client,
@@ -20,14 +20,15 @@ use aws_sdk_dynamodb::{
 use chrono::{DateTime, Utc};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallEventKind, CallId, CallProvider,
-    CallState, CallingArea, Campaign, CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact, ContactDisposition,
-    ContactFate, ContactId, ContactState, DialCheck, DialSlot, E164, EmergencyStop, NewAssistant, NewCampaign, NewContact, OrgId,
-    Organisation, Pace, ProviderKind, StartRefusal,
+    CallState, CallerId, CallingArea, Campaign, CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact,
+    ContactDisposition, ContactFate, ContactId, ContactState, DialCheck, DialSlot, E164, EmergencyStop, NewAssistant, NewCampaign,
+    NewContact, OrgId, Organisation, Pace, ProviderKind, StartRefusal,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 mod assistants;
+mod caller_ids;
 mod calls;
 mod campaigns;
 mod dialing;

@@ -2,14 +2,14 @@
 //! migrations, every operation one `BEGIN IMMEDIATE` transaction.
 
 use crate::{
-    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CampaignStore, Claim, ContactFilter,
-    ContactTally, CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash, ORPHAN_MEMORY, OrgStore,
-    Page, PageRequest, PlacedCall, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised, now, settle_contact,
-    statuses,
+    AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CallerIdStore, CampaignStore, Claim,
+    ContactFilter, ContactTally, CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash,
+    ORPHAN_MEMORY, OrgStore, Page, PageRequest, PlacedCall, Result, StoreError, StoredCallEvent, millis, new_api_key_secret, normalised,
+    now, settle_contact, statuses,
 };
 use chrono::{DateTime, Utc};
 use domain::{
-    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider, CallState,
+    Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider, CallState, CallerId,
     CallingArea, Campaign, CampaignCounters, CampaignId, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId,
     ContactState, DialCheck, DialSlot, E164, EmergencyStop, EndReason, NewAssistant, NewCampaign, NewContact, OrgId, Organisation, Pace,
     ProviderKind, StartRefusal, UsState,
@@ -18,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::{path::Path, sync::mpsc};
 
 mod assistants;
+mod caller_ids;
 mod calls;
 mod campaigns;
 mod dialing;
@@ -34,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_post_call.sql"),
     include_str!("migrations/0007_dial_path_safety.sql"),
     include_str!("migrations/0008_provider_owners.sql"),
+    include_str!("migrations/0009_caller_ids.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.

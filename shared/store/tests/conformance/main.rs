@@ -31,6 +31,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    caller_ids_belong_to_one_organisation,
     organisations_and_api_keys,
     records_of_another_organisation_are_not_found,
     phone_numbers_are_unique_per_campaign,

@@ -3,7 +3,7 @@ use domain::{
     AnsweredBy, Call, CallDetails, CallDisposition, CallEvent, CallEventKind, CallState, Campaign, CampaignSettings, CampaignStatus, Cap,
     Contact, ContactDisposition, ContactState, E164, EndReason, Money, NewCampaign, NewContact, OrgId, RetryOutcome, RetryPolicy,
 };
-use domain::{Assistant, AssistantConfig, AssistantPatch, AssistantSource, NewAssistant, ProviderKind};
+use domain::{Assistant, AssistantConfig, AssistantPatch, AssistantSource, CallerId, NewAssistant, ProviderKind};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -1093,4 +1093,56 @@ pub async fn orphaned_events_wait_for_their_call_and_post_call_is_marked_once<S:
     assert_eq!(store.list_calls(org, campaign.id, queued, page.clone()).await.unwrap().items.len(), 2);
     let busy = CallFilter { state: None, disposition: Some(CallDisposition::Busy) };
     assert!(store.list_calls(org, campaign.id, busy, page).await.unwrap().items.is_empty());
+}
+
+fn registration(org: OrgId, phone: &str, vapi: Option<&str>) -> CallerId {
+    CallerId {
+        phone: E164::parse(phone, None).unwrap(),
+        org_id: org,
+        vapi_phone_number_id: vapi.map(str::to_string),
+        elevenlabs_phone_number_id: None,
+        registered_at: t0(),
+    }
+}
+
+pub async fn caller_ids_belong_to_one_organisation<S: Store>(store: &S) {
+    let (a, b) = (org(store).await, org(store).await);
+    let phone = E164::parse("+14155550100", None).unwrap();
+    // organisations racing for one number: exactly one holds it
+    let racers = [a, b, a, b].map(|o| {
+        let store = store.clone();
+        tokio::spawn(async move { store.register_caller_id(registration(o, "+14155550100", None)).await })
+    });
+    let results: Vec<_> = futures::future::join_all(racers).await.into_iter().map(|r| r.unwrap()).collect();
+    let holder = results.iter().find_map(|r| r.as_ref().ok()).expect("one registration wins").org_id;
+    for r in &results {
+        match r {
+            Ok(c) => assert_eq!(c.org_id, holder),
+            Err(e) => assert!(matches!(e, StoreError::Conflict(_)), "{e:?}"),
+        }
+    }
+    let (holder, other) = if holder == a { (a, b) } else { (b, a) };
+    assert_eq!(store.registered_caller_ids(holder, std::slice::from_ref(&phone)).await.unwrap().len(), 1);
+    assert!(store.registered_caller_ids(other, std::slice::from_ref(&phone)).await.unwrap().is_empty());
+    assert!(store.list_caller_ids(other, PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(!store.remove_caller_id(other, &phone).await.unwrap(), "another organisation cannot remove it");
+
+    // the holder updates its provider ids, keeping the registration time
+    let updated = store
+        .register_caller_id(CallerId { registered_at: t0() + Duration::hours(1), ..registration(holder, "+14155550100", Some("pn_1")) })
+        .await
+        .unwrap();
+    assert_eq!((updated.vapi_phone_number_id.as_deref(), updated.registered_at), (Some("pn_1"), t0()));
+    store.register_caller_id(registration(holder, "+14155550101", None)).await.unwrap();
+    let listed = store.list_caller_ids(holder, PageRequest::first(1)).await.unwrap();
+    assert_eq!(listed.items, vec![updated.clone()]);
+    let rest = store.list_caller_ids(holder, PageRequest { limit: 1, cursor: listed.next_cursor }).await.unwrap();
+    assert_eq!(rest.items[0].phone.as_str(), "+14155550101");
+
+    // once removed, the number is free for another organisation
+    assert!(store.remove_caller_id(holder, &phone).await.unwrap());
+    assert!(!store.remove_caller_id(holder, &phone).await.unwrap());
+    assert_eq!(store.register_caller_id(registration(other, "+14155550100", None)).await.unwrap().org_id, other);
+    let taken = store.register_caller_id(registration(holder, "+14155550100", None)).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
 }
