@@ -35,6 +35,8 @@ pub struct CallContext {
     pub stream_sid: String,
     pub contact: Contact,
     pub assistant: Assistant,
+    /// The tool calls the agent may still make on this call.
+    pub tools: app::ToolBudget,
 }
 
 /// How the bridge's part of a call ended.
@@ -144,6 +146,7 @@ async fn load_call<S: Store>(bridge: &Bridge<S>, start: wire::StreamStart) -> Re
         stream_sid: start.stream_sid,
         contact,
         assistant,
+        tools: app::ToolBudget::default(),
     })
 }
 

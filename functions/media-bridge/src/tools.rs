@@ -16,5 +16,5 @@ pub async fn run<S: Store>(bridge: &Bridge<S>, call: &CallContext, name: &str, p
         provider: domain::CallProvider::Twilio,
         provider_call_id: &call.call_sid,
     };
-    bridge.tools.run(&bridge.store, &bridge.calls, on, name, parameters, Utc::now()).await.map_err(|e| e.to_string())
+    bridge.tools.run(&bridge.store, &bridge.calls, on, &call.tools, name, parameters, Utc::now()).await.map_err(|e| e.to_string())
 }

@@ -12,4 +12,4 @@ pub use delivery::{Courier, Delivery, DeliveryStore};
 pub use dial::{DialError, Dialed, Dialer, DialerSettings, Retry};
 pub use lifecycle::{Lifecycle, LifecycleError};
 pub use tick::{TickError, TickReport, TickRequests, TickStore, Ticker};
-pub use tools::{AgentTools, ToolCall, ToolError, ToolStore};
+pub use tools::{AgentTools, ToolBudget, ToolCall, ToolError, ToolStore};

@@ -1,5 +1,9 @@
 //! The agent's tools, run during a call: current time in the contact's zone, end the call, add
 //! the caller to the do-not-call list, book an appointment (Cal.com), send a follow-up email.
+//! An agent can be talked into anything, so the tools act only for the contact on the line: the
+//! booking's attendee and the email's recipient are the contact's own address on file, a call
+//! sends at most `OUTDIAL_EMAILS_PER_CALL` emails, and runs at most `ToolBudget::MAX_CALLS` tools,
+//! `ToolBudget::MAX_CONCURRENT` at a time.
 //! One implementation: the media bridge runs it for ElevenLabs client tools, and the tools' HTTP
 //! endpoints are to call the same. A tool answers text for the agent to use, or an error that tells it what went
 //! wrong; it never holds the conversation up for longer than `AgentTools::TIMEOUT`.
@@ -9,8 +13,12 @@ use domain::{AgentTool, Booking, CallEvent, CallEventKind, CallId, CallProvider,
 use platform::{AnyMailer, EmailError, Mailer, ToolsConfig};
 use providers::{CalCom, CallProviders, ProviderError, RetryPolicy};
 use serde_json::Value;
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
 use store::{CallStore, DoNotCallStore};
+use tokio::sync::Semaphore;
 
 /// What the tools write: the do-not-call list, and notes in the call's log.
 pub trait ToolStore: CallStore + DoNotCallStore {}
@@ -38,45 +46,92 @@ pub enum ToolError {
     Failed(String),
     #[error("the {tool} tool did not answer within {} seconds", AgentTools::TIMEOUT.as_secs())]
     TimedOut { tool: &'static str },
+    /// Not for this caller, or not any more on this call (another address, tool calls or emails
+    /// used up): a sentence the agent can say as it is.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What one call may still run: a count of tool calls and how many run at once. One per call,
+/// held by whoever carries it (the bridge's session).
+#[derive(Debug)]
+pub struct ToolBudget {
+    used: AtomicU32,
+    running: Semaphore,
+}
+
+impl ToolBudget {
+    pub const MAX_CALLS: u32 = 20;
+    pub const MAX_CONCURRENT: usize = 2;
+}
+
+impl Default for ToolBudget {
+    fn default() -> Self {
+        Self { used: AtomicU32::new(0), running: Semaphore::new(Self::MAX_CONCURRENT) }
+    }
 }
 
 /// The booking and email services the tools use, as the deployment configured them; by default
 /// no booking service and the local outbox.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AgentTools {
     calcom: Option<CalCom>,
     mailer: AnyMailer,
+    emails_per_call: u32,
+    template: domain::EmailTemplate,
+}
+
+impl Default for AgentTools {
+    fn default() -> Self {
+        Self::new(None, AnyMailer::default())
+    }
 }
 
 impl AgentTools {
     /// Longest a tool may take before the agent hears it failed.
     pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+    /// With the default email limit and wording (`ToolsConfig::default()`).
     pub fn new(calcom: Option<CalCom>, mailer: AnyMailer) -> Self {
-        Self { calcom, mailer }
+        let defaults = ToolsConfig::default();
+        Self { calcom, mailer, emails_per_call: defaults.emails_per_call, template: defaults.email_template }
     }
 
     pub fn from_config(config: &ToolsConfig) -> Self {
         // one quick retry: the agent is waiting on the line
         let retry = RetryPolicy { retries: 1, timeout: Duration::from_secs(4), ..RetryPolicy::default() };
-        Self::new(config.calcom.as_ref().map(|account| CalCom::new(account, retry)), AnyMailer::from_config(&config.email))
+        let calcom = config.calcom.as_ref().map(|account| CalCom::new(account, retry));
+        Self {
+            emails_per_call: config.emails_per_call,
+            template: config.email_template.clone(),
+            ..Self::new(calcom, AnyMailer::from_config(&config.email))
+        }
     }
 
-    /// Runs the tool `name` for `call` and returns the agent's answer.
+    /// Runs the tool `name` for `call`, within the call's `budget`, and returns the agent's answer.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run<S: ToolStore>(
         &self,
         store: &S,
         calls: &CallProviders,
         call: ToolCall<'_>,
+        budget: &ToolBudget,
         name: &str,
         parameters: &Value,
         now: DateTime<Utc>,
     ) -> Result<String, ToolError> {
-        let answer = match AgentTool::parse(name) {
-            Ok(tool) => tokio::time::timeout(Self::TIMEOUT, self.run_tool(store, calls, call, tool, parameters, now))
+        let answer = if budget.used.fetch_add(1, Ordering::SeqCst) >= ToolBudget::MAX_CALLS {
+            Err(ToolError::Refused(format!("This call has used all {} of its tool calls; carry on without tools.", ToolBudget::MAX_CALLS)))
+        } else {
+            match AgentTool::parse(name) {
+                Ok(tool) => tokio::time::timeout(Self::TIMEOUT, async {
+                    let _turn = budget.running.acquire().await.map_err(|_| ToolError::Failed("the call has ended".into()))?;
+                    self.run_tool(store, calls, call, tool, parameters, now).await
+                })
                 .await
                 .unwrap_or(Err(ToolError::TimedOut { tool: tool.as_str() })),
-            Err(unknown) => Err(unknown.into()),
+                Err(unknown) => Err(unknown.into()),
+            }
         };
         match &answer {
             Ok(_) => tracing::info!(tool = name, "agent tool ran"),
@@ -115,7 +170,7 @@ impl AgentTools {
             }
             AgentTool::Book => {
                 let calcom = self.calcom.as_ref().ok_or(ToolError::NotConfigured { tool: "booking", variable: "CALCOM_API_KEY" })?;
-                let booking = Booking::from_parameters(parameters, contact, now)?;
+                let booking = Booking::from_parameters(parameters, contact, now).map_err(sayable)?;
                 let booked = calcom.book(&booking).await.map_err(|e| match e {
                     ProviderError::Refused { message, .. } => ToolError::Failed(format!("Cal.com did not book it: {message}")),
                     other => ToolError::Failed(format!("the appointment could not be booked: {other}")),
@@ -128,7 +183,8 @@ impl AgentTools {
                 Ok(format!("Booked for {when} ({zone}).{pending} A confirmation goes to {}.", booking.attendee_email.as_str()))
             }
             AgentTool::Email => {
-                let email = FollowUpEmail::from_parameters(parameters, contact)?;
+                let email = FollowUpEmail::from_parameters(parameters, contact, &self.template).map_err(sayable)?;
+                self.take_email_slot(store, call, now).await?;
                 let id = self.mailer.send(&email).await.map_err(|e| match e {
                     EmailError::NotConfigured(variable) => ToolError::NotConfigured { tool: "email", variable },
                     other => ToolError::Failed(format!("the email was not sent: {other}")),
@@ -139,6 +195,38 @@ impl AgentTools {
             }
         }
     }
+}
+
+impl AgentTools {
+    /// Takes one of the call's `emails_per_call` email slots, or refuses. A slot is a note in the
+    /// call's log under its own dedupe key, so two concurrent emails (or two processes) cannot both take the last one.
+    async fn take_email_slot<S: ToolStore>(&self, store: &S, call: ToolCall<'_>, now: DateTime<Utc>) -> Result<(), ToolError> {
+        for slot in 1..=self.emails_per_call {
+            let text = format!("email {slot} of {} this call may send", self.emails_per_call);
+            let event = CallEvent {
+                dedupe_key: format!("tool:{}:email-slot:{slot}", call.call_id),
+                occurred_at: now,
+                kind: CallEventKind::Note { text },
+            };
+            let applied = store
+                .apply_call_event(call.org, call.call_id, event, now)
+                .await
+                .map_err(|e| ToolError::Failed(format!("the email was not sent: {e}")))?;
+            if !applied.duplicate {
+                return Ok(());
+            }
+        }
+        Err(ToolError::Refused(match self.emails_per_call {
+            0 => "I'm not able to send emails on this call.".into(),
+            1 => "I've already sent you an email on this call, so I can't send another.".into(),
+            n => format!("I've already sent you {n} emails on this call, so I can't send more."),
+        }))
+    }
+}
+
+/// A refusal about the contact's address is said to the caller as it is; other input errors name their field.
+fn sayable(e: ParseError) -> ToolError {
+    if e.field == "email" { ToolError::Refused(e.reason) } else { e.into() }
 }
 
 /// What a tool did, in the call's event log; the tool's answer does not wait on it succeeding.

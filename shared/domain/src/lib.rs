@@ -55,4 +55,4 @@ pub use money::Money;
 pub use org::{EmergencyStop, Organisation};
 pub use phone::{E164, Region, mask_phone, mask_phones_in};
 pub use policy::{CallingWindow, Cap, Day, RetryOutcome, RetryPolicy};
-pub use tools::{AgentTool, Booking, EmailAddress, FollowUpEmail, mask_email};
+pub use tools::{AgentTool, Booking, EmailAddress, EmailTemplate, FollowUpEmail, mask_email};

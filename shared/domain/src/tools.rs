@@ -115,11 +115,8 @@ impl Booking {
             .map(str::to_string)
             .or_else(|| contact.name.clone().filter(|n| !n.trim().is_empty()))
             .ok_or_else(|| ParseError::new("name", "is missing: ask for the attendee's name"))?;
-        let attendee_email = EmailAddress::parse(
-            text(parameters, &["email", "attendeeEmail", "attendee_email"])
-                .or_else(|| contact.variables.get("email").map(String::as_str))
-                .ok_or_else(|| ParseError::new("email", "is missing: ask where the confirmation should go"))?,
-        )?;
+        // the confirmation goes to the contact's own address, never one the agent was told
+        let attendee_email = contact_email(contact, text(parameters, &["email", "attendeeEmail", "attendee_email"]))?;
         Ok(Self { start, attendee_name, attendee_email, time_zone: contact.timezone, phone: contact.phone.clone() })
     }
 
@@ -129,8 +126,65 @@ impl Booking {
     }
 }
 
-/// A follow-up email the email tool asks for; the recipient is the contact's `email` variable
-/// where the agent did not give one.
+/// The contact's own email address on file; an address the agent gives must be that one.
+fn contact_email(contact: &Contact, asked: Option<&str>) -> Result<EmailAddress, ParseError> {
+    let on_file = contact
+        .variables
+        .get("email")
+        .map(|e| EmailAddress::parse(e))
+        .transpose()
+        .ok()
+        .flatten()
+        .ok_or_else(|| ParseError::new("email", "There is no email address on file for you, so I can't send anything by email."))?;
+    match asked {
+        Some(asked) if !asked.eq_ignore_ascii_case(on_file.as_str()) => {
+            Err(ParseError::new("email", "I can only send email to the address we already have on file for you, not to a new one."))
+        }
+        _ => Ok(on_file),
+    }
+}
+
+/// The follow-up email's wording: a subject and a plain-text body in which `{{variable}}` is the
+/// contact's variable (`name`, `first_name`, any import column) and `{{note}}` the agent's note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailTemplate {
+    pub subject: String,
+    pub body: String,
+}
+
+impl Default for EmailTemplate {
+    fn default() -> Self {
+        Self {
+            subject: "Following up on our call".into(),
+            body: "Hello {{name}},\n\nThank you for taking our call today.\n\n{{note}}\n\n\
+                   This follows up on a call from an AI assistant. Reply to this email with any questions.\n"
+                .into(),
+        }
+    }
+}
+
+impl EmailTemplate {
+    /// `text` with each `{{key}}` replaced by `values[key]` (an unknown key by nothing).
+    fn render(text: &str, values: &std::collections::BTreeMap<String, String>) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            out.push_str(&rest[..open]);
+            let Some(close) = rest[open..].find("}}") else {
+                out.push_str(&rest[open..]);
+                return out;
+            };
+            let key = rest[open + 2..open + close].trim();
+            out.push_str(values.get(key).map(String::as_str).unwrap_or(""));
+            rest = &rest[open + close + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// A follow-up email the email tool asks for: always to the contact's own address on file,
+/// worded by the deployment's template with the agent's note in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FollowUpEmail {
     pub to: EmailAddress,
@@ -139,25 +193,22 @@ pub struct FollowUpEmail {
 }
 
 impl FollowUpEmail {
-    pub const MAX_SUBJECT: usize = 200;
-    pub const MAX_BODY: usize = 20_000;
+    pub const MAX_NOTE: usize = 1_000;
 
-    /// From the tool call's parameters: `subject`, `content` (or `body`), optional `to_email`.
-    pub fn from_parameters(parameters: &Value, contact: &Contact) -> Result<Self, ParseError> {
-        let to = EmailAddress::parse(
-            text(parameters, &["to_email", "to", "email"])
-                .or_else(|| contact.variables.get("email").map(String::as_str))
-                .ok_or_else(|| ParseError::new("to_email", "is missing: ask for the address to send to"))?,
-        )?;
-        let subject = text(parameters, &["subject"]).ok_or_else(|| ParseError::new("subject", "is missing"))?;
-        if subject.chars().count() > Self::MAX_SUBJECT || subject.contains(['\r', '\n']) {
-            return Err(ParseError::new("subject", format!("must be one line of at most {} characters", Self::MAX_SUBJECT)));
+    /// From the tool call's parameters: `note` (or `content`, `body`, `message`), and an optional
+    /// `to_email` that must be the contact's address on file.
+    pub fn from_parameters(parameters: &Value, contact: &Contact, template: &EmailTemplate) -> Result<Self, ParseError> {
+        let to = contact_email(contact, text(parameters, &["to_email", "to", "email"]))?;
+        let note = text(parameters, &["note", "content", "body", "message"]).unwrap_or("");
+        if note.chars().count() > Self::MAX_NOTE {
+            return Err(ParseError::new("note", format!("is longer than {} characters: keep the note short", Self::MAX_NOTE)));
         }
-        let body = text(parameters, &["content", "body", "message"]).ok_or_else(|| ParseError::new("content", "is missing"))?;
-        if body.chars().count() > Self::MAX_BODY {
-            return Err(ParseError::new("content", format!("is longer than {} characters", Self::MAX_BODY)));
-        }
-        Ok(Self { to, subject: subject.to_string(), body: body.to_string() })
+        // plain text: no control characters beyond line breaks and tabs
+        let note: String = note.chars().filter(|c| !c.is_control() || matches!(c, '\n' | '\t')).collect();
+        let mut values = contact.dynamic_variables();
+        values.insert("note".into(), note);
+        let subject: String = EmailTemplate::render(&template.subject, &values).chars().filter(|c| !c.is_control()).take(200).collect();
+        Ok(Self { to, subject, body: EmailTemplate::render(&template.body, &values) })
     }
 }
 
@@ -255,10 +306,13 @@ mod tests {
         assert_eq!(booking.phone.as_str(), "+14155550123");
         assert_eq!(booking.spoken_start(), "Tuesday, 24 November 2026, 3:00 PM");
 
-        let given = serde_json::json!({"start": "2026-11-24T15:00:00Z", "name": "Grace", "email": "grace@example.org"});
+        let given = serde_json::json!({"start": "2026-11-24T15:00:00Z", "name": "Ada L.", "email": "ADA@example.com"});
         let booking = Booking::from_parameters(&given, &ada(), now).unwrap();
         assert_eq!(booking.start, Utc.with_ymd_and_hms(2026, 11, 24, 15, 0, 0).unwrap(), "an offset wins over the zone");
-        assert_eq!((booking.attendee_name.as_str(), booking.attendee_email.as_str()), ("Grace", "grace@example.org"));
+        assert_eq!((booking.attendee_name.as_str(), booking.attendee_email.as_str()), ("Ada L.", "ada@example.com"));
+        let elsewhere = serde_json::json!({"start": "2026-11-24T15:00:00Z", "email": "grace@example.org"});
+        let refused = Booking::from_parameters(&elsewhere, &ada(), now).unwrap_err();
+        assert!(refused.reason.contains("address we already have on file"), "the attendee is the contact: {refused:?}");
     }
 
     #[test]
@@ -279,16 +333,29 @@ mod tests {
     }
 
     #[test]
-    fn a_follow_up_email_goes_to_the_contact_unless_told_otherwise() {
-        let email = FollowUpEmail::from_parameters(&serde_json::json!({"subject": "Your quote", "content": "Hello"}), &ada()).unwrap();
-        assert_eq!((email.to.as_str(), email.subject.as_str(), email.body.as_str()), ("ada@example.com", "Your quote", "Hello"));
-        let other = serde_json::json!({"to_email": "grace@example.org", "subject": "Hi", "body": "Text"});
-        assert_eq!(FollowUpEmail::from_parameters(&other, &ada()).unwrap().to.as_str(), "grace@example.org");
-        let field = |parameters: serde_json::Value| FollowUpEmail::from_parameters(&parameters, &ada()).unwrap_err().field;
-        assert_eq!(field(serde_json::json!({"content": "Hello"})), "subject");
-        assert_eq!(field(serde_json::json!({"subject": "Two\nlines", "content": "Hello"})), "subject");
-        assert_eq!(field(serde_json::json!({"subject": "Hi"})), "content");
-        assert_eq!(field(serde_json::json!({"subject": "Hi", "content": "x", "to_email": "nobody"})), "email");
+    fn a_follow_up_email_goes_only_to_the_contact_worded_by_the_template() {
+        let template = EmailTemplate { subject: "Your {{plan}} quote".into(), body: "Hi {{first_name}},\n{{note}}\n{{missing}}-".into() };
+        let mut contact = ada();
+        contact.variables.insert("plan".into(), "gold".into());
+        let email = FollowUpEmail::from_parameters(&serde_json::json!({"note": "It is 40 dollars.\u{7}"}), &contact, &template).unwrap();
+        assert_eq!(
+            (email.to.as_str(), email.subject.as_str(), email.body.as_str()),
+            ("ada@example.com", "Your gold quote", "Hi Ada,\nIt is 40 dollars.\n-")
+        );
+        let same = serde_json::json!({"to_email": "Ada@Example.com", "note": "x"});
+        assert_eq!(FollowUpEmail::from_parameters(&same, &contact, &template).unwrap().to.as_str(), "ada@example.com");
+        let refusal = |parameters: serde_json::Value, contact: &Contact| {
+            FollowUpEmail::from_parameters(&parameters, contact, &template).unwrap_err().reason
+        };
+        let other = refusal(serde_json::json!({"to_email": "attacker@example.org", "note": "x"}), &contact);
+        assert_eq!(other, "I can only send email to the address we already have on file for you, not to a new one.");
+        assert!(refusal(serde_json::json!({"note": "x".repeat(1_001)}), &contact).contains("1000 characters"));
+        let mut no_email = ada();
+        no_email.variables.clear();
+        assert!(refusal(serde_json::json!({"note": "x"}), &no_email).starts_with("There is no email address on file"));
+        let default =
+            FollowUpEmail::from_parameters(&serde_json::json!({"note": "See you soon."}), &ada(), &EmailTemplate::default()).unwrap();
+        assert!(default.body.starts_with("Hello Ada Lovelace,") && default.body.contains("See you soon."), "{}", default.body);
     }
 
     #[test]

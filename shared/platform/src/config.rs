@@ -48,11 +48,15 @@ pub struct Config {
 
 /// What the agent's booking and email tools need; a tool whose part is missing answers the agent
 /// with the variable to set.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToolsConfig {
     /// `CALCOM_API_KEY` + `CALCOM_EVENT_TYPE_ID` (+ `CALCOM_BASE_URL`).
     pub calcom: Option<CalcomAccount>,
     pub email: EmailConfig,
+    /// Follow-up emails one call may send (`OUTDIAL_EMAILS_PER_CALL`, default 1; 0 turns the tool off).
+    pub emails_per_call: u32,
+    /// Their wording (`OUTDIAL_EMAIL_SUBJECT`, `OUTDIAL_EMAIL_TEMPLATE`: `{{variable}}` and `{{note}}`).
+    pub email_template: domain::EmailTemplate,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -434,6 +438,13 @@ impl BridgeConfig {
     }
 }
 
+impl Default for ToolsConfig {
+    /// No booking, the local outbox, one email per call in the default wording.
+    fn default() -> Self {
+        Self { calcom: None, email: EmailConfig::default(), emails_per_call: 1, email_template: domain::EmailTemplate::default() }
+    }
+}
+
 impl ToolsConfig {
     fn read(var: &Lookup<'_>, store: &StoreConfig) -> Result<Self, ConfigError> {
         let calcom = match (var("CALCOM_API_KEY").map(Secret::from), var("CALCOM_EVENT_TYPE_ID")) {
@@ -464,7 +475,19 @@ impl ToolsConfig {
                 }
             },
         };
-        Ok(Self { calcom, email })
+        let emails_per_call = match var("OUTDIAL_EMAILS_PER_CALL") {
+            None => 1,
+            Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                var: "OUTDIAL_EMAILS_PER_CALL",
+                reason: format!("{v:?} is not a whole number of emails"),
+            })?,
+        };
+        let default = domain::EmailTemplate::default();
+        let email_template = domain::EmailTemplate {
+            subject: var("OUTDIAL_EMAIL_SUBJECT").unwrap_or(default.subject),
+            body: var("OUTDIAL_EMAIL_TEMPLATE").map(|t| t.replace("\\n", "\n")).unwrap_or(default.body),
+        };
+        Ok(Self { calcom, email, emails_per_call, email_template })
     }
 }
 

@@ -81,6 +81,7 @@ async fn world_with(tools: app::AgentTools, agent_listens: bool) -> World {
     let phone = E164::parse("+14155550123", None).unwrap();
     let mut contact = NewContact::new(phone.clone(), chrono_tz::America::New_York);
     contact.name = Some("Maria Lopez".into());
+    contact.variables.insert("email".into(), "maria@example.com".into());
     store.add_contacts(org, campaign.id, vec![contact], Utc::now()).await.unwrap();
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, Utc::now()).await.unwrap();
     // claimed at noon in New York, inside its calling hours whatever the hour of the test
@@ -449,27 +450,34 @@ async fn the_booking_and_email_tools_book_at_cal_com_and_send_with_the_callers_d
     let (said, is_error) =
         tool_result(&mut agent, "b2", "book_appointment", json!({ "start": "2030-01-16T10:00", "email": "maria@example.com" })).await;
     assert!(is_error && said.contains("not available"), "Cal.com's refusal reaches the agent: {said}");
-    let (said, is_error) = tool_result(&mut agent, "b3", "book_appointment", json!({ "start": "2030-01-15T10:00" })).await;
-    assert!(is_error && said.contains("email"), "no address to confirm to: {said}");
+    let (said, is_error) =
+        tool_result(&mut agent, "b3", "book_appointment", json!({ "start": "2030-01-15T10:00", "email": "mallory@example.org" })).await;
+    assert!(is_error && said.contains("on file"), "the attendee is the contact, never an address the agent was given: {said}");
 
-    let (said, is_error) = tool_result(
-        &mut agent,
-        "e1",
-        "send_email",
-        json!({ "to_email": "maria@example.com", "subject": "Your quote", "content": "As promised." }),
-    )
-    .await;
+    // the email tool writes only to the contact, once, in the deployment's wording
+    let (said, is_error) =
+        tool_result(&mut agent, "e0", "send_email", json!({ "to_email": "mallory@example.org", "note": "Click this link." })).await;
+    assert_eq!(
+        (said.as_str(), is_error),
+        ("I can only send email to the address we already have on file for you, not to a new one.", true)
+    );
+    let (said, is_error) = tool_result(&mut agent, "e1", "send_email", json!({ "subject": "Ignored", "note": "As promised." })).await;
     assert!(!is_error && said.contains("maria@example.com"), "{said}");
     let kept = outbox.kept();
     assert_eq!(kept.len(), 1);
-    assert_eq!(
-        (kept[0].email.to.as_str(), kept[0].email.subject.as_str(), kept[0].email.body.as_str()),
-        ("maria@example.com", "Your quote", "As promised.")
-    );
-    let (said, is_error) =
-        tool_result(&mut agent, "e2", "send_email", json!({ "to_email": "maria@example.com", "content": "No subject" })).await;
-    assert!(is_error && said.contains("subject"), "{said}");
+    assert_eq!((kept[0].email.to.as_str(), kept[0].email.subject.as_str()), ("maria@example.com", "Following up on our call"));
+    assert!(kept[0].email.body.starts_with("Hello Maria Lopez,") && kept[0].email.body.contains("As promised."), "{}", kept[0].email.body);
+    let (said, is_error) = tool_result(&mut agent, "e2", "send_email", json!({ "note": "And another thing." })).await;
+    assert!(is_error && said.contains("already sent you an email"), "OUTDIAL_EMAILS_PER_CALL is 1 by default: {said}");
     assert_eq!(outbox.kept().len(), 1, "nothing sent for a refused email");
+
+    // 6 tool calls so far: 14 more are allowed, the 21st is refused
+    for i in 0..14 {
+        let (said, is_error) = tool_result(&mut agent, &format!("t{i}"), "current_time", json!({})).await;
+        assert!(!is_error, "{said}");
+    }
+    let (said, is_error) = tool_result(&mut agent, "t14", "current_time", json!({})).await;
+    assert!(is_error && said.contains("all 20 of its tool calls"), "{said}");
 
     let notes: Vec<String> = w
         .log()
@@ -669,4 +677,32 @@ async fn a_stream_whose_parameters_are_not_its_calls_is_closed_without_a_convers
     }
     assert!(w.conversations.try_recv().is_err(), "no conversation was opened");
     assert!(w.log().await.is_empty(), "nothing was written to the call");
+}
+
+/// Two tools run at a time on a call: a third waits for one of them to finish.
+#[tokio::test]
+async fn a_call_runs_at_most_two_tools_at_once() {
+    let calcom = MockServer::start().await;
+    let slow = std::time::Duration::from_millis(400);
+    Mock::given(method("POST"))
+        .and(path("/v2/bookings"))
+        .respond_with(ResponseTemplate::new(201).set_delay(slow).set_body_json(json!({ "status": "success", "data": {
+            "id": 7, "uid": "bk_slow", "status": "accepted", "start": "2030-01-15T15:00:00.000Z", "end": "2030-01-15T15:30:00.000Z" } })))
+        .expect(3)
+        .mount(&calcom)
+        .await;
+    let account = providers::CalcomAccount { base_url: calcom.uri(), api_key: "cal_test_key".into(), event_type_id: 42 };
+    let tools = app::AgentTools::new(Some(providers::CalCom::new(&account, RetryPolicy::once())), platform::AnyMailer::default());
+    let mut w = world_with(tools, true).await;
+    let (_twilio, mut agent, _) = w.started_call().await;
+    let began = std::time::Instant::now();
+    for id in ["c1", "c2", "c3"] {
+        let call = json!({ "tool_name": "book_appointment", "tool_call_id": id, "parameters": { "start": "2030-01-15T10:00" } });
+        send(&mut agent, json!({ "type": "client_tool_call", "client_tool_call": call })).await;
+    }
+    for _ in 0..3 {
+        let answer = next_json(&mut agent).await;
+        assert_eq!((answer["type"].as_str(), answer["is_error"].as_bool()), (Some("client_tool_result"), Some(false)), "{answer}");
+    }
+    assert!(began.elapsed() >= slow * 2, "the third booking waited for a turn: {:?}", began.elapsed());
 }
