@@ -68,8 +68,11 @@ fn main() {
     }
 }
 
-/// The bridge process: a store with one placed call (every stream names it), the bridge, and
-/// the measurements.
+/// What the bench's Twilio account signs stream tokens with.
+const BRIDGE_TOKEN: &str = "bench-token";
+
+/// The bridge process: a store with one placed call per stream (a call takes one stream), the
+/// bridge, and the measurements.
 async fn bridge_side(calls: usize, seconds: u64) {
     use store::{AssistantStore, CallStore, CampaignStore, DialingStore, OrgStore, PlacedCall};
     // the load generator shares the cores as an equal (niced, it starved: BENCHMARKS.md)
@@ -105,23 +108,40 @@ async fn bridge_side(calls: usize, seconds: u64) {
         calling_window: domain::CallingWindow::parse(days, "00:00", "23:59").unwrap(),
         ..Default::default()
     };
-    let mut new = domain::NewCampaign::parse("bench", domain::Cap::parse(1).unwrap(), settings).unwrap();
-    new.assistant_id = Some(assistant.id);
-    let campaign = store.create_campaign(org, new).await.unwrap();
-    let phone = domain::E164::parse("+14155550123", None).unwrap();
-    store.add_contacts(org, campaign.id, vec![domain::NewContact::new(phone, chrono_tz::UTC)], Utc::now()).await.unwrap();
-    store
-        .set_campaign_status(org, campaign.id, &[domain::CampaignStatus::Draft], domain::CampaignStatus::Running, Utc::now())
-        .await
-        .unwrap();
-    let claim = store.claim_due_contacts(org, campaign.id, Utc::now(), 1, chrono::TimeDelta::zero()).await.unwrap().remove(0);
-    let sid = "CA00000000000000000000000000000001";
-    let placed =
-        PlacedCall { provider: domain::CallProvider::Twilio, provider_call_id: sid.into(), caller_id: None, placed_at: Utc::now() };
-    store.record_placed_call(org, claim.call.id, placed).await.unwrap();
+    // campaigns of 50 (the largest cap), one placed call per stream
+    let mut planned = Vec::with_capacity(calls);
+    for batch in 0..calls.div_ceil(50) {
+        let cap = domain::Cap::parse(50).unwrap();
+        let mut new = domain::NewCampaign::parse(&format!("bench {batch}"), cap, settings.clone()).unwrap();
+        new.assistant_id = Some(assistant.id);
+        let campaign = store.create_campaign(org, new).await.unwrap();
+        let contacts = (0..50.min(calls - batch * 50))
+            .map(|i| domain::NewContact::new(domain::E164::parse(&format!("+1415555{:04}", batch * 50 + i), None).unwrap(), chrono_tz::UTC))
+            .collect();
+        store.add_contacts(org, campaign.id, contacts, Utc::now()).await.unwrap();
+        store
+            .set_campaign_status(org, campaign.id, &[domain::CampaignStatus::Draft], domain::CampaignStatus::Running, Utc::now())
+            .await
+            .unwrap();
+        for claim in store.claim_due_contacts(org, campaign.id, Utc::now(), 50, chrono::TimeDelta::zero()).await.unwrap() {
+            let sid = format!("CA{:032x}", planned.len() + 1);
+            let placed = PlacedCall {
+                provider: domain::CallProvider::Twilio,
+                provider_call_id: sid.clone(),
+                caller_id: None,
+                placed_at: Utc::now(),
+            };
+            store.record_placed_call(org, claim.call.id, placed).await.unwrap();
+            let token = providers::signatures::stream_token(BRIDGE_TOKEN, claim.call.id, org, Utc::now() + chrono::TimeDelta::hours(1));
+            planned.push(json!({ "sid": sid, "parameters": { "orgId": org.to_string(), "campaignId": campaign.id.to_string(),
+                "callId": claim.call.id.to_string(), "contactId": claim.contact.id.to_string(), "token": token } }));
+        }
+    }
 
     let agents = providers::ElevenLabs::new(&fake_api, "xi-bench", providers::RetryPolicy::once());
-    let settings = media_bridge::BridgeSettings { verify_signature: false, ..Default::default() };
+    // unsigned upgrades (the load generator does not sign), but every stream's token is checked
+    let settings =
+        media_bridge::BridgeSettings { verify_signature: false, twilio_auth_token: Some(BRIDGE_TOKEN.into()), ..Default::default() };
     let bridge = media_bridge::Bridge::new(store, providers::CallProviders::default(), Some(agents), app::AgentTools::default(), settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("addr");
@@ -132,9 +152,7 @@ async fn bridge_side(calls: usize, seconds: u64) {
     assert_eq!(health.status(), 200);
     let (idle_rss, idle_heap) = (rss_kib(), LIVE_BYTES.load(Ordering::Relaxed));
     let mut to_fakes = child.stdin.take().expect("stdin");
-    let plan = json!({ "url": format!("ws://{address}/media"), "calls": calls, "seconds": seconds, "sid": sid,
-        "parameters": { "orgId": org.to_string(), "campaignId": campaign.id.to_string(), "callId": claim.call.id.to_string(),
-            "contactId": claim.contact.id.to_string() } });
+    let plan = json!({ "url": format!("ws://{address}/media"), "calls": calls, "seconds": seconds, "planned": planned });
     writeln!(to_fakes, "{plan}").expect("plan");
     // measure the middle of the run, once every call is up
     tokio::time::sleep(Duration::from_secs(seconds / 2)).await;
@@ -254,8 +272,8 @@ async fn twilio_call(n: usize, plan: &Value, length: Duration) -> Vec<Duration> 
     let (mut out, mut back) = ws.split();
     let stream_sid = format!("MZ{n:032}");
     let start = json!({ "event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
-        "streamSid": stream_sid, "accountSid": "AC1", "callSid": plan["sid"], "tracks": ["inbound"],
-        "customParameters": plan["parameters"], "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } });
+        "streamSid": stream_sid, "accountSid": "AC1", "callSid": plan["planned"][n]["sid"], "tracks": ["inbound"],
+        "customParameters": plan["planned"][n]["parameters"], "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } });
     if out.send(Message::Text(start.to_string().into())).await.is_err() {
         return Vec::new();
     }

@@ -45,6 +45,8 @@ pub struct BridgeSettings {
     pub transcript_interval: Duration,
     /// How long Twilio has to send `start` after the socket opens.
     pub start_timeout: Duration,
+    /// The bearer token `GET /metrics` takes (`OUTDIAL_METRICS_TOKEN`); None serves no metrics.
+    pub metrics_token: Option<providers::Secret>,
 }
 
 impl Default for BridgeSettings {
@@ -57,6 +59,7 @@ impl Default for BridgeSettings {
             audio_queue_frames: 50,
             transcript_interval: Duration::from_secs(2),
             start_timeout: Duration::from_secs(10),
+            metrics_token: None,
         }
     }
 }
@@ -69,10 +72,14 @@ impl BridgeSettings {
             stream_url: config.dialing.calls.bridge_url.clone(),
             verify_signature: config.bridge.verify_signature,
             drain_timeout: config.bridge.drain_timeout,
+            metrics_token: config.bridge.metrics_token.clone(),
             ..Self::default()
         }
     }
 }
+
+/// The largest WebSocket message (and frame) a media stream may send.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Where shutdown is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,8 +279,10 @@ async fn media<S: Store>(
         tracing::warn!(detail = %problem.detail, "media stream refused before the upgrade");
         return problem.into_response();
     }
-    // small socket buffers: thousands of calls share the machine's memory
+    // small socket buffers: thousands of calls share the machine's memory; Twilio's frames are
+    // under 1 KiB, so anything past MAX_MESSAGE_BYTES is not Twilio and closes the stream
     let token = bridge.calls_in_flight.token();
+    let upgrade = upgrade.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES);
     upgrade.read_buffer_size(4 * 1024).write_buffer_size(0).max_write_buffer_size(256 * 1024).on_upgrade(move |socket| async move {
         session::bridge_call(bridge, socket).await;
         drop(token);
@@ -340,8 +349,21 @@ async fn health<S: Store>(State(state): State<BridgeState<S>>) -> Response {
 }
 
 /// Prometheus text: active calls, frames in and out, dropped frames, ElevenLabs connect latency,
-/// forwarding latency.
-#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, body = String, content_type = "text/plain; version=0.0.4")))]
-async fn metrics_text<S: Store>(State(state): State<BridgeState<S>>) -> Response {
+/// forwarding latency. Takes `Authorization: Bearer <OUTDIAL_METRICS_TOKEN>`; without that
+/// variable there are no metrics to read (the listener is public).
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    params(("Authorization" = String, Header, description = "Bearer OUTDIAL_METRICS_TOKEN")),
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "no token, or not the metrics token"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "OUTDIAL_METRICS_TOKEN is not set")))]
+async fn metrics_text<S: Store>(State(state): State<BridgeState<S>>, headers: HeaderMap) -> Response {
+    let Some(expected) = &state.0.settings.metrics_token else {
+        return Problem::new(StatusCode::NOT_FOUND, "metrics-off", "Metrics are off", "set OUTDIAL_METRICS_TOKEN to serve GET /metrics")
+            .into_response();
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_none_or(|token| *expected != providers::Secret::from(token.trim())) {
+        return Problem::unauthorized("GET /metrics takes Authorization: Bearer <OUTDIAL_METRICS_TOKEN>").into_response();
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.0.metrics.render()).into_response()
 }

@@ -1,6 +1,7 @@
 //! What waits to be written to one peer. Audio is bounded: when the peer lags, the oldest audio
-//! goes (counted), never the control messages (marks, clear, pongs, tool results), so memory
-//! stays bounded whatever the peer does.
+//! goes (counted) before any control message (marks, clear, pongs, tool results). Control
+//! messages are bounded too, at `CONTROL_CAPACITY` (a peer flooding keypad presses or pings must
+//! not grow the other's queue): past it the oldest goes. So memory stays bounded whatever the peers do.
 
 use std::{collections::VecDeque, sync::Mutex, time::Instant};
 use tokio::sync::Notify;
@@ -24,7 +25,11 @@ pub enum Outgoing {
 struct Queue {
     items: VecDeque<Outgoing>,
     audio: usize,
+    control: usize,
 }
+
+/// Control messages queued for one peer at most; far more than a live call ever has waiting.
+pub const CONTROL_CAPACITY: usize = 256;
 
 pub struct Outbox {
     queue: Mutex<Queue>,
@@ -57,14 +62,31 @@ impl Outbox {
 
     /// Queues a control message after what is queued (a mark follows the audio it marks).
     pub fn push_control(&self, text: String) {
-        self.with_queue(|q| q.items.push_back(Outgoing::Control { text }));
+        self.with_queue(|q| {
+            Self::make_control_room(q);
+            q.items.push_back(Outgoing::Control { text });
+        });
         self.ready.notify_one();
     }
 
     /// Sends a control message before anything queued (a pong must not wait behind audio).
     pub fn push_urgent(&self, text: String) {
-        self.with_queue(|q| q.items.push_front(Outgoing::Control { text }));
+        self.with_queue(|q| {
+            Self::make_control_room(q);
+            q.items.push_front(Outgoing::Control { text });
+        });
         self.ready.notify_one();
+    }
+
+    /// Drops the oldest control message when the queue holds `CONTROL_CAPACITY`, then counts the new one.
+    fn make_control_room(q: &mut Queue) {
+        if q.control >= CONTROL_CAPACITY
+            && let Some(oldest) = q.items.iter().position(|i| matches!(i, Outgoing::Control { .. }))
+        {
+            q.items.remove(oldest);
+            q.control -= 1;
+        }
+        q.control += 1;
     }
 
     /// Barge-in: drops queued agent audio up to `event_id` and puts `clear` first.
@@ -74,6 +96,7 @@ impl Outbox {
             q.items.retain(|i| !matches!(i, Outgoing::Audio { event_id: Some(id), .. } if *id <= event_id));
             let dropped = before - q.items.len();
             q.audio -= dropped;
+            Self::make_control_room(q);
             q.items.push_front(Outgoing::Control { text: clear });
             dropped
         });
@@ -91,7 +114,7 @@ impl Outbox {
         loop {
             self.with_queue(|q| {
                 into.extend(q.items.drain(..));
-                q.audio = 0;
+                (q.audio, q.control) = (0, 0);
             });
             if !into.is_empty() {
                 return;
@@ -132,6 +155,20 @@ mod tests {
         let mut items = Vec::new();
         outbox.take(&mut items).await;
         assert_eq!(texts(&items), ["mark0", "a7", "a8", "a9", "mark1"]);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_control_messages_keeps_only_the_newest() {
+        let outbox = Outbox::new(3);
+        for i in 0..CONTROL_CAPACITY + 10 {
+            outbox.push_control(format!("dtmf{i}"));
+        }
+        outbox.push_audio("a0".into(), None);
+        let mut items = Vec::new();
+        outbox.take(&mut items).await;
+        assert_eq!(items.len(), CONTROL_CAPACITY + 1);
+        assert_eq!(texts(&items)[0], "dtmf10", "the oldest ten went");
+        assert_eq!(texts(&items)[CONTROL_CAPACITY], "a0");
     }
 
     #[tokio::test]

@@ -103,6 +103,11 @@ pub(crate) async fn bridge_call<S: Store>(bridge: Arc<Bridge<S>>, socket: WebSoc
     .await;
 }
 
+/// `CA` and 32 lowercase or uppercase hex digits.
+fn is_call_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.starts_with("CA") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Reads up to Twilio's `start`; None when the socket ends first.
 async fn stream_start(twilio: &mut SplitStream<WebSocket>) -> Option<wire::StreamStart> {
     while let Some(Ok(message)) = twilio.next().await {
@@ -120,11 +125,28 @@ async fn stream_start(twilio: &mut SplitStream<WebSocket>) -> Option<wire::Strea
     None
 }
 
+/// The call a stream's `start` names, once everything in it is shown to be ours: the per-call
+/// token we signed into the TwiML, a well-formed CallSid matching the call's, a live Twilio call
+/// of that organisation, and no other stream for it. Nothing is written before all of that holds.
 async fn load_call<S: Store>(bridge: &Bridge<S>, start: wire::StreamStart) -> Result<CallContext, String> {
+    if !is_call_sid(&start.call_sid) {
+        return Err(format!("{:?} is not a Twilio CallSid (CA and 32 hex digits)", start.call_sid));
+    }
     let parameter = |name: &str| start.custom_parameters.get(name).ok_or_else(|| format!("the stream's start has no {name} parameter"));
     let org: OrgId = parameter("orgId")?.parse().map_err(|_| "orgId is not an organisation id".to_string())?;
     let call_id: CallId = parameter("callId")?.parse().map_err(|_| "callId is not a call id".to_string())?;
+    match &bridge.settings.twilio_auth_token {
+        Some(secret) => {
+            let token = start.custom_parameters.get("token").map(String::as_str);
+            providers::signatures::verify_stream_token(secret.expose(), token, call_id, org, Utc::now()).map_err(|e| e.to_string())?;
+        }
+        // only reachable with OUTDIAL_BRIDGE_VERIFY_SIGNATURE=false, which the bridge warns about at start
+        None => tracing::warn!("stream token not checked: TWILIO_AUTH_TOKEN is not set"),
+    }
     let call = bridge.store.get_call(org, call_id).await.map_err(|e| format!("call {call_id}: {e}"))?;
+    if call.state.is_terminal() {
+        return Err(format!("call {call_id} has ended"));
+    }
     // the ids ride in TwiML we wrote; the CallSid is Twilio's own, so the two must agree
     if call.provider_call_id.as_deref().is_some_and(|sid| sid != start.call_sid) {
         return Err(format!("call {call_id} belongs to another Twilio call than {}", start.call_sid));
@@ -135,9 +157,20 @@ async fn load_call<S: Store>(bridge: &Bridge<S>, start: wire::StreamStart) -> Re
         return Err(format!("contact {contact_id} of campaign {campaign_id} is not call {call_id}'s"));
     }
     let campaign = bridge.store.get_campaign(org, call.campaign_id).await.map_err(|e| e.to_string())?;
+    if campaign.settings.provider != domain::CallProvider::Twilio {
+        return Err(format!("call {call_id} is a {} call, not one Twilio streams to this bridge", campaign.settings.provider.as_str()));
+    }
     let contact = bridge.store.get_contact(org, call.campaign_id, call.contact_id).await.map_err(|e| e.to_string())?;
     let assistant_id = campaign.assistant_id.ok_or_else(|| format!("campaign {} has no assistant", campaign.id))?;
     let assistant = bridge.store.get_assistant(org, assistant_id).await.map_err(|e| e.to_string())?;
+    // one stream per call, across every bridge: the first to log it has it
+    let now = Utc::now();
+    let text = format!("media stream {} started", start.stream_sid);
+    let streamed = CallEvent { dedupe_key: "bridge:stream".into(), occurred_at: now, kind: CallEventKind::Note { text } };
+    let applied = bridge.store.apply_call_event(org, call_id, streamed, now).await.map_err(|e| e.to_string())?;
+    if applied.duplicate {
+        return Err(format!("call {call_id} already has a media stream"));
+    }
     Ok(CallContext {
         org,
         campaign_id: call.campaign_id,

@@ -83,11 +83,13 @@ pub struct BridgeConfig {
     pub verify_signature: bool,
     /// How long active calls may go on after SIGTERM (`OUTDIAL_BRIDGE_DRAIN_SECONDS`).
     pub drain_timeout: std::time::Duration,
+    /// The bearer token `GET /metrics` takes (`OUTDIAL_METRICS_TOKEN`); without it metrics are not served.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for BridgeConfig {
     fn default() -> Self {
-        Self { verify_signature: true, drain_timeout: std::time::Duration::from_secs(30) }
+        Self { verify_signature: true, drain_timeout: std::time::Duration::from_secs(30), metrics_token: None }
     }
 }
 
@@ -434,6 +436,7 @@ impl BridgeConfig {
                 }
             },
             drain_timeout: seconds(var, "OUTDIAL_BRIDGE_DRAIN_SECONDS", Self::default().drain_timeout)?,
+            metrics_token: var("OUTDIAL_METRICS_TOKEN").filter(|t| !t.trim().is_empty()).map(Secret::from),
         })
     }
 }

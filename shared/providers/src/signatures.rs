@@ -23,6 +23,39 @@ pub enum Refusal {
     NotConfigured(&'static str),
 }
 
+/// How long after the dial a stream's token is good: the ring, Twilio's queue, and a margin.
+pub const STREAM_TOKEN_LIFETIME: TimeDelta = TimeDelta::minutes(30);
+
+/// The per-call token a Twilio call's TwiML carries to the media bridge (`<Parameter name="token">`):
+/// `<expiry unix seconds>.<hex HMAC-SHA256(secret, "outdial-stream|v1|<call id>|<org id>|<expiry>")>`.
+/// The upgrade's signature is the same for every call; this binds the stream to one call.
+pub fn stream_token(secret: &str, call: domain::CallId, org: domain::OrgId, expires: DateTime<Utc>) -> String {
+    let expiry = expires.timestamp();
+    format!("{expiry}.{}", stream_mac(secret, call, org, expiry))
+}
+
+/// Checks a stream's token against the ids its `start` names.
+pub fn verify_stream_token(
+    secret: &str,
+    token: Option<&str>,
+    call: domain::CallId,
+    org: domain::OrgId,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    const PARAMETER: &str = "stream token";
+    let (expiry, mac) = token.ok_or(Refusal::Missing(PARAMETER))?.split_once('.').ok_or(Refusal::Invalid(PARAMETER))?;
+    let expiry: i64 = expiry.parse().map_err(|_| Refusal::Invalid(PARAMETER))?;
+    let expected = stream_mac(secret, call, org, expiry);
+    if !bool::from(mac.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(Refusal::Invalid(PARAMETER));
+    }
+    if now.timestamp() > expiry { Err(Refusal::Stale(PARAMETER)) } else { Ok(()) }
+}
+
+fn stream_mac(secret: &str, call: domain::CallId, org: domain::OrgId, expiry: i64) -> String {
+    crate::hmac_sha256_hex(secret, &[format!("outdial-stream|v1|{call}|{org}|{expiry}").as_bytes()])
+}
+
 /// `X-Twilio-Signature`: base64 HMAC-SHA1 of the full URL Twilio requested and the sorted form
 /// parameters (see `providers::twilio::signature`).
 pub fn twilio(auth_token: &str, url: &str, params: &[(String, String)], header: Option<&str>) -> Result<(), Refusal> {

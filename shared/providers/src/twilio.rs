@@ -26,13 +26,20 @@ pub struct TwilioEndpoints {
 pub struct Twilio {
     api: ApiClient,
     account_sid: String,
+    /// Signs each call's stream token (the bridge checks it with the same token).
+    auth_token: crate::Secret,
     endpoints: TwilioEndpoints,
 }
 
 impl Twilio {
     pub fn new(account: &TwilioAccount, endpoints: TwilioEndpoints, retry: RetryPolicy) -> Self {
         let credential = Credential::Basic { user: account.account_sid.clone(), password: account.auth_token.clone() };
-        Self { api: ApiClient::new(PROVIDER, &account.base_url, credential, retry), account_sid: account.account_sid.clone(), endpoints }
+        Self {
+            api: ApiClient::new(PROVIDER, &account.base_url, credential, retry),
+            account_sid: account.account_sid.clone(),
+            auth_token: account.auth_token.clone(),
+            endpoints,
+        }
     }
 
     fn calls_path(&self) -> String {
@@ -50,7 +57,7 @@ impl Twilio {
         let mut form = vec![
             ("To", call.to.as_str().to_string()),
             ("From", call.from.as_str().to_string()),
-            ("Twiml", stream_twiml(&self.endpoints.bridge_url, call)),
+            ("Twiml", stream_twiml(&self.endpoints.bridge_url, call, &self.stream_token(call, chrono::Utc::now()))),
             ("StatusCallback", self.webhook("status", call)),
             ("StatusCallbackMethod", "POST".into()),
         ];
@@ -75,6 +82,12 @@ impl Twilio {
             ]);
         }
         form
+    }
+
+    /// The token the call's stream carries to the bridge, good for `STREAM_TOKEN_LIFETIME` from `now`.
+    pub fn stream_token(&self, call: &CallRequest, now: DateTime<Utc>) -> String {
+        let expires = now + chrono::TimeDelta::seconds(call.ring_seconds.into()) + crate::signatures::STREAM_TOKEN_LIFETIME;
+        crate::signatures::stream_token(self.auth_token.expose(), call.call_id, call.org_id, expires)
     }
 
     /// Ends a live call (`Status=completed`).
@@ -154,13 +167,15 @@ impl CallProvider for Twilio {
     }
 }
 
-/// `<Connect><Stream>` to the bridge; ids travel as `<Parameter>`s (a stream URL takes no query).
-pub fn stream_twiml(bridge_url: &str, call: &CallRequest) -> String {
+/// `<Connect><Stream>` to the bridge; ids and the call's stream token travel as `<Parameter>`s
+/// (a stream URL takes no query).
+pub fn stream_twiml(bridge_url: &str, call: &CallRequest, token: &str) -> String {
     let parameters: String = [
         ("orgId", call.org_id.to_string()),
         ("campaignId", call.campaign_id.to_string()),
         ("callId", call.call_id.to_string()),
         ("contactId", call.contact_id.to_string()),
+        ("token", token.to_string()),
     ]
     .iter()
     .map(|(name, value)| format!(r#"<Parameter name="{name}" value="{}"/>"#, xml_escape(value)))

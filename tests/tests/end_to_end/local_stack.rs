@@ -136,6 +136,7 @@ async fn the_media_bridge_is_served_on_the_same_port() {
     let address = listener.local_addr().unwrap();
     let mut stack = outdial::Stack::default();
     stack.bridge.twilio_auth_token = Some("local-token".into());
+    stack.bridge.metrics_token = Some("metrics-token".into());
     tokio::spawn(outdial::serve(store, stack, listener));
     let upgrade = |signature: Option<String>| {
         let mut request = reqwest::Client::new()
@@ -156,7 +157,12 @@ async fn the_media_bridge_is_served_on_the_same_port() {
     assert_eq!(upgrade(Some(elsewhere)).await.unwrap().status(), 403);
     let signed = providers::twilio::signature("local-token", &format!("ws://{address}/media"), []);
     assert_eq!(upgrade(Some(signed)).await.unwrap().status(), 101, "switched to the media stream");
-    let metrics = reqwest::get(format!("http://{address}/metrics")).await.unwrap().text().await.unwrap();
+    // metrics are on the public listener, so they take their own bearer token
+    let http = reqwest::Client::new();
+    assert_eq!(reqwest::get(format!("http://{address}/metrics")).await.unwrap().status(), 401);
+    let wrong = http.get(format!("http://{address}/metrics")).bearer_auth("guess").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let metrics = http.get(format!("http://{address}/metrics")).bearer_auth("metrics-token").send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("outdial_bridge_active_calls"), "{metrics}");
 }
 

@@ -170,11 +170,11 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
     }
     assert!(feed.contains("event: transcript"), "{feed}");
 
-    // the agent's email tool writes to the contact's address from the import
+    // the agent's email tool writes to the contact's address from the import, in the deployment's wording
     send(
         &mut agent,
         json!({ "type": "client_tool_call", "client_tool_call": { "tool_name": "send_email", "tool_call_id": "tool_1",
-            "parameters": { "subject": "Your renewal", "content": "As discussed, here are the details." } } }),
+            "parameters": { "note": "As discussed, here are the details." } } }),
     )
     .await;
     let result = next_json(&mut agent).await;
@@ -186,8 +186,10 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
     let kept = outbox.kept();
     assert_eq!(
         kept.iter().map(|k| (k.email.to.as_str(), k.email.subject.as_str())).collect::<Vec<_>>(),
-        [("maria@example.com", "Your renewal")]
+        [("maria@example.com", "Following up on our call")]
     );
+    assert!(kept[0].email.body.contains("As discussed, here are the details."), "{}", kept[0].email.body);
+    assert!(twiml.contains(r#"<Parameter name="token" value=""#), "the TwiML carries the call's stream token: {twiml}");
 
     send(
         &mut media,

@@ -5,8 +5,8 @@
 use base64::Engine;
 use chrono::Utc;
 use domain::{
-    AssistantConfig, CallEventKind, CallProvider, CallingWindow, CampaignSettings, CampaignStatus, Cap, Day, E164, NewAssistant,
-    NewCampaign, NewContact, OrgId, ProviderKind,
+    AssistantConfig, CallEvent, CallEventKind, CallProvider, CallingWindow, CampaignSettings, CampaignStatus, Cap, Day, E164, EndReason,
+    NewAssistant, NewCampaign, NewContact, OrgId, ProviderKind,
 };
 use futures::{SinkExt, StreamExt};
 use media_bridge::{Bridge, BridgeSettings};
@@ -37,6 +37,7 @@ struct World {
     store: SqliteStore,
     org: OrgId,
     call: domain::CallId,
+    call_sid: String,
     campaign: domain::CampaignId,
     contact: domain::ContactId,
     phone: E164,
@@ -122,7 +123,7 @@ async fn world_with(tools: app::AgentTools, agent_listens: bool) -> World {
     // Twilio's REST API: hang-ups
     let twilio_api = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(format!("/2010-04-01/Accounts/AC123/Calls/{CALL_SID}.json")))
+        .and(wiremock::matchers::path_regex(r"^/2010-04-01/Accounts/AC123/Calls/CA[0-9a-f]{32}\.json$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "sid": CALL_SID, "status": "completed" })))
         .mount(&twilio_api)
         .await;
@@ -137,6 +138,7 @@ async fn world_with(tools: app::AgentTools, agent_listens: bool) -> World {
         stream_url: Some(STREAM_URL.into()),
         transcript_interval: Duration::from_millis(50),
         drain_timeout: Duration::from_millis(300),
+        metrics_token: Some("metrics-token".into()),
         ..BridgeSettings::default()
     };
     let agents = ElevenLabs::new(&elevenlabs_api.uri(), "xi-test-key", RetryPolicy::once());
@@ -148,6 +150,7 @@ async fn world_with(tools: app::AgentTools, agent_listens: bool) -> World {
         store,
         org,
         call: claim.call.id,
+        call_sid: CALL_SID.into(),
         campaign: campaign.id,
         contact: claim.contact.id,
         phone,
@@ -171,20 +174,45 @@ impl World {
         Ok(tokio_tungstenite::connect_async(request).await?.0)
     }
 
+    /// The `<Parameter>`s our TwiML gives the call's stream: its ids and its signed token.
+    fn parameters(&self) -> Value {
+        let token = providers::signatures::stream_token(TOKEN, self.call, self.org, Utc::now() + chrono::TimeDelta::minutes(30));
+        json!({ "orgId": self.org.to_string(), "campaignId": self.campaign.to_string(),
+            "callId": self.call.to_string(), "contactId": self.contact.to_string(), "token": token })
+    }
+
+    /// Twilio's `start` for the call with these parameters.
+    fn start(&self, parameters: &Value) -> Value {
+        json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
+            "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": self.call_sid, "tracks": ["inbound"],
+            "customParameters": parameters, "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } })
+    }
+
     /// A signed stream that has sent `connected` and `start`, with the ids our TwiML gives it.
     async fn stream_started(&self) -> Client {
         let mut twilio = self.dial_in(None).await.unwrap();
         send(&mut twilio, json!({ "event": "connected", "protocol": "Call", "version": "1.0.0" })).await;
-        let parameters = json!({ "orgId": self.org.to_string(), "campaignId": self.campaign.to_string(),
-            "callId": self.call.to_string(), "contactId": self.contact.to_string() });
-        send(
-            &mut twilio,
-            json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
-                "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": CALL_SID, "tracks": ["inbound"],
-                "customParameters": parameters, "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
-        )
-        .await;
+        send(&mut twilio, self.start(&self.parameters())).await;
         twilio
+    }
+
+    /// Moves on to a new call of the campaign, placed with its own CallSid: a call has one stream.
+    async fn next_call(&mut self) {
+        // the previous call's status callback: it ended, and its place under the cap is free
+        let ended =
+            CallEvent { dedupe_key: "next".into(), occurred_at: Utc::now(), kind: CallEventKind::Ended { reason: EndReason::Completed } };
+        self.store.apply_call_event(self.org, self.call, ended, Utc::now()).await.unwrap();
+        let n =
+            self.store.list_calls(self.org, self.campaign, Default::default(), store::PageRequest::default()).await.unwrap().items.len();
+        let phone = E164::parse(&format!("+1415555{:04}", 200 + n), None).unwrap();
+        let contact = NewContact::new(phone.clone(), chrono_tz::America::New_York);
+        self.store.add_contacts(self.org, self.campaign, vec![contact], Utc::now()).await.unwrap();
+        let noon = chrono::DateTime::parse_from_rfc3339("2027-01-13T17:00:00Z").unwrap().to_utc();
+        let claim = self.store.claim_due_contacts(self.org, self.campaign, noon, 1, chrono::TimeDelta::zero()).await.unwrap().remove(0);
+        let sid = format!("CA{:032x}", 1000 + n);
+        let placed = PlacedCall { provider: CallProvider::Twilio, provider_call_id: sid.clone(), caller_id: None, placed_at: Utc::now() };
+        self.store.record_placed_call(self.org, claim.call.id, placed).await.unwrap();
+        (self.call, self.contact, self.phone, self.call_sid) = (claim.call.id, claim.contact.id, phone, sid);
     }
 
     /// A started stream and the conversation it opened, past the agent's metadata.
@@ -227,6 +255,12 @@ impl World {
                 .any(|k| matches!(k, CallEventKind::Details { details } if details.error.as_deref().is_some_and(|e| e.contains(words))))
         })
         .await
+    }
+
+    /// `GET /metrics` with the metrics token.
+    async fn metrics(&self) -> String {
+        let response = reqwest::Client::new().get(format!("http://{}/metrics", self.base)).bearer_auth("metrics-token").send().await;
+        response.unwrap().text().await.unwrap()
     }
 
     async fn hang_ups(&self) -> usize {
@@ -315,7 +349,7 @@ async fn audio_crosses_both_ways_unchanged_pings_are_answered_and_the_transcript
 
     send(
         &mut twilio,
-        json!({ "event": "stop", "sequenceNumber": "60", "streamSid": STREAM_SID, "stop": { "accountSid": "AC123", "callSid": CALL_SID } }),
+        json!({ "event": "stop", "sequenceNumber": "60", "streamSid": STREAM_SID, "stop": { "accountSid": "AC123", "callSid": w.call_sid } }),
     )
     .await;
     assert!(closes(&mut agent).await, "the caller's hang-up closes the conversation");
@@ -327,7 +361,7 @@ async fn audio_crosses_both_ways_unchanged_pings_are_answered_and_the_transcript
     });
     assert_eq!(transcript.as_deref(), Some("agent: Hi Maria, this is Ana, an AI assistant from Acme.\nuser: Hi, sure."));
     assert_eq!(w.hang_ups().await, 0, "the caller ended it; nothing to hang up");
-    let metrics = reqwest::get(format!("http://{}/metrics", w.base)).await.unwrap().text().await.unwrap();
+    let metrics = w.metrics().await;
     assert!(metrics.contains("outdial_bridge_frames_in_total"), "{metrics}");
     assert!(metrics.contains("outdial_bridge_active_calls 0"), "{metrics}");
 }
@@ -587,6 +621,7 @@ async fn draining_refuses_new_streams_and_closes_calls_still_active_at_the_timeo
 
 /// One call with audio both ways, ended by the caller (`stop`) or by the agent (socket closed).
 async fn one_call_ended(w: &mut World, by_caller: bool) {
+    w.next_call().await;
     let (mut twilio, mut agent, _) = w.started_call().await;
     send(
         &mut twilio,
@@ -598,7 +633,7 @@ async fn one_call_ended(w: &mut World, by_caller: bool) {
     send(&mut agent, json!({ "type": "audio", "audio_event": { "audio_base_64": frame(2), "event_id": 1 } })).await;
     assert_eq!(next_json(&mut twilio).await["media"]["payload"], frame(2));
     if by_caller {
-        send(&mut twilio, json!({ "event": "stop", "sequenceNumber": "3", "streamSid": STREAM_SID, "stop": { "accountSid": "AC123", "callSid": CALL_SID } })).await;
+        send(&mut twilio, json!({ "event": "stop", "sequenceNumber": "3", "streamSid": STREAM_SID, "stop": { "accountSid": "AC123", "callSid": w.call_sid } })).await;
         assert!(closes(&mut agent).await);
     } else {
         agent.close(None).await.unwrap();
@@ -663,16 +698,9 @@ async fn a_stream_whose_parameters_are_not_its_calls_is_closed_without_a_convers
     let mut w = world().await;
     for (name, value) in [("campaignId", domain::CampaignId::new().to_string()), ("contactId", domain::ContactId::new().to_string())] {
         let mut twilio = w.dial_in(None).await.unwrap();
-        let mut parameters = json!({ "orgId": w.org.to_string(), "campaignId": w.campaign.to_string(),
-            "callId": w.call.to_string(), "contactId": w.contact.to_string() });
+        let mut parameters = w.parameters();
         parameters[name] = json!(value);
-        send(
-            &mut twilio,
-            json!({ "event": "start", "sequenceNumber": "1", "streamSid": STREAM_SID, "start": {
-            "streamSid": STREAM_SID, "accountSid": "AC123", "callSid": CALL_SID, "tracks": ["inbound"], "customParameters": parameters,
-            "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 } } }),
-        )
-        .await;
+        send(&mut twilio, w.start(&parameters)).await;
         assert!(closes(&mut twilio).await, "a stream claiming another {name} is closed");
     }
     assert!(w.conversations.try_recv().is_err(), "no conversation was opened");
@@ -705,4 +733,73 @@ async fn a_call_runs_at_most_two_tools_at_once() {
         assert_eq!((answer["type"].as_str(), answer["is_error"].as_bool()), (Some("client_tool_result"), Some(false)), "{answer}");
     }
     assert!(began.elapsed() >= slow * 2, "the third booking waited for a turn: {:?}", began.elapsed());
+}
+
+/// A captured upgrade signature is the same for every call: replayed with a `start` whose token
+/// is missing, forged, another call's, or expired, or with a malformed CallSid, the stream is
+/// closed before anything is stored or any conversation opened.
+#[tokio::test]
+async fn a_replayed_upgrade_with_a_forged_start_is_closed_with_nothing_stored() {
+    let mut w = world().await;
+    let other_call = domain::CallId::new();
+    let expired = providers::signatures::stream_token(TOKEN, w.call, w.org, Utc::now() - chrono::TimeDelta::seconds(1));
+    let forgeries = [
+        ("no token", None, None),
+        ("a forged token", Some(json!("4102444800.0123456789abcdef")), None),
+        (
+            "another call's token",
+            Some(json!(providers::signatures::stream_token(TOKEN, other_call, w.org, Utc::now() + chrono::TimeDelta::minutes(5)))),
+            None,
+        ),
+        ("an expired token", Some(json!(expired)), None),
+        ("a malformed CallSid", None, Some("CA-not-a-sid")),
+    ];
+    for (what, token, call_sid) in forgeries {
+        let mut twilio = w.dial_in(None).await.unwrap();
+        let mut parameters = w.parameters();
+        match token {
+            Some(t) => parameters["token"] = t,
+            None if call_sid.is_none() => drop(parameters.as_object_mut().unwrap().remove("token")),
+            None => {}
+        }
+        let mut start = w.start(&parameters);
+        if let Some(sid) = call_sid {
+            start["start"]["callSid"] = json!(sid);
+        }
+        send(&mut twilio, start).await;
+        assert!(closes(&mut twilio).await, "{what}: the stream is closed");
+    }
+    assert!(w.conversations.try_recv().is_err(), "no conversation was opened");
+    assert!(w.log().await.is_empty(), "nothing was written to the call");
+}
+
+/// One stream per call; none for a call that ended or that Twilio does not carry.
+#[tokio::test]
+async fn a_second_stream_or_one_for_an_ended_call_is_refused() {
+    let mut w = world().await;
+    let (_twilio, _agent, _) = w.started_call().await;
+    let mut again = w.stream_started().await;
+    assert!(closes(&mut again).await, "a call already streaming takes no second stream");
+    assert!(w.conversations.try_recv().is_err(), "and opens no second conversation");
+
+    w.next_call().await;
+    let ended =
+        CallEvent { dedupe_key: "end".into(), occurred_at: Utc::now(), kind: CallEventKind::Ended { reason: EndReason::Completed } };
+    w.store.apply_call_event(w.org, w.call, ended, Utc::now()).await.unwrap();
+    let mut late = w.stream_started().await;
+    assert!(closes(&mut late).await, "an ended call takes no stream");
+    assert!(w.conversations.try_recv().is_err());
+}
+
+/// Twilio's frames are small (160 bytes of audio); a 1 MiB message closes the stream.
+#[tokio::test]
+async fn a_one_mebibyte_message_closes_the_stream() {
+    let mut w = world().await;
+    let (mut twilio, mut agent, _) = w.started_call().await;
+    let huge = "A".repeat(1 << 20);
+    let _ = twilio
+        .send(Message::Text(json!({ "event": "media", "streamSid": STREAM_SID, "media": { "payload": huge } }).to_string().into()))
+        .await;
+    assert!(closes(&mut twilio).await, "the bridge closes the stream");
+    assert!(closes(&mut agent).await, "and the conversation with it");
 }
