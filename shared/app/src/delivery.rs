@@ -56,6 +56,8 @@ enum Owner {
     TheCall,
     /// A second provider call, of this provider, carrying the same call id: a placement made twice.
     Stray(CallProvider),
+    /// A provider that does not carry the call's campaign names it: not this call's to steer.
+    Foreign(CallProvider),
 }
 
 /// Whether a delivery found through our ids is about its call's provider call: a call that has
@@ -63,11 +65,11 @@ enum Owner {
 /// the rest of its callbacks find it. A second provider call carrying the same call id must not
 /// steer the call.
 async fn owner_of<S: DeliveryStore>(store: &S, call: &domain::Call, delivery: &Delivery, now: DateTime<Utc>) -> Result<Owner, StoreError> {
-    if call.provider_call_id.as_deref() == Some(delivery.provider_call_id.as_str()) {
-        return Ok(Owner::TheCall);
-    }
     let provider = store.get_campaign(call.org_id, call.campaign_id).await?.settings.provider;
-    if provider.reported_by() != delivery.provider {
+    if !provider.hears_from(delivery.provider) {
+        return Ok(Owner::Foreign(provider));
+    }
+    if call.provider_call_id.as_deref() == Some(delivery.provider_call_id.as_str()) || provider.reported_by() != delivery.provider {
         return Ok(Owner::TheCall);
     }
     if call.provider_call_id.is_some() {
@@ -123,8 +125,13 @@ pub async fn deliver<S: DeliveryStore, T: TickRequests>(
             Err(StoreError::NotFound { .. }) => return keep_orphans(store, delivery, now).await,
             Err(e) => return Err(e),
         };
-        if let Owner::Stray(provider) = owner_of(store, &call, &delivery, now).await? {
-            return stray_call(courier, &call, provider, delivery, now).await;
+        match owner_of(store, &call, &delivery, now).await? {
+            Owner::TheCall => {}
+            Owner::Stray(provider) => return stray_call(courier, &call, provider, delivery, now).await,
+            Owner::Foreign(carrier) => {
+                tracing::warn!(carrier = carrier.as_str(), "a payload names a call its provider does not carry: kept as an orphan");
+                return keep_orphans(store, delivery, now).await;
+            }
         }
     }
     let mut answered_by: Option<AnsweredBy> = None;

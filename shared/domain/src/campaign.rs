@@ -85,6 +85,13 @@ impl CallProvider {
         }
     }
 
+    /// Whether webhooks from `sender` may report this provider's calls: its own reporter, and
+    /// ElevenLabs for the calls whose conversation the bridge holds with an ElevenLabs agent
+    /// (Twilio's; the simulator's, which sends ElevenLabs' post-call report too).
+    pub fn hears_from(self, sender: Self) -> bool {
+        sender == self.reported_by() || (sender == Self::Elevenlabs && matches!(self, Self::Twilio | Self::Simulator))
+    }
+
     /// The provider that calls with an assistant of `kind` when none is named.
     pub fn for_assistant(kind: ProviderKind) -> Self {
         match kind {

@@ -101,7 +101,10 @@ impl AssistantProvider for ElevenLabs {
     }
 
     async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
-        let created = self.call(Method::POST, "/v1/convai/agents/create", Some(&agent_body(name, config)), "(new)").await?;
+        let mut body = agent_body(name, config);
+        // only signed URLs (the bridge's) open conversations: without this anyone holding the agent id could
+        body["platform_settings"] = json!({ "auth": { "enable_auth": true } });
+        let created = self.call(Method::POST, "/v1/convai/agents/create", Some(&body), "(new)").await?;
         created["agent_id"].as_str().map(str::to_string).ok_or_else(|| protocol("create answered without an agent_id"))
     }
 

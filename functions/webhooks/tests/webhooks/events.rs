@@ -41,8 +41,15 @@ async fn the_webhook_samples_are_accepted_and_applied() {
     };
     let w = world_with(SqliteStore::open_in_memory().unwrap(), SAMPLE_URL, secrets).await;
     let hang_up = domain::CampaignSettings { voicemail: Voicemail { action: VoicemailAction::Hangup, message: None }, ..settings() };
-    let campaign = w.running(4, hang_up, 4).await;
-    let calls = w.claim(campaign.id).await;
+    let campaign = w.running(2, hang_up.clone(), 2).await;
+    let mut calls = w.claim(campaign.id).await;
+    // each provider reports only the calls of its own campaigns
+    let mut campaigns = vec![campaign.id];
+    for provider in [CallProvider::Vapi, CallProvider::Retell] {
+        let other = w.running(1, domain::CampaignSettings { provider, ..hang_up.clone() }, 1).await;
+        calls.extend(w.claim(other.id).await);
+        campaigns.push(other.id);
+    }
     let (org, twilio_call) = (w.org.to_string(), calls[0].id);
     w.placed(twilio_call, CallProvider::Twilio, SAMPLE_SID).await;
     let ids = |call: domain::CallId| [(SAMPLE_ORG, org.clone()), (SAMPLE_CALL, call.to_string())];
@@ -84,5 +91,7 @@ async fn the_webhook_samples_are_accepted_and_applied() {
     assert_eq!(invoke(&w, &event).await, 204);
     let call = w.store.get_call(w.org, calls[3].id).await.unwrap();
     assert_eq!(call.disposition(), Some(CallDisposition::Voicemail));
-    assert_eq!(w.store.get_campaign(w.org, campaign.id).await.unwrap().counters.active_calls, 0);
+    for campaign in campaigns {
+        assert_eq!(w.store.get_campaign(w.org, campaign).await.unwrap().counters.active_calls, 0);
+    }
 }

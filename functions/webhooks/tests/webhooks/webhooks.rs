@@ -138,6 +138,15 @@ async fn callbacks_carrying_our_call_id_adopt_the_providers_id<S: Store>(store: 
     let report = post_call(w.org, calls[1].id, "conv_bridged", t, 20, &[("agent", "Hi")]);
     assert_eq!(w.send(elevenlabs_signed(&report, ELEVENLABS_SECRET, t)).await.0, 204);
     assert_eq!(w.store.get_call(w.org, calls[1].id).await.unwrap().provider_call_id, None);
+    // a provider that does not carry a call's campaign cannot steer it by naming its id: kept as an orphan
+    for (foreign, target) in [("vapi-foreign", calls[3].id), ("vapi-foreign-2", calls[1].id)] {
+        let before = w.store.get_call(w.org, target).await.unwrap();
+        let ended = json!({ "message": { "type": "status-update", "status": "ended", "endedReason": "customer-ended-call",
+            "call": { "id": foreign, "metadata": ids(target) }, "timestamp": t.timestamp_millis() } });
+        assert_eq!(w.send(vapi_with_secret(&ended, VAPI_SECRET)).await.0, 204);
+        assert_eq!(w.store.get_call(w.org, target).await.unwrap(), before, "a Vapi payload naming a {target} steers nothing");
+        assert_eq!(w.store.orphan_events(CallProvider::Vapi, foreign).await.unwrap().len(), 1, "it is kept as an orphan");
+    }
     // a second Twilio call carrying the same call id (a placement made twice) steers nothing, and is hung up
     let events_before = w.store.list_call_events(w.org, calls[0].id).await.unwrap().len();
     let twice = twilio_status("CAtwice", 1, "ringing", t, None);

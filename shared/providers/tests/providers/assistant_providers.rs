@@ -164,7 +164,9 @@ async fn elevenlabs_agents_are_set_to_ulaw_8000_both_ways() {
                 "tts": { "voice_id": "EXAVITQu4vr4xnSDxMaL", "agent_output_audio_format": "ulaw_8000" },
                 "asr": { "user_input_audio_format": "ulaw_8000" },
                 "conversation": { "max_duration_seconds": 600 }
-            }
+            },
+            // reachable only through signed URLs: strangers cannot start conversations with our variables
+            "platform_settings": { "auth": { "enable_auth": true } }
         })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "agent_id": "ag_1" })))
         .expect(1)
