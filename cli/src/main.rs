@@ -184,7 +184,20 @@ enum KeyCommand {
     Create {
         #[arg(long)]
         org: String,
+        /// What the key is for.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Days until it stops working (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
+    /// The organisation's keys: id, name, created, last used, expiry, revoked.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a key by its id (`key_…`): its next request gets a 401.
+    Revoke { id: String },
 }
 
 #[tokio::main]
@@ -253,10 +266,37 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
                 println!("{}\t{}", template.id, template.name);
             }
         }
-        Command::Key { command: KeyCommand::Create { org } } => {
-            let created = store.create_api_key(domain::OrgId::parse(&org)?).await?;
-            eprintln!("created API key {} for organisation {org}; it is shown only this once:", created.key.hash.id());
+        Command::Key { command: KeyCommand::Create { org, name, expires_in_days } } => {
+            let now = chrono::Utc::now();
+            let expires_at = expires_in_days.map(|d| now + chrono::TimeDelta::days(d.into()));
+            let new = store::NewApiKey::parse(Some(&name), expires_at, now)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+            let created = store.create_named_api_key(domain::OrgId::parse(&org)?, new).await?;
+            eprintln!("created API key {} ({name}) for organisation {org}; it is shown only this once:", created.key.hash.id());
             println!("{}", created.secret);
+        }
+        Command::Key { command: KeyCommand::List { org } } => {
+            let org = domain::OrgId::parse(&org)?;
+            store.get_org(org).await?;
+            let mut page = store::PageRequest::first(store::PageRequest::MAX_LIMIT);
+            println!("id\tname\tcreated\tlast used\texpires\trevoked");
+            loop {
+                let listed = store.list_api_keys(org, page.clone()).await?;
+                let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_string(), |t| t.to_rfc3339());
+                for k in &listed.items {
+                    let (id, created) = (k.hash.id(), k.created_at.to_rfc3339());
+                    println!("{id}\t{}\t{created}\t{}\t{}\t{}", k.name, at(k.last_used_at), at(k.expires_at), at(k.revoked_at));
+                }
+                match listed.next_cursor {
+                    Some(c) => page.cursor = Some(c),
+                    None => break,
+                }
+            }
+        }
+        Command::Key { command: KeyCommand::Revoke { id } } => {
+            let key = store.api_key_by_id(&id).await?.ok_or_else(|| format!("there is no API key {id}"))?;
+            store.revoke_api_key(key.org_id, &id).await?;
+            eprintln!("revoked API key {id} ({}) of organisation {}", key.name, key.org_id);
         }
         Command::Migrate => {}
         Command::Serve { port } => {

@@ -22,7 +22,7 @@ fn org_and_key_creation_print_the_value_alone_on_the_last_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
     let (ok, out, _) = outdial(&db, &["migrate"]);
-    assert!(ok && out.contains("schema version 9"), "{out}");
+    assert!(ok && out.contains("schema version 10"), "{out}");
     let (ok, out, err) = outdial(&db, &["org", "create", "Acme Outbound"]);
     assert!(ok, "{err}");
     let org = last_line(&out).to_string();
@@ -32,6 +32,22 @@ fn org_and_key_creation_print_the_value_alone_on_the_last_line() {
     let key = last_line(&out);
     assert!(key.starts_with("odk_"), "{out:?}");
     assert!(!err.contains(key), "the key is printed once, on stdout");
+
+    // named, listed with their use, revoked by id
+    let (ok, out, err) = outdial(&db, &["key", "create", "--org", &org, "--name", "ci", "--expires-in-days", "30"]);
+    assert!(ok && err.contains("(ci)"), "{err}");
+    let ci_secret = last_line(&out).to_string();
+    let (ok, out, _) = outdial(&db, &["key", "list", "--org", &org]);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert!(ok && rows.len() == 2 && rows[1].contains("\tci\t"), "{out}");
+    let ci_id = rows[1].split('\t').next().unwrap().to_string();
+    assert_eq!(ci_id, store::KeyHash::of_secret(&ci_secret).id());
+    let (ok, _, err) = outdial(&db, &["key", "revoke", &ci_id]);
+    assert!(ok && err.contains("revoked"), "{err}");
+    let (_, out, _) = outdial(&db, &["key", "list", "--org", &org]);
+    assert!(!out.lines().nth(2).unwrap().ends_with("\t-"), "the revocation time is listed: {out}");
+    let (ok, _, err) = outdial(&db, &["key", "revoke", "key_0123456789abcdef"]);
+    assert!(!ok && err.contains("no API key"), "{err}");
 
     let (ok, _, err) = outdial(&db, &["key", "create", "--org", "nope"]);
     assert!(!ok);

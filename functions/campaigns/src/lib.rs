@@ -6,6 +6,7 @@ mod caller_ids;
 mod calls;
 mod dnc;
 mod import;
+mod keys;
 pub mod lifecycle;
 
 use axum::{
@@ -150,6 +151,8 @@ pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>>
         .routes(routes!(dnc::add_do_not_call, dnc::remove_do_not_call))
         .routes(routes!(caller_ids::list_caller_ids, caller_ids::register_caller_id))
         .routes(routes!(caller_ids::remove_caller_id))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::revoke_key))
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::list_calls))
 }

@@ -36,10 +36,17 @@ async fn authenticate<S: AuthState>(parts: &Parts, state: &S) -> Result<(OrgId, 
         .filter(|k| !k.is_empty())
         .ok_or_else(|| Problem::unauthorized("The Authorization header must be `Bearer <key>`."))?;
     let hash = KeyHash::of_secret(key);
-    match state.orgs().org_for_api_key(&hash).await? {
-        Some(org) => Ok((org, hash)),
-        None => Err(Problem::unauthorized("This API key is unknown or revoked.")),
+    let now = chrono::Utc::now();
+    let Some(found) = state.orgs().api_key(&hash).await?.filter(|k| k.is_active(now)) else {
+        return Err(Problem::unauthorized("This API key is unknown, revoked or expired."));
+    };
+    if found.use_is_news(now)
+        && let Err(e) = state.orgs().record_api_key_use(&hash, now).await
+    {
+        // the request goes on: a missed last-use time is not worth refusing it for
+        tracing::warn!(error = %e, key = %hash.id(), "the API key's last use was not recorded");
     }
+    Ok((found.org_id, hash))
 }
 
 impl<S: AuthState> FromRequestParts<S> for Authenticated {

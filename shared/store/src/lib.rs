@@ -76,8 +76,56 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct ApiKey {
     pub hash: KeyHash,
     pub org_id: OrgId,
+    pub name: String,
     pub created_at: DateTime<Utc>,
+    /// When a request last used it, to the minute (`KEY_USE_RESOLUTION`).
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| now < at)
+    }
+
+    /// Whether a use at `now` is worth recording: the last one is over `KEY_USE_RESOLUTION` old.
+    pub fn use_is_news(&self, now: DateTime<Utc>) -> bool {
+        self.last_used_at.is_none_or(|at| now - at >= KEY_USE_RESOLUTION)
+    }
+}
+
+/// How finely a key's last use is kept: at most one write per key per this much time.
+pub const KEY_USE_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// What a new key is called and when it stops working.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub name: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl NewApiKey {
+    pub const MAX_NAME: usize = 100;
+
+    pub fn parse(name: Option<&str>, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Self, Vec<domain::ParseError>> {
+        let mut errors = Vec::new();
+        let name = name.map(str::trim).unwrap_or("default");
+        if name.is_empty() || name.chars().count() > Self::MAX_NAME || name.chars().any(char::is_control) {
+            errors.push(domain::ParseError::new("name", format!("must be 1–{} characters on one line", Self::MAX_NAME)));
+        }
+        if expires_at.is_some_and(|at| at <= now) {
+            errors.push(domain::ParseError::new("expiresAt", "is not in the future"));
+        }
+        if errors.is_empty() { Ok(Self { name: name.to_string(), expires_at: expires_at.map(millis) }) } else { Err(errors) }
+    }
+}
+
+impl Default for NewApiKey {
+    fn default() -> Self {
+        Self { name: "default".into(), expires_at: None }
+    }
 }
 
 /// SHA-256 of an API key's secret, hex.
@@ -98,6 +146,17 @@ impl KeyHash {
     pub fn id(&self) -> String {
         format!("key_{}", &self.0[..16])
     }
+
+    /// A hash as the store kept it.
+    pub(crate) fn from_stored(hex: String) -> Self {
+        Self(hex)
+    }
+}
+
+/// The hash prefix a public key id (`key_` + 16 hex digits) stands for; None when it is not one.
+pub(crate) fn key_id_prefix(id: &str) -> Option<String> {
+    let prefix = id.strip_prefix("key_")?;
+    (prefix.len() == 16 && prefix.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then(|| prefix.to_string())
 }
 
 /// A newly created key: the secret is handed out here, once, and never stored.
@@ -184,10 +243,25 @@ pub trait OrgStore: Send + Sync {
     fn create_org(&self, name: &str) -> impl Future<Output = Result<Organisation>> + Send;
     fn get_org(&self, id: OrgId) -> impl Future<Output = Result<Organisation>> + Send;
     /// Creates a key and returns its secret, the only time it is ever seen.
-    fn create_api_key(&self, org: OrgId) -> impl Future<Output = Result<CreatedApiKey>> + Send;
-    /// The organisation a key belongs to; None when unknown or revoked.
-    fn org_for_api_key(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<OrgId>>> + Send;
-    fn revoke_api_key(&self, org: OrgId, hash: &KeyHash) -> impl Future<Output = Result<()>> + Send;
+    fn create_named_api_key(&self, org: OrgId, new: NewApiKey) -> impl Future<Output = Result<CreatedApiKey>> + Send;
+    /// A key named "default" that does not expire.
+    fn create_api_key(&self, org: OrgId) -> impl Future<Output = Result<CreatedApiKey>> + Send {
+        self.create_named_api_key(org, NewApiKey::default())
+    }
+    /// The key with this hash, in any state.
+    fn api_key(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<ApiKey>>> + Send;
+    /// The key with this public id (`key_…`), in any state, across organisations (the operator's CLI).
+    fn api_key_by_id(&self, id: &str) -> impl Future<Output = Result<Option<ApiKey>>> + Send;
+    /// The organisation a key belongs to; None when unknown, revoked or expired.
+    fn org_for_api_key(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<OrgId>>> + Send {
+        async move { Ok(self.api_key(hash).await?.filter(|k| k.is_active(now())).map(|k| k.org_id)) }
+    }
+    /// The organisation's keys, revoked and expired ones included, oldest first.
+    fn list_api_keys(&self, org: OrgId, page: PageRequest) -> impl Future<Output = Result<Page<ApiKey>>> + Send;
+    /// Revokes the organisation's key `id` (`key_…`); not found when it is another's. Revoking twice is fine.
+    fn revoke_api_key(&self, org: OrgId, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Records that the key was used at `at`, unless a use within `KEY_USE_RESOLUTION` before is recorded.
+    fn record_api_key_use(&self, hash: &KeyHash, at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
     /// Sets (Some) or lifts (None) the organisation's emergency stop; the organisation as it is now.
     fn set_emergency_stop(&self, org: OrgId, stop: Option<EmergencyStop>) -> impl Future<Output = Result<Organisation>> + Send;
 }

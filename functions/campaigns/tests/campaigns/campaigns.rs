@@ -100,7 +100,55 @@ store::on_both_stores!(
     the_emergency_stop_holds_until_lifted,
     the_legal_hours_a_campaign_is_narrowed_by_are_shown,
     campaigns_call_only_from_their_organisations_registered_numbers,
+    api_keys_are_created_listed_and_revoked,
 );
+
+async fn api_keys_are_created_listed_and_revoked<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let expires = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let (status, created) = h.json("POST", "/keys", json!({"name": "ci pipeline", "expiresAt": expires})).await;
+    assert_eq!(status, 201, "{created}");
+    let (id, secret) = (created["id"].as_str().unwrap().to_string(), created["secret"].as_str().unwrap().to_string());
+    assert!(id.starts_with("key_") && secret.starts_with("odk_") && created["name"] == "ci pipeline", "{created}");
+    let ci = Harness {
+        key: secret,
+        app: h.app.clone(),
+        store: h.store.clone(),
+        scheduler: h.scheduler.clone(),
+        org: h.org,
+        assistant: h.assistant.clone(),
+    };
+    assert_eq!(ci.json("GET", "/campaigns", Value::Null).await.0, 200, "the new key works");
+    let (status, listed) = h.json("GET", "/keys", Value::Null).await;
+    assert_eq!(status, 200);
+    let keys = listed["items"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert!(keys.iter().all(|k| k.get("secret").is_none()), "secrets are never listed: {listed}");
+    let mine = keys.iter().find(|k| k["id"] == id.as_str()).unwrap();
+    assert!(mine["lastUsedAt"].is_string() && mine["expiresAt"].is_string(), "{mine}");
+
+    // another organisation cannot see or revoke it
+    let other = h.store.create_org("Other").await.unwrap().id;
+    let intruder = Harness {
+        key: h.store.create_api_key(other).await.unwrap().secret,
+        org: other,
+        app: h.app.clone(),
+        store: h.store.clone(),
+        scheduler: h.scheduler.clone(),
+        assistant: h.assistant.clone(),
+    };
+    assert_eq!(intruder.json("DELETE", &format!("/keys/{id}"), Value::Null).await.0, 404);
+    assert_eq!(intruder.json("GET", "/keys", Value::Null).await.1["items"].as_array().unwrap().len(), 1);
+
+    // revoked: its next request is refused
+    assert_eq!(h.json("DELETE", &format!("/keys/{id}"), Value::Null).await.0, 204);
+    let (status, problem) = ci.json("GET", "/campaigns", Value::Null).await;
+    assert_eq!((status, problem["type"].as_str()), (401, Some("https://outdial.dev/problems/unauthorized")), "{problem}");
+    assert_eq!(h.json("DELETE", "/keys/key_0123456789abcdef", Value::Null).await.0, 404);
+    let past = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let (status, problem) = h.json("POST", "/keys", json!({"name": "x", "expiresAt": past})).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("expiresAt")), "{problem}");
+}
 
 async fn campaigns_call_only_from_their_organisations_registered_numbers<S: Store>(store: S) {
     let h = harness(store, ProviderAccounts::default(), 1 << 20).await;

@@ -606,17 +606,6 @@ struct OrgItem {
     org: Organisation,
 }
 
-#[derive(Serialize, Deserialize)]
-struct ApiKeyItem {
-    pk: String,
-    sk: String,
-    hash: String,
-    org_id: OrgId,
-    created_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    revoked_at: Option<DateTime<Utc>>,
-}
-
 /// Counters live at the top level of the item so update expressions can move them.
 #[derive(Serialize, Deserialize)]
 struct CampaignItem {

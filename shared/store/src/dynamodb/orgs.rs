@@ -1,6 +1,7 @@
 //! Organisations, their API keys and the emergency stop.
 
 use super::*;
+use crate::{KEY_USE_RESOLUTION, NewApiKey, key_id_prefix};
 
 impl OrgStore for DynamoStore {
     async fn create_org(&self, name: &str) -> Result<Organisation> {
@@ -39,54 +40,178 @@ impl OrgStore for DynamoStore {
         }
     }
 
-    async fn create_api_key(&self, org: OrgId) -> Result<CreatedApiKey> {
+    async fn create_named_api_key(&self, org: OrgId, new: NewApiKey) -> Result<CreatedApiKey> {
         self.org_exists(org).await?;
         let secret = new_api_key_secret();
-        let key = ApiKey { hash: KeyHash::of_secret(&secret), org_id: org, created_at: now(), revoked_at: None };
-        let item = ApiKeyItem {
-            pk: format!("APIKEY#{}", key.hash.as_str()),
-            sk: "APIKEY".into(),
-            hash: key.hash.as_str().into(),
+        let key = ApiKey {
+            hash: KeyHash::of_secret(&secret),
             org_id: org,
-            created_at: key.created_at,
+            name: new.name,
+            created_at: now(),
+            last_used_at: None,
+            expires_at: new.expires_at.map(millis),
             revoked_at: None,
         };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(encode(&item)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(sdk)?;
+        let id = key.hash.id();
+        let record = ApiKeyItem { pk: key_pk(&key.hash), sk: "APIKEY".into(), key: StoredKey::from(&key) };
+        let by_id = HashMap::from([
+            ("pk".to_string(), s(key_id_pk(&id))),
+            ("sk".to_string(), s("APIKEYID")),
+            ("hash".to_string(), s(key.hash.as_str())),
+        ]);
+        let listed = HashMap::from([
+            ("pk".to_string(), s(key_list_pk(org))),
+            ("sk".to_string(), s(key_list_sk(&key))),
+            ("hash".to_string(), s(key.hash.as_str())),
+        ]);
+        let writes = vec![
+            self.put(encode(&record), "attribute_not_exists(pk)", &[])?,
+            self.put(by_id, "attribute_not_exists(pk)", &[])?,
+            self.put(listed, "attribute_not_exists(pk)", &[])?,
+        ];
+        if !self.transact(writes).await? {
+            return Err(StoreError::backend("a new API key collided with an existing one; create it again"));
+        }
         Ok(CreatedApiKey { key, secret })
     }
 
-    async fn org_for_api_key(&self, hash: &KeyHash) -> Result<Option<OrgId>> {
-        let Some(item) = self.get(format!("APIKEY#{}", hash.as_str()), "APIKEY").await? else { return Ok(None) };
-        let key: ApiKeyItem = decode(item)?;
-        Ok(key.revoked_at.is_none().then_some(key.org_id))
+    async fn api_key(&self, hash: &KeyHash) -> Result<Option<ApiKey>> {
+        let Some(item) = self.get(key_pk(hash), "APIKEY").await? else { return Ok(None) };
+        Ok(Some(decode::<ApiKeyItem>(item)?.key.into_key(hash.clone())))
     }
 
-    async fn revoke_api_key(&self, org: OrgId, hash: &KeyHash) -> Result<()> {
+    async fn api_key_by_id(&self, id: &str) -> Result<Option<ApiKey>> {
+        if key_id_prefix(id).is_none() {
+            return Ok(None);
+        }
+        let Some(item) = self.get(key_id_pk(id), "APIKEYID").await? else { return Ok(None) };
+        let hash = item.get("hash").and_then(|v| v.as_s().ok()).ok_or_else(|| StoreError::Corrupt(format!("key id {id} names no key")))?;
+        self.api_key(&KeyHash::from_stored(hash.clone())).await
+    }
+
+    async fn list_api_keys(&self, org: OrgId, page: PageRequest) -> Result<Page<ApiKey>> {
+        #[derive(Deserialize)]
+        struct Listed {
+            hash: String,
+        }
+        let values = vec![(":pk", s(key_list_pk(org)))];
+        let (listed, next_cursor) = self.page::<Listed>(None, "pk = :pk", None, values, &page, &["pk", "sk"]).await?;
+        let keys: Vec<(String, String)> =
+            listed.iter().map(|l| (key_pk(&KeyHash::from_stored(l.hash.clone())), "APIKEY".to_string())).collect();
+        let mut found: HashMap<String, ApiKey> = HashMap::new();
+        for chunk in keys.chunks(100) {
+            for item in self.get_many(chunk).await? {
+                let record = decode::<ApiKeyItem>(item)?;
+                let hash = record.pk.trim_start_matches("APIKEY#").to_string();
+                found.insert(hash.clone(), record.key.into_key(KeyHash::from_stored(hash)));
+            }
+        }
+        let items = listed.into_iter().filter_map(|l| found.remove(&l.hash)).collect();
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn revoke_api_key(&self, org: OrgId, id: &str) -> Result<()> {
+        let key = self.api_key_by_id(id).await?.filter(|k| k.org_id == org).ok_or_else(|| StoreError::not_found("API key", id))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key_pk(&key.hash)))
+            .key("sk", s("APIKEY"))
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :now)")
+            .expression_attribute_values(":now", av(&now()))
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(())
+    }
+
+    async fn record_api_key_use(&self, hash: &KeyHash, at: DateTime<Utc>) -> Result<()> {
+        let at = millis(at);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(format!("APIKEY#{}", hash.as_str())))
+            .key("pk", s(key_pk(hash)))
             .key("sk", s("APIKEY"))
-            .update_expression("SET revoked_at = if_not_exists(revoked_at, :now)")
-            .condition_expression("org_id = :org")
-            .expression_attribute_values(":now", av(&now()))
-            .expression_attribute_values(":org", s(org.to_string()))
+            .update_expression("SET last_used_ms = :at")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(last_used_ms) OR last_used_ms <= :stale)")
+            .expression_attribute_values(":at", n(at.timestamp_millis()))
+            .expression_attribute_values(":stale", n(at.timestamp_millis() - KEY_USE_RESOLUTION.num_milliseconds()))
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Err(StoreError::not_found("api key", &hash.as_str()[..12]))
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(sdk(e)),
+        }
+    }
+}
+
+fn key_pk(hash: &KeyHash) -> String {
+    format!("APIKEY#{}", hash.as_str())
+}
+fn key_id_pk(id: &str) -> String {
+    format!("APIKEYID#{id}")
+}
+fn key_list_pk(org: OrgId) -> String {
+    format!("APIKEYS#{org}")
+}
+/// Oldest first: the creation time, then the id.
+fn key_list_sk(key: &ApiKey) -> String {
+    format!("{:013}#{}", key.created_at.timestamp_millis(), key.hash.id())
+}
+
+/// An API key's record (its hash is in the key); the last use is kept in milliseconds so a
+/// condition can compare it.
+#[derive(Serialize, Deserialize)]
+struct ApiKeyItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    key: StoredKey,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    org_id: OrgId,
+    #[serde(default = "default_key_name")]
+    name: String,
+    created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_used_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+fn default_key_name() -> String {
+    NewApiKey::default().name
+}
+
+impl From<&ApiKey> for StoredKey {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            org_id: k.org_id,
+            name: k.name.clone(),
+            created_at: k.created_at,
+            last_used_ms: k.last_used_at.map(|at| at.timestamp_millis()),
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+impl StoredKey {
+    fn into_key(self, hash: KeyHash) -> ApiKey {
+        ApiKey {
+            hash,
+            org_id: self.org_id,
+            name: self.name,
+            created_at: self.created_at,
+            last_used_at: self.last_used_ms.and_then(DateTime::from_timestamp_millis),
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
         }
     }
 }

@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_dial_path_safety.sql"),
     include_str!("migrations/0008_provider_owners.sql"),
     include_str!("migrations/0009_caller_ids.sql"),
+    include_str!("migrations/0010_api_key_management.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.

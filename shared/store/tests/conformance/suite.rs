@@ -99,12 +99,45 @@ pub async fn organisations_and_api_keys<S: Store>(store: &S) {
     assert_eq!(store.org_for_api_key(&KeyHash::of_secret("odk_guess")).await.unwrap(), None);
     assert!(is_not_found(store.create_api_key(OrgId::new()).await), "keys need an existing organisation");
 
+    let id = created.key.hash.id();
     let other = store.create_org("Other").await.unwrap();
-    assert!(is_not_found(store.revoke_api_key(other.id, &created.key.hash).await), "another organisation cannot revoke it");
+    assert!(is_not_found(store.revoke_api_key(other.id, &id).await), "another organisation cannot revoke it");
+    assert!(is_not_found(store.revoke_api_key(org.id, "key_not-an-id").await));
     assert_eq!(store.org_for_api_key(&created.key.hash).await.unwrap(), Some(org.id));
-    store.revoke_api_key(org.id, &created.key.hash).await.unwrap();
+    store.revoke_api_key(org.id, &id).await.unwrap();
     assert_eq!(store.org_for_api_key(&created.key.hash).await.unwrap(), None);
-    store.revoke_api_key(org.id, &created.key.hash).await.unwrap();
+    store.revoke_api_key(org.id, &id).await.unwrap();
+    assert!(store.api_key(&created.key.hash).await.unwrap().unwrap().revoked_at.is_some(), "a revoked key is kept, marked");
+}
+
+pub async fn api_keys_are_named_listed_expire_and_record_their_last_use<S: Store>(store: &S) {
+    let org = org(store).await;
+    let now = Utc::now();
+    let first = store.create_named_api_key(org, store::NewApiKey::parse(Some("ci"), None, now).unwrap()).await.unwrap();
+    let soon = store::NewApiKey::parse(Some("contractor"), Some(now + Duration::milliseconds(300)), now).unwrap();
+    let expiring = store.create_named_api_key(org, soon).await.unwrap();
+    let listed = store.list_api_keys(org, PageRequest::first(1)).await.unwrap();
+    assert_eq!(listed.items, vec![first.key.clone()], "oldest first");
+    let rest = store.list_api_keys(org, PageRequest { limit: 10, cursor: listed.next_cursor }).await.unwrap();
+    assert_eq!((rest.items.len(), rest.items[0].name.as_str(), rest.next_cursor), (1, "contractor", None));
+    assert!(store.list_api_keys(OrgId::new(), PageRequest::default()).await.unwrap().items.is_empty());
+    assert_eq!(store.api_key_by_id(&expiring.key.hash.id()).await.unwrap().map(|k| k.org_id), Some(org));
+    assert_eq!(store.api_key_by_id("key_0000000000000000").await.unwrap(), None);
+
+    // the last use is kept to the minute: one write per key per minute at most
+    store.record_api_key_use(&first.key.hash, now).await.unwrap();
+    store.record_api_key_use(&first.key.hash, now + Duration::seconds(30)).await.unwrap();
+    let used = store.api_key(&first.key.hash).await.unwrap().unwrap().last_used_at.unwrap();
+    assert_eq!(used.timestamp_millis(), now.timestamp_millis());
+    store.record_api_key_use(&first.key.hash, now + Duration::seconds(61)).await.unwrap();
+    let used = store.api_key(&first.key.hash).await.unwrap().unwrap().last_used_at.unwrap();
+    assert_eq!(used.timestamp_millis(), (now + Duration::seconds(61)).timestamp_millis());
+
+    // an expired key authenticates nothing
+    assert_eq!(store.org_for_api_key(&expiring.key.hash).await.unwrap(), Some(org));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(store.org_for_api_key(&expiring.key.hash).await.unwrap(), None);
+    assert!(store::NewApiKey::parse(Some(""), None, now).is_err() && store::NewApiKey::parse(None, Some(now), now).is_err());
 }
 
 pub async fn records_of_another_organisation_are_not_found<S: Store>(store: &S) {
