@@ -92,10 +92,11 @@ fn memory_queue(max_receives: u32) -> LocalQueue {
 }
 
 impl Default for Stack {
-    /// The configuration of an empty environment (the simulator only, the default upload limit),
-    /// a tick a minute, an in-memory queue, the local outbox.
+    /// The configuration of an empty environment with the simulator on (`OUTDIAL_SIMULATOR=on`:
+    /// no provider accounts, the default upload limit), a tick a minute, an in-memory queue, the local outbox.
     fn default() -> Self {
-        let config = Config::from_lookup(|_| None).expect("an empty environment is a valid configuration");
+        let mut config = Config::from_lookup(|_| None).expect("an empty environment is a valid configuration");
+        config.providers.simulator = true;
         Self { tools: AgentTools::default(), bridge: media_bridge::BridgeSettings::default(), ..Self::from_config(&config) }
             .ticking_every(Duration::from_secs(60))
     }
@@ -127,9 +128,11 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
         tokio::spawn(dialer.clone().run_local_worker(Duration::from_millis(200)));
     }
     // the simulator signs with the deployment's secrets, or with its own where there are none
+    // (accepted only while it runs: `serve` refuses to expose it, see `check_exposure`)
     let mut config = stack.config;
+    let simulator = config.providers.simulator;
     let secrets = &mut config.webhooks;
-    secrets.twilio_auth_token = secrets.twilio_auth_token.take().or_else(|| Some(CallProviders::SIMULATOR_ACCOUNT.1.into()));
+    secrets.twilio_auth_token = secrets.twilio_auth_token.take().or_else(|| simulator.then(|| CallProviders::SIMULATOR_ACCOUNT.1.into()));
     secrets.elevenlabs = secrets.elevenlabs.take().or_else(|| config.dialing.calls.elevenlabs_webhook_secret.clone());
     let webhooks_state = webhooks::WebhookState::from_config(&config, store.clone(), LocalTicks::spawn(tick_state));
     let bridge =
@@ -207,6 +210,23 @@ pub async fn serve_until<S: Store>(
     media_bridge::serve_calls(bridge, app.layer(tower_http::trace::TraceLayer::new_for_http()), listener, stop).await
 }
 
+/// Refuses a stack reachable from outside (a non-loopback `OUTDIAL_PUBLIC_URL`, e.g. a tunnel)
+/// without a real `TWILIO_AUTH_TOKEN`: webhooks would otherwise be checked against the
+/// simulator's token, which is public.
+pub fn check_exposure(config: &Config) -> Result<(), String> {
+    let Some(public_url) = &config.dialing.calls.public_url else { return Ok(()) };
+    let url = reqwest::Url::parse(public_url).map_err(|e| format!("OUTDIAL_PUBLIC_URL {public_url:?} is not a URL: {e}"))?;
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback || config.webhooks.twilio_auth_token.is_some() {
+        return Ok(());
+    }
+    Err(format!(
+        "OUTDIAL_PUBLIC_URL {public_url} makes this stack reachable from outside, and without TWILIO_AUTH_TOKEN its webhooks \
+         would be checked against the simulator's public token: set TWILIO_AUTH_TOKEN to your Twilio account's auth token"
+    ))
+}
+
 /// The media bridge's URL on the host of `public_url`: `https://h` gives `wss://h/media`.
 fn media_url(public_url: &str) -> String {
     let base = public_url.trim_end_matches('/');
@@ -225,6 +245,19 @@ async fn shutdown() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stack_reachable_from_outside_needs_a_real_twilio_token() {
+        let config = |vars: &[(&str, &str)]| platform::testing::config(vars);
+        assert!(super::check_exposure(&config(&[])).is_ok(), "no public URL: its own loopback address");
+        for local in ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"] {
+            assert!(super::check_exposure(&config(&[("OUTDIAL_PUBLIC_URL", local)])).is_ok(), "{local}");
+        }
+        let tunnel = config(&[("OUTDIAL_PUBLIC_URL", "https://abc.ngrok.app")]);
+        assert!(super::check_exposure(&tunnel).unwrap_err().contains("TWILIO_AUTH_TOKEN"));
+        let real = config(&[("OUTDIAL_PUBLIC_URL", "https://abc.ngrok.app"), ("TWILIO_AUTH_TOKEN", "real"), ("TWILIO_ACCOUNT_SID", "AC1")]);
+        assert!(super::check_exposure(&real).is_ok());
+    }
+
     #[test]
     fn the_media_url_is_on_the_public_urls_host() {
         assert_eq!(super::media_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/media");

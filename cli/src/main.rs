@@ -300,6 +300,7 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
         }
         Command::Migrate => {}
         Command::Serve { port } => {
+            outdial::check_exposure(&stack.config)?;
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
             tracing::info!(address = %listener.local_addr()?, "outdial local stack listening");
             outdial::serve(store, stack, listener).await?;
@@ -321,7 +322,10 @@ async fn demo(db: Option<PathBuf>, config: &Config, options: outdial::demo::Demo
     let dir = tempfile::tempdir()?;
     let path = db.unwrap_or_else(|| dir.path().join("outdial-demo.db"));
     let store = SqliteStore::open(&path)?;
-    let stack = Stack::from_config(config).with_queue_at(&path)?;
+    // the demo is the simulator's: it runs whatever OUTDIAL_SIMULATOR says
+    let mut config = config.clone();
+    config.providers.simulator = true;
+    let stack = Stack::from_config(&config).with_queue_at(&path)?;
     eprintln!("outdial demo: {} simulated contacts, seed {}, database {}", options.contacts, options.seed, path.display());
     let report = outdial::demo::run(store, stack, &options).await?;
     println!("{report}");

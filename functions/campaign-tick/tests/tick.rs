@@ -38,7 +38,11 @@ async fn world<S: Store>(store: S) -> World<S> {
     let (scheduler, fired) = LocalScheduler::new(StdDuration::from_secs(3600));
     let queue = LocalQueue::open_in_memory(LocalQueue::DEFAULT_MAX_RECEIVES).unwrap();
     let org = store.create_org("Acme").await.unwrap().id;
-    World { state: Ticker::from_config(&platform::testing::config(&[]), store, scheduler, queue), org, _fired: fired }
+    World {
+        state: Ticker::from_config(&platform::testing::config(&[("OUTDIAL_SIMULATOR", "on")]), store, scheduler, queue),
+        org,
+        _fired: fired,
+    }
 }
 
 impl<S: Store> World<S> {

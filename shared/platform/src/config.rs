@@ -344,6 +344,7 @@ fn read_providers(var: &Lookup<'_>, secrets: &Secrets) -> ProviderAccounts {
             }),
             _ => None,
         },
+        simulator: var("OUTDIAL_SIMULATOR").is_some_and(|v| matches!(v.trim(), "on" | "true" | "1")),
     }
 }
 
@@ -507,6 +508,19 @@ mod tests {
     fn lookup(vars: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         let vars: HashMap<&str, &str> = vars.iter().copied().collect();
         move |k: &str| vars.get(k).map(|v| v.to_string())
+    }
+
+    /// Its callbacks are signed like Twilio's, so it never runs unless asked for, in Lambda or anywhere.
+    #[test]
+    fn the_simulator_runs_only_when_outdial_simulator_is_on() {
+        let public = ("OUTDIAL_PUBLIC_URL", "https://hooks.example.com");
+        let off = config(&[public]).unwrap();
+        assert!(!off.providers.simulator);
+        assert!(providers::CallProviders::new(&off.providers, &off.dialing.calls).simulator.is_none());
+        assert_eq!(off.providers.missing_for_calls(domain::CallProvider::Simulator), ["OUTDIAL_SIMULATOR=on"]);
+        let on = config(&[public, ("OUTDIAL_SIMULATOR", "on")]).unwrap();
+        assert!(providers::CallProviders::new(&on.providers, &on.dialing.calls).simulator.is_some());
+        assert!(on.providers.missing_for_calls(domain::CallProvider::Simulator).is_empty());
     }
 
     #[test]

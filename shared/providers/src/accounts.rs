@@ -30,6 +30,9 @@ pub struct ProviderAccounts {
     pub elevenlabs: Option<ProviderAccount>,
     pub retell: Option<ProviderAccount>,
     pub twilio: Option<TwilioAccount>,
+    /// The in-process simulator places calls (`OUTDIAL_SIMULATOR=on`): never implicitly, since its
+    /// callbacks are signed like Twilio's.
+    pub simulator: bool,
 }
 
 /// How a deployment reaches one provider's API: the variable with its key, the variable that
@@ -73,7 +76,7 @@ impl ProviderAccounts {
             CallProvider::Elevenlabs => need(self.elevenlabs.is_some(), "ELEVENLABS_API_KEY"),
             CallProvider::Vapi => need(self.vapi.is_some(), "VAPI_API_KEY"),
             CallProvider::Retell => need(self.retell.is_some(), "RETELL_API_KEY"),
-            CallProvider::Simulator => {}
+            CallProvider::Simulator => need(self.simulator, "OUTDIAL_SIMULATOR=on"),
         }
         missing
     }

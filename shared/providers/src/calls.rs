@@ -129,7 +129,7 @@ impl CallProviders {
             }
             _ => None,
         };
-        let simulator = options.public_url.as_ref().map(|public_url| {
+        let simulator = options.public_url.as_ref().filter(|_| accounts.simulator).map(|public_url| {
             let (sid, token) =
                 accounts.twilio.as_ref().map_or(Self::SIMULATOR_ACCOUNT, |t| (t.account_sid.as_str(), t.auth_token.expose()));
             let webhooks = SimulatorWebhooks {
@@ -215,7 +215,7 @@ impl CallProviders {
     }
 
     fn simulator(&self) -> Result<&SimulatedCalls, ProviderError> {
-        Self::configured(&self.simulator, "simulator", "OUTDIAL_PUBLIC_URL")
+        Self::configured(&self.simulator, "simulator", "OUTDIAL_SIMULATOR=on and OUTDIAL_PUBLIC_URL")
     }
 
     fn configured<'a, T>(p: &'a Option<T>, provider: &'static str, variable: &'static str) -> Result<&'a T, ProviderError> {

@@ -127,9 +127,9 @@ impl SimulatedCalls {
         }
     }
 
-    /// Draws a call sid, its ringing time and its outcome from the seed, the number and how many
+    /// Draws a call's ringing time and its outcome from the seed, the number and how many
     /// times it was called before, so a run is repeatable whatever order calls are placed in.
-    fn draw(&self, to: &str) -> (String, u32, SimulatedOutcome) {
+    fn draw(&self, to: &str) -> (u32, SimulatedOutcome) {
         use rand::{Rng, SeedableRng};
         use sha2::Digest;
         let nth = {
@@ -140,7 +140,8 @@ impl SimulatedCalls {
         };
         let digest = sha2::Sha256::new().chain_update(self.seed.to_be_bytes()).chain_update(nth.to_be_bytes()).chain_update(to).finalize();
         let mut rng = rand::rngs::StdRng::from_seed(digest.into());
-        let sid = format!("CA{:032x}", rng.random::<u128>());
+        // drawn all the same, so a seed's calls live the same lives as before sids were unique
+        let _ = rng.random::<u128>();
         let o = self.odds;
         let ring = rng.random_range(o.ring_seconds.0..=o.ring_seconds.1.max(o.ring_seconds.0));
         let talk = rng.random_range(o.talk_seconds.0..=o.talk_seconds.1.max(o.talk_seconds.0));
@@ -156,7 +157,7 @@ impl SimulatedCalls {
         } else {
             SimulatedOutcome::Human { talk_seconds: talk, opts_out: rng.random::<f64>() < o.opt_out }
         };
-        (sid, ring, outcome)
+        (ring, outcome)
     }
 
     async fn pause(&self, simulated_seconds: u32) {
@@ -277,9 +278,16 @@ impl SimulatedCalls {
     }
 }
 
+/// The simulated CallSid of `call`: `CA` and its id's 32 hex digits, unique across processes
+/// (unlike anything drawn from a seed they share) and the same if the call is looked up again.
+fn call_sid(call: domain::CallId) -> String {
+    format!("CA{}", call.to_string().replace('-', ""))
+}
+
 impl crate::CallProvider for SimulatedCalls {
     async fn place_call(&self, call: &CallRequest) -> Result<String, ProviderError> {
-        let (sid, ring, outcome) = self.draw(call.to.as_str());
+        let (ring, outcome) = self.draw(call.to.as_str());
+        let sid = call_sid(call.call_id);
         self.placed.lock().unwrap_or_else(|p| p.into_inner()).insert(call.call_id, sid.clone());
         tokio::spawn(self.clone().live(call.clone(), sid.clone(), ring, outcome));
         Ok(sid)

@@ -30,7 +30,8 @@ async fn harness<S: Store>(store: S, accounts: ProviderAccounts, import_max_byte
     let assistant = assistant.await.unwrap().id.to_string();
     let (scheduler, _fired) = LocalScheduler::new(Duration::from_secs(3600));
     let mut config = platform::testing::config(&[]);
-    (config.providers, config.import_max_bytes) = (accounts, import_max_bytes);
+    // the simulator's campaigns start only where OUTDIAL_SIMULATOR=on
+    (config.providers, config.import_max_bytes) = (ProviderAccounts { simulator: true, ..accounts }, import_max_bytes);
     let state = AppState::from_config(&config, store.clone(), scheduler.clone());
     let (app, _) = router().with_state(state).split_for_parts();
     store.register_caller_id(registration(org, "+14155550100", None)).await.unwrap();

@@ -59,8 +59,15 @@ async fn twilio_creates_the_call_with_the_bridge_twiml_callbacks_amd_and_recordi
     assert_eq!(sid, "CA0123456789abcdef0123456789abcdef");
 
     let sent = &server.received_requests().await.unwrap()[0];
+    // the stream's token is signed with the account's token for this call, and for no other
+    let sent_twiml = form_of(&sent.body).into_iter().find(|(k, _)| k == "Twiml").unwrap().1;
+    let token = sent_twiml.split(r#"<Parameter name="token" value=""#).nth(1).and_then(|t| t.split('"').next()).unwrap().to_string();
+    let verify =
+        |secret: &str, call_id| providers::signatures::verify_stream_token(secret, Some(&token), call_id, call.org_id, chrono::Utc::now());
+    assert_eq!(verify("secret-token", call.call_id), Ok(()));
+    assert!(verify("secret-token", CallId::new()).is_err() && verify("another-token", call.call_id).is_err());
     let twiml = format!(
-        r#"<Response><Connect><Stream url="wss://bridge.example.com/media"><Parameter name="orgId" value="{}"/><Parameter name="campaignId" value="{}"/><Parameter name="callId" value="{}"/><Parameter name="contactId" value="{}"/></Stream></Connect></Response>"#,
+        r#"<Response><Connect><Stream url="wss://bridge.example.com/media"><Parameter name="orgId" value="{}"/><Parameter name="campaignId" value="{}"/><Parameter name="callId" value="{}"/><Parameter name="contactId" value="{}"/><Parameter name="token" value="{token}"/></Stream></Connect></Response>"#,
         call.org_id, call.campaign_id, call.call_id, call.contact_id
     );
     let hook = |path: &str| format!("https://hooks.example.com/webhooks/twilio/{path}?callId={}", call.call_id);
@@ -418,6 +425,7 @@ async fn a_caller_id_is_registered_only_when_the_provider_accounts_hold_it() {
         vapi: account("vapi-key"),
         elevenlabs: account("xi-key"),
         retell: None,
+        simulator: false,
     };
     let check = NumberOwnership::new(&accounts);
     let phone = |p: &str| E164::parse(p, None).unwrap();

@@ -114,6 +114,8 @@ pub async fn api_keys_are_named_listed_expire_and_record_their_last_use<S: Store
     let org = org(store).await;
     let now = Utc::now();
     let first = store.create_named_api_key(org, store::NewApiKey::parse(Some("ci"), None, now).unwrap()).await.unwrap();
+    // a millisecond apart: creation order is what lists follow
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     let soon = store::NewApiKey::parse(Some("contractor"), Some(now + Duration::milliseconds(300)), now).unwrap();
     let expiring = store.create_named_api_key(org, soon).await.unwrap();
     let listed = store.list_api_keys(org, PageRequest::first(1)).await.unwrap();
