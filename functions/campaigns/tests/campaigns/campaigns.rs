@@ -102,7 +102,33 @@ store::on_both_stores!(
     the_legal_hours_a_campaign_is_narrowed_by_are_shown,
     campaigns_call_only_from_their_organisations_registered_numbers,
     api_keys_are_created_listed_and_revoked,
+    crafted_cursors_are_refused_as_bad_requests,
 );
+
+async fn crafted_cursors_are_refused_as_bad_requests<S: Store>(store: S) {
+    use base64::Engine;
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let id = h.campaign(json!({})).await;
+    let other = h.store.create_org("Other").await.unwrap().id;
+    let encode = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let crafted = [
+        "!!!not-base64".to_string(),
+        encode("not json"),
+        encode(&json!({ "pk": format!("ORG#{other}"), "sk": "CAMPAIGN#0" }).to_string()),
+        encode(&json!({ "pk": format!("ORG#{}", h.org), "sk": "CAMPAIGN#0", "extra": "x" }).to_string()),
+        encode(&json!({ "pk": "DNC#x", "sk": "+1", "gsi2pk": "CAMPAIGN#other", "gsi2sk": "0" }).to_string()),
+    ];
+    for list in ["/campaigns", &format!("/campaigns/{id}/calls"), &format!("/campaigns/{id}/contacts"), "/dnc", "/caller-ids", "/keys"] {
+        for cursor in &crafted {
+            let (status, problem) = h.json("GET", &format!("{list}?cursor={cursor}"), Value::Null).await;
+            assert_eq!(
+                (status, problem["type"].as_str()),
+                (400, Some("https://outdial.dev/problems/invalid-cursor")),
+                "{list} with {cursor}: {problem}"
+            );
+        }
+    }
+}
 
 async fn api_keys_are_created_listed_and_revoked<S: Store>(store: S) {
     let h = harness(store, ProviderAccounts::default(), 1 << 20).await;

@@ -400,7 +400,7 @@ impl DynamoStore {
             None => None,
         };
         if let Some(start) = &start
-            && !position_keys.iter().all(|k| start.contains_key(*k))
+            && !cursor_fits(start, key_condition, &values, position_keys)
         {
             return Err(StoreError::InvalidCursor);
         }
@@ -425,7 +425,15 @@ impl DynamoStore {
             for (k, v) in &values {
                 query = query.expression_attribute_values(*k, v.clone());
             }
-            let out = query.send().await.map_err(sdk)?;
+            let resumed = page.cursor.is_some();
+            let out = match query.send().await {
+                Ok(out) => out,
+                // a start key the table cannot resume from is a cursor this list never handed out
+                Err(e) if resumed && e.as_service_error().and_then(|s| s.meta().code()) == Some("ValidationException") => {
+                    return Err(StoreError::InvalidCursor);
+                }
+                Err(e) => return Err(sdk(e)),
+            };
             raw.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(last) if raw.len() < want => start = Some(last),
@@ -446,6 +454,27 @@ impl DynamoStore {
         };
         Ok((raw.into_iter().map(decode).collect::<Result<_>>()?, next))
     }
+}
+
+/// Whether a decoded cursor is a position in the list `key_condition` reads: exactly its position
+/// keys, in the partition the condition names and under the prefix it asks for.
+fn cursor_fits(start: &Item, key_condition: &str, values: &[(&str, AttributeValue)], position_keys: &[&str]) -> bool {
+    if start.len() != position_keys.len() || !position_keys.iter().all(|k| start.contains_key(*k)) {
+        return false;
+    }
+    let value_of = |placeholder: &str| values.iter().find(|(k, _)| *k == placeholder).and_then(|(_, v)| v.as_s().ok());
+    let at = |attribute: &str| start.get(attribute).and_then(|v| v.as_s().ok());
+    key_condition.split(" AND ").all(|term| {
+        let term = term.trim();
+        if let Some(args) = term.strip_prefix("begins_with(").and_then(|t| t.strip_suffix(')')) {
+            let (attribute, placeholder) = args.split_once(',').map(|(a, p)| (a.trim(), p.trim())).unwrap_or_default();
+            return matches!((at(attribute), value_of(placeholder)), (Some(v), Some(prefix)) if v.starts_with(prefix.as_str()));
+        }
+        match term.split_whitespace().collect::<Vec<_>>()[..] {
+            [attribute, "=", placeholder] => matches!((at(attribute), value_of(placeholder)), (Some(v), Some(want)) if v == want),
+            _ => true,
+        }
+    })
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
