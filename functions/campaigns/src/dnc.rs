@@ -7,7 +7,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use domain::{E164, Region};
-use platform::{Authenticated, CampaignScheduler, List, PageQuery, Problem, extract::Query};
+use platform::{Authenticated, AuthenticatedKey, CampaignScheduler, List, PageQuery, Problem, extract::Query};
 use serde::{Deserialize, Serialize};
 use store::{DoNotCallEntry, Store};
 use utoipa::{IntoParams, ToSchema};
@@ -75,22 +75,46 @@ pub(crate) async fn add_do_not_call<S: Store, C: CampaignScheduler>(
     }))
 }
 
-/// Take a number off the list. Contacts already finalised stay finalised.
+/// Take a number off the list; the removal is kept, with the key that made it, in `GET /dnc/audit`.
+/// Contacts already finalised stay finalised.
 #[utoipa::path(delete, path = "/dnc/{phone}", tag = "do-not-call", params(("phone" = String, Path, description = "the number, E.164"), RegionQuery),
     security(("apiKey" = [])),
     responses((status = 204, description = "removed"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn remove_do_not_call<S: Store, C: CampaignScheduler>(
     State(state): State<AppState<S, C>>,
-    Authenticated(org): Authenticated,
+    AuthenticatedKey { org, key_id }: AuthenticatedKey,
     Path(raw): Path<String>,
     Query(q): Query<RegionQuery>,
 ) -> Result<StatusCode, Problem> {
     let number = phone(&raw, region(&q)?)?;
-    if state.store.remove_do_not_call(org, &number).await? {
+    if state.store.remove_do_not_call(org, &number, &key_id, Utc::now()).await? {
+        tracing::info!(phone = %number, key = %key_id, "number taken off the do-not-call list");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Problem::not_found(format!("{number} is not on the do-not-call list")))
     }
+}
+
+/// A number taken off the list: who (the API key) and when.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DoNotCallRemovalView {
+    pub phone: E164,
+    pub removed_at: DateTime<Utc>,
+    /// The API key (`key_…`) that removed it, or `operator`.
+    pub removed_by: String,
+}
+
+/// Every removal from the list, oldest first: the audit trail of who let a number be called again.
+#[utoipa::path(get, path = "/dnc/audit", tag = "do-not-call", params(PageQuery), security(("apiKey" = [])),
+    responses((status = 200, body = List<DoNotCallRemovalView>), (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn list_do_not_call_removals<S: Store, C: CampaignScheduler>(
+    State(state): State<AppState<S, C>>,
+    Authenticated(org): Authenticated,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<List<DoNotCallRemovalView>>, Problem> {
+    let page = state.store.list_do_not_call_removals(org, q.page()?).await?;
+    Ok(axum::Json(List::of(page, |r| DoNotCallRemovalView { phone: r.phone, removed_at: r.removed_at, removed_by: r.removed_by })))
 }
 
 /// The list, in number order.

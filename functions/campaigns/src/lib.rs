@@ -149,6 +149,7 @@ pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>>
         .routes(routes!(lifecycle::emergency_stop, lifecycle::emergency_stop_status, lifecycle::lift_emergency_stop))
         .routes(routes!(dnc::list_do_not_call, dnc::import_do_not_call))
         .routes(routes!(dnc::add_do_not_call, dnc::remove_do_not_call))
+        .routes(routes!(dnc::list_do_not_call_removals))
         .routes(routes!(caller_ids::list_caller_ids, caller_ids::register_caller_id))
         .routes(routes!(caller_ids::remove_caller_id))
         .routes(routes!(keys::list_keys, keys::create_key))

@@ -197,6 +197,15 @@ pub struct DoNotCallEntry {
     pub added_at: DateTime<Utc>,
 }
 
+/// A number taken off the do-not-call list: who took it off and when, kept for audit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DoNotCallRemoval {
+    pub phone: E164,
+    pub removed_at: DateTime<Utc>,
+    /// The API key (`key_…`) or operator that removed it.
+    pub removed_by: String,
+}
+
 /// What adding numbers to the do-not-call list did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DoNotCallAdded {
@@ -477,8 +486,11 @@ pub trait DialingStore: Send + Sync {
 pub trait DoNotCallStore: Send + Sync {
     /// Lists the numbers and finalises their ready contacts in running or paused campaigns.
     fn add_do_not_call(&self, org: OrgId, phones: Vec<E164>, now: DateTime<Utc>) -> impl Future<Output = Result<DoNotCallAdded>> + Send;
-    /// Takes a number off the list; false when it was not on it.
-    fn remove_do_not_call(&self, org: OrgId, phone: &E164) -> impl Future<Output = Result<bool>> + Send;
+    /// Takes a number off the list and records who did and when (`list_do_not_call_removals`);
+    /// false, with nothing recorded, when it was not on it.
+    fn remove_do_not_call(&self, org: OrgId, phone: &E164, by: &str, now: DateTime<Utc>) -> impl Future<Output = Result<bool>> + Send;
+    /// Every removal from the list, oldest first.
+    fn list_do_not_call_removals(&self, org: OrgId, page: PageRequest) -> impl Future<Output = Result<Page<DoNotCallRemoval>>> + Send;
     fn is_do_not_call(&self, org: OrgId, phone: &E164) -> impl Future<Output = Result<bool>> + Send;
     /// The list, in number order.
     fn list_do_not_call(&self, org: OrgId, page: PageRequest) -> impl Future<Output = Result<Page<DoNotCallEntry>>> + Send;

@@ -577,6 +577,16 @@ async fn do_not_call_routes_manage_the_list_and_spare_listed_contacts<S: Store>(
     assert_eq!((rest["items"][0]["phone"].as_str(), rest["nextCursor"].as_str()), (Some("+14155550143"), None));
     assert_eq!(h.send("DELETE", "/dnc/+14155550143", "application/json", "").await.0, 204);
     assert_eq!(h.send("DELETE", "/dnc/+14155550143", "application/json", "").await.0, 404);
+    // who let the number be called again, and when, is kept
+    let (status, audit) = h.json("GET", "/dnc/audit", Value::Null).await;
+    assert_eq!(status, 200, "{audit}");
+    let removed = &audit["items"].as_array().unwrap()[..];
+    assert_eq!(removed.len(), 1, "{audit}");
+    assert_eq!(
+        (removed[0]["phone"].as_str(), removed[0]["removedBy"].as_str()),
+        (Some("+14155550143"), Some(store::KeyHash::of_secret(&h.key).id().as_str()))
+    );
+    assert!(removed[0]["removedAt"].is_string());
     assert_eq!(h.send("PUT", "/dnc/12", "application/json", "").await.0, 422);
     let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
     assert_eq!(c["progress"]["byDisposition"], json!({"do_not_call": 1}));

@@ -20,7 +20,13 @@ struct CallerIdItem {
 }
 
 impl DynamoStore {
-    fn delete_step(&self, pk: String, sk: &str, condition: &str, values: &[(&str, AttributeValue)]) -> Result<TransactWriteItem> {
+    pub(super) fn delete_step(
+        &self,
+        pk: String,
+        sk: &str,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<TransactWriteItem> {
         let mut delete = Delete::builder().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk)).condition_expression(condition);
         for (k, v) in values {
             delete = delete.expression_attribute_values(*k, v.clone());

@@ -1,6 +1,16 @@
 //! The organisation's do-not-call list.
 
 use super::*;
+use crate::DoNotCallRemoval;
+
+#[derive(Serialize, Deserialize)]
+struct DoNotCallRemovalItem {
+    pk: String,
+    sk: String,
+    phone: String,
+    removed_at: DateTime<Utc>,
+    removed_by: String,
+}
 
 impl DoNotCallStore for DynamoStore {
     async fn add_do_not_call(&self, org: OrgId, phones: Vec<E164>, now: DateTime<Utc>) -> Result<DoNotCallAdded> {
@@ -34,18 +44,31 @@ impl DoNotCallStore for DynamoStore {
         Ok(outcome)
     }
 
-    async fn remove_do_not_call(&self, org: OrgId, phone: &E164) -> Result<bool> {
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(dnc_pk(org)))
-            .key("sk", s(phone.as_str()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(sdk)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    async fn remove_do_not_call(&self, org: OrgId, phone: &E164, by: &str, now: DateTime<Utc>) -> Result<bool> {
+        let now = millis(now);
+        let audit = DoNotCallRemovalItem {
+            pk: format!("DNCAUDIT#{org}"),
+            // time first (oldest first), then a unique tail: two removals in one millisecond both stay
+            sk: format!("{:013}#{}", now.timestamp_millis(), uuid::Uuid::now_v7().simple()),
+            phone: phone.as_str().to_string(),
+            removed_at: now,
+            removed_by: by.to_string(),
+        };
+        let writes = vec![
+            self.delete_step(dnc_pk(org), phone.as_str(), "attribute_exists(pk)", &[])?,
+            self.put(encode(&audit), "attribute_not_exists(pk)", &[])?,
+        ];
+        self.transact(writes).await
+    }
+
+    async fn list_do_not_call_removals(&self, org: OrgId, page: PageRequest) -> Result<Page<DoNotCallRemoval>> {
+        let values = vec![(":pk", s(format!("DNCAUDIT#{org}")))];
+        let (items, next_cursor) = self.page::<DoNotCallRemovalItem>(None, "pk = :pk", None, values, &page, &["pk", "sk"]).await?;
+        let items = items
+            .into_iter()
+            .map(|i| Ok(DoNotCallRemoval { phone: E164::try_from(i.phone)?, removed_at: i.removed_at, removed_by: i.removed_by }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, next_cursor })
     }
 
     async fn is_do_not_call(&self, org: OrgId, phone: &E164) -> Result<bool> {

@@ -1,6 +1,7 @@
 //! The organisation's do-not-call list.
 
 use super::*;
+use crate::DoNotCallRemoval;
 
 impl DoNotCallStore for SqliteStore {
     async fn add_do_not_call(&self, org: OrgId, phones: Vec<E164>, now: DateTime<Utc>) -> Result<DoNotCallAdded> {
@@ -39,13 +40,38 @@ impl DoNotCallStore for SqliteStore {
         .await
     }
 
-    async fn remove_do_not_call(&self, org: OrgId, phone: &E164) -> Result<bool> {
-        let phone = phone.clone();
+    async fn remove_do_not_call(&self, org: OrgId, phone: &E164, by: &str, now: DateTime<Utc>) -> Result<bool> {
+        let (phone, by, now) = (phone.clone(), by.to_string(), millis(now));
         self.write(move |tx| {
             let removed = tx
                 .execute("DELETE FROM do_not_call WHERE org_id = ?1 AND phone = ?2", params![org.to_string(), phone.as_str()])
                 .map_err(backend)?;
+            if removed == 1 {
+                tx.execute(
+                    "INSERT INTO do_not_call_removals (org_id, phone, removed_at, removed_by) VALUES (?1, ?2, ?3, ?4)",
+                    params![org.to_string(), phone.as_str(), ms(now), by],
+                )
+                .map_err(backend)?;
+            }
             Ok(removed == 1)
+        })
+        .await
+    }
+
+    async fn list_do_not_call_removals(&self, org: OrgId, page: PageRequest) -> Result<Page<DoNotCallRemoval>> {
+        self.read(move |conn| {
+            let sql = "SELECT printf('%020d', seq), phone, removed_at, removed_by FROM do_not_call_removals \
+                       WHERE org_id = ?1 AND printf('%020d', seq) > ?2 ORDER BY seq LIMIT ?3";
+            let removal = |r: &Row<'_>| -> rusqlite::Result<(String, DoNotCallRemoval)> {
+                let removal = DoNotCallRemoval {
+                    phone: parsed(E164::try_from(r.get::<_, String>(1)?))?,
+                    removed_at: from_ms(r.get(2)?)?,
+                    removed_by: r.get(3)?,
+                };
+                Ok((r.get(0)?, removal))
+            };
+            let page = id_page(conn, sql, &[&org.to_string()], &page, removal, |(seq, _)| seq.clone())?;
+            Ok(Page { items: page.items.into_iter().map(|(_, r)| r).collect(), next_cursor: page.next_cursor })
         })
         .await
     }

@@ -844,10 +844,21 @@ pub async fn do_not_call_numbers_are_left_out_of_imports_and_finalise_ready_cont
     assert_eq!(all.len(), 4);
     assert!(all.windows(2).all(|w| w[0] < w[1]), "in number order");
     all.sort();
-    assert!(store.remove_do_not_call(org, &phone(1)).await.unwrap());
-    assert!(!store.remove_do_not_call(org, &phone(1)).await.unwrap(), "already gone");
-    assert!(!store.remove_do_not_call(other, &phone(2)).await.unwrap(), "not another organisation's");
+    assert!(store.remove_do_not_call(org, &phone(1), "key_aaaaaaaaaaaaaaaa", t0()).await.unwrap());
+    assert!(!store.remove_do_not_call(org, &phone(1), "key_aaaaaaaaaaaaaaaa", t0()).await.unwrap(), "already gone");
+    assert!(!store.remove_do_not_call(other, &phone(2), "key_bbbbbbbbbbbbbbbb", t0()).await.unwrap(), "not another organisation's");
     assert!(store.is_do_not_call(org, &phone(2)).await.unwrap());
+    // every removal is kept: who, when; nothing for a removal that removed nothing
+    store.add_do_not_call(org, vec![phone(1)], t0()).await.unwrap();
+    store.remove_do_not_call(org, &phone(1), "operator", t0() + Duration::minutes(5)).await.unwrap();
+    let audit = store.list_do_not_call_removals(org, PageRequest::first(1)).await.unwrap();
+    assert_eq!(audit.items, vec![store::DoNotCallRemoval { phone: phone(1), removed_at: t0(), removed_by: "key_aaaaaaaaaaaaaaaa".into() }]);
+    let rest = store.list_do_not_call_removals(org, PageRequest { cursor: audit.next_cursor, ..PageRequest::first(5) }).await.unwrap();
+    assert_eq!(
+        rest.items.iter().map(|r| (r.removed_by.as_str(), r.removed_at)).collect::<Vec<_>>(),
+        [("operator", t0() + Duration::minutes(5))]
+    );
+    assert!(store.list_do_not_call_removals(other, PageRequest::default()).await.unwrap().items.is_empty());
 }
 
 pub async fn cancel_finalises_ready_contacts_and_calls_in_flight_retry_nothing<S: Store>(store: &S) {
