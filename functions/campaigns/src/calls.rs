@@ -77,7 +77,11 @@ pub(crate) async fn get_call<S: Store, C: CampaignScheduler>(
     Path(id): Path<String>,
 ) -> Result<axum::Json<CallView>, Problem> {
     let id = CallId::parse(&id).map_err(|_| Problem::not_found(format!("call {id} was not found")))?;
-    let call = state.store.get_call(org, id).await?;
+    let mut call = state.store.get_call(org, id).await?;
+    if call.details.transcript.is_none() {
+        // a live call (or one whose bridge went away): the lines saved so far
+        call.details.transcript = state.store.call_transcript(org, id).await?;
+    }
     let events = state.store.list_call_events(org, id).await?;
     Ok(axum::Json(CallView::new(call, Some(events))))
 }

@@ -336,7 +336,9 @@ fn heard(
     let _ = feed.send(LiveEvent::Transcript { call_id, speaker, text });
 }
 
-/// Saves the transcript so far at most once per interval, and whatever is left when the call ends.
+/// Saves what was said at most once per interval, and the rest when the call ends. Each save
+/// appends only the lines since the last one (a chunk; the call record is not rewritten); the
+/// whole transcript goes on the call once, at the end. An opt-out is recorded as soon as it is heard.
 async fn save_transcript<S: Store>(
     bridge: Arc<Bridge<S>>,
     org: OrgId,
@@ -349,25 +351,37 @@ async fn save_transcript<S: Store>(
     loop {
         let open = lines.changed().await.is_ok();
         let transcript = lines.borrow_and_update().clone();
+        let now = Utc::now();
         if transcript.lines() > saved {
-            let now = Utc::now();
-            let details =
-                CallDetails { transcript: transcript.text().map(str::to_string), opted_out: transcript.opted_out(), ..Default::default() };
-            let event = CallEvent {
-                dedupe_key: format!("bridge:{call_id}:transcript:{}", transcript.lines()),
+            let chunk = transcript.since(saved).to_string();
+            match bridge.store.append_transcript(org, call_id, saved as u32, chunk).await {
+                Ok(()) => saved = transcript.lines(),
+                Err(e) => tracing::error!(error = %e, "transcript lines not saved; the next save carries them"),
+            }
+        }
+        if transcript.opted_out() && !listed {
+            let details = CallDetails { opted_out: true, ..Default::default() };
+            let heard = CallEvent {
+                dedupe_key: format!("bridge:{call_id}:opted-out"),
                 occurred_at: now,
                 kind: CallEventKind::Details { details: Box::new(details) },
             };
-            match bridge.store.apply_call_event(org, call_id, event, now).await {
-                Ok(_) => saved = transcript.lines(),
-                Err(e) => tracing::error!(error = %e, "transcript batch not saved; the next batch carries it"),
-            }
-            if transcript.opted_out() && !listed {
-                listed = bridge.store.add_do_not_call(org, vec![phone.clone()], now).await.is_ok();
-                tracing::info!(phone = %domain::mask_phone(phone.as_str()), "callee opted out: number on the do-not-call list");
-            }
+            let recorded = bridge.store.apply_call_event(org, call_id, heard, now).await;
+            listed = recorded.is_ok() && bridge.store.add_do_not_call(org, vec![phone.clone()], now).await.is_ok();
+            tracing::info!(phone = %domain::mask_phone(phone.as_str()), "callee opted out: number on the do-not-call list");
         }
         if !open {
+            if let Some(text) = transcript.text() {
+                let details = CallDetails { transcript: Some(text.to_string()), opted_out: transcript.opted_out(), ..Default::default() };
+                let whole = CallEvent {
+                    dedupe_key: format!("bridge:{call_id}:transcript"),
+                    occurred_at: now,
+                    kind: CallEventKind::Details { details: Box::new(details) },
+                };
+                if let Err(e) = bridge.store.apply_call_event(org, call_id, whole, now).await {
+                    tracing::error!(error = %e, "the whole transcript was not put on the call; its lines are kept in chunks");
+                }
+            }
             return;
         }
         tokio::time::sleep(bridge.settings.transcript_interval).await;

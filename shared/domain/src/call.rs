@@ -315,7 +315,8 @@ pub const REPORT_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transcript {
     text: String,
-    lines: usize,
+    /// Where each line starts in `text`.
+    starts: Vec<usize>,
     opted_out: bool,
 }
 
@@ -324,22 +325,27 @@ impl Transcript {
     pub fn push(&mut self, role: &str, line: &str) {
         let role = if role == "assistant" || role == "bot" { "agent" } else { role };
         self.opted_out |= role == "user" && asks_not_to_be_called(line);
-        if self.lines > 0 {
+        if !self.starts.is_empty() {
             self.text.push('\n');
         }
+        self.starts.push(self.text.len());
         self.text.push_str(role);
         self.text.push_str(": ");
         self.text.push_str(line);
-        self.lines += 1;
     }
 
     /// The whole text so far; None before the first line.
     pub fn text(&self) -> Option<&str> {
-        (self.lines > 0).then_some(self.text.as_str())
+        (!self.starts.is_empty()).then_some(self.text.as_str())
+    }
+
+    /// The lines from line `first` on (0-based), as the text holds them; empty when there are none.
+    pub fn since(&self, first: usize) -> &str {
+        self.starts.get(first).map_or("", |&at| &self.text[at..])
     }
 
     pub fn lines(&self) -> usize {
-        self.lines
+        self.starts.len()
     }
 
     /// The callee asked not to be called again.
@@ -536,6 +542,18 @@ mod tests {
     fn new_call() -> Call {
         let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         Call::queued(OrgId::new(), CampaignId::new(), ContactId::new(), 1, E164::parse("+14155552671", None).unwrap(), t)
+    }
+
+    #[test]
+    fn a_transcript_hands_out_the_lines_since_any_line() {
+        let mut t = Transcript::default();
+        assert_eq!((t.text(), t.since(0)), (None, ""));
+        t.push("assistant", "Hi, this is an AI assistant.");
+        t.push("user", "Hello.");
+        t.push("user", "Please don't call me again.");
+        assert_eq!(t.since(0), t.text().unwrap());
+        assert_eq!(t.since(1), "user: Hello.\nuser: Please don't call me again.");
+        assert_eq!((t.since(3), t.lines(), t.opted_out()), ("", 3, true));
     }
 
     #[test]

@@ -357,6 +357,12 @@ pub trait CallStore: Send + Sync {
         filter: CallFilter,
         page: PageRequest,
     ) -> impl Future<Output = Result<Page<Call>>> + Send;
+    /// Keeps the transcript lines from `first_line` on, as one chunk (a chunk written again from
+    /// the same line replaces it), without rewriting the call or anything said before: a long call's
+    /// transcript costs what it says, not its square.
+    fn append_transcript(&self, org: OrgId, call: CallId, first_line: u32, lines: String) -> impl Future<Output = Result<()>> + Send;
+    /// The transcript the chunks hold, in order; None when there are none.
+    fn call_transcript(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<Option<String>>> + Send;
     /// The call's event log, oldest first.
     fn list_call_events(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<Vec<StoredCallEvent>>> + Send;
     /// The call (and its organisation) whose calls `provider`'s webhooks report under `provider_call_id`

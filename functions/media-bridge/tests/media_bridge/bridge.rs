@@ -346,6 +346,17 @@ async fn audio_crosses_both_ways_unchanged_pings_are_answered_and_the_transcript
         );
     }
     assert_eq!(next_json(&mut twilio).await, json!({ "event": "mark", "streamSid": STREAM_SID, "mark": { "name": "response-1" } }));
+    // while the call goes on, only new lines are written, in chunks beside the call
+    let mut live = None;
+    for _ in 0..100 {
+        live = w.store.call_transcript(w.org, w.call).await.unwrap();
+        if live.as_deref().is_some_and(|t| t.ends_with("Hi, sure.")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live.as_deref(), Some("agent: Hi Maria, this is Ana, an AI assistant from Acme.\nuser: Hi, sure."));
+    assert_eq!(w.store.get_call(w.org, w.call).await.unwrap().details.transcript, None, "the call record is not rewritten per save");
 
     send(
         &mut twilio,
@@ -360,6 +371,8 @@ async fn audio_crosses_both_ways_unchanged_pings_are_answered_and_the_transcript
         _ => None,
     });
     assert_eq!(transcript.as_deref(), Some("agent: Hi Maria, this is Ana, an AI assistant from Acme.\nuser: Hi, sure."));
+    let whole_writes = log.iter().filter(|k| matches!(k, CallEventKind::Details { details } if details.transcript.is_some())).count();
+    assert_eq!(whole_writes, 1, "the whole transcript is put on the call once, at the end");
     assert_eq!(w.hang_ups().await, 0, "the caller ended it; nothing to hang up");
     let metrics = w.metrics().await;
     assert!(metrics.contains("outdial_bridge_frames_in_total"), "{metrics}");

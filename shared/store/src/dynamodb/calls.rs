@@ -199,6 +199,28 @@ impl CallStore for DynamoStore {
         Ok(Page { items: items.into_iter().map(|i| i.call).collect(), next_cursor })
     }
 
+    async fn append_transcript(&self, org: OrgId, call: CallId, first_line: u32, lines: String) -> Result<()> {
+        self.call_item(org, call).await?;
+        let chunk = HashMap::from([
+            ("pk".to_string(), s(call_pk(call))),
+            ("sk".to_string(), s(format!("TRANSCRIPT#{first_line:08}"))),
+            ("lines".to_string(), s(lines)),
+        ]);
+        self.client.put_item().table_name(&self.table).set_item(Some(chunk)).send().await.map_err(sdk)?;
+        Ok(())
+    }
+
+    async fn call_transcript(&self, org: OrgId, call: CallId) -> Result<Option<String>> {
+        self.call_item(org, call).await?;
+        let chunks: Vec<String> = self
+            .query_all(call_pk(call), "TRANSCRIPT#", None)
+            .await?
+            .into_iter()
+            .filter_map(|mut item| item.remove("lines").and_then(|v| v.as_s().ok().cloned()))
+            .collect();
+        Ok((!chunks.is_empty()).then(|| chunks.join("\n")))
+    }
+
     async fn find_call_by_provider_id(&self, provider: CallProvider, provider_call_id: &str) -> Result<Option<(OrgId, CallId)>> {
         let Some(guard) = self.get(provider_call_pk(provider, provider_call_id), "PROVIDER_CALL").await? else { return Ok(None) };
         let field = |name: &str| {

@@ -166,6 +166,31 @@ impl CallStore for SqliteStore {
         .await
     }
 
+    async fn append_transcript(&self, org: OrgId, call: CallId, first_line: u32, lines: String) -> Result<()> {
+        self.write(move |tx| {
+            call_in_org(tx, org, call)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO transcript_chunks (call_id, first_line, lines) VALUES (?1, ?2, ?3)",
+                params![call.to_string(), first_line, lines],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn call_transcript(&self, org: OrgId, call: CallId) -> Result<Option<String>> {
+        self.read(move |conn| {
+            call_in_org(conn, org, call)?;
+            let chunks: Vec<String> = conn
+                .prepare_cached("SELECT lines FROM transcript_chunks WHERE call_id = ?1 ORDER BY first_line")
+                .and_then(|mut s| s.query_map(params![call.to_string()], |r| r.get(0))?.collect())
+                .map_err(backend)?;
+            Ok((!chunks.is_empty()).then(|| chunks.join("\n")))
+        })
+        .await
+    }
+
     async fn find_call_by_provider_id(&self, provider: CallProvider, provider_call_id: &str) -> Result<Option<(OrgId, CallId)>> {
         let providers: Vec<&str> =
             CallProvider::ALL.into_iter().filter(|p| p.reported_by() == provider).map(CallProvider::as_str).collect();

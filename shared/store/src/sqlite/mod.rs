@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_caller_ids.sql"),
     include_str!("migrations/0010_api_key_management.sql"),
     include_str!("migrations/0011_do_not_call_removals.sql"),
+    include_str!("migrations/0012_transcript_chunks.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.

@@ -1192,3 +1192,25 @@ pub async fn caller_ids_belong_to_one_organisation<S: Store>(store: &S) {
     let taken = store.register_caller_id(registration(holder, "+14155550100", None)).await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
 }
+
+pub async fn transcripts_are_kept_in_chunks_of_new_lines<S: Store>(store: &S) {
+    let (org, other) = (org(store).await, org(store).await);
+    let campaign = running_campaign(store, org, 1, RetryPolicy::default(), 1).await;
+    let call = store.claim_due_contacts(org, campaign.id, t0(), 1, chrono::TimeDelta::zero()).await.unwrap().remove(0).call;
+    assert_eq!(store.call_transcript(org, call.id).await.unwrap(), None);
+    store.append_transcript(org, call.id, 0, "agent: Hi.".into()).await.unwrap();
+    // a save whose answer was lost is made again from the same line, with more: it replaces the chunk
+    store.append_transcript(org, call.id, 1, "user: Hello.".into()).await.unwrap();
+    store.append_transcript(org, call.id, 1, "user: Hello.\nagent: How are you?".into()).await.unwrap();
+    store.append_transcript(org, call.id, 3, "user: Fine.".into()).await.unwrap();
+    let whole = store.call_transcript(org, call.id).await.unwrap();
+    assert_eq!(whole.as_deref(), Some("agent: Hi.\nuser: Hello.\nagent: How are you?\nuser: Fine."));
+    let unchanged = store.get_call(org, call.id).await.unwrap();
+    assert_eq!(
+        (unchanged, store.list_call_events(org, call.id).await.unwrap().len()),
+        (call.clone(), 0),
+        "neither the call nor its log is rewritten"
+    );
+    assert!(is_not_found(store.call_transcript(other, call.id).await), "another organisation's call is not found");
+    assert!(is_not_found(store.append_transcript(other, call.id, 4, "x".into()).await));
+}
