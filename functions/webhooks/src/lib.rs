@@ -35,6 +35,33 @@ pub struct WebhookState<S, T> {
     pub secrets: std::sync::Arc<WebhookSecrets>,
     pub calls: CallProviders,
     pub ticks: T,
+    /// Provider messages of types outdial does not act on, counted by type (not stored).
+    pub ignored: std::sync::Arc<IgnoredMessages>,
+}
+
+/// Counts of messages received and not stored, by provider and type; at most `MAX_KINDS` kinds
+/// are told apart (the rest count as `other`), so a sender cannot grow it without bound.
+#[derive(Debug, Default)]
+pub struct IgnoredMessages(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl IgnoredMessages {
+    pub const MAX_KINDS: usize = 64;
+
+    /// Counts one message of `kind`; the count so far.
+    pub fn count(&self, provider: &str, kind: &str) -> u64 {
+        let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut key = format!("{provider}:{kind}");
+        if !counts.contains_key(&key) && counts.len() >= Self::MAX_KINDS {
+            key = format!("{provider}:other");
+        }
+        let n = counts.entry(key).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 impl<S, T> WebhookState<S, T> {
@@ -45,6 +72,7 @@ impl<S, T> WebhookState<S, T> {
             secrets: std::sync::Arc::new(config.webhooks.clone()),
             calls: CallProviders::new(&config.providers, &config.dialing.calls),
             ticks,
+            ignored: std::sync::Arc::default(),
         }
     }
 }
@@ -195,7 +223,7 @@ async fn elevenlabs_post_call<S: DeliveryStore, T: TickRequests>(
     deliver(&state, elevenlabs::post_call(&request.body, now)?, now).await
 }
 
-/// Vapi server messages (`status-update`, `end-of-call-report`; others are kept in the log),
+/// Vapi server messages (`status-update`, `end-of-call-report`; other types are counted, not stored),
 /// authenticated by `X-Vapi-Secret`, `Authorization: Bearer` or, when configured, `x-vapi-signature`.
 #[utoipa::path(post, path = "/webhooks/vapi", tag = "webhooks", request_body(content = Object, content_type = "application/json"),
     responses((status = 204, description = "accepted"), (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -214,7 +242,14 @@ async fn vapi_server_message<S: DeliveryStore, T: TickRequests>(
     )
     .map_err(|r| refused("vapi", &request.path, r))?;
     let now = Utc::now();
-    deliver(&state, vapi::server_message(&request.body, now)?, now).await
+    match vapi::server_message(&request.body, now)? {
+        vapi::ServerMessage::Call(delivery) => deliver(&state, delivery, now).await,
+        vapi::ServerMessage::Ignored { kind } => {
+            let count = state.ignored.count("vapi", &kind);
+            tracing::debug!(message_type = %kind, count, "Vapi message type not acted on: counted, not stored");
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
 }
 
 /// Retell webhooks (`call_started`, `call_ended`, `call_analyzed`, `transcript_updated`), signed
@@ -229,4 +264,21 @@ async fn retell_webhook<S: DeliveryStore, T: TickRequests>(State(state): State<W
     key.and_then(|key| verify::retell(key, request.header("x-retell-signature"), &request.body, now))
         .map_err(|r| refused("retell", &request.path, r))?;
     deliver(&state, retell::webhook(&request.body, now)?, now).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IgnoredMessages;
+
+    #[test]
+    fn ignored_messages_are_counted_by_type_within_a_bound() {
+        let ignored = IgnoredMessages::default();
+        assert_eq!((ignored.count("vapi", "speech-update"), ignored.count("vapi", "speech-update")), (1, 2));
+        for n in 0..IgnoredMessages::MAX_KINDS + 10 {
+            ignored.count("vapi", &format!("kind-{n}"));
+        }
+        let counts = ignored.counts();
+        assert_eq!(counts.len(), IgnoredMessages::MAX_KINDS + 1, "the kinds past the bound count as other");
+        assert_eq!((counts["vapi:speech-update"], counts["vapi:other"]), (2, 11));
+    }
 }

@@ -1,5 +1,6 @@
 //! Vapi's server messages: `status-update` and `end-of-call-report` move and describe the call;
-//! other message types are kept in the log.
+//! other message types (speech and transcript updates, model output, …: many per call when the
+//! server is subscribed to them) are counted by type and not stored.
 
 use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, money, text, transcript_of};
 use chrono::{DateTime, Utc};
@@ -26,11 +27,26 @@ fn timestamp(v: Option<&Value>) -> Option<DateTime<Utc>> {
     }
 }
 
+/// What a server message is to outdial.
+#[derive(Debug, PartialEq)]
+pub enum ServerMessage {
+    /// About the call's life: applied to it.
+    Call(Delivery),
+    /// A type outdial does not act on: counted, not stored.
+    Ignored { kind: String },
+}
+
+/// The message types that move or describe a call.
+const HANDLED: [&str; 2] = ["status-update", "end-of-call-report"];
+
 /// `POST /webhooks/vapi`.
-pub fn server_message(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malformed> {
+pub fn server_message(body: &[u8], received_at: DateTime<Utc>) -> Result<ServerMessage, Malformed> {
     let payload: Value = serde_json::from_slice(body).map_err(|e| Malformed(format!("the body is not JSON: {e}")))?;
     let message = payload.get("message").filter(|m| m.is_object()).ok_or_else(|| Malformed::missing("message"))?;
     let kind = message.get("type").and_then(Value::as_str).ok_or_else(|| Malformed::missing("message.type"))?;
+    if !HANDLED.contains(&kind) {
+        return Ok(ServerMessage::Ignored { kind: kind.chars().take(64).collect() });
+    }
     let call = message.get("call").unwrap_or(&Value::Null);
     let call_id = text(call.get("id")).ok_or_else(|| Malformed::missing("message.call.id"))?;
     let at = timestamp(message.get("timestamp")).unwrap_or(received_at);
@@ -84,11 +100,15 @@ pub fn server_message(body: &[u8], received_at: DateTime<Utc>) -> Result<Deliver
             events.push_at("end-of-call-report:ended", ended.unwrap_or(at), CallEventKind::Ended { reason });
             events.details("end-of-call-report", details);
         }
-        other => {
-            events.unrecognised(&format!("{other}:{}", at.timestamp_millis()), format!("Vapi message {other:?}"));
-        }
+        other => unreachable!("{other} is not among HANDLED"),
     }
     // outdial's ids ride in the call's metadata, and in the variables it was given
     let call_ids = ids_in(call.get("metadata").unwrap_or(&Value::Null)).or_else(|| ids_in(variables));
-    Ok(Delivery { provider: CallProvider::Vapi, provider_call_id: call_id, call: call_ids, our_call_id: None, events: events.list })
+    Ok(ServerMessage::Call(Delivery {
+        provider: CallProvider::Vapi,
+        provider_call_id: call_id,
+        call: call_ids,
+        our_call_id: None,
+        events: events.list,
+    }))
 }

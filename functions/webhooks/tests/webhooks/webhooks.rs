@@ -138,6 +138,14 @@ async fn callbacks_carrying_our_call_id_adopt_the_providers_id<S: Store>(store: 
     let report = post_call(w.org, calls[1].id, "conv_bridged", t, 20, &[("agent", "Hi")]);
     assert_eq!(w.send(elevenlabs_signed(&report, ELEVENLABS_SECRET, t)).await.0, 204);
     assert_eq!(w.store.get_call(w.org, calls[1].id).await.unwrap().provider_call_id, None);
+    // Vapi's chatter (speech and transcript updates, model output) is counted, not stored
+    let events_before = w.store.list_call_events(w.org, calls[2].id).await.unwrap().len();
+    for kind in ["speech-update", "conversation-update", "model-output", "transcript"] {
+        let chatter = json!({ "message": { "type": kind, "call": { "id": "vapi-adopted", "metadata": ids(calls[2].id) }, "timestamp": t.timestamp_millis() } });
+        assert_eq!(w.send(vapi_with_secret(&chatter, VAPI_SECRET)).await.0, 204);
+    }
+    assert_eq!(w.store.list_call_events(w.org, calls[2].id).await.unwrap().len(), events_before, "nothing stored");
+    assert!(w.store.orphan_events(CallProvider::Vapi, "vapi-adopted").await.unwrap().is_empty());
     // a provider that does not carry a call's campaign cannot steer it by naming its id: kept as an orphan
     for (foreign, target) in [("vapi-foreign", calls[3].id), ("vapi-foreign-2", calls[1].id)] {
         let before = w.store.get_call(w.org, target).await.unwrap();
