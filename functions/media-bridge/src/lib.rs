@@ -350,18 +350,17 @@ async fn health<S: Store>(State(state): State<BridgeState<S>>) -> Response {
 
 /// Prometheus text: active calls, frames in and out, dropped frames, ElevenLabs connect latency,
 /// forwarding latency. Takes `Authorization: Bearer <OUTDIAL_METRICS_TOKEN>`; without that
-/// variable there are no metrics to read (the listener is public).
+/// variable no token is right, so there are no metrics to read (the listener is public).
 #[utoipa::path(get, path = "/metrics", tag = "meta",
     params(("Authorization" = String, Header, description = "Bearer OUTDIAL_METRICS_TOKEN")),
     responses((status = 200, body = String, content_type = "text/plain; version=0.0.4"),
-        (status = 401, body = Problem, content_type = "application/problem+json", description = "no token, or not the metrics token"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "OUTDIAL_METRICS_TOKEN is not set")))]
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "no token, not the metrics token, or OUTDIAL_METRICS_TOKEN unset")))]
 async fn metrics_text<S: Store>(State(state): State<BridgeState<S>>, headers: HeaderMap) -> Response {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let Some(expected) = &state.0.settings.metrics_token else {
-        return Problem::new(StatusCode::NOT_FOUND, "metrics-off", "Metrics are off", "set OUTDIAL_METRICS_TOKEN to serve GET /metrics")
+        return Problem::unauthorized("metrics are off on this bridge: set OUTDIAL_METRICS_TOKEN, then send it as Authorization: Bearer")
             .into_response();
     };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if given.is_none_or(|token| *expected != providers::Secret::from(token.trim())) {
         return Problem::unauthorized("GET /metrics takes Authorization: Bearer <OUTDIAL_METRICS_TOKEN>").into_response();
     }

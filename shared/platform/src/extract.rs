@@ -22,14 +22,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 }
 
 /// `axum::Json` as a body extractor, answering a missing content type (415), a malformed body
-/// (400) or a body of the wrong shape (422) with a problem that says why.
+/// (400) or a body of the wrong shape (422) with a problem that says why. Every request body of
+/// the API is a JSON object: an array is refused even where every field is optional (serde would
+/// read it field by field).
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        axum::Json::<T>::from_request(req, state).await.map(|axum::Json(v)| Self(v)).map_err(|rejection| {
+        let invalid = |detail: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body", detail);
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await.map_err(|rejection| {
             let status = rejection.status();
             let (slug, title) = match status {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
@@ -38,6 +41,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 _ => ("malformed-body", "Malformed body"),
             };
             Problem::new(status, slug, title, rejection.body_text())
-        })
+        })?;
+        if !value.is_object() {
+            return Err(invalid("the body must be a JSON object".into()));
+        }
+        serde_json::from_value(value)
+            .map(Self)
+            .map_err(|e| invalid(format!("Failed to deserialize the JSON body into the target type: {e}")))
     }
 }

@@ -172,6 +172,8 @@ async fn api_keys_are_created_listed_and_revoked<S: Store>(store: S) {
     let (status, problem) = ci.json("GET", "/campaigns", Value::Null).await;
     assert_eq!((status, problem["type"].as_str()), (401, Some("https://outdial.dev/problems/unauthorized")), "{problem}");
     assert_eq!(h.json("DELETE", "/keys/key_0123456789abcdef", Value::Null).await.0, 404);
+    let (status, problem) = h.json("POST", "/keys", json!([null, null])).await;
+    assert_eq!((status, problem["detail"].as_str()), (422, Some("the body must be a JSON object")), "{problem}");
     let past = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
     let (status, problem) = h.json("POST", "/keys", json!({"name": "x", "expiresAt": past})).await;
     assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("expiresAt")), "{problem}");
