@@ -80,6 +80,15 @@ impl Stack {
         self
     }
 
+    /// Without `OUTDIAL_SECRET_KEY`, seals stored secrets with the key file beside the database at
+    /// `path` (`<db>.key`, made on first use, readable by its owner only).
+    pub fn with_secrets_beside(mut self, path: &std::path::Path) -> Result<Self, platform::SealError> {
+        if self.config.secrets.is_none() {
+            self.config.secrets = Some(platform::SecretBox::from_key_file(&path.with_extension("key"))?);
+        }
+        Ok(self)
+    }
+
     /// Keeps the dial-jobs queue in the SQLite file at `path` (it survives restarts).
     pub fn with_queue_at(mut self, path: &std::path::Path) -> Result<Self, platform::QueueError> {
         self.queue = LocalQueue::open(path, self.config.dialing.max_receives)?;
@@ -97,6 +106,7 @@ impl Default for Stack {
     fn default() -> Self {
         let mut config = Config::from_lookup(|_| None).expect("an empty environment is a valid configuration");
         config.providers.simulator = true;
+        config.secrets = Some(platform::SecretBox::ephemeral());
         Self { tools: AgentTools::default(), bridge: media_bridge::BridgeSettings::default(), ..Self::from_config(&config) }
             .ticking_every(Duration::from_secs(60))
     }

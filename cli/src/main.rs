@@ -234,7 +234,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         StoreConfig::Sqlite { path } => {
             let path = cli.db.clone().unwrap_or(path);
             let store = SqliteStore::open(&path)?;
-            let stack = stack.with_queue_at(&path)?;
+            let stack = stack.with_queue_at(&path)?.with_secrets_beside(&path)?;
             if matches!(cli.command, Command::Migrate) {
                 println!("{} is at schema version {}", path.display(), store.schema_version());
             }
@@ -325,7 +325,7 @@ async fn demo(db: Option<PathBuf>, config: &Config, options: outdial::demo::Demo
     // the demo is the simulator's: it runs whatever OUTDIAL_SIMULATOR says
     let mut config = config.clone();
     config.providers.simulator = true;
-    let stack = Stack::from_config(&config).with_queue_at(&path)?;
+    let stack = Stack::from_config(&config).with_queue_at(&path)?.with_secrets_beside(&path)?;
     eprintln!("outdial demo: {} simulated contacts, seed {}, database {}", options.contacts, options.seed, path.display());
     let report = outdial::demo::run(store, stack, &options).await?;
     println!("{report}");

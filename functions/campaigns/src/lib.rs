@@ -4,6 +4,7 @@
 
 mod caller_ids;
 mod calls;
+mod crm;
 mod dnc;
 mod import;
 mod keys;
@@ -36,6 +37,8 @@ pub struct AppState<S, C> {
     /// Where a caller ID is checked before it is registered.
     pub numbers: NumberOwnership,
     pub import_max_bytes: u64,
+    /// Seals CRM tokens; None when the deployment has no key (`OUTDIAL_SECRET_KEY`).
+    pub secrets: Option<platform::SecretBox>,
 }
 
 impl<S, C> AppState<S, C> {
@@ -46,6 +49,7 @@ impl<S, C> AppState<S, C> {
             numbers: NumberOwnership::new(&config.providers),
             accounts: config.providers.clone(),
             import_max_bytes: config.import_max_bytes,
+            secrets: config.secrets.clone(),
         }
     }
 }
@@ -154,6 +158,8 @@ pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>>
         .routes(routes!(caller_ids::remove_caller_id))
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::revoke_key))
+        .routes(routes!(crm::list_connections, crm::create_connection))
+        .routes(routes!(crm::delete_connection))
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::list_calls))
 }

@@ -79,6 +79,10 @@ time_ordered_id!(CampaignId, "campaign");
 time_ordered_id!(ContactId, "contact");
 time_ordered_id!(CallId, "call");
 time_ordered_id!(AssistantId, "assistant");
+time_ordered_id!(
+    /// A CRM connection: where an organisation's finished calls are delivered.
+    ConnectionId, "CRM connection"
+);
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,7 @@ pub mod caller_id;
 pub mod calling_hours;
 pub mod campaign;
 pub mod contact;
+pub mod crm;
 pub mod dialing;
 pub mod error;
 pub mod ids;
@@ -50,7 +51,7 @@ pub use campaign::{
 pub use contact::{Consent, ConsentSource, Contact, ContactDisposition, ContactFate, ContactState, NewContact};
 pub use dialing::{CALL_ID_VARIABLE, Clearance, CrmJob, DialCheck, DialJob, DialSlot, ORG_ID_VARIABLE, Pace, Swept, id_variables};
 pub use error::ParseError;
-pub use ids::{AssistantId, CallId, CampaignId, ContactId, OrgId};
+pub use ids::{AssistantId, CallId, CampaignId, ConnectionId, ContactId, OrgId};
 pub use money::Money;
 pub use org::{EmergencyStop, Organisation};
 pub use phone::{E164, Region, mask_phone, mask_phones_in};

@@ -44,6 +44,9 @@ pub struct Config {
     pub webhooks: WebhookSecrets,
     pub bridge: BridgeConfig,
     pub tools: ToolsConfig,
+    /// Seals stored secrets (CRM tokens, webhook signing secrets): `OUTDIAL_SECRET_KEY`; the local
+    /// stack falls back to a key file beside its database. None: nothing secret can be stored.
+    pub secrets: Option<crate::SecretBox>,
 }
 
 /// What the agent's booking and email tools need; a tool whose part is missing answers the agent
@@ -232,6 +235,10 @@ impl Config {
             bridge: BridgeConfig::read(var)?,
             tools,
             store,
+            secrets: var("OUTDIAL_SECRET_KEY")
+                .map(|key| crate::SecretBox::from_base64(&key))
+                .transpose()
+                .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_SECRET_KEY", reason: e.to_string() })?,
         })
     }
 

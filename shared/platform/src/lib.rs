@@ -11,6 +11,7 @@ pub mod list;
 pub mod problem;
 pub mod queue;
 pub mod schedule;
+pub mod sealed;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -25,3 +26,4 @@ pub use list::{List, PageQuery};
 pub use problem::{IdLinks, Problem, StandardProblems};
 pub use queue::{CRM_JOBS, DIAL_JOBS, JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};
 pub use schedule::{CampaignScheduler, EventBridgeScheduler, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, SchedulerError};
+pub use sealed::{SealError, SecretBox};

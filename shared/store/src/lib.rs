@@ -554,13 +554,33 @@ pub trait CallerIdStore: Send + Sync {
     fn registered_caller_ids(&self, org: OrgId, phones: &[E164]) -> impl Future<Output = Result<Vec<CallerId>>> + Send;
 }
 
+/// The organisation's CRM connections. Their secrets are stored sealed (`platform::SecretBox`):
+/// the store never sees them in the clear.
+pub trait CrmStore: Send + Sync {
+    fn create_crm_connection(
+        &self,
+        connection: domain::crm::CrmConnection,
+        sealed_secret: String,
+    ) -> impl Future<Output = Result<domain::crm::CrmConnection>> + Send;
+    /// The organisation's connections, oldest first.
+    fn list_crm_connections(&self, org: OrgId, page: PageRequest) -> impl Future<Output = Result<Page<domain::crm::CrmConnection>>> + Send;
+    /// A connection and its sealed secret (for whoever delivers to it).
+    fn crm_connection(
+        &self,
+        org: OrgId,
+        id: domain::ConnectionId,
+    ) -> impl Future<Output = Result<(domain::crm::CrmConnection, String)>> + Send;
+    /// Removes it; false when the organisation has no such connection.
+    fn delete_crm_connection(&self, org: OrgId, id: domain::ConnectionId) -> impl Future<Output = Result<bool>> + Send;
+}
+
 /// Everything outdial stores; each function asks only for the part it uses.
 pub trait Store:
-    OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + CallerIdStore + Clone + 'static
+    OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + CallerIdStore + CrmStore + Clone + 'static
 {
 }
-impl<T: OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + CallerIdStore + Clone + 'static> Store
-    for T
+impl<T: OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + CallerIdStore + CrmStore + Clone + 'static>
+    Store for T
 {
 }
 

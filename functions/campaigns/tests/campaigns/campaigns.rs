@@ -10,7 +10,7 @@ use platform::{CampaignScheduler, LocalScheduler, ScheduledAction};
 use providers::ProviderAccounts;
 use serde_json::{Value, json};
 use std::time::Duration;
-use store::{CallerIdStore, SqliteStore, Store};
+use store::{CallerIdStore, CrmStore, OrgStore, SqliteStore, Store};
 use tower::ServiceExt;
 
 struct Harness<S> {
@@ -32,6 +32,7 @@ async fn harness<S: Store>(store: S, accounts: ProviderAccounts, import_max_byte
     let mut config = platform::testing::config(&[]);
     // the simulator's campaigns start only where OUTDIAL_SIMULATOR=on
     (config.providers, config.import_max_bytes) = (ProviderAccounts { simulator: true, ..accounts }, import_max_bytes);
+    config.secrets = Some(platform::SecretBox::from_base64(SECRET_KEY).unwrap());
     let state = AppState::from_config(&config, store.clone(), scheduler.clone());
     let (app, _) = router().with_state(state).split_for_parts();
     store.register_caller_id(registration(org, "+14155550100", None)).await.unwrap();
@@ -85,6 +86,9 @@ impl<S: Store> Harness<S> {
     }
 }
 
+/// The key the harness seals CRM tokens with (32 bytes, base64).
+const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
 const ATTESTED: &str = "consent=attested&consentSource=signed%20paper%20forms";
 
 store::on_both_stores!(
@@ -103,7 +107,66 @@ store::on_both_stores!(
     campaigns_call_only_from_their_organisations_registered_numbers,
     api_keys_are_created_listed_and_revoked,
     crafted_cursors_are_refused_as_bad_requests,
+    crm_connections_keep_their_tokens_sealed,
 );
+
+async fn crm_connections_keep_their_tokens_sealed<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let (status, hook) =
+        h.json("POST", "/crm/connections", json!({"name": "Ops", "kind": "webhook", "url": "https://hooks.example.com/in"})).await;
+    assert_eq!(status, 201, "{hook}");
+    let signing = hook["signingSecret"].as_str().unwrap().to_string();
+    assert!(signing.starts_with("whsec_") && hook["url"] == "https://hooks.example.com/in" && hook["kind"] == "webhook", "{hook}");
+    let ghl = json!({"name": "Sales", "kind": "gohighlevel", "token": "pit-secret-token", "locationId": "loc_1", "pipelineId": "p1", "stageId": "s1"});
+    let (status, created) = h.json("POST", "/crm/connections", ghl).await;
+    assert_eq!(status, 201, "{created}");
+    assert!(created.get("token").is_none() && created.get("signingSecret").is_none(), "a token is never read back: {created}");
+    let (status, listed) = h.json("GET", "/crm/connections", Value::Null).await;
+    let text = listed.to_string();
+    assert!(status == 200 && listed["items"].as_array().unwrap().len() == 2, "{listed}");
+    assert!(!text.contains("pit-secret-token") && !text.contains(&signing), "no read returns a secret: {listed}");
+
+    // at rest, sealed for its own record
+    let secrets = platform::SecretBox::from_base64(SECRET_KEY).unwrap();
+    for (id, secret) in [(created["id"].as_str().unwrap(), "pit-secret-token"), (hook["id"].as_str().unwrap(), signing.as_str())] {
+        let (_, sealed) = h.store.crm_connection(h.org, id.parse().unwrap()).await.unwrap();
+        assert!(!sealed.contains(secret), "not stored in the clear");
+        assert_eq!(secrets.open(&sealed, id).unwrap(), secret);
+    }
+
+    let (status, problem) =
+        h.json("POST", "/crm/connections", json!({"name": "x", "kind": "webhook", "url": "http://hooks.example.com"})).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("url")), "{problem}");
+    let other = h.store.create_org("Other").await.unwrap().id;
+    let intruder = Harness {
+        key: h.store.create_api_key(other).await.unwrap().secret,
+        org: other,
+        app: h.app.clone(),
+        store: h.store.clone(),
+        scheduler: h.scheduler.clone(),
+        assistant: h.assistant.clone(),
+    };
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(intruder.json("DELETE", &format!("/crm/connections/{id}"), Value::Null).await.0, 404);
+    assert!(intruder.json("GET", "/crm/connections", Value::Null).await.1["items"].as_array().unwrap().is_empty());
+    assert_eq!(h.json("DELETE", &format!("/crm/connections/{id}"), Value::Null).await.0, 204);
+    assert_eq!(h.json("DELETE", &format!("/crm/connections/{id}"), Value::Null).await.0, 404);
+}
+
+/// Without a key to seal them with, no token is stored at all.
+#[tokio::test]
+async fn crm_connections_need_a_sealing_key() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let org = store.create_org("Acme").await.unwrap().id;
+    let key = store.create_api_key(org).await.unwrap().secret;
+    let (scheduler, _fired) = LocalScheduler::new(Duration::from_secs(3600));
+    let state = AppState::from_config(&platform::testing::config(&[]), store.clone(), scheduler.clone());
+    let (app, _) = router().with_state(state).split_for_parts();
+    let h = Harness { app, store, scheduler, org, key, assistant: String::new() };
+    let (status, problem) = h.json("POST", "/crm/connections", json!({"name": "Hub", "kind": "hubspot", "token": "pat-1"})).await;
+    assert_eq!((status, problem["type"].as_str()), (503, Some("https://outdial.dev/problems/secrets-not-configured")), "{problem}");
+    assert!(h.store.list_crm_connections(org, store::PageRequest::default()).await.unwrap().items.is_empty());
+}
 
 async fn crafted_cursors_are_refused_as_bad_requests<S: Store>(store: S) {
     use base64::Engine;

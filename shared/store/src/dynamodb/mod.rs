@@ -31,6 +31,7 @@ mod assistants;
 mod caller_ids;
 mod calls;
 mod campaigns;
+mod crm;
 mod dialing;
 mod do_not_call;
 mod orgs;

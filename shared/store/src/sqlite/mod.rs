@@ -21,6 +21,7 @@ mod assistants;
 mod caller_ids;
 mod calls;
 mod campaigns;
+mod crm;
 mod dialing;
 mod do_not_call;
 mod orgs;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_api_key_management.sql"),
     include_str!("migrations/0011_do_not_call_removals.sql"),
     include_str!("migrations/0012_transcript_chunks.sql"),
+    include_str!("migrations/0013_crm_connections.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.

@@ -31,6 +31,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    crm_connections_belong_to_their_organisation,
     transcripts_are_kept_in_chunks_of_new_lines,
     api_keys_are_named_listed_expire_and_record_their_last_use,
     caller_ids_belong_to_one_organisation,

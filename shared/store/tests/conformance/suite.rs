@@ -1214,3 +1214,29 @@ pub async fn transcripts_are_kept_in_chunks_of_new_lines<S: Store>(store: &S) {
     assert!(is_not_found(store.call_transcript(other, call.id).await), "another organisation's call is not found");
     assert!(is_not_found(store.append_transcript(other, call.id, 4, "x".into()).await));
 }
+
+pub async fn crm_connections_belong_to_their_organisation<S: Store>(store: &S) {
+    use domain::crm::{ConnectionTarget, CrmConnection};
+    let (org, other) = (org(store).await, org(store).await);
+    let connection =
+        |name: &str, target| CrmConnection { id: domain::ConnectionId::new(), org_id: org, name: name.into(), target, created_at: t0() };
+    let hook = connection("Ops", ConnectionTarget::Webhook { url: "https://hooks.example.com/in".into() });
+    let ghl = connection(
+        "Sales",
+        ConnectionTarget::Gohighlevel { location_id: "loc_1".into(), pipeline_id: Some("p1".into()), stage_id: Some("s1".into()) },
+    );
+    assert_eq!(store.create_crm_connection(hook.clone(), "sealed-1".into()).await.unwrap(), hook);
+    store.create_crm_connection(ghl.clone(), "sealed-2".into()).await.unwrap();
+    let first = store.list_crm_connections(org, PageRequest::first(1)).await.unwrap();
+    assert_eq!(first.items, vec![hook.clone()]);
+    let rest = store.list_crm_connections(org, PageRequest { limit: 5, cursor: first.next_cursor }).await.unwrap();
+    assert_eq!((rest.items, rest.next_cursor), (vec![ghl.clone()], None));
+    assert_eq!(store.crm_connection(org, ghl.id).await.unwrap(), (ghl.clone(), "sealed-2".to_string()));
+    assert!(is_not_found(store.crm_connection(other, ghl.id).await), "another organisation's is not found");
+    assert!(store.list_crm_connections(other, PageRequest::default()).await.unwrap().items.is_empty());
+    assert!(!store.delete_crm_connection(other, ghl.id).await.unwrap());
+    assert!(store.delete_crm_connection(org, ghl.id).await.unwrap());
+    assert!(is_not_found(store.crm_connection(org, ghl.id).await));
+    let orphan = CrmConnection { org_id: OrgId::new(), ..hook };
+    assert!(is_not_found(store.create_crm_connection(orphan, "x".into()).await), "connections need an existing organisation");
+}

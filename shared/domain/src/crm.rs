@@ -1,0 +1,186 @@
+//! CRM connections: where an organisation's finished calls go (GoHighLevel, HubSpot, or a signed
+//! webhook). The connection's secret (an API token, or the webhook's signing secret outdial
+//! makes) is not part of it: it is sealed at rest and handed out by no read.
+
+use crate::{ConnectionId, OrgId, ParseError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which CRM a connection delivers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmKind {
+    Gohighlevel,
+    Hubspot,
+    Webhook,
+}
+
+impl CrmKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gohighlevel => "gohighlevel",
+            Self::Hubspot => "hubspot",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+/// What a connection needs besides its secret, by kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase", rename_all_fields = "camelCase")]
+pub enum ConnectionTarget {
+    /// A GoHighLevel sub-account; an opportunity is opened in the pipeline's stage when both are given.
+    Gohighlevel {
+        location_id: String,
+        pipeline_id: Option<String>,
+        stage_id: Option<String>,
+    },
+    Hubspot {},
+    /// An `https` URL that receives each finished call as signed JSON.
+    Webhook {
+        url: String,
+    },
+}
+
+impl ConnectionTarget {
+    pub fn kind(&self) -> CrmKind {
+        match self {
+            Self::Gohighlevel { .. } => CrmKind::Gohighlevel,
+            Self::Hubspot {} => CrmKind::Hubspot,
+            Self::Webhook { .. } => CrmKind::Webhook,
+        }
+    }
+}
+
+/// A connection as stored and listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmConnection {
+    pub id: ConnectionId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub target: ConnectionTarget,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A connection as asked for: `{name, kind, token?, locationId?, pipelineId?, stageId?, url?}`.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrmConnectionSpec {
+    pub name: Option<String>,
+    /// `gohighlevel`, `hubspot` or `webhook`.
+    pub kind: Option<String>,
+    /// The CRM's API token (GoHighLevel private integration token, HubSpot private app token).
+    pub token: Option<String>,
+    pub location_id: Option<String>,
+    pub pipeline_id: Option<String>,
+    pub stage_id: Option<String>,
+    /// The webhook's `https` URL.
+    pub url: Option<String>,
+}
+
+/// A valid connection to create, and the API token it came with (webhooks get theirs from outdial).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCrmConnection {
+    pub name: String,
+    pub target: ConnectionTarget,
+    pub token: Option<String>,
+}
+
+impl NewCrmConnection {
+    pub const MAX_NAME: usize = 100;
+
+    /// Every invalid field at once.
+    pub fn parse(spec: CrmConnectionSpec) -> Result<Self, Vec<ParseError>> {
+        let mut errors = Vec::new();
+        let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let name = text(spec.name).unwrap_or_default();
+        if name.is_empty() || name.chars().count() > Self::MAX_NAME || name.chars().any(char::is_control) {
+            errors.push(ParseError::new("name", format!("must be 1–{} characters on one line", Self::MAX_NAME)));
+        }
+        let token = text(spec.token);
+        let mut needs_token = |kind: &str| {
+            if token.as_ref().is_none_or(|t| t.len() > 4096 || t.chars().any(char::is_whitespace)) {
+                errors.push(ParseError::new("token", format!("is required for {kind}: the API token, one word")));
+            }
+        };
+        let target = match spec.kind.as_deref().map(str::trim) {
+            Some("gohighlevel") => {
+                needs_token("gohighlevel");
+                let location_id = text(spec.location_id);
+                if location_id.is_none() {
+                    errors.push(ParseError::new("locationId", "is required: the GoHighLevel location (sub-account) id"));
+                }
+                let (pipeline_id, stage_id) = (text(spec.pipeline_id), text(spec.stage_id));
+                if pipeline_id.is_some() != stage_id.is_some() {
+                    errors.push(ParseError::new("stageId", "pipelineId and stageId go together: give both, or neither"));
+                }
+                Some(ConnectionTarget::Gohighlevel { location_id: location_id.unwrap_or_default(), pipeline_id, stage_id })
+            }
+            Some("hubspot") => {
+                needs_token("hubspot");
+                Some(ConnectionTarget::Hubspot {})
+            }
+            Some("webhook") => {
+                if token.is_some() {
+                    errors.push(ParseError::new("token", "is not taken for a webhook: outdial makes its signing secret"));
+                }
+                let url = text(spec.url).unwrap_or_default();
+                if let Err(reason) = webhook_url(&url) {
+                    errors.push(ParseError::new("url", reason));
+                }
+                Some(ConnectionTarget::Webhook { url })
+            }
+            other => {
+                let what = other.map_or("is missing".to_string(), |k| format!("{k:?} is not one"));
+                errors.push(ParseError::new("kind", format!("{what}: gohighlevel, hubspot or webhook")));
+                None
+            }
+        };
+        match target {
+            Some(target) if errors.is_empty() => Ok(Self { name, target, token }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// An `https` URL with a host, no credentials and no fragment.
+fn webhook_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("https://") else { return Err(format!("{url:?} is not an https URL")) };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || url.contains('#') || url.len() > 2048 || url.contains(char::is_whitespace) {
+        return Err(format!("{url:?} is not a usable https URL: a host, no user:password@, no #fragment"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> CrmConnectionSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn connections_are_checked_field_by_field_for_their_kind() {
+        let ghl = NewCrmConnection::parse(spec(serde_json::json!({"name": "Sales", "kind": "gohighlevel", "token": "pit-1",
+            "locationId": "loc_1", "pipelineId": "p1", "stageId": "s1"})))
+        .unwrap();
+        assert_eq!(
+            ghl.target,
+            ConnectionTarget::Gohighlevel { location_id: "loc_1".into(), pipeline_id: Some("p1".into()), stage_id: Some("s1".into()) }
+        );
+        assert_eq!(ghl.token.as_deref(), Some("pit-1"));
+        let hook =
+            NewCrmConnection::parse(spec(serde_json::json!({"name": "Ops", "kind": "webhook", "url": "https://hooks.example.com/in"})))
+                .unwrap();
+        assert_eq!((hook.target.kind(), hook.token), (CrmKind::Webhook, None));
+        let fields = |v| NewCrmConnection::parse(spec(v)).unwrap_err().into_iter().map(|e| e.field).collect::<Vec<_>>();
+        assert_eq!(fields(serde_json::json!({"kind": "gohighlevel", "pipelineId": "p"})), ["name", "token", "locationId", "stageId"]);
+        assert_eq!(fields(serde_json::json!({"name": "x", "kind": "hubspot"})), ["token"]);
+        assert_eq!(fields(serde_json::json!({"name": "x", "kind": "webhook", "url": "http://example.com"})), ["url"]);
+        assert_eq!(fields(serde_json::json!({"name": "x", "kind": "webhook", "url": "https://u:p@example.com"})), ["url"]);
+        assert_eq!(fields(serde_json::json!({"name": "x", "kind": "webhook", "url": "https://example.com", "token": "t"})), ["token"]);
+        assert_eq!(fields(serde_json::json!({"name": "x", "kind": "salesforce"})), ["kind"]);
+    }
+}
