@@ -6,6 +6,7 @@ mod accounts;
 pub mod calcom;
 mod caller_ids;
 pub mod calls;
+pub mod crm_webhook;
 pub mod elevenlabs;
 mod http;
 pub mod retell;

@@ -4,3 +4,4 @@
 mod assistant_providers;
 mod calcom;
 mod call_providers;
+mod crm_webhook;

@@ -1,0 +1,192 @@
+//! The generic CRM webhook: a finished call POSTed as JSON to the organisation's URL, signed
+//! `X-Outdial-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` with an
+//! `Idempotency-Key` (PROTOCOLS.md). The URL is the organisation's to choose, so it is checked at
+//! send time: `https`, and every address its host resolves to public (no loopback, private,
+//! link-local, metadata or other special ranges); the request goes to the address checked
+//! (no second lookup), and redirects are not followed.
+
+use chrono::{DateTime, Utc};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
+/// The signature header's value for `body` sent at `at`.
+pub fn signature(secret: &str, at: DateTime<Utc>, body: &[u8]) -> String {
+    let t = at.timestamp();
+    format!("t={t},v1={}", crate::hmac_sha256_hex(secret, &[t.to_string().as_bytes(), b".", body]))
+}
+
+/// Why a delivery did not happen, or what the receiver answered instead of 2xx.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    /// The URL is not one outdial sends to: lasting, not worth a retry.
+    #[error("the webhook URL is refused: {0}")]
+    Unsafe(String),
+    /// 4xx other than 429: the receiver will not take it as it is.
+    #[error("the receiver refused the delivery ({status}): {body}")]
+    Refused { status: u16, body: String },
+    /// 429: send again after `retry_after` (when the receiver said).
+    #[error("the receiver is rate-limiting deliveries (429)")]
+    RateLimited { retry_after: Option<Duration> },
+    /// 5xx, 3xx (redirects are not followed), timeouts and connection failures.
+    #[error("the receiver is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl WebhookError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::RateLimited { .. } | Self::Unavailable(_))
+    }
+}
+
+/// Where deliveries may go: public `https` addresses only, unless `allow_private`
+/// (`OUTDIAL_CRM_ALLOW_PRIVATE=true`, for local testing: unsafe in production).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboundPolicy {
+    pub allow_private: bool,
+}
+
+impl OutboundPolicy {
+    /// The host and the addresses `url` may be sent to, after resolving it now.
+    pub async fn check(&self, url: &str) -> Result<(String, Vec<SocketAddr>), WebhookError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| WebhookError::Unsafe(format!("{url:?} is not a URL: {e}")))?;
+        let https = parsed.scheme() == "https";
+        if !https && !(self.allow_private && parsed.scheme() == "http") {
+            return Err(WebhookError::Unsafe(format!("{url} is not https")));
+        }
+        let host = parsed.host_str().ok_or_else(|| WebhookError::Unsafe(format!("{url} has no host")))?.to_string();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| WebhookError::Unavailable(format!("{host} does not resolve: {e}")))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(WebhookError::Unavailable(format!("{host} resolves to no address")));
+        }
+        if !self.allow_private
+            && let Some(private) = addresses.iter().find(|a| !is_public(a.ip()))
+        {
+            return Err(WebhookError::Unsafe(format!("{host} resolves to {}, which is not a public address", private.ip())));
+        }
+        Ok((host, addresses))
+    }
+
+    /// POSTs `body` to `url` signed with `secret`, once; the receiver's status on 2xx.
+    pub async fn deliver(
+        &self,
+        url: &str,
+        secret: &str,
+        idempotency_key: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Result<u16, WebhookError> {
+        let (host, addresses) = self.check(url).await?;
+        // the connection goes to the addresses just checked: a second lookup could answer otherwise
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .resolve_to_addrs(&host, &addresses)
+            .build()
+            .map_err(|e| WebhookError::Unavailable(format!("no HTTP client: {e}")))?;
+        let sent = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-outdial-signature", signature(secret, now, body))
+            .header("idempotency-key", idempotency_key)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| WebhookError::Unavailable(if e.is_timeout() { "timed out".into() } else { format!("connection failed: {e}") }))?;
+        let status = sent.status();
+        let retry_after = sent
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text: String = sent.text().await.unwrap_or_default().chars().take(500).collect();
+        match status.as_u16() {
+            200..=299 => Ok(status.as_u16()),
+            429 => Err(WebhookError::RateLimited { retry_after }),
+            300..=399 => Err(WebhookError::Unavailable(format!("the receiver redirected ({status}); redirects are not followed"))),
+            400..=499 => Err(WebhookError::Refused { status: status.as_u16(), body: text }),
+            _ => Err(WebhookError::Unavailable(format!("the receiver failed ({status}): {text}"))),
+        }
+    }
+}
+
+/// Not loopback, private, link-local (cloud metadata), shared, documentation, benchmarking,
+/// multicast, reserved or unspecified; IPv4 inside IPv6 is judged as IPv4.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || ip.is_multicast()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (18..20).contains(&b))
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00
+        || (s[0] & 0xffc0) == 0xfe80
+        || (s[0] == 0x2001 && s[1] == 0x0db8)
+        || (s[0] == 0x0064 && s[1] == 0xff9b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "198.18.0.1",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "2001:db8::1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+}
