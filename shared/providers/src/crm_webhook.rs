@@ -51,8 +51,8 @@ impl OutboundPolicy {
     /// The host and the addresses `url` may be sent to, after resolving it now.
     pub async fn check(&self, url: &str) -> Result<(String, Vec<SocketAddr>), WebhookError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| WebhookError::Unsafe(format!("{url:?} is not a URL: {e}")))?;
-        let https = parsed.scheme() == "https";
-        if !https && !(self.allow_private && parsed.scheme() == "http") {
+        let plain_allowed = self.allow_private && parsed.scheme() == "http";
+        if parsed.scheme() != "https" && !plain_allowed {
             return Err(WebhookError::Unsafe(format!("{url} is not https")));
         }
         let host = parsed.host_str().ok_or_else(|| WebhookError::Unsafe(format!("{url} has no host")))?.to_string();
