@@ -310,7 +310,7 @@ impl JobQueue for FlakyQueue {
 
 pub async fn a_failed_ticks_retry_runs_again_and_still_claims_each_contact_once<S: Store>(store: S) {
     let w = world(store).await;
-    let settings = CampaignSettings { crm: Some(CrmTarget::Webhook { url: "https://crm.example.com/hook".into() }), ..Default::default() };
+    let settings = CampaignSettings { crm: Some(CrmTarget { connection_ids: vec![domain::ConnectionId::new()] }), ..Default::default() };
     let campaign = w.running(3, settings, new_york(0..5)).await;
     assert_eq!(w.tick(campaign.id, "warm-up", t0()).await.claimed, 3);
     let first = w.store().active_calls(w.org, campaign.id).await.unwrap()[0].id;

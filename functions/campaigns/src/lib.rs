@@ -194,6 +194,20 @@ async fn create_campaign<S: Store, C: CampaignScheduler>(
             new.settings.provider,
         )));
     }
+    let mut unknown = Vec::new();
+    for (i, id) in new.settings.crm.iter().flat_map(|crm| &crm.connection_ids).enumerate() {
+        match state.store.crm_connection(org, *id).await {
+            Ok(_) => {}
+            Err(store::StoreError::NotFound { .. }) => unknown.push(domain::ParseError::new(
+                "crm.connectionIds",
+                format!("[{i}] {id} is not a CRM connection of this organisation; create one with POST /crm/connections"),
+            )),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(Problem::validation(unknown));
+    }
     let start_at = new.settings.start_at;
     let campaign = state.store.create_campaign(org, new).await?;
     if let Some(at) = start_at {

@@ -7,7 +7,7 @@ use chrono::Utc;
 use domain::{Campaign, CampaignId, CampaignStatus, EmergencyStop, OrgId, Organisation, StartRefusal, UnmetCheck};
 use platform::{CampaignScheduler, Schedule, ScheduledAction, ScheduledRun, SchedulerError};
 use providers::ProviderAccounts;
-use store::{AssistantStore, CallerIdStore, CampaignStore, OrgStore, StoreError};
+use store::{AssistantStore, CallerIdStore, CampaignStore, CrmStore, OrgStore, StoreError};
 
 /// Why a lifecycle change did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,7 @@ pub struct Lifecycle<'a, S, C> {
     pub accounts: &'a ProviderAccounts,
 }
 
-impl<S: OrgStore + CampaignStore + AssistantStore + CallerIdStore, C: CampaignScheduler> Lifecycle<'_, S, C> {
+impl<S: OrgStore + CampaignStore + AssistantStore + CallerIdStore + CrmStore, C: CampaignScheduler> Lifecycle<'_, S, C> {
     /// Makes the campaign's tick schedule match its status: present while running, absent otherwise.
     /// Re-reads the status after each change, so a status that moved meanwhile is followed too.
     pub async fn sync_schedule(&self, org: OrgId, id: CampaignId) -> Result<Campaign, LifecycleError> {
@@ -121,7 +121,15 @@ impl<S: OrgStore + CampaignStore + AssistantStore + CallerIdStore, C: CampaignSc
         };
         let missing = self.accounts.missing_for_calls(campaign.settings.provider);
         let registered = self.store.registered_caller_ids(org, &campaign.settings.caller_ids).await?;
-        let unmet = campaign.unmet_launch_checks(assistant.as_ref(), &missing, &registered);
+        let mut gone = Vec::new();
+        for id in campaign.settings.crm.iter().flat_map(|crm| &crm.connection_ids) {
+            match self.store.crm_connection(org, *id).await {
+                Ok(_) => {}
+                Err(StoreError::NotFound { .. }) => gone.push(*id),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let unmet = campaign.unmet_launch_checks(assistant.as_ref(), &missing, &registered, &gone);
         if !unmet.is_empty() {
             return Err(LifecycleError::LaunchChecks(unmet));
         }

@@ -14,15 +14,18 @@ use domain::{CallDetails, CallEvent, CallEventKind, CampaignId, CampaignStatus, 
 use platform::{CRM_JOBS, CampaignScheduler, DIAL_JOBS, JobQueue, QueueError, ScheduledAction, ScheduledRun};
 use providers::ProviderAccounts;
 use std::future::Future;
-use store::{AssistantStore, CallStore, CallerIdStore, CampaignStore, DialingStore, OrgStore, StoreError};
+use store::{AssistantStore, CallStore, CallerIdStore, CampaignStore, CrmStore, DialingStore, OrgStore, StoreError};
 use tracing::Instrument;
 
 use crate::lifecycle::{Lifecycle, LifecycleError};
 
 /// What a tick reads and writes: campaigns, their calls, the dialing records, and (to start or
 /// complete a campaign) organisations and assistants.
-pub trait TickStore: OrgStore + CampaignStore + AssistantStore + CallerIdStore + CallStore + DialingStore + Clone + 'static {}
-impl<T: OrgStore + CampaignStore + AssistantStore + CallerIdStore + CallStore + DialingStore + Clone + 'static> TickStore for T {}
+pub trait TickStore:
+    OrgStore + CampaignStore + AssistantStore + CallerIdStore + CrmStore + CallStore + DialingStore + Clone + 'static
+{
+}
+impl<T: OrgStore + CampaignStore + AssistantStore + CallerIdStore + CrmStore + CallStore + DialingStore + Clone + 'static> TickStore for T {}
 
 /// Orphaned provider call ids looked at per tick.
 const ORPHANS_PER_TICK: u32 = 50;
@@ -217,7 +220,7 @@ async fn hand_on_finished_call<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
     if !store.mark_post_call(call.org_id, call.id, Some(now)).await? {
         return Ok(false);
     }
-    if campaign.settings.crm.is_some() {
+    if campaign.settings.crm.as_ref().is_some_and(|crm| !crm.connection_ids.is_empty()) {
         let job = CrmJob { org_id: call.org_id, campaign_id: call.campaign_id, call_id: call.id };
         if let Err(e) = state.queue.send(CRM_JOBS, serde_json::to_string(&job).expect("a CRM job serialises")).await {
             store.mark_post_call(call.org_id, call.id, None).await?;

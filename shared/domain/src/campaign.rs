@@ -140,27 +140,27 @@ pub struct Voicemail {
     pub message: Option<String>,
 }
 
-/// Where finished calls are reported. Credentials come from the deployment's environment.
+/// Where finished calls are delivered: the organisation's CRM connections (`/crm/connections`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "lowercase", rename_all_fields = "camelCase", deny_unknown_fields)]
-pub enum CrmTarget {
-    /// A GoHighLevel sub-account.
-    Gohighlevel { location_id: String },
-    /// A URL that receives each outcome as JSON, HMAC-signed.
-    Webhook { url: String },
+#[serde(rename_all = "camelCase")]
+pub struct CrmTarget {
+    /// Campaigns made before connections existed kept a target of another shape: it reads as none.
+    #[serde(default)]
+    pub connection_ids: Vec<crate::ConnectionId>,
 }
 
 impl CrmTarget {
+    pub const MAX_CONNECTIONS: usize = 10;
+
     fn validate(&self) -> Result<(), ParseError> {
-        match self {
-            Self::Gohighlevel { location_id } if location_id.trim().is_empty() => {
-                Err(ParseError::new("crm.locationId", "is empty; give the GoHighLevel location (sub-account) id"))
-            }
-            Self::Webhook { url } if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 11 => {
-                Err(ParseError::new("crm.url", format!("{url:?} is not an http(s) URL")))
-            }
-            _ => Ok(()),
+        let ids = &self.connection_ids;
+        if ids.is_empty() || ids.len() > Self::MAX_CONNECTIONS {
+            return Err(ParseError::new("crm.connectionIds", format!("needs 1–{} CRM connection ids", Self::MAX_CONNECTIONS)));
         }
+        if ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id)) {
+            return Err(ParseError::new("crm.connectionIds", "names a connection twice"));
+        }
+        Ok(())
     }
 }
 
@@ -593,6 +593,7 @@ impl Campaign {
         assistant: Option<&Assistant>,
         missing_credentials: &[&str],
         registered: &[crate::CallerId],
+        missing_connections: &[crate::ConnectionId],
     ) -> Vec<UnmetCheck> {
         let mut unmet = Vec::new();
         if self.counters.contacts_total == self.counters.contacts_done {
@@ -612,6 +613,9 @@ impl Campaign {
                 provider: self.settings.provider,
                 phones: unregistered.into_iter().cloned().collect(),
             });
+        }
+        if !missing_connections.is_empty() {
+            unmet.push(UnmetCheck::CrmConnectionMissing { ids: missing_connections.to_vec() });
         }
         if !missing_credentials.is_empty() {
             unmet.push(UnmetCheck::ProviderNotConfigured {
@@ -670,6 +674,10 @@ pub enum UnmetCheck {
         provider: CallProvider,
         phones: Vec<E164>,
     },
+    /// CRM connections the campaign names that no longer exist.
+    CrmConnectionMissing {
+        ids: Vec<crate::ConnectionId>,
+    },
     ProviderNotConfigured {
         provider: CallProvider,
         variables: Vec<String>,
@@ -686,6 +694,7 @@ impl UnmetCheck {
             Self::AssistantInactive { .. } => "assistant-inactive",
             Self::NoCallerId => "no-caller-id",
             Self::CallerIdNotRegistered { .. } => "caller-id-not-registered",
+            Self::CrmConnectionMissing { .. } => "crm-connection-missing",
             Self::ProviderNotConfigured { .. } => "provider-not-configured",
             Self::CallingWindowEmpty => "calling-window-empty",
         }
@@ -704,6 +713,10 @@ impl UnmetCheck {
                 let phones = phones.iter().map(E164::as_str).collect::<Vec<_>>().join(", ");
                 let how = crate::caller_id::registration_hint(*provider);
                 format!("caller IDs {phones} are not registered to this organisation; register each with POST /caller-ids{how}")
+            }
+            Self::CrmConnectionMissing { ids } => {
+                let ids = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                format!("CRM connections {ids} no longer exist; create them again (POST /crm/connections) or name others")
             }
             Self::ProviderNotConfigured { provider, variables } => {
                 format!("{} credentials are not configured: set {}", provider.as_str(), variables.join(" and "))
@@ -778,7 +791,7 @@ mod tests {
                 "name": " ", "provider": "skype", "callerIds": ["+1415", "not"], "cap": 51, "mode": "batch",
                 "callingWindow": {"days": ["mon"], "start": "21:00", "end": "08:00"}, "timezone": "Mars/Base",
                 "retryPolicy": {"maxAttempts": 0, "delayMinutes": 5, "retryOn": []}, "voicemail": {"action": "leave_message"},
-                "maxCallSeconds": 5, "crm": {"kind": "webhook", "url": "ftp://x"}, "startAt": "2020-01-01T00:00:00Z", "region": "XX"
+                "maxCallSeconds": 5, "crm": {"connectionIds": []}, "startAt": "2020-01-01T00:00:00Z", "region": "XX"
             })),
             t,
         )
@@ -797,7 +810,7 @@ mod tests {
             "retryPolicy.maxAttempts",
             "voicemail.message",
             "maxCallSeconds",
-            "crm.url",
+            "crm.connectionIds",
             "startAt",
         ] {
             assert!(fields.contains(&field), "{field} missing from {fields:?}");
@@ -829,7 +842,7 @@ mod tests {
         let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let settings = CampaignSettings { calling_window: CallingWindow::parse([], "08:00", "21:00").unwrap(), ..Default::default() };
         let c = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, settings).unwrap(), t);
-        let codes: Vec<_> = c.unmet_launch_checks(None, &["TWILIO_AUTH_TOKEN"], &[]).iter().map(UnmetCheck::code).collect();
+        let codes: Vec<_> = c.unmet_launch_checks(None, &["TWILIO_AUTH_TOKEN"], &[], &[]).iter().map(UnmetCheck::code).collect();
         assert_eq!(codes, ["no-contacts", "assistant-missing", "no-caller-id", "provider-not-configured", "calling-window-empty"]);
         let mut ready = c.clone();
         ready.counters.contacts_total = 1;
@@ -837,7 +850,7 @@ mod tests {
         ready.settings.calling_window = CallingWindow::default();
         let config = crate::assistant::templates()[0].config.clone();
         let assistant = Assistant::new(OrgId::new(), crate::NewAssistant::local("a", ProviderKind::Simulator, config).unwrap(), t);
-        let unregistered: Vec<_> = ready.unmet_launch_checks(Some(&assistant), &[], &[]).iter().map(UnmetCheck::code).collect();
+        let unregistered: Vec<_> = ready.unmet_launch_checks(Some(&assistant), &[], &[], &[]).iter().map(UnmetCheck::code).collect();
         assert_eq!(unregistered, ["caller-id-not-registered"]);
         let registration = crate::CallerId {
             phone: ready.settings.caller_ids[0].clone(),
@@ -846,7 +859,7 @@ mod tests {
             elevenlabs_phone_number_id: None,
             registered_at: t,
         };
-        assert!(ready.unmet_launch_checks(Some(&assistant), &[], &[registration]).is_empty());
+        assert!(ready.unmet_launch_checks(Some(&assistant), &[], &[registration], &[]).is_empty());
     }
 
     fn ended(call: &Call, reason: EndReason, at: DateTime<Utc>) -> Call {

@@ -108,7 +108,30 @@ store::on_both_stores!(
     api_keys_are_created_listed_and_revoked,
     crafted_cursors_are_refused_as_bad_requests,
     crm_connections_keep_their_tokens_sealed,
+    campaigns_deliver_to_their_organisations_crm_connections,
 );
+
+async fn campaigns_deliver_to_their_organisations_crm_connections<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let (_, hook) =
+        h.json("POST", "/crm/connections", json!({"name": "Ops", "kind": "webhook", "url": "https://hooks.example.com/in"})).await;
+    let connection = hook["id"].as_str().unwrap().to_string();
+    let unknown = domain::ConnectionId::new().to_string();
+    let spec = |ids: Vec<&str>| json!({"name": "Renewals", "assistantId": h.assistant, "callerIds": ["+14155550100"], "crm": {"connectionIds": ids}});
+    let (status, problem) = h.json("POST", "/campaigns", spec(vec![&connection, &unknown])).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("crm.connectionIds")), "{problem}");
+    assert!(problem["errors"][0]["reason"].as_str().unwrap().starts_with(&format!("[1] {unknown}")), "{problem}");
+    assert_eq!(h.json("POST", "/campaigns", spec(vec![])).await.0, 422, "an empty list names nothing");
+    let (status, created) = h.json("POST", "/campaigns", spec(vec![&connection])).await;
+    assert_eq!((status, created["crm"]["connectionIds"][0].as_str()), (201, Some(connection.as_str())), "{created}");
+    let id = created["id"].as_str().unwrap();
+    h.import(id, "text/csv", "phone\n+14155550171\n").await;
+    // the connection went away before the start: the launch check says so
+    assert_eq!(h.json("DELETE", &format!("/crm/connections/{connection}"), Value::Null).await.0, 204);
+    let (status, problem) = h.json("POST", &format!("/campaigns/{id}/start"), Value::Null).await;
+    let checks: Vec<&str> = problem["unmet"].as_array().unwrap().iter().map(|u| u["check"].as_str().unwrap()).collect();
+    assert_eq!((status, checks), (409, vec!["crm-connection-missing"]), "{problem}");
+}
 
 async fn crm_connections_keep_their_tokens_sealed<S: Store>(store: S) {
     let h = harness(store, ProviderAccounts::default(), 1 << 20).await;

@@ -323,7 +323,7 @@ async fn an_opt_out_puts_the_number_on_the_do_not_call_list_whatever_else_the_ca
 #[tokio::test]
 async fn the_last_call_ending_completes_the_campaign_and_hands_each_call_to_the_crm_once() {
     let w = world(sqlite()).await;
-    let crm = domain::CampaignSettings { crm: Some(CrmTarget::Webhook { url: "https://crm.example.com/hook".into() }), ..settings() };
+    let crm = domain::CampaignSettings { crm: Some(CrmTarget { connection_ids: vec![domain::ConnectionId::new()] }), ..settings() };
     let campaign = w.running(2, crm, 2).await;
     let calls = w.claim(campaign.id).await;
     w.placed(calls[0].id, CallProvider::Twilio, "CA50").await;
@@ -363,7 +363,7 @@ async fn the_last_call_ending_completes_the_campaign_and_hands_each_call_to_the_
 #[tokio::test]
 async fn a_missing_report_is_waited_for_only_the_grace_period() {
     let w = world(sqlite()).await;
-    let crm = domain::CampaignSettings { crm: Some(CrmTarget::Webhook { url: "https://crm.example.com/hook".into() }), ..settings() };
+    let crm = domain::CampaignSettings { crm: Some(CrmTarget { connection_ids: vec![domain::ConnectionId::new()] }), ..settings() };
     let campaign = w.running(1, crm, 1).await;
     let call = w.claim(campaign.id).await.remove(0);
     w.placed(call.id, CallProvider::Twilio, "CA60").await;
