@@ -21,12 +21,40 @@ pub struct CallView {
     /// Every event received for it, oldest first (single-call reads only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<CallEventView>>,
+    /// Its delivery to each CRM connection of its campaign (single-call reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crm: Option<Vec<CrmDeliveryView>>,
 }
 
 impl CallView {
     fn new(call: Call, events: Option<Vec<StoredCallEvent>>) -> Self {
         let events = events.map(|list| list.into_iter().map(CallEventView::from).collect());
-        Self { disposition: call.disposition(), call, events }
+        Self { disposition: call.disposition(), call, events, crm: None }
+    }
+}
+
+/// Where a call's delivery to one CRM connection stands.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrmDeliveryView {
+    pub connection_id: domain::ConnectionId,
+    pub kind: domain::crm::CrmKind,
+    pub status: domain::crm::DeliveryStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<domain::crm::CrmDelivery> for CrmDeliveryView {
+    fn from(d: domain::crm::CrmDelivery) -> Self {
+        Self {
+            connection_id: d.connection_id,
+            kind: d.kind,
+            status: d.status,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            delivered_at: d.delivered_at,
+        }
     }
 }
 
@@ -83,7 +111,8 @@ pub(crate) async fn get_call<S: Store, C: CampaignScheduler>(
         call.details.transcript = state.store.call_transcript(org, id).await?;
     }
     let events = state.store.list_call_events(org, id).await?;
-    Ok(axum::Json(CallView::new(call, Some(events))))
+    let crm = state.store.crm_deliveries(org, id).await?.into_iter().map(CrmDeliveryView::from).collect();
+    Ok(axum::Json(CallView { crm: Some(crm), ..CallView::new(call, Some(events)) }))
 }
 
 /// The campaign's calls in the order they were made, optionally only those in one state or with

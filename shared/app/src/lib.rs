@@ -2,12 +2,14 @@
 //! the tick, placing a call, applying a webhook delivery, and the agent's tools. The functions
 //! only translate their events to and from these; none decides anything itself.
 
+pub mod crm;
 pub mod delivery;
 pub mod dial;
 pub mod lifecycle;
 pub mod tick;
 pub mod tools;
 
+pub use crm::{CrmSync, CrmSyncStore, Synced};
 pub use delivery::{Courier, Delivery, DeliveryStore};
 pub use dial::{DialError, Dialed, Dialer, DialerSettings, Retry};
 pub use lifecycle::{Lifecycle, LifecycleError};

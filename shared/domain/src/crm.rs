@@ -62,6 +62,29 @@ pub struct CrmConnection {
     pub created_at: DateTime<Utc>,
 }
 
+/// Where one call's delivery to one connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Not delivered yet: a retry is due.
+    Pending,
+    Delivered,
+    /// Given up: the target refused it, or it kept failing past the queue's receives.
+    Failed,
+}
+
+/// One call's delivery to one connection: exactly once per (call, connection).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmDelivery {
+    pub call_id: crate::CallId,
+    pub connection_id: ConnectionId,
+    pub kind: CrmKind,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
 /// A connection as asked for: `{name, kind, token?, locationId?, pipelineId?, stageId?, url?}`.
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

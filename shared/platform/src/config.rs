@@ -47,6 +47,9 @@ pub struct Config {
     /// Seals stored secrets (CRM tokens, webhook signing secrets): `OUTDIAL_SECRET_KEY`; the local
     /// stack falls back to a key file beside its database. None: nothing secret can be stored.
     pub secrets: Option<crate::SecretBox>,
+    /// `OUTDIAL_CRM_ALLOW_PRIVATE=true` lets CRM webhooks go to private addresses and plain http
+    /// (local testing only: unsafe in production).
+    pub crm_allow_private: bool,
 }
 
 /// What the agent's booking and email tools need; a tool whose part is missing answers the agent
@@ -239,6 +242,7 @@ impl Config {
                 .map(|key| crate::SecretBox::from_base64(&key))
                 .transpose()
                 .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_SECRET_KEY", reason: e.to_string() })?,
+            crm_allow_private: var("OUTDIAL_CRM_ALLOW_PRIVATE").is_some_and(|v| matches!(v.trim(), "true" | "1")),
         })
     }
 

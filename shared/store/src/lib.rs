@@ -572,6 +572,10 @@ pub trait CrmStore: Send + Sync {
     ) -> impl Future<Output = Result<(domain::crm::CrmConnection, String)>> + Send;
     /// Removes it; false when the organisation has no such connection.
     fn delete_crm_connection(&self, org: OrgId, id: domain::ConnectionId) -> impl Future<Output = Result<bool>> + Send;
+    /// Records where a call's delivery to a connection stands (replacing what was recorded).
+    fn record_crm_delivery(&self, org: OrgId, delivery: domain::crm::CrmDelivery) -> impl Future<Output = Result<()>> + Send;
+    /// The call's deliveries, by connection id.
+    fn crm_deliveries(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<Vec<domain::crm::CrmDelivery>>> + Send;
 }
 
 /// Everything outdial stores; each function asks only for the part it uses.

@@ -319,3 +319,75 @@ async fn finished_calls_are_readable_with_their_event_logs() {
     let theirs = http.get(format!("{base}/calls/{call_id}")).bearer_auth(&other_key).send().await.unwrap();
     assert_eq!(theirs.status(), 404);
 }
+
+/// The local crm-sync: a simulated campaign with a webhook connection delivers every finished call
+/// once, signed, also when the receiver turns the first attempts away (429, then it takes them).
+#[tokio::test]
+async fn every_finished_call_reaches_the_crm_webhook_once() {
+    use store::{CallStore, CrmStore};
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).with_priority(2).mount(&receiver).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("crm.db")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut stack = outdial::Stack::default().ticking_every(std::time::Duration::from_millis(100));
+    stack.config.dialing.calls.simulator_speed = 500.0;
+    // the receiver is on loopback, over plain http: allowed for this test only
+    stack.config.crm_allow_private = true;
+    // answered calls are handed on once their signed post-call report is in
+    stack.config.dialing.calls.elevenlabs_webhook_secret = Some("e2e-secret".into());
+    let secrets = stack.config.secrets.clone().unwrap();
+    tokio::spawn(outdial::serve(store.clone(), stack, listener));
+    let org = store.create_org("Acme").await.unwrap().id;
+    let key = store.create_api_key(org).await.unwrap().secret;
+    let connection = domain::crm::CrmConnection {
+        id: domain::ConnectionId::new(),
+        org_id: org,
+        name: "Ops".into(),
+        target: domain::crm::ConnectionTarget::Webhook { url: format!("{}/outdial", receiver.uri()) },
+        created_at: chrono::Utc::now(),
+    };
+    let sealed = secrets.seal("whsec_e2e", &connection.id.to_string());
+    store.create_crm_connection(connection.clone(), sealed).await.unwrap();
+    let spec = serde_json::json!({ "cap": 4, "callerIds": ["+14155550100"], "crm": { "connectionIds": [connection.id] },
+        "retryPolicy": { "maxAttempts": 1, "delayMinutes": 0, "retryOn": [] } });
+    let id = start_simulated_campaign(&store, org, &base, &key, spec, 6).await;
+
+    let http = reqwest::Client::new();
+    let campaign = domain::CampaignId::parse(&id).unwrap();
+    let mut delivered = Vec::new();
+    for _ in 0..300 {
+        let calls = store.list_calls(org, campaign, store::CallFilter::default(), store::PageRequest::first(50)).await.unwrap().items;
+        delivered.clear();
+        for call in calls.iter().filter(|c| c.state.is_terminal()) {
+            let view: Value = http.get(format!("{base}/calls/{}", call.id)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+            if view["crm"][0]["status"] == "delivered" {
+                delivered.push(view);
+            }
+        }
+        if calls.len() == 6 && delivered.len() == 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivered.len(), 6, "every finished call delivered");
+    assert!(delivered.iter().any(|v| v["crm"][0]["attempts"].as_u64() > Some(1)), "some after the receiver turned them away");
+    let requests = receiver.received_requests().await.unwrap();
+    let mut keys: Vec<String> = requests.iter().map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string()).collect();
+    assert_eq!(requests.len(), 6 + 3, "one accepted delivery per call, plus the three turned away");
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 6, "one idempotency key per (call, connection)");
+    let first: Value = serde_json::from_slice(&requests.last().unwrap().body).unwrap();
+    assert_eq!((first["type"].as_str(), first["campaign"]["id"].as_str()), (Some("call.finished"), Some(id.as_str())), "{first}");
+    let signature = requests[0].headers["x-outdial-signature"].to_str().unwrap();
+    assert!(signature.starts_with("t=") && signature.contains(",v1="), "{signature}");
+}

@@ -2,6 +2,7 @@
 //! each module says what it tests.
 
 mod architecture;
+mod crm_sync;
 mod demo;
 mod dial_path;
 mod local_stack;

@@ -2,7 +2,10 @@
 
 use super::*;
 use crate::CrmStore;
-use domain::{ConnectionId, crm::CrmConnection};
+use domain::{
+    ConnectionId,
+    crm::{CrmConnection, CrmDelivery},
+};
 
 #[derive(Serialize, Deserialize)]
 struct ConnectionItem {
@@ -11,6 +14,14 @@ struct ConnectionItem {
     #[serde(flatten)]
     connection: CrmConnection,
     sealed_secret: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeliveryItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    delivery: CrmDelivery,
 }
 
 fn connection_sk(id: ConnectionId) -> String {
@@ -49,6 +60,18 @@ impl CrmStore for DynamoStore {
         let item = self.get(org_pk(org), &connection_sk(id)).await?.ok_or_else(|| StoreError::not_found("CRM connection", id))?;
         let item: ConnectionItem = decode(item)?;
         Ok((item.connection, item.sealed_secret))
+    }
+
+    async fn record_crm_delivery(&self, org: OrgId, delivery: CrmDelivery) -> Result<()> {
+        self.call_item(org, delivery.call_id).await?;
+        let item = DeliveryItem { pk: call_pk(delivery.call_id), sk: format!("CRM#{}", delivery.connection_id), delivery };
+        self.client.put_item().table_name(&self.table).set_item(Some(encode(&item))).send().await.map_err(sdk)?;
+        Ok(())
+    }
+
+    async fn crm_deliveries(&self, org: OrgId, call: CallId) -> Result<Vec<CrmDelivery>> {
+        self.call_item(org, call).await?;
+        self.query_all(call_pk(call), "CRM#", None).await?.into_iter().map(|i| Ok(decode::<DeliveryItem>(i)?.delivery)).collect()
     }
 
     async fn delete_crm_connection(&self, org: OrgId, id: ConnectionId) -> Result<bool> {

@@ -2,7 +2,10 @@
 
 use super::*;
 use crate::CrmStore;
-use domain::{ConnectionId, crm::CrmConnection};
+use domain::{
+    ConnectionId,
+    crm::{CrmConnection, CrmDelivery},
+};
 
 const COLUMNS: &str = "id, org_id, name, target, created_at, sealed_secret";
 
@@ -49,6 +52,29 @@ impl CrmStore for SqliteStore {
                 .and_then(|mut s| s.query_row(params![id.to_string(), org.to_string()], connection_from).optional())
                 .map_err(decoding)?
                 .ok_or_else(|| StoreError::not_found("CRM connection", id))
+        })
+        .await
+    }
+
+    async fn record_crm_delivery(&self, org: OrgId, delivery: CrmDelivery) -> Result<()> {
+        self.write(move |tx| {
+            call_in_org(tx, org, delivery.call_id)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO crm_deliveries (call_id, connection_id, delivery) VALUES (?1, ?2, ?3)",
+                params![delivery.call_id.to_string(), delivery.connection_id.to_string(), to_json(&delivery)],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn crm_deliveries(&self, org: OrgId, call: CallId) -> Result<Vec<CrmDelivery>> {
+        self.read(move |conn| {
+            call_in_org(conn, org, call)?;
+            conn.prepare_cached("SELECT delivery FROM crm_deliveries WHERE call_id = ?1 ORDER BY connection_id")
+                .and_then(|mut s| s.query_map(params![call.to_string()], |r| json(r.get(0)?))?.collect())
+                .map_err(decoding)
         })
         .await
     }

@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_do_not_call_removals.sql"),
     include_str!("migrations/0012_transcript_chunks.sql"),
     include_str!("migrations/0013_crm_connections.sql"),
+    include_str!("migrations/0014_crm_deliveries.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.

@@ -1240,3 +1240,37 @@ pub async fn crm_connections_belong_to_their_organisation<S: Store>(store: &S) {
     let orphan = CrmConnection { org_id: OrgId::new(), ..hook };
     assert!(is_not_found(store.create_crm_connection(orphan, "x".into()).await), "connections need an existing organisation");
 }
+
+pub async fn crm_deliveries_are_kept_per_call_and_connection<S: Store>(store: &S) {
+    use domain::crm::{CrmDelivery, CrmKind, DeliveryStatus};
+    let (org, other) = (org(store).await, org(store).await);
+    let campaign = running_campaign(store, org, 1, RetryPolicy::default(), 1).await;
+    let call = store.claim_due_contacts(org, campaign.id, t0(), 1, chrono::TimeDelta::zero()).await.unwrap().remove(0).call;
+    let (a, b) = (domain::ConnectionId::new(), domain::ConnectionId::new());
+    let pending = CrmDelivery {
+        call_id: call.id,
+        connection_id: a,
+        kind: CrmKind::Webhook,
+        status: DeliveryStatus::Pending,
+        attempts: 1,
+        last_error: Some("the receiver failed (503)".into()),
+        delivered_at: None,
+    };
+    store.record_crm_delivery(org, pending.clone()).await.unwrap();
+    let delivered = CrmDelivery {
+        connection_id: b,
+        status: DeliveryStatus::Delivered,
+        attempts: 1,
+        last_error: None,
+        delivered_at: Some(t0()),
+        ..pending.clone()
+    };
+    store.record_crm_delivery(org, delivered.clone()).await.unwrap();
+    let again = CrmDelivery { status: DeliveryStatus::Delivered, attempts: 2, delivered_at: Some(t0()), ..pending.clone() };
+    store.record_crm_delivery(org, again.clone()).await.unwrap();
+    let mut kept = store.crm_deliveries(org, call.id).await.unwrap();
+    kept.sort_by_key(|d| d.connection_id);
+    assert_eq!(kept, vec![again, delivered], "one record per (call, connection), the latest");
+    assert!(is_not_found(store.crm_deliveries(other, call.id).await));
+    assert!(is_not_found(store.record_crm_delivery(other, pending).await));
+}
