@@ -134,8 +134,8 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
         }
     });
     // the local crm-sync: drains crm-jobs as the crm-sync function does in AWS
-    let crm = app::CrmSync::from_config(config, store.clone());
-    tokio::spawn(crm.run_local_worker(stack.queue.clone(), Duration::from_millis(200)));
+    let crm = crm_sync::CrmSyncState::from_config(config, store.clone(), stack.queue.clone());
+    tokio::spawn(crm.run_local_worker(Duration::from_millis(200)));
     let dialer = dialer::DialerState::from_config(config, store.clone(), stack.queue.clone());
     for _ in 0..stack.dial_workers {
         tokio::spawn(dialer.clone().run_local_worker(Duration::from_millis(200)));

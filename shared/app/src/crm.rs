@@ -42,7 +42,7 @@ pub enum Synced {
 
 impl<S> CrmSync<S> {
     /// Backoff before the job's next receive: 30 s, doubling, at most 15 minutes.
-    fn backoff(receive_count: u32) -> Duration {
+    pub fn backoff(receive_count: u32) -> Duration {
         Duration::from_secs(30u64.saturating_mul(1 << receive_count.saturating_sub(1).min(5)).min(900))
     }
 }
@@ -122,41 +122,6 @@ impl<S: CrmSyncStore> CrmSync<S> {
             Some((delay, reason)) => Synced::Retry { delay, reason },
             None => Synced::Done,
         })
-    }
-
-    /// One batch from the local `crm-jobs` queue; how many jobs it held. A malformed job is left
-    /// to the queue's receives (and its dead-letter queue), never dropped.
-    pub async fn run_local_batch<Q: platform::JobQueue>(&self, queue: &Q, max: u32) -> Result<usize, platform::QueueError> {
-        let jobs = queue.receive(platform::CRM_JOBS, max, Duration::from_secs(120)).await?;
-        for job in &jobs {
-            let outcome = match serde_json::from_str::<CrmJob>(&job.body) {
-                Ok(crm_job) => self.sync(&crm_job, job.receive_count, Utc::now()).await.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("not a CRM job: {e}")),
-            };
-            match outcome {
-                Ok(Synced::Done) => queue.delete(platform::CRM_JOBS, &job.receipt).await?,
-                Ok(Synced::Retry { delay, .. }) => queue.retry_after(platform::CRM_JOBS, &job.receipt, delay).await?,
-                Err(e) => {
-                    tracing::error!(error = %e, "CRM job failed: it comes back");
-                    queue.retry_after(platform::CRM_JOBS, &job.receipt, Self::backoff(job.receive_count)).await?;
-                }
-            }
-        }
-        Ok(jobs.len())
-    }
-
-    /// The local stack's CRM worker: runs until the process stops.
-    pub async fn run_local_worker<Q: platform::JobQueue>(self, queue: Q, idle: Duration) {
-        loop {
-            match self.run_local_batch(&queue, 10).await {
-                Ok(0) => tokio::time::sleep(idle).await,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "the local CRM queue failed");
-                    tokio::time::sleep(idle).await;
-                }
-            }
-        }
     }
 
     async fn deliver(

@@ -1,0 +1,105 @@
+//! The `crm-sync` function: consumes `crm-jobs` and has `app::crm` deliver each finished call to
+//! its campaign's CRM connections. A job that is done with is deleted; one to see again goes back
+//! with its delay (an SQS partial batch failure in Lambda) until the queue's dead-letter queue
+//! takes it. The local stack runs the same handler on its durable queue.
+
+use app::crm::{CrmSync, CrmSyncStore, Synced};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::Utc;
+use domain::CrmJob;
+use platform::{CRM_JOBS, JobQueue, QueueError};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// The deliveries and the queue their jobs come from.
+#[derive(Clone)]
+pub struct CrmSyncState<S, Q> {
+    pub sync: CrmSync<S>,
+    pub queue: Q,
+}
+
+impl<S: CrmSyncStore, Q> CrmSyncState<S, Q> {
+    pub fn from_config(config: &platform::Config, store: S, queue: Q) -> Self {
+        Self { sync: CrmSync::from_config(config, store), queue }
+    }
+}
+
+impl<S: CrmSyncStore + Clone, Q: JobQueue> CrmSyncState<S, Q> {
+    /// One received job: Ok when it is done with (delete it), Err(delay) to see it again.
+    pub async fn handle(&self, body: &str, receive_count: u32) -> Result<(), Duration> {
+        let job = match serde_json::from_str::<CrmJob>(body) {
+            Ok(job) => job,
+            Err(e) => {
+                // retried, then dead-lettered, where it can be inspected
+                tracing::error!(error = %e, "a CRM job that is not a CrmJob");
+                return Err(CrmSync::<S>::backoff(receive_count));
+            }
+        };
+        match self.sync.sync(&job, receive_count, Utc::now()).await {
+            Ok(Synced::Done) => Ok(()),
+            Ok(Synced::Retry { delay, reason }) => {
+                tracing::info!(%reason, delay_secs = delay.as_secs(), "CRM delivery to be tried again");
+                Err(delay)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "CRM job failed on the store; retrying");
+                Err(CrmSync::<S>::backoff(receive_count))
+            }
+        }
+    }
+
+    /// An SQS batch from Lambda: failures are reported per message (and delayed by their backoff).
+    pub async fn handle_sqs_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let handled = event.records.iter().map(|record| {
+            let message_id = record.message_id.as_deref().unwrap_or_default();
+            let span = tracing::info_span!("sqs_record", message_id);
+            async move {
+                let body = record.body.as_deref().unwrap_or_default();
+                let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+                match self.handle(body, receive_count).await {
+                    Ok(()) => None,
+                    Err(delay) => {
+                        if let Some(receipt) = &record.receipt_handle
+                            && let Err(e) = self.queue.retry_after(CRM_JOBS, receipt, delay).await
+                        {
+                            tracing::warn!(error = %e, "could not delay the retry; the queue's visibility timeout applies");
+                        }
+                        Some(record.message_id.clone().unwrap_or_default())
+                    }
+                }
+            }
+            .instrument(span)
+        });
+        let mut response = SqsBatchResponse::default();
+        for failed in futures::future::join_all(handled).await.into_iter().flatten() {
+            response.add_failure(failed);
+        }
+        response
+    }
+
+    /// Receives and handles up to `max` jobs of the local queue; how many it received.
+    pub async fn run_local_batch(&self, max: u32) -> Result<usize, QueueError> {
+        let jobs = self.queue.receive(CRM_JOBS, max, Duration::from_secs(120)).await?;
+        for job in &jobs {
+            match self.handle(&job.body, job.receive_count).await {
+                Ok(()) => self.queue.delete(CRM_JOBS, &job.receipt).await?,
+                Err(delay) => self.queue.retry_after(CRM_JOBS, &job.receipt, delay).await?,
+            }
+        }
+        Ok(jobs.len())
+    }
+
+    /// The local stack's CRM worker: runs until the process stops.
+    pub async fn run_local_worker(self, idle: Duration) {
+        loop {
+            match self.run_local_batch(10).await {
+                Ok(0) => tokio::time::sleep(idle).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "the local CRM queue failed");
+                    tokio::time::sleep(idle).await;
+                }
+            }
+        }
+    }
+}
