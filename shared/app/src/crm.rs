@@ -54,7 +54,7 @@ impl<S: CrmSyncStore> CrmSync<S> {
             secrets: config.secrets.clone(),
             outbound: OutboundPolicy { allow_private: config.crm_allow_private },
             timeout: Duration::from_secs(10),
-            max_receives: config.dialing.max_receives,
+            max_receives: config.crm_max_receives,
         }
     }
 

@@ -50,6 +50,9 @@ pub struct Config {
     /// `OUTDIAL_CRM_ALLOW_PRIVATE=true` lets CRM webhooks go to private addresses and plain http
     /// (local testing only: unsafe in production).
     pub crm_allow_private: bool,
+    /// Receives of a `crm-jobs` message before its dead-letter queue (`CRM_JOBS_MAX_RECEIVES`;
+    /// match the queue's redrive policy): the last one marks a failing delivery failed.
+    pub crm_max_receives: u32,
 }
 
 /// What the agent's booking and email tools need; a tool whose part is missing answers the agent
@@ -243,6 +246,7 @@ impl Config {
                 .transpose()
                 .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_SECRET_KEY", reason: e.to_string() })?,
             crm_allow_private: var("OUTDIAL_CRM_ALLOW_PRIVATE").is_some_and(|v| matches!(v.trim(), "true" | "1")),
+            crm_max_receives: u32::try_from(number(var, "CRM_JOBS_MAX_RECEIVES", 5)?).unwrap_or(u32::MAX),
         })
     }
 
@@ -519,6 +523,13 @@ mod tests {
     fn lookup(vars: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         let vars: HashMap<&str, &str> = vars.iter().copied().collect();
         move |k: &str| vars.get(k).map(|v| v.to_string())
+    }
+
+    #[test]
+    fn crm_jobs_have_their_own_receive_limit() {
+        assert_eq!(config(&[]).unwrap().crm_max_receives, 5);
+        assert_eq!(config(&[("CRM_JOBS_MAX_RECEIVES", "8"), ("DIAL_JOBS_MAX_RECEIVES", "3")]).unwrap().crm_max_receives, 8);
+        assert!(matches!(config(&[("CRM_JOBS_MAX_RECEIVES", "0")]), Err(ConfigError::Invalid { var: "CRM_JOBS_MAX_RECEIVES", .. })));
     }
 
     /// Its callbacks are signed like Twilio's, so it never runs unless asked for, in Lambda or anywhere.
