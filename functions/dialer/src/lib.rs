@@ -49,31 +49,10 @@ impl<S: DialStore, Q: JobQueue> DialerState<S, Q> {
 
     /// An SQS batch from Lambda: failures are reported per message (and delayed by their backoff).
     pub async fn handle_sqs_batch(&self, event: SqsEvent) -> SqsBatchResponse {
-        let handled = event.records.iter().map(|record| {
-            let message_id = record.message_id.as_deref().unwrap_or_default();
-            let span = tracing::info_span!("sqs_record", message_id, call = tracing::field::Empty);
-            async move {
-                let body = record.body.as_deref().unwrap_or_default();
-                let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-                match self.handle(body, receive_count).await {
-                    Ok(_) => None,
-                    Err(delay) => {
-                        if let Some(receipt) = &record.receipt_handle
-                            && let Err(e) = self.queue.retry_after(DIAL_JOBS, receipt, delay).await
-                        {
-                            tracing::warn!(error = %e, "could not delay the retry; the queue's visibility timeout applies");
-                        }
-                        Some(record.message_id.clone().unwrap_or_default())
-                    }
-                }
-            }
-            .instrument(span)
-        });
-        let mut response = SqsBatchResponse::default();
-        for failed in futures::future::join_all(handled).await.into_iter().flatten() {
-            response.add_failure(failed);
-        }
-        response
+        platform::answer_sqs_batch(event, &self.queue, DIAL_JOBS, |body, receive_count| async move {
+            self.handle(&body, receive_count).await.map(drop)
+        })
+        .await
     }
 
     /// Receives and handles up to `max` jobs of the local queue at once; how many it received.

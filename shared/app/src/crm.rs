@@ -31,6 +31,22 @@ pub struct CrmSync<S> {
     pub max_receives: u32,
 }
 
+/// Why one delivery did not happen.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    /// Nothing a retry can change: the secret cannot be opened, or the kind is not delivered yet.
+    #[error("{0}")]
+    Undeliverable(String),
+}
+
+impl DeliveryError {
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Webhook(e) if e.is_transient())
+    }
+}
+
 /// What became of a job.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Synced {
@@ -109,7 +125,7 @@ impl<S: CrmSyncStore> CrmSync<S> {
                     delivery.last_error = Some(e.to_string());
                     if transient {
                         let delay = match e {
-                            WebhookError::RateLimited { retry_after: Some(after) } => after,
+                            DeliveryError::Webhook(WebhookError::RateLimited { retry_after: Some(after) }) => after,
                             _ => Self::backoff(receive_count),
                         };
                         retry = Some((retry.map_or(delay, |(d, _)| d.max(delay)), e.to_string()));
@@ -131,22 +147,23 @@ impl<S: CrmSyncStore> CrmSync<S> {
         call: domain::CallId,
         body: &serde_json::Value,
         now: DateTime<Utc>,
-    ) -> Result<(), WebhookError> {
+    ) -> Result<(), DeliveryError> {
         let key = format!("{call}:{}", connection.id);
         match &connection.target {
             ConnectionTarget::Webhook { url } => {
-                let secrets = self
-                    .secrets
-                    .as_ref()
-                    .ok_or_else(|| WebhookError::Unsafe("OUTDIAL_SECRET_KEY is not set: the signing secret cannot be opened".into()))?;
-                let secret = secrets.open(sealed, &connection.id.to_string()).map_err(|e| WebhookError::Unsafe(e.to_string()))?;
-                let bytes =
-                    serde_json::to_vec(body).map_err(|e| WebhookError::Unsafe(format!("the call could not be written as JSON: {e}")))?;
-                self.outbound.deliver(url, &secret, &key, &bytes, now, self.timeout).await.map(drop)
+                let secrets = self.secrets.as_ref().ok_or_else(|| {
+                    DeliveryError::Undeliverable("OUTDIAL_SECRET_KEY is not set: the signing secret cannot be opened".into())
+                })?;
+                let secret = secrets.open(sealed, &connection.id.to_string()).map_err(|e| DeliveryError::Undeliverable(e.to_string()))?;
+                let bytes = serde_json::to_vec(body)
+                    .map_err(|e| DeliveryError::Undeliverable(format!("the call could not be written as JSON: {e}")))?;
+                self.outbound.deliver(url, &secret, &key, &bytes, now, self.timeout).await?;
+                Ok(())
             }
-            other => {
-                Err(WebhookError::Unsafe(format!("delivery to {} is not available in this version of outdial yet", other.kind().as_str())))
-            }
+            other => Err(DeliveryError::Undeliverable(format!(
+                "delivery to {} is not available in this version of outdial yet",
+                other.kind().as_str()
+            ))),
         }
     }
 }

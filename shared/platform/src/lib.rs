@@ -24,6 +24,8 @@ pub use config::{
 pub use email::{AnyMailer, EmailError, KeptEmail, LocalOutbox, Mailer, SesMailer};
 pub use list::{List, PageQuery};
 pub use problem::{IdLinks, Problem, StandardProblems};
+#[cfg(feature = "sqs")]
+pub use queue::answer_sqs_batch;
 pub use queue::{CRM_JOBS, DIAL_JOBS, JobQueue, LocalQueue, QueueError, ReceivedJob, SqsQueue};
 pub use schedule::{CampaignScheduler, EventBridgeScheduler, LocalScheduler, Schedule, ScheduledAction, ScheduledRun, SchedulerError};
 pub use sealed::{SealError, SecretBox};

@@ -334,3 +334,42 @@ impl JobQueue for SqsQueue {
         self.receive_from(&url, max, Duration::ZERO).await
     }
 }
+
+/// Handles every record of an SQS batch at once and answers with the ones to see again (SQS
+/// partial batch failures), each made visible again after the delay its handler asked for.
+/// `handle(body, receive_count)` is Ok when the message is done with.
+#[cfg(feature = "sqs")]
+pub async fn answer_sqs_batch<Q, F, Fut>(
+    event: aws_lambda_events::sqs::SqsEvent,
+    queue: &Q,
+    queue_name: &str,
+    handle: F,
+) -> aws_lambda_events::sqs::SqsBatchResponse
+where
+    Q: JobQueue,
+    F: Fn(String, u32) -> Fut,
+    Fut: Future<Output = Result<(), Duration>>,
+{
+    use tracing::Instrument;
+    let handled = event.records.into_iter().map(|record| {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("sqs_record", message_id, call = tracing::field::Empty);
+        let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+        let outcome = handle(record.body.unwrap_or_default(), receive_count);
+        async move {
+            let delay = outcome.await.err()?;
+            if let Some(receipt) = &record.receipt_handle
+                && let Err(e) = queue.retry_after(queue_name, receipt, delay).await
+            {
+                tracing::warn!(error = %e, "could not delay the retry; the queue's visibility timeout applies");
+            }
+            Some(message_id)
+        }
+        .instrument(span)
+    });
+    let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
+    for failed in futures::future::join_all(handled).await.into_iter().flatten() {
+        response.add_failure(failed);
+    }
+    response
+}

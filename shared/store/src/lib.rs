@@ -122,6 +122,23 @@ impl NewApiKey {
     }
 }
 
+impl NewApiKey {
+    /// The key for `org`, with its secret: what both adapters then store (the hash only).
+    pub(crate) fn issue(self, org: OrgId) -> CreatedApiKey {
+        let secret = new_api_key_secret();
+        let key = ApiKey {
+            hash: KeyHash::of_secret(&secret),
+            org_id: org,
+            name: self.name,
+            created_at: now(),
+            last_used_at: None,
+            expires_at: self.expires_at.map(millis),
+            revoked_at: None,
+        };
+        CreatedApiKey { key, secret }
+    }
+}
+
 impl Default for NewApiKey {
     fn default() -> Self {
         Self { name: "default".into(), expires_at: None }

@@ -18,14 +18,9 @@ async fn delivery_resumes_and_gives_up_only_on_the_last_receive<S: Store>(store:
     let org = store.create_org("Acme").await.unwrap().id;
     let secrets = platform::SecretBox::ephemeral();
     let mut ids = Vec::new();
-    for path in ["/ok", "/down", "/gone"] {
-        let connection = CrmConnection {
-            id: domain::ConnectionId::new(),
-            org_id: org,
-            name: path.into(),
-            target: ConnectionTarget::Webhook { url: format!("{}{path}", receiver.uri()) },
-            created_at: Utc::now(),
-        };
+    let targets = ["/ok", "/down", "/gone"].map(|path| ConnectionTarget::Webhook { url: format!("{}{path}", receiver.uri()) });
+    for target in targets.into_iter().chain([ConnectionTarget::Hubspot {}]) {
+        let connection = CrmConnection { id: domain::ConnectionId::new(), org_id: org, name: "crm".into(), target, created_at: Utc::now() };
         store.create_crm_connection(connection.clone(), secrets.seal("whsec_x", &connection.id.to_string())).await.unwrap();
         ids.push(connection.id);
     }
@@ -57,6 +52,12 @@ async fn delivery_resumes_and_gives_up_only_on_the_last_receive<S: Store>(store:
     assert_eq!((of(ids[1]).status, of(ids[1]).attempts), (DeliveryStatus::Failed, 3));
     assert!(of(ids[1]).last_error.as_deref().is_some_and(|e| e.contains("503")), "{:?}", of(ids[1]));
     assert_eq!((of(ids[2]).status, of(ids[2]).attempts), (DeliveryStatus::Failed, 1), "a refusal fails at once");
+    assert_eq!((of(ids[3]).status, of(ids[3]).attempts), (DeliveryStatus::Failed, 1));
+    assert_eq!(
+        of(ids[3]).last_error.as_deref(),
+        Some("delivery to hubspot is not available in this version of outdial yet"),
+        "said as it is"
+    );
     let requests = receiver.received_requests().await.unwrap();
     assert_eq!(requests.iter().filter(|r| r.url.path() == "/ok").count(), 1);
     assert_eq!(requests.iter().filter(|r| r.url.path() == "/down").count(), 3);

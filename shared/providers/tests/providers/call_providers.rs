@@ -329,10 +329,16 @@ async fn the_simulator_reports_like_twilio_with_valid_signatures() {
         elevenlabs_webhook_secret: Some("wsec".into()),
     };
     let human = SimulatorOdds { busy: 0.0, no_answer: 0.0, failed: 0.0, machine: 0.0, opt_out: 1.0, ..Default::default() };
-    let simulator = SimulatedCalls::new(webhooks, human, 7, 1_000.0);
+    let simulator = SimulatedCalls::new(webhooks.clone(), human, 7, 1_000.0);
     let call = request();
     let sid = simulator.place_call(&call).await.unwrap();
     assert!(sid.starts_with("CA") && sid.len() == 34);
+    // another process with the same seed, calling the same number for another call: another CallSid
+    let other_hooks = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&other_hooks).await;
+    let elsewhere = SimulatedCalls::new(SimulatorWebhooks { public_url: other_hooks.uri(), ..webhooks.clone() }, human, 7, 1_000.0);
+    let other = elsewhere.place_call(&CallRequest { call_id: CallId::new(), ..call.clone() }).await.unwrap();
+    assert_ne!(other, sid, "CallSids are unique across processes sharing a seed");
     assert_eq!(
         simulator.find_placed_call(&call, chrono::Utc::now()).await.unwrap(),
         std::slice::from_ref(&sid),

@@ -42,18 +42,10 @@ impl OrgStore for DynamoStore {
 
     async fn create_named_api_key(&self, org: OrgId, new: NewApiKey) -> Result<CreatedApiKey> {
         self.org_exists(org).await?;
-        let secret = new_api_key_secret();
-        let key = ApiKey {
-            hash: KeyHash::of_secret(&secret),
-            org_id: org,
-            name: new.name,
-            created_at: now(),
-            last_used_at: None,
-            expires_at: new.expires_at.map(millis),
-            revoked_at: None,
-        };
+        let created = new.issue(org);
+        let key = &created.key;
         let id = key.hash.id();
-        let record = ApiKeyItem { pk: key_pk(&key.hash), sk: "APIKEY".into(), key: StoredKey::from(&key) };
+        let record = ApiKeyItem { pk: key_pk(&key.hash), sk: "APIKEY".into(), key: StoredKey::from(key) };
         let by_id = HashMap::from([
             ("pk".to_string(), s(key_id_pk(&id))),
             ("sk".to_string(), s("APIKEYID")),
@@ -61,7 +53,7 @@ impl OrgStore for DynamoStore {
         ]);
         let listed = HashMap::from([
             ("pk".to_string(), s(key_list_pk(org))),
-            ("sk".to_string(), s(key_list_sk(&key))),
+            ("sk".to_string(), s(key_list_sk(key))),
             ("hash".to_string(), s(key.hash.as_str())),
         ]);
         let writes = vec![
@@ -72,7 +64,7 @@ impl OrgStore for DynamoStore {
         if !self.transact(writes).await? {
             return Err(StoreError::backend("a new API key collided with an existing one; create it again"));
         }
-        Ok(CreatedApiKey { key, secret })
+        Ok(created)
     }
 
     async fn api_key(&self, hash: &KeyHash) -> Result<Option<ApiKey>> {

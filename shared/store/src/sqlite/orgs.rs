@@ -35,17 +35,8 @@ impl OrgStore for SqliteStore {
     }
 
     async fn create_named_api_key(&self, org: OrgId, new: NewApiKey) -> Result<CreatedApiKey> {
-        let secret = new_api_key_secret();
-        let key = ApiKey {
-            hash: KeyHash::of_secret(&secret),
-            org_id: org,
-            name: new.name,
-            created_at: now(),
-            last_used_at: None,
-            expires_at: new.expires_at.map(millis),
-            revoked_at: None,
-        };
-        let row = key.clone();
+        let created = new.issue(org);
+        let row = created.key.clone();
         self.write(move |tx| {
             org_exists(tx, org)?;
             tx.execute(
@@ -56,7 +47,7 @@ impl OrgStore for SqliteStore {
             Ok(())
         })
         .await?;
-        Ok(CreatedApiKey { key, secret })
+        Ok(created)
     }
 
     async fn api_key(&self, hash: &KeyHash) -> Result<Option<ApiKey>> {
