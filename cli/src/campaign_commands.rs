@@ -111,6 +111,19 @@ pub enum CallerIdCommand {
     Remove { phone: String },
 }
 
+#[derive(Subcommand)]
+pub enum CrmCommand {
+    /// The organisation's CRM connections as a JSON array.
+    List,
+    /// Send a connection's target a test request and show its answer.
+    Test { id: String },
+    /// Queue every failed delivery of a campaign's calls again.
+    RetryFailed {
+        #[arg(long)]
+        campaign: String,
+    },
+}
+
 fn content_type(file: &Path) -> &'static str {
     match file.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("json") => "application/json",
@@ -269,6 +282,25 @@ pub async fn caller_id(client: &ApiClient, command: CallerIdCommand) -> Result<(
         CallerIdCommand::Remove { phone } => {
             client.delete(&format!("/caller-ids/{}", encode_phone(&phone))).await?;
             json!({ "removed": phone })
+        }
+    };
+    show(&reply)
+}
+
+/// `outdial crm`: connections listed and tested, failed deliveries queued again.
+pub async fn crm(client: &ApiClient, command: CrmCommand) -> Result<(), Error> {
+    let reply = match command {
+        CrmCommand::List => Value::Array(client.get_all("/crm/connections", &[]).await?),
+        CrmCommand::Test { id } => {
+            let tested = client.post(&format!("/crm/connections/{id}/test"), &Value::Null).await?;
+            let verdict = if tested["ok"].as_bool() == Some(true) { "ok" } else { "FAILED" };
+            eprintln!("{verdict}: {}", tested["answer"].as_str().unwrap_or_default());
+            tested
+        }
+        CrmCommand::RetryFailed { campaign } => {
+            let requeued = client.post(&format!("/campaigns/{campaign}/crm/retry"), &Value::Null).await?;
+            eprintln!("re-queued {} failed deliveries of {} calls", requeued["deliveries"], requeued["calls"]);
+            requeued
         }
     };
     show(&reply)

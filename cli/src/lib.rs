@@ -119,7 +119,7 @@ impl Default for Stack {
 fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::Bridge<S>>) {
     let config = &stack.config;
     let (scheduler, mut fired) = LocalScheduler::new(config.scheduler.local_tick);
-    let campaigns_state = campaigns::AppState::from_config(config, store.clone(), scheduler.clone());
+    let campaigns_state = campaigns::AppState::from_config(config, store.clone(), scheduler.clone(), stack.queue.clone());
     let tick_state = Ticker::from_config(config, store.clone(), scheduler, stack.queue.clone());
     let timer_ticks = tick_state.clone();
     tokio::spawn(async move {
@@ -153,7 +153,7 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .merge(assistants::router::<S>().with_state(assistants::AppState { store, providers: stack.providers }))
-        .merge(campaigns::router::<S, LocalScheduler>().with_state(campaigns_state))
+        .merge(campaigns::router::<S, LocalScheduler, LocalQueue>().with_state(campaigns_state))
         .merge(webhooks::router::<S, LocalTicks>().with_state(webhooks_state))
         .merge(media_bridge::routes::<S>().with_state(media_bridge::BridgeState(bridge.clone())))
         .split_for_parts();

@@ -2,7 +2,7 @@
 
 mod campaign_commands;
 
-use campaign_commands::{CallerIdCommand, CampaignCommand, DncCommand};
+use campaign_commands::{CallerIdCommand, CampaignCommand, CrmCommand, DncCommand};
 use clap::{Args, Parser, Subcommand};
 use outdial::Stack;
 use outdial::client::ApiClient;
@@ -82,6 +82,13 @@ enum Command {
         api: Api,
         #[command(subcommand)]
         command: CallerIdCommand,
+    },
+    /// CRM connections and deliveries.
+    Crm {
+        #[command(flatten)]
+        api: Api,
+        #[command(subcommand)]
+        command: CrmCommand,
     },
     /// The emergency stop: pause every running campaign and place no call until it is lifted.
     Stop {
@@ -219,6 +226,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Campaign { api, command } => return campaign_commands::campaign(&api.client()?, command).await,
         Command::Dnc { api, command } => return campaign_commands::dnc(&api.client()?, command).await,
         Command::CallerId { api, command } => return campaign_commands::caller_id(&api.client()?, command).await,
+        Command::Crm { api, command } => return campaign_commands::crm(&api.client()?, command).await,
         Command::Stop { api, lift, status } => return campaign_commands::stop(&api.client()?, lift, status).await,
         _ => {}
     }
@@ -309,6 +317,7 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
         | Command::Campaign { .. }
         | Command::Dnc { .. }
         | Command::CallerId { .. }
+        | Command::Crm { .. }
         | Command::Stop { .. }
         | Command::Demo { .. } => {
             unreachable!("handled before the store is opened")

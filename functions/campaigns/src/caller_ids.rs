@@ -8,7 +8,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use domain::{CallerId, E164, Region, caller_id::parse_provider_number_id};
-use platform::{Authenticated, CampaignScheduler, List, PageQuery, Problem, extract::Json, extract::Query};
+use platform::{Authenticated, CampaignScheduler, JobQueue, List, PageQuery, Problem, extract::Json, extract::Query};
 use serde::{Deserialize, Serialize};
 use store::Store;
 use utoipa::ToSchema;
@@ -58,8 +58,8 @@ pub struct CallerIdSpec {
         (status = 409, body = Problem, content_type = "application/problem+json", description = "another organisation holds the number"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid, or not held by the provider accounts"),
         (status = 502, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn register_caller_id<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn register_caller_id<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Json(spec): Json<CallerIdSpec>,
 ) -> Result<(StatusCode, axum::Json<CallerIdView>), Problem> {
@@ -85,8 +85,8 @@ pub(crate) async fn register_caller_id<S: Store, C: CampaignScheduler>(
 /// The organisation's caller IDs, in number order.
 #[utoipa::path(get, path = "/caller-ids", tag = "caller-ids", params(PageQuery), security(("apiKey" = [])),
     responses((status = 200, body = List<CallerIdView>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn list_caller_ids<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn list_caller_ids<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<CallerIdView>>, Problem> {
@@ -98,8 +98,8 @@ pub(crate) async fn list_caller_ids<S: Store, C: CampaignScheduler>(
 #[utoipa::path(delete, path = "/caller-ids/{phone}", tag = "caller-ids", params(("phone" = String, Path, description = "the number, E.164")),
     security(("apiKey" = [])),
     responses((status = 204, description = "removed"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn remove_caller_id<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn remove_caller_id<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, Problem> {

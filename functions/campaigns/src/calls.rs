@@ -4,7 +4,7 @@ use crate::{AppState, campaign_id};
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use domain::{Call, CallDisposition, CallId, CallState};
-use platform::{Authenticated, CampaignScheduler, List, Problem, extract::Query};
+use platform::{Authenticated, CampaignScheduler, JobQueue, List, Problem, extract::Query};
 use serde::{Deserialize, Serialize};
 use store::{CallFilter, Store, StoredCallEvent};
 use utoipa::{IntoParams, ToSchema};
@@ -99,8 +99,8 @@ pub struct CallQuery {
 /// and its event log.
 #[utoipa::path(get, path = "/calls/{id}", tag = "calls", params(("id" = String, Path, description = "call id")), security(("apiKey" = [])),
     responses((status = 200, body = CallView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn get_call<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn get_call<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CallView>, Problem> {
@@ -120,8 +120,8 @@ pub(crate) async fn get_call<S: Store, C: CampaignScheduler>(
 #[utoipa::path(get, path = "/campaigns/{id}/calls", tag = "calls", params(("id" = String, Path, description = "campaign id"), CallQuery),
     security(("apiKey" = [])),
     responses((status = 200, body = List<CallView>), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn list_calls<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn list_calls<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
     Query(q): Query<CallQuery>,

@@ -11,7 +11,7 @@ use domain::{
     ConnectionId,
     crm::{ConnectionTarget, CrmConnection, CrmConnectionSpec, CrmKind, NewCrmConnection},
 };
-use platform::{Authenticated, CampaignScheduler, List, PageQuery, Problem, extract::Json, extract::Query};
+use platform::{Authenticated, CampaignScheduler, JobQueue, List, PageQuery, Problem, extract::Json, extract::Query};
 use serde::{Deserialize, Serialize};
 use store::Store;
 use utoipa::ToSchema;
@@ -66,8 +66,8 @@ pub struct CreatedConnection {
 #[utoipa::path(post, path = "/crm/connections", tag = "crm", request_body = CrmConnectionSpec, security(("apiKey" = [])),
     responses((status = 201, body = CreatedConnection), (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "OUTDIAL_SECRET_KEY is not set")))]
-pub(crate) async fn create_connection<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn create_connection<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Json(spec): Json<CrmConnectionSpec>,
 ) -> Result<(StatusCode, axum::Json<CreatedConnection>), Problem> {
@@ -93,8 +93,8 @@ pub(crate) async fn create_connection<S: Store, C: CampaignScheduler>(
 /// The organisation's CRM connections, oldest first.
 #[utoipa::path(get, path = "/crm/connections", tag = "crm", params(PageQuery), security(("apiKey" = [])),
     responses((status = 200, body = List<ConnectionView>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn list_connections<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn list_connections<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<ConnectionView>>, Problem> {
@@ -106,12 +106,118 @@ pub(crate) async fn list_connections<S: Store, C: CampaignScheduler>(
 #[utoipa::path(delete, path = "/crm/connections/{id}", tag = "crm", params(("id" = String, Path, description = "connection id")),
     security(("apiKey" = [])),
     responses((status = 204, description = "removed"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn delete_connection<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn delete_connection<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    let not_found = || Problem::not_found(format!("CRM connection {id} was not found"));
-    let parsed = ConnectionId::parse(&id).map_err(|_| not_found())?;
-    if state.store.delete_crm_connection(org, parsed).await? { Ok(StatusCode::NO_CONTENT) } else { Err(not_found()) }
+    let parsed = connection_id(&id)?;
+    if state.store.delete_crm_connection(org, parsed).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found(format!("CRM connection {id} was not found")))
+    }
+}
+
+impl<S: Store, C, Q> AppState<S, C, Q> {
+    fn crm_sync(&self) -> app::CrmSync<S> {
+        app::CrmSync {
+            store: self.store.clone(),
+            secrets: self.secrets.clone(),
+            setup: self.crm.clone(),
+            max_receives: self.crm_max_receives,
+        }
+    }
+}
+
+fn connection_id(id: &str) -> Result<ConnectionId, Problem> {
+    ConnectionId::parse(id).map_err(|_| Problem::not_found(format!("CRM connection {id} was not found")))
+}
+
+fn retry_problem(e: app::RetryError) -> Problem {
+    match e {
+        app::RetryError::Store(e) => e.into(),
+        app::RetryError::Queue(e) => e.into(),
+    }
+}
+
+/// What the connection's target answered a test.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionTestView {
+    /// The target took the request (2xx).
+    pub ok: bool,
+    /// Its answer, or why nothing could be sent.
+    pub answer: String,
+}
+
+/// Test a connection: GoHighLevel lists one contact of the location, HubSpot reads one contact,
+/// a webhook receives a signed `{"type": "connection.test"}` event. Nothing is created at the
+/// target; the answer says whether the token, location or URL and signature were taken.
+#[utoipa::path(post, path = "/crm/connections/{id}/test", tag = "crm", params(("id" = String, Path, description = "connection id")),
+    security(("apiKey" = [])),
+    responses((status = 200, body = ConnectionTestView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn test_connection<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
+    Authenticated(org): Authenticated,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ConnectionTestView>, Problem> {
+    let tested = state.crm_sync().test_connection(org, connection_id(&id)?, Utc::now()).await?;
+    tracing::info!(connection = %id, ok = tested.ok, "CRM connection tested");
+    Ok(axum::Json(ConnectionTestView { ok: tested.ok, answer: tested.answer }))
+}
+
+/// The connections whose failed deliveries were queued again.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequeuedCall {
+    pub connection_ids: Vec<ConnectionId>,
+}
+
+/// Queue the call's failed CRM deliveries again; they resume after the last step that reached
+/// the CRM. `GET /calls/{id}` shows how they went.
+#[utoipa::path(post, path = "/calls/{id}/crm/retry", tag = "crm", params(("id" = String, Path, description = "call id")),
+    security(("apiKey" = [])),
+    responses((status = 202, body = RequeuedCall), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "no delivery of the call has failed")))]
+pub(crate) async fn retry_call<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
+    Authenticated(org): Authenticated,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<RequeuedCall>), Problem> {
+    let call = domain::CallId::parse(&id).map_err(|_| Problem::not_found(format!("call {id} was not found")))?;
+    let connection_ids = state.crm_sync().retry_call(&state.queue, org, call).await.map_err(retry_problem)?;
+    if connection_ids.is_empty() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "no-failed-delivery",
+            "Nothing to retry",
+            format!("no CRM delivery of call {id} has failed: GET /calls/{id} shows where they stand"),
+        ));
+    }
+    tracing::info!(call = %call, deliveries = connection_ids.len(), "failed CRM deliveries queued again");
+    Ok((StatusCode::ACCEPTED, axum::Json(RequeuedCall { connection_ids })))
+}
+
+/// Failed deliveries queued again.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequeuedCampaign {
+    pub calls: usize,
+    pub deliveries: usize,
+}
+
+/// Queue every failed CRM delivery of the campaign again (one job per call).
+#[utoipa::path(post, path = "/campaigns/{id}/crm/retry", tag = "crm", params(("id" = String, Path, description = "campaign id")),
+    security(("apiKey" = [])),
+    responses((status = 202, body = RequeuedCampaign), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn retry_campaign<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
+    Authenticated(org): Authenticated,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<RequeuedCampaign>), Problem> {
+    let campaign = crate::campaign_id(&id)?;
+    let requeued = state.crm_sync().retry_campaign(&state.queue, org, campaign).await.map_err(retry_problem)?;
+    tracing::info!(campaign = %campaign, calls = requeued.calls, deliveries = requeued.deliveries, "failed CRM deliveries queued again");
+    Ok((StatusCode::ACCEPTED, axum::Json(RequeuedCampaign { calls: requeued.calls, deliveries: requeued.deliveries })))
 }

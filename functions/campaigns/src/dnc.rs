@@ -7,7 +7,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use domain::{E164, Region};
-use platform::{Authenticated, AuthenticatedKey, CampaignScheduler, List, PageQuery, Problem, extract::Query};
+use platform::{Authenticated, AuthenticatedKey, CampaignScheduler, JobQueue, List, PageQuery, Problem, extract::Query};
 use serde::{Deserialize, Serialize};
 use store::{DoNotCallEntry, Store};
 use utoipa::{IntoParams, ToSchema};
@@ -58,8 +58,8 @@ fn region(q: &RegionQuery) -> Result<Option<Region>, Problem> {
 #[utoipa::path(put, path = "/dnc/{phone}", tag = "do-not-call", params(("phone" = String, Path, description = "the number, E.164 (or national with ?region=)"), RegionQuery),
     security(("apiKey" = [])),
     responses((status = 200, body = DoNotCallReport), (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn add_do_not_call<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn add_do_not_call<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(raw): Path<String>,
     Query(q): Query<RegionQuery>,
@@ -80,8 +80,8 @@ pub(crate) async fn add_do_not_call<S: Store, C: CampaignScheduler>(
 #[utoipa::path(delete, path = "/dnc/{phone}", tag = "do-not-call", params(("phone" = String, Path, description = "the number, E.164"), RegionQuery),
     security(("apiKey" = [])),
     responses((status = 204, description = "removed"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn remove_do_not_call<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn remove_do_not_call<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     AuthenticatedKey { org, key_id }: AuthenticatedKey,
     Path(raw): Path<String>,
     Query(q): Query<RegionQuery>,
@@ -108,8 +108,8 @@ pub struct DoNotCallRemovalView {
 /// Every removal from the list, oldest first: the audit trail of who let a number be called again.
 #[utoipa::path(get, path = "/dnc/audit", tag = "do-not-call", params(PageQuery), security(("apiKey" = [])),
     responses((status = 200, body = List<DoNotCallRemovalView>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn list_do_not_call_removals<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn list_do_not_call_removals<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<DoNotCallRemovalView>>, Problem> {
@@ -120,8 +120,8 @@ pub(crate) async fn list_do_not_call_removals<S: Store, C: CampaignScheduler>(
 /// The list, in number order.
 #[utoipa::path(get, path = "/dnc", tag = "do-not-call", params(PageQuery), security(("apiKey" = [])),
     responses((status = 200, body = List<DoNotCall>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn list_do_not_call<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn list_do_not_call<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<DoNotCall>>, Problem> {
@@ -138,8 +138,8 @@ const BULK_BATCH: usize = 500;
     request_body(content = String, content_type = "text/csv"), security(("apiKey" = [])),
     responses((status = 200, body = DoNotCallReport), (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn import_do_not_call<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn import_do_not_call<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Query(q): Query<RegionQuery>,
     body: Result<String, axum::extract::rejection::StringRejection>,
@@ -184,8 +184,8 @@ pub(crate) async fn import_do_not_call<S: Store, C: CampaignScheduler>(
     Ok(axum::Json(report))
 }
 
-async fn add<S: Store, C: CampaignScheduler>(
-    state: &AppState<S, C>,
+async fn add<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    state: &AppState<S, C, Q>,
     org: domain::OrgId,
     numbers: Vec<E164>,
     report: &mut DoNotCallReport,

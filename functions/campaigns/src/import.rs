@@ -15,7 +15,7 @@ use domain::{
     import::{Attestation, ColumnRole, HeaderError, ImportDefaults, RowError, contact_from_row},
 };
 use futures::StreamExt;
-use platform::{AuthenticatedKey, CampaignScheduler, Problem, extract::Query};
+use platform::{AuthenticatedKey, CampaignScheduler, JobQueue, Problem, extract::Query};
 use serde::{Deserialize, Serialize};
 use std::{
     io::{BufRead, BufReader, Read},
@@ -344,8 +344,8 @@ fn too_large(max: u64) -> Problem {
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "no phone column, no consent on record (consent-missing), or an unreadable file"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     AuthenticatedKey { org, key_id }: AuthenticatedKey,
     Path(id): Path<String>,
     Query(q): Query<ImportQuery>,

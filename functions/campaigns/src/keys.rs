@@ -7,7 +7,7 @@ use axum::{
     http::StatusCode,
 };
 use chrono::{DateTime, Utc};
-use platform::{Authenticated, CampaignScheduler, List, PageQuery, Problem, extract::Json, extract::Query};
+use platform::{Authenticated, CampaignScheduler, JobQueue, List, PageQuery, Problem, extract::Json, extract::Query};
 use serde::{Deserialize, Serialize};
 use store::{ApiKey, NewApiKey, Store};
 use utoipa::ToSchema;
@@ -62,8 +62,8 @@ pub struct KeySpec {
 #[utoipa::path(post, path = "/keys", tag = "keys", request_body = KeySpec, security(("apiKey" = [])),
     responses((status = 201, body = CreatedKey), (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn create_key<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn create_key<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Json(spec): Json<KeySpec>,
 ) -> Result<(StatusCode, axum::Json<CreatedKey>), Problem> {
@@ -76,8 +76,8 @@ pub(crate) async fn create_key<S: Store, C: CampaignScheduler>(
 /// The organisation's API keys, oldest first, revoked and expired ones included.
 #[utoipa::path(get, path = "/keys", tag = "keys", params(PageQuery), security(("apiKey" = [])),
     responses((status = 200, body = List<KeyView>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn list_keys<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn list_keys<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<KeyView>>, Problem> {
@@ -89,8 +89,8 @@ pub(crate) async fn list_keys<S: Store, C: CampaignScheduler>(
 #[utoipa::path(delete, path = "/keys/{id}", tag = "keys", params(("id" = String, Path, description = "the key's id, key_…")),
     security(("apiKey" = [])),
     responses((status = 204, description = "revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn revoke_key<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn revoke_key<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {

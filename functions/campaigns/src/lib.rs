@@ -16,7 +16,7 @@ use axum::{
 };
 use chrono::Utc;
 use domain::{Campaign, CampaignId, CampaignSpec, Contact, ContactDisposition, ContactState, NewCampaign};
-use platform::{AuthState, Authenticated, CampaignScheduler, List, PageQuery, Problem, Schedule, extract::Json, extract::Query};
+use platform::{AuthState, Authenticated, CampaignScheduler, JobQueue, List, PageQuery, Problem, Schedule, extract::Json, extract::Query};
 use providers::{NumberOwnership, ProviderAccounts};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,22 +30,30 @@ pub use import::ImportReport;
 /// What the handlers need: the store, the scheduler, which providers have credentials, and the
 /// largest upload accepted.
 #[derive(Clone)]
-pub struct AppState<S, C> {
+pub struct AppState<S, C, Q> {
     pub store: S,
     pub scheduler: C,
+    /// `crm-jobs`, where failed CRM deliveries are queued again.
+    pub queue: Q,
     pub accounts: ProviderAccounts,
     /// Where a caller ID is checked before it is registered.
     pub numbers: NumberOwnership,
     pub import_max_bytes: u64,
     /// Seals CRM tokens; None when the deployment has no key (`OUTDIAL_SECRET_KEY`).
     pub secrets: Option<platform::SecretBox>,
+    /// Where a connection test goes.
+    pub crm: providers::crm::CrmSetup,
+    pub crm_max_receives: u32,
 }
 
-impl<S, C> AppState<S, C> {
-    pub fn from_config(config: &platform::Config, store: S, scheduler: C) -> Self {
+impl<S, C, Q> AppState<S, C, Q> {
+    pub fn from_config(config: &platform::Config, store: S, scheduler: C, queue: Q) -> Self {
         Self {
             store,
             scheduler,
+            queue,
+            crm: config.crm.clone(),
+            crm_max_receives: config.crm_max_receives,
             numbers: NumberOwnership::new(&config.providers),
             accounts: config.providers.clone(),
             import_max_bytes: config.import_max_bytes,
@@ -54,7 +62,7 @@ impl<S, C> AppState<S, C> {
     }
 }
 
-impl<S: Store, C: CampaignScheduler> AuthState for AppState<S, C> {
+impl<S: Store, C: CampaignScheduler, Q: JobQueue> AuthState for AppState<S, C, Q> {
     type Orgs = S;
     fn orgs(&self) -> &S {
         &self.store
@@ -141,7 +149,7 @@ pub(crate) fn campaign_id(raw: &str) -> Result<CampaignId, Problem> {
 }
 
 /// The function's routes, with their OpenAPI descriptions.
-pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>> {
+pub fn router<S: Store, C: CampaignScheduler, Q: JobQueue>() -> OpenApiRouter<AppState<S, C, Q>> {
     OpenApiRouter::new()
         .routes(routes!(list_campaigns, create_campaign))
         .routes(routes!(get_campaign))
@@ -160,6 +168,9 @@ pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>>
         .routes(routes!(keys::revoke_key))
         .routes(routes!(crm::list_connections, crm::create_connection))
         .routes(routes!(crm::delete_connection))
+        .routes(routes!(crm::test_connection))
+        .routes(routes!(crm::retry_call))
+        .routes(routes!(crm::retry_campaign))
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::list_calls))
 }
@@ -170,8 +181,8 @@ pub fn router<S: Store, C: CampaignScheduler>() -> OpenApiRouter<AppState<S, C>>
     responses((status = 201, body = CampaignView),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "invalid fields, listed in `errors`"),
         (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn create_campaign<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+async fn create_campaign<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Json(spec): Json<CampaignSpec>,
 ) -> Result<(StatusCode, axum::Json<CampaignView>), Problem> {
@@ -224,8 +235,8 @@ async fn create_campaign<S: Store, C: CampaignScheduler>(
 /// List the organisation's campaigns, oldest first.
 #[utoipa::path(get, path = "/campaigns", tag = "campaigns", params(PageQuery), security(("apiKey" = [])),
     responses((status = 200, body = List<CampaignView>), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn list_campaigns<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+async fn list_campaigns<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Query(q): Query<PageQuery>,
 ) -> Result<axum::Json<List<CampaignView>>, Problem> {
@@ -237,8 +248,8 @@ async fn list_campaigns<S: Store, C: CampaignScheduler>(
 /// `effectiveWindowNotes`: what the legal calling hours narrow in its window.
 #[utoipa::path(get, path = "/campaigns/{id}", tag = "campaigns", params(("id" = String, Path, description = "campaign id")), security(("apiKey" = [])),
     responses((status = 200, body = CampaignView), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn get_campaign<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+async fn get_campaign<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
@@ -250,8 +261,8 @@ async fn get_campaign<S: Store, C: CampaignScheduler>(
 #[utoipa::path(get, path = "/campaigns/{id}/contacts", tag = "campaigns", params(("id" = String, Path, description = "campaign id"), ContactQuery),
     security(("apiKey" = [])),
     responses((status = 200, body = List<Contact>), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn list_contacts<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+async fn list_contacts<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
     Query(q): Query<ContactQuery>,

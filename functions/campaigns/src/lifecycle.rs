@@ -9,7 +9,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use domain::{Campaign, EmergencyStop};
-use platform::{Authenticated, AuthenticatedKey, CampaignScheduler, Problem};
+use platform::{Authenticated, AuthenticatedKey, CampaignScheduler, JobQueue, Problem};
 use serde::Serialize;
 use store::Store;
 use utoipa::ToSchema;
@@ -37,13 +37,16 @@ pub(crate) fn problem(e: LifecycleError) -> Problem {
     }
 }
 
-impl<S: Store, C: CampaignScheduler> AppState<S, C> {
+impl<S: Store, C: CampaignScheduler, Q: JobQueue> AppState<S, C, Q> {
     pub fn lifecycle(&self) -> Lifecycle<'_, S, C> {
         Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts }
     }
 }
 
-async fn view<S: Store, C: CampaignScheduler>(state: &AppState<S, C>, campaign: Campaign) -> Result<axum::Json<CampaignView>, Problem> {
+async fn view<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    state: &AppState<S, C, Q>,
+    campaign: Campaign,
+) -> Result<axum::Json<CampaignView>, Problem> {
     Ok(axum::Json(CampaignView::single(&state.store, campaign).await?))
 }
 
@@ -52,8 +55,8 @@ async fn view<S: Store, C: CampaignScheduler>(state: &AppState<S, C>, campaign: 
     responses((status = 200, body = CampaignView),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "not a draft, or launch checks unmet (listed in `unmet`)"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn start_campaign<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn start_campaign<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
@@ -65,8 +68,8 @@ pub(crate) async fn start_campaign<S: Store, C: CampaignScheduler>(
 #[utoipa::path(post, path = "/campaigns/{id}/resume", tag = "campaigns", params(("id" = String, Path, description = "campaign id")), security(("apiKey" = [])),
     responses((status = 200, body = CampaignView), (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn resume_campaign<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn resume_campaign<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
@@ -78,8 +81,8 @@ pub(crate) async fn resume_campaign<S: Store, C: CampaignScheduler>(
 #[utoipa::path(post, path = "/campaigns/{id}/pause", tag = "campaigns", params(("id" = String, Path, description = "campaign id")), security(("apiKey" = [])),
     responses((status = 200, body = CampaignView), (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn pause_campaign<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn pause_campaign<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
@@ -92,8 +95,8 @@ pub(crate) async fn pause_campaign<S: Store, C: CampaignScheduler>(
 #[utoipa::path(post, path = "/campaigns/{id}/cancel", tag = "campaigns", params(("id" = String, Path, description = "campaign id")), security(("apiKey" = [])),
     responses((status = 200, body = CampaignView), (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn cancel_campaign<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn cancel_campaign<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignView>, Problem> {
@@ -130,8 +133,8 @@ impl EmergencyStopView {
 #[utoipa::path(post, path = "/emergency-stop", tag = "campaigns", security(("apiKey" = [])),
     responses((status = 200, body = EmergencyStopView, description = "the stop, with the campaigns it paused"),
         (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn emergency_stop<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn emergency_stop<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     AuthenticatedKey { org, key_id }: AuthenticatedKey,
 ) -> Result<axum::Json<EmergencyStopView>, Problem> {
     let (org_now, paused) = state.lifecycle().set_emergency_stop(org, key_id).await.map_err(problem)?;
@@ -142,8 +145,8 @@ pub(crate) async fn emergency_stop<S: Store, C: CampaignScheduler>(
 /// Whether the organisation's emergency stop holds.
 #[utoipa::path(get, path = "/emergency-stop", tag = "campaigns", security(("apiKey" = [])),
     responses((status = 200, body = EmergencyStopView), (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn emergency_stop_status<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn emergency_stop_status<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
 ) -> Result<axum::Json<EmergencyStopView>, Problem> {
     Ok(axum::Json(EmergencyStopView::of(state.store.get_org(org).await?.emergency_stop)))
@@ -152,8 +155,8 @@ pub(crate) async fn emergency_stop_status<S: Store, C: CampaignScheduler>(
 /// Lift the emergency stop. Campaigns it paused stay paused until each is resumed.
 #[utoipa::path(delete, path = "/emergency-stop", tag = "campaigns", security(("apiKey" = [])),
     responses((status = 200, body = EmergencyStopView), (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn lift_emergency_stop<S: Store, C: CampaignScheduler>(
-    State(state): State<AppState<S, C>>,
+pub(crate) async fn lift_emergency_stop<S: Store, C: CampaignScheduler, Q: JobQueue>(
+    State(state): State<AppState<S, C, Q>>,
     Authenticated(org): Authenticated,
 ) -> Result<axum::Json<EmergencyStopView>, Problem> {
     let org_now = state.lifecycle().lift_emergency_stop(org).await.map_err(problem)?;

@@ -1,15 +1,17 @@
-//! Lambda entry point: read config, build the DynamoDB store and the EventBridge scheduler, serve the router.
+//! Lambda entry point: read config, build the DynamoDB store, the EventBridge scheduler and the
+//! `crm-jobs` queue, serve the router.
 
 use campaigns::{AppState, router};
 use platform::{Config, EventBridgeScheduler, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    config.load_secret_key().await?;
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let scheduler = EventBridgeScheduler::from_config(&config.scheduler).await?;
-    let state = AppState::from_config(&config, store, scheduler);
+    let state = AppState::from_config(&config, store, scheduler, config.sqs_queues().await);
     let (app, _) = router().with_state(state).split_for_parts();
     lambda_http::run(telemetry::traced_lambda_router(app)).await
 }

@@ -58,11 +58,13 @@ impl<S: CrmSyncStore + Clone, Q: JobQueue> CrmSyncState<S, Q> {
         .await
     }
 
-    /// Receives and handles up to `max` jobs of the local queue; how many it received.
+    /// Receives up to `max` jobs of the local queue and handles them at once, as Lambda does a
+    /// batch (each delivery is leased to one worker); how many it received.
     pub async fn run_local_batch(&self, max: u32) -> Result<usize, QueueError> {
-        let jobs = self.queue.receive(CRM_JOBS, max, Duration::from_secs(120)).await?;
-        for job in &jobs {
-            match self.handle(&job.body, job.receive_count).await {
+        let jobs = self.queue.receive(CRM_JOBS, max, Duration::from_secs(180)).await?;
+        let handled = futures::future::join_all(jobs.iter().map(|job| self.handle(&job.body, job.receive_count))).await;
+        for (job, outcome) in jobs.iter().zip(handled) {
+            match outcome {
                 Ok(()) => self.queue.delete(CRM_JOBS, &job.receipt).await?,
                 Err(delay) => self.queue.retry_after(CRM_JOBS, &job.receipt, delay).await?,
             }

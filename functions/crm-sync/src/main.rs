@@ -1,4 +1,5 @@
-//! Lambda entry point: read config, build DynamoDB and SQS, handle SQS batches of `crm-jobs`.
+//! Lambda entry point: read config and the sealing key, build DynamoDB and SQS, handle SQS batches
+//! of `crm-jobs`.
 
 use crm_sync::CrmSyncState;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -6,7 +7,8 @@ use platform::{Config, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    config.load_secret_key().await?;
     telemetry::init(config.log_format);
     let state = CrmSyncState::from_config(&config, config.connect_dynamodb().await?, config.sqs_queues().await);
     lambda_runtime::run(service_fn(|event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {

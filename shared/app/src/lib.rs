@@ -9,7 +9,7 @@ pub mod lifecycle;
 pub mod tick;
 pub mod tools;
 
-pub use crm::{CrmSync, CrmSyncStore, Synced};
+pub use crm::{ConnectionTest, CrmSync, CrmSyncStore, Requeued, RetryError, Synced};
 pub use delivery::{Courier, Delivery, DeliveryStore};
 pub use dial::{DialError, Dialed, Dialer, DialerSettings, Retry};
 pub use lifecycle::{Lifecycle, LifecycleError};

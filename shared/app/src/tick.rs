@@ -221,7 +221,7 @@ async fn hand_on_finished_call<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
         return Ok(false);
     }
     if campaign.settings.crm.as_ref().is_some_and(|crm| !crm.connection_ids.is_empty()) {
-        let job = CrmJob { org_id: call.org_id, campaign_id: call.campaign_id, call_id: call.id };
+        let job = CrmJob { org_id: call.org_id, campaign_id: call.campaign_id, call_id: call.id, retry_failed: false };
         if let Err(e) = state.queue.send(CRM_JOBS, serde_json::to_string(&job).expect("a CRM job serialises")).await {
             store.mark_post_call(call.org_id, call.id, None).await?;
             return Err(e.into());

@@ -24,6 +24,9 @@ pub struct CrmJob {
     pub org_id: OrgId,
     pub campaign_id: CampaignId,
     pub call_id: CallId,
+    /// Asked for by a person (`POST /calls/{id}/crm/retry`): deliveries that failed for good are tried again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_failed: bool,
 }
 
 /// Silence allowed while the provider has not even accepted (or not yet rung) the call.

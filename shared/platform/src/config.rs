@@ -47,9 +47,14 @@ pub struct Config {
     /// Seals stored secrets (CRM tokens, webhook signing secrets): `OUTDIAL_SECRET_KEY`; the local
     /// stack falls back to a key file beside its database. None: nothing secret can be stored.
     pub secrets: Option<crate::SecretBox>,
-    /// `OUTDIAL_CRM_ALLOW_PRIVATE=true` lets CRM webhooks go to private addresses and plain http
-    /// (local testing only: unsafe in production).
-    pub crm_allow_private: bool,
+    /// `OUTDIAL_SECRET_KEY_ARN`: the Secrets Manager secret the key is read from (in AWS), by
+    /// `load_secret_key`; `SECRETSMANAGER_ENDPOINT` moves it elsewhere (moto_server).
+    pub secret_key_arn: Option<String>,
+    pub secretsmanager_endpoint: Option<String>,
+    /// Where deliveries go: `GHL_BASE_URL`, `HUBSPOT_BASE_URL` (tests), and
+    /// `OUTDIAL_CRM_ALLOW_PRIVATE=true`, which lets CRM webhooks go to private addresses and plain
+    /// http (local testing only: unsafe in production).
+    pub crm: providers::crm::CrmSetup,
     /// Receives of a `crm-jobs` message before its dead-letter queue (`CRM_JOBS_MAX_RECEIVES`;
     /// match the queue's redrive policy): the last one marks a failing delivery failed.
     pub crm_max_receives: u32,
@@ -245,9 +250,28 @@ impl Config {
                 .map(|key| crate::SecretBox::from_base64(&key))
                 .transpose()
                 .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_SECRET_KEY", reason: e.to_string() })?,
-            crm_allow_private: var("OUTDIAL_CRM_ALLOW_PRIVATE").is_some_and(|v| matches!(v.trim(), "true" | "1")),
+            secret_key_arn: var("OUTDIAL_SECRET_KEY_ARN").filter(|arn| !arn.trim().is_empty()),
+            secretsmanager_endpoint: var("SECRETSMANAGER_ENDPOINT"),
+            crm: providers::crm::CrmSetup {
+                gohighlevel_base: var("GHL_BASE_URL").unwrap_or_else(|| providers::crm::GoHighLevel::BASE_URL.into()),
+                hubspot_base: var("HUBSPOT_BASE_URL").unwrap_or_else(|| providers::crm::HubSpot::BASE_URL.into()),
+                outbound: providers::crm::OutboundPolicy {
+                    allow_private: var("OUTDIAL_CRM_ALLOW_PRIVATE").is_some_and(|v| matches!(v.trim(), "true" | "1")),
+                },
+                ..Default::default()
+            },
             crm_max_receives: u32::try_from(number(var, "CRM_JOBS_MAX_RECEIVES", 5)?).unwrap_or(u32::MAX),
         })
+    }
+
+    /// Reads the sealing key from Secrets Manager when `OUTDIAL_SECRET_KEY_ARN` names it and
+    /// `OUTDIAL_SECRET_KEY` does not give it: once, at a function's cold start.
+    pub async fn load_secret_key(&mut self) -> Result<(), ConfigError> {
+        if let (None, Some(arn)) = (&self.secrets, &self.secret_key_arn) {
+            let key = crate::SecretBox::from_secrets_manager(arn, self.secretsmanager_endpoint.as_deref()).await;
+            self.secrets = Some(key.map_err(|e| ConfigError::Invalid { var: "OUTDIAL_SECRET_KEY_ARN", reason: e.to_string() })?);
+        }
+        Ok(())
     }
 
     /// The SQS queues whose URLs are configured, by logical name.
@@ -528,6 +552,9 @@ mod tests {
     #[test]
     fn crm_jobs_have_their_own_receive_limit() {
         assert_eq!(config(&[]).unwrap().crm_max_receives, 5);
+        assert_eq!(config(&[]).unwrap().crm, providers::crm::CrmSetup::default());
+        let local = config(&[("GHL_BASE_URL", "http://127.0.0.1:1"), ("OUTDIAL_CRM_ALLOW_PRIVATE", "true")]).unwrap().crm;
+        assert_eq!((local.gohighlevel_base.as_str(), local.outbound.allow_private), ("http://127.0.0.1:1", true));
         assert_eq!(config(&[("CRM_JOBS_MAX_RECEIVES", "8"), ("DIAL_JOBS_MAX_RECEIVES", "3")]).unwrap().crm_max_receives, 8);
         assert!(matches!(config(&[("CRM_JOBS_MAX_RECEIVES", "0")]), Err(ConfigError::Invalid { var: "CRM_JOBS_MAX_RECEIVES", .. })));
     }

@@ -145,6 +145,13 @@ impl From<crate::SchedulerError> for Problem {
     }
 }
 
+impl From<crate::QueueError> for Problem {
+    fn from(e: crate::QueueError) -> Self {
+        tracing::error!(error = %e, "queue failed");
+        Self::new(StatusCode::BAD_GATEWAY, "queue-unavailable", "Queue unavailable", format!("{e}; retry the request"))
+    }
+}
+
 impl From<domain::ReadOnlyTemplate> for Problem {
     fn from(e: domain::ReadOnlyTemplate) -> Self {
         Self::new(StatusCode::FORBIDDEN, "read-only-template", "Read-only template", e.to_string())

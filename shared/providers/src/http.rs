@@ -57,6 +57,16 @@ impl Http {
         Self { client, base: base.trim_end_matches('/').to_string(), provider, retry }
     }
 
+    /// On the process's one client for APIs a sink is made for per delivery (the CRMs): building
+    /// a client costs milliseconds of TLS set-up, and its connections are worth keeping.
+    pub fn shared(provider: &'static str, base: &str, retry: RetryPolicy) -> Self {
+        static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+        let client = CLIENT.get_or_init(|| {
+            reqwest::Client::builder().pool_max_idle_per_host(Self::IDLE_CONNECTIONS).build().expect("a TLS backend is compiled in")
+        });
+        Self { client: client.clone(), base: base.trim_end_matches('/').to_string(), provider, retry }
+    }
+
     /// Sends the request (again on each retry) and returns the JSON answer.
     pub async fn json(
         &self,
@@ -69,7 +79,7 @@ impl Http {
         let url = format!("{}{path}", self.base);
         let mut attempt = 0;
         loop {
-            let mut request = authorise(self.client.request(method.clone(), &url));
+            let mut request = authorise(self.client.request(method.clone(), &url).timeout(self.retry.timeout));
             match body {
                 Body::Empty => {}
                 Body::Json(json) => request = request.json(json),
@@ -94,7 +104,7 @@ impl Http {
                     }
                     match status {
                         StatusCode::NOT_FOUND => return Err(ProviderError::NotFound { provider: self.provider, id: missing.to_string() }),
-                        StatusCode::TOO_MANY_REQUESTS => (ProviderError::RateLimited { provider: self.provider }, retry_after),
+                        StatusCode::TOO_MANY_REQUESTS => (ProviderError::RateLimited { provider: self.provider, retry_after }, retry_after),
                         s if s.is_server_error() => {
                             let detail = format!("{s}: {}", reason(&text));
                             (ProviderError::Unavailable { provider: self.provider, detail, sent: true }, None)
@@ -151,6 +161,11 @@ pub(crate) struct ApiClient {
 impl ApiClient {
     pub fn new(provider: &'static str, base: &str, credential: Credential, retry: RetryPolicy) -> Self {
         Self { http: Http::new(provider, base, retry), credential, headers: Vec::new() }
+    }
+
+    /// Like `new`, on the process's shared client (see `Http::shared`).
+    pub fn shared(provider: &'static str, base: &str, credential: Credential, retry: RetryPolicy) -> Self {
+        Self { http: Http::shared(provider, base, retry), credential, headers: Vec::new() }
     }
 
     pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {

@@ -6,7 +6,7 @@ mod accounts;
 pub mod calcom;
 mod caller_ids;
 pub mod calls;
-pub mod crm_webhook;
+pub mod crm;
 pub mod elevenlabs;
 mod http;
 pub mod retell;
@@ -40,8 +40,9 @@ pub enum ProviderError {
     /// The provider understood the request and said no (4xx): the reason is its own words.
     #[error("{provider} refused the request ({status}): {message}")]
     Refused { provider: &'static str, status: u16, message: String },
+    /// `retry_after`: how long the provider asked to be left alone, when it said.
     #[error("{provider} kept rate-limiting the request (429); retry later")]
-    RateLimited { provider: &'static str },
+    RateLimited { provider: &'static str, retry_after: Option<std::time::Duration> },
     /// 5xx, timeouts and connection failures, after the retries. `sent` when the request reached
     /// the provider (a 5xx, or no answer to it): it may have acted on it all the same.
     #[error("{provider} is unavailable: {detail}")]

@@ -589,10 +589,29 @@ pub trait CrmStore: Send + Sync {
     ) -> impl Future<Output = Result<(domain::crm::CrmConnection, String)>> + Send;
     /// Removes it; false when the organisation has no such connection.
     fn delete_crm_connection(&self, org: OrgId, id: domain::ConnectionId) -> impl Future<Output = Result<bool>> + Send;
+    /// Takes the call's delivery to the connection for one worker until `until` and returns it as
+    /// recorded (a new pending one the first time); None while another worker's lease runs. The
+    /// holder's `record_crm_delivery` keeps or ends the lease with the `leased_until` it writes.
+    fn lease_crm_delivery(
+        &self,
+        org: OrgId,
+        call: CallId,
+        connection: domain::ConnectionId,
+        kind: domain::crm::CrmKind,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<domain::crm::CrmDelivery>>> + Send;
     /// Records where a call's delivery to a connection stands (replacing what was recorded).
     fn record_crm_delivery(&self, org: OrgId, delivery: domain::crm::CrmDelivery) -> impl Future<Output = Result<()>> + Send;
     /// The call's deliveries, by connection id.
     fn crm_deliveries(&self, org: OrgId, call: CallId) -> impl Future<Output = Result<Vec<domain::crm::CrmDelivery>>> + Send;
+    /// The campaign's deliveries that failed for good, by call then connection.
+    fn failed_crm_deliveries(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<domain::crm::CrmDelivery>>> + Send;
 }
 
 /// Everything outdial stores; each function asks only for the part it uses.

@@ -341,7 +341,7 @@ async fn every_finished_call_reaches_the_crm_webhook_once() {
     let mut stack = outdial::Stack::default().ticking_every(std::time::Duration::from_millis(100));
     stack.config.dialing.calls.simulator_speed = 500.0;
     // the receiver is on loopback, over plain http: allowed for this test only
-    stack.config.crm_allow_private = true;
+    stack.config.crm.outbound.allow_private = true;
     // answered calls are handed on once their signed post-call report is in
     stack.config.dialing.calls.elevenlabs_webhook_secret = Some("e2e-secret".into());
     let secrets = stack.config.secrets.clone().unwrap();

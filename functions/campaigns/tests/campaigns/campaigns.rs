@@ -6,7 +6,7 @@ use axum::{Router, body::Body, http::Request};
 use campaigns::{AppState, router};
 use domain::{CallerId, NewAssistant, OrgId, ProviderKind};
 use http_body_util::BodyExt;
-use platform::{CampaignScheduler, LocalScheduler, ScheduledAction};
+use platform::{CampaignScheduler, JobQueue, LocalQueue, LocalScheduler, ScheduledAction};
 use providers::ProviderAccounts;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -17,12 +17,23 @@ struct Harness<S> {
     app: Router,
     store: S,
     scheduler: LocalScheduler,
+    /// `crm-jobs`, where retried deliveries go.
+    queue: LocalQueue,
     org: OrgId,
     key: String,
     assistant: String,
 }
 
 async fn harness<S: Store>(store: S, accounts: ProviderAccounts, import_max_bytes: u64) -> Harness<S> {
+    harness_with_crm(store, accounts, import_max_bytes, providers::crm::CrmSetup::default()).await
+}
+
+async fn harness_with_crm<S: Store>(
+    store: S,
+    accounts: ProviderAccounts,
+    import_max_bytes: u64,
+    crm: providers::crm::CrmSetup,
+) -> Harness<S> {
     let org = store.create_org("Acme").await.unwrap().id;
     let key = store.create_api_key(org).await.unwrap().secret;
     let config = domain::assistant::templates()[0].config.clone();
@@ -33,10 +44,12 @@ async fn harness<S: Store>(store: S, accounts: ProviderAccounts, import_max_byte
     // the simulator's campaigns start only where OUTDIAL_SIMULATOR=on
     (config.providers, config.import_max_bytes) = (ProviderAccounts { simulator: true, ..accounts }, import_max_bytes);
     config.secrets = Some(platform::SecretBox::from_base64(SECRET_KEY).unwrap());
-    let state = AppState::from_config(&config, store.clone(), scheduler.clone());
+    config.crm = crm;
+    let queue = LocalQueue::open_in_memory(5).unwrap();
+    let state = AppState::from_config(&config, store.clone(), scheduler.clone(), queue.clone());
     let (app, _) = router().with_state(state).split_for_parts();
     store.register_caller_id(registration(org, "+14155550100", None)).await.unwrap();
-    Harness { app, store, scheduler, org, key, assistant }
+    Harness { app, store, scheduler, queue, org, key, assistant }
 }
 
 fn registration(org: OrgId, phone: &str, vapi: Option<&str>) -> CallerId {
@@ -109,7 +122,106 @@ store::on_both_stores!(
     crafted_cursors_are_refused_as_bad_requests,
     crm_connections_keep_their_tokens_sealed,
     campaigns_deliver_to_their_organisations_crm_connections,
+    crm_connections_are_tested_and_failed_deliveries_queued_again,
 );
+
+async fn crm_connections_are_tested_and_failed_deliveries_queued_again<S: Store>(store: S) {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+    let (receiver, ghl) = (MockServer::start().await, MockServer::start().await);
+    Mock::given(matchers::method("POST")).and(matchers::path("/in")).respond_with(ResponseTemplate::new(204)).mount(&receiver).await;
+    Mock::given(matchers::method("GET"))
+        .and(matchers::path("/contacts/"))
+        .and(matchers::query_param("locationId", "loc_1"))
+        .and(matchers::query_param("limit", "1"))
+        .and(matchers::header("authorization", "Bearer pit-1"))
+        .and(matchers::header("version", "2021-07-28"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"contacts": [], "meta": {"total": 0}})))
+        .mount(&ghl)
+        .await;
+    Mock::given(matchers::method("GET"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"statusCode": 401, "message": "Invalid JWT"})))
+        .mount(&ghl)
+        .await;
+    let crm = providers::crm::CrmSetup {
+        gohighlevel_base: ghl.uri(),
+        outbound: providers::crm::OutboundPolicy { allow_private: true },
+        ..Default::default()
+    };
+    let h = harness_with_crm(store, ProviderAccounts::default(), 1 << 20, crm).await;
+
+    // a webhook on this machine can only be made by hand (the API takes https URLs)
+    let secrets = platform::SecretBox::from_base64(SECRET_KEY).unwrap();
+    let hook = domain::crm::CrmConnection {
+        id: domain::ConnectionId::new(),
+        org_id: h.org,
+        name: "Ops".into(),
+        target: domain::crm::ConnectionTarget::Webhook { url: format!("{}/in", receiver.uri()) },
+        created_at: chrono::Utc::now(),
+    };
+    h.store.create_crm_connection(hook.clone(), secrets.seal("whsec_test", &hook.id.to_string())).await.unwrap();
+    let (status, tested) = h.json("POST", &format!("/crm/connections/{}/test", hook.id), Value::Null).await;
+    assert_eq!((status, tested), (200, json!({"ok": true, "answer": "the receiver answered 204"})));
+    let sent = &receiver.received_requests().await.unwrap()[0];
+    let event: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!((event["type"].as_str(), event["connectionId"].as_str()), (Some("connection.test"), Some(hook.id.to_string().as_str())));
+    let signature = sent.headers["x-outdial-signature"].to_str().unwrap();
+    let t = signature.split(',').next().unwrap().trim_start_matches("t=");
+    let expected = providers::hmac_sha256_hex("whsec_test", &[t.as_bytes(), b".", &sent.body]);
+    assert_eq!(signature, format!("t={t},v1={expected}"), "signed like every delivery");
+
+    let ghl_spec = |location: &str| json!({"name": "Sales", "kind": "gohighlevel", "token": "pit-1", "locationId": location});
+    let (_, good) = h.json("POST", "/crm/connections", ghl_spec("loc_1")).await;
+    let (status, tested) = h.json("POST", &format!("/crm/connections/{}/test", good["id"].as_str().unwrap()), Value::Null).await;
+    assert_eq!((status, tested["ok"].as_bool()), (200, Some(true)), "{tested}");
+    let (_, bad) = h.json("POST", "/crm/connections", ghl_spec("loc_elsewhere")).await;
+    let (status, tested) = h.json("POST", &format!("/crm/connections/{}/test", bad["id"].as_str().unwrap()), Value::Null).await;
+    assert_eq!((status, tested["ok"].as_bool()), (200, Some(false)), "{tested}");
+    assert!(tested["answer"].as_str().unwrap().contains("(401): Invalid JWT"), "the CRM's own words: {tested}");
+    let unknown = domain::ConnectionId::new();
+    assert_eq!(h.json("POST", &format!("/crm/connections/{unknown}/test"), Value::Null).await.0, 404);
+    assert_eq!(h.json("POST", "/crm/connections/not-an-id/test", Value::Null).await.0, 404);
+
+    // a call whose delivery failed for good: queued again by call, or by campaign
+    let spec = json!({"name": "Renewals", "assistantId": h.assistant, "callerIds": ["+14155550100"], "crm": {"connectionIds": [hook.id]}});
+    let (_, created) = h.json("POST", "/campaigns", spec).await;
+    let campaign: domain::CampaignId = created["id"].as_str().unwrap().parse().unwrap();
+    h.import(&campaign.to_string(), "text/csv", "phone\n+14155550171\n").await;
+    h.store
+        .set_campaign_status(h.org, campaign, &[domain::CampaignStatus::Draft], domain::CampaignStatus::Running, chrono::Utc::now())
+        .await
+        .unwrap();
+    let noon = chrono::DateTime::parse_from_rfc3339("2027-01-13T17:00:00Z").unwrap().to_utc();
+    let call = h.store.claim_due_contacts(h.org, campaign, noon, 1, chrono::TimeDelta::zero()).await.unwrap().remove(0).call;
+    let retry = format!("/calls/{}/crm/retry", call.id);
+    let (status, problem) = h.json("POST", &retry, Value::Null).await;
+    assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/no-failed-delivery")), "{problem}");
+    let failed = domain::crm::CrmDelivery {
+        call_id: call.id,
+        connection_id: hook.id,
+        kind: domain::crm::CrmKind::Webhook,
+        status: domain::crm::DeliveryStatus::Failed,
+        attempts: 5,
+        last_error: Some("the receiver is unavailable: the receiver failed (503 Service Unavailable): ".into()),
+        delivered_at: None,
+        steps: Default::default(),
+        leased_until: None,
+    };
+    h.store.record_crm_delivery(h.org, failed).await.unwrap();
+    let (status, requeued) = h.json("POST", &retry, Value::Null).await;
+    assert_eq!((status, requeued), (202, json!({"connectionIds": [hook.id]})));
+    let (status, requeued) = h.json("POST", &format!("/campaigns/{campaign}/crm/retry"), Value::Null).await;
+    assert_eq!((status, requeued), (202, json!({"calls": 1, "deliveries": 1})));
+    let jobs = h.queue.receive(platform::CRM_JOBS, 10, Duration::from_secs(30)).await.unwrap();
+    let jobs: Vec<domain::CrmJob> = jobs.iter().map(|j| serde_json::from_str(&j.body).unwrap()).collect();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j.call_id == call.id && j.retry_failed), "{jobs:?}");
+    assert_eq!(h.json("POST", &format!("/calls/{}/crm/retry", domain::CallId::new()), Value::Null).await.0, 404);
+    assert_eq!(h.json("POST", &format!("/campaigns/{}/crm/retry", domain::CampaignId::new()), Value::Null).await.0, 404);
+    let other = h.store.create_org("Other").await.unwrap().id;
+    let intruder = Harness { key: h.store.create_api_key(other).await.unwrap().secret, org: other, ..h };
+    assert_eq!(intruder.json("POST", &retry, Value::Null).await.0, 404, "another organisation's call is not found");
+    assert_eq!(intruder.json("POST", &format!("/crm/connections/{}/test", hook.id), Value::Null).await.0, 404);
+}
 
 async fn campaigns_deliver_to_their_organisations_crm_connections<S: Store>(store: S) {
     let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
@@ -167,6 +279,7 @@ async fn crm_connections_keep_their_tokens_sealed<S: Store>(store: S) {
         app: h.app.clone(),
         store: h.store.clone(),
         scheduler: h.scheduler.clone(),
+        queue: h.queue.clone(),
         assistant: h.assistant.clone(),
     };
     let id = created["id"].as_str().unwrap();
@@ -183,9 +296,10 @@ async fn crm_connections_need_a_sealing_key() {
     let org = store.create_org("Acme").await.unwrap().id;
     let key = store.create_api_key(org).await.unwrap().secret;
     let (scheduler, _fired) = LocalScheduler::new(Duration::from_secs(3600));
-    let state = AppState::from_config(&platform::testing::config(&[]), store.clone(), scheduler.clone());
+    let queue = LocalQueue::open_in_memory(5).unwrap();
+    let state = AppState::from_config(&platform::testing::config(&[]), store.clone(), scheduler.clone(), queue.clone());
     let (app, _) = router().with_state(state).split_for_parts();
-    let h = Harness { app, store, scheduler, org, key, assistant: String::new() };
+    let h = Harness { app, store, scheduler, queue, org, key, assistant: String::new() };
     let (status, problem) = h.json("POST", "/crm/connections", json!({"name": "Hub", "kind": "hubspot", "token": "pat-1"})).await;
     assert_eq!((status, problem["type"].as_str()), (503, Some("https://outdial.dev/problems/secrets-not-configured")), "{problem}");
     assert!(h.store.list_crm_connections(org, store::PageRequest::default()).await.unwrap().items.is_empty());
@@ -228,6 +342,7 @@ async fn api_keys_are_created_listed_and_revoked<S: Store>(store: S) {
         app: h.app.clone(),
         store: h.store.clone(),
         scheduler: h.scheduler.clone(),
+        queue: h.queue.clone(),
         org: h.org,
         assistant: h.assistant.clone(),
     };
@@ -248,6 +363,7 @@ async fn api_keys_are_created_listed_and_revoked<S: Store>(store: S) {
         app: h.app.clone(),
         store: h.store.clone(),
         scheduler: h.scheduler.clone(),
+        queue: h.queue.clone(),
         assistant: h.assistant.clone(),
     };
     assert_eq!(intruder.json("DELETE", &format!("/keys/{id}"), Value::Null).await.0, 404);
@@ -287,6 +403,7 @@ async fn campaigns_call_only_from_their_organisations_registered_numbers<S: Stor
         app: h.app.clone(),
         store: h.store.clone(),
         scheduler: h.scheduler.clone(),
+        queue: h.queue.clone(),
     };
     let (status, problem) = intruder.json("POST", "/caller-ids", json!({"phone": "+14155550101"})).await;
     assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/conflict")), "{problem}");

@@ -24,7 +24,8 @@ async fn every_sample_event_is_answered_by_its_route() {
     let new = domain::NewAssistant::local("Agent", domain::ProviderKind::Simulator, config).unwrap();
     let assistant = store.create_assistant(org, new, chrono::Utc::now()).await.unwrap().id.to_string();
     let (scheduler, _fired) = LocalScheduler::new(std::time::Duration::from_secs(3600));
-    let state = AppState::from_config(&platform::testing::config(&[("OUTDIAL_SIMULATOR", "on")]), store.clone(), scheduler.clone());
+    let queue = platform::LocalQueue::open_in_memory(5).unwrap();
+    let state = AppState::from_config(&platform::testing::config(&[("OUTDIAL_SIMULATOR", "on")]), store.clone(), scheduler.clone(), queue);
     let (app, _) = router().with_state(state.clone()).split_for_parts();
 
     let (status, registered) = invoke_event(&app, "caller-ids/register.json", &[(KEY, &key)]).await;

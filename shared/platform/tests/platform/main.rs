@@ -4,3 +4,4 @@
 mod email;
 mod queue_conformance;
 mod scheduler_conformance;
+mod sealed;

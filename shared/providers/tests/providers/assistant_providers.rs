@@ -148,7 +148,10 @@ async fn rate_limits_that_persist_give_up_as_rate_limited() {
         .mount(&server)
         .await;
     let el = ElevenLabs::new(&server.uri(), "k", fast_retries());
-    assert_eq!(el.update_assistant("ag_1", "A", &config()).await, Err(ProviderError::RateLimited { provider: "elevenlabs" }));
+    assert_eq!(
+        el.update_assistant("ag_1", "A", &config()).await,
+        Err(ProviderError::RateLimited { provider: "elevenlabs", retry_after: None })
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use hmac::Mac;
-use providers::crm_webhook::{OutboundPolicy, WebhookError};
+use providers::crm::webhook::{OutboundPolicy, WebhookError};
 use std::time::Duration;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
 

@@ -4,7 +4,7 @@ use super::*;
 use crate::CrmStore;
 use domain::{
     ConnectionId,
-    crm::{CrmConnection, CrmDelivery},
+    crm::{CrmConnection, CrmDelivery, CrmKind},
 };
 
 const COLUMNS: &str = "id, org_id, name, target, created_at, sealed_secret";
@@ -69,12 +69,53 @@ impl CrmStore for SqliteStore {
         .await
     }
 
+    async fn lease_crm_delivery(
+        &self,
+        org: OrgId,
+        call: CallId,
+        connection: ConnectionId,
+        kind: CrmKind,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<CrmDelivery>> {
+        self.write(move |tx| {
+            call_in_org(tx, org, call)?;
+            let recorded: Option<CrmDelivery> = tx
+                .prepare_cached("SELECT delivery FROM crm_deliveries WHERE call_id = ?1 AND connection_id = ?2")
+                .and_then(|mut s| s.query_row(params![call.to_string(), connection.to_string()], |r| json(r.get(0)?)).optional())
+                .map_err(decoding)?;
+            let delivery = recorded.unwrap_or_else(|| CrmDelivery::new(call, connection, kind));
+            if delivery.is_leased(now) {
+                return Ok(None);
+            }
+            let leased = CrmDelivery { leased_until: Some(millis(until)), ..delivery };
+            tx.execute(
+                "INSERT OR REPLACE INTO crm_deliveries (call_id, connection_id, delivery) VALUES (?1, ?2, ?3)",
+                params![call.to_string(), connection.to_string(), to_json(&leased)],
+            )
+            .map_err(backend)?;
+            Ok(Some(leased))
+        })
+        .await
+    }
+
     async fn crm_deliveries(&self, org: OrgId, call: CallId) -> Result<Vec<CrmDelivery>> {
         self.read(move |conn| {
             call_in_org(conn, org, call)?;
             conn.prepare_cached("SELECT delivery FROM crm_deliveries WHERE call_id = ?1 ORDER BY connection_id")
                 .and_then(|mut s| s.query_map(params![call.to_string()], |r| json(r.get(0)?))?.collect())
                 .map_err(decoding)
+        })
+        .await
+    }
+
+    async fn failed_crm_deliveries(&self, org: OrgId, campaign: CampaignId, page: PageRequest) -> Result<Page<CrmDelivery>> {
+        self.read(move |conn| {
+            let sql = "SELECT d.delivery FROM crm_deliveries d JOIN calls c ON c.id = d.call_id \
+                WHERE c.org_id = ?1 AND c.campaign_id = ?2 AND json_extract(d.delivery, '$.status') = 'failed' \
+                AND d.call_id || ':' || d.connection_id > ?3 ORDER BY d.call_id, d.connection_id LIMIT ?4";
+            let scope: [&dyn rusqlite::ToSql; 2] = [&org.to_string(), &campaign.to_string()];
+            id_page(conn, sql, &scope, &page, |r| json(r.get(0)?), |d: &CrmDelivery| format!("{}:{}", d.call_id, d.connection_id))
         })
         .await
     }

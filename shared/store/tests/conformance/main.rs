@@ -32,6 +32,7 @@ macro_rules! conformance {
 
 conformance!(
     crm_deliveries_are_kept_per_call_and_connection,
+    one_worker_at_a_time_holds_a_crm_delivery,
     crm_connections_belong_to_their_organisation,
     transcripts_are_kept_in_chunks_of_new_lines,
     api_keys_are_named_listed_expire_and_record_their_last_use,

@@ -1215,6 +1215,40 @@ pub async fn transcripts_are_kept_in_chunks_of_new_lines<S: Store>(store: &S) {
     assert!(is_not_found(store.append_transcript(other, call.id, 4, "x".into()).await));
 }
 
+/// Many workers ask for the same delivery at once: one gets it until its lease ends or it records
+/// the delivery released; the others get nothing, and what they read is what the holder recorded.
+pub async fn one_worker_at_a_time_holds_a_crm_delivery<S: Store>(store: &S) {
+    use domain::crm::{CrmDelivery, CrmKind, DeliveryStatus};
+    let (org, other) = (org(store).await, org(store).await);
+    let campaign = running_campaign(store, org, 1, RetryPolicy::default(), 1).await;
+    let call = store.claim_due_contacts(org, campaign.id, t0(), 1, chrono::TimeDelta::zero()).await.unwrap().remove(0).call;
+    let connection = domain::ConnectionId::new();
+    let until = t0() + Duration::minutes(5);
+    let attempts = (0..8).map(|_| store.lease_crm_delivery(org, call.id, connection, CrmKind::Hubspot, t0(), until));
+    let leased: Vec<CrmDelivery> = futures::future::join_all(attempts).await.into_iter().filter_map(|r| r.unwrap()).collect();
+    assert_eq!(leased.len(), 1, "one of 8 concurrent workers holds it");
+    let held = leased.into_iter().next().unwrap();
+    assert_eq!((held.status, held.attempts, held.leased_until), (DeliveryStatus::Pending, 0, Some(until)), "new, and leased");
+    assert_eq!(store.crm_deliveries(org, call.id).await.unwrap(), vec![held.clone()], "the lease is on record");
+    let later = t0() + Duration::minutes(1);
+    assert_eq!(
+        store.lease_crm_delivery(org, call.id, connection, CrmKind::Hubspot, later, later + Duration::minutes(5)).await.unwrap(),
+        None
+    );
+
+    // the holder records a step and lets go: the next worker reads it
+    let mut progressed = CrmDelivery { attempts: 1, leased_until: None, ..held };
+    progressed.steps.contact_id = Some("101".into());
+    store.record_crm_delivery(org, progressed.clone()).await.unwrap();
+    let next = store.lease_crm_delivery(org, call.id, connection, CrmKind::Hubspot, later, later + Duration::minutes(5)).await.unwrap();
+    assert_eq!(next, Some(CrmDelivery { leased_until: Some(later + Duration::minutes(5)), ..progressed.clone() }));
+    // a holder that died: its lease runs out and another takes over
+    let after = later + Duration::minutes(6);
+    let taken = store.lease_crm_delivery(org, call.id, connection, CrmKind::Hubspot, after, after + Duration::minutes(5)).await.unwrap();
+    assert_eq!(taken.map(|d| d.steps), Some(progressed.steps));
+    assert!(is_not_found(store.lease_crm_delivery(other, call.id, connection, CrmKind::Hubspot, after, after).await));
+}
+
 pub async fn crm_connections_belong_to_their_organisation<S: Store>(store: &S) {
     use domain::crm::{ConnectionTarget, CrmConnection};
     let (org, other) = (org(store).await, org(store).await);
@@ -1255,8 +1289,11 @@ pub async fn crm_deliveries_are_kept_per_call_and_connection<S: Store>(store: &S
         attempts: 1,
         last_error: Some("the receiver failed (503)".into()),
         delivered_at: None,
+        steps: domain::crm::DeliverySteps { contact_id: Some("ct_1".into()), note_id: Some("n_1".into()), ..Default::default() },
+        leased_until: None,
     };
     store.record_crm_delivery(org, pending.clone()).await.unwrap();
+    assert_eq!(store.crm_deliveries(org, call.id).await.unwrap(), vec![pending.clone()], "the steps done are kept");
     let delivered = CrmDelivery {
         connection_id: b,
         status: DeliveryStatus::Delivered,
@@ -1270,7 +1307,25 @@ pub async fn crm_deliveries_are_kept_per_call_and_connection<S: Store>(store: &S
     store.record_crm_delivery(org, again.clone()).await.unwrap();
     let mut kept = store.crm_deliveries(org, call.id).await.unwrap();
     kept.sort_by_key(|d| d.connection_id);
-    assert_eq!(kept, vec![again, delivered], "one record per (call, connection), the latest");
+    assert_eq!(kept, vec![again.clone(), delivered.clone()], "one record per (call, connection), the latest");
     assert!(is_not_found(store.crm_deliveries(other, call.id).await));
-    assert!(is_not_found(store.record_crm_delivery(other, pending).await));
+    assert!(is_not_found(store.record_crm_delivery(other, pending.clone()).await));
+
+    // failed deliveries are found by campaign, page by page; a retried one leaves the list
+    let none = store.failed_crm_deliveries(org, campaign.id, PageRequest::default()).await.unwrap();
+    assert!(none.items.is_empty());
+    let failed_a = CrmDelivery { status: DeliveryStatus::Failed, delivered_at: None, ..again };
+    let failed_b = CrmDelivery { status: DeliveryStatus::Failed, delivered_at: None, ..delivered };
+    store.record_crm_delivery(org, failed_a.clone()).await.unwrap();
+    store.record_crm_delivery(org, failed_b.clone()).await.unwrap();
+    let mut expected = vec![failed_a.clone(), failed_b.clone()];
+    expected.sort_by_key(|d| d.connection_id);
+    let first = store.failed_crm_deliveries(org, campaign.id, PageRequest::first(1)).await.unwrap();
+    let rest = store.failed_crm_deliveries(org, campaign.id, PageRequest { limit: 5, cursor: first.next_cursor.clone() }).await.unwrap();
+    assert_eq!([first.items, rest.items].concat(), expected);
+    assert_eq!(rest.next_cursor, None);
+    assert!(store.failed_crm_deliveries(other, campaign.id, PageRequest::default()).await.unwrap().items.is_empty());
+    store.record_crm_delivery(org, CrmDelivery { status: DeliveryStatus::Pending, ..failed_a }).await.unwrap();
+    let left = store.failed_crm_deliveries(org, campaign.id, PageRequest::default()).await.unwrap();
+    assert_eq!(left.items, vec![failed_b]);
 }

@@ -2,6 +2,10 @@
 //! webhook). The connection's secret (an API token, or the webhook's signing secret outdial
 //! makes) is not part of it: it is sealed at rest and handed out by no read.
 
+mod delivery;
+
+pub use delivery::{CrmStep, DeliverySteps, FinishedCallRecord, StepDone, is_positive_evaluation};
+
 use crate::{ConnectionId, OrgId, ParseError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,6 +87,34 @@ pub struct CrmDelivery {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// What has reached the target so far: a retried delivery resumes after it.
+    #[serde(default)]
+    pub steps: DeliverySteps,
+    /// While one worker is delivering it: no other sends anything until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leased_until: Option<DateTime<Utc>>,
+}
+
+impl CrmDelivery {
+    /// A delivery not tried yet.
+    pub fn new(call_id: crate::CallId, connection_id: ConnectionId, kind: CrmKind) -> Self {
+        Self {
+            call_id,
+            connection_id,
+            kind,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            last_error: None,
+            delivered_at: None,
+            steps: DeliverySteps::default(),
+            leased_until: None,
+        }
+    }
+
+    /// Another worker holds it at `now`.
+    pub fn is_leased(&self, now: DateTime<Utc>) -> bool {
+        self.leased_until.is_some_and(|until| until > now)
+    }
 }
 
 /// A connection as asked for: `{name, kind, token?, locationId?, pipelineId?, stageId?, url?}`.

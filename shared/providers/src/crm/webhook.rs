@@ -2,10 +2,13 @@
 //! `X-Outdial-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` with an
 //! `Idempotency-Key` (PROTOCOLS.md). The URL is the organisation's to choose, so it is checked at
 //! send time: `https`, and every address its host resolves to public (no loopback, private,
-//! link-local, metadata or other special ranges); the request goes to the address checked
-//! (no second lookup), and redirects are not followed.
+//! link-local, metadata or other special ranges), checked again by the resolver the connection
+//! is made from (so DNS rebinding cannot slip past), and redirects are not followed.
 
+use super::{CrmError, CrmSink, Delivery};
+use crate::Secret;
 use chrono::{DateTime, Utc};
+use domain::crm::{CrmStep, StepDone};
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
@@ -18,7 +21,7 @@ pub fn signature(secret: &str, at: DateTime<Utc>, body: &[u8]) -> String {
 }
 
 /// Why a delivery did not happen, or what the receiver answered instead of 2xx.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum WebhookError {
     /// The URL is not one outdial sends to: lasting, not worth a retry.
     #[error("the webhook URL is refused: {0}")]
@@ -47,9 +50,41 @@ pub struct OutboundPolicy {
     pub allow_private: bool,
 }
 
+/// Resolves like the system does, then refuses a host with any address that is not public: the
+/// connection goes to the addresses checked here, so a name that answers differently the second
+/// time (DNS rebinding) cannot reach inside.
+struct PublicAddressesOnly;
+
+impl reqwest::dns::Resolve for PublicAddressesOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(private) = addresses.iter().find(|a| !is_public(a.ip())) {
+                return Err(format!("{host} resolves to {}, which is not a public address", private.ip()).into());
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 impl OutboundPolicy {
-    /// The host and the addresses `url` may be sent to, after resolving it now.
-    pub async fn check(&self, url: &str) -> Result<(String, Vec<SocketAddr>), WebhookError> {
+    /// One client per policy for the whole process (building one costs milliseconds of TLS set-up):
+    /// redirects never followed, and unless private addresses are allowed, only public ones connected to.
+    fn client(&self) -> &'static reqwest::Client {
+        static PUBLIC: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+        static ANY: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+        let build = |public_only: bool| {
+            let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+            let builder = if public_only { builder.dns_resolver(std::sync::Arc::new(PublicAddressesOnly)) } else { builder };
+            builder.build().expect("a TLS backend is compiled in")
+        };
+        if self.allow_private { ANY.get_or_init(|| build(false)) } else { PUBLIC.get_or_init(|| build(true)) }
+    }
+
+    /// Whether `url` may be sent to, resolving its host now: a refusal here is lasting
+    /// (`Unsafe`), where one by the resolver at connect time would look like a network failure.
+    pub async fn check(&self, url: &str) -> Result<(), WebhookError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| WebhookError::Unsafe(format!("{url:?} is not a URL: {e}")))?;
         let plain_allowed = self.allow_private && parsed.scheme() == "http";
         if parsed.scheme() != "https" && !plain_allowed {
@@ -70,7 +105,7 @@ impl OutboundPolicy {
         {
             return Err(WebhookError::Unsafe(format!("{host} resolves to {}, which is not a public address", private.ip())));
         }
-        Ok((host, addresses))
+        Ok(())
     }
 
     /// POSTs `body` to `url` signed with `secret`, once; the receiver's status on 2xx.
@@ -83,16 +118,11 @@ impl OutboundPolicy {
         now: DateTime<Utc>,
         timeout: Duration,
     ) -> Result<u16, WebhookError> {
-        let (host, addresses) = self.check(url).await?;
-        // the connection goes to the addresses just checked: a second lookup could answer otherwise
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .resolve_to_addrs(&host, &addresses)
-            .build()
-            .map_err(|e| WebhookError::Unavailable(format!("no HTTP client: {e}")))?;
-        let sent = client
+        self.check(url).await?;
+        let sent = self
+            .client()
             .post(url)
+            .timeout(timeout)
             .header("content-type", "application/json")
             .header("x-outdial-signature", signature(secret, now, body))
             .header("idempotency-key", idempotency_key)
@@ -115,6 +145,41 @@ impl OutboundPolicy {
             400..=499 => Err(WebhookError::Refused { status: status.as_u16(), body: text }),
             _ => Err(WebhookError::Unavailable(format!("the receiver failed ({status}): {text}"))),
         }
+    }
+}
+
+/// A connection's webhook: the finished call as JSON, signed with the connection's secret.
+#[derive(Clone, Debug)]
+pub struct SignedWebhook {
+    pub url: String,
+    pub secret: Secret,
+    pub connection_id: String,
+    pub outbound: OutboundPolicy,
+    pub timeout: Duration,
+}
+
+impl SignedWebhook {
+    async fn post(&self, body: &serde_json::Value, key: &str, now: DateTime<Utc>) -> Result<u16, CrmError> {
+        let bytes = serde_json::to_vec(body).expect("JSON values serialise");
+        Ok(self.outbound.deliver(&self.url, self.secret.expose(), key, &bytes, now, self.timeout).await?)
+    }
+}
+
+impl CrmSink for SignedWebhook {
+    async fn perform(&self, step: CrmStep, delivery: Delivery<'_>) -> Result<StepDone, CrmError> {
+        if step != CrmStep::PostWebhook {
+            return Err(CrmError::NoSuchStep { target: "webhook", step });
+        }
+        let body = serde_json::to_value(delivery.record).expect("a finished call serialises");
+        self.post(&body, delivery.idempotency_key, delivery.now).await?;
+        Ok(StepDone::Posted)
+    }
+
+    /// A signed `connection.test` event, which receivers should answer 2xx and otherwise ignore.
+    async fn test(&self, now: DateTime<Utc>) -> Result<String, CrmError> {
+        let body = serde_json::json!({"type": "connection.test", "connectionId": self.connection_id, "sentAt": now});
+        let status = self.post(&body, &format!("test:{}:{}", self.connection_id, now.timestamp_millis()), now).await?;
+        Ok(format!("the receiver answered {status}"))
     }
 }
 
@@ -160,6 +225,13 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_resolver_connections_are_made_from_refuses_private_answers() {
+        use reqwest::dns::Resolve;
+        let refused = PublicAddressesOnly.resolve("localhost".parse().unwrap()).await.err().map(|e| e.to_string());
+        assert!(refused.as_deref().is_some_and(|e| e.contains("not a public address")), "{refused:?}");
+    }
 
     #[test]
     fn only_public_addresses_are_public() {
