@@ -40,6 +40,11 @@ impl<S: CrmSyncStore + Clone, Q: JobQueue> CrmSyncState<S, Q> {
                 tracing::info!(%reason, delay_secs = delay.as_secs(), "CRM delivery to be tried again");
                 Err(delay)
             }
+            Ok(Synced::GaveUp { reason }) => {
+                // handed back once more, the queue moves it to its dead letters
+                tracing::error!(%reason, "CRM delivery failed on the last receive: marked failed, job to the dead-letter queue");
+                Err(Duration::ZERO)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "CRM job failed on the store; retrying");
                 Err(CrmSync::<S>::backoff(receive_count))

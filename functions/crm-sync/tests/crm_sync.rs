@@ -5,7 +5,7 @@
 use chrono::Utc;
 use crm_sync::CrmSyncState;
 use domain::crm::{ConnectionTarget, CrmConnection, DeliveryStatus};
-use platform::{LocalQueue, testing::load_event};
+use platform::{JobQueue, LocalQueue, testing::load_event};
 use store::Store;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
 
@@ -58,4 +58,55 @@ async fn an_sqs_batch_delivers_its_jobs_and_reports_only_the_malformed_one<S: St
     assert_eq!(receiver.received_requests().await.unwrap().len(), 1);
 }
 
-store::on_both_stores!("crm-sync-fn-"; an_sqs_batch_delivers_its_jobs_and_reports_only_the_malformed_one);
+/// A receiver that keeps rate-limiting: the job comes back each time (after the `Retry-After` it
+/// asked for, here none) until the queue's last receive marks the delivery failed, then the job
+/// lies in the dead-letter queue and `GET /calls/{id}` shows the error.
+async fn a_delivery_that_keeps_failing_ends_in_the_dead_letters_and_on_the_call<S: Store>(store: S) {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0")).mount(&receiver).await;
+    let org = store.create_org("Acme").await.unwrap().id;
+    let key = platform::SecretBox::ephemeral();
+    let connection = CrmConnection {
+        id: domain::ConnectionId::new(),
+        org_id: org,
+        name: "Ops".into(),
+        target: ConnectionTarget::Webhook { url: format!("{}/in", receiver.uri()) },
+        created_at: Utc::now(),
+    };
+    store.create_crm_connection(connection.clone(), key.seal("whsec_dlq", &connection.id.to_string())).await.unwrap();
+    let settings = domain::CampaignSettings { crm: Some(domain::CrmTarget { connection_ids: vec![connection.id] }), ..Default::default() };
+    let campaign = store.create_campaign(org, domain::NewCampaign::parse("crm", domain::Cap::DEFAULT, settings).unwrap()).await.unwrap();
+    let contact = domain::NewContact::new(domain::E164::parse("+14155550100", None).unwrap(), chrono_tz::UTC);
+    store.add_contacts(org, campaign.id, vec![contact], Utc::now()).await.unwrap();
+    store
+        .set_campaign_status(org, campaign.id, &[domain::CampaignStatus::Draft], domain::CampaignStatus::Running, Utc::now())
+        .await
+        .unwrap();
+    let noon = chrono::DateTime::parse_from_rfc3339("2027-01-13T17:00:00Z").unwrap().to_utc();
+    let call = store.claim_due_contacts(org, campaign.id, noon, 1, chrono::TimeDelta::zero()).await.unwrap().remove(0).call;
+
+    let mut config = platform::testing::config(&[("OUTDIAL_CRM_ALLOW_PRIVATE", "true"), ("CRM_JOBS_MAX_RECEIVES", "3")]);
+    config.secrets = Some(key);
+    let queue = LocalQueue::open_in_memory(3).unwrap();
+    let state = CrmSyncState::from_config(&config, store.clone(), queue.clone());
+    let job = domain::CrmJob { org_id: org, campaign_id: campaign.id, call_id: call.id, retry_failed: false };
+    queue.send(platform::CRM_JOBS, serde_json::to_string(&job).unwrap()).await.unwrap();
+    let mut received = 0;
+    while state.run_local_batch(10).await.unwrap() > 0 {
+        received += 1;
+        assert!(received <= 3, "received more often than the queue's limit");
+    }
+    assert_eq!(received, 3);
+    let dead = queue.dead_letters(platform::CRM_JOBS, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "the job is in the dead letters");
+    assert_eq!(serde_json::from_str::<domain::CrmJob>(&dead[0].body).unwrap(), job);
+    let delivery = store.crm_deliveries(org, call.id).await.unwrap().remove(0);
+    assert_eq!((delivery.status, delivery.attempts), (DeliveryStatus::Failed, 3));
+    assert!(delivery.last_error.as_deref().is_some_and(|e| e.contains("429")), "{delivery:?}");
+    assert_eq!(receiver.received_requests().await.unwrap().len(), 3, "one POST per receive");
+}
+
+store::on_both_stores!("crm-sync-fn-";
+    an_sqs_batch_delivers_its_jobs_and_reports_only_the_malformed_one,
+    a_delivery_that_keeps_failing_ends_in_the_dead_letters_and_on_the_call
+);

@@ -2,8 +2,9 @@
 //! (call, connection): each step (contact upserted → note → tags → opportunity; contact → call
 //! log; the webhook POST) is recorded as it succeeds, so a redelivered or retried job resumes
 //! after the last step done. A transient failure sends the job back (after the target's
-//! `Retry-After` when it gave one); a refusal or the queue's last receive marks the delivery
-//! failed, on the call for all to see, until someone asks for it to be retried.
+//! `Retry-After` when it gave one); a refusal marks the delivery failed at once, and a failure
+//! on the queue's last receive marks it failed and sends the job on to the dead-letter queue —
+//! on the call for all to see, until someone asks for it to be retried.
 
 use chrono::{DateTime, Utc};
 use domain::{
@@ -45,6 +46,12 @@ enum DeliveryError {
     Store(#[from] StoreError),
 }
 
+impl DeliveryError {
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Crm(c) if c.is_transient())
+    }
+}
+
 /// What became of a job.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Synced {
@@ -52,6 +59,9 @@ pub enum Synced {
     Done,
     /// Some delivery may still succeed: send the job again after `delay`.
     Retry { delay: Duration, reason: String },
+    /// The queue's last receive, and a delivery still failing: it is marked failed on the call,
+    /// and the job goes on to the dead-letter queue, where it can be inspected.
+    GaveUp { reason: String },
 }
 
 /// What a connection's target answered a test.
@@ -115,6 +125,7 @@ impl<S: CrmSyncStore> CrmSync<S> {
         let known = self.store.crm_deliveries(org, call.id).await?;
         let last_receive = receive_count >= self.max_receives;
         let mut retry: Option<(Duration, String)> = None;
+        let mut gave_up: Option<String> = None;
         for &connection_id in campaign.settings.crm.iter().flat_map(|crm| &crm.connection_ids) {
             let due = |d: &CrmDelivery| match d.status {
                 DeliveryStatus::Pending => true,
@@ -155,10 +166,13 @@ impl<S: CrmSyncStore> CrmSync<S> {
                 }
                 Err(DeliveryError::Store(e)) => return Err(e),
                 Err(e) => {
-                    let transient = matches!(&e, DeliveryError::Crm(c) if c.is_transient()) && !last_receive;
+                    let transient = e.is_transient() && !last_receive;
                     tracing::warn!(connection = %connection_id, error = %e, transient, "CRM delivery failed");
                     delivery.status = if transient { DeliveryStatus::Pending } else { DeliveryStatus::Failed };
                     delivery.last_error = Some(e.to_string());
+                    if e.is_transient() && last_receive {
+                        gave_up = Some(e.to_string());
+                    }
                     if transient {
                         let asked = match &e {
                             DeliveryError::Crm(c) => c.retry_after(),
@@ -172,9 +186,10 @@ impl<S: CrmSyncStore> CrmSync<S> {
             delivery.leased_until = None;
             self.store.record_crm_delivery(org, delivery).await?;
         }
-        Ok(match retry {
-            Some((delay, reason)) => Synced::Retry { delay, reason },
-            None => Synced::Done,
+        Ok(match (retry, gave_up) {
+            (Some((delay, reason)), _) => Synced::Retry { delay, reason },
+            (None, Some(reason)) => Synced::GaveUp { reason },
+            (None, None) => Synced::Done,
         })
     }
 
