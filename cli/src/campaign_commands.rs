@@ -306,6 +306,44 @@ pub async fn crm(client: &ApiClient, command: CrmCommand) -> Result<(), Error> {
     show(&reply)
 }
 
+/// `outdial report`: the campaign's numbers (a summary on stderr, the JSON on stdout), and with
+/// `--csv FILE` every call streamed into FILE with progress.
+pub async fn report(client: &ApiClient, campaign: &str, csv: Option<&Path>, include_phone: bool) -> Result<(), Error> {
+    let report = client.get(&format!("/campaigns/{campaign}/report"), &[]).await?;
+    let calls = &report["calls"];
+    let percent = |v: &Value| v.as_f64().map_or("—".to_string(), |r| format!("{:.1} %", r * 100.0));
+    eprintln!(
+        "{}: {} calls finished, {} dialed; answered {}, human {}, machine {}; abandoned {} ({} unknown)",
+        report["name"].as_str().unwrap_or(campaign),
+        calls["finished"],
+        calls["dialed"],
+        percent(&calls["answerRate"]),
+        percent(&calls["humanRate"]),
+        percent(&calls["machineRate"]),
+        percent(&calls["abandonmentRate"]),
+        calls["abandonmentUnknown"],
+    );
+    eprintln!(
+        "talk time {} s (p50 {} s, p90 {} s); cost {} {}; success {}",
+        calls["talkSeconds"],
+        calls["durationSeconds"]["p50"],
+        calls["durationSeconds"]["p90"],
+        calls["cost"]["total"].as_str().unwrap_or("0"),
+        calls["cost"]["currency"].as_str().unwrap_or("USD"),
+        percent(&calls["successRate"]),
+    );
+    if let Some(file) = csv {
+        let mut out = tokio::fs::File::create(file).await?;
+        let bar = indicatif::ProgressBar::new_spinner()
+            .with_style(indicatif::ProgressStyle::with_template("{spinner} calls.csv {bytes} {bytes_per_sec}")?);
+        let query = [("includePhone", include_phone.to_string())];
+        let written = client.download(&format!("/campaigns/{campaign}/calls.csv"), &query, &mut out, |n| bar.set_position(n)).await?;
+        bar.finish_and_clear();
+        eprintln!("csv: {} ({written} bytes)", file.display());
+    }
+    show(&report)
+}
+
 /// `outdial stop`: sets the emergency stop (`--lift` lifts it, `--status` only shows it).
 pub async fn stop(client: &ApiClient, lift: bool, status: bool) -> Result<(), Error> {
     let reply = if status {

@@ -73,6 +73,40 @@ impl ApiClient {
         }
     }
 
+    /// Streams a non-JSON answer (a CSV) into `out` chunk by chunk, calling `progress` with the
+    /// bytes written so far; how many there were.
+    pub async fn download(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+        progress: impl Fn(u64),
+    ) -> Result<u64, ClientError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let url = self.url(path);
+        let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable { url: url.clone(), reason: e.to_string() };
+        let response = self.http.get(&url).query(query).bearer_auth(&self.key).send().await.map_err(|e| unreachable(&e.without_url()))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = response.text().await.unwrap_or_default();
+            return Err(match serde_json::from_str::<Value>(&text) {
+                Ok(problem) if problem.get("title").is_some() => problem_error(status, &problem),
+                _ => ClientError::Unexpected { url, status, body: text.chars().take(500).collect() },
+            });
+        }
+        let mut written = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| unreachable(&e))?;
+            out.write_all(&chunk).await.map_err(|e| unreachable(&e))?;
+            written += chunk.len() as u64;
+            progress(written);
+        }
+        out.flush().await.map_err(|e| unreachable(&e))?;
+        Ok(written)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

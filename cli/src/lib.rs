@@ -152,8 +152,9 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
         media_bridge::Bridge::with_accounts(store.clone(), webhooks_state.calls.clone(), &config.providers, stack.tools, stack.bridge);
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
-        .merge(assistants::router::<S>().with_state(assistants::AppState { store, providers: stack.providers }))
+        .merge(assistants::router::<S>().with_state(assistants::AppState { store: store.clone(), providers: stack.providers }))
         .merge(campaigns::router::<S, LocalScheduler, LocalQueue>().with_state(campaigns_state))
+        .merge(reports::router::<S>().with_state(reports::AppState { store }))
         .merge(webhooks::router::<S, LocalTicks>().with_state(webhooks_state))
         .merge(media_bridge::routes::<S>().with_state(media_bridge::BridgeState(bridge.clone())))
         .split_for_parts();

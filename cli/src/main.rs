@@ -83,6 +83,18 @@ enum Command {
         #[command(subcommand)]
         command: CallerIdCommand,
     },
+    /// A campaign's report: its numbers as JSON, and with --csv every call into FILE.
+    Report {
+        #[command(flatten)]
+        api: Api,
+        campaign: String,
+        /// Stream every call of the campaign as CSV into this file.
+        #[arg(long)]
+        csv: Option<std::path::PathBuf>,
+        /// Full phone numbers in the CSV instead of masked ones.
+        #[arg(long)]
+        include_phone: bool,
+    },
     /// CRM connections and deliveries.
     Crm {
         #[command(flatten)]
@@ -227,6 +239,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Dnc { api, command } => return campaign_commands::dnc(&api.client()?, command).await,
         Command::CallerId { api, command } => return campaign_commands::caller_id(&api.client()?, command).await,
         Command::Crm { api, command } => return campaign_commands::crm(&api.client()?, command).await,
+        Command::Report { api, campaign, csv, include_phone } => {
+            return campaign_commands::report(&api.client()?, &campaign, csv.as_deref(), include_phone).await;
+        }
         Command::Stop { api, lift, status } => return campaign_commands::stop(&api.client()?, lift, status).await,
         _ => {}
     }
@@ -318,6 +333,7 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
         | Command::Dnc { .. }
         | Command::CallerId { .. }
         | Command::Crm { .. }
+        | Command::Report { .. }
         | Command::Stop { .. }
         | Command::Demo { .. } => {
             unreachable!("handled before the store is opened")

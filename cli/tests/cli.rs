@@ -22,7 +22,7 @@ fn org_and_key_creation_print_the_value_alone_on_the_last_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
     let (ok, out, _) = outdial(&db, &["migrate"]);
-    assert!(ok && out.contains("schema version 14"), "{out}");
+    assert!(ok && out.contains("schema version 15"), "{out}");
     let (ok, out, err) = outdial(&db, &["org", "create", "Acme Outbound"]);
     assert!(ok, "{err}");
     let org = last_line(&out).to_string();
@@ -245,6 +245,17 @@ async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
     assert!(ok && out.contains("disposition    canceled: 2"), "{out}{err}");
     let (ok, _, err) = run(args(&["campaign", "start", &id])).await.unwrap();
     assert!(!ok && err.contains("canceled and cannot be started"), "{err}");
+    let csv = dir.path().join("calls.csv");
+    let (ok, out, err) = run(args(&["report", &id, "--csv", csv.to_str().unwrap()])).await.unwrap();
+    assert!(ok && err.contains("Renewals: ") && err.contains("csv: "), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["contacts"]["total"], 2, "{out}");
+    let written = std::fs::read_to_string(&csv).unwrap();
+    assert!(written.starts_with("call_id,contact_id,phone,"), "{written}");
+    let (ok, _, err) = run(args(&["report", &domain::CampaignId::new().to_string()])).await.unwrap();
+    assert!(!ok && err.contains("not found"), "{err}");
+    let (ok, out, err) = run(args(&["crm", "retry-failed", "--campaign", &id])).await.unwrap();
+    assert!(ok && err.contains("re-queued 0 failed deliveries of 0 calls") && out.contains("\"calls\": 0"), "{out}{err}");
 
     let (ok, out, err) = run(args(&["stop", "--status"])).await.unwrap();
     assert!(ok && err.contains("emergency stop: off") && out.contains("\"active\": false"), "{out}{err}");

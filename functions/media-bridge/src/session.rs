@@ -238,6 +238,8 @@ async fn converse<S: Store>(
     let mut phase = bridge.phase();
     let metrics = &bridge.metrics;
     let mut responses = 0u64;
+    // the agent's first audio on its way to the callee: the connect time abandonment is measured by
+    let mut connected = false;
     let sid = call.stream_sid.as_str();
 
     let end = loop {
@@ -270,6 +272,10 @@ async fn converse<S: Store>(
                         Ok(FromAgent::Audio(audio_event)) => {
                             let dropped = twilio_out.push_audio(wire::twilio_media(sid, &audio_event.audio_base_64), audio_event.event_id);
                             metrics.dropped_frames.inc_by(dropped as u64);
+                            if !connected {
+                                connected = true;
+                                tokio::spawn(record_connected(bridge.clone(), call.org, call.call_id).in_current_span());
+                            }
                         }
                         Ok(FromAgent::Ping(ping_event)) => agent_out.push_urgent(wire::agent_pong(ping_event.event_id)),
                         Ok(FromAgent::Interruption(interruption_event)) => {
@@ -323,6 +329,20 @@ async fn converse<S: Store>(
         tracing::error!("the transcript's last batch was not saved");
     }
     end
+}
+
+/// Records when the agent's first audio went to the callee (once per call, whoever retries).
+async fn record_connected<S: Store>(bridge: Arc<Bridge<S>>, org: OrgId, call_id: CallId) {
+    let now = Utc::now();
+    let details = CallDetails { connected_at: Some(now), ..Default::default() };
+    let event = CallEvent {
+        dedupe_key: format!("bridge:{call_id}:connected"),
+        occurred_at: now,
+        kind: CallEventKind::Details { details: Box::new(details) },
+    };
+    if let Err(e) = bridge.store.apply_call_event(org, call_id, event, now).await {
+        tracing::warn!(error = %e, "the agent's connect time was not recorded");
+    }
 }
 
 fn heard(

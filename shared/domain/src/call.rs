@@ -148,6 +148,10 @@ pub struct CallDetails {
     pub answered_by: Option<AnsweredBy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_at: Option<DateTime<Utc>>,
+    /// When the agent's first audio reached the callee after the answer (the bridge sees it;
+    /// unknown for providers that do not report it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_secs: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +186,7 @@ impl CallDetails {
             take(&mut self.answered_by, &patch.answered_by);
         }
         take(&mut self.answered_at, &patch.answered_at);
+        take(&mut self.connected_at, &patch.connected_at);
         take(&mut self.duration_secs, &patch.duration_secs);
         take(&mut self.cost, &patch.cost);
         take(&mut self.recording_url, &patch.recording_url);

@@ -366,6 +366,9 @@ pub trait CallStore: Send + Sync {
         received_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Applied>> + Send;
     fn get_call(&self, org: OrgId, id: CallId) -> impl Future<Output = Result<Call>> + Send;
+    /// The campaign's report counters (`domain::report`), kept as its calls end.
+    fn campaign_report_counts(&self, org: OrgId, campaign: CampaignId)
+    -> impl Future<Output = Result<domain::report::ReportCounts>> + Send;
     /// The campaign's calls in creation order, filtered.
     fn list_calls(
         &self,

@@ -357,6 +357,12 @@ async fn audio_crosses_both_ways_unchanged_pings_are_answered_and_the_transcript
     }
     assert_eq!(live.as_deref(), Some("agent: Hi Maria, this is Ana, an AI assistant from Acme.\nuser: Hi, sure."));
     assert_eq!(w.store.get_call(w.org, w.call).await.unwrap().details.transcript, None, "the call record is not rewritten per save");
+    // the agent's first audio on its way to the caller is the call's connect time, recorded once
+    let logged = w
+        .eventually_logged(|log| log.iter().any(|k| matches!(k, CallEventKind::Details { details } if details.connected_at.is_some())))
+        .await;
+    assert_eq!(logged.iter().filter(|k| matches!(k, CallEventKind::Details { details } if details.connected_at.is_some())).count(), 1);
+    assert!(w.store.get_call(w.org, w.call).await.unwrap().details.connected_at.is_some());
 
     send(
         &mut twilio,

@@ -84,7 +84,7 @@ impl CrmSink for GoHighLevel {
             CrmStep::OpenOpportunity => {
                 let id = contact()?;
                 let (pipeline, stage) = self.pipeline.as_ref().ok_or(CrmError::NoSuchStep { target: TARGET, step })?;
-                let who = record.contact.name.clone().unwrap_or_else(|| record.contact.phone.to_string());
+                let who = record.contact.name.clone().unwrap_or_else(|| record.contact.phone.as_str().to_string());
                 let body = json!({
                     "pipelineId": pipeline,
                     "locationId": self.location_id,

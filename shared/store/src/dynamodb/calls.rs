@@ -104,6 +104,7 @@ impl CallStore for DynamoStore {
         let mut attempt = 0;
         loop {
             let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
+            let facts_before = CallFacts::of(&call);
             let absorbed = call.absorb(&event);
             let log = EventItem {
                 pk: call_pk(call_id),
@@ -154,6 +155,7 @@ impl CallStore for DynamoStore {
                     &values,
                 )?);
             }
+            items.extend(self.report_update(call.campaign_id, &report_delta(facts_before.as_ref(), CallFacts::of(&call).as_ref()))?);
             if self.transact(items).await? {
                 return Ok(Applied { duplicate: false, call, transition: Some(absorbed.transition), contact_fate });
             }
@@ -171,6 +173,20 @@ impl CallStore for DynamoStore {
 
     async fn get_call(&self, org: OrgId, id: CallId) -> Result<Call> {
         Ok(self.call_item(org, id).await?.call)
+    }
+
+    async fn campaign_report_counts(&self, org: OrgId, campaign: CampaignId) -> Result<ReportCounts> {
+        self.campaign_item(org, campaign).await?;
+        let item = self.get(campaign_pk(campaign), REPORT_SK).await?.unwrap_or_default();
+        let mut counts = ReportCounts::new();
+        for (attribute, value) in item {
+            let (Some(name), Ok(number)) = (attribute.strip_prefix("n:"), value.as_n()) else { continue };
+            let number: i64 = number.parse().map_err(|_| StoreError::Corrupt(format!("report counter {name} is {number}")))?;
+            if number != 0 {
+                counts.insert(name.to_string(), number);
+            }
+        }
+        Ok(counts)
     }
 
     async fn list_calls(&self, org: OrgId, campaign: CampaignId, filter: CallFilter, page: PageRequest) -> Result<Page<Call>> {

@@ -61,6 +61,7 @@ impl DialingStore for DynamoStore {
         let mut attempt = 0;
         loop {
             let CallItem { version, mut call, .. } = self.call_item(org, call_id).await?;
+            let facts_before = domain::report::CallFacts::of(&call);
             match call.record_placement(&placed.provider_call_id, placed.caller_id.clone(), millis(placed.placed_at)) {
                 Ok(true) => {}
                 Ok(false) => return Ok(call),
@@ -85,6 +86,9 @@ impl DialingStore for DynamoStore {
                     &[(":caller", s(caller_id.as_str())), (":one", n(1))],
                 )?);
             }
+            // a placement recorded after the call's end (its callbacks were quicker) makes it dialed
+            let delta = domain::report::report_delta(facts_before.as_ref(), domain::report::CallFacts::of(&call).as_ref());
+            items.extend(self.report_update(call.campaign_id, &delta)?);
             if self.transact(items).await? {
                 return Ok(call);
             }

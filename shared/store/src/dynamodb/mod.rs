@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::{
     },
 };
 use chrono::{DateTime, Utc};
+use domain::report::{CallFacts, ReportCounts, report_delta};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallEventKind, CallId, CallProvider,
     CallState, CallerId, CallingArea, Campaign, CampaignCounters, CampaignId, CampaignSettings, CampaignStatus, Cap, Contact,
@@ -206,6 +207,24 @@ impl DynamoStore {
             update = update.expression_attribute_values(*k, v.clone());
         }
         Ok(TransactWriteItem::builder().update(update.build().map_err(build)?).build())
+    }
+
+    /// A transaction item moving the campaign's report counters (`n:<name>` on its `REPORT` item)
+    /// by `delta`; None when it moves nothing.
+    fn report_update(&self, campaign: CampaignId, delta: &domain::report::ReportCounts) -> Result<Option<TransactWriteItem>> {
+        if delta.is_empty() {
+            return Ok(None);
+        }
+        let mut update = Update::builder().table_name(&self.table).key("pk", s(campaign_pk(campaign))).key("sk", s(REPORT_SK));
+        let mut adds = Vec::new();
+        for (i, (name, by)) in delta.iter().enumerate() {
+            adds.push(format!("#c{i} :c{i}"));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), format!("n:{name}"))
+                .expression_attribute_values(format!(":c{i}"), n(by));
+        }
+        let update = update.update_expression(format!("ADD {}", adds.join(", "))).build().map_err(build)?;
+        Ok(Some(TransactWriteItem::builder().update(update).build()))
     }
 
     /// A transaction item that changes nothing but fails the transaction unless `condition` holds
@@ -795,6 +814,8 @@ fn third_index_partition(call: &Call) -> Option<String> {
 
 /// The one partition of the ready index that lists orphaned events, oldest first.
 const ORPHANS: &str = "ORPHANS";
+/// The sort key of a campaign's report counters, in the campaign's partition.
+const REPORT_SK: &str = "REPORT";
 
 fn orphan_pk(provider: CallProvider, provider_call_id: &str) -> String {
     format!("ORPHAN#{}#{provider_call_id}", provider.as_str())

@@ -108,7 +108,9 @@ impl CallStore for SqliteStore {
             if appended == 0 {
                 return Ok(Applied { duplicate: true, call, transition: None, contact_fate: None });
             }
+            let facts_before = CallFacts::of(&call);
             let absorbed = call.absorb(&event);
+            add_report_counts(tx, call.campaign_id, &report_delta(facts_before.as_ref(), CallFacts::of(&call).as_ref()))?;
             tx.prepare_cached(
                 "UPDATE calls SET state = ?2, end_reason = ?3, ended_at = ?4, details = ?5, last_status_at = ?6, disposition = ?7 WHERE id = ?1",
             )
@@ -151,6 +153,16 @@ impl CallStore for SqliteStore {
 
     async fn get_call(&self, org: OrgId, id: CallId) -> Result<Call> {
         self.read(move |conn| call_in_org(conn, org, id)).await
+    }
+
+    async fn campaign_report_counts(&self, org: OrgId, campaign: CampaignId) -> Result<ReportCounts> {
+        self.read(move |conn| {
+            campaign_in_org(conn, org, campaign)?;
+            conn.prepare_cached("SELECT name, value FROM campaign_report_counts WHERE campaign_id = ?1 AND value != 0")
+                .and_then(|mut s| s.query_map(params![campaign.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                .map_err(decoding)
+        })
+        .await
     }
 
     async fn list_calls(&self, org: OrgId, campaign: CampaignId, filter: CallFilter, page: PageRequest) -> Result<Page<Call>> {

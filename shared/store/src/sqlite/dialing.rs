@@ -80,6 +80,7 @@ impl DialingStore for SqliteStore {
     async fn record_placed_call(&self, org: OrgId, call_id: CallId, placed: PlacedCall) -> Result<Call> {
         self.write(move |tx| {
             let mut call = call_in_org(tx, org, call_id)?;
+            let facts_before = domain::report::CallFacts::of(&call);
             match call.record_placement(&placed.provider_call_id, placed.caller_id.clone(), millis(placed.placed_at)) {
                 Ok(true) => {}
                 Ok(false) => return Ok(call),
@@ -105,6 +106,9 @@ impl DialingStore for SqliteStore {
                 tx.execute("UPDATE contacts SET caller_id = ?2 WHERE id = ?1", params![call.contact_id.to_string(), caller_id.as_str()])
                     .map_err(backend)?;
             }
+            // a placement recorded after the call's end (its callbacks were quicker) makes it dialed
+            let delta = domain::report::report_delta(facts_before.as_ref(), domain::report::CallFacts::of(&call).as_ref());
+            add_report_counts(tx, call.campaign_id, &delta)?;
             Ok(call)
         })
         .await

@@ -8,6 +8,7 @@ use crate::{
     statuses,
 };
 use chrono::{DateTime, Utc};
+use domain::report::{CallFacts, ReportCounts, report_delta};
 use domain::{
     Assistant, AssistantId, AssistantPatch, AssistantVersion, Call, CallDisposition, CallEvent, CallId, CallProvider, CallState, CallerId,
     CallingArea, Campaign, CampaignCounters, CampaignId, CampaignStatus, Cap, Contact, ContactDisposition, ContactFate, ContactId,
@@ -42,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_transcript_chunks.sql"),
     include_str!("migrations/0013_crm_connections.sql"),
     include_str!("migrations/0014_crm_deliveries.sql"),
+    include_str!("migrations/0015_campaign_report_counts.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.
@@ -397,6 +399,19 @@ fn campaign_in_org(conn: &Connection, org: OrgId, id: CampaignId) -> Result<Camp
         .and_then(|mut s| s.query_row(params![id.to_string(), org.to_string()], campaign_row).optional())
         .map_err(decoding)?
         .ok_or_else(|| StoreError::not_found("campaign", id))
+}
+
+/// Moves the campaign's report counters by `delta` (what a call's change did to its facts).
+fn add_report_counts(tx: &Connection, campaign: CampaignId, delta: &domain::report::ReportCounts) -> Result<()> {
+    for (name, n) in delta {
+        tx.prepare_cached(
+            "INSERT INTO campaign_report_counts (campaign_id, name, value) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (campaign_id, name) DO UPDATE SET value = value + excluded.value",
+        )
+        .and_then(|mut s| s.execute(params![campaign.to_string(), name, n]))
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 fn call_in_org(conn: &Connection, org: OrgId, id: CallId) -> Result<Call> {

@@ -1215,6 +1215,101 @@ pub async fn transcripts_are_kept_in_chunks_of_new_lines<S: Store>(store: &S) {
     assert!(is_not_found(store.append_transcript(other, call.id, 4, "x".into()).await));
 }
 
+/// Events of 24 calls — answers, machines, late details that change a finished call's duration,
+/// cost and evaluation, opt-outs, duplicates, placements recorded after the end — applied in a
+/// shuffled order, 8 at a time: the report counters equal a recount of the calls themselves.
+pub async fn report_counters_equal_a_recount_after_reordered_and_repeated_events<S: Store>(store: &S) {
+    use domain::{
+        AnsweredBy, Money,
+        report::{CallFacts, ReportCounts, add_counts},
+    };
+    let (org, other) = (org(store).await, org(store).await);
+    let campaign = running_campaign(store, org, 24, RetryPolicy::default(), 24).await;
+    let claims = store.claim_due_contacts(org, campaign.id, t0(), 24, chrono::TimeDelta::zero()).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20);
+    let mut events: Vec<(domain::CallId, CallEvent)> = Vec::new();
+    let mut late_placements = Vec::new();
+    for (i, claim) in claims.iter().enumerate() {
+        let id = claim.call.id;
+        let at = |s: i64| t0() + Duration::seconds(s);
+        let placed = store::PlacedCall {
+            provider: domain::CallProvider::Simulator,
+            provider_call_id: format!("sim-{i}"),
+            caller_id: None,
+            placed_at: t0(),
+        };
+        if i % 4 == 0 {
+            late_placements.push((id, placed))
+        } else {
+            store.record_placed_call(org, id, placed).await.unwrap();
+        }
+        let reason =
+            [EndReason::Completed, EndReason::Completed, EndReason::Busy, EndReason::NoAnswer, EndReason::Failed][rng.random_range(0..5)];
+        let mut mine = vec![event(format!("{i}-ring"), at(1), CallEventKind::Ringing), event(format!("{i}-end"), at(90), ended(reason))];
+        if reason == EndReason::Completed {
+            let answered_by = [AnsweredBy::Human, AnsweredBy::Human, AnsweredBy::MachineStart][rng.random_range(0..3)];
+            mine.push(event(format!("{i}-answer"), at(5), CallEventKind::Answered));
+            mine.push(event(
+                format!("{i}-amd"),
+                at(6),
+                details(CallDetails {
+                    answered_by: Some(answered_by),
+                    answered_at: Some(at(5)),
+                    connected_at: (i % 5 != 0).then(|| at(5) + Duration::milliseconds(rng.random_range(200..4_000))),
+                    ..Default::default()
+                }),
+            ));
+            mine.push(event(
+                format!("{i}-report"),
+                at(95),
+                details(CallDetails {
+                    duration_secs: Some(rng.random_range(5..300)),
+                    cost: Some(Money::parse(&format!("0.{:04}", rng.random_range(1..9_999))).unwrap()),
+                    success_evaluation: Some(["true", "false", "7", "unknown"][rng.random_range(0..4)].to_string()),
+                    ..Default::default()
+                }),
+            ));
+            // a corrected report and a machine's greeting ending: both move a finished call's facts
+            mine.push(event(
+                format!("{i}-report-2"),
+                at(96),
+                details(CallDetails { duration_secs: Some(rng.random_range(5..300)), ..Default::default() }),
+            ));
+            if answered_by == AnsweredBy::MachineStart {
+                mine.push(event(
+                    format!("{i}-amd-end"),
+                    at(20),
+                    details(CallDetails { answered_by: Some(AnsweredBy::MachineEnd), ..Default::default() }),
+                ));
+            }
+            if i % 7 == 0 {
+                mine.push(event(format!("{i}-optout"), at(97), details(CallDetails { opted_out: true, ..Default::default() })));
+            }
+        }
+        let repeated = mine[rng.random_range(0..mine.len())].clone();
+        mine.push(repeated);
+        events.extend(mine.into_iter().map(|e| (id, e)));
+    }
+    events.shuffle(&mut rng);
+    for chunk in events.chunks(8) {
+        let applied = chunk.iter().map(|(id, e)| store.apply_call_event(org, *id, e.clone(), t0() + Duration::minutes(2)));
+        for result in futures::future::join_all(applied).await {
+            result.unwrap();
+        }
+    }
+    for (id, placed) in late_placements {
+        store.record_placed_call(org, id, placed).await.unwrap();
+    }
+    let mut recount = ReportCounts::new();
+    for claim in &claims {
+        let call = store.get_call(org, claim.call.id).await.unwrap();
+        add_counts(&mut recount, &CallFacts::of(&call).map(|f| f.counts()).unwrap_or_default());
+    }
+    assert_eq!(recount["calls"], 24, "every call finished");
+    assert_eq!(store.campaign_report_counts(org, campaign.id).await.unwrap(), recount);
+    assert!(is_not_found(store.campaign_report_counts(other, campaign.id).await), "another organisation's campaign is not found");
+}
+
 /// Many workers ask for the same delivery at once: one gets it until its lease ends or it records
 /// the delivery released; the others get nothing, and what they read is what the holder recorded.
 pub async fn one_worker_at_a_time_holds_a_crm_delivery<S: Store>(store: &S) {

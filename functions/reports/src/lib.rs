@@ -1,0 +1,177 @@
+//! The `reports` HTTP function: a campaign's numbers (`GET /campaigns/{id}/report`, read from the
+//! counters the store keeps as calls end, so a report costs the same at any size) and every call
+//! as CSV (`GET /campaigns/{id}/calls.csv`, streamed page by page in constant memory).
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Path, State},
+    http::header,
+    response::Response,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use domain::{Call, CampaignId, OrgId, report::CampaignReport};
+use futures::{StreamExt, TryStreamExt, stream};
+use platform::{AuthState, Authenticated, Problem, extract::Query};
+use serde::Deserialize;
+use store::{CallFilter, PageRequest, Store};
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+#[derive(Clone)]
+pub struct AppState<S> {
+    pub store: S,
+}
+
+impl<S: Store> AuthState for AppState<S> {
+    type Orgs = S;
+    fn orgs(&self) -> &S {
+        &self.store
+    }
+}
+
+/// The function's routes, with their OpenAPI descriptions.
+pub fn router<S: Store>() -> OpenApiRouter<AppState<S>> {
+    OpenApiRouter::new().routes(routes!(campaign_report)).routes(routes!(calls_csv))
+}
+
+fn campaign_id(raw: &str) -> Result<CampaignId, Problem> {
+    // an id that cannot exist is simply not found, like another organisation's
+    CampaignId::parse(raw).map_err(|_| Problem::not_found(format!("campaign {raw} was not found")))
+}
+
+/// A campaign's numbers: contacts by state and disposition; calls dialed, answered, human,
+/// machine, failed and their rates; abandonment (live answers that did not hear the agent within
+/// 2 s); talk time and duration percentiles; cost; success rate; calls per hour.
+#[utoipa::path(get, path = "/campaigns/{id}/report", tag = "reports", params(("id" = String, Path, description = "campaign id")),
+    security(("apiKey" = [])),
+    responses((status = 200, body = CampaignReport), (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn campaign_report<S: Store>(
+    State(state): State<AppState<S>>,
+    Authenticated(org): Authenticated,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CampaignReport>, Problem> {
+    let campaign = state.store.get_campaign(org, campaign_id(&id)?).await?;
+    let counts = state.store.campaign_report_counts(org, campaign.id).await?;
+    let tally = state.store.contact_tally(org, campaign.id).await?;
+    Ok(axum::Json(CampaignReport::new(&campaign, tally.by_state, tally.by_disposition, &counts, Utc::now())))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct CsvQuery {
+    /// Full phone numbers instead of masked ones (`+1415***0123`).
+    #[serde(default)]
+    pub include_phone: bool,
+}
+
+/// The CSV's columns, in order: a stable contract for spreadsheets and scripts.
+pub const CSV_COLUMNS: [&str; 17] = [
+    "call_id",
+    "contact_id",
+    "phone",
+    "attempt",
+    "provider",
+    "status",
+    "disposition",
+    "answered_by",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_seconds",
+    "cost",
+    "connect_delay_ms",
+    "summary",
+    "recording_url",
+    "consent_source",
+];
+
+/// Calls fetched and written per page.
+const CSV_PAGE: u32 = 500;
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).unwrap_or_default()
+}
+
+fn text<T: serde::Serialize>(value: Option<T>) -> String {
+    value.and_then(|v| serde_json::to_value(v).ok()).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn csv_row(call: &Call, provider: &str, consent: Option<domain::ConsentSource>, full_phone: bool) -> [String; 17] {
+    let d = &call.details;
+    let connect_delay = d.answered_at.zip(d.connected_at).map(|(a, c)| (c - a).num_milliseconds().to_string());
+    [
+        call.id.to_string(),
+        call.contact_id.to_string(),
+        if full_phone { call.phone.as_str().to_string() } else { call.phone.masked() },
+        call.attempt.to_string(),
+        provider.to_string(),
+        call.state.as_str().to_string(),
+        call.disposition().map(|d| d.as_str().to_string()).unwrap_or_default(),
+        text(d.answered_by),
+        time(call.placed_at),
+        time(d.answered_at),
+        time(call.ended_at),
+        d.duration_secs.map(|s| s.to_string()).unwrap_or_default(),
+        d.cost.map(|c| c.to_string()).unwrap_or_default(),
+        connect_delay.unwrap_or_default(),
+        d.summary.clone().unwrap_or_default(),
+        d.recording_url.clone().unwrap_or_default(),
+        text(consent),
+    ]
+}
+
+fn csv_bytes<R: AsRef<[u8]>>(rows: impl IntoIterator<Item = impl IntoIterator<Item = R>>) -> Result<Bytes, std::io::Error> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        out.write_record(row).map_err(std::io::Error::other)?;
+    }
+    out.into_inner().map(Bytes::from).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Every call of the campaign as CSV, in the order they were made, streamed page by page (any
+/// size, constant memory). Columns: `call_id, contact_id, phone, attempt, provider, status,
+/// disposition, answered_by, started_at, answered_at, ended_at, duration_seconds, cost,
+/// connect_delay_ms, summary, recording_url, consent_source`; phones masked unless `includePhone=true`.
+#[utoipa::path(get, path = "/campaigns/{id}/calls.csv", tag = "reports", params(("id" = String, Path, description = "campaign id"), CsvQuery),
+    security(("apiKey" = [])),
+    responses((status = 200, content_type = "text/csv", body = String, description = "a header line, then one line per call"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn calls_csv<S: Store>(
+    State(state): State<AppState<S>>,
+    Authenticated(org): Authenticated,
+    Path(id): Path<String>,
+    Query(q): Query<CsvQuery>,
+) -> Result<Response, Problem> {
+    let campaign = state.store.get_campaign(org, campaign_id(&id)?).await?;
+    let provider = text(Some(campaign.settings.provider));
+    tracing::info!(campaign = %campaign.id, full_phones = q.include_phone, "calls CSV streamed");
+    let header_line = stream::once(async { csv_bytes([CSV_COLUMNS]) });
+    let pages = stream::try_unfold(Some(PageRequest::first(CSV_PAGE)), move |page| {
+        let (store, provider) = (state.store.clone(), provider.clone());
+        async move {
+            let Some(page) = page else { return Ok(None) };
+            let listed = store.list_calls(org, campaign.id, CallFilter::default(), page).await.map_err(std::io::Error::other)?;
+            let mut rows = Vec::with_capacity(listed.items.len());
+            for call in &listed.items {
+                let consent = consent_of(&store, org, call).await.map_err(std::io::Error::other)?;
+                rows.push(csv_row(call, &provider, consent, q.include_phone));
+            }
+            let next = listed.next_cursor.map(|cursor| PageRequest { limit: CSV_PAGE, cursor: Some(cursor) });
+            Ok(Some((csv_bytes(rows)?, next)))
+        }
+    });
+    let body = Body::from_stream(header_line.chain(pages).inspect_err(|e| tracing::error!(error = %e, "the calls CSV stopped early")));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
+        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"calls-{}.csv\"", campaign.id))
+        .body(body)
+        .map_err(|e| {
+            tracing::error!(error = %e, "the CSV response could not be built");
+            Problem::internal()
+        })
+}
+
+async fn consent_of<S: Store>(store: &S, org: OrgId, call: &Call) -> Result<Option<domain::ConsentSource>, store::StoreError> {
+    Ok(store.get_contact(org, call.campaign_id, call.contact_id).await?.consent.map(|c| c.source))
+}

@@ -1,0 +1,431 @@
+//! Campaign reports. What a finished call contributes to its campaign's numbers is reduced to
+//! named counters, kept up to date by the store as calls end (and as late details — a duration, a
+//! cost, an evaluation — reach a finished call), so a report reads one record however many calls
+//! there were; the report is computed from those counters here.
+
+use crate::{AnsweredBy, Call, CallDisposition, Campaign, CampaignId, CampaignStatus, ContactDisposition, ContactState, Money};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A live person answered and did not hear the agent within this: the call counts as abandoned.
+pub const CONNECT_WITHIN: TimeDelta = TimeDelta::seconds(2);
+
+/// Counters by name, as the store keeps them: `calls`, `dialed`, `answered`, `human`, `machine`,
+/// `failed`, `disposition:<d>`, `talk_seconds`, `duration:<seconds>`, `cost_micros`, `costed`,
+/// `evaluated`, `successful`, `live_human`, `abandoned`, `connect_unknown`, `hour:<YYYY-MM-DDTHH>:<d>`.
+pub type ReportCounts = BTreeMap<String, i64>;
+
+/// Whether a live human heard the agent in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connect {
+    /// Not a live human answer.
+    NotLive,
+    Within,
+    Abandoned,
+    /// The provider gives no connect time.
+    Unknown,
+}
+
+/// What one finished call contributes to its campaign's report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallFacts {
+    pub disposition: CallDisposition,
+    /// The provider was asked to place it.
+    pub dialed: bool,
+    pub answered: bool,
+    pub human: bool,
+    pub machine: bool,
+    pub duration_secs: Option<u32>,
+    /// Cost in millionths of a dollar.
+    pub cost_micros: Option<i64>,
+    /// The success evaluation, read as yes or no.
+    pub successful: Option<bool>,
+    pub connect: Connect,
+    /// The hour it ended in.
+    pub hour: DateTime<Utc>,
+}
+
+impl CallFacts {
+    /// None until the call is finished.
+    pub fn of(call: &Call) -> Option<Self> {
+        let disposition = call.disposition()?;
+        let d = &call.details;
+        let human = d.answered_by == Some(AnsweredBy::Human);
+        let machine = matches!(d.answered_by, Some(AnsweredBy::MachineStart | AnsweredBy::MachineEnd));
+        let answered = d.answered_at.is_some() || d.answered_by.is_some();
+        let connect = match (human, d.answered_at, d.connected_at) {
+            (false, ..) => Connect::NotLive,
+            (true, Some(answered), Some(connected)) if connected - answered <= CONNECT_WITHIN => Connect::Within,
+            (true, Some(_), Some(_)) => Connect::Abandoned,
+            (true, ..) => Connect::Unknown,
+        };
+        let ended = call.ended_at.unwrap_or(call.last_status_at);
+        Some(Self {
+            disposition,
+            dialed: call.placed_at.is_some() || call.provider_call_id.is_some(),
+            answered,
+            human,
+            machine,
+            duration_secs: d.duration_secs,
+            cost_micros: d.cost.map(|c| (c.amount() * Decimal::from(1_000_000)).trunc().try_into().unwrap_or(i64::MAX)),
+            successful: d.success_evaluation.as_deref().and_then(crate::crm::is_positive_evaluation),
+            connect,
+            hour: ended.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(ended),
+        })
+    }
+
+    /// The counters this call adds.
+    pub fn counts(&self) -> ReportCounts {
+        let mut c = ReportCounts::new();
+        let mut add = |key: String, n: i64| *c.entry(key).or_default() += n;
+        add("calls".into(), 1);
+        for (key, yes) in [
+            ("dialed", self.dialed),
+            ("answered", self.answered),
+            ("human", self.human),
+            ("machine", self.machine),
+            ("failed", self.disposition == CallDisposition::Failed),
+            ("live_human", self.connect != Connect::NotLive),
+            ("abandoned", self.connect == Connect::Abandoned),
+            ("connect_unknown", self.connect == Connect::Unknown),
+            ("evaluated", self.successful.is_some()),
+            ("successful", self.successful == Some(true)),
+        ] {
+            if yes {
+                add(key.into(), 1);
+            }
+        }
+        add(format!("disposition:{}", self.disposition.as_str()), 1);
+        add(format!("hour:{}:{}", self.hour.format("%Y-%m-%dT%H"), self.disposition.as_str()), 1);
+        if let Some(secs) = self.duration_secs {
+            add("talk_seconds".into(), i64::from(secs));
+            add(format!("duration:{secs}"), 1);
+        }
+        if let Some(micros) = self.cost_micros {
+            add("cost_micros".into(), micros);
+            add("costed".into(), 1);
+        }
+        c
+    }
+}
+
+/// The change to the counters when a call's facts go from `before` to `after` (zeroes left out).
+pub fn report_delta(before: Option<&CallFacts>, after: Option<&CallFacts>) -> ReportCounts {
+    let mut delta = after.map(CallFacts::counts).unwrap_or_default();
+    for (key, n) in before.map(CallFacts::counts).unwrap_or_default() {
+        *delta.entry(key).or_default() -= n;
+    }
+    delta.retain(|_, n| *n != 0);
+    delta
+}
+
+/// Adds `delta` into `counts`, dropping counters that reach zero.
+pub fn add_counts(counts: &mut ReportCounts, delta: &ReportCounts) {
+    for (key, n) in delta {
+        *counts.entry(key.clone()).or_default() += n;
+    }
+    counts.retain(|_, n| *n != 0);
+}
+
+/// Call durations at the 50th, 90th and 99th percentile (nearest rank), in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Percentiles {
+    pub p50: Option<u32>,
+    pub p90: Option<u32>,
+    pub p99: Option<u32>,
+}
+
+/// Money a campaign's calls cost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostSummary {
+    /// Over the calls whose provider reported a cost.
+    pub total: Money,
+    /// `total` over answered calls; none before the first.
+    pub per_connected_call: Option<Money>,
+    pub currency: String,
+    /// Calls whose provider reported a cost.
+    pub costed_calls: u64,
+}
+
+/// Calls that ended in one hour, by disposition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HourlyCalls {
+    pub hour: DateTime<Utc>,
+    pub calls: u64,
+    pub by_disposition: BTreeMap<CallDisposition, u64>,
+}
+
+/// A campaign's numbers, from its counters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallNumbers {
+    /// Finished calls.
+    pub finished: u64,
+    pub dialed: u64,
+    pub answered: u64,
+    pub human: u64,
+    pub machine: u64,
+    pub failed: u64,
+    pub by_disposition: BTreeMap<CallDisposition, u64>,
+    /// answered / dialed.
+    pub answer_rate: Option<f64>,
+    /// human / dialed.
+    pub human_rate: Option<f64>,
+    /// machine / dialed.
+    pub machine_rate: Option<f64>,
+    /// Live human answers that did not hear the agent within 2 s, over live human answers whose
+    /// connect time is known.
+    pub abandonment_rate: Option<f64>,
+    pub live_human_answers: u64,
+    pub abandoned: u64,
+    /// Live human answers whose provider gives no connect time.
+    pub abandonment_unknown: u64,
+    pub talk_seconds: u64,
+    pub duration_seconds: Percentiles,
+    pub cost: CostSummary,
+    /// Calls with a positive success evaluation, over calls evaluated.
+    pub success_rate: Option<f64>,
+    pub evaluated: u64,
+    pub calls_per_hour: Vec<HourlyCalls>,
+}
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+impl CallNumbers {
+    pub fn from_counts(counts: &ReportCounts) -> Self {
+        let get = |key: &str| counts.get(key).copied().unwrap_or(0).max(0) as u64;
+        let by_disposition = CallDisposition::ALL
+            .into_iter()
+            .filter_map(|d| Some((d, get(&format!("disposition:{}", d.as_str())))).filter(|(_, n)| *n > 0))
+            .collect();
+        let mut durations: Vec<(u32, u64)> =
+            counts.iter().filter_map(|(key, n)| Some((key.strip_prefix("duration:")?.parse().ok()?, (*n).max(0) as u64))).collect();
+        durations.sort_unstable();
+        let observed: u64 = durations.iter().map(|(_, n)| n).sum();
+        let rank = |q: f64| {
+            let wanted = ((q * observed as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            durations.iter().find(|(_, n)| {
+                seen += n;
+                seen >= wanted
+            })
+        };
+        let percentile = |q: f64| (observed > 0).then(|| rank(q).map(|(secs, _)| *secs)).flatten();
+        let mut hours: BTreeMap<DateTime<Utc>, HourlyCalls> = BTreeMap::new();
+        for (key, n) in counts {
+            let Some((hour, disposition)) = key.strip_prefix("hour:").and_then(|rest| rest.rsplit_once(':')) else { continue };
+            let (Ok(hour), Some(disposition)) =
+                (chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00"), "%Y-%m-%dT%H:%M"), CallDisposition::parse(disposition))
+            else {
+                continue;
+            };
+            let hour = hour.and_utc();
+            let slot = hours.entry(hour).or_insert_with(|| HourlyCalls { hour, calls: 0, by_disposition: BTreeMap::new() });
+            slot.calls += (*n).max(0) as u64;
+            *slot.by_disposition.entry(disposition).or_default() += (*n).max(0) as u64;
+        }
+        let total = Money::from_decimal(Decimal::new(counts.get("cost_micros").copied().unwrap_or(0).max(0), 6)).unwrap_or(Money::ZERO);
+        let answered = get("answered");
+        let per_connected_call =
+            (answered > 0).then(|| Money::from_decimal((total.amount() / Decimal::from(answered)).round_dp(6)).unwrap_or(Money::ZERO));
+        let (live, unknown, abandoned) = (get("live_human"), get("connect_unknown"), get("abandoned"));
+        let dialed = get("dialed");
+        Self {
+            finished: get("calls"),
+            dialed,
+            answered,
+            human: get("human"),
+            machine: get("machine"),
+            failed: get("failed"),
+            by_disposition,
+            answer_rate: ratio(answered, dialed),
+            human_rate: ratio(get("human"), dialed),
+            machine_rate: ratio(get("machine"), dialed),
+            abandonment_rate: ratio(abandoned, live - unknown),
+            live_human_answers: live,
+            abandoned,
+            abandonment_unknown: unknown,
+            talk_seconds: get("talk_seconds"),
+            duration_seconds: Percentiles { p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99) },
+            cost: CostSummary { total, per_connected_call, currency: "USD".into(), costed_calls: get("costed") },
+            success_rate: ratio(get("successful"), get("evaluated")),
+            evaluated: get("evaluated"),
+            calls_per_hour: hours.into_values().collect(),
+        }
+    }
+}
+
+/// Where a campaign's contacts stand.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactNumbers {
+    pub total: u64,
+    pub by_state: BTreeMap<ContactState, u64>,
+    /// Finished contacts, by how they finished.
+    pub by_disposition: BTreeMap<ContactDisposition, u64>,
+    /// Calls per finished contact (its attempts, first call and retries).
+    pub attempts_per_contact: Option<f64>,
+}
+
+/// `GET /campaigns/{id}/report`: a campaign's numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignReport {
+    pub campaign_id: CampaignId,
+    pub name: String,
+    pub status: CampaignStatus,
+    pub generated_at: DateTime<Utc>,
+    pub contacts: ContactNumbers,
+    pub calls: CallNumbers,
+}
+
+impl CampaignReport {
+    pub fn new(
+        campaign: &Campaign,
+        by_state: BTreeMap<ContactState, u64>,
+        by_disposition: BTreeMap<ContactDisposition, u64>,
+        counts: &ReportCounts,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let c = &campaign.counters;
+        Self {
+            campaign_id: campaign.id,
+            name: campaign.name.clone(),
+            status: campaign.status,
+            generated_at: now,
+            contacts: ContactNumbers {
+                total: by_state.values().sum(),
+                by_state,
+                by_disposition,
+                attempts_per_contact: ratio(c.calls_total, c.contacts_done),
+            },
+            calls: CallNumbers::from_counts(counts),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CallDetails, CallState, E164, EndReason, OrgId};
+    use chrono::TimeZone;
+
+    fn call(end: EndReason, details: CallDetails, ended: DateTime<Utc>) -> Call {
+        let mut call = Call::queued(
+            OrgId::new(),
+            crate::CampaignId::new(),
+            crate::ContactId::new(),
+            1,
+            E164::parse("+14155550100", None).unwrap(),
+            ended,
+        );
+        (call.state, call.end_reason, call.ended_at, call.details) = (CallState::Ended, Some(end), Some(ended), details);
+        call.placed_at = Some(ended - TimeDelta::minutes(2));
+        call
+    }
+
+    fn human(answered: DateTime<Utc>, connect_after_ms: Option<i64>, secs: u32, cost: &str, evaluation: Option<&str>) -> CallDetails {
+        CallDetails {
+            answered_by: Some(AnsweredBy::Human),
+            answered_at: Some(answered),
+            connected_at: connect_after_ms.map(|ms| answered + TimeDelta::milliseconds(ms)),
+            duration_secs: Some(secs),
+            cost: Some(Money::parse(cost).unwrap()),
+            success_evaluation: evaluation.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    /// Ten calls worked out by hand: 6 human (connect 0.5 s, 1.9 s, 2.5 s, 3 s, unknown, 1 s),
+    /// 2 machines, 1 no answer, 1 busy.
+    fn fixture() -> Vec<Call> {
+        let t = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 11, 24, h, m, 0).unwrap();
+        let a = t(15, 0);
+        vec![
+            call(EndReason::Completed, human(a, Some(500), 30, "0.10", Some("true")), t(15, 10)),
+            call(EndReason::Completed, human(a, Some(1_900), 60, "0.20", Some("false")), t(15, 20)),
+            call(EndReason::Completed, human(a, Some(2_500), 90, "0.30", Some("8")), t(15, 30)),
+            call(EndReason::Completed, human(a, Some(3_000), 120, "0.40", None), t(16, 5)),
+            call(EndReason::Completed, human(a, None, 150, "0.50", Some("success")), t(16, 10)),
+            call(EndReason::Completed, human(a, Some(1_000), 600, "0.60", Some("failure")), t(16, 15)),
+            call(
+                EndReason::Completed,
+                CallDetails {
+                    answered_by: Some(AnsweredBy::MachineEnd),
+                    answered_at: Some(a),
+                    duration_secs: Some(20),
+                    ..Default::default()
+                },
+                t(16, 20),
+            ),
+            call(
+                EndReason::Completed,
+                CallDetails {
+                    answered_by: Some(AnsweredBy::MachineStart),
+                    answered_at: Some(a),
+                    duration_secs: Some(10),
+                    ..Default::default()
+                },
+                t(16, 25),
+            ),
+            call(EndReason::NoAnswer, CallDetails::default(), t(17, 0)),
+            call(EndReason::Busy, CallDetails::default(), t(17, 1)),
+        ]
+    }
+
+    #[test]
+    fn a_fixture_campaign_has_the_numbers_worked_out_by_hand() {
+        let mut counts = ReportCounts::new();
+        for c in fixture() {
+            add_counts(&mut counts, &report_delta(None, CallFacts::of(&c).as_ref()));
+        }
+        let n = CallNumbers::from_counts(&counts);
+        assert_eq!((n.finished, n.dialed, n.answered, n.human, n.machine, n.failed), (10, 10, 8, 6, 2, 0));
+        assert_eq!((n.answer_rate, n.human_rate, n.machine_rate), (Some(0.8), Some(0.6), Some(0.2)));
+        // 6 live answers, one without a connect time; of the 5 known, 2.5 s and 3 s are over 2 s
+        assert_eq!((n.live_human_answers, n.abandonment_unknown, n.abandoned, n.abandonment_rate), (6, 1, 2, Some(0.4)));
+        // durations 10 20 30 60 90 120 150 600: nearest rank 4, 8, 8 of 8
+        assert_eq!(n.duration_seconds, Percentiles { p50: Some(60), p90: Some(600), p99: Some(600) });
+        assert_eq!(n.talk_seconds, 1_080);
+        assert_eq!(n.cost.total, Money::parse("2.10").unwrap());
+        assert_eq!(n.cost.per_connected_call, Some(Money::parse("0.2625").unwrap()), "2.10 over 8 answered");
+        // evaluated: true, false, 8, success, failure (5); positive: true, 8, success
+        assert_eq!((n.evaluated, n.success_rate), (5, Some(0.6)));
+        assert_eq!(n.by_disposition[&CallDisposition::AnsweredHuman], 6);
+        assert_eq!(n.by_disposition[&CallDisposition::Voicemail], 2);
+        let per_hour: Vec<(u32, u64)> = n.calls_per_hour.iter().map(|h| (h.hour.hour(), h.calls)).collect();
+        assert_eq!(per_hour, [(15, 3), (16, 5), (17, 2)]);
+    }
+
+    #[test]
+    fn late_details_move_the_counters_once() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 24, 15, 0, 0).unwrap();
+        let before = call(EndReason::Completed, CallDetails { answered_by: Some(AnsweredBy::Human), ..Default::default() }, t);
+        let mut after = before.clone();
+        after.details.duration_secs = Some(42);
+        after.details.cost = Some(Money::parse("0.05").unwrap());
+        let delta = report_delta(CallFacts::of(&before).as_ref(), CallFacts::of(&after).as_ref());
+        assert_eq!(
+            delta,
+            ReportCounts::from([
+                ("talk_seconds".into(), 42),
+                ("duration:42".into(), 1),
+                ("cost_micros".into(), 50_000),
+                ("costed".into(), 1)
+            ])
+        );
+        assert!(report_delta(CallFacts::of(&after).as_ref(), CallFacts::of(&after).as_ref()).is_empty());
+        let mut live = before.clone();
+        live.state = CallState::InProgress;
+        live.end_reason = None;
+        assert_eq!(CallFacts::of(&live), None, "nothing counts before the end");
+        let empty = CallNumbers::from_counts(&ReportCounts::new());
+        assert_eq!((empty.answer_rate, empty.duration_seconds.p50, empty.cost.per_connected_call), (None, None, None));
+    }
+}
