@@ -154,7 +154,7 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
         .routes(routes!(health))
         .merge(assistants::router::<S>().with_state(assistants::AppState { store: store.clone(), providers: stack.providers }))
         .merge(campaigns::router::<S, LocalScheduler, LocalQueue>().with_state(campaigns_state))
-        .merge(reports::router::<S>().with_state(reports::AppState { store }))
+        .merge(reports::router::<S>().with_state(reports::AppState::from_config(&config, store)))
         .merge(webhooks::router::<S, LocalTicks>().with_state(webhooks_state))
         .merge(media_bridge::routes::<S>().with_state(media_bridge::BridgeState(bridge.clone())))
         .split_for_parts();

@@ -352,8 +352,13 @@ async fn demo(db: Option<PathBuf>, config: &Config, options: outdial::demo::Demo
     config.providers.simulator = true;
     let stack = Stack::from_config(&config).with_queue_at(&path)?.with_secrets_beside(&path)?;
     eprintln!("outdial demo: {} simulated contacts, seed {}, database {}", options.contacts, options.seed, path.display());
-    let report = outdial::demo::run(store, stack, &options).await?;
+    let report = outdial::demo::run(store.clone(), stack, &options).await?;
     println!("{report}");
+    // the same page `GET /campaigns/{id}/report.html` serves, kept after the demo's database is gone
+    let page = reports::html::render(&reports::campaign_report(&store, report.org, report.campaign).await?);
+    let file = std::env::temp_dir().join(format!("outdial-demo-report-{}.html", report.campaign));
+    std::fs::write(&file, page)?;
+    println!("report: {}", file.display());
     Ok(())
 }
 

@@ -72,6 +72,11 @@ fn the_demo_runs_a_whole_campaign_and_its_report_adds_up() {
     let contacts: u64 = lines[2..calls_at].iter().filter_map(|l| number(l)).sum();
     let calls: u64 = lines[calls_at + 1..].iter().take_while(|l| l.starts_with("  ")).filter_map(|l| number(l)).sum();
     assert_eq!((contacts, calls), (200, attempts), "{out}");
+    let page = lines.iter().find_map(|l| l.strip_prefix("report: ")).expect("a report line");
+    let html = std::fs::read_to_string(page).unwrap();
+    assert!(html.contains("id=\"funnel\"") && html.matches("<svg").count() == 3, "the HTML report with its charts: {page}");
+    assert!(html.contains(&format!("<strong>{attempts}</strong>")), "its calls finished are the demo's attempts");
+    let _ = std::fs::remove_file(page);
 }
 
 #[test]

@@ -1,6 +1,10 @@
 //! The `reports` HTTP function: a campaign's numbers (`GET /campaigns/{id}/report`, read from the
 //! counters the store keeps as calls end, so a report costs the same at any size) and every call
-//! as CSV (`GET /campaigns/{id}/calls.csv`, streamed page by page in constant memory).
+//! as CSV (`GET /campaigns/{id}/calls.csv`, streamed page by page in constant memory), and the
+//! same numbers as an HTML page with charts (`GET /campaigns/{id}/report.html`), which a signed,
+//! expiring link opens without an API key (`POST /campaigns/{id}/report-links`).
+
+pub mod html;
 
 use axum::{
     body::{Body, Bytes},
@@ -20,6 +24,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 #[derive(Clone)]
 pub struct AppState<S> {
     pub store: S,
+    /// Signs shared report links; None when the deployment has no key (`OUTDIAL_SECRET_KEY`).
+    pub secrets: Option<platform::SecretBox>,
+}
+
+impl<S> AppState<S> {
+    pub fn from_config(config: &platform::Config, store: S) -> Self {
+        Self { store, secrets: config.secrets.clone() }
+    }
 }
 
 impl<S: Store> AuthState for AppState<S> {
@@ -31,7 +43,11 @@ impl<S: Store> AuthState for AppState<S> {
 
 /// The function's routes, with their OpenAPI descriptions.
 pub fn router<S: Store>() -> OpenApiRouter<AppState<S>> {
-    OpenApiRouter::new().routes(routes!(campaign_report)).routes(routes!(calls_csv))
+    OpenApiRouter::new()
+        .routes(routes!(get_campaign_report))
+        .routes(routes!(calls_csv))
+        .routes(routes!(report_page))
+        .routes(routes!(create_report_link))
 }
 
 fn campaign_id(raw: &str) -> Result<CampaignId, Problem> {
@@ -45,15 +61,143 @@ fn campaign_id(raw: &str) -> Result<CampaignId, Problem> {
 #[utoipa::path(get, path = "/campaigns/{id}/report", tag = "reports", params(("id" = String, Path, description = "campaign id")),
     security(("apiKey" = [])),
     responses((status = 200, body = CampaignReport), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn campaign_report<S: Store>(
+async fn get_campaign_report<S: Store>(
     State(state): State<AppState<S>>,
     Authenticated(org): Authenticated,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CampaignReport>, Problem> {
+    Ok(axum::Json(campaign_report(&state.store, org, campaign_id(&id)?).await?))
+}
+
+/// The campaign's report as of now, from its counters and its contacts' tally.
+pub async fn campaign_report<S: Store>(store: &S, org: OrgId, id: CampaignId) -> Result<CampaignReport, store::StoreError> {
+    let campaign = store.get_campaign(org, id).await?;
+    let counts = store.campaign_report_counts(org, campaign.id).await?;
+    let tally = store.contact_tally(org, campaign.id).await?;
+    Ok(CampaignReport::new(&campaign, tally.by_state, tally.by_disposition, &counts, Utc::now()))
+}
+
+/// What a shared report link carries besides the campaign in its path.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkQuery {
+    /// The organisation the link was made for.
+    pub org: Option<String>,
+    /// When the link stops working, in Unix seconds.
+    pub expires: Option<i64>,
+    /// outdial's signature of the link.
+    pub signature: Option<String>,
+}
+
+fn link_message(org: OrgId, campaign: CampaignId, expires: i64) -> String {
+    format!("report-link|v1|{org}|{campaign}|{expires}")
+}
+
+fn forbidden(slug: &'static str, title: &'static str, detail: &str) -> Problem {
+    Problem::new(axum::http::StatusCode::FORBIDDEN, slug, title, detail)
+}
+
+/// The campaign's report as one self-contained HTML page with its charts: with an API key, or
+/// opened from a shared link (`org`, `expires`, `signature`; see `POST /campaigns/{id}/report-links`).
+#[utoipa::path(get, path = "/campaigns/{id}/report.html", tag = "reports", params(("id" = String, Path, description = "campaign id"), LinkQuery),
+    security(("apiKey" = []), ()),
+    responses((status = 200, content_type = "text/html", body = String),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "an expired or altered link"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+async fn report_page<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+    Query(link): Query<LinkQuery>,
+    mut parts: axum::http::request::Parts,
+) -> Result<axum::response::Html<String>, Problem> {
+    let campaign = campaign_id(&id)?;
+    let org = match (&link.org, link.expires, &link.signature) {
+        (None, None, None) => {
+            let Authenticated(org) = <Authenticated as axum::extract::FromRequestParts<_>>::from_request_parts(&mut parts, &state).await?;
+            org
+        }
+        (Some(org), Some(expires), Some(signature)) => {
+            let invalid = || {
+                forbidden(
+                    "report-link-invalid",
+                    "Invalid report link",
+                    "this link was not made by outdial or was changed; ask for a new one",
+                )
+            };
+            let org = OrgId::parse(org).map_err(|_| invalid())?;
+            let secrets = state.secrets.as_ref().ok_or_else(invalid)?;
+            if !secrets.verify(&link_message(org, campaign, expires), signature) {
+                return Err(invalid());
+            }
+            if expires <= Utc::now().timestamp() {
+                return Err(forbidden("report-link-expired", "Report link expired", "this link has expired; ask for a new one"));
+            }
+            org
+        }
+        _ => {
+            return Err(forbidden(
+                "report-link-invalid",
+                "Invalid report link",
+                "a report link carries org, expires and signature together",
+            ));
+        }
+    };
+    Ok(axum::response::Html(html::render(&campaign_report(&state.store, org, campaign).await?)))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct LinkRequest {
+    /// How long the link works, in days (1–90; 7 when not given).
+    #[param(minimum = 1, maximum = 90)]
+    pub expires_in_days: Option<i64>,
+}
+
+/// A link that opens the campaign's HTML report without an API key, read-only, until it expires.
+#[derive(Debug, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportLink {
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Make a shareable link to the campaign's HTML report: signed, read-only, expiring (7 days
+/// unless `expiresInDays` says otherwise, at most 90).
+#[utoipa::path(post, path = "/campaigns/{id}/report-links", tag = "reports", params(("id" = String, Path, description = "campaign id"), LinkRequest),
+    security(("apiKey" = [])),
+    responses((status = 201, body = ReportLink), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "OUTDIAL_SECRET_KEY is not set")))]
+async fn create_report_link<S: Store>(
+    State(state): State<AppState<S>>,
+    Authenticated(org): Authenticated,
+    Path(id): Path<String>,
+    Query(q): Query<LinkRequest>,
+    headers: axum::http::HeaderMap,
+) -> Result<(axum::http::StatusCode, axum::Json<ReportLink>), Problem> {
+    let days = q.expires_in_days.unwrap_or(7);
+    if !(1..=90).contains(&days) {
+        return Err(Problem::validation(vec![domain::ParseError::new("expiresInDays", "must be 1–90")]));
+    }
     let campaign = state.store.get_campaign(org, campaign_id(&id)?).await?;
-    let counts = state.store.campaign_report_counts(org, campaign.id).await?;
-    let tally = state.store.contact_tally(org, campaign.id).await?;
-    Ok(axum::Json(CampaignReport::new(&campaign, tally.by_state, tally.by_disposition, &counts, Utc::now())))
+    let secrets = state.secrets.as_ref().ok_or_else(|| {
+        Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "secrets-not-configured",
+            "Links cannot be signed",
+            "this deployment has no key to sign report links with: set OUTDIAL_SECRET_KEY (32 bytes, base64)",
+        )
+    })?;
+    let expires_at = Utc::now() + chrono::TimeDelta::days(days);
+    let expires = expires_at.timestamp();
+    let signature = secrets.sign(&link_message(org, campaign.id, expires));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
+    let url = format!("{scheme}://{host}/campaigns/{}/report.html?org={org}&expires={expires}&signature={signature}", campaign.id);
+    tracing::info!(campaign = %campaign.id, days, "report link made");
+    let expires_at = DateTime::from_timestamp(expires, 0).unwrap_or(expires_at);
+    Ok((axum::http::StatusCode::CREATED, axum::Json(ReportLink { url, expires_at })))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -1,4 +1,5 @@
-//! Lambda entry point: read config, build the DynamoDB store, serve the router with streamed
+//! Lambda entry point: read config and the key links are signed with, build the DynamoDB store,
+//! serve the router with streamed
 //! responses (the function URL's `RESPONSE_STREAM` mode: a CSV of any size, never buffered whole).
 
 use platform::{Config, telemetry};
@@ -6,9 +7,10 @@ use reports::{AppState, router};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    config.load_secret_key().await?;
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
-    let (app, _) = router().with_state(AppState { store }).split_for_parts();
+    let (app, _) = router().with_state(AppState::from_config(&config, store)).split_for_parts();
     lambda_http::run_with_streaming_response(telemetry::traced_lambda_router(app)).await
 }

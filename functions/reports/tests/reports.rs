@@ -20,7 +20,9 @@ const CAMPAIGN: &str = "01970000-0000-7000-8000-0000000ca111";
 struct Fixture {
     app: Router,
     key: String,
+    org: domain::OrgId,
     campaign: domain::CampaignId,
+    secrets: platform::SecretBox,
 }
 
 /// Four calls: a person who heard the agent after 0.8 s (60 s, $0.12, a success), a person who
@@ -75,13 +77,21 @@ async fn fixture<S: Store>(store: S) -> Fixture {
             store.apply_call_event(org, claim.call.id, event, t0 + TimeDelta::minutes(3)).await.unwrap();
         }
     }
-    let (app, _) = router().with_state(AppState { store }).split_for_parts();
-    Fixture { app, key, campaign: campaign.id }
+    let secrets = platform::SecretBox::ephemeral();
+    let (app, _) = router().with_state(AppState { store, secrets: Some(secrets.clone()) }).split_for_parts();
+    Fixture { app, key, org, campaign: campaign.id, secrets }
 }
 
 async fn get(f: &Fixture, uri: &str) -> (StatusCode, String, String) {
-    let request =
-        axum::http::Request::get(uri).header("authorization", format!("Bearer {}", f.key)).body(axum::body::Body::empty()).unwrap();
+    send(f, "GET", uri, Some(&f.key)).await
+}
+
+async fn send(f: &Fixture, method: &str, uri: &str, key: Option<&str>) -> (StatusCode, String, String) {
+    let mut request = axum::http::Request::builder().method(method).uri(uri).header("host", "reports.example.com");
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let request = request.body(axum::body::Body::empty()).unwrap();
     let response = f.app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
@@ -124,7 +134,49 @@ async fn the_report_and_the_csv_show_the_fixture_as_worked_out_by_hand<S: Store>
     assert_eq!(get(&f, &format!("/campaigns/{}/calls.csv", domain::CampaignId::new())).await.0, StatusCode::NOT_FOUND);
 }
 
-store::on_both_stores!("reports-"; the_report_and_the_csv_show_the_fixture_as_worked_out_by_hand);
+/// A shared link opens the HTML report without a key until it expires; a changed or expired
+/// one is refused (403), and without a link the page needs a key.
+async fn report_links_open_the_page_without_a_key_until_they_expire<S: Store>(store: S) {
+    let f = fixture(store).await;
+    let (status, _, body) = send(&f, "POST", &format!("/campaigns/{}/report-links", f.campaign), Some(&f.key)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let link: Value = serde_json::from_str(&body).unwrap();
+    let url = link["url"].as_str().unwrap();
+    let expires_at = DateTime::parse_from_rfc3339(link["expiresAt"].as_str().unwrap()).unwrap().to_utc();
+    let days = (expires_at - chrono::Utc::now()).num_hours();
+    assert!((7 * 24 - 1..=7 * 24).contains(&days), "7 days by default: {link}");
+    let path = url.strip_prefix("http://reports.example.com").expect("the link is on the host it was asked from");
+    let (status, content_type, page) = send(&f, "GET", path, None).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "text/html; charset=utf-8"), "{page}");
+    for chart in ["id=\"funnel\"", "id=\"per-hour\"", "id=\"durations\""] {
+        assert!(page.contains(chart), "{chart}");
+    }
+    let fetches = ["src=", "href=\"http", "url(", "@import"].iter().filter(|f| page.contains(*f)).count();
+    assert!(page.contains("Renewals") && fetches == 0, "self-contained: nothing to fetch");
+
+    let tampered = path.replace(&format!("org={}", f.org), &format!("org={}", domain::OrgId::new()));
+    let (status, _, problem) = send(&f, "GET", &tampered, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(problem.contains("report-link-invalid"), "{problem}");
+    let other_campaign = path.replace(&f.campaign.to_string(), &domain::CampaignId::new().to_string());
+    assert_eq!(send(&f, "GET", &other_campaign, None).await.0, StatusCode::FORBIDDEN, "a link opens its own campaign only");
+    let past = chrono::Utc::now().timestamp() - 60;
+    let signature = f.secrets.sign(&format!("report-link|v1|{}|{}|{past}", f.org, f.campaign));
+    let expired = format!("/campaigns/{}/report.html?org={}&expires={past}&signature={signature}", f.campaign, f.org);
+    let (status, _, problem) = send(&f, "GET", &expired, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(problem.contains("report-link-expired"), "{problem}");
+    assert_eq!(send(&f, "GET", &format!("/campaigns/{}/report.html", f.campaign), None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, _, page) = get(&f, &format!("/campaigns/{}/report.html", f.campaign)).await;
+    assert!(status == StatusCode::OK && page.contains("<svg"), "with a key, no link needed");
+    let too_long = format!("/campaigns/{}/report-links?expiresInDays=91", f.campaign);
+    assert_eq!(send(&f, "POST", &too_long, Some(&f.key)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+store::on_both_stores!("reports-";
+    the_report_and_the_csv_show_the_fixture_as_worked_out_by_hand,
+    report_links_open_the_page_without_a_key_until_they_expire
+);
 
 #[tokio::test]
 async fn every_sample_event_is_answered_by_its_route() {

@@ -150,6 +150,18 @@ pub struct CostSummary {
     pub costed_calls: u64,
 }
 
+/// Calls whose duration fell in `[fromSeconds, toSeconds)` (no upper end for the last).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DurationBucket {
+    pub from_seconds: u32,
+    pub to_seconds: Option<u32>,
+    pub calls: u64,
+}
+
+/// Where the duration histogram's buckets start, in seconds.
+pub const DURATION_BUCKETS: [u32; 7] = [0, 15, 30, 60, 120, 300, 600];
+
 /// Calls that ended in one hour, by disposition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -186,6 +198,7 @@ pub struct CallNumbers {
     pub abandonment_unknown: u64,
     pub talk_seconds: u64,
     pub duration_seconds: Percentiles,
+    pub duration_histogram: Vec<DurationBucket>,
     pub cost: CostSummary,
     /// Calls with a positive success evaluation, over calls evaluated.
     pub success_rate: Option<f64>,
@@ -217,6 +230,15 @@ impl CallNumbers {
             })
         };
         let percentile = |q: f64| (observed > 0).then(|| rank(q).map(|(secs, _)| *secs)).flatten();
+        let duration_histogram = DURATION_BUCKETS
+            .iter()
+            .enumerate()
+            .map(|(i, &from)| {
+                let to = DURATION_BUCKETS.get(i + 1).copied();
+                let calls = durations.iter().filter(|(secs, _)| *secs >= from && to.is_none_or(|to| *secs < to)).map(|(_, n)| n).sum();
+                DurationBucket { from_seconds: from, to_seconds: to, calls }
+            })
+            .collect();
         let mut hours: BTreeMap<DateTime<Utc>, HourlyCalls> = BTreeMap::new();
         for (key, n) in counts {
             let Some((hour, disposition)) = key.strip_prefix("hour:").and_then(|rest| rest.rsplit_once(':')) else { continue };
@@ -253,6 +275,7 @@ impl CallNumbers {
             abandonment_unknown: unknown,
             talk_seconds: get("talk_seconds"),
             duration_seconds: Percentiles { p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99) },
+            duration_histogram,
             cost: CostSummary { total, per_connected_call, currency: "USD".into(), costed_calls: get("costed") },
             success_rate: ratio(get("successful"), get("evaluated")),
             evaluated: get("evaluated"),
@@ -393,6 +416,8 @@ mod tests {
         // durations 10 20 30 60 90 120 150 600: nearest rank 4, 8, 8 of 8
         assert_eq!(n.duration_seconds, Percentiles { p50: Some(60), p90: Some(600), p99: Some(600) });
         assert_eq!(n.talk_seconds, 1_080);
+        let histogram: Vec<u64> = n.duration_histogram.iter().map(|b| b.calls).collect();
+        assert_eq!(histogram, [1, 1, 1, 2, 2, 0, 1], "10 | 20 | 30 | 60 90 | 120 150 | — | 600");
         assert_eq!(n.cost.total, Money::parse("2.10").unwrap());
         assert_eq!(n.cost.per_connected_call, Some(Money::parse("0.2625").unwrap()), "2.10 over 8 answered");
         // evaluated: true, false, 8, success, failure (5); positive: true, 8, success

@@ -31,6 +31,8 @@ pub enum SealError {
 #[derive(Clone)]
 pub struct SecretBox {
     key: Arc<LessSafeKey>,
+    /// Signs links outdial hands out (shared reports): derived from the key, never the key itself.
+    links: Arc<ring::hmac::Key>,
 }
 
 impl fmt::Debug for SecretBox {
@@ -60,7 +62,9 @@ impl SecretBox {
             return Err(SealError::BadKey);
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::BadKey)?;
-        Ok(Self { key: Arc::new(LessSafeKey::new(key)) })
+        let derived = ring::digest::digest(&ring::digest::SHA256, &[b"outdial-links-v1|".as_slice(), bytes].concat());
+        let links = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
+        Ok(Self { key: Arc::new(LessSafeKey::new(key)), links: Arc::new(links) })
     }
 
     /// From a key secret's text: 32 bytes in base64, or a generated random string (Secrets
@@ -109,6 +113,17 @@ impl SecretBox {
         let mut key = [0u8; Self::KEY_LEN];
         SystemRandom::new().fill(&mut key).expect("the system's random source works");
         Self::from_bytes(&key).expect("32 bytes make a key")
+    }
+
+    /// The hex HMAC-SHA256 of `message` under the link key.
+    pub fn sign(&self, message: &str) -> String {
+        hex::encode(ring::hmac::sign(&self.links, message.as_bytes()))
+    }
+
+    /// Whether `signature` is `sign(message)`, compared in constant time.
+    pub fn verify(&self, message: &str, signature: &str) -> bool {
+        let Ok(bytes) = hex::decode(signature) else { return false };
+        ring::hmac::verify(&self.links, message.as_bytes(), &bytes).is_ok()
     }
 
     /// `secret` sealed for the record `bound_to` (its id): base64 of nonce ‖ ciphertext ‖ tag.
