@@ -306,9 +306,17 @@ pub async fn crm(client: &ApiClient, command: CrmCommand) -> Result<(), Error> {
     show(&reply)
 }
 
-/// `outdial report`: the campaign's numbers (a summary on stderr, the JSON on stdout), and with
-/// `--csv FILE` every call streamed into FILE with progress.
-pub async fn report(client: &ApiClient, campaign: &str, csv: Option<&Path>, include_phone: bool) -> Result<(), Error> {
+/// Where `outdial report` writes besides stdout.
+pub struct ReportFiles<'a> {
+    pub csv: Option<&'a Path>,
+    pub html: Option<&'a Path>,
+    pub include_phone: bool,
+}
+
+/// `outdial report`: the campaign's numbers (a summary on stderr, the JSON on stdout); with
+/// `--html FILE` the page with its charts, with `--csv FILE` every call streamed with progress.
+pub async fn report(client: &ApiClient, campaign: &str, files: ReportFiles<'_>) -> Result<(), Error> {
+    let ReportFiles { csv, html, include_phone } = files;
     let report = client.get(&format!("/campaigns/{campaign}/report"), &[]).await?;
     let calls = &report["calls"];
     let percent = |v: &Value| v.as_f64().map_or("—".to_string(), |r| format!("{:.1} %", r * 100.0));
@@ -332,6 +340,11 @@ pub async fn report(client: &ApiClient, campaign: &str, csv: Option<&Path>, incl
         calls["cost"]["currency"].as_str().unwrap_or("USD"),
         percent(&calls["successRate"]),
     );
+    if let Some(file) = html {
+        let mut out = tokio::fs::File::create(file).await?;
+        client.download(&format!("/campaigns/{campaign}/report.html"), &[], &mut out, |_| {}).await?;
+        eprintln!("html: {}", file.display());
+    }
     if let Some(file) = csv {
         let mut out = tokio::fs::File::create(file).await?;
         let bar = indicatif::ProgressBar::new_spinner()

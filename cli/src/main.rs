@@ -83,7 +83,7 @@ enum Command {
         #[command(subcommand)]
         command: CallerIdCommand,
     },
-    /// A campaign's report: its numbers as JSON, and with --csv every call into FILE.
+    /// A campaign's report: its numbers as JSON; with --html the page with its charts, with --csv every call.
     Report {
         #[command(flatten)]
         api: Api,
@@ -91,6 +91,9 @@ enum Command {
         /// Stream every call of the campaign as CSV into this file.
         #[arg(long)]
         csv: Option<std::path::PathBuf>,
+        /// Write the report as one HTML page with its charts into this file.
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
         /// Full phone numbers in the CSV instead of masked ones.
         #[arg(long)]
         include_phone: bool,
@@ -239,8 +242,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Dnc { api, command } => return campaign_commands::dnc(&api.client()?, command).await,
         Command::CallerId { api, command } => return campaign_commands::caller_id(&api.client()?, command).await,
         Command::Crm { api, command } => return campaign_commands::crm(&api.client()?, command).await,
-        Command::Report { api, campaign, csv, include_phone } => {
-            return campaign_commands::report(&api.client()?, &campaign, csv.as_deref(), include_phone).await;
+        Command::Report { api, campaign, csv, html, include_phone } => {
+            let files = campaign_commands::ReportFiles { csv: csv.as_deref(), html: html.as_deref(), include_phone };
+            return campaign_commands::report(&api.client()?, &campaign, files).await;
         }
         Command::Stop { api, lift, status } => return campaign_commands::stop(&api.client()?, lift, status).await,
         _ => {}

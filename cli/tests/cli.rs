@@ -251,8 +251,11 @@ async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
     let (ok, _, err) = run(args(&["campaign", "start", &id])).await.unwrap();
     assert!(!ok && err.contains("canceled and cannot be started"), "{err}");
     let csv = dir.path().join("calls.csv");
-    let (ok, out, err) = run(args(&["report", &id, "--csv", csv.to_str().unwrap()])).await.unwrap();
-    assert!(ok && err.contains("Renewals: ") && err.contains("csv: "), "{out}{err}");
+    let html = dir.path().join("report.html");
+    let (ok, out, err) = run(args(&["report", &id, "--csv", csv.to_str().unwrap(), "--html", html.to_str().unwrap()])).await.unwrap();
+    assert!(ok && err.contains("Renewals: ") && err.contains("csv: ") && err.contains("html: "), "{out}{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!doctype html>") && page.matches("<svg").count() == 3, "{page}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["contacts"]["total"], 2, "{out}");
     let written = std::fs::read_to_string(&csv).unwrap();
