@@ -221,6 +221,12 @@ pub fn choose_caller_id<'a>(pool: &'a [E164], last_used: &BTreeMap<String, DateT
     pool.iter().enumerate().min_by_key(|(i, n)| (last_used.get(n.as_str()).copied(), *i)).map(|(_, n)| n)
 }
 
+/// When a chosen caller ID counts as used: after every use on record, so it becomes the most
+/// recently used however far apart the dialers' clocks (and the `now` each took) are.
+pub fn caller_id_use_stamp(last_used: &BTreeMap<String, DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+    last_used.values().max().map_or(now, |latest| now.max(*latest + chrono::TimeDelta::milliseconds(1)))
+}
+
 /// How fast a provider account accepts new calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pace {
@@ -358,6 +364,21 @@ mod tests {
     fn batches_follow_the_position() {
         assert_eq!(batch_of(DialMode::Continuous, Some(10), 55), 0);
         assert_eq!([0, 9, 10, 25].map(|p| batch_of(DialMode::Batch, Some(10), p)), [0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn a_number_just_used_is_the_most_recently_used_whatever_the_dialers_clock() {
+        let pool: Vec<E164> = ["+14155550101", "+14155550102"].iter().map(|p| E164::parse(p, None).unwrap()).collect();
+        let t = |ms: i64| DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap();
+        let mut last_used = BTreeMap::new();
+        // four dialers whose `now` was taken out of order: the numbers still alternate
+        let mut used = Vec::new();
+        for now in [t(100), t(105), t(101), t(90)] {
+            let chosen = choose_caller_id(&pool, &last_used, None).unwrap().clone();
+            last_used.insert(chosen.as_str().to_string(), caller_id_use_stamp(&last_used, now));
+            used.push(chosen);
+        }
+        assert_eq!(used, [pool[0].clone(), pool[1].clone(), pool[0].clone(), pool[1].clone()]);
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl DialingStore for DynamoStore {
             let last_used = used.iter().filter_map(|(p, t)| Some((p.clone(), DateTime::from_timestamp_millis(*t)?))).collect();
             let Some(chosen) = domain::dialing::choose_caller_id(pool, &last_used, preferred).cloned() else { return Ok(None) };
             let seen = used.get(chosen.as_str()).copied();
-            let stamp = seen.map_or(now.timestamp_millis(), |t| (t + 1).max(now.timestamp_millis()));
+            let stamp = domain::dialing::caller_id_use_stamp(&last_used, now).timestamp_millis();
             let item = HashMap::from([
                 ("pk".to_string(), s(pk.clone())),
                 ("sk".to_string(), s(chosen.as_str())),

@@ -149,10 +149,11 @@ impl DialingStore for SqliteStore {
                 }
             }
             let Some(chosen) = domain::dialing::choose_caller_id(&pool, &last_used, preferred.as_ref()).cloned() else { return Ok(None) };
+            let stamp = domain::dialing::caller_id_use_stamp(&last_used, now);
             tx.execute(
                 "INSERT INTO caller_id_usage (org_id, phone, last_used) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (org_id, phone) DO UPDATE SET last_used = MAX(last_used + 1, ?3)",
-                params![org.to_string(), chosen.as_str(), ms(now)],
+                params![org.to_string(), chosen.as_str(), ms(stamp)],
             )
             .map_err(backend)?;
             Ok(Some(chosen))
