@@ -72,14 +72,7 @@ pub(crate) async fn create_connection<S: Store, C: CampaignScheduler, Q: JobQueu
     Json(spec): Json<CrmConnectionSpec>,
 ) -> Result<(StatusCode, axum::Json<CreatedConnection>), Problem> {
     let new = NewCrmConnection::parse(spec).map_err(Problem::validation)?;
-    let secrets = state.secrets.as_ref().ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "secrets-not-configured",
-            "Secrets cannot be stored",
-            "this deployment has no key to seal CRM tokens with: set OUTDIAL_SECRET_KEY (32 bytes, base64)",
-        )
-    })?;
+    let secrets = state.secrets.as_ref().ok_or_else(|| Problem::secrets_not_configured("seal CRM tokens"))?;
     let id = ConnectionId::new();
     let signing_secret = matches!(new.target, ConnectionTarget::Webhook { .. }).then(platform::sealed::new_signing_secret);
     let secret = new.token.as_deref().or(signing_secret.as_deref()).unwrap_or_default();

@@ -9,9 +9,16 @@ use platform::{JobQueue, LocalQueue, testing::load_event};
 use store::Store;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
 
-async fn an_sqs_batch_delivers_its_jobs_and_reports_only_the_malformed_one<S: Store>(store: S) {
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).expect(1).mount(&receiver).await;
+/// A running campaign delivering to one webhook connection at `receiver`, and one claimed call.
+struct Delivering {
+    org: domain::OrgId,
+    key: platform::SecretBox,
+    connection: CrmConnection,
+    campaign: domain::Campaign,
+    call: domain::Call,
+}
+
+async fn delivering<S: Store>(store: &S, receiver: &MockServer) -> Delivering {
     let org = store.create_org("Acme").await.unwrap().id;
     let key = platform::SecretBox::ephemeral();
     let connection = CrmConnection {
@@ -21,7 +28,7 @@ async fn an_sqs_batch_delivers_its_jobs_and_reports_only_the_malformed_one<S: St
         target: ConnectionTarget::Webhook { url: format!("{}/in", receiver.uri()) },
         created_at: Utc::now(),
     };
-    store.create_crm_connection(connection.clone(), key.seal("whsec_sqs", &connection.id.to_string())).await.unwrap();
+    store.create_crm_connection(connection.clone(), key.seal("whsec_test", &connection.id.to_string())).await.unwrap();
     let settings = domain::CampaignSettings { crm: Some(domain::CrmTarget { connection_ids: vec![connection.id] }), ..Default::default() };
     let campaign = store.create_campaign(org, domain::NewCampaign::parse("crm", domain::Cap::DEFAULT, settings).unwrap()).await.unwrap();
     let contact = domain::NewContact::new(domain::E164::parse("+14155550100", None).unwrap(), chrono_tz::UTC);
@@ -32,6 +39,13 @@ async fn an_sqs_batch_delivers_its_jobs_and_reports_only_the_malformed_one<S: St
         .unwrap();
     let noon = chrono::DateTime::parse_from_rfc3339("2027-01-13T17:00:00Z").unwrap().to_utc();
     let call = store.claim_due_contacts(org, campaign.id, noon, 1, chrono::TimeDelta::zero()).await.unwrap().remove(0).call;
+    Delivering { org, key, connection, campaign, call }
+}
+
+async fn an_sqs_batch_delivers_its_jobs_and_reports_only_the_malformed_one<S: Store>(store: S) {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).expect(1).mount(&receiver).await;
+    let Delivering { org, key, connection, campaign, call } = delivering(&store, &receiver).await;
 
     let mut config = platform::testing::config(&[("OUTDIAL_CRM_ALLOW_PRIVATE", "true")]);
     config.secrets = Some(key);
@@ -64,26 +78,7 @@ async fn an_sqs_batch_delivers_its_jobs_and_reports_only_the_malformed_one<S: St
 async fn a_delivery_that_keeps_failing_ends_in_the_dead_letters_and_on_the_call<S: Store>(store: S) {
     let receiver = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0")).mount(&receiver).await;
-    let org = store.create_org("Acme").await.unwrap().id;
-    let key = platform::SecretBox::ephemeral();
-    let connection = CrmConnection {
-        id: domain::ConnectionId::new(),
-        org_id: org,
-        name: "Ops".into(),
-        target: ConnectionTarget::Webhook { url: format!("{}/in", receiver.uri()) },
-        created_at: Utc::now(),
-    };
-    store.create_crm_connection(connection.clone(), key.seal("whsec_dlq", &connection.id.to_string())).await.unwrap();
-    let settings = domain::CampaignSettings { crm: Some(domain::CrmTarget { connection_ids: vec![connection.id] }), ..Default::default() };
-    let campaign = store.create_campaign(org, domain::NewCampaign::parse("crm", domain::Cap::DEFAULT, settings).unwrap()).await.unwrap();
-    let contact = domain::NewContact::new(domain::E164::parse("+14155550100", None).unwrap(), chrono_tz::UTC);
-    store.add_contacts(org, campaign.id, vec![contact], Utc::now()).await.unwrap();
-    store
-        .set_campaign_status(org, campaign.id, &[domain::CampaignStatus::Draft], domain::CampaignStatus::Running, Utc::now())
-        .await
-        .unwrap();
-    let noon = chrono::DateTime::parse_from_rfc3339("2027-01-13T17:00:00Z").unwrap().to_utc();
-    let call = store.claim_due_contacts(org, campaign.id, noon, 1, chrono::TimeDelta::zero()).await.unwrap().remove(0).call;
+    let Delivering { org, key, campaign, call, .. } = delivering(&store, &receiver).await;
 
     let mut config = platform::testing::config(&[("OUTDIAL_CRM_ALLOW_PRIVATE", "true"), ("CRM_JOBS_MAX_RECEIVES", "3")]);
     config.secrets = Some(key);

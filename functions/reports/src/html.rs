@@ -48,7 +48,7 @@ fn svg(id: &str, title: &str, draw: impl FnOnce(&DrawingArea<SVGBackend, plotter
         Ok(()) => format!(
             "<figure id=\"{id}\"><figcaption>{}</figcaption>{}</figure>",
             escape(title),
-            out.replacen("<svg ", "<svg role=\"img\" viewBox=\"0 0 640 300\" ", 1)
+            out.replacen("<svg ", &format!("<svg role=\"img\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" "), 1)
         ),
         Err(e) => {
             tracing::error!(chart = id, error = %e, "a report chart could not be drawn");

@@ -181,14 +181,7 @@ async fn create_report_link<S: Store>(
         return Err(Problem::validation(vec![domain::ParseError::new("expiresInDays", "must be 1–90")]));
     }
     let campaign = state.store.get_campaign(org, campaign_id(&id)?).await?;
-    let secrets = state.secrets.as_ref().ok_or_else(|| {
-        Problem::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "secrets-not-configured",
-            "Links cannot be signed",
-            "this deployment has no key to sign report links with: set OUTDIAL_SECRET_KEY (32 bytes, base64)",
-        )
-    })?;
+    let secrets = state.secrets.as_ref().ok_or_else(|| Problem::secrets_not_configured("sign report links"))?;
     let expires_at = Utc::now() + chrono::TimeDelta::days(days);
     let expires = expires_at.timestamp();
     let signature = secrets.sign(&link_message(org, campaign.id, expires));
@@ -288,18 +281,18 @@ async fn calls_csv<S: Store>(
     Query(q): Query<CsvQuery>,
 ) -> Result<Response, Problem> {
     let campaign = state.store.get_campaign(org, campaign_id(&id)?).await?;
-    let provider = text(Some(campaign.settings.provider));
+    let provider = campaign.settings.provider.as_str();
     tracing::info!(campaign = %campaign.id, full_phones = q.include_phone, "calls CSV streamed");
     let header_line = stream::once(async { csv_bytes([CSV_COLUMNS]) });
     let pages = stream::try_unfold(Some(PageRequest::first(CSV_PAGE)), move |page| {
-        let (store, provider) = (state.store.clone(), provider.clone());
+        let store = state.store.clone();
         async move {
             let Some(page) = page else { return Ok(None) };
             let listed = store.list_calls(org, campaign.id, CallFilter::default(), page).await.map_err(std::io::Error::other)?;
             let mut rows = Vec::with_capacity(listed.items.len());
             for call in &listed.items {
                 let consent = consent_of(&store, org, call).await.map_err(std::io::Error::other)?;
-                rows.push(csv_row(call, &provider, consent, q.include_phone));
+                rows.push(csv_row(call, provider, consent, q.include_phone));
             }
             let next = listed.next_cursor.map(|cursor| PageRequest { limit: CSV_PAGE, cursor: Some(cursor) });
             Ok(Some((csv_bytes(rows)?, next)))

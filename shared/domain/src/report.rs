@@ -53,7 +53,7 @@ impl CallFacts {
         let disposition = call.disposition()?;
         let d = &call.details;
         let human = d.answered_by == Some(AnsweredBy::Human);
-        let machine = matches!(d.answered_by, Some(AnsweredBy::MachineStart | AnsweredBy::MachineEnd));
+        let machine = d.answered_by.is_some_and(AnsweredBy::is_machine);
         let answered = d.answered_at.is_some() || d.answered_by.is_some();
         let connect = match (human, d.answered_at, d.connected_at) {
             (false, ..) => Connect::NotLive,
@@ -366,7 +366,7 @@ mod tests {
     }
 
     /// Ten calls worked out by hand: 6 human (connect 0.5 s, 1.9 s, 2.5 s, 3 s, unknown, 1 s),
-    /// 2 machines, 1 no answer, 1 busy.
+    /// 3 machines (one a fax), 1 busy.
     fn fixture() -> Vec<Call> {
         let t = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 11, 24, h, m, 0).unwrap();
         let a = t(15, 0);
@@ -397,7 +397,11 @@ mod tests {
                 },
                 t(16, 25),
             ),
-            call(EndReason::NoAnswer, CallDetails::default(), t(17, 0)),
+            call(
+                EndReason::Completed,
+                CallDetails { answered_by: Some(AnsweredBy::Fax), answered_at: Some(a), ..Default::default() },
+                t(17, 0),
+            ),
             call(EndReason::Busy, CallDetails::default(), t(17, 1)),
         ]
     }
@@ -409,8 +413,8 @@ mod tests {
             add_counts(&mut counts, &report_delta(None, CallFacts::of(&c).as_ref()));
         }
         let n = CallNumbers::from_counts(&counts);
-        assert_eq!((n.finished, n.dialed, n.answered, n.human, n.machine, n.failed), (10, 10, 8, 6, 2, 0));
-        assert_eq!((n.answer_rate, n.human_rate, n.machine_rate), (Some(0.8), Some(0.6), Some(0.2)));
+        assert_eq!((n.finished, n.dialed, n.answered, n.human, n.machine, n.failed), (10, 10, 9, 6, 3, 0));
+        assert_eq!((n.answer_rate, n.human_rate, n.machine_rate), (Some(0.9), Some(0.6), Some(0.3)));
         // 6 live answers, one without a connect time; of the 5 known, 2.5 s and 3 s are over 2 s
         assert_eq!((n.live_human_answers, n.abandonment_unknown, n.abandoned, n.abandonment_rate), (6, 1, 2, Some(0.4)));
         // durations 10 20 30 60 90 120 150 600: nearest rank 4, 8, 8 of 8
@@ -419,11 +423,11 @@ mod tests {
         let histogram: Vec<u64> = n.duration_histogram.iter().map(|b| b.calls).collect();
         assert_eq!(histogram, [1, 1, 1, 2, 2, 0, 1], "10 | 20 | 30 | 60 90 | 120 150 | — | 600");
         assert_eq!(n.cost.total, Money::parse("2.10").unwrap());
-        assert_eq!(n.cost.per_connected_call, Some(Money::parse("0.2625").unwrap()), "2.10 over 8 answered");
+        assert_eq!(n.cost.per_connected_call, Some(Money::parse("0.233333").unwrap()), "2.10 over 9 answered");
         // evaluated: true, false, 8, success, failure (5); positive: true, 8, success
         assert_eq!((n.evaluated, n.success_rate), (5, Some(0.6)));
         assert_eq!(n.by_disposition[&CallDisposition::AnsweredHuman], 6);
-        assert_eq!(n.by_disposition[&CallDisposition::Voicemail], 2);
+        assert_eq!(n.by_disposition[&CallDisposition::Voicemail], 3, "the fax ends as a machine");
         let per_hour: Vec<(u32, u64)> = n.calls_per_hour.iter().map(|h| (h.hour.hour(), h.calls)).collect();
         assert_eq!(per_hour, [(15, 3), (16, 5), (17, 2)]);
     }

@@ -64,6 +64,16 @@ impl Problem {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
     }
 
+    /// 503 `secrets-not-configured`: the deployment has no key (`OUTDIAL_SECRET_KEY`) to `purpose` with.
+    pub fn secrets_not_configured(purpose: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "secrets-not-configured",
+            "No key configured",
+            format!("this deployment has no key to {purpose} with: set OUTDIAL_SECRET_KEY (32 bytes, base64)"),
+        )
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
     }
