@@ -357,6 +357,37 @@ pub async fn report(client: &ApiClient, campaign: &str, files: ReportFiles<'_>) 
     show(&report)
 }
 
+/// `outdial report daily`: the organisation's report of one day — a line for all campaigns and
+/// one per campaign, then the JSON; with `--html FILE` its page.
+pub async fn daily_report(client: &ApiClient, date: &str, html: Option<&std::path::Path>) -> Result<(), Error> {
+    let report = client.get(&format!("/reports/daily/{date}"), &[]).await?;
+    let percent = |v: &Value| v.as_f64().map_or("—".to_string(), |r| format!("{:.1} %", r * 100.0));
+    let line = |name: &str, calls: &Value| {
+        eprintln!(
+            "{name}: {} calls, answered {}, human {}, abandoned {}, talk {} s, cost {} {}, success {}",
+            calls["finished"],
+            percent(&calls["answerRate"]),
+            percent(&calls["humanRate"]),
+            percent(&calls["abandonmentRate"]),
+            calls["talkSeconds"],
+            calls["cost"]["total"].as_str().unwrap_or("0"),
+            calls["cost"]["currency"].as_str().unwrap_or("USD"),
+            percent(&calls["successRate"]),
+        )
+    };
+    eprintln!("daily report {} ({})", report["date"].as_str().unwrap_or(date), report["timeZone"].as_str().unwrap_or("UTC"));
+    line("all campaigns", &report["totals"]);
+    for row in report["campaigns"].as_array().into_iter().flatten() {
+        line(row["name"].as_str().unwrap_or("?"), &row["calls"]);
+    }
+    if let Some(file) = html {
+        let mut out = tokio::fs::File::create(file).await?;
+        client.download(&format!("/reports/daily/{date}.html"), &[], &mut out, |_| {}).await?;
+        eprintln!("html: {}", file.display());
+    }
+    show(&report)
+}
+
 /// `outdial stop`: sets the emergency stop (`--lift` lifts it, `--status` only shows it).
 pub async fn stop(client: &ApiClient, lift: bool, status: bool) -> Result<(), Error> {
     let reply = if status {

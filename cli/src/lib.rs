@@ -133,6 +133,7 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
             });
         }
     });
+    tokio::spawn(daily_reports_each_morning(store.clone(), stack.tools.mailer().clone(), config.report_time_zone));
     // the local crm-sync: drains crm-jobs as the crm-sync function does in AWS
     let crm = crm_sync::CrmSyncState::from_config(config, store.clone(), stack.queue.clone());
     tokio::spawn(crm.run_local_worker(Duration::from_millis(200)));
@@ -166,6 +167,22 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
         platform::Problem::not_found(format!("there is no route {uri}; see /openapi.json"))
     });
     (router, bridge)
+}
+
+/// The local stand-in for the daily report's schedule: at 08:00 in the report time zone, each
+/// organisation's report of yesterday is made, kept and emailed (through the local outbox unless
+/// `OUTDIAL_EMAIL=ses`).
+async fn daily_reports_each_morning<S: Store>(store: S, mailer: platform::AnyMailer, zone: chrono_tz::Tz) {
+    loop {
+        let now = chrono::Utc::now();
+        let next = domain::report::next_daily_run(now, zone);
+        tokio::time::sleep((next - now).to_std().unwrap_or_default()).await;
+        let now = chrono::Utc::now();
+        let date = domain::report::yesterday(now, zone);
+        if let Err(e) = reports::daily::send_daily_reports(&store, Some(&mailer), zone, date, now).await {
+            tracing::error!(%date, error = %e, "the daily report failed");
+        }
+    }
 }
 
 /// On-demand ticks of the local stack: requests are queued and run in the background, a burst

@@ -83,11 +83,17 @@ enum Command {
         #[command(subcommand)]
         command: CallerIdCommand,
     },
-    /// A campaign's report: its numbers as JSON; with --html the page with its charts, with --csv every call.
+    /// A campaign's report: its numbers as JSON; with --html the page with its charts, with --csv
+    /// every call. `outdial report daily [--date D]`: the organisation's daily report (yesterday's
+    /// unless --date says which day).
     Report {
         #[command(flatten)]
         api: Api,
+        /// A campaign id, or `daily` for the organisation's daily report.
         campaign: String,
+        /// With `daily`: the day (2026-11-24, yesterday or today; yesterday when not given).
+        #[arg(long)]
+        date: Option<String>,
         /// Stream every call of the campaign as CSV into this file.
         #[arg(long)]
         csv: Option<std::path::PathBuf>,
@@ -242,7 +248,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Dnc { api, command } => return campaign_commands::dnc(&api.client()?, command).await,
         Command::CallerId { api, command } => return campaign_commands::caller_id(&api.client()?, command).await,
         Command::Crm { api, command } => return campaign_commands::crm(&api.client()?, command).await,
-        Command::Report { api, campaign, csv, html, include_phone } => {
+        Command::Report { api, campaign, date, html, .. } if campaign == "daily" => {
+            return campaign_commands::daily_report(&api.client()?, date.as_deref().unwrap_or("yesterday"), html.as_deref()).await;
+        }
+        Command::Report { date: Some(_), .. } => {
+            return Err("--date goes with `outdial report daily`; a campaign's report covers all its days".into());
+        }
+        Command::Report { api, campaign, csv, html, include_phone, .. } => {
             let files = campaign_commands::ReportFiles { csv: csv.as_deref(), html: html.as_deref(), include_phone };
             return campaign_commands::report(&api.client()?, &campaign, files).await;
         }

@@ -262,6 +262,17 @@ async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
     assert!(written.starts_with("call_id,contact_id,phone,"), "{written}");
     let (ok, _, err) = run(args(&["report", &domain::CampaignId::new().to_string()])).await.unwrap();
     assert!(!ok && err.contains("not found"), "{err}");
+    let daily_html = dir.path().join("daily.html");
+    let (ok, out, err) = run(args(&["report", "daily", "--html", daily_html.to_str().unwrap()])).await.unwrap();
+    assert!(ok && err.contains("daily report ") && err.contains("all campaigns: 0 calls"), "{out}{err}");
+    let yesterday: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(std::fs::read_to_string(&daily_html).unwrap().contains("Daily report — "), "the page is written");
+    let (ok, out, err) = run(args(&["report", "daily", "--date", yesterday["date"].as_str().unwrap()])).await.unwrap();
+    assert!(ok && serde_json::from_str::<serde_json::Value>(&out).unwrap()["date"] == yesterday["date"], "{out}{err}");
+    let (ok, _, err) = run(args(&["report", "daily", "--date", "someday"])).await.unwrap();
+    assert!(!ok && err.contains("is not a day like 2026-11-24"), "{err}");
+    let (ok, _, err) = run(args(&["report", &id, "--date", "2026-11-24"])).await.unwrap();
+    assert!(!ok && err.contains("--date goes with `outdial report daily`"), "{err}");
     let (ok, out, err) = run(args(&["crm", "retry-failed", "--campaign", &id])).await.unwrap();
     assert!(ok && err.contains("re-queued 0 failed deliveries of 0 calls") && out.contains("\"calls\": 0"), "{out}{err}");
 

@@ -73,7 +73,8 @@ async fn main() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("bench.db")).unwrap();
         let (key, id) = campaign(&store, calls).await;
-        let (app, _) = reports::router().with_state(reports::AppState { store, secrets: None }).split_for_parts();
+        let (app, _) =
+            reports::router().with_state(reports::AppState { store, secrets: None, report_time_zone: chrono_tz::UTC }).split_for_parts();
         let (mut rates, mut growth, mut size) = (Vec::new(), 0f64, 0usize);
         for _ in 0..3 {
             let before = rss_mib();

@@ -4,7 +4,7 @@
 
 use domain::{
     CallDisposition,
-    report::{CampaignReport, HourlyCalls},
+    report::{CallNumbers, CampaignReport, DailyReport, HourlyCalls},
 };
 use plotters::prelude::*;
 
@@ -57,6 +57,11 @@ fn svg(id: &str, title: &str, draw: impl FnOnce(&DrawingArea<SVGBackend, plotter
     }
 }
 
+/// `n` bar slots (at least one): plotters segments a range's end as a slot of its own.
+fn slots(n: usize) -> plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize> {
+    (0..n.max(1) - 1).into_segmented()
+}
+
 fn funnel(report: &CampaignReport) -> String {
     let c = &report.calls;
     let successful = c.success_rate.map_or(0, |r| (r * c.evaluated as f64).round() as u64);
@@ -68,7 +73,7 @@ fn funnel(report: &CampaignReport) -> String {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(110)
-            .build_cartesian_2d(0u64..top + top / 10 + 1, (0..steps.len()).into_segmented())
+            .build_cartesian_2d(0u64..top + top / 10 + 1, slots(steps.len()))
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -106,7 +111,8 @@ fn per_hour(hours: &[HourlyCalls]) -> String {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
-            .build_cartesian_2d((0..hours.len().max(1)).into_segmented(), 0u64..top + top / 10 + 1)
+            // headroom for the legend above the tallest bar
+            .build_cartesian_2d(slots(hours.len()), 0u64..top + top * 3 / 4 + 1)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -156,7 +162,7 @@ fn durations(report: &CampaignReport) -> String {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
-            .build_cartesian_2d((0..buckets.len().max(1)).into_segmented(), 0u64..top + top / 10 + 1)
+            .build_cartesian_2d(slots(buckets.len()), 0u64..top + top / 10 + 1)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -180,12 +186,13 @@ fn durations(report: &CampaignReport) -> String {
     })
 }
 
-/// The whole page.
-pub fn render(report: &CampaignReport) -> String {
-    let c = &report.calls;
-    let card =
-        |label: &str, value: String| format!("<div class=\"card\"><span>{}</span><strong>{}</strong></div>", escape(label), escape(&value));
-    let cards = [
+fn card(label: &str, value: String) -> String {
+    format!("<div class=\"card\"><span>{}</span><strong>{}</strong></div>", escape(label), escape(&value))
+}
+
+/// The cards of a set of calls' headline numbers.
+fn call_cards(c: &CallNumbers) -> String {
+    [
         card("calls finished", c.finished.to_string()),
         card("answer rate", percent(c.answer_rate)),
         card("human", percent(c.human_rate)),
@@ -196,31 +203,94 @@ pub fn render(report: &CampaignReport) -> String {
         card("median call", c.duration_seconds.p50.map_or("—".into(), |s| format!("{s} s"))),
         card("cost", format!("{} {}", c.cost.total, c.cost.currency)),
         card("per connected call", c.cost.per_connected_call.map_or("—".into(), |m| format!("{m} {}", c.cost.currency))),
-        card("contacts", report.contacts.total.to_string()),
-        card("attempts per contact", report.contacts.attempts_per_contact.map_or("—".into(), |a| format!("{a:.1}"))),
     ]
-    .concat();
+    .concat()
+}
+
+/// A whole page: its title, a line under it, and its content.
+fn page(title: &str, meta: &str, content: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <link rel=\"icon\" href=\"data:,\">\
-<title>{name} — outdial report</title>\
+<title>{title} — outdial report</title>\
 <style>body{{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:960px;padding:16px;color:#1f2937}}\
 h1{{font-size:1.4rem;margin:0 0 4px}}p.meta{{color:#6b7280;margin:0 0 16px}}\
 .cards{{display:grid;grid-template-columns:repeat(auto-fill,minmax(140px,1fr));gap:8px;margin-bottom:16px}}\
 .card{{border:1px solid #e5e7eb;border-radius:8px;padding:8px}}.card span{{display:block;font-size:.8rem;color:#6b7280}}\
 .card strong{{font-size:1.1rem}}figure{{margin:0 0 16px}}figcaption{{font-weight:600;margin-bottom:4px}}\
+.table{{overflow-x:auto;margin-bottom:16px}}table{{border-collapse:collapse;width:100%}}\
+th,td{{padding:4px 8px;border-bottom:1px solid #e5e7eb;text-align:right;white-space:nowrap}}th:first-child,td:first-child{{text-align:left}}\
 svg{{width:100%;height:auto}}</style></head><body>\
-<h1>{name}</h1><p class=\"meta\">Campaign {id} · {status} · generated {generated}</p>\
-<section class=\"cards\">{cards}</section>{funnel}{per_hour}{durations}</body></html>\n",
-        name = escape(&report.name),
-        id = report.campaign_id,
-        status = report.status.as_str(),
-        generated = report.generated_at.format("%Y-%m-%d %H:%M UTC"),
-        funnel = funnel(report),
-        per_hour = per_hour(&c.calls_per_hour),
-        durations = durations(report),
+<h1>{title}</h1><p class=\"meta\">{meta}</p>{content}</body></html>\n",
+        title = escape(title),
+        meta = escape(meta),
     )
+}
+
+/// The campaign's page.
+pub fn render(report: &CampaignReport) -> String {
+    let c = &report.calls;
+    let cards = [
+        call_cards(c),
+        card("contacts", report.contacts.total.to_string()),
+        card("attempts per contact", report.contacts.attempts_per_contact.map_or("—".into(), |a| format!("{a:.1}"))),
+    ]
+    .concat();
+    let meta = format!(
+        "Campaign {} · {} · generated {}",
+        report.campaign_id,
+        report.status.as_str(),
+        report.generated_at.format("%Y-%m-%d %H:%M UTC")
+    );
+    let content =
+        format!("<section class=\"cards\">{cards}</section>{}{}{}", funnel(report), per_hour(&c.calls_per_hour), durations(report));
+    page(&report.name, &meta, &content)
+}
+
+/// An organisation's daily report: the day's totals, a row per campaign, outcomes per hour.
+pub fn render_daily(report: &DailyReport) -> String {
+    let n = |v: u64| v.to_string();
+    let row = |name: &str, c: &CallNumbers| {
+        [
+            escape(name),
+            n(c.finished),
+            n(c.answered),
+            percent(c.answer_rate),
+            n(c.human),
+            n(c.machine),
+            n(c.failed),
+            percent(c.abandonment_rate),
+            format!("{} min", c.talk_seconds / 60),
+            format!("{} {}", c.cost.total, c.cost.currency),
+            percent(c.success_rate),
+        ]
+        .map(|cell| format!("<td>{cell}</td>"))
+        .concat()
+    };
+    let header = ["campaign", "calls", "answered", "answer rate", "human", "machine", "failed", "abandonment", "talk", "cost", "success"]
+        .map(|h| format!("<th>{h}</th>"))
+        .concat();
+    let rows: String = report.campaigns.iter().map(|r| format!("<tr>{}</tr>", row(&r.name, &r.calls))).collect();
+    let table = if report.campaigns.is_empty() {
+        "<p>No calls ended that day.</p>".to_string()
+    } else {
+        format!(
+            "<div class=\"table\"><table id=\"campaigns\"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody>\
+<tfoot><tr>{}</tr></tfoot></table></div>",
+            row("All campaigns", &report.totals)
+        )
+    };
+    let meta = format!(
+        "{} ({}) · {}generated {}",
+        report.date,
+        report.time_zone,
+        if report.complete { "" } else { "the day so far · " },
+        report.generated_at.format("%Y-%m-%d %H:%M UTC")
+    );
+    let content =
+        format!("<section class=\"cards\">{}</section>{table}{}", call_cards(&report.totals), per_hour(&report.totals.calls_per_hour));
+    page(&format!("Daily report — {}", report.date), &meta, &content)
 }
 
 #[cfg(test)]

@@ -2,10 +2,14 @@
 //! counters the store keeps as calls end, so a report costs the same at any size) and every call
 //! as CSV (`GET /campaigns/{id}/calls.csv`, streamed page by page in constant memory), and the
 //! same numbers as an HTML page with charts (`GET /campaigns/{id}/report.html`), which a signed,
-//! expiring link opens without an API key (`POST /campaigns/{id}/report-links`).
+//! expiring link opens without an API key (`POST /campaigns/{id}/report-links`); and each
+//! organisation's daily report (`GET /reports/daily/{date}`, its recipients at
+//! `PUT /reports/daily/recipients`), which a schedule makes and emails each morning (`daily`).
 
+pub mod daily;
 pub mod html;
 
+use axum::response::IntoResponse;
 use axum::{
     body::{Body, Bytes},
     extract::{Path, State},
@@ -13,9 +17,12 @@ use axum::{
     response::Response,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
-use domain::{Call, CampaignId, OrgId, report::CampaignReport};
+use domain::{
+    Call, CampaignId, OrgId,
+    report::{CampaignReport, DailyReport},
+};
 use futures::{StreamExt, TryStreamExt, stream};
-use platform::{AuthState, Authenticated, Problem, extract::Query};
+use platform::{AuthState, Authenticated, Problem, extract::Json, extract::Query};
 use serde::Deserialize;
 use store::{CallFilter, PageRequest, Store};
 use utoipa::IntoParams;
@@ -26,11 +33,13 @@ pub struct AppState<S> {
     pub store: S,
     /// Signs shared report links; None when the deployment has no key (`OUTDIAL_SECRET_KEY`).
     pub secrets: Option<platform::SecretBox>,
+    /// Whose days the daily report covers (`OUTDIAL_REPORT_TIME_ZONE`).
+    pub report_time_zone: chrono_tz::Tz,
 }
 
 impl<S> AppState<S> {
     pub fn from_config(config: &platform::Config, store: S) -> Self {
-        Self { store, secrets: config.secrets.clone() }
+        Self { store, secrets: config.secrets.clone(), report_time_zone: config.report_time_zone }
     }
 }
 
@@ -48,6 +57,92 @@ pub fn router<S: Store>() -> OpenApiRouter<AppState<S>> {
         .routes(routes!(calls_csv))
         .routes(routes!(report_page))
         .routes(routes!(create_report_link))
+        .routes(routes!(get_daily_report))
+        .routes(routes!(get_daily_recipients, set_daily_recipients))
+}
+
+/// Who receives the organisation's daily report by email.
+#[derive(Debug, Default, serde::Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DailyRecipients {
+    /// Email addresses, at most 20.
+    pub recipients: Vec<String>,
+}
+
+impl DailyRecipients {
+    pub const MAX: usize = 20;
+}
+
+/// Who receives the organisation's daily report (empty: nobody; the report is still kept).
+#[utoipa::path(get, path = "/reports/daily/recipients", tag = "reports", security(("apiKey" = [])),
+    responses((status = 200, body = DailyRecipients)))]
+async fn get_daily_recipients<S: Store>(
+    State(state): State<AppState<S>>,
+    Authenticated(org): Authenticated,
+) -> Result<axum::Json<DailyRecipients>, Problem> {
+    let recipients = state.store.daily_report_recipients(org).await?;
+    Ok(axum::Json(DailyRecipients { recipients: recipients.iter().map(|r| r.as_str().to_string()).collect() }))
+}
+
+/// Sets who receives the organisation's daily report by email, replacing the list (at most 20
+/// addresses; repeats are kept once; `[]` stops the emails).
+#[utoipa::path(put, path = "/reports/daily/recipients", tag = "reports", request_body = DailyRecipients, security(("apiKey" = [])),
+    responses((status = 200, body = DailyRecipients), (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn set_daily_recipients<S: Store>(
+    State(state): State<AppState<S>>,
+    Authenticated(org): Authenticated,
+    Json(body): Json<DailyRecipients>,
+) -> Result<axum::Json<DailyRecipients>, Problem> {
+    let mut errors = Vec::new();
+    let mut recipients: Vec<domain::EmailAddress> = Vec::new();
+    if body.recipients.len() > DailyRecipients::MAX {
+        errors.push(domain::ParseError::new(
+            "recipients",
+            format!("has {} addresses; at most {} are kept", body.recipients.len(), DailyRecipients::MAX),
+        ));
+    }
+    for (i, raw) in body.recipients.iter().enumerate() {
+        match domain::EmailAddress::parse(raw) {
+            Ok(address) if recipients.iter().any(|r| r.as_str().eq_ignore_ascii_case(address.as_str())) => {}
+            Ok(address) => recipients.push(address),
+            Err(e) => errors.push(domain::ParseError::new("recipients", format!("item {i}: {}", e.reason))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    state.store.set_daily_report_recipients(org, recipients.clone()).await?;
+    tracing::info!(recipients = recipients.len(), "daily report recipients set");
+    Ok(axum::Json(DailyRecipients { recipients: recipients.iter().map(|r| r.as_str().to_string()).collect() }))
+}
+
+/// The organisation's report of one day in the deployment's report time zone: a row per campaign
+/// whose calls ended that day, and the totals. `2026-11-24` answers JSON; `2026-11-24.html` the
+/// page the morning email carries. A day still going answers the numbers so far (`complete: false`).
+#[utoipa::path(get, path = "/reports/daily/{date}", tag = "reports",
+    params(("date" = String, Path, pattern = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|yesterday|today)(\.html)?$", description = "the day: 2026-11-24, yesterday or today; with .html for the page")),
+    security(("apiKey" = [])),
+    responses((status = 200, content((DailyReport = "application/json"), (String = "text/html"))),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "a day that has not begun"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+async fn get_daily_report<S: Store>(
+    State(state): State<AppState<S>>,
+    Authenticated(org): Authenticated,
+    Path(date): Path<String>,
+) -> Result<Response, Problem> {
+    let (day, as_page) = date.strip_suffix(".html").map_or((date.as_str(), false), |day| (day, true));
+    let (zone, now) = (state.report_time_zone, Utc::now());
+    let day = match day {
+        "yesterday" => domain::report::yesterday(now, zone),
+        "today" => now.with_timezone(&zone).date_naive(),
+        day => chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
+            Problem::validation(vec![domain::ParseError::new("date", format!("{day:?} is not a day like 2026-11-24, yesterday or today"))])
+        })?,
+    };
+    if day > now.with_timezone(&zone).date_naive() {
+        return Err(Problem::not_found(format!("there is no report of {day} yet: that day has not begun in {}", zone.name())));
+    }
+    let report = daily::current_daily_report(&state.store, org, day, zone, now).await?;
+    Ok(if as_page { axum::response::Html(html::render_daily(&report)).into_response() } else { axum::Json(report).into_response() })
 }
 
 fn campaign_id(raw: &str) -> Result<CampaignId, Problem> {

@@ -1,6 +1,7 @@
 //! The HTML report as people see it: served over HTTP and opened in headless Chromium (Debian's
 //! `chromium`, which scripts/test installs when missing), phone-sized. The page must load with no
-//! console error, fetch nothing but itself, show the three charts, and render to a PNG.
+//! console error, fetch nothing but itself, show the three charts, and render to a PNG (with
+//! `UPDATE_SCREENSHOT=1`, kept as `docs/report.png`, the README's picture).
 
 use axum::{Router, extract::State, routing::get};
 use chrono::{TimeDelta, Utc};
@@ -68,7 +69,8 @@ async fn report_page() -> String {
                 .unwrap();
         }
     }
-    let (app, _) = reports::router().with_state(reports::AppState { store, secrets: None }).split_for_parts();
+    let (app, _) =
+        reports::router().with_state(reports::AppState { store, secrets: None, report_time_zone: chrono_tz::UTC }).split_for_parts();
     let request = axum::http::Request::get(format!("/campaigns/{}/report.html", campaign.id))
         .header("authorization", format!("Bearer {key}"))
         .body(axum::body::Body::empty())
@@ -109,7 +111,7 @@ async fn the_html_report_loads_in_chromium_with_its_three_charts_and_fetches_not
         let (browser, url, profile) = (browser.to_string(), url.clone(), dir.path().join("profile"));
         tokio::task::spawn_blocking(move || {
             Command::new(browser)
-                .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--window-size=412,2400"])
+                .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--window-size=412,1200"])
                 .args(["--enable-logging=stderr", "--v=0", "--disable-background-networking", "--disable-component-update"])
                 .arg(format!("--user-data-dir={}", profile.display()))
                 .args(extra)
@@ -124,6 +126,10 @@ async fn the_html_report_loads_in_chromium_with_its_three_charts_and_fetches_not
     let bytes = std::fs::read(&png).expect("a screenshot");
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "a PNG of the page ({} bytes)", bytes.len());
     assert!(!log.contains(":CONSOLE"), "no console message: {log}");
+    // `UPDATE_SCREENSHOT=1` keeps this PNG as the README's picture of the report
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/report.png"), &bytes).unwrap();
+    }
 
     let dom = run(vec!["--dump-dom".into()]).await.unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout).to_string();

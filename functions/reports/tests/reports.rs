@@ -78,7 +78,8 @@ async fn fixture<S: Store>(store: S) -> Fixture {
         }
     }
     let secrets = platform::SecretBox::ephemeral();
-    let (app, _) = router().with_state(AppState { store, secrets: Some(secrets.clone()) }).split_for_parts();
+    let (app, _) =
+        router().with_state(AppState { store, secrets: Some(secrets.clone()), report_time_zone: chrono_tz::UTC }).split_for_parts();
     Fixture { app, key, org, campaign: campaign.id, secrets }
 }
 
@@ -191,4 +192,8 @@ async fn every_sample_event_is_answered_by_its_route() {
     let csv = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert_eq!(csv.lines().count(), 5, "a header and four calls: {csv}");
     assert!(csv.contains("+14155550120"), "the sample asks for full phones");
+    let (status, recipients) = platform::testing::invoke_event(&f.app, "reports/daily-recipients.json", &[(KEY, &f.key)]).await;
+    assert_eq!((status, recipients["recipients"][0].as_str()), (StatusCode::OK, Some("ops@acme.example")), "{recipients}");
+    let (status, daily) = platform::testing::invoke_event(&f.app, "reports/daily-report.json", &[(KEY, &f.key)]).await;
+    assert_eq!((status, daily["complete"].as_bool()), (StatusCode::OK, Some(true)), "{daily}");
 }

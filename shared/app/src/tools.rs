@@ -92,6 +92,11 @@ impl AgentTools {
     pub const TIMEOUT: Duration = Duration::from_secs(10);
 
     /// With the default email limit and wording (`ToolsConfig::default()`).
+    /// Where emails go: SES or the local outbox (the daily report sends through it too).
+    pub fn mailer(&self) -> &AnyMailer {
+        &self.mailer
+    }
+
     pub fn new(calcom: Option<CalCom>, mailer: AnyMailer) -> Self {
         let defaults = ToolsConfig::default();
         Self { calcom, mailer, emails_per_call: defaults.emails_per_call, template: defaults.email_template }

@@ -4,7 +4,8 @@
 //! there were; the report is computed from those counters here.
 
 use crate::{AnsweredBy, Call, CallDisposition, Campaign, CampaignId, CampaignStatus, ContactDisposition, ContactState, Money};
-use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -98,7 +99,7 @@ impl CallFacts {
             }
         }
         add(format!("disposition:{}", self.disposition.as_str()), 1);
-        add(format!("hour:{}:{}", self.hour.format("%Y-%m-%dT%H"), self.disposition.as_str()), 1);
+        add(format!("hour:{}:{}", hour_key(self.hour), self.disposition.as_str()), 1);
         if let Some(secs) = self.duration_secs {
             add("talk_seconds".into(), i64::from(secs));
             add(format!("duration:{secs}"), 1);
@@ -119,6 +120,26 @@ pub fn report_delta(before: Option<&CallFacts>, after: Option<&CallFacts>) -> Re
     }
     delta.retain(|_, n| *n != 0);
     delta
+}
+
+/// The change to the counters of the hours a call ended in when its facts go from `before` to
+/// `after`: each hour keeps the counters of the calls that ended in it, so a day's report sums
+/// its hours whatever the time zone.
+pub fn report_hour_deltas(before: Option<&CallFacts>, after: Option<&CallFacts>) -> Vec<(DateTime<Utc>, ReportCounts)> {
+    let mut hours: BTreeMap<DateTime<Utc>, ReportCounts> = BTreeMap::new();
+    if let Some(after) = after {
+        add_counts(hours.entry(after.hour).or_default(), &after.counts());
+    }
+    if let Some(before) = before {
+        let removed = before.counts().into_iter().map(|(key, n)| (key, -n)).collect();
+        add_counts(hours.entry(before.hour).or_default(), &removed);
+    }
+    hours.into_iter().filter(|(_, counts)| !counts.is_empty()).collect()
+}
+
+/// The hour `at` is in, as the store keys an hour's counters: `2026-11-24T15`.
+pub fn hour_key(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H").to_string()
 }
 
 /// Adds `delta` into `counts`, dropping counters that reach zero.
@@ -333,6 +354,133 @@ impl CampaignReport {
     }
 }
 
+/// The hours of `date` in `zone`, as UTC instants `[from, to)`. Counters are kept by the hour, so
+/// in a zone whose offset is not whole hours the day starts at the hour its midnight falls in.
+pub fn daily_window(date: NaiveDate, zone: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = |day: NaiveDate| {
+        let midnight = day.and_time(NaiveTime::MIN);
+        // a midnight skipped by a clock change starts the day an hour later
+        let local = zone
+            .from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| zone.from_local_datetime(&(midnight + TimeDelta::hours(1))).earliest());
+        let utc = local.map_or_else(|| midnight.and_utc(), |t| t.with_timezone(&Utc));
+        utc.with_minute(0).and_then(|t| t.with_second(0)).unwrap_or(utc)
+    };
+    (start(date), start(date.succ_opt().unwrap_or(date)))
+}
+
+/// The local hour the daily report is made at (the SAM schedule's `cron(0 8 * * ? *)`).
+pub const DAILY_REPORT_HOUR: u32 = 8;
+
+/// When the daily report is next made after `now`: the next 08:00 in `zone`.
+pub fn next_daily_run(now: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
+    let today = now.with_timezone(&zone).date_naive();
+    [today, today + TimeDelta::days(1), today + TimeDelta::days(2)]
+        .into_iter()
+        .filter_map(|day| zone.from_local_datetime(&day.and_hms_opt(DAILY_REPORT_HOUR, 0, 0)?).earliest())
+        .map(|t| t.with_timezone(&Utc))
+        .find(|t| *t > now)
+        .unwrap_or(now + TimeDelta::days(1))
+}
+
+/// The day before the one `now` is in, in `zone`: the day a morning's report is about.
+pub fn yesterday(now: DateTime<Utc>, zone: Tz) -> NaiveDate {
+    let today = now.with_timezone(&zone).date_naive();
+    today.pred_opt().unwrap_or(today)
+}
+
+/// One campaign's row in a daily report: its calls that ended that day.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyCampaign {
+    pub campaign_id: CampaignId,
+    pub name: String,
+    pub calls: CallNumbers,
+}
+
+/// `GET /reports/daily/{date}`: an organisation's day — each campaign whose calls ended that day
+/// (in the deployment's report time zone) and the totals over all of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyReport {
+    #[schema(value_type = String, format = Date)]
+    pub date: NaiveDate,
+    /// The IANA time zone the day is in.
+    pub time_zone: String,
+    /// The day's first instant (UTC).
+    pub from: DateTime<Utc>,
+    /// The next day's first instant (UTC).
+    pub to: DateTime<Utc>,
+    pub generated_at: DateTime<Utc>,
+    /// The day was over when the report was made; a report of a day still going is not kept.
+    pub complete: bool,
+    pub campaigns: Vec<DailyCampaign>,
+    pub totals: CallNumbers,
+    /// The recipients it was emailed to.
+    pub emailed_to: Vec<String>,
+    pub emailed_at: Option<DateTime<Utc>>,
+}
+
+impl DailyReport {
+    /// From each campaign's counters summed over the day's hours (campaigns without calls left out).
+    pub fn new(date: NaiveDate, zone: Tz, campaigns: Vec<(CampaignId, String, ReportCounts)>, now: DateTime<Utc>) -> Self {
+        let (from, to) = daily_window(date, zone);
+        let mut all = ReportCounts::new();
+        let mut rows: Vec<DailyCampaign> = campaigns
+            .into_iter()
+            .filter(|(_, _, counts)| counts.get("calls").is_some_and(|n| *n > 0))
+            .map(|(campaign_id, name, counts)| {
+                add_counts(&mut all, &counts);
+                DailyCampaign { campaign_id, name, calls: CallNumbers::from_counts(&counts) }
+            })
+            .collect();
+        rows.sort_by(|a, b| b.calls.finished.cmp(&a.calls.finished).then_with(|| a.name.cmp(&b.name)));
+        Self {
+            date,
+            time_zone: zone.name().to_string(),
+            from,
+            to,
+            generated_at: now,
+            complete: now >= to,
+            campaigns: rows,
+            totals: CallNumbers::from_counts(&all),
+            emailed_to: Vec::new(),
+            emailed_at: None,
+        }
+    }
+
+    /// The email's plain-text body: the totals, then one line per campaign.
+    pub fn summary_text(&self) -> String {
+        let percent = |rate: Option<f64>| rate.map_or("–".to_string(), |r| format!("{:.1}%", r * 100.0));
+        let line = |n: &CallNumbers| {
+            format!(
+                "{} calls, {} answered ({}), {} people, {} machines, {} failed; abandonment {}; talk {} min; cost {} {}; success {}",
+                n.finished,
+                n.answered,
+                percent(n.answer_rate),
+                n.human,
+                n.machine,
+                n.failed,
+                percent(n.abandonment_rate),
+                n.talk_seconds / 60,
+                n.cost.total,
+                n.cost.currency,
+                percent(n.success_rate),
+            )
+        };
+        let mut text = format!("outdial — {} ({})\n\nAll campaigns: {}\n", self.date, self.time_zone, line(&self.totals));
+        if self.campaigns.is_empty() {
+            text.push_str("\nNo calls ended that day.\n");
+        }
+        for row in &self.campaigns {
+            text.push_str(&format!("\n{}: {}", row.name, line(&row.calls)));
+        }
+        text.push('\n');
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,5 +604,59 @@ mod tests {
         assert_eq!(CallFacts::of(&live), None, "nothing counts before the end");
         let empty = CallNumbers::from_counts(&ReportCounts::new());
         assert_eq!((empty.answer_rate, empty.duration_seconds.p50, empty.cost.per_connected_call), (None, None, None));
+    }
+
+    #[test]
+    fn a_day_is_the_hours_between_two_local_midnights() {
+        let date = |m: u32, d: u32| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+        let utc = |m: u32, d: u32, h: u32, min: u32| Utc.with_ymd_and_hms(2026, m, d, h, min, 0).unwrap();
+        assert_eq!(daily_window(date(11, 24), chrono_tz::UTC), (utc(11, 24, 0, 0), utc(11, 25, 0, 0)));
+        assert_eq!(daily_window(date(11, 24), chrono_tz::America::New_York), (utc(11, 24, 5, 0), utc(11, 25, 5, 0)));
+        // the clocks go forward: a 23-hour day
+        assert_eq!(daily_window(date(3, 8), chrono_tz::America::New_York), (utc(3, 8, 5, 0), utc(3, 9, 4, 0)));
+        // +05:30 starts at the hour its midnight falls in
+        assert_eq!(daily_window(date(11, 24), chrono_tz::Asia::Kolkata), (utc(11, 23, 18, 0), utc(11, 24, 18, 0)));
+        assert_eq!(yesterday(utc(11, 25, 4, 0), chrono_tz::America::New_York), date(11, 23), "still the 24th's night in New York");
+        assert_eq!(yesterday(utc(11, 25, 13, 0), chrono_tz::America::New_York), date(11, 24));
+        assert_eq!(next_daily_run(utc(11, 25, 12, 0), chrono_tz::America::New_York), utc(11, 25, 13, 0), "08:00 in New York");
+        assert_eq!(next_daily_run(utc(11, 25, 13, 0), chrono_tz::America::New_York), utc(11, 26, 13, 0), "then the next morning");
+    }
+
+    #[test]
+    fn hour_counters_add_up_to_the_campaign_counters_and_follow_late_details() {
+        let mut campaign = ReportCounts::new();
+        let mut hours: BTreeMap<DateTime<Utc>, ReportCounts> = BTreeMap::new();
+        let calls = fixture();
+        for c in &calls {
+            add_counts(&mut campaign, &report_delta(None, CallFacts::of(c).as_ref()));
+            for (hour, delta) in report_hour_deltas(None, CallFacts::of(c).as_ref()) {
+                add_counts(hours.entry(hour).or_default(), &delta);
+            }
+        }
+        // a late cost reaches the first call: only its own hour moves
+        let mut later = calls[0].clone();
+        later.details.cost = Some(Money::parse("1.10").unwrap());
+        let moved = report_hour_deltas(CallFacts::of(&calls[0]).as_ref(), CallFacts::of(&later).as_ref());
+        assert_eq!(
+            moved,
+            vec![(calls[0].ended_at.unwrap().with_minute(0).unwrap(), ReportCounts::from([("cost_micros".into(), 1_000_000)]))]
+        );
+        add_counts(&mut campaign, &report_delta(CallFacts::of(&calls[0]).as_ref(), CallFacts::of(&later).as_ref()));
+        for (hour, delta) in moved {
+            add_counts(hours.entry(hour).or_default(), &delta);
+        }
+        let mut summed = ReportCounts::new();
+        hours.values().for_each(|h| add_counts(&mut summed, h));
+        assert_eq!(summed, campaign);
+        assert_eq!(hours.len(), 3, "15:00, 16:00 and 17:00");
+        let day = DailyReport::new(
+            NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+            chrono_tz::UTC,
+            vec![(crate::CampaignId::new(), "quiet".into(), ReportCounts::new()), (crate::CampaignId::new(), "busy".into(), summed)],
+            Utc.with_ymd_and_hms(2026, 11, 25, 8, 0, 0).unwrap(),
+        );
+        assert_eq!(day.campaigns.len(), 1, "a campaign without calls that day has no row");
+        assert_eq!((day.totals.finished, day.totals.cost.total, day.complete), (10, Money::parse("3.10").unwrap(), true));
+        assert!(day.summary_text().contains("busy: 10 calls, 9 answered (90.0%)"), "{}", day.summary_text());
     }
 }

@@ -190,6 +190,8 @@ pub struct FollowUpEmail {
     pub to: EmailAddress,
     pub subject: String,
     pub body: String,
+    /// The same message as HTML, for mail clients that show it (the daily report's); `body` is its text part.
+    pub html: Option<String>,
 }
 
 impl FollowUpEmail {
@@ -208,7 +210,7 @@ impl FollowUpEmail {
         let mut values = contact.dynamic_variables();
         values.insert("note".into(), note);
         let subject: String = EmailTemplate::render(&template.subject, &values).chars().filter(|c| !c.is_control()).take(200).collect();
-        Ok(Self { to, subject, body: EmailTemplate::render(&template.body, &values) })
+        Ok(Self { to, subject, body: EmailTemplate::render(&template.body, &values), html: None })
     }
 }
 

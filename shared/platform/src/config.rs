@@ -58,6 +58,9 @@ pub struct Config {
     /// Receives of a `crm-jobs` message before its dead-letter queue (`CRM_JOBS_MAX_RECEIVES`;
     /// match the queue's redrive policy): the last one marks a failing delivery failed.
     pub crm_max_receives: u32,
+    /// The time zone whose days the daily organisation report covers (`OUTDIAL_REPORT_TIME_ZONE`,
+    /// an IANA name; UTC when unset). In AWS, the same zone the report's schedule runs in.
+    pub report_time_zone: chrono_tz::Tz,
 }
 
 /// What the agent's booking and email tools need; a tool whose part is missing answers the agent
@@ -261,6 +264,13 @@ impl Config {
                 ..Default::default()
             },
             crm_max_receives: u32::try_from(number(var, "CRM_JOBS_MAX_RECEIVES", 5)?).unwrap_or(u32::MAX),
+            report_time_zone: match var("OUTDIAL_REPORT_TIME_ZONE").filter(|zone| !zone.trim().is_empty()) {
+                None => chrono_tz::UTC,
+                Some(zone) => zone.trim().parse().map_err(|_| ConfigError::Invalid {
+                    var: "OUTDIAL_REPORT_TIME_ZONE",
+                    reason: format!("{zone:?} is not an IANA time zone name, e.g. America/New_York"),
+                })?,
+            },
         })
     }
 
@@ -503,7 +513,9 @@ impl ToolsConfig {
             }),
         };
         let email = EmailConfig {
+            // empty is unset: a template passes its empty parameter through
             from: var("OUTDIAL_EMAIL_FROM")
+                .filter(|from| !from.trim().is_empty())
                 .map(|from| domain::EmailAddress::parse(&from))
                 .transpose()
                 .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_EMAIL_FROM", reason: e.reason })?,
@@ -662,6 +674,11 @@ mod tests {
         let calcom = c.tools.calcom.unwrap();
         assert_eq!((calcom.base_url.as_str(), calcom.event_type_id), ("https://api.cal.com", 1837761));
         assert_eq!(c.tools.email.from.unwrap().as_str(), "calls@acme.example");
+        assert_eq!(config(&[("OUTDIAL_EMAIL_FROM", "")]).unwrap().tools.email.from, None, "empty is unset");
+        assert_eq!(config(&[]).unwrap().report_time_zone, chrono_tz::UTC);
+        assert_eq!(config(&[("OUTDIAL_REPORT_TIME_ZONE", "Europe/Paris")]).unwrap().report_time_zone, chrono_tz::Europe::Paris);
+        let refused = config(&[("OUTDIAL_REPORT_TIME_ZONE", "Mars/Olympus")]).unwrap_err().to_string();
+        assert!(refused.contains("OUTDIAL_REPORT_TIME_ZONE") && refused.contains("IANA"), "{refused}");
         assert_eq!(config(&[("CALCOM_API_KEY", "k")]).unwrap_err(), ConfigError::Missing("CALCOM_EVENT_TYPE_ID"));
         let err = config(&[("CALCOM_API_KEY", "k"), ("CALCOM_EVENT_TYPE_ID", "consultation")]).unwrap_err();
         assert!(err.to_string().contains("CALCOM_EVENT_TYPE_ID"), "{err}");

@@ -55,7 +55,8 @@ impl Mailer for SesMailer {
     async fn send(&self, email: &FollowUpEmail) -> Result<String, EmailError> {
         let from = self.from.as_ref().ok_or(EmailError::NotConfigured("OUTDIAL_EMAIL_FROM"))?;
         let utf8 = |text: &str| Content::builder().data(text).charset("UTF-8").build().map_err(|e| EmailError::Refused(e.to_string()));
-        let message = Message::builder().subject(utf8(&email.subject)?).body(Body::builder().text(utf8(&email.body)?).build()).build();
+        let body = Body::builder().text(utf8(&email.body)?).set_html(email.html.as_deref().map(utf8).transpose()?).build();
+        let message = Message::builder().subject(utf8(&email.subject)?).body(body).build();
         let sent = self
             .client()
             .await

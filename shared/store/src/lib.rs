@@ -290,6 +290,27 @@ pub trait OrgStore: Send + Sync {
     fn record_api_key_use(&self, hash: &KeyHash, at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
     /// Sets (Some) or lifts (None) the organisation's emergency stop; the organisation as it is now.
     fn set_emergency_stop(&self, org: OrgId, stop: Option<EmergencyStop>) -> impl Future<Output = Result<Organisation>> + Send;
+    /// Every organisation of the deployment, oldest first (the daily report visits each).
+    fn list_orgs(&self, page: PageRequest) -> impl Future<Output = Result<Page<Organisation>>> + Send;
+}
+
+/// What reports keep beyond a campaign's counters: the counters of each hour, and the daily reports.
+pub trait ReportStore: Send + Sync {
+    /// The counters of the organisation's calls that ended in `[from, to)` (whole hours), by campaign.
+    fn report_counts_between(
+        &self,
+        org: OrgId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<BTreeMap<CampaignId, domain::report::ReportCounts>>> + Send;
+    /// The organisation's stored report of `date`.
+    fn daily_report(&self, org: OrgId, date: chrono::NaiveDate)
+    -> impl Future<Output = Result<Option<domain::report::DailyReport>>> + Send;
+    /// Keeps the report, replacing one of the same date.
+    fn save_daily_report(&self, org: OrgId, report: &domain::report::DailyReport) -> impl Future<Output = Result<()>> + Send;
+    /// Who receives the organisation's daily report by email.
+    fn daily_report_recipients(&self, org: OrgId) -> impl Future<Output = Result<Vec<domain::EmailAddress>>> + Send;
+    fn set_daily_report_recipients(&self, org: OrgId, recipients: Vec<domain::EmailAddress>) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Campaigns and their contacts.
@@ -619,11 +640,32 @@ pub trait CrmStore: Send + Sync {
 
 /// Everything outdial stores; each function asks only for the part it uses.
 pub trait Store:
-    OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + CallerIdStore + CrmStore + Clone + 'static
+    OrgStore
+    + CampaignStore
+    + CallStore
+    + DialingStore
+    + AssistantStore
+    + DoNotCallStore
+    + CallerIdStore
+    + CrmStore
+    + ReportStore
+    + Clone
+    + 'static
 {
 }
-impl<T: OrgStore + CampaignStore + CallStore + DialingStore + AssistantStore + DoNotCallStore + CallerIdStore + CrmStore + Clone + 'static>
-    Store for T
+impl<
+    T: OrgStore
+        + CampaignStore
+        + CallStore
+        + DialingStore
+        + AssistantStore
+        + DoNotCallStore
+        + CallerIdStore
+        + CrmStore
+        + ReportStore
+        + Clone
+        + 'static,
+> Store for T
 {
 }
 

@@ -7,7 +7,10 @@ use std::io::Write;
 
 fn email(to: &str) -> FollowUpEmail {
     FollowUpEmail {
-        to: EmailAddress::parse(to).unwrap(), subject: "Your quote from Acme".into(), body: "Hello Maria, as promised…".into()
+        to: EmailAddress::parse(to).unwrap(),
+        subject: "Your quote from Acme".into(),
+        body: "Hello Maria, as promised…".into(),
+        html: None,
     }
 }
 

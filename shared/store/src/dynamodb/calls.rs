@@ -155,7 +155,7 @@ impl CallStore for DynamoStore {
                     &values,
                 )?);
             }
-            items.extend(self.report_update(call.campaign_id, &report_delta(facts_before.as_ref(), CallFacts::of(&call).as_ref()))?);
+            items.extend(self.report_updates(&call, facts_before.as_ref())?);
             if self.transact(items).await? {
                 return Ok(Applied { duplicate: false, call, transition: Some(absorbed.transition), contact_fate });
             }
@@ -177,16 +177,7 @@ impl CallStore for DynamoStore {
 
     async fn campaign_report_counts(&self, org: OrgId, campaign: CampaignId) -> Result<ReportCounts> {
         self.campaign_item(org, campaign).await?;
-        let item = self.get(campaign_pk(campaign), REPORT_SK).await?.unwrap_or_default();
-        let mut counts = ReportCounts::new();
-        for (attribute, value) in item {
-            let (Some(name), Ok(number)) = (attribute.strip_prefix("n:"), value.as_n()) else { continue };
-            let number: i64 = number.parse().map_err(|_| StoreError::Corrupt(format!("report counter {name} is {number}")))?;
-            if number != 0 {
-                counts.insert(name.to_string(), number);
-            }
-        }
-        Ok(counts)
+        counters_of(&self.get(campaign_pk(campaign), REPORT_SK).await?.unwrap_or_default())
     }
 
     async fn list_calls(&self, org: OrgId, campaign: CampaignId, filter: CallFilter, page: PageRequest) -> Result<Page<Call>> {

@@ -87,8 +87,7 @@ impl DialingStore for DynamoStore {
                 )?);
             }
             // a placement recorded after the call's end (its callbacks were quicker) makes it dialed
-            let delta = domain::report::report_delta(facts_before.as_ref(), domain::report::CallFacts::of(&call).as_ref());
-            items.extend(self.report_update(call.campaign_id, &delta)?);
+            items.extend(self.report_updates(&call, facts_before.as_ref())?);
             if self.transact(items).await? {
                 return Ok(call);
             }

@@ -36,6 +36,7 @@ mod crm;
 mod dialing;
 mod do_not_call;
 mod orgs;
+mod reports;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -211,11 +212,26 @@ impl DynamoStore {
 
     /// A transaction item moving the campaign's report counters (`n:<name>` on its `REPORT` item)
     /// by `delta`; None when it moves nothing.
-    fn report_update(&self, campaign: CampaignId, delta: &domain::report::ReportCounts) -> Result<Option<TransactWriteItem>> {
-        if delta.is_empty() {
-            return Ok(None);
+    /// The writes that move the counters of the call's campaign and of the hours it ended in as
+    /// its facts go from `before` to what they are now.
+    fn report_updates(&self, call: &Call, before: Option<&CallFacts>) -> Result<Vec<TransactWriteItem>> {
+        let after = CallFacts::of(call);
+        let mut updates = Vec::new();
+        let campaign = report_delta(before, after.as_ref());
+        if !campaign.is_empty() {
+            updates.push(self.counter_update(campaign_pk(call.campaign_id), REPORT_SK.into(), &campaign, None)?);
         }
-        let mut update = Update::builder().table_name(&self.table).key("pk", s(campaign_pk(campaign))).key("sk", s(REPORT_SK));
+        for (hour, delta) in domain::report::report_hour_deltas(before, after.as_ref()) {
+            let sk = format!("{HOUR_SK_PREFIX}{}#{}", domain::report::hour_key(hour), call.campaign_id);
+            updates.push(self.counter_update(hours_pk(call.org_id), sk, &delta, Some(call.campaign_id))?);
+        }
+        Ok(updates)
+    }
+
+    /// `ADD`s each counter of `delta` to item (`pk`, `sk`) as attribute `n:<name>`, naming the
+    /// campaign on the item when given.
+    fn counter_update(&self, pk: String, sk: String, delta: &ReportCounts, campaign: Option<CampaignId>) -> Result<TransactWriteItem> {
+        let mut update = Update::builder().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk));
         let mut adds = Vec::new();
         for (i, (name, by)) in delta.iter().enumerate() {
             adds.push(format!("#c{i} :c{i}"));
@@ -223,8 +239,12 @@ impl DynamoStore {
                 .expression_attribute_names(format!("#c{i}"), format!("n:{name}"))
                 .expression_attribute_values(format!(":c{i}"), n(by));
         }
-        let update = update.update_expression(format!("ADD {}", adds.join(", "))).build().map_err(build)?;
-        Ok(Some(TransactWriteItem::builder().update(update).build()))
+        let mut expression = format!("ADD {}", adds.join(", "));
+        if let Some(campaign) = campaign {
+            expression.push_str(" SET campaign = :campaign");
+            update = update.expression_attribute_values(":campaign", s(campaign.to_string()));
+        }
+        Ok(TransactWriteItem::builder().update(update.update_expression(expression).build().map_err(build)?).build())
     }
 
     /// A transaction item that changes nothing but fails the transaction unless `condition` holds
@@ -816,6 +836,27 @@ fn third_index_partition(call: &Call) -> Option<String> {
 const ORPHANS: &str = "ORPHANS";
 /// The sort key of a campaign's report counters, in the campaign's partition.
 const REPORT_SK: &str = "REPORT";
+/// An hour's counters of one campaign: `HOUR#<YYYY-MM-DDTHH>#<campaign>` in `hours_pk(org)`.
+const HOUR_SK_PREFIX: &str = "HOUR#";
+/// The partition listing every organisation (`ORG#<id>`), which the daily report walks.
+const ORGS_PK: &str = "ORGS";
+
+fn hours_pk(org: OrgId) -> String {
+    format!("HOURS#{org}")
+}
+
+/// The counters `n:<name>` of a counter item.
+fn counters_of(item: &Item) -> Result<ReportCounts> {
+    let mut counts = ReportCounts::new();
+    for (attribute, value) in item {
+        let (Some(name), Ok(number)) = (attribute.strip_prefix("n:"), value.as_n()) else { continue };
+        let number: i64 = number.parse().map_err(|_| StoreError::Corrupt(format!("report counter {name} is {number}")))?;
+        if number != 0 {
+            counts.insert(name.to_string(), number);
+        }
+    }
+    Ok(counts)
+}
 
 fn orphan_pk(provider: CallProvider, provider_call_id: &str) -> String {
     format!("ORPHAN#{}#{provider_call_id}", provider.as_str())

@@ -8,7 +8,17 @@ impl OrgStore for DynamoStore {
         let name = Organisation::parse_name(name)?;
         let org = Organisation { id: OrgId::new(), name, created_at: now(), emergency_stop: None };
         let item = encode(&OrgItem { pk: org_pk(org.id), sk: "ORG".into(), org: org.clone() });
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk)?;
+        let listed = HashMap::from([
+            ("pk".to_string(), s(ORGS_PK)),
+            ("sk".to_string(), s(org_pk(org.id))),
+            ("id".to_string(), s(org.id.to_string())),
+        ]);
+        if !self
+            .transact(vec![self.put(item, "attribute_not_exists(pk)", &[])?, self.put(listed, "attribute_not_exists(pk)", &[])?])
+            .await?
+        {
+            return Err(StoreError::backend("a new organisation's id collided with an existing one; create it again"));
+        }
         Ok(org)
     }
 
@@ -38,6 +48,25 @@ impl OrgStore for DynamoStore {
             }
             Err(e) => Err(sdk(e)),
         }
+    }
+
+    async fn list_orgs(&self, page: PageRequest) -> Result<Page<Organisation>> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: OrgId,
+        }
+        let values = vec![(":pk", s(ORGS_PK))];
+        let (listed, next_cursor) = self.page::<Listed>(None, "pk = :pk", None, values, &page, &["pk", "sk"]).await?;
+        let keys: Vec<(String, String)> = listed.iter().map(|l| (org_pk(l.id), "ORG".to_string())).collect();
+        let mut found: HashMap<OrgId, Organisation> = HashMap::new();
+        for chunk in keys.chunks(100) {
+            for item in self.get_many(chunk).await? {
+                let org = decode::<OrgItem>(item)?.org;
+                found.insert(org.id, org);
+            }
+        }
+        let items = listed.into_iter().filter_map(|l| found.remove(&l.id)).collect();
+        Ok(Page { items, next_cursor })
     }
 
     async fn create_named_api_key(&self, org: OrgId, new: NewApiKey) -> Result<CreatedApiKey> {

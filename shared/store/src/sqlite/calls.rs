@@ -110,7 +110,7 @@ impl CallStore for SqliteStore {
             }
             let facts_before = CallFacts::of(&call);
             let absorbed = call.absorb(&event);
-            add_report_counts(tx, call.campaign_id, &report_delta(facts_before.as_ref(), CallFacts::of(&call).as_ref()))?;
+            count_call_change(tx, &call, facts_before.as_ref())?;
             tx.prepare_cached(
                 "UPDATE calls SET state = ?2, end_reason = ?3, ended_at = ?4, details = ?5, last_status_at = ?6, disposition = ?7 WHERE id = ?1",
             )

@@ -107,8 +107,7 @@ impl DialingStore for SqliteStore {
                     .map_err(backend)?;
             }
             // a placement recorded after the call's end (its callbacks were quicker) makes it dialed
-            let delta = domain::report::report_delta(facts_before.as_ref(), domain::report::CallFacts::of(&call).as_ref());
-            add_report_counts(tx, call.campaign_id, &delta)?;
+            count_call_change(tx, &call, facts_before.as_ref())?;
             Ok(call)
         })
         .await

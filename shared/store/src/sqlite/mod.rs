@@ -26,6 +26,7 @@ mod crm;
 mod dialing;
 mod do_not_call;
 mod orgs;
+mod reports;
 
 /// Schema migrations (`migrations/NNNN_*.sql`), applied in order; the number is the version recorded.
 const MIGRATIONS: &[&str] = &[
@@ -44,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_crm_connections.sql"),
     include_str!("migrations/0014_crm_deliveries.sql"),
     include_str!("migrations/0015_campaign_report_counts.sql"),
+    include_str!("migrations/0016_daily_reports.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.
@@ -402,6 +404,25 @@ fn campaign_in_org(conn: &Connection, org: OrgId, id: CampaignId) -> Result<Camp
 }
 
 /// Moves the campaign's report counters by `delta` (what a call's change did to its facts).
+/// Moves the counters of the call's campaign and of the hours it ended in as its facts change.
+fn count_call_change(tx: &Connection, call: &Call, before: Option<&CallFacts>) -> Result<()> {
+    let after = CallFacts::of(call);
+    add_report_counts(tx, call.campaign_id, &report_delta(before, after.as_ref()))?;
+    for (hour, delta) in domain::report::report_hour_deltas(before, after.as_ref()) {
+        for (name, n) in &delta {
+            tx.prepare_cached(
+                "INSERT INTO report_hour_counts (org_id, hour, campaign_id, name, value) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (org_id, hour, campaign_id, name) DO UPDATE SET value = value + excluded.value",
+            )
+            .and_then(|mut s| {
+                s.execute(params![call.org_id.to_string(), domain::report::hour_key(hour), call.campaign_id.to_string(), name, n])
+            })
+            .map_err(backend)?;
+        }
+    }
+    Ok(())
+}
+
 fn add_report_counts(tx: &Connection, campaign: CampaignId, delta: &domain::report::ReportCounts) -> Result<()> {
     for (name, n) in delta {
         tx.prepare_cached(
@@ -457,19 +478,20 @@ fn id_page<T>(
     Ok(Page { items, next_cursor })
 }
 
+const ORG_COLUMNS: &str = "id, name, created_at, emergency_stop";
+
+fn org_from(r: &Row<'_>) -> rusqlite::Result<Organisation> {
+    Ok(Organisation {
+        id: parsed(OrgId::parse(&r.get::<_, String>(0)?))?,
+        name: r.get(1)?,
+        created_at: from_ms(r.get(2)?)?,
+        emergency_stop: r.get::<_, Option<String>>(3)?.map(json).transpose()?,
+    })
+}
+
 fn org_in(conn: &Connection, id: OrgId) -> Result<Organisation> {
-    conn.prepare_cached("SELECT id, name, created_at, emergency_stop FROM organisations WHERE id = ?1")
-        .and_then(|mut s| {
-            s.query_row(params![id.to_string()], |r| {
-                Ok(Organisation {
-                    id,
-                    name: r.get(1)?,
-                    created_at: from_ms(r.get(2)?)?,
-                    emergency_stop: r.get::<_, Option<String>>(3)?.map(json).transpose()?,
-                })
-            })
-            .optional()
-        })
+    conn.prepare_cached(&format!("SELECT {ORG_COLUMNS} FROM organisations WHERE id = ?1"))
+        .and_then(|mut s| s.query_row(params![id.to_string()], org_from).optional())
         .map_err(decoding)?
         .ok_or_else(|| StoreError::not_found("organisation", id))
 }

@@ -34,6 +34,14 @@ impl OrgStore for SqliteStore {
         .await
     }
 
+    async fn list_orgs(&self, page: PageRequest) -> Result<Page<Organisation>> {
+        self.read(move |conn| {
+            let sql = format!("SELECT {ORG_COLUMNS} FROM organisations WHERE id > ?1 ORDER BY id LIMIT ?2");
+            id_page(conn, &sql, &[], &page, org_from, |o| o.id.to_string())
+        })
+        .await
+    }
+
     async fn create_named_api_key(&self, org: OrgId, new: NewApiKey) -> Result<CreatedApiKey> {
         let created = new.issue(org);
         let row = created.key.clone();

@@ -1245,7 +1245,9 @@ pub async fn report_counters_equal_a_recount_after_reordered_and_repeated_events
         }
         let reason =
             [EndReason::Completed, EndReason::Completed, EndReason::Busy, EndReason::NoAnswer, EndReason::Failed][rng.random_range(0..5)];
-        let mut mine = vec![event(format!("{i}-ring"), at(1), CallEventKind::Ringing), event(format!("{i}-end"), at(90), ended(reason))];
+        // the calls end over six hours, so the hour counters have several hours to keep
+        let end = at(90 + 900 * i as i64);
+        let mut mine = vec![event(format!("{i}-ring"), at(1), CallEventKind::Ringing), event(format!("{i}-end"), end, ended(reason))];
         if reason == EndReason::Completed {
             let answered_by = [AnsweredBy::Human, AnsweredBy::Human, AnsweredBy::MachineStart][rng.random_range(0..3)];
             mine.push(event(format!("{i}-answer"), at(5), CallEventKind::Answered));
@@ -1301,13 +1303,72 @@ pub async fn report_counters_equal_a_recount_after_reordered_and_repeated_events
         store.record_placed_call(org, id, placed).await.unwrap();
     }
     let mut recount = ReportCounts::new();
+    let mut hours: std::collections::BTreeMap<DateTime<Utc>, ReportCounts> = Default::default();
     for claim in &claims {
         let call = store.get_call(org, claim.call.id).await.unwrap();
-        add_counts(&mut recount, &CallFacts::of(&call).map(|f| f.counts()).unwrap_or_default());
+        let facts = CallFacts::of(&call).unwrap();
+        add_counts(&mut recount, &facts.counts());
+        add_counts(hours.entry(facts.hour).or_default(), &facts.counts());
     }
     assert_eq!(recount["calls"], 24, "every call finished");
     assert_eq!(store.campaign_report_counts(org, campaign.id).await.unwrap(), recount);
     assert!(is_not_found(store.campaign_report_counts(other, campaign.id).await), "another organisation's campaign is not found");
+    // each hour's counters equal a recount of the calls that ended in it, and all of them the campaign's
+    assert!(hours.len() >= 6, "{} hours", hours.len());
+    let (first, last) = (*hours.keys().next().unwrap(), *hours.keys().last().unwrap());
+    let everything = store.report_counts_between(org, first, last + Duration::hours(1)).await.unwrap();
+    assert_eq!(everything, std::collections::BTreeMap::from([(campaign.id, recount)]));
+    for (hour, counts) in &hours {
+        let one = store.report_counts_between(org, *hour, *hour + Duration::hours(1)).await.unwrap();
+        assert_eq!(one.get(&campaign.id), Some(counts), "the hour {hour}");
+    }
+    let before_any = store.report_counts_between(org, first - Duration::hours(3), first).await.unwrap();
+    assert!(before_any.is_empty(), "the hours before the first end are empty: {before_any:?}");
+    assert!(
+        store.report_counts_between(other, first, last + Duration::hours(1)).await.unwrap().is_empty(),
+        "another organisation has none"
+    );
+}
+
+/// Organisations are listed page by page, each once; daily reports and their recipients are kept
+/// per organisation.
+pub async fn daily_reports_and_recipients_are_kept_per_organisation<S: Store>(store: &S) {
+    use domain::{EmailAddress, report::DailyReport};
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        created.push(org(store).await);
+    }
+    let mut listed = Vec::new();
+    let mut page = PageRequest { limit: 2, cursor: None };
+    loop {
+        let got = store.list_orgs(page.clone()).await.unwrap();
+        assert!(got.items.len() <= 2);
+        listed.extend(got.items.into_iter().map(|o| o.id));
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    for id in &created {
+        assert_eq!(listed.iter().filter(|l| *l == id).count(), 1, "each organisation listed once");
+    }
+    let (org, other) = (created[0], created[1]);
+    assert!(store.daily_report_recipients(org).await.unwrap().is_empty());
+    let recipients = vec![EmailAddress::parse("ops@example.com").unwrap(), EmailAddress::parse("boss@example.org").unwrap()];
+    store.set_daily_report_recipients(org, recipients.clone()).await.unwrap();
+    assert_eq!(store.daily_report_recipients(org).await.unwrap(), recipients);
+    assert!(store.daily_report_recipients(other).await.unwrap().is_empty(), "another organisation's are its own");
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+    let mut report = DailyReport::new(date, chrono_tz::Europe::London, Vec::new(), t0());
+    assert_eq!(store.daily_report(org, date).await.unwrap(), None);
+    store.save_daily_report(org, &report).await.unwrap();
+    assert_eq!(store.daily_report(org, date).await.unwrap(), Some(report.clone()));
+    report.emailed_to = vec!["ops@example.com".into()];
+    report.emailed_at = Some(t0());
+    store.save_daily_report(org, &report).await.unwrap();
+    assert_eq!(store.daily_report(org, date).await.unwrap(), Some(report), "saving again replaces it");
+    assert_eq!(store.daily_report(other, date).await.unwrap(), None, "another organisation's report is not shared");
+    assert!(is_not_found(store.set_daily_report_recipients(domain::OrgId::new(), Vec::new()).await));
 }
 
 /// Many workers ask for the same delivery at once: one gets it until its lease ends or it records
