@@ -25,7 +25,17 @@ pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Ma
             let analysis = data.get("analysis").unwrap_or(&Value::Null);
             let collected = analysis.get("data_collection_results").filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
             let duration = metadata.get("call_duration_secs").and_then(Value::as_u64).map(|d| d as u32);
-            let started = duration.map_or(at, |d| at - TimeDelta::seconds(i64::from(d)));
+            let started = metadata
+                .get("start_time_unix_secs")
+                .and_then(Value::as_i64)
+                .and_then(|t| DateTime::from_timestamp(t, 0))
+                .unwrap_or_else(|| duration.map_or(at, |d| at - TimeDelta::seconds(i64::from(d))));
+            // the agent reached the callee with its first turn (`time_in_call_secs`, whole seconds)
+            let first_words = lines
+                .iter()
+                .find(|l| l.get("role").and_then(Value::as_str) == Some("agent"))
+                .and_then(|l| l.get("time_in_call_secs").and_then(Value::as_f64))
+                .map(|offset| started + TimeDelta::milliseconds((offset * 1000.0) as i64));
             let details = CallDetails {
                 duration_secs: duration,
                 transcript,
@@ -33,6 +43,7 @@ pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Ma
                 success_evaluation: as_text(analysis.get("call_successful")),
                 structured_data: collected.cloned(),
                 opted_out: said_opt_out || collected.is_some_and(flags_opt_out),
+                connected_at: first_words,
                 ..Default::default()
             };
             events

@@ -44,9 +44,18 @@ pub fn webhook(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malf
             // combined_cost is in cents
             let cost = money(call.pointer("/call_cost/combined_cost"))
                 .and_then(|c| domain::Money::from_decimal(c.amount() / rust_decimal::Decimal::ONE_HUNDRED).ok());
+            // the agent reached the callee with its first word (`start`: seconds into the call)
+            let first_words = call
+                .get("transcript_object")
+                .and_then(Value::as_array)
+                .and_then(|lines| lines.iter().find(|l| l.get("role").and_then(Value::as_str) == Some("agent")))
+                .and_then(|line| line.pointer("/words/0/start").and_then(Value::as_f64))
+                .zip(started)
+                .map(|(offset, started)| started + chrono::TimeDelta::milliseconds((offset * 1000.0) as i64));
             let details = CallDetails {
                 answered_by,
                 duration_secs: started.zip(ended).map(|(s, e)| (e - s).num_seconds().max(0) as u32),
+                connected_at: first_words.filter(|_| reason == EndReason::Completed && answered_by.is_none()),
                 cost,
                 recording_url: text(call.get("recording_url")),
                 transcript,
@@ -54,6 +63,10 @@ pub fn webhook(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malf
                 opted_out,
                 ..Default::default()
             };
+            // a call_started lost or late: the end still says when it was answered
+            if let Some(started) = started.filter(|_| reason == EndReason::Completed) {
+                events.push_at("call_started", started, CallEventKind::Answered);
+            }
             events.push_at("call_ended", ended.unwrap_or(received_at), CallEventKind::Ended { reason });
             events.details("call_ended:details", details);
         }

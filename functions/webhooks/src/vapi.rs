@@ -80,6 +80,14 @@ pub fn server_message(body: &[u8], received_at: DateTime<Utc>) -> Result<ServerM
                 (role == "user" || role == "bot" || role == "assistant").then_some((role, m.get("message").and_then(Value::as_str)?))
             }));
             let (started, ended) = (timestamp(message.get("startedAt")), timestamp(message.get("endedAt")));
+            // the agent reached the callee when its first message began: `time` (Unix ms), else `secondsFromStart`
+            let first_words =
+                messages.iter().find(|m| matches!(m.get("role").and_then(Value::as_str), Some("bot" | "assistant"))).and_then(|m| {
+                    timestamp(m.get("time")).or_else(|| {
+                        let offset = m.get("secondsFromStart").and_then(Value::as_f64)?;
+                        Some(started? + chrono::TimeDelta::milliseconds((offset * 1000.0) as i64))
+                    })
+                });
             let structured = analysis.get("structuredData").filter(|v| !v.is_null());
             let details = CallDetails {
                 answered_by,
@@ -92,6 +100,7 @@ pub fn server_message(body: &[u8], received_at: DateTime<Utc>) -> Result<ServerM
                 structured_data: structured.cloned(),
                 error: (reason == EndReason::Failed).then(|| format!("Vapi: {reason_text}")),
                 opted_out: said_opt_out || structured.is_some_and(flags_opt_out),
+                connected_at: first_words.filter(|_| reason == EndReason::Completed),
                 ..Default::default()
             };
             if let Some(started) = started.filter(|_| reason == EndReason::Completed) {

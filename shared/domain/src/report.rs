@@ -53,9 +53,12 @@ impl CallFacts {
     pub fn of(call: &Call) -> Option<Self> {
         let disposition = call.disposition()?;
         let d = &call.details;
-        let human = d.answered_by == Some(AnsweredBy::Human);
         let machine = d.answered_by.is_some_and(AnsweredBy::is_machine);
         let answered = d.answered_at.is_some() || d.answered_by.is_some();
+        // a person: so detected, or an answered call that ended as a conversation with no detection
+        // run (Vapi, Retell and ElevenLabs' own calls report only machines)
+        let human = d.answered_by == Some(AnsweredBy::Human)
+            || (answered && d.answered_by.is_none() && matches!(disposition, CallDisposition::AnsweredHuman | CallDisposition::DoNotCall));
         let connect = match (human, d.answered_at, d.connected_at) {
             (false, ..) => Connect::NotLive,
             (true, Some(answered), Some(connected)) if connected - answered <= CONNECT_WITHIN => Connect::Within,

@@ -137,7 +137,18 @@ async fn run<S: Store>(store: S, chaotic: bool, calls: u64) -> (BTreeMap<String,
         }
     }
     let mut outcomes = BTreeMap::new();
-    for call in common_calls(&w, campaign.id).await {
+    let calls = common_calls(&w, campaign.id).await;
+    // the report's counters, moved as the events landed in whatever order, equal a recount of the calls
+    let mut recount = domain::report::ReportCounts::new();
+    for call in &calls {
+        domain::report::add_counts(&mut recount, &domain::report::CallFacts::of(call).map(|f| f.counts()).unwrap_or_default());
+    }
+    assert_eq!(w.store.campaign_report_counts(w.org, campaign.id).await.unwrap(), recount, "report counters (shuffled: {chaotic})");
+    let every_hour = |year: i32| chrono::NaiveDate::from_ymd_opt(year, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let (from, to) = (every_hour(2000), every_hour(2100));
+    let hours = w.store.report_counts_between(w.org, from, to).await.unwrap();
+    assert_eq!(hours.get(&campaign.id), Some(&recount), "the hour counters sum to the same (shuffled: {chaotic})");
+    for call in calls {
         let contact = w.store.get_contact(w.org, campaign.id, call.contact_id).await.unwrap();
         let outcome = Outcome {
             state: call.state,

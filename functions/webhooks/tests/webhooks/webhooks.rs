@@ -402,7 +402,8 @@ async fn retell_payloads_are_normalised() {
         (call.details.summary.as_deref(), call.details.structured_data.clone()),
         (Some("Short call."), Some(json!({ "interest": "low" })))
     );
-    assert_eq!(w.store.list_call_events(w.org, call.id).await.unwrap().len(), 3, "ended, its details, the analysis");
+    assert_eq!(w.store.list_call_events(w.org, call.id).await.unwrap().len(), 4, "answered (its start), ended, its details, the analysis");
+    assert_eq!(call.details.answered_at.map(|t| t.timestamp_millis()), Some(ms(0)));
     let busy = json!({ "event": "call_ended", "call": { "call_id": "retell-71", "disconnection_reason": "dial_busy" } });
     assert_eq!(w.send(retell_signed(&busy, RETELL_KEY, Utc::now())).await.0, 204, "an unknown call is kept as an orphan");
     assert_eq!(w.store.orphan_events(CallProvider::Retell, "retell-71").await.unwrap().len(), 1);
@@ -416,4 +417,48 @@ async fn retell_payloads_are_normalised() {
             .iter()
             .any(|e| matches!(e.event.kind, domain::CallEventKind::Unrecognised { .. }))
     );
+}
+
+/// Vapi, Retell and ElevenLabs' own calls carry when the agent first spoke: it becomes the call's
+/// connect time, so their live answers count towards abandonment instead of "unknown".
+#[tokio::test]
+async fn native_providers_reports_give_the_connect_time() {
+    let w = world(sqlite()).await;
+    let campaign = w.running(3, settings(), 3).await;
+    let calls = w.claim(campaign.id).await;
+    w.placed(calls[0].id, CallProvider::Vapi, "vapi-connect").await;
+    w.placed(calls[1].id, CallProvider::Retell, "retell-connect").await;
+    w.placed(calls[2].id, CallProvider::Elevenlabs, "conv_connect").await;
+    let t = Utc::now() - Duration::minutes(5);
+    let report = json!({ "message": {
+        "type": "end-of-call-report", "endedReason": "customer-ended-call", "call": { "id": "vapi-connect" },
+        "startedAt": t.to_rfc3339(), "endedAt": (t + Duration::seconds(60)).to_rfc3339(),
+        "artifact": { "messages": [
+            { "role": "system", "message": "You are Ava.", "time": t.timestamp_millis(), "secondsFromStart": 0 },
+            { "role": "bot", "message": "Hi, this is Ava.", "time": t.timestamp_millis() + 2_500, "secondsFromStart": 2.5 },
+            { "role": "user", "message": "Hello?", "time": t.timestamp_millis() + 4_000, "secondsFromStart": 4.0 },
+        ] },
+    } });
+    assert_eq!(w.send(vapi_with_secret(&report, VAPI_SECRET)).await.0, 204);
+    let ended = json!({ "event": "call_ended", "call": {
+        "call_id": "retell-connect", "start_timestamp": t.timestamp_millis(), "end_timestamp": (t + Duration::seconds(45)).timestamp_millis(),
+        "disconnection_reason": "user_hangup",
+        "transcript_object": [
+            { "role": "agent", "content": "Hi, this is Ava.", "words": [{ "word": "Hi,", "start": 0.8, "end": 1.0 }] },
+            { "role": "user", "content": "Hi.", "words": [{ "word": "Hi.", "start": 2.0, "end": 2.3 }] },
+        ],
+    } });
+    assert_eq!(w.send(retell_signed(&ended, RETELL_KEY, Utc::now())).await.0, 204);
+    let mut body = post_call(w.org, calls[2].id, "conv_connect", t + Duration::seconds(30), 30, &[("agent", "Hi"), ("user", "Yes")]);
+    body["data"]["metadata"]["start_time_unix_secs"] = json!(t.timestamp());
+    assert_eq!(w.send(elevenlabs_signed(&body, ELEVENLABS_SECRET, Utc::now())).await.0, 204);
+
+    let delay = |call: &domain::Call| call.details.connected_at.zip(call.details.answered_at).map(|(c, a)| (c - a).num_milliseconds());
+    let vapi = w.store.get_call(w.org, calls[0].id).await.unwrap();
+    let retell = w.store.get_call(w.org, calls[1].id).await.unwrap();
+    let elevenlabs = w.store.get_call(w.org, calls[2].id).await.unwrap();
+    assert_eq!((delay(&vapi), delay(&retell), delay(&elevenlabs)), (Some(2_500), Some(800), Some(1_000)));
+    let counts = w.store.campaign_report_counts(w.org, campaign.id).await.unwrap();
+    let numbers = domain::report::CallNumbers::from_counts(&counts);
+    assert_eq!((numbers.human, numbers.live_human_answers, numbers.abandoned, numbers.abandonment_unknown), (3, 3, 1, 0), "{counts:?}");
 }
