@@ -65,6 +65,7 @@ pub fn router<S: Store>() -> OpenApiRouter<AppState<S>> {
 #[derive(Debug, Default, serde::Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DailyRecipients {
     /// Email addresses, at most 20.
+    #[schema(format = Email, max_items = 20)]
     pub recipients: Vec<String>,
 }
 
@@ -122,7 +123,7 @@ async fn set_daily_recipients<S: Store>(
     params(("date" = String, Path, pattern = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}|yesterday|today)(\.html)?$", description = "the day: 2026-11-24, yesterday or today; with .html for the page")),
     security(("apiKey" = [])),
     responses((status = 200, content((DailyReport = "application/json"), (String = "text/html"))),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "a day that has not begun"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "a day that has not begun or is not on the calendar"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
 async fn get_daily_report<S: Store>(
     State(state): State<AppState<S>>,
@@ -134,9 +135,19 @@ async fn get_daily_report<S: Store>(
     let day = match day {
         "yesterday" => domain::report::yesterday(now, zone),
         "today" => now.with_timezone(&zone).date_naive(),
-        day => chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
-            Problem::validation(vec![domain::ParseError::new("date", format!("{day:?} is not a day like 2026-11-24, yesterday or today"))])
-        })?,
+        day => match chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") {
+            Ok(day) => day,
+            // shaped like a day but not on the calendar (2026-02-30): there is no such day to report
+            Err(_) if day.len() == 10 && day.as_bytes()[4] == b'-' && day.as_bytes()[7] == b'-' => {
+                return Err(Problem::not_found(format!("there is no day {day} on the calendar")));
+            }
+            Err(_) => {
+                return Err(Problem::validation(vec![domain::ParseError::new(
+                    "date",
+                    format!("{day:?} is not a day like 2026-11-24, yesterday or today"),
+                )]));
+            }
+        },
     };
     if day > now.with_timezone(&zone).date_naive() {
         return Err(Problem::not_found(format!("there is no report of {day} yet: that day has not begun in {}", zone.name())));

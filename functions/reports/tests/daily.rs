@@ -195,4 +195,8 @@ async fn recipients_need_an_api_key_and_at_most_twenty_addresses() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(send(&app, "GET", "/reports/daily/recipients", "odk_wrong", None).await.0, StatusCode::UNAUTHORIZED);
     assert!(store.daily_report_recipients(org).await.unwrap().is_empty());
+    assert_eq!(send(&app, "GET", "/reports/daily/2026-02-30", &key, None).await.0, StatusCode::NOT_FOUND, "not on the calendar");
+    let (_, openapi) = router::<store::SqliteStore>().split_for_parts();
+    let schema = serde_json::to_value(openapi.components.unwrap().schemas["DailyRecipients"].clone()).unwrap();
+    assert_eq!(schema["properties"]["recipients"]["items"]["format"], "email", "clients are told the items are addresses: {schema}");
 }
