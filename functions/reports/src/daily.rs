@@ -29,9 +29,8 @@ pub async fn build_daily_report<S: Store>(
     Ok(DailyReport::new(date, zone, campaigns, now))
 }
 
-/// The report of `date` with its numbers as they stand now and what was emailed of it; kept once
-/// the day is over (a late detail of that day's calls, such as a cost, is in the next read).
-pub async fn current_daily_report<S: Store>(
+/// The report of `date` with its numbers as they stand now and what was emailed of it.
+async fn with_emails_kept<S: Store>(
     store: &S,
     org: OrgId,
     date: NaiveDate,
@@ -42,6 +41,19 @@ pub async fn current_daily_report<S: Store>(
     if let Some(kept) = store.daily_report(org, date).await? {
         (report.emailed_to, report.emailed_at) = (kept.emailed_to, kept.emailed_at);
     }
+    Ok(report)
+}
+
+/// The report of `date` as it stands now, kept once the day is over (a late detail of that day's
+/// calls, such as a cost, is in the next read).
+pub async fn current_daily_report<S: Store>(
+    store: &S,
+    org: OrgId,
+    date: NaiveDate,
+    zone: Tz,
+    now: DateTime<Utc>,
+) -> Result<DailyReport, StoreError> {
+    let report = with_emails_kept(store, org, date, zone, now).await?;
     if report.complete {
         store.save_daily_report(org, &report).await?;
     }
@@ -112,28 +124,29 @@ async fn send_one<S: Store, M: Mailer>(
     now: DateTime<Utc>,
     run: &mut DailyRun,
 ) -> Result<(), String> {
-    let mut report = current_daily_report(store, org, date, zone, now).await.map_err(|e| e.to_string())?;
+    let mut report = with_emails_kept(store, org, date, zone, now).await.map_err(|e| e.to_string())?;
     if report.totals.finished > 0 {
         run.with_calls += 1;
     }
-    let Some(mailer) = mailer else { return Ok(()) };
-    let recipients = store.daily_report_recipients(org).await.map_err(|e| e.to_string())?;
-    let pending: Vec<_> = recipients.into_iter().filter(|r| !report.emailed_to.iter().any(|sent| sent == r.as_str())).collect();
-    if pending.is_empty() {
-        return Ok(());
-    }
     let mut refused = None;
-    for to in pending {
-        let address = to.as_str().to_string();
-        match mailer.send(&daily_email(&report, to)).await {
-            Ok(_) => {
-                report.emailed_to.push(address);
-                run.emails += 1;
+    if let Some(mailer) = mailer {
+        let recipients = store.daily_report_recipients(org).await.map_err(|e| e.to_string())?;
+        let pending: Vec<_> = recipients.into_iter().filter(|r| !report.emailed_to.iter().any(|sent| sent == r.as_str())).collect();
+        if !pending.is_empty() {
+            report.emailed_at = Some(now);
+        }
+        for to in pending {
+            let address = to.as_str().to_string();
+            match mailer.send(&daily_email(&report, to)).await {
+                Ok(_) => {
+                    report.emailed_to.push(address);
+                    run.emails += 1;
+                }
+                Err(e) => refused = Some(format!("{}: {e}", domain::mask_email(&address))),
             }
-            Err(e) => refused = Some(format!("{}: {e}", domain::mask_email(&address))),
         }
     }
-    report.emailed_at = Some(now);
+    // one write: the day's numbers and who has them
     store.save_daily_report(org, &report).await.map_err(|e| e.to_string())?;
     refused.map_or(Ok(()), Err)
 }

@@ -29,9 +29,10 @@ async fn main() -> Result<(), Error> {
             let date = event.payload.and_then(|input| input.date).unwrap_or_else(|| domain::report::yesterday(now, zone));
             let run = reports::daily::send_daily_reports(&store, mailer.as_ref(), zone, date, now).await?;
             // a failed organisation fails the invocation, so the schedule's retry policy tries again
-            match run.failed.is_empty() {
-                true => Ok(run),
-                false => Err(Error::from(format!("the daily report of {date} failed for: {}", run.failed.join("; ")))),
+            if run.failed.is_empty() {
+                Ok(run)
+            } else {
+                Err(Error::from(format!("the daily report of {date} failed for: {}", run.failed.join("; "))))
             }
         }
     }))

@@ -71,6 +71,10 @@ pub struct DailyRecipients {
 
 impl DailyRecipients {
     pub const MAX: usize = 20;
+
+    fn of(recipients: &[domain::EmailAddress]) -> Self {
+        Self { recipients: recipients.iter().map(|r| r.as_str().to_string()).collect() }
+    }
 }
 
 /// Who receives the organisation's daily report (empty: nobody; the report is still kept).
@@ -81,7 +85,7 @@ async fn get_daily_recipients<S: Store>(
     Authenticated(org): Authenticated,
 ) -> Result<axum::Json<DailyRecipients>, Problem> {
     let recipients = state.store.daily_report_recipients(org).await?;
-    Ok(axum::Json(DailyRecipients { recipients: recipients.iter().map(|r| r.as_str().to_string()).collect() }))
+    Ok(axum::Json(DailyRecipients::of(&recipients)))
 }
 
 /// Sets who receives the organisation's daily report by email, replacing the list (at most 20
@@ -113,7 +117,7 @@ async fn set_daily_recipients<S: Store>(
     }
     state.store.set_daily_report_recipients(org, recipients.clone()).await?;
     tracing::info!(recipients = recipients.len(), "daily report recipients set");
-    Ok(axum::Json(DailyRecipients { recipients: recipients.iter().map(|r| r.as_str().to_string()).collect() }))
+    Ok(axum::Json(DailyRecipients::of(&recipients)))
 }
 
 /// The organisation's report of one day in the deployment's report time zone: a row per campaign

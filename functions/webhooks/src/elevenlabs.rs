@@ -1,6 +1,6 @@
 //! ElevenLabs' post-call webhook: the conversation's transcript, analysis and metadata.
 
-use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, text, transcript_of};
+use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, seconds_after, text, transcript_of};
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{CallDetails, CallEventKind, CallProvider, EndReason};
 use serde_json::Value;
@@ -35,7 +35,7 @@ pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Ma
                 .iter()
                 .find(|l| l.get("role").and_then(Value::as_str) == Some("agent"))
                 .and_then(|l| l.get("time_in_call_secs").and_then(Value::as_f64))
-                .map(|offset| started + TimeDelta::milliseconds((offset * 1000.0) as i64));
+                .map(|offset| seconds_after(started, offset));
             let details = CallDetails {
                 duration_secs: duration,
                 transcript,

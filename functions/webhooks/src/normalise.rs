@@ -94,6 +94,11 @@ pub(crate) fn money(v: Option<&Value>) -> Option<domain::Money> {
     domain::Money::parse(&text).ok()
 }
 
+/// The instant `seconds` (fractional, as providers give offsets into a call) after `start`.
+pub(crate) fn seconds_after(start: DateTime<Utc>, seconds: f64) -> DateTime<Utc> {
+    start + chrono::TimeDelta::milliseconds((seconds * 1000.0) as i64)
+}
+
 pub(crate) fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
 }

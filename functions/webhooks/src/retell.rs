@@ -1,6 +1,6 @@
 //! Retell's webhooks: `call_started`, `call_ended`, `call_analyzed`, `transcript_updated`.
 
-use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, money, text, transcript_of};
+use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, money, seconds_after, text, transcript_of};
 use chrono::{DateTime, Utc};
 use domain::{AnsweredBy, CallDetails, CallEventKind, CallProvider, EndReason};
 use serde_json::Value;
@@ -51,7 +51,7 @@ pub fn webhook(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malf
                 .and_then(|lines| lines.iter().find(|l| l.get("role").and_then(Value::as_str) == Some("agent")))
                 .and_then(|line| line.pointer("/words/0/start").and_then(Value::as_f64))
                 .zip(started)
-                .map(|(offset, started)| started + chrono::TimeDelta::milliseconds((offset * 1000.0) as i64));
+                .map(|(offset, started)| seconds_after(started, offset));
             let details = CallDetails {
                 answered_by,
                 duration_secs: started.zip(ended).map(|(s, e)| (e - s).num_seconds().max(0) as u32),

@@ -2,7 +2,7 @@
 //! other message types (speech and transcript updates, model output, …: many per call when the
 //! server is subscribed to them) are counted by type and not stored.
 
-use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, money, text, transcript_of};
+use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, money, seconds_after, text, transcript_of};
 use chrono::{DateTime, Utc};
 use domain::{AnsweredBy, CallDetails, CallEventKind, CallProvider, EndReason};
 use serde_json::Value;
@@ -85,7 +85,7 @@ pub fn server_message(body: &[u8], received_at: DateTime<Utc>) -> Result<ServerM
                 messages.iter().find(|m| matches!(m.get("role").and_then(Value::as_str), Some("bot" | "assistant"))).and_then(|m| {
                     timestamp(m.get("time")).or_else(|| {
                         let offset = m.get("secondsFromStart").and_then(Value::as_f64)?;
-                        Some(started? + chrono::TimeDelta::milliseconds((offset * 1000.0) as i64))
+                        Some(seconds_after(started?, offset))
                     })
                 });
             let structured = analysis.get("structuredData").filter(|v| !v.is_null());
