@@ -116,7 +116,10 @@ pub async fn api_keys_are_named_listed_expire_and_record_their_last_use<S: Store
     let first = store.create_named_api_key(org, store::NewApiKey::parse(Some("ci"), None, now).unwrap()).await.unwrap();
     // a millisecond apart: creation order is what lists follow
     tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-    let soon = store::NewApiKey::parse(Some("contractor"), Some(now + Duration::milliseconds(300)), now).unwrap();
+    // seconds ahead, not milliseconds: on a loaded CI machine the moto round trips before the first
+    // check below took longer than 300 ms
+    let expires_at = now + Duration::seconds(5);
+    let soon = store::NewApiKey::parse(Some("contractor"), Some(expires_at), now).unwrap();
     let expiring = store.create_named_api_key(org, soon).await.unwrap();
     let listed = store.list_api_keys(org, PageRequest::first(1)).await.unwrap();
     assert_eq!(listed.items, vec![first.key.clone()], "oldest first");
@@ -137,7 +140,7 @@ pub async fn api_keys_are_named_listed_expire_and_record_their_last_use<S: Store
 
     // an expired key authenticates nothing
     assert_eq!(store.org_for_api_key(&expiring.key.hash).await.unwrap(), Some(org));
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep((expires_at - Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(50)).await;
     assert_eq!(store.org_for_api_key(&expiring.key.hash).await.unwrap(), None);
     assert!(store::NewApiKey::parse(Some(""), None, now).is_err() && store::NewApiKey::parse(None, Some(now), now).is_err());
 }
