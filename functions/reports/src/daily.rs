@@ -29,23 +29,24 @@ pub async fn build_daily_report<S: Store>(
     Ok(DailyReport::new(date, zone, campaigns, now))
 }
 
-/// The report of `date` with its numbers as they stand now and what was emailed of it.
+/// The report of `date` with its numbers as they stand now and what was emailed of it; and
+/// whether the kept report already has these numbers.
 async fn with_emails_kept<S: Store>(
     store: &S,
     org: OrgId,
     date: NaiveDate,
     zone: Tz,
     now: DateTime<Utc>,
-) -> Result<DailyReport, StoreError> {
+) -> Result<(DailyReport, bool), StoreError> {
     let mut report = build_daily_report(store, org, date, zone, now).await?;
-    if let Some(kept) = store.daily_report(org, date).await? {
-        (report.emailed_to, report.emailed_at) = (kept.emailed_to, kept.emailed_at);
-    }
-    Ok(report)
+    let Some(kept) = store.daily_report(org, date).await? else { return Ok((report, false)) };
+    let same_numbers = kept.complete && kept.campaigns == report.campaigns && kept.totals == report.totals;
+    (report.emailed_to, report.emailed_at) = (kept.emailed_to, kept.emailed_at);
+    Ok((report, same_numbers))
 }
 
 /// The report of `date` as it stands now, kept once the day is over (a late detail of that day's
-/// calls, such as a cost, is in the next read).
+/// calls, such as a cost, is in the next read, and kept then).
 pub async fn current_daily_report<S: Store>(
     store: &S,
     org: OrgId,
@@ -53,8 +54,9 @@ pub async fn current_daily_report<S: Store>(
     zone: Tz,
     now: DateTime<Utc>,
 ) -> Result<DailyReport, StoreError> {
-    let report = with_emails_kept(store, org, date, zone, now).await?;
-    if report.complete {
+    let (report, kept) = with_emails_kept(store, org, date, zone, now).await?;
+    // a read writes only what changed
+    if report.complete && !kept {
         store.save_daily_report(org, &report).await?;
     }
     Ok(report)
@@ -124,7 +126,7 @@ async fn send_one<S: Store, M: Mailer>(
     now: DateTime<Utc>,
     run: &mut DailyRun,
 ) -> Result<(), String> {
-    let mut report = with_emails_kept(store, org, date, zone, now).await.map_err(|e| e.to_string())?;
+    let (mut report, _) = with_emails_kept(store, org, date, zone, now).await.map_err(|e| e.to_string())?;
     if report.totals.finished > 0 {
         run.with_calls += 1;
     }

@@ -210,6 +210,11 @@ impl Contact {
         }
     }
 
+    /// Where it stands: its state and, once finished, its disposition.
+    pub fn standing(&self) -> (ContactState, Option<ContactDisposition>) {
+        (self.state, self.disposition)
+    }
+
     /// Applies a fate decided by [`fate_after_call`] for a call that ended at `ended_at`.
     pub fn settle(&mut self, fate: ContactFate, ended_at: DateTime<Utc>) {
         match fate {

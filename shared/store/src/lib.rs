@@ -207,6 +207,62 @@ pub struct ContactTally {
     pub by_disposition: BTreeMap<ContactDisposition, u64>,
 }
 
+/// Where a contact stands, as its campaign's contact counters see it.
+pub(crate) type Standing = (ContactState, Option<ContactDisposition>);
+
+/// The stored names of a campaign's contact counters: `s:<state>` and `d:<disposition>`.
+fn standing_counters((state, disposition): Standing) -> impl Iterator<Item = String> {
+    std::iter::once(format!("s:{}", state.as_str())).chain(disposition.map(|d| format!("d:{}", d.as_str())))
+}
+
+impl ContactTally {
+    /// The tally from its stored counters (`s:<state>`, `d:<disposition>`); an unknown name is
+    /// corrupt data, a counter at zero is left out.
+    pub fn from_counters(counters: impl IntoIterator<Item = (String, i64)>) -> Result<Self> {
+        let mut tally = Self::default();
+        for (name, value) in counters {
+            let n = u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("contact counter {name} is {value}")))?;
+            if n == 0 {
+                continue;
+            }
+            let known = match name.split_once(':') {
+                Some(("s", state)) => ContactState::parse(state).map(|s| tally.by_state.insert(s, n)),
+                Some(("d", disposition)) => ContactDisposition::parse(disposition).map(|d| tally.by_disposition.insert(d, n)),
+                _ => None,
+            };
+            if known.is_none() {
+                return Err(StoreError::Corrupt(format!("unknown contact counter {name}")));
+            }
+        }
+        Ok(tally)
+    }
+}
+
+/// How a write moves a campaign's contact counters, by stored name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ContactMoves(BTreeMap<String, i64>);
+
+impl ContactMoves {
+    /// Adds one contact going from `before` (None: new) to `after`.
+    pub fn record(&mut self, before: Option<Standing>, after: Standing) {
+        if before == Some(after) {
+            return;
+        }
+        for name in before.into_iter().flat_map(standing_counters) {
+            *self.0.entry(name).or_default() -= 1;
+        }
+        for name in standing_counters(after) {
+            *self.0.entry(name).or_default() += 1;
+        }
+        self.0.retain(|_, by| *by != 0);
+    }
+
+    /// The counters that move, by how much.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.0.iter().map(|(name, by)| (name.as_str(), *by))
+    }
+}
+
 /// A number the organisation must never call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DoNotCallEntry {

@@ -56,9 +56,12 @@ impl CallStore for DynamoStore {
             }
             let mut items = Vec::with_capacity(candidates.len() * 2 + 1);
             let mut batch = Vec::with_capacity(candidates.len());
+            let mut moves = ContactMoves::default();
             for ContactItem { version, mut contact, .. } in candidates {
+                let before = contact.standing();
                 contact.attempts += 1;
                 contact.state = ContactState::Dialing;
+                moves.record(Some(before), contact.standing());
                 let call = Call::queued(org, campaign_id, contact.id, contact.attempts, contact.phone.clone(), now);
                 contact.last_call_id = Some(call.id);
                 items.push(self.put(
@@ -73,9 +76,9 @@ impl CallStore for DynamoStore {
             }
             items.push(self.check(org_pk(org), "ORG".into(), &format!("attribute_exists(pk) AND attribute_not_exists({ORG_STOP})"))?);
             let k = batch.len() as u32;
-            items.push(self.update(
-                org_pk(org),
-                campaign_sk(campaign_id),
+            items.push(self.campaign_update(
+                org,
+                campaign_id,
                 "SET active_calls = active_calls + :k, calls_total = calls_total + :k",
                 Some("#status = :running AND cap = :cap AND active_calls <= :limit"),
                 &[
@@ -84,6 +87,7 @@ impl CallStore for DynamoStore {
                     (":cap", n(campaign.cap.get())),
                     (":limit", n(campaign.cap.get() - k)),
                 ],
+                &moves,
             )?);
             if self.transact(items).await? {
                 claims.extend(batch);
@@ -120,6 +124,7 @@ impl CallStore for DynamoStore {
                 self.put(encode(&CallItem::new(call.clone(), version + 1)), "version = :v", &[(":v", n(version))])?,
             ];
             let mut contact_fate = None;
+            let mut contact_moves = ContactMoves::default();
             let mut settled = crate::Settled::default();
             // the fate depends on the campaign's status (a canceled one retries nothing): it must not change meanwhile
             let mut status_seen = None;
@@ -130,7 +135,9 @@ impl CallStore for DynamoStore {
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("call {call_id} names a missing contact")))?;
                 let ContactItem { version: contact_version, mut contact, .. } = decode(raw)?;
+                let before = contact.standing();
                 if let Some((fate, moved)) = settle_contact(&mut contact, &call, &campaign) {
+                    contact_moves.record(Some(before), contact.standing());
                     items.push(self.put(
                         encode(&ContactItem::new(contact, contact_version + 1)),
                         "version = :v",
@@ -147,12 +154,13 @@ impl CallStore for DynamoStore {
                 if let Some(status) = status_seen {
                     values.push((":seen", av(&status)));
                 }
-                items.push(self.update(
-                    org_pk(org),
-                    campaign_sk(call.campaign_id),
+                items.push(self.campaign_update(
+                    org,
+                    call.campaign_id,
                     "SET active_calls = active_calls - :released, contacts_done = contacts_done + :done, calls_total = calls_total + :calls",
                     status_seen.map(|_| "#status = :seen"),
                     &values,
+                    &contact_moves,
                 )?);
             }
             items.extend(self.report_updates(&call, facts_before.as_ref())?);

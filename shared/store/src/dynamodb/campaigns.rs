@@ -44,14 +44,17 @@ impl CampaignStore for DynamoStore {
             }
             let mut items = Vec::with_capacity(ready.len() + 1);
             let mut ids = Vec::with_capacity(ready.len());
+            let mut moves = ContactMoves::default();
             for raw in ready {
                 let ContactItem { version, mut contact, .. } = decode(raw)?;
                 ids.push(contact.id);
+                let before = contact.standing();
                 contact.settle(ContactFate::Done(ContactDisposition::Canceled), now);
+                moves.record(Some(before), contact.standing());
                 items.push(self.put(encode(&ContactItem::new(contact, version + 1)), "version = :v", &[(":v", n(version))])?);
             }
             let k = ids.len();
-            items.push(self.update(org_pk(org), campaign_sk(id), "SET contacts_done = contacts_done + :k", None, &[(":k", n(k))])?);
+            items.push(self.campaign_update(org, id, "SET contacts_done = contacts_done + :k", None, &[(":k", n(k))], &moves)?);
             if self.transact(items).await? {
                 continue;
             }
@@ -145,12 +148,17 @@ impl CampaignStore for DynamoStore {
         // the calling areas of a campaign's contacts, kept on it so a tick queries only those open now
         let count = |contacts: &[Contact]| {
             let areas: BTreeSet<String> = contacts.iter().map(|c| c.calling_area().key()).collect();
-            self.update(
-                org_pk(org),
-                campaign_sk(campaign),
+            let mut moves = ContactMoves::default();
+            for c in contacts {
+                moves.record(None, c.standing());
+            }
+            self.campaign_update(
+                org,
+                campaign,
                 &format!("SET contacts_total = contacts_total + :k ADD {CAMPAIGN_AREAS} :areas"),
                 None,
                 &[(":k", n(contacts.len())), (":areas", AttributeValue::Ss(areas.into_iter().collect()))],
+                &moves,
             )
         };
         for chunk in unique.chunks((MAX_TRANSACTION_ITEMS - 1) / 2) {
@@ -224,7 +232,11 @@ impl CampaignStore for DynamoStore {
     }
 
     async fn contact_tally(&self, org: OrgId, campaign: CampaignId) -> Result<ContactTally> {
-        self.campaign_item(org, campaign).await?;
+        let raw = self.get(org_pk(org), &campaign_sk(campaign)).await?.ok_or_else(|| StoreError::not_found("campaign", campaign))?;
+        if decode::<CampaignItem>(raw.clone())?.contacts_counted {
+            return ContactTally::from_counters(prefixed_numbers(&raw, CONTACT_COUNTER_PREFIX)?);
+        }
+        // a campaign from before contact counters were kept
         #[derive(Deserialize)]
         struct Standing {
             state: ContactState,

@@ -4,9 +4,9 @@
 
 use crate::{
     AddedContacts, ApiKey, Applied, AssistantFilter, AssistantStore, CallFilter, CallStore, CallerIdStore, CampaignStore, Claim,
-    ContactFilter, ContactTally, CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore, KeyHash,
-    ORPHAN_MEMORY, OrgStore, Page, PageRequest, PlacedCall, Result, StoreError, StoredCallEvent, millis, normalised, now, settle_contact,
-    statuses,
+    ContactFilter, ContactMoves, ContactTally, CreatedApiKey, Cursor, DialingStore, DoNotCallAdded, DoNotCallEntry, DoNotCallStore,
+    KeyHash, ORPHAN_MEMORY, OrgStore, Page, PageRequest, PlacedCall, Result, StoreError, StoredCallEvent, millis, normalised, now,
+    settle_contact, statuses,
 };
 use aws_sdk_dynamodb::{
     Client,
@@ -195,6 +195,18 @@ impl DynamoStore {
         condition: Option<&str>,
         values: &[(&str, AttributeValue)],
     ) -> Result<TransactWriteItem> {
+        let update = self.update_builder(pk, sk, expression, condition, values);
+        Ok(TransactWriteItem::builder().update(update.build().map_err(build)?).build())
+    }
+
+    fn update_builder(
+        &self,
+        pk: String,
+        sk: String,
+        expression: &str,
+        condition: Option<&str>,
+        values: &[(&str, AttributeValue)],
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(pk))
@@ -206,6 +218,30 @@ impl DynamoStore {
         }
         for (k, v) in values {
             update = update.expression_attribute_values(*k, v.clone());
+        }
+        update
+    }
+
+    /// An update of the campaign's item: `expression` (whose `ADD` clause, if any, comes last)
+    /// under `condition`, plus `ADD`s moving its contact counters (`contacts:<name>`) by `moves`.
+    fn campaign_update(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        expression: &str,
+        condition: Option<&str>,
+        values: &[(&str, AttributeValue)],
+        moves: &ContactMoves,
+    ) -> Result<TransactWriteItem> {
+        let adds: Vec<String> = (0..moves.iter().count()).map(|i| format!("#m{i} :m{i}")).collect();
+        // DynamoDB takes one ADD clause per expression
+        let joiner = if expression.contains("ADD ") { ", " } else { " ADD " };
+        let expression = if adds.is_empty() { expression.to_string() } else { format!("{expression}{joiner}{}", adds.join(", ")) };
+        let mut update = self.update_builder(org_pk(org), campaign_sk(campaign), &expression, condition, values);
+        for (i, (name, by)) in moves.iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#m{i}"), format!("{CONTACT_COUNTER_PREFIX}{name}"))
+                .expression_attribute_values(format!(":m{i}"), n(by));
         }
         Ok(TransactWriteItem::builder().update(update.build().map_err(build)?).build())
     }
@@ -383,10 +419,13 @@ impl DynamoStore {
             if contact.state != ContactState::Ready {
                 return Ok(false);
             }
+            let mut moves = ContactMoves::default();
+            let before = contact.standing();
             contact.settle(ContactFate::Done(disposition), now);
+            moves.record(Some(before), contact.standing());
             let items = vec![
                 self.put(encode(&ContactItem::new(contact, version + 1)), "version = :v", &[(":v", n(version))])?,
-                self.update(org_pk(org), campaign_sk(campaign), "SET contacts_done = contacts_done + :one", None, &[(":one", n(1))])?,
+                self.campaign_update(org, campaign, "SET contacts_done = contacts_done + :one", None, &[(":one", n(1))], &moves)?,
             ];
             if self.transact(items).await? {
                 return Ok(true);
@@ -701,6 +740,10 @@ struct CampaignItem {
     completed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     start_refused: Option<StartRefusal>,
+    /// Whether its contact counters are kept: true for campaigns created since they are, whose
+    /// tally reads them; older ones are counted by query.
+    #[serde(default)]
+    contacts_counted: bool,
 }
 
 impl From<CampaignItem> for Campaign {
@@ -749,6 +792,7 @@ impl From<&Campaign> for CampaignItem {
             started_at: c.started_at,
             completed_at: c.completed_at,
             start_refused: c.start_refused.clone(),
+            contacts_counted: true,
         }
     }
 }
@@ -838,6 +882,8 @@ const ORPHANS: &str = "ORPHANS";
 const REPORT_SK: &str = "REPORT";
 /// An hour's counters of one campaign: `HOUR#<YYYY-MM-DDTHH>#<campaign>` in `hours_pk(org)`.
 const HOUR_SK_PREFIX: &str = "HOUR#";
+/// The campaign item's contact counters are `contacts:<name>` (see `ContactTally::from_counters`).
+const CONTACT_COUNTER_PREFIX: &str = "contacts:";
 /// The partition listing every organisation (`ORG#<id>`), which the daily report walks.
 const ORGS_PK: &str = "ORGS";
 
@@ -847,15 +893,18 @@ fn hours_pk(org: OrgId) -> String {
 
 /// The counters `n:<name>` of a counter item.
 fn counters_of(item: &Item) -> Result<ReportCounts> {
-    let mut counts = ReportCounts::new();
+    Ok(prefixed_numbers(item, "n:")?.into_iter().filter(|(_, number)| *number != 0).collect())
+}
+
+/// The item's number attributes named `<prefix><name>`, by name.
+fn prefixed_numbers(item: &Item, prefix: &str) -> Result<Vec<(String, i64)>> {
+    let mut numbers = Vec::new();
     for (attribute, value) in item {
-        let (Some(name), Ok(number)) = (attribute.strip_prefix("n:"), value.as_n()) else { continue };
-        let number: i64 = number.parse().map_err(|_| StoreError::Corrupt(format!("report counter {name} is {number}")))?;
-        if number != 0 {
-            counts.insert(name.to_string(), number);
-        }
+        let (Some(name), Ok(number)) = (attribute.strip_prefix(prefix), value.as_n()) else { continue };
+        let number = number.parse().map_err(|_| StoreError::Corrupt(format!("counter {attribute} is {number}")))?;
+        numbers.push((name.to_string(), number));
     }
-    Ok(counts)
+    Ok(numbers)
 }
 
 fn orphan_pk(provider: CallProvider, provider_call_id: &str) -> String {
@@ -1126,5 +1175,32 @@ mod tests {
         let item = Item::from([("pk".to_string(), s("CAMPAIGN#c1")), ("sk".to_string(), s("CONTACT#k1"))]);
         let step = store.put(item, "attribute_not_exists(pk)", &[]).unwrap();
         assert_eq!(item_key(&step), "item CAMPAIGN#c1 / CONTACT#k1");
+    }
+
+    /// A campaign created before contact counters were kept (no marker, no counters) is still
+    /// tallied right, by counting its contacts.
+    #[tokio::test]
+    async fn a_campaign_from_before_contact_counters_is_counted_by_query() {
+        use crate::{CampaignStore, OrgStore};
+        let Some(store) = crate::testing::dynamodb_test_store("legacy_tally").await else { return };
+        let org = store.create_org("Acme").await.unwrap().id;
+        let new = NewCampaign::parse("old", Cap::DEFAULT, CampaignSettings::default()).unwrap();
+        let campaign = store.create_campaign(org, new).await.unwrap();
+        let contacts = (0..3).map(|i| NewContact::new(E164::parse(&format!("+1415555010{i}"), None).unwrap(), chrono_tz::UTC)).collect();
+        store.add_contacts(org, campaign.id, contacts, Utc::now()).await.unwrap();
+        let key = [("pk".to_string(), s(org_pk(org))), ("sk".to_string(), s(campaign_sk(campaign.id)))];
+        let old = store.get(org_pk(org), &campaign_sk(campaign.id)).await.unwrap().unwrap();
+        let remove: Vec<String> =
+            old.keys().filter(|a| a.starts_with(CONTACT_COUNTER_PREFIX) || *a == "contacts_counted").cloned().collect();
+        assert_eq!(remove.len(), 2, "the marker and the ready count: {remove:?}");
+        let mut unkept = store.client.update_item().table_name(&store.table).set_key(Some(key.into()));
+        let mut names = Vec::new();
+        for (i, attribute) in remove.into_iter().enumerate() {
+            names.push(format!("#a{i}"));
+            unkept = unkept.expression_attribute_names(format!("#a{i}"), attribute);
+        }
+        unkept.update_expression(format!("REMOVE {}", names.join(", "))).send().await.unwrap();
+        let tally = store.contact_tally(org, campaign.id).await.unwrap();
+        assert_eq!(tally.by_state, BTreeMap::from([(ContactState::Ready, 3)]));
     }
 }

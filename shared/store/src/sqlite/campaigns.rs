@@ -217,25 +217,11 @@ impl CampaignStore for SqliteStore {
     async fn contact_tally(&self, org: OrgId, campaign: CampaignId) -> Result<ContactTally> {
         self.read(move |conn| {
             campaign_in_org(conn, org, campaign)?;
-            let mut statement = conn
-                .prepare_cached("SELECT state, disposition, COUNT(*) FROM contacts WHERE campaign_id = ?1 GROUP BY state, disposition")
+            let counters: Vec<(String, i64)> = conn
+                .prepare_cached("SELECT name, value FROM contact_counts WHERE campaign_id = ?1")
+                .and_then(|mut s| s.query_map(params![campaign.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
                 .map_err(backend)?;
-            let rows = statement
-                .query_map(params![campaign.to_string()], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?))
-                })
-                .map_err(backend)?;
-            let mut tally = ContactTally::default();
-            for row in rows {
-                let (state, disposition, n) = row.map_err(backend)?;
-                let state = ContactState::parse(&state).ok_or_else(|| corrupt(format!("unknown contact state {state}")))?;
-                *tally.by_state.entry(state).or_default() += n as u64;
-                if let Some(d) = disposition {
-                    let d = ContactDisposition::parse(&d).ok_or_else(|| corrupt(format!("unknown disposition {d}")))?;
-                    *tally.by_disposition.entry(d).or_default() += n as u64;
-                }
-            }
-            Ok(tally)
+            ContactTally::from_counters(counters)
         })
         .await
     }

@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_crm_deliveries.sql"),
     include_str!("migrations/0015_campaign_report_counts.sql"),
     include_str!("migrations/0016_daily_reports.sql"),
+    include_str!("migrations/0017_contact_counts.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.
@@ -608,6 +609,7 @@ fn save_assistant(tx: &rusqlite::Transaction<'_>, a: &Assistant) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// A database from before states were kept: migrated, its contacts get their area code's
     /// state, its campaign its calling areas, and its calls (events included) survive the rebuilt
@@ -648,5 +650,44 @@ mod tests {
         assert_eq!(store.find_call_by_provider_id(CallProvider::Twilio, "CA1").await.unwrap(), Some((org, call)));
         let again = Call::queued(org, campaign, miami, 1, E164::parse("+13055550100", None).unwrap(), Utc::now());
         store.write(move |tx| insert_call(tx, &again)).await.expect("a second call of attempt 1: a withdrawn one gave it back");
+    }
+
+    /// A database from before contact counters were kept: migrated, its campaigns' counters hold
+    /// what its contacts were, and go on moving with them.
+    #[tokio::test]
+    async fn the_contact_counts_migration_counts_existing_contacts() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);").unwrap();
+        for (i, sql) in MIGRATIONS[..MIGRATIONS.len() - 1].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", params![i as i64 + 1]).unwrap();
+            if i + 1 == STATES_MIGRATION {
+                let tx = conn.unchecked_transaction().unwrap();
+                backfill_states(&tx).unwrap();
+                tx.commit().unwrap();
+            }
+        }
+        let (org, campaign) = (OrgId::new(), CampaignId::new());
+        conn.execute_batch(&format!(
+            "INSERT INTO organisations (id, name, created_at) VALUES ('{org}', 'Acme', 0);
+             INSERT INTO campaigns (id, org_id, name, status, cap, settings, created_at) VALUES ('{campaign}', '{org}', 'c', 'running', 5, '{settings}', 0);
+             INSERT INTO contacts (id, campaign_id, phone, timezone, priority, state, attempts, due_at, variables, created_at, disposition)
+                 VALUES ('{a}', '{campaign}', '+13055550100', 'UTC', 0, 'done', 1, 0, '{{}}', 0, 'voicemail'),
+                        ('{b}', '{campaign}', '+13055550101', 'UTC', 0, 'done', 1, 0, '{{}}', 0, 'voicemail'),
+                        ('{c}', '{campaign}', '+13055550102', 'UTC', 0, 'ready', 0, 0, '{{}}', 0, NULL);",
+            settings = to_json(&domain::CampaignSettings::default()),
+            a = ContactId::new(),
+            b = ContactId::new(),
+            c = ContactId::new(),
+        ))
+        .unwrap();
+        let store = SqliteStore::from_connection(conn).unwrap();
+        let tally = store.contact_tally(org, campaign).await.unwrap();
+        assert_eq!(tally.by_state, BTreeMap::from([(ContactState::Done, 2), (ContactState::Ready, 1)]));
+        assert_eq!(tally.by_disposition, BTreeMap::from([(ContactDisposition::Voicemail, 2)]));
+        store.cancel_campaign(org, campaign, Utc::now()).await.unwrap();
+        let tally = store.contact_tally(org, campaign).await.unwrap();
+        assert_eq!(tally.by_state, BTreeMap::from([(ContactState::Done, 3)]));
+        assert_eq!(tally.by_disposition, BTreeMap::from([(ContactDisposition::Voicemail, 2), (ContactDisposition::Canceled, 1)]));
     }
 }

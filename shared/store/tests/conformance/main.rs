@@ -58,6 +58,7 @@ conformance!(
     do_not_call_numbers_are_left_out_of_imports_and_finalise_ready_contacts,
     cancel_finalises_ready_contacts_and_calls_in_flight_retry_nothing,
     cancel_racing_claims_leaves_every_contact_finished,
+    contact_counters_equal_a_recount_through_every_change,
     claims_leave_contacts_outside_their_calling_window_untouched,
     batch_mode_moves_on_only_when_a_batch_is_finished,
     listed_numbers_are_finalised_instead_of_claimed,

@@ -80,6 +80,18 @@ async fn all_calls<S: Store>(store: &S, org: OrgId, campaign: domain::CampaignId
     }
 }
 
+/// The campaign's tally (read from its counters) is what counting its contacts one by one gives.
+async fn assert_tally_is_a_recount<S: Store>(store: &S, org: OrgId, campaign: domain::CampaignId, when: &str) {
+    let mut recount = store::ContactTally::default();
+    for c in all_contacts(store, org, campaign).await {
+        *recount.by_state.entry(c.state).or_default() += 1;
+        if let Some(d) = c.disposition {
+            *recount.by_disposition.entry(d).or_default() += 1;
+        }
+    }
+    assert_eq!(store.contact_tally(org, campaign).await.unwrap(), recount, "{when}");
+}
+
 fn is_not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
     matches!(r, Err(StoreError::NotFound { .. }))
 }
@@ -552,6 +564,7 @@ pub async fn concurrency_attack_never_exceeds_the_cap_nor_dials_twice<S: Store>(
         };
         assert_eq!(c.disposition, Some(disposition), "{c:?}");
     }
+    assert_tally_is_a_recount(store, org, id, "after the attack").await;
 }
 
 /// A plausible life of one call, with the dedupe keys a provider would give it.
@@ -924,6 +937,76 @@ pub async fn cancel_racing_claims_leaves_every_contact_finished<S: Store>(store:
     assert!(c.counters.is_finished(), "{:?}", c.counters);
     let tally = store.contact_tally(org, campaign.id).await.unwrap();
     assert_eq!(tally.by_disposition.get(&ContactDisposition::Canceled), Some(&40));
+    assert_tally_is_a_recount(store, org, campaign.id, "after the race").await;
+}
+
+/// The contact counters a report reads move with every write of a contact — imports with
+/// duplicates, claims racing each other, calls ending (retried, finished, twice), numbers put on
+/// the do-not-call list while claims run, a cancel racing claimers — and equal a recount after each.
+pub async fn contact_counters_equal_a_recount_through_every_change<S: Store>(store: &S) {
+    let org = org(store).await;
+    let policy = RetryPolicy::parse(3, 0, [RetryOutcome::Busy, RetryOutcome::NoAnswer]).unwrap();
+    let campaign = running_campaign(store, org, 10, policy, 40).await;
+    let id = campaign.id;
+    let added = store.add_contacts(org, id, contacts(35..50), t0()).await.unwrap();
+    assert_eq!((added.added, added.duplicates), (10, 5));
+    assert_tally_is_a_recount(store, org, id, "after an import with duplicates").await;
+
+    let claim_at_once = move |store: S| async move {
+        let claimers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.claim_due_contacts(org, id, t0(), 4, chrono::TimeDelta::zero()).await.unwrap() })
+            })
+            .collect();
+        let mut claims = Vec::new();
+        for c in claimers {
+            claims.extend(c.await.unwrap());
+        }
+        claims
+    };
+    let claims = claim_at_once(store.clone()).await;
+    assert_eq!(claims.len(), 10, "up to the cap");
+    assert_tally_is_a_recount(store, org, id, "after racing claims").await;
+
+    let reasons = [EndReason::Busy, EndReason::NoAnswer, EndReason::Completed, EndReason::Failed];
+    let enders: Vec<_> = claims
+        .iter()
+        .enumerate()
+        .map(|(i, claim)| {
+            let (store, call) = (store.clone(), claim.call.id);
+            tokio::spawn(async move {
+                for _ in 0..2 {
+                    store.apply_call_event(org, call, event(format!("end{i}"), t0(), ended(reasons[i % 4])), t0()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for e in enders {
+        e.await.unwrap();
+    }
+    assert_tally_is_a_recount(store, org, id, "after calls ended, some to be retried").await;
+
+    let listing = {
+        let store = store.clone();
+        tokio::spawn(async move { store.add_do_not_call(org, (20..26).map(phone).collect(), t0()).await.unwrap() })
+    };
+    let claims = claim_at_once(store.clone()).await;
+    listing.await.unwrap();
+    assert_tally_is_a_recount(store, org, id, "after numbers were listed while claims ran").await;
+
+    let claimers = {
+        let store = store.clone();
+        tokio::spawn(async move { claim_at_once(store).await })
+    };
+    store.cancel_campaign(org, id, t0()).await.unwrap();
+    let late = claimers.await.unwrap();
+    for (i, claim) in claims.iter().chain(&late).enumerate() {
+        store.apply_call_event(org, claim.call.id, event(format!("last{i}"), t0(), ended(EndReason::Busy)), t0()).await.unwrap();
+    }
+    assert_tally_is_a_recount(store, org, id, "after a cancel racing claims").await;
+    let tally = store.contact_tally(org, id).await.unwrap();
+    assert_eq!(tally.by_state, BTreeMap::from([(ContactState::Done, 50)]));
 }
 
 async fn campaign_with<S: Store>(store: &S, org: OrgId, cap: i64, settings: CampaignSettings, batch: Vec<NewContact>) -> Campaign {
