@@ -149,6 +149,13 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
     secrets.twilio_auth_token = secrets.twilio_auth_token.take().or_else(|| simulator.then(|| CallProviders::SIMULATOR_ACCOUNT.1.into()));
     secrets.elevenlabs = secrets.elevenlabs.take().or_else(|| config.dialing.calls.elevenlabs_webhook_secret.clone());
     let webhooks_state = webhooks::WebhookState::from_config(&config, store.clone(), LocalTicks::spawn(tick_state));
+    let tools_state = tools::ToolsState {
+        store: store.clone(),
+        tools: stack.tools.clone(),
+        calls: webhooks_state.calls.clone(),
+        secrets: Arc::new(config.webhooks.clone()),
+        key: config.secrets.clone(),
+    };
     let bridge =
         media_bridge::Bridge::with_accounts(store.clone(), webhooks_state.calls.clone(), &config.providers, stack.tools, stack.bridge);
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -157,6 +164,7 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
         .merge(campaigns::router::<S, LocalScheduler, LocalQueue>().with_state(campaigns_state))
         .merge(reports::router::<S>().with_state(reports::AppState::from_config(&config, store)))
         .merge(webhooks::router::<S, LocalTicks>().with_state(webhooks_state))
+        .merge(tools::router::<S>().with_state(tools_state))
         .merge(media_bridge::routes::<S>().with_state(media_bridge::BridgeState(bridge.clone())))
         .split_for_parts();
     // after the merge: the problems every route answers, on every route

@@ -138,10 +138,18 @@ impl AgentTools {
                 Err(unknown) => Err(unknown.into()),
             }
         };
-        match &answer {
-            Ok(_) => tracing::info!(tool = name, "agent tool ran"),
-            Err(e) => tracing::warn!(tool = name, error = %e, "agent tool answered an error"),
-        }
+        let outcome = match &answer {
+            Ok(_) => {
+                tracing::info!(tool = name, "agent tool ran");
+                "answered".to_string()
+            }
+            Err(e) => {
+                tracing::warn!(tool = name, error = %e, "agent tool answered an error");
+                format!("answered an error: {e}")
+            }
+        };
+        // every run is in the call's log, whatever the provider; its own key, so none is folded into another
+        note(store, call, &format!("run:{}", uuid::Uuid::now_v7().simple()), format!("tool {name:?} {outcome}"), now).await;
         answer
     }
 
@@ -156,8 +164,12 @@ impl AgentTools {
     ) -> Result<String, ToolError> {
         let contact = call.contact;
         match tool {
-            AgentTool::CurrentTime => serde_json::to_string(&domain::tools::local_time(now, contact.timezone))
-                .map_err(|e| ToolError::Failed(format!("the time could not be written: {e}"))),
+            AgentTool::CurrentTime => {
+                // what the agent heard ("tomorrow 3pm", "next Tuesday"), resolved in the contact's zone
+                let phrase = ["when", "phrase", "time"].iter().find_map(|k| parameters.get(*k).and_then(Value::as_str));
+                let answer = agent_time::answer(now, contact.timezone, phrase).map_err(|e| ParseError::new("when", e.0))?;
+                serde_json::to_string(&answer).map_err(|e| ToolError::Failed(format!("the time could not be written: {e}")))
+            }
             AgentTool::EndCall => {
                 calls
                     .hang_up(call.provider, call.provider_call_id)

@@ -3,7 +3,7 @@
 //! is sent anywhere.
 
 use crate::{Contact, E164, ParseError};
-use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc, Weekday};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::Value;
@@ -122,7 +122,7 @@ impl Booking {
 
     /// How the agent may confirm it: "Tuesday, 24 November 2026, 3:00 PM".
     pub fn spoken_start(&self) -> String {
-        spoken(self.start.with_timezone(&self.time_zone))
+        agent_time::moment(self.start.with_timezone(&self.time_zone)).spoken
     }
 }
 
@@ -237,34 +237,6 @@ fn parse_instant(input: &str, zone: Tz) -> Result<DateTime<Utc>, ParseError> {
     }
 }
 
-fn spoken(local: DateTime<Tz>) -> String {
-    local.format("%A, %-d %B %Y, %-I:%M %p").to_string()
-}
-
-/// The current-time tool's answer for a contact's time zone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LocalTime {
-    pub timezone: String,
-    /// RFC 3339 with the zone's offset.
-    pub local_time: String,
-    /// How the agent may say it: "Saturday, 21 November 2026, 9:05 AM".
-    pub spoken: String,
-    /// Monday to Friday, 09:00 to 17:00 local time.
-    pub business_hours: bool,
-}
-
-pub fn local_time(now: DateTime<Utc>, zone: Tz) -> LocalTime {
-    let local = now.with_timezone(&zone);
-    let weekday = !matches!(local.weekday(), Weekday::Sat | Weekday::Sun);
-    LocalTime {
-        timezone: zone.name().to_string(),
-        local_time: local.to_rfc3339(),
-        spoken: spoken(local),
-        business_hours: weekday && (9..17).contains(&local.hour()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,21 +330,5 @@ mod tests {
         let default =
             FollowUpEmail::from_parameters(&serde_json::json!({"note": "See you soon."}), &ada(), &EmailTemplate::default()).unwrap();
         assert!(default.body.starts_with("Hello Ada Lovelace,") && default.body.contains("See you soon."), "{}", default.body);
-    }
-
-    #[test]
-    fn the_contacts_local_time_and_business_hours() {
-        let now = Utc.with_ymd_and_hms(2026, 11, 23, 14, 5, 0).unwrap();
-        let ny = local_time(now, chrono_tz::America::New_York);
-        assert_eq!(ny.spoken, "Monday, 23 November 2026, 9:05 AM");
-        assert_eq!(ny.local_time, "2026-11-23T09:05:00-05:00");
-        assert!(ny.business_hours);
-        let tokyo = local_time(now, chrono_tz::Asia::Tokyo);
-        assert_eq!(tokyo.spoken, "Monday, 23 November 2026, 11:05 PM");
-        assert!(!tokyo.business_hours);
-        assert!(
-            !local_time(Utc.with_ymd_and_hms(2026, 11, 21, 15, 0, 0).unwrap(), chrono_tz::America::New_York).business_hours,
-            "a Saturday"
-        );
     }
 }

@@ -431,6 +431,18 @@ async fn tool_calls_are_answered_and_errors_do_not_hang_the_conversation() {
     );
     let time: Value = serde_json::from_str(answer["result"].as_str().unwrap()).unwrap();
     assert_eq!(time["timezone"], "America/New_York");
+    assert!(time["resolved"].is_null(), "nothing asked, nothing resolved");
+    let when = json!({ "type": "client_tool_call", "client_tool_call": { "tool_name": "current_time", "tool_call_id": "t1b", "parameters": { "when": "tomorrow 3pm" } } });
+    send(&mut agent, when).await;
+    let answer = next_json(&mut agent).await;
+    let time: Value = serde_json::from_str(answer["result"].as_str().unwrap()).unwrap();
+    let at = time["resolved"]["at"]["localTime"].as_str().unwrap();
+    assert!(at.ends_with("T15:00:00-05:00") || at.ends_with("T15:00:00-04:00"), "3pm in New York: {at}");
+    let unreadable = json!({ "type": "client_tool_call", "client_tool_call": { "tool_name": "current_time", "tool_call_id": "t1c", "parameters": { "when": "whenever" } } });
+    send(&mut agent, unreadable).await;
+    let answer = next_json(&mut agent).await;
+    assert_eq!(answer["is_error"], true);
+    assert!(answer["result"].as_str().unwrap().contains("tomorrow 3pm"), "it says how to put it: {answer}");
 
     send(
         &mut agent,
