@@ -71,7 +71,7 @@ async fn main() {
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
         let started = Instant::now();
         let reply: serde_json::Value = http
-            .post(format!("{base}/campaigns/{id}/contacts"))
+            .post(format!("{base}/campaigns/{id}/contacts?consent=attested&consentSource=bench%20fixture"))
             .bearer_auth(&key)
             .header("content-type", "text/csv")
             .body(body)

@@ -17,7 +17,7 @@ use axum::{
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use domain::{Call, CallProvider, Contact, OrgId};
 use platform::{AuthState, Authenticated, Problem, SecretBox, WebhookSecrets, extract::Query};
 use providers::{CallProviders, Secret, signatures as verify};
@@ -82,6 +82,7 @@ pub fn router<S: Store>() -> OpenApiRouter<ToolsState<S>> {
         .routes(routes!(vapi_tool_calls))
         .routes(routes!(retell_function))
         .routes(routes!(elevenlabs_tool))
+        .routes(routes!(elevenlabs_tool_secret_of))
         .routes(routes!(time_now))
         .routes(routes!(plain_tool))
 }
@@ -302,6 +303,27 @@ async fn elevenlabs_tool<S: Store>(
     Ok(Json(ToolAnswer { result: sayable(run(&state, &at, &tool, &Value::Object(parameters)).await) }))
 }
 
+/// The organisation's ElevenLabs tool secret and the header its webhook tools send it in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolSecret {
+    /// `X-Outdial-Tool-Secret`.
+    pub header: String,
+    pub secret: String,
+}
+
+/// The organisation's ElevenLabs tool secret, for the `request_headers` of its agents' webhook
+/// tools (`POST /tools/elevenlabs/{tool}`).
+#[utoipa::path(get, path = "/tools/elevenlabs/secret", tag = "tools", security(("apiKey" = [])),
+    responses((status = 200, body = ToolSecret), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "OUTDIAL_SECRET_KEY is not configured")))]
+async fn elevenlabs_tool_secret_of<S: Store>(
+    State(state): State<ToolsState<S>>,
+    Authenticated(org): Authenticated,
+) -> Result<Json<ToolSecret>, Problem> {
+    let key = state.key.as_ref().ok_or_else(|| Problem::from(verify::Refusal::NotConfigured("OUTDIAL_SECRET_KEY")))?;
+    Ok(Json(ToolSecret { header: "X-Outdial-Tool-Secret".into(), secret: elevenlabs_tool_secret(key, org) }))
+}
+
 /// A tool request in outdial's own format.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -389,9 +411,7 @@ async fn time_now(Query(query): Query<TimeQuery>) -> Result<Json<agent_time::Tim
     let invalid = |field: &'static str, reason: String| Problem::from(domain::ParseError::new(field, reason));
     let zone = agent_time::zone(&query.tz).map_err(|e| invalid("tz", e.0))?;
     let at = match &query.at {
-        Some(at) => DateTime::parse_from_rfc3339(at)
-            .map_err(|_| invalid("at", format!("{at:?} is not an RFC 3339 instant, e.g. 2026-11-24T15:00:00Z")))?
-            .to_utc(),
+        Some(at) => agent_time::instant(at).map_err(|e| invalid("at", e.0))?,
         None => Utc::now(),
     };
     Ok(Json(agent_time::answer(at, zone, None).map_err(|e| invalid("at", e.0))?))

@@ -156,7 +156,14 @@ async fn retell_functions_are_signed_and_answered_in_text<S: Store>(store: S) {
 
 async fn elevenlabs_tools_need_their_organisations_secret<S: Store>(store: S) {
     let w = world(store, CallProvider::Elevenlabs, "conv_1").await;
+    let bearer = format!("Bearer {}", w.key);
+    let asked =
+        axum::http::Request::get("/tools/elevenlabs/secret").header("authorization", &bearer).body(axum::body::Body::empty()).unwrap();
+    let (status, _, body) = send(&w.app, asked).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let told: Value = serde_json::from_str(&body).unwrap();
     let secret = elevenlabs_tool_secret(&w.secrets, w.org);
+    assert_eq!(told, json!({ "header": "X-Outdial-Tool-Secret", "secret": secret }), "the organisation learns its own secret");
     let body = json!({ "conversation_id": "conv_1", "note": "The brochure." });
     let (status, _, text) = send(&w.app, post("/tools/elevenlabs/send_email", &[("x-outdial-tool-secret", &secret)], &body)).await;
     assert_eq!(status, StatusCode::OK, "{text}");

@@ -82,6 +82,13 @@ pub fn zone(name: &str) -> Result<Tz, NotUnderstood> {
     name.trim().parse().map_err(|_| NotUnderstood(format!("{name:?} is not an IANA time zone, such as America/New_York")))
 }
 
+/// The instant `raw` names (RFC 3339, e.g. `2026-11-24T15:00:00Z`).
+pub fn instant(raw: &str) -> Result<DateTime<Utc>, NotUnderstood> {
+    DateTime::parse_from_rfc3339(raw.trim())
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| NotUnderstood(format!("{raw:?} is not an RFC 3339 instant, e.g. 2026-11-24T15:00:00Z")))
+}
+
 /// Now (`now`) in `zone`, and what `phrase` means there when given.
 pub fn answer(now: DateTime<Utc>, zone: Tz, phrase: Option<&str>) -> Result<TimeAnswer, NotUnderstood> {
     let resolved = phrase.filter(|p| !p.trim().is_empty()).map(|p| resolve(p, now, zone)).transpose()?;

@@ -168,6 +168,13 @@ impl CampaignStore for SqliteStore {
                 params![campaign.to_string(), outcome.added as i64],
             )
             .map_err(backend)?;
+            // new contacts are all ready: counted once per batch here (a trigger per row halves the import rate)
+            tx.execute(
+                "INSERT INTO contact_counts (campaign_id, name, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (campaign_id, name) DO UPDATE SET value = value + excluded.value",
+                params![campaign.to_string(), format!("s:{}", ContactState::Ready.as_str()), outcome.added as i64],
+            )
+            .map_err(backend)?;
             Ok(outcome)
         })
         .await
