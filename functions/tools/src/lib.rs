@@ -32,7 +32,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The header an ElevenLabs webhook tool sends its organisation's tool secret in.
-pub const TOOL_SECRET_HEADER: &str = "x-outdial-tool-secret";
+pub const TOOL_SECRET_HEADER: &str = "X-Outdial-Tool-Secret";
 
 /// What the handlers need: the store, the tools, the providers (ending a call hangs up there), the
 /// secrets that verify Vapi and Retell, and the key each organisation's ElevenLabs tool secret is
@@ -283,12 +283,11 @@ async fn elevenlabs_tool<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ToolAnswer>, Problem> {
-    const HEADER: &str = "X-Outdial-Tool-Secret";
     let key = state.key.as_ref().ok_or_else(|| refused("elevenlabs", verify::Refusal::NotConfigured("OUTDIAL_SECRET_KEY")))?;
     let given = headers
         .get(TOOL_SECRET_HEADER)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| refused("elevenlabs", verify::Refusal::Missing(HEADER)))?;
+        .ok_or_else(|| refused("elevenlabs", verify::Refusal::Missing(TOOL_SECRET_HEADER)))?;
     let mut parameters: serde_json::Map<String, Value> =
         serde_json::from_slice(&body).map_err(|e| malformed(format!("the body is not a JSON object: {e}")))?;
     let conversation = match parameters.remove("conversation_id") {
@@ -298,7 +297,7 @@ async fn elevenlabs_tool<S: Store>(
     let at = call_of(&state.store, CallProvider::Elevenlabs, &conversation).await?;
     // the secret names the organisation: a call of another one is refused, not run
     if !key.verify(&tool_secret_message(at.org), given) {
-        return Err(refused("elevenlabs", verify::Refusal::Invalid(HEADER)));
+        return Err(refused("elevenlabs", verify::Refusal::Invalid(TOOL_SECRET_HEADER)));
     }
     Ok(Json(ToolAnswer { result: sayable(run(&state, &at, &tool, &Value::Object(parameters)).await) }))
 }
@@ -321,7 +320,7 @@ async fn elevenlabs_tool_secret_of<S: Store>(
     Authenticated(org): Authenticated,
 ) -> Result<Json<ToolSecret>, Problem> {
     let key = state.key.as_ref().ok_or_else(|| Problem::from(verify::Refusal::NotConfigured("OUTDIAL_SECRET_KEY")))?;
-    Ok(Json(ToolSecret { header: "X-Outdial-Tool-Secret".into(), secret: elevenlabs_tool_secret(key, org) }))
+    Ok(Json(ToolSecret { header: TOOL_SECRET_HEADER.into(), secret: elevenlabs_tool_secret(key, org) }))
 }
 
 /// A tool request in outdial's own format.
