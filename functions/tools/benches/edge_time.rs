@@ -5,28 +5,14 @@
 //!
 //!     cargo bench -p tools --bench edge_time
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/support/edge.rs"]
+mod edge;
+
+use edge::{EdgeHost, native_time_url};
 use std::time::{Duration, Instant};
-use store::SqliteStore;
-use tools::{ToolsState, router};
 
 const RUNS: usize = 5;
 const WARM: usize = 500;
-
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        // the whole group: jco serves from a child process of its own
-        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.0.id())]).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
 
 async fn timed(client: &reqwest::Client, url: &str) -> Duration {
     let started = Instant::now();
@@ -57,34 +43,17 @@ async fn main() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let (mut edge_first, mut edge_warm, mut native_first, mut native_warm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
-        let port = free_port();
-        let _served = Served(
-            Command::new(format!("{root}/scripts/edge-time"))
-                .arg(port.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .unwrap(),
-        );
-        let url = format!("http://127.0.0.1:{port}/time");
+        let edge = EdgeHost::start();
         // readiness by connecting only: the first request is what is measured
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let (first, warm) = measure(&reqwest::Client::new(), &url).await;
+        edge.listening(Duration::from_secs(900)).await;
+        let (first, warm) = measure(&reqwest::Client::new(), &edge.url).await;
         edge_first.push(first);
         edge_warm.push(warm);
+        drop(edge);
 
-        let state = ToolsState::from_config(&platform::testing::config(&[]), SqliteStore::open_in_memory().unwrap());
-        let (app, _) = router().with_state(state).split_for_parts();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let (first, warm) = measure(&reqwest::Client::new(), &format!("http://{address}/tools/time")).await;
+        let (first, warm) = measure(&reqwest::Client::new(), &native_time_url().await).await;
         native_first.push(first);
         native_warm.push(warm);
-        server.abort();
     }
     let wasm = std::fs::metadata(format!("{root}/functions/edge-time/target/wasm32-wasip2/release/edge_time.wasm")).unwrap().len();
     println!("component: {wasm} bytes ({:.2} MiB)", wasm as f64 / 1_048_576.0);
