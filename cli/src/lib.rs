@@ -160,7 +160,11 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
         media_bridge::Bridge::with_accounts(store.clone(), webhooks_state.calls.clone(), &config.providers, stack.tools, stack.bridge);
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
-        .merge(assistants::router::<S>().with_state(assistants::AppState { store: store.clone(), providers: stack.providers }))
+        .merge(assistants::router::<S>().with_state(assistants::AppState {
+            store: store.clone(),
+            providers: stack.providers,
+            tools: app::ToolDeclarations::from_config(&config),
+        }))
         .merge(campaigns::router::<S, LocalScheduler, LocalQueue>().with_state(campaigns_state))
         .merge(reports::router::<S>().with_state(reports::AppState::from_config(&config, store)))
         .merge(webhooks::router::<S, LocalTicks>().with_state(webhooks_state))

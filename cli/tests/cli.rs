@@ -168,7 +168,8 @@ async fn assistant_commands_are_a_client_of_the_api() {
 
     let simulator = providers.get(domain::ProviderKind::Simulator).unwrap();
     let config = domain::assistant::templates()[1].config.clone();
-    let provider_id = providers::AssistantProvider::create_assistant(&simulator, "Built elsewhere", &config).await.unwrap();
+    let provider_id =
+        providers::AssistantProvider::create_assistant(&simulator, "Built elsewhere", &config, &Default::default()).await.unwrap();
     let import = args(&["import", "--provider", "simulator", "--provider-assistant-id", &provider_id]);
     let (ok, imported, err) = cli(import, Some(key.clone())).await.unwrap();
     assert!(ok, "{err}");

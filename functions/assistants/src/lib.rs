@@ -21,16 +21,22 @@ use store::{AssistantFilter, AssistantStore, Store, StoreError};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// What the handlers need: the store and the providers this deployment has accounts with.
+/// What the handlers need: the store, the providers this deployment has accounts with, and what
+/// the agents it creates are declared with (tools at `OUTDIAL_PUBLIC_URL`).
 #[derive(Clone)]
 pub struct AppState<S> {
     pub store: S,
     pub providers: AssistantProviders,
+    pub tools: app::ToolDeclarations,
 }
 
 impl<S> AppState<S> {
     pub fn from_config(config: &platform::Config, store: S) -> Self {
-        Self { store, providers: AssistantProviders::new(&config.providers, providers::RetryPolicy::default()) }
+        Self {
+            store,
+            providers: AssistantProviders::new(&config.providers, providers::RetryPolicy::default()),
+            tools: app::ToolDeclarations::from_config(config),
+        }
     }
 }
 
@@ -184,8 +190,9 @@ async fn create_assistant<S: Store>(
 
 async fn create_at_provider<S: Store>(state: &AppState<S>, org: OrgId, mut new: NewAssistant) -> Result<Assistant, Problem> {
     let provider = state.providers.get(new.provider)?;
-    let provider_id = provider.create_assistant(&new.name, &new.config).await?;
+    let provider_id = provider.create_assistant(&new.name, &new.config, &state.tools.for_assistant(org, &new.config)).await?;
     new.provider_assistant_id = Some(provider_id.clone());
+    new.tools_url.clone_from(&state.tools.public_url);
     state.store.create_assistant(org, new, Utc::now()).await.map_err(|e| {
         // the provider has it but we could not record it: say where, so it can be imported
         tracing::error!(provider = provider.kind().as_str(), provider_assistant_id = provider_id, error = %e, "created at the provider but not stored");
@@ -232,6 +239,7 @@ async fn import_assistant<S: Store>(
         provider_assistant_id: Some(fetched.id),
         source: AssistantSource::Imported,
         config: fetched.config,
+        tools_url: None,
     };
     let (assistant, created) = state.store.import_assistant(org, new, Utc::now()).await?;
     Ok(Versioned(if created { StatusCode::CREATED } else { StatusCode::OK }, assistant))
@@ -270,19 +278,22 @@ async fn update_assistant<S: Store>(
 ) -> Result<impl IntoResponse, Problem> {
     let id = assistant_id(&id)?;
     let expected = expected_version(&headers)?;
-    let patch = AssistantPatch::parse(body.name.as_deref(), body.config, body.active).map_err(Problem::validation)?;
+    let mut patch = AssistantPatch::parse(body.name.as_deref(), body.config, body.active).map_err(Problem::validation)?;
     let current = state.store.get_assistant(org, id).await?;
     current.ensure_editable()?;
     if current.version != expected {
         return Err(StoreError::StaleVersion { expected, current: current.version }.into());
     }
-    let provider_copy = match (&current.provider_assistant_id, patch.changes_provider_copy(&current)) {
+    // a save also declares the tools again where they now point elsewhere
+    let redeclare = current.undeclared_tools(state.tools.public_url.as_deref()).is_some();
+    let provider_copy = match (&current.provider_assistant_id, patch.changes_provider_copy(&current) || redeclare) {
         (Some(provider_id), true) => {
+            patch.tools_url = Some(state.tools.public_url.clone());
             owned_by(&state.store, org, current.provider, provider_id).await?;
             let provider = state.providers.get(current.provider)?;
             let mut next = current.clone();
             next.apply(&patch, Utc::now());
-            provider.update_assistant(provider_id, &next.name, &next.config).await?;
+            provider.update_assistant(provider_id, &next.name, &next.config, &state.tools.for_assistant(org, &next.config)).await?;
             Some((provider, provider_id.clone()))
         }
         _ => None,
@@ -293,7 +304,8 @@ async fn update_assistant<S: Store>(
             // the change was not stored (someone else's got in first): the provider gets the directory's copy back
             if let Some((provider, provider_id)) = provider_copy {
                 let truth = state.store.get_assistant(org, id).await.unwrap_or(current);
-                if let Err(rollback) = provider.update_assistant(&provider_id, &truth.name, &truth.config).await {
+                let tools = state.tools.for_assistant(org, &truth.config);
+                if let Err(rollback) = provider.update_assistant(&provider_id, &truth.name, &truth.config, &tools).await {
                     tracing::error!(assistant = %id, error = %rollback, "could not restore the provider's copy after a failed update");
                 }
             }

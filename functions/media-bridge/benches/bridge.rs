@@ -98,6 +98,7 @@ async fn bridge_side(calls: usize, seconds: u64) {
         language: None,
         silence_timeout_seconds: None,
         max_duration_seconds: None,
+        tools: None,
     };
     let mut assistant = domain::NewAssistant::local("bench", domain::ProviderKind::Elevenlabs, config).unwrap();
     assistant.provider_assistant_id = Some("agent_bench".into());

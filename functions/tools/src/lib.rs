@@ -10,7 +10,7 @@
 //! The call is found from the provider's call id; a call that is not outdial's is a 404. A tool
 //! that cannot do what it was asked answers a sentence the agent can say.
 
-use app::{AgentTools, ToolBudget, ToolCall, ToolError};
+use app::{AgentTools, ToolBudget, ToolCall, ToolError, elevenlabs_tool_secret, is_elevenlabs_tool_secret};
 use axum::{
     Json,
     body::Bytes,
@@ -31,8 +31,7 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The header an ElevenLabs webhook tool sends its organisation's tool secret in.
-pub const TOOL_SECRET_HEADER: &str = "X-Outdial-Tool-Secret";
+pub use providers::TOOL_SECRET_HEADER;
 
 /// What the handlers need: the store, the tools, the providers (ending a call hangs up there), the
 /// secrets that verify Vapi and Retell, and the key each organisation's ElevenLabs tool secret is
@@ -64,16 +63,6 @@ impl<S: Store> AuthState for ToolsState<S> {
     fn orgs(&self) -> &S {
         &self.store
     }
-}
-
-/// The secret an organisation's ElevenLabs webhook tools send in `X-Outdial-Tool-Secret`: made
-/// from the deployment's key, so nothing is stored and another organisation's cannot be guessed.
-pub fn elevenlabs_tool_secret(key: &SecretBox, org: OrgId) -> String {
-    key.sign(&tool_secret_message(org))
-}
-
-fn tool_secret_message(org: OrgId) -> String {
-    format!("elevenlabs-tool|v1|{org}")
 }
 
 /// The function's routes, with their OpenAPI descriptions.
@@ -267,10 +256,10 @@ pub struct ToolAnswer {
     pub result: String,
 }
 
-/// An ElevenLabs webhook tool (native ElevenLabs calls, where no bridge holds the conversation).
-/// The body holds the tool's parameters and `conversation_id` (the tool fills it from the
-/// `system__conversation_id` dynamic variable); `X-Outdial-Tool-Secret` carries the organisation's
-/// tool secret.
+/// An ElevenLabs webhook tool. The body holds the tool's parameters and either `outdial_org_id`
+/// and `outdial_call_id` (from the dynamic variables outdial passes on every call, native or
+/// through the bridge) or `conversation_id` (from `system__conversation_id`: native calls);
+/// `X-Outdial-Tool-Secret` carries the organisation's tool secret.
 #[utoipa::path(post, path = "/tools/elevenlabs/{tool}", tag = "tools", params(("tool" = String, Path, description = "the tool's name, e.g. send_email")),
     request_body(content = Object, content_type = "application/json"),
     responses((status = 200, body = ToolAnswer), (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -290,15 +279,35 @@ async fn elevenlabs_tool<S: Store>(
         .ok_or_else(|| refused("elevenlabs", verify::Refusal::Missing(TOOL_SECRET_HEADER)))?;
     let mut parameters: serde_json::Map<String, Value> =
         serde_json::from_slice(&body).map_err(|e| malformed(format!("the body is not a JSON object: {e}")))?;
-    let conversation = match parameters.remove("conversation_id") {
-        Some(Value::String(id)) => id,
-        _ => return Err(malformed("the body has no conversation_id: fill it from the system__conversation_id dynamic variable")),
+    let mut text = |key: &str| match parameters.remove(key) {
+        Some(Value::String(v)) if !v.trim().is_empty() => Some(v),
+        _ => None,
     };
-    let at = call_of(&state.store, CallProvider::Elevenlabs, &conversation).await?;
-    // the secret names the organisation: a call of another one is refused, not run
-    if !key.verify(&tool_secret_message(at.org), given) {
-        return Err(refused("elevenlabs", verify::Refusal::Invalid(TOOL_SECRET_HEADER)));
-    }
+    let (conversation, org, call) = (text("conversation_id"), text(domain::ORG_ID_VARIABLE), text(domain::CALL_ID_VARIABLE));
+    let at = match (org, call) {
+        // outdial's ids (from dynamic variables) find bridge calls too, whose conversation is not the call's provider id
+        (Some(org), Some(call)) => {
+            let not_ours = || Problem::not_found(format!("call {call} is not an outdial call"));
+            let org = OrgId::parse(&org).map_err(|_| not_ours())?;
+            // the secret names the organisation: it is checked before anything of it is read
+            if !is_elevenlabs_tool_secret(key, org, given) {
+                return Err(refused("elevenlabs", verify::Refusal::Invalid(TOOL_SECRET_HEADER)));
+            }
+            let call = store::CallStore::get_call(&state.store, org, domain::CallId::parse(&call).map_err(|_| not_ours())?).await?;
+            let campaign = store::CampaignStore::get_campaign(&state.store, org, call.campaign_id).await?;
+            context(&state.store, org, call, campaign.settings.provider).await?
+        }
+        _ => {
+            let conversation = conversation
+                .ok_or_else(|| malformed("the body has no conversation_id: fill it from the system__conversation_id dynamic variable"))?;
+            let at = call_of(&state.store, CallProvider::Elevenlabs, &conversation).await?;
+            // a call of another organisation is refused, not run
+            if !is_elevenlabs_tool_secret(key, at.org, given) {
+                return Err(refused("elevenlabs", verify::Refusal::Invalid(TOOL_SECRET_HEADER)));
+            }
+            at
+        }
+    };
     Ok(Json(ToolAnswer { result: sayable(run(&state, &at, &tool, &Value::Object(parameters)).await) }))
 }
 

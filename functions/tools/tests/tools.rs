@@ -5,13 +5,14 @@
 //! problem. Every run is noted on the call; a call that is not outdial's is a 404; a bad signature
 //! runs nothing.
 
+use app::elevenlabs_tool_secret;
 use axum::{Router, http::StatusCode};
 use chrono::{DateTime, TimeDelta, Utc};
 use domain::{CallEventKind, CallProvider, CampaignSettings, CampaignStatus, Cap, E164, NewCampaign, NewContact};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use store::{PlacedCall, Store};
-use tools::{ToolsState, elevenlabs_tool_secret, router};
+use tools::{ToolsState, router};
 use tower::ServiceExt;
 
 struct World<S> {
@@ -184,6 +185,28 @@ async fn elevenlabs_tools_need_their_organisations_secret<S: Store>(store: S) {
     assert_eq!(notes(&w).await.iter().filter(|n| n.starts_with("tool ")).count(), 2);
 }
 
+/// A bridge call (Twilio carries it, ElevenLabs talks): its conversation is not the call's
+/// provider id, so the webhook tool finds it by the ids outdial passed as dynamic variables.
+async fn elevenlabs_tools_find_bridge_calls_by_our_ids<S: Store>(store: S) {
+    let w = world(store, CallProvider::Twilio, "CA0003").await;
+    let secret = elevenlabs_tool_secret(&w.secrets, w.org);
+    let ids = |org: String| json!({ "conversation_id": "conv_bridge", "outdial_org_id": org, "outdial_call_id": w.call.to_string() });
+    let (status, _, text) =
+        send(&w.app, post("/tools/elevenlabs/add_to_do_not_call", &[("x-outdial-tool-secret", &secret)], &ids(w.org.to_string()))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(w.store.is_do_not_call(w.org, &E164::parse("+14155550123", None).unwrap()).await.unwrap());
+    // another organisation's secret with this organisation's ids, or its own ids for this call: nothing runs
+    let other = w.store.create_org("Other").await.unwrap().id;
+    let theirs = elevenlabs_tool_secret(&w.secrets, other);
+    let (status, _, _) =
+        send(&w.app, post("/tools/elevenlabs/current_time", &[("x-outdial-tool-secret", &theirs)], &ids(w.org.to_string()))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) =
+        send(&w.app, post("/tools/elevenlabs/current_time", &[("x-outdial-tool-secret", &theirs)], &ids(other.to_string()))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the call is not the other organisation's");
+    assert_eq!(notes(&w).await.iter().filter(|n| n.starts_with("tool ")).count(), 1);
+}
+
 async fn the_plain_route_answers_or_says_what_is_wrong<S: Store>(store: S) {
     let w = world(store, CallProvider::Twilio, "CA0001").await;
     let bearer = format!("Bearer {}", w.key);
@@ -234,6 +257,7 @@ store::on_both_stores!("tools-";
     vapi_tool_calls_answer_each_call_by_id,
     retell_functions_are_signed_and_answered_in_text,
     elevenlabs_tools_need_their_organisations_secret,
+    elevenlabs_tools_find_bridge_calls_by_our_ids,
     the_plain_route_answers_or_says_what_is_wrong,
     the_time_route_answers_any_zone,
 );

@@ -84,7 +84,7 @@ pub enum Dialed {
 
 /// A call ready to place, or why it cannot be placed at all.
 enum Prepared {
-    Ready(CallRequest, DateTime<Utc>),
+    Ready(Box<CallRequest>, DateTime<Utc>),
     Unplaceable(String),
 }
 
@@ -140,7 +140,7 @@ impl<S: DialStore> Dialer<S> {
             return outcome;
         }
         let (request, placed_at) = match self.prepare(&call, &campaign, now).await {
-            Ok(Prepared::Ready(request, placed_at)) => (request, placed_at),
+            Ok(Prepared::Ready(request, placed_at)) => (*request, placed_at),
             Ok(Prepared::Unplaceable(error)) => return self.fail(&call, error, now).await,
             Err(e) => return Err(self.give_back_after(&call, e).await),
         };
@@ -300,11 +300,11 @@ impl<S: DialStore> Dialer<S> {
             assistant_provider_id,
             variables: contact.dynamic_variables(),
             recording: campaign.settings.recording,
-            voicemail: campaign.settings.voicemail.action,
+            voicemail: campaign.settings.voicemail.clone(),
             max_call_seconds: campaign.settings.max_call_seconds,
             ring_seconds: self.settings.ring_seconds,
         };
-        Ok(Prepared::Ready(request, placed_at))
+        Ok(Prepared::Ready(Box::new(request), placed_at))
     }
 
     /// Gives the dial guard back; if that fails too the sweep ends the call.

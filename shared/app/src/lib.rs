@@ -14,4 +14,6 @@ pub use delivery::{Courier, Delivery, DeliveryStore};
 pub use dial::{DialError, Dialed, Dialer, DialerSettings, Retry};
 pub use lifecycle::{Lifecycle, LifecycleError};
 pub use tick::{TickError, TickReport, TickRequests, TickStore, Ticker};
-pub use tools::{AgentTools, ToolBudget, ToolCall, ToolError, ToolStore};
+pub use tools::{
+    AgentTools, ToolBudget, ToolCall, ToolDeclarations, ToolError, ToolStore, elevenlabs_tool_secret, is_elevenlabs_tool_secret,
+};

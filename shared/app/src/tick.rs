@@ -55,6 +55,8 @@ pub struct Ticker<S, C, Q> {
     pub store: S,
     pub scheduler: C,
     pub accounts: ProviderAccounts,
+    /// `OUTDIAL_PUBLIC_URL` (a launch check of scheduled starts).
+    pub public_url: Option<String>,
     pub queue: Q,
     pub window_margin: TimeDelta,
 }
@@ -62,13 +64,20 @@ pub struct Ticker<S, C, Q> {
 impl<S, C, Q> Ticker<S, C, Q> {
     /// The tick's state, built once from the configuration for every place that ticks.
     pub fn from_config(config: &platform::Config, store: S, scheduler: C, queue: Q) -> Self {
-        Self { store, scheduler, accounts: config.providers.clone(), queue, window_margin: config.dialing.window_margin() }
+        Self {
+            store,
+            scheduler,
+            accounts: config.providers.clone(),
+            public_url: config.dialing.calls.public_url.clone(),
+            queue,
+            window_margin: config.dialing.window_margin(),
+        }
     }
 }
 
 impl<S: TickStore, C: CampaignScheduler, Q: JobQueue> Ticker<S, C, Q> {
     fn lifecycle(&self) -> Lifecycle<'_, S, C> {
-        Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts }
+        Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts, public_url: self.public_url.as_deref() }
     }
 }
 

@@ -253,3 +253,56 @@ async fn note<S: ToolStore>(store: &S, call: ToolCall<'_>, key: &str, text: Stri
         tracing::error!(error = %e, "what the agent's tool did was not recorded in the call's log");
     }
 }
+
+/// What the agents outdial creates are declared with: each assistant's tools (or the defaults for
+/// what this deployment has set up), served at its public URL, with the secrets the providers
+/// prove themselves with there.
+#[derive(Clone, Debug, Default)]
+pub struct ToolDeclarations {
+    /// `OUTDIAL_PUBLIC_URL`.
+    pub public_url: Option<String>,
+    pub vapi_secret: Option<providers::Secret>,
+    /// `OUTDIAL_SECRET_KEY`: what each organisation's ElevenLabs tool secret is made with.
+    pub key: Option<platform::SecretBox>,
+    /// Cal.com is set up (`book_appointment` is a default).
+    pub booking: bool,
+    /// A sender is set up and calls may send (`send_email` is a default).
+    pub email: bool,
+}
+
+impl ToolDeclarations {
+    pub fn from_config(config: &platform::Config) -> Self {
+        Self {
+            public_url: config.dialing.calls.public_url.clone(),
+            vapi_secret: config.webhooks.vapi_secret.clone(),
+            key: config.secrets.clone(),
+            booking: config.tools.calcom.is_some(),
+            email: config.tools.email.from.is_some() && config.tools.emails_per_call > 0,
+        }
+    }
+
+    /// The tools `org`'s agent with `config` is declared with.
+    pub fn for_assistant(&self, org: OrgId, config: &domain::AssistantConfig) -> providers::AgentToolset {
+        providers::AgentToolset {
+            tools: config.declared_tools(self.booking, self.email),
+            public_url: self.public_url.clone(),
+            vapi_secret: self.vapi_secret.clone(),
+            elevenlabs_secret: self.key.as_ref().map(|key| elevenlabs_tool_secret(key, org)),
+        }
+    }
+}
+
+/// The secret an organisation's ElevenLabs webhook tools send in `X-Outdial-Tool-Secret`: made
+/// from the deployment's key, so nothing is stored and another organisation's cannot be guessed.
+pub fn elevenlabs_tool_secret(key: &platform::SecretBox, org: OrgId) -> String {
+    key.sign(&tool_secret_message(org))
+}
+
+/// Whether `given` is `org`'s ElevenLabs tool secret.
+pub fn is_elevenlabs_tool_secret(key: &platform::SecretBox, org: OrgId, given: &str) -> bool {
+    key.verify(&tool_secret_message(org), given)
+}
+
+fn tool_secret_message(org: OrgId) -> String {
+    format!("elevenlabs-tool|v1|{org}")
+}

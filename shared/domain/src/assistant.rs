@@ -72,6 +72,11 @@ pub struct AssistantConfig {
     pub silence_timeout_seconds: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_duration_seconds: Option<u32>,
+    /// The tools declared on the provider's agent, served by outdial's `/tools/*` routes; absent:
+    /// `current_time`, `add_to_do_not_call` and `end_call`, with `book_appointment` and
+    /// `send_email` where the deployment has booking and email set up. `[]` declares none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<crate::AgentTool>>,
 }
 
 impl AssistantConfig {
@@ -105,7 +110,18 @@ impl AssistantConfig {
         if let Some(s) = self.max_duration_seconds.filter(|s| !(10..=7_200).contains(s)) {
             errors.push(ParseError::new("config.maxDurationSeconds", format!("{s} is outside 10–7200 seconds")));
         }
+        if let Some(tools) = &self.tools {
+            let mut seen = std::collections::HashSet::new();
+            if let Some(twice) = tools.iter().find(|t| !seen.insert(**t)) {
+                errors.push(ParseError::new("config.tools", format!("names {} twice", twice.as_str())));
+            }
+        }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    /// The tools the agent is declared with: its own list, or the defaults.
+    pub fn declared_tools(&self, booking: bool, email: bool) -> Vec<crate::AgentTool> {
+        self.tools.clone().unwrap_or_else(|| crate::AgentTool::defaults(booking, email))
     }
 }
 
@@ -121,6 +137,10 @@ pub struct Assistant {
     pub source: AssistantSource,
     pub config: AssistantConfig,
     pub active: bool,
+    /// The public base URL (`OUTDIAL_PUBLIC_URL`) its agent's tools were last declared at; absent
+    /// when they were declared without one (only the provider's own tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools_url: Option<String>,
     /// Grows by one with every change; send it as `If-Match` to update.
     pub version: u32,
     pub created_at: DateTime<Utc>,
@@ -135,6 +155,8 @@ pub struct NewAssistant {
     pub provider_assistant_id: Option<String>,
     pub source: AssistantSource,
     pub config: AssistantConfig,
+    /// Where its agent's tools were declared (see `Assistant::tools_url`).
+    pub tools_url: Option<String>,
 }
 
 impl NewAssistant {
@@ -146,7 +168,7 @@ impl NewAssistant {
         let config_errors = config.validate().err().unwrap_or_default();
         match name {
             Ok(name) if config_errors.is_empty() => {
-                Ok(Self { name, provider, provider_assistant_id: None, source: AssistantSource::Local, config })
+                Ok(Self { name, provider, provider_assistant_id: None, source: AssistantSource::Local, config, tools_url: None })
             }
             name => Err(name.err().into_iter().chain(config_errors).collect()),
         }
@@ -167,6 +189,8 @@ pub struct AssistantPatch {
     pub name: Option<String>,
     pub config: Option<AssistantConfig>,
     pub active: Option<bool>,
+    /// Where its agent's tools are now declared, when the provider's copy was written.
+    pub tools_url: Option<Option<String>>,
 }
 
 /// The assistant as it was after one change.
@@ -191,7 +215,7 @@ impl AssistantPatch {
         if let Some(Err(config_errors)) = config.as_ref().map(AssistantConfig::validate) {
             errors.extend(config_errors);
         }
-        if errors.is_empty() { Ok(Self { name, config, active }) } else { Err(errors) }
+        if errors.is_empty() { Ok(Self { name, config, active, tools_url: None }) } else { Err(errors) }
     }
 
     /// Whether it changes what the provider holds (name or config): then the provider is told first.
@@ -211,6 +235,7 @@ impl Assistant {
             source: new.source,
             config: new.config,
             active: true,
+            tools_url: new.tools_url,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -221,7 +246,8 @@ impl Assistant {
     pub fn apply(&mut self, patch: &AssistantPatch, now: DateTime<Utc>) -> bool {
         let changed = patch.name.as_ref().is_some_and(|n| *n != self.name)
             || patch.config.as_ref().is_some_and(|c| *c != self.config)
-            || patch.active.is_some_and(|a| a != self.active);
+            || patch.active.is_some_and(|a| a != self.active)
+            || patch.tools_url.as_ref().is_some_and(|u| *u != self.tools_url);
         if changed {
             if let Some(name) = &patch.name {
                 self.name.clone_from(name);
@@ -232,10 +258,23 @@ impl Assistant {
             if let Some(active) = patch.active {
                 self.active = active;
             }
+            if let Some(url) = &patch.tools_url {
+                self.tools_url.clone_from(url);
+            }
             self.version += 1;
             self.updated_at = now;
         }
         changed
+    }
+
+    /// Whether its agent's tools point somewhere other than `public_url` (or nowhere): an
+    /// assistant outdial manages at a real provider, saved before `OUTDIAL_PUBLIC_URL` was set or
+    /// changed. Imported agents keep the tools they came with.
+    pub fn undeclared_tools(&self, public_url: Option<&str>) -> Option<crate::UnmetCheck> {
+        let managed = self.source == AssistantSource::Local && self.provider != ProviderKind::Simulator;
+        let declares_any = self.config.tools.as_ref().is_none_or(|tools| tools.iter().any(|t| *t != crate::AgentTool::EndCall));
+        (managed && declares_any && self.tools_url.as_deref() != public_url)
+            .then(|| crate::UnmetCheck::ToolsUndeclared { assistant: self.id, public_url: public_url.map(str::to_string) })
     }
 
     pub fn snapshot(&self) -> AssistantVersion {
@@ -279,7 +318,9 @@ pub fn templates() -> [NewAssistant; 3] {
             language: None,
             silence_timeout_seconds: Some(20),
             max_duration_seconds: Some(max_duration_seconds),
+            tools: None,
         },
+        tools_url: None,
     };
     [
         template(
@@ -328,6 +369,7 @@ mod tests {
             language: None,
             silence_timeout_seconds: Some(30),
             max_duration_seconds: None,
+            tools: None,
         }
     }
 
@@ -340,6 +382,30 @@ mod tests {
     }
 
     #[test]
+    fn tools_declared_elsewhere_or_nowhere_fail_the_launch_check() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut a = Assistant::new(OrgId::new(), NewAssistant::local("A", ProviderKind::Vapi, config()).unwrap(), t);
+        let code = |a: &Assistant, url| a.undeclared_tools(url).map(|u| (u.code(), u.message()));
+        let (check, message) = code(&a, Some("https://outdial.example")).unwrap();
+        assert_eq!(check, "assistant-tools-undeclared");
+        assert!(message.contains("not declared at https://outdial.example") && message.contains("PATCH /assistants/"), "{message}");
+        // a deployment without a public URL declares none, and asks for none
+        assert_eq!(code(&a, None), None);
+        a.tools_url = Some("https://outdial.example".into());
+        assert_eq!(code(&a, Some("https://outdial.example")), None);
+        assert!(code(&a, None).unwrap().1.contains("set OUTDIAL_PUBLIC_URL"));
+        // only ending the call needs no URL; imported agents and the simulator keep what they have
+        a.config.tools = Some(vec![crate::AgentTool::EndCall]);
+        assert_eq!(code(&a, Some("https://elsewhere.example")), None);
+        a.config.tools = None;
+        a.source = AssistantSource::Imported;
+        assert_eq!(code(&a, None), None);
+        a.source = AssistantSource::Local;
+        a.provider = ProviderKind::Simulator;
+        assert_eq!(code(&a, None), None);
+    }
+
+    #[test]
     fn only_real_changes_make_a_version() {
         let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let new = NewAssistant {
@@ -348,6 +414,7 @@ mod tests {
             provider_assistant_id: None,
             source: AssistantSource::Local,
             config: config(),
+            tools_url: None,
         };
         let mut a = Assistant::new(OrgId::new(), new, t);
         assert!(!a.apply(&AssistantPatch { name: Some("A".into()), ..Default::default() }, t));

@@ -626,6 +626,39 @@ impl Campaign {
         if self.settings.calling_window.is_empty() {
             unmet.push(UnmetCheck::CallingWindowEmpty);
         }
+        unmet.extend(self.native_limits_unmet(assistant));
+        unmet
+    }
+
+    /// What the campaign asks of each call that its provider cannot be told per call. ElevenLabs
+    /// native calls take neither a time limit nor a voicemail message per call: the limit is the
+    /// agent's, and its voicemail detection can only hang up.
+    fn native_limits_unmet(&self, assistant: Option<&Assistant>) -> Vec<UnmetCheck> {
+        let provider = self.settings.provider;
+        if provider != CallProvider::Elevenlabs {
+            return Vec::new();
+        }
+        let mut unmet = Vec::new();
+        if self.settings.voicemail.action == VoicemailAction::LeaveMessage {
+            unmet.push(UnmetCheck::ProviderCannot {
+                provider,
+                what: "leave a voicemail message on a native call (its voicemail detection hangs up): set settings.voicemail.action \
+                       to hangup, or call through Twilio (provider twilio), whose bridge leaves the message"
+                    .into(),
+            });
+        }
+        let limit = self.settings.max_call_seconds;
+        if let Some(a) = assistant.filter(|a| a.config.max_duration_seconds != Some(limit)) {
+            let agent_limit = a.config.max_duration_seconds.map_or("unset".to_string(), |s| format!("{s} seconds"));
+            unmet.push(UnmetCheck::ProviderCannot {
+                provider,
+                what: format!(
+                    "limit one call's length, so the agent's own limit applies (config.maxDurationSeconds: {agent_limit}): set it to \
+                     {limit}, the campaign's maxCallSeconds, with PATCH /assistants/{}",
+                    a.id
+                ),
+            });
+        }
         unmet
     }
 
@@ -683,6 +716,16 @@ pub enum UnmetCheck {
         variables: Vec<String>,
     },
     CallingWindowEmpty,
+    /// The assistant's tools are not declared at `OUTDIAL_PUBLIC_URL` (None: it is not set).
+    ToolsUndeclared {
+        assistant: AssistantId,
+        public_url: Option<String>,
+    },
+    /// Something the campaign asks of each call that its provider cannot do per call.
+    ProviderCannot {
+        provider: CallProvider,
+        what: String,
+    },
 }
 
 impl UnmetCheck {
@@ -697,6 +740,8 @@ impl UnmetCheck {
             Self::CrmConnectionMissing { .. } => "crm-connection-missing",
             Self::ProviderNotConfigured { .. } => "provider-not-configured",
             Self::CallingWindowEmpty => "calling-window-empty",
+            Self::ToolsUndeclared { .. } => "assistant-tools-undeclared",
+            Self::ProviderCannot { .. } => "provider-cannot",
         }
     }
 
@@ -722,6 +767,15 @@ impl UnmetCheck {
                 format!("{} credentials are not configured: set {}", provider.as_str(), variables.join(" and "))
             }
             Self::CallingWindowEmpty => "the calling window has no days, so no contact could ever be called".into(),
+            Self::ToolsUndeclared { assistant, public_url: None } => format!(
+                "assistant {assistant}'s tools point nowhere: set OUTDIAL_PUBLIC_URL (this deployment's public base URL), then save \
+                 the assistant again (PATCH /assistants/{assistant}) to declare them there"
+            ),
+            Self::ToolsUndeclared { assistant, public_url: Some(url) } => format!(
+                "assistant {assistant}'s tools are not declared at {url}: save the assistant again (PATCH /assistants/{assistant}) \
+                 to declare them there"
+            ),
+            Self::ProviderCannot { provider, what } => format!("{} cannot {what}", provider.as_str()),
         }
     }
 }
@@ -860,6 +914,34 @@ mod tests {
             registered_at: t,
         };
         assert!(ready.unmet_launch_checks(Some(&assistant), &[], &[registration], &[]).is_empty());
+    }
+
+    #[test]
+    fn elevenlabs_native_campaigns_say_what_it_cannot_do_per_call() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let settings = CampaignSettings {
+            provider: CallProvider::Elevenlabs,
+            voicemail: Voicemail { action: VoicemailAction::LeaveMessage, message: Some("Call us back.".into()) },
+            max_call_seconds: 300,
+            ..Default::default()
+        };
+        let mut c = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, settings).unwrap(), t);
+        let mut config = crate::assistant::templates()[0].config.clone();
+        config.max_duration_seconds = Some(600);
+        let mut assistant = Assistant::new(OrgId::new(), crate::NewAssistant::local("a", ProviderKind::Elevenlabs, config).unwrap(), t);
+        let cannot: Vec<_> =
+            c.unmet_launch_checks(Some(&assistant), &[], &[], &[]).into_iter().filter(|u| u.code() == "provider-cannot").collect();
+        assert_eq!(cannot.len(), 2, "{cannot:?}");
+        assert!(cannot[0].message().starts_with("elevenlabs cannot leave a voicemail message"), "{}", cannot[0].message());
+        assert!(cannot[1].message().contains("(config.maxDurationSeconds: 600 seconds): set it to 300"), "{}", cannot[1].message());
+        c.settings.voicemail = Voicemail::default();
+        assistant.config.max_duration_seconds = Some(300);
+        assert!(c.unmet_launch_checks(Some(&assistant), &[], &[], &[]).iter().all(|u| u.code() != "provider-cannot"));
+        // the other providers take both per call
+        c.settings.provider = CallProvider::Vapi;
+        c.settings.voicemail.action = VoicemailAction::LeaveMessage;
+        assistant.config.max_duration_seconds = None;
+        assert!(c.unmet_launch_checks(Some(&assistant), &[], &[], &[]).iter().all(|u| u.code() != "provider-cannot"));
     }
 
     fn ended(call: &Call, reason: EndReason, at: DateTime<Utc>) -> Call {

@@ -5,16 +5,21 @@
 use crate::{Contact, E164, ParseError};
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A tool the agent may call, under its own name or the names other platforms give it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum AgentTool {
+    #[serde(rename = "current_time", alias = "get_current_time")]
     CurrentTime,
+    #[serde(rename = "end_call")]
     EndCall,
+    #[serde(rename = "add_to_do_not_call", alias = "do_not_call")]
     DoNotCall,
+    #[serde(rename = "book_appointment", alias = "schedule_consultation", alias = "book")]
     Book,
+    #[serde(rename = "send_email", alias = "send_follow_up_email", alias = "email")]
     Email,
 }
 
@@ -23,16 +28,9 @@ impl AgentTool {
     pub const ALL: [Self; 5] = [Self::CurrentTime, Self::EndCall, Self::DoNotCall, Self::Book, Self::Email];
 
     pub fn parse(name: &str) -> Result<Self, ParseError> {
-        Ok(match name.trim() {
-            "current_time" | "get_current_time" => Self::CurrentTime,
-            "end_call" => Self::EndCall,
-            "add_to_do_not_call" | "do_not_call" => Self::DoNotCall,
-            "book_appointment" | "schedule_consultation" | "book" => Self::Book,
-            "send_email" | "send_follow_up_email" | "email" => Self::Email,
-            other => {
-                let known = Self::ALL.map(Self::as_str).join(", ");
-                return Err(ParseError::new("tool", format!("there is no tool {other:?} (there are {known})")));
-            }
+        serde_json::from_value(Value::String(name.trim().into())).map_err(|_| {
+            let known = Self::ALL.map(Self::as_str).join(", ");
+            ParseError::new("tool", format!("there is no tool {:?} (there are {known})", name.trim()))
         })
     }
 
@@ -44,6 +42,58 @@ impl AgentTool {
             Self::Book => "book_appointment",
             Self::Email => "send_email",
         }
+    }
+
+    /// The tools an assistant gets when its config names none: the time, the do-not-call list and
+    /// ending the call, with booking and email where the deployment has them set up.
+    pub fn defaults(booking: bool, email: bool) -> Vec<Self> {
+        let mut tools = vec![Self::CurrentTime, Self::DoNotCall, Self::EndCall];
+        tools.extend(booking.then_some(Self::Book));
+        tools.extend(email.then_some(Self::Email));
+        tools
+    }
+
+    /// What the agent is told the tool is for.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::CurrentTime => {
+                "The contact's local date, time and weekday, whether business and calling hours are open, and what a spoken \
+                 time such as 'tomorrow at 3pm' or 'next Tuesday' is as a date and time in the contact's zone. Use it before \
+                 saying any date or time."
+            }
+            Self::EndCall => "Ends the call. Use it after saying goodbye, or when the person asks to end the call.",
+            Self::DoNotCall => {
+                "Adds the person to the do-not-call list so they are never called again. Use it at once when they ask not \
+                 to be called, then say goodbye."
+            }
+            Self::Book => {
+                "Books an appointment for the person on the line. Confirm the start time with them first; resolve spoken \
+                 times with current_time."
+            }
+            Self::Email => "Sends the person a follow-up email at their address on file, with a short note.",
+        }
+    }
+
+    /// Its parameters as a JSON Schema object, as every provider declares them.
+    pub fn parameters(self) -> Value {
+        let string = |description: &str| serde_json::json!({ "type": "string", "description": description });
+        let (properties, required): (Value, &[&str]) = match self {
+            Self::CurrentTime => (
+                serde_json::json!({ "when": string("Optional: a spoken time to resolve, e.g. 'tomorrow at 3pm', 'next Tuesday', 'in 2 hours'.") }),
+                &[],
+            ),
+            Self::EndCall => (serde_json::json!({ "reason": string("Optional: why the call ends.") }), &[]),
+            Self::DoNotCall => (serde_json::json!({}), &[]),
+            Self::Book => (
+                serde_json::json!({
+                    "start": string("The start in ISO 8601, e.g. 2026-11-24T15:00 (the contact's local time without an offset)."),
+                    "name": string("Optional: the attendee's name, if it is not the contact's name on file."),
+                }),
+                &["start"],
+            ),
+            Self::Email => (serde_json::json!({ "note": string("A short note for the email, at most 1,000 characters.") }), &[]),
+        };
+        serde_json::json!({ "type": "object", "properties": properties, "required": required })
     }
 }
 
@@ -247,6 +297,16 @@ mod tests {
         new.name = Some("Ada Lovelace".into());
         new.variables.insert("email".into(), "ada@example.com".into());
         Contact::ready(crate::CampaignId::new(), new, Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap())
+    }
+
+    #[test]
+    fn tools_are_written_by_their_own_names_with_an_object_schema() {
+        for tool in AgentTool::ALL {
+            assert_eq!(serde_json::to_value(tool).unwrap(), Value::String(tool.as_str().into()));
+            assert_eq!(serde_json::from_value::<AgentTool>(Value::String(tool.as_str().into())).unwrap(), tool);
+            assert_eq!(tool.parameters()["type"], "object", "{tool:?}");
+        }
+        assert_eq!(AgentTool::defaults(false, true), [AgentTool::CurrentTime, AgentTool::DoNotCall, AgentTool::EndCall, AgentTool::Email]);
     }
 
     #[test]

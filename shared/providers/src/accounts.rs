@@ -107,16 +107,22 @@ impl AssistantProvider for AnyAssistantProvider {
         dispatch!(self, p => p.kind())
     }
 
-    async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
-        dispatch!(self, p => p.create_assistant(name, config).await)
+    async fn create_assistant(&self, name: &str, config: &AssistantConfig, tools: &crate::AgentToolset) -> Result<String, ProviderError> {
+        dispatch!(self, p => p.create_assistant(name, config, tools).await)
     }
 
     async fn get_assistant(&self, id: &str) -> Result<ProviderAssistant, ProviderError> {
         dispatch!(self, p => p.get_assistant(id).await)
     }
 
-    async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
-        dispatch!(self, p => p.update_assistant(id, name, config).await)
+    async fn update_assistant(
+        &self,
+        id: &str,
+        name: &str,
+        config: &AssistantConfig,
+        tools: &crate::AgentToolset,
+    ) -> Result<(), ProviderError> {
+        dispatch!(self, p => p.update_assistant(id, name, config, tools).await)
     }
 }
 

@@ -6,7 +6,7 @@ use crate::{
     TwilioEndpoints, Vapi,
 };
 use chrono::{DateTime, Utc};
-use domain::{CallId, CampaignId, ContactId, E164, OrgId, VoicemailAction};
+use domain::{CallId, CampaignId, ContactId, E164, OrgId, Voicemail, VoicemailAction};
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
 /// Everything a provider needs to place one call.
@@ -27,7 +27,8 @@ pub struct CallRequest {
     /// Contact fields and extra columns, for the assistant's prompt.
     pub variables: BTreeMap<String, String>,
     pub recording: bool,
-    pub voicemail: VoicemailAction,
+    /// What an answering machine gets: a hang-up, or the message after the beep.
+    pub voicemail: Voicemail,
     pub max_call_seconds: u32,
     /// How long it rings before it counts as unanswered.
     pub ring_seconds: u32,
@@ -40,6 +41,14 @@ impl CallRequest {
         let mut vars = self.variables.clone();
         vars.extend(domain::id_variables(self.org_id, self.campaign_id, self.call_id, self.contact_id));
         vars
+    }
+
+    /// The message to leave on an answering machine; None when the campaign hangs up on them.
+    pub fn voicemail_message(&self) -> Option<&str> {
+        match self.voicemail.action {
+            VoicemailAction::LeaveMessage => self.voicemail.message.as_deref().map(str::trim).filter(|m| !m.is_empty()),
+            VoicemailAction::Hangup => None,
+        }
     }
 
     /// outdial's ids as call metadata, which the providers that keep it echo on every webhook.

@@ -48,8 +48,9 @@ impl ElevenLabs {
     }
 }
 
-pub(crate) fn agent_body(name: &str, config: &AssistantConfig) -> Value {
-    let mut prompt = json!({ "prompt": config.system_prompt });
+pub(crate) fn agent_body(name: &str, config: &AssistantConfig, tools: &crate::AgentToolset) -> Value {
+    let (webhooks, built_in) = tools.elevenlabs();
+    let mut prompt = json!({ "prompt": config.system_prompt, "tools": webhooks, "built_in_tools": built_in });
     if let Some(model) = &config.model {
         prompt["llm"] = json!(model);
     }
@@ -91,6 +92,7 @@ pub(crate) fn parse_agent(v: &Value) -> Result<ProviderAssistant, ProviderError>
             language: c["agent"]["language"].as_str().map(str::to_string),
             silence_timeout_seconds: None,
             max_duration_seconds: c["conversation"]["max_duration_seconds"].as_u64().map(|s| s as u32),
+            tools: None,
         },
     })
 }
@@ -100,8 +102,8 @@ impl AssistantProvider for ElevenLabs {
         ProviderKind::Elevenlabs
     }
 
-    async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
-        let mut body = agent_body(name, config);
+    async fn create_assistant(&self, name: &str, config: &AssistantConfig, tools: &crate::AgentToolset) -> Result<String, ProviderError> {
+        let mut body = agent_body(name, config, tools);
         // only signed URLs (the bridge's) open conversations: without this anyone holding the agent id could
         body["platform_settings"] = json!({ "auth": { "enable_auth": true } });
         let created = self.call(Method::POST, "/v1/convai/agents/create", Some(&body), "(new)").await?;
@@ -112,8 +114,14 @@ impl AssistantProvider for ElevenLabs {
         parse_agent(&self.call(Method::GET, &format!("/v1/convai/agents/{id}"), None, id).await?)
     }
 
-    async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
-        self.call(Method::PATCH, &format!("/v1/convai/agents/{id}"), Some(&agent_body(name, config)), id).await?;
+    async fn update_assistant(
+        &self,
+        id: &str,
+        name: &str,
+        config: &AssistantConfig,
+        tools: &crate::AgentToolset,
+    ) -> Result<(), ProviderError> {
+        self.call(Method::PATCH, &format!("/v1/convai/agents/{id}"), Some(&agent_body(name, config, tools)), id).await?;
         Ok(())
     }
 }

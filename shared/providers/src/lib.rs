@@ -3,6 +3,7 @@
 //! in-process simulator the demo and tests use; and Cal.com, where the agent's booking tool books.
 
 mod accounts;
+mod agent_tools;
 pub mod calcom;
 mod caller_ids;
 pub mod calls;
@@ -20,6 +21,7 @@ use domain::{AssistantConfig, ProviderKind};
 use std::future::Future;
 
 pub use accounts::{AnyAssistantProvider, AssistantProviders, ProviderAccount, ProviderAccounts, ProviderEndpoint, TwilioAccount};
+pub use agent_tools::{AgentToolset, TOOL_SECRET_HEADER};
 pub use calcom::{BookedAppointment, CalCom, CalcomAccount};
 pub use caller_ids::NumberOwnership;
 pub use calls::{CallOptions, CallProvider, CallProviders, CallRequest};
@@ -81,9 +83,21 @@ pub struct ProviderAssistant {
 pub trait AssistantProvider: Send + Sync {
     fn kind(&self) -> ProviderKind;
     /// Creates the assistant and returns the provider's id for it.
-    fn create_assistant(&self, name: &str, config: &AssistantConfig) -> impl Future<Output = Result<String, ProviderError>> + Send;
+    /// `tools` are declared on the provider's agent as it understands them.
+    fn create_assistant(
+        &self,
+        name: &str,
+        config: &AssistantConfig,
+        tools: &AgentToolset,
+    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
     fn get_assistant(&self, id: &str) -> impl Future<Output = Result<ProviderAssistant, ProviderError>> + Send;
-    fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    fn update_assistant(
+        &self,
+        id: &str,
+        name: &str,
+        config: &AssistantConfig,
+        tools: &AgentToolset,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 }
 
 /// Hex HMAC-SHA256 of the concatenated `parts` under `key`: how ElevenLabs, Retell and Vapi sign webhooks.

@@ -39,12 +39,13 @@ impl Retell {
 }
 
 /// The Retell LLM half: what the agent says.
-pub(crate) fn llm_body(config: &AssistantConfig) -> Value {
+pub(crate) fn llm_body(config: &AssistantConfig, tools: &crate::AgentToolset) -> Value {
     let mut body = json!({
         "general_prompt": config.system_prompt,
         "begin_message": config.first_message,
         // outbound calls: the agent opens with the disclosure line
         "start_speaker": "agent",
+        "general_tools": tools.retell(),
     });
     if let Some(model) = &config.model {
         body["model"] = json!(model);
@@ -89,6 +90,7 @@ pub(crate) fn parse_agent(agent: &Value, llm: &Value) -> Result<ProviderAssistan
             language: agent["language"].as_str().map(str::to_string),
             silence_timeout_seconds: seconds("end_call_after_silence_ms"),
             max_duration_seconds: seconds("max_call_duration_ms"),
+            tools: None,
         },
     })
 }
@@ -98,8 +100,8 @@ impl AssistantProvider for Retell {
         ProviderKind::Retell
     }
 
-    async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
-        let llm = self.api.call(Method::POST, "/create-retell-llm", Some(&llm_body(config)), "retell llm (new)").await?;
+    async fn create_assistant(&self, name: &str, config: &AssistantConfig, tools: &crate::AgentToolset) -> Result<String, ProviderError> {
+        let llm = self.api.call(Method::POST, "/create-retell-llm", Some(&llm_body(config, tools)), "retell llm (new)").await?;
         let llm_id = llm["llm_id"].as_str().ok_or_else(|| protocol("create-retell-llm answered without an llm_id"))?;
         let mut body = agent_body(name, config);
         body["response_engine"] = json!({ "type": "retell-llm", "llm_id": llm_id });
@@ -124,10 +126,16 @@ impl AssistantProvider for Retell {
         parse_agent(&agent, &llm)
     }
 
-    async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
+    async fn update_assistant(
+        &self,
+        id: &str,
+        name: &str,
+        config: &AssistantConfig,
+        tools: &crate::AgentToolset,
+    ) -> Result<(), ProviderError> {
         let (_, llm_id) = self.llm_id_of(id).await?;
         self.api
-            .call(Method::PATCH, &format!("/update-retell-llm/{llm_id}"), Some(&llm_body(config)), &format!("retell llm {llm_id}"))
+            .call(Method::PATCH, &format!("/update-retell-llm/{llm_id}"), Some(&llm_body(config, tools)), &format!("retell llm {llm_id}"))
             .await?;
         self.api.call(Method::PATCH, &format!("/update-agent/{id}"), Some(&agent_body(name, config)), &format!("agent {id}")).await?;
         Ok(())
@@ -137,10 +145,19 @@ impl AssistantProvider for Retell {
 impl crate::CallProvider for Retell {
     async fn place_call(&self, call: &crate::CallRequest) -> Result<String, ProviderError> {
         let agent_id = call.assistant_provider_id.as_deref().ok_or_else(|| crate::calls::missing_id(PROVIDER, "agent id"))?;
+        let voicemail = match call.voicemail_message() {
+            Some(text) => json!({ "type": "static_text", "text": text }),
+            None => json!({ "type": "hangup" }),
+        };
         let body = json!({
             "from_number": call.from.as_str(),
             "to_number": call.to.as_str(),
             "override_agent_id": agent_id,
+            // this call's limits, over the agent's own
+            "agent_override": { "agent": {
+                "max_call_duration_ms": u64::from(call.max_call_seconds) * 1000,
+                "voicemail_option": { "action": voicemail },
+            } },
             "retell_llm_dynamic_variables": call.variables_with_ids(),
             "metadata": call.metadata(),
         });

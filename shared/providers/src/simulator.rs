@@ -25,7 +25,7 @@ impl AssistantProvider for SimulatedAssistants {
         ProviderKind::Simulator
     }
 
-    async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
+    async fn create_assistant(&self, name: &str, config: &AssistantConfig, _tools: &crate::AgentToolset) -> Result<String, ProviderError> {
         let id = format!("sim_asst_{}", uuid::Uuid::now_v7().simple());
         let assistant = ProviderAssistant { id: id.clone(), name: name.into(), config: config.clone() };
         self.with(|m| m.insert(id.clone(), assistant));
@@ -36,7 +36,13 @@ impl AssistantProvider for SimulatedAssistants {
         self.with(|m| m.get(id).cloned()).ok_or_else(|| ProviderError::NotFound { provider: "simulator", id: id.into() })
     }
 
-    async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
+    async fn update_assistant(
+        &self,
+        id: &str,
+        name: &str,
+        config: &AssistantConfig,
+        _tools: &crate::AgentToolset,
+    ) -> Result<(), ProviderError> {
         self.with(|m| match m.get_mut(id) {
             Some(a) => {
                 a.name = name.into();

@@ -44,7 +44,7 @@ impl Vapi {
 }
 
 /// The body of a create or update: Vapi's CreateAssistantDTO fields.
-pub(crate) fn assistant_body(name: &str, config: &AssistantConfig) -> Value {
+pub(crate) fn assistant_body(name: &str, config: &AssistantConfig, tools: &crate::AgentToolset) -> Value {
     let mut body = json!({
         "name": name,
         "firstMessage": config.first_message,
@@ -52,6 +52,7 @@ pub(crate) fn assistant_body(name: &str, config: &AssistantConfig) -> Value {
             "provider": "openai",
             "model": config.model.as_deref().unwrap_or(DEFAULT_MODEL),
             "messages": [{ "role": "system", "content": config.system_prompt }],
+            "tools": tools.vapi(),
         },
     });
     if let Some(voice) = &config.voice {
@@ -98,6 +99,7 @@ pub(crate) fn parse_assistant(v: &Value) -> Result<ProviderAssistant, ProviderEr
             language: None,
             silence_timeout_seconds: seconds("silenceTimeoutSeconds"),
             max_duration_seconds: seconds("maxDurationSeconds"),
+            tools: None,
         },
     })
 }
@@ -107,8 +109,8 @@ impl AssistantProvider for Vapi {
         ProviderKind::Vapi
     }
 
-    async fn create_assistant(&self, name: &str, config: &AssistantConfig) -> Result<String, ProviderError> {
-        let created = self.call(Method::POST, "/assistant", Some(&assistant_body(name, config)), "(new)").await?;
+    async fn create_assistant(&self, name: &str, config: &AssistantConfig, tools: &crate::AgentToolset) -> Result<String, ProviderError> {
+        let created = self.call(Method::POST, "/assistant", Some(&assistant_body(name, config, tools)), "(new)").await?;
         Ok(parse_assistant(&created)?.id)
     }
 
@@ -116,8 +118,14 @@ impl AssistantProvider for Vapi {
         parse_assistant(&self.call(Method::GET, &format!("/assistant/{id}"), None, id).await?)
     }
 
-    async fn update_assistant(&self, id: &str, name: &str, config: &AssistantConfig) -> Result<(), ProviderError> {
-        self.call(Method::PATCH, &format!("/assistant/{id}"), Some(&assistant_body(name, config)), id).await?;
+    async fn update_assistant(
+        &self,
+        id: &str,
+        name: &str,
+        config: &AssistantConfig,
+        tools: &crate::AgentToolset,
+    ) -> Result<(), ProviderError> {
+        self.call(Method::PATCH, &format!("/assistant/{id}"), Some(&assistant_body(name, config, tools)), id).await?;
         Ok(())
     }
 }
@@ -133,11 +141,20 @@ impl crate::CallProvider for Vapi {
         if let Some(name) = call.variables.get("name") {
             customer["name"] = json!(name);
         }
+        // Vapi's own detection: with a message it leaves it after the beep, without one it hangs up
+        let mut overrides = json!({
+            "variableValues": call.variables_with_ids(),
+            "maxDurationSeconds": call.max_call_seconds,
+            "voicemailDetection": { "provider": "vapi" },
+        });
+        if let Some(message) = call.voicemail_message() {
+            overrides["voicemailMessage"] = json!(message);
+        }
         let body = json!({
             "assistantId": assistant_id,
             "phoneNumberId": phone_number_id,
             "customer": customer,
-            "assistantOverrides": { "variableValues": call.variables_with_ids() },
+            "assistantOverrides": overrides,
             "metadata": call.metadata(),
         });
         let answer = self.api.call(Method::POST, "/call", Some(&body), &format!("assistant {assistant_id}")).await?;

@@ -76,6 +76,8 @@ async fn a_twilio_call_streams_through_the_local_bridge_to_its_agent() {
             .unwrap();
     let mut assistant = domain::NewAssistant::local("Renewals", domain::ProviderKind::Elevenlabs, config).unwrap();
     assistant.provider_assistant_id = Some("agent_e2e".into());
+    // as if created through the API with this deployment's public URL: its tools are declared there
+    assistant.tools_url = Some(base.clone());
     let assistant = store.create_assistant(org, assistant, chrono::Utc::now()).await.unwrap();
     let caller = domain::E164::parse("+14155550100", None).unwrap();
     store::testing::register_caller_ids(&store, org, &[caller], None, None).await;

@@ -50,7 +50,9 @@ impl<S: Store> App<S> {
     async fn new(store: S, accounts: ProviderAccounts) -> Self {
         // the state as from_config builds it, with retries fast enough for tests
         let providers = AssistantProviders::new(&accounts, fast_retries());
-        let (router, _) = router().with_state(AppState { store: store.clone(), providers: providers.clone() }).split_for_parts();
+        let (router, _) = router()
+            .with_state(AppState { store: store.clone(), providers: providers.clone(), tools: Default::default() })
+            .split_for_parts();
         let org = store.create_org("Acme Outbound").await.unwrap().id;
         let key = store.create_api_key(org).await.unwrap().secret;
         Self { router, store, providers, org, key }

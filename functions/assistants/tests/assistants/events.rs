@@ -42,7 +42,8 @@ async fn every_sample_event_is_answered_by_its_route() {
     assert_eq!((status, cloned["source"].as_str()), (StatusCode::CREATED, Some("local")));
 
     let simulator = providers.get(domain::ProviderKind::Simulator).unwrap();
-    let provider_id = simulator.create_assistant("Made at the provider", &domain::assistant::templates()[0].config).await.unwrap();
+    let provider_id =
+        simulator.create_assistant("Made at the provider", &domain::assistant::templates()[0].config, &Default::default()).await.unwrap();
     let (status, imported) =
         invoke(&app, "import.json", &[(KEY_PLACEHOLDER, key.as_str()), (PROVIDER_ID_PLACEHOLDER, provider_id.as_str())]).await;
     assert_eq!(

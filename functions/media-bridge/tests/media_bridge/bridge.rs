@@ -67,6 +67,7 @@ async fn world_with(tools: app::AgentTools, agent_listens: bool) -> World {
         language: Some("en".into()),
         silence_timeout_seconds: None,
         max_duration_seconds: None,
+        tools: None,
     };
     let mut assistant = NewAssistant::local("Ana", ProviderKind::Elevenlabs, config).unwrap();
     assistant.provider_assistant_id = Some("agent_test".into());

@@ -4,7 +4,7 @@
 use domain::ProviderKind;
 use domain::{AssistantConfig, Voice};
 use providers::{
-    AssistantProvider, AssistantProviders, ElevenLabs, ProviderAccount, ProviderAccounts, ProviderError, Retell, RetryPolicy,
+    AgentToolset, AssistantProvider, AssistantProviders, ElevenLabs, ProviderAccount, ProviderAccounts, ProviderError, Retell, RetryPolicy,
     SimulatedAssistants, Vapi,
 };
 use serde_json::json;
@@ -28,6 +28,7 @@ fn config() -> AssistantConfig {
         language: None,
         silence_timeout_seconds: Some(20),
         max_duration_seconds: Some(600),
+        tools: None,
     }
 }
 
@@ -73,11 +74,11 @@ async fn vapi_create_get_and_update_speak_its_api() {
         .await;
 
     let vapi = Vapi::new(&server.uri(), "vapi-key", fast_retries());
-    assert_eq!(vapi.create_assistant("Sales", &config()).await.unwrap(), "asst_1");
+    assert_eq!(vapi.create_assistant("Sales", &config(), &AgentToolset::default()).await.unwrap(), "asst_1");
     let fetched = vapi.get_assistant("asst_1").await.unwrap();
     assert_eq!((fetched.id.as_str(), fetched.name.as_str()), ("asst_1", "Sales"));
     assert_eq!(fetched.config, config(), "what we send is what we read back");
-    vapi.update_assistant("asst_1", "Sales v2", &config()).await.unwrap();
+    vapi.update_assistant("asst_1", "Sales v2", &config(), &AgentToolset::default()).await.unwrap();
     assert!(!format!("{vapi:?}").contains("vapi-key"), "credentials never reach logs");
 }
 
@@ -99,7 +100,7 @@ async fn vapi_refusals_and_missing_assistants_are_typed() {
         .mount(&server)
         .await;
     let vapi = Vapi::new(&server.uri(), "k", fast_retries());
-    let refused = vapi.create_assistant("Sales", &config()).await.unwrap_err();
+    let refused = vapi.create_assistant("Sales", &config(), &AgentToolset::default()).await.unwrap_err();
     assert_eq!(refused, ProviderError::Refused { provider: "vapi", status: 400, message: "voice.voiceId must be a valid voice".into() });
     assert!(!refused.is_transient());
     assert!(matches!(vapi.get_assistant("nope").await, Err(ProviderError::NotFound { .. })));
@@ -149,7 +150,7 @@ async fn rate_limits_that_persist_give_up_as_rate_limited() {
         .await;
     let el = ElevenLabs::new(&server.uri(), "k", fast_retries());
     assert_eq!(
-        el.update_assistant("ag_1", "A", &config()).await,
+        el.update_assistant("ag_1", "A", &config(), &AgentToolset::default()).await,
         Err(ProviderError::RateLimited { provider: "elevenlabs", retry_after: None })
     );
 }
@@ -196,7 +197,7 @@ async fn elevenlabs_agents_are_set_to_ulaw_8000_both_ways() {
         .await;
 
     let el = ElevenLabs::new(&server.uri(), "el-key", fast_retries());
-    assert_eq!(el.create_assistant("Sales", &config()).await.unwrap(), "ag_1");
+    assert_eq!(el.create_assistant("Sales", &config(), &AgentToolset::default()).await.unwrap(), "ag_1");
     let agent = el.get_assistant("ag_1").await.unwrap();
     assert_eq!(agent.config.first_message, config().first_message);
     assert_eq!(agent.config.voice.unwrap().voice_id, "EXAVITQu4vr4xnSDxMaL");
@@ -207,9 +208,9 @@ async fn elevenlabs_agents_are_set_to_ulaw_8000_both_ways() {
 #[tokio::test]
 async fn the_simulator_keeps_what_it_is_given() {
     let sim = SimulatedAssistants::default();
-    let id = sim.create_assistant("Demo", &config()).await.unwrap();
+    let id = sim.create_assistant("Demo", &config(), &AgentToolset::default()).await.unwrap();
     assert_eq!(sim.get_assistant(&id).await.unwrap().config, config());
-    sim.update_assistant(&id, "Demo 2", &config()).await.unwrap();
+    sim.update_assistant(&id, "Demo 2", &config(), &AgentToolset::default()).await.unwrap();
     assert_eq!(sim.get_assistant(&id).await.unwrap().name, "Demo 2");
     assert!(matches!(sim.get_assistant("sim_asst_nope").await, Err(ProviderError::NotFound { .. })));
 }
@@ -276,7 +277,7 @@ async fn retell_assistants_are_an_llm_and_an_agent() {
         .await;
 
     let retell = Retell::new(&server.uri(), "retell-key", fast_retries());
-    assert_eq!(retell.create_assistant("Sales", &config()).await.unwrap(), "agent_1");
+    assert_eq!(retell.create_assistant("Sales", &config(), &AgentToolset::default()).await.unwrap(), "agent_1");
     let fetched = retell.get_assistant("agent_1").await.unwrap();
     assert_eq!(fetched.name, "Sales");
     assert_eq!(
@@ -288,7 +289,7 @@ async fn retell_assistants_are_an_llm_and_an_agent() {
         }
     );
     let changed = AssistantConfig { system_prompt: "You qualify leads.".into(), ..config() };
-    retell.update_assistant("agent_1", "Sales v2", &changed).await.unwrap();
+    retell.update_assistant("agent_1", "Sales v2", &changed, &AgentToolset::default()).await.unwrap();
     assert!(!format!("{retell:?}").contains("retell-key"));
 }
 
@@ -314,7 +315,7 @@ async fn a_refused_retell_agent_leaves_no_orphan_llm() {
         .mount(&server)
         .await;
     let retell = Retell::new(&server.uri(), "k", fast_retries());
-    let refused = retell.create_assistant("Sales", &config()).await.unwrap_err();
+    let refused = retell.create_assistant("Sales", &config(), &AgentToolset::default()).await.unwrap_err();
     assert_eq!(refused, ProviderError::Refused { provider: "retell", status: 400, message: "voice_id is invalid".into() });
 }
 
@@ -329,10 +330,152 @@ async fn only_configured_providers_can_be_used_and_the_simulator_always() {
     let missing = providers.get(ProviderKind::Retell).unwrap_err();
     assert_eq!(missing, ProviderError::NotConfigured { provider: "retell", variable: "RETELL_API_KEY" });
     let sim = providers.get(ProviderKind::Simulator).unwrap();
-    let id = sim.create_assistant("Demo", &config()).await.unwrap();
+    let id = sim.create_assistant("Demo", &config(), &AgentToolset::default()).await.unwrap();
     assert_eq!(
         providers.get(ProviderKind::Simulator).unwrap().get_assistant(&id).await.unwrap().name,
         "Demo",
         "one simulator per deployment"
     );
+}
+
+fn toolset() -> AgentToolset {
+    AgentToolset {
+        tools: domain::AgentTool::defaults(true, false),
+        public_url: Some("https://outdial.example/".into()),
+        vapi_secret: Some("vapi-secret".into()),
+        elevenlabs_secret: Some("el-secret".into()),
+    }
+}
+
+/// The JSON bodies the fake received, in order.
+async fn bodies(server: &MockServer) -> Vec<serde_json::Value> {
+    server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn tools_are_declared_in_each_providers_create_and_update_bodies() {
+    use domain::AgentTool::{Book, CurrentTime, DoNotCall};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/assistant"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "asst_1" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/assistant/asst_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "asst_1" })))
+        .mount(&server)
+        .await;
+    let vapi = Vapi::new(&server.uri(), "vapi-key", fast_retries());
+    vapi.create_assistant("Sales", &config(), &toolset()).await.unwrap();
+    vapi.update_assistant("asst_1", "Sales", &config(), &toolset()).await.unwrap();
+    let function = |tool: domain::AgentTool| {
+        json!({
+            "type": "function",
+            "function": { "name": tool.as_str(), "description": tool.description(), "parameters": tool.parameters() },
+            "server": { "url": "https://outdial.example/tools/vapi", "secret": "vapi-secret" },
+        })
+    };
+    let vapi_tools = json!([function(CurrentTime), function(DoNotCall), function(Book), { "type": "endCall" }]);
+    for body in bodies(&server).await {
+        assert_eq!(body["model"]["tools"], vapi_tools);
+    }
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/create-retell-llm"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "llm_id": "llm_1" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/create-agent"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "agent_id": "agent_1" })))
+        .mount(&server)
+        .await;
+    let agent = json!({ "agent_id": "agent_1", "response_engine": { "type": "retell-llm", "llm_id": "llm_1" } });
+    Mock::given(method("GET"))
+        .and(path("/get-agent/agent_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(agent))
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH")).respond_with(ResponseTemplate::new(200).set_body_json(json!({}))).mount(&server).await;
+    let retell = Retell::new(&server.uri(), "retell-key", fast_retries());
+    retell.create_assistant("Sales", &config(), &toolset()).await.unwrap();
+    retell.update_assistant("agent_1", "Sales", &config(), &toolset()).await.unwrap();
+    let custom = |tool: domain::AgentTool| {
+        json!({
+            "type": "custom", "name": tool.as_str(), "description": tool.description(),
+            "url": format!("https://outdial.example/tools/retell/{}", tool.as_str()), "parameters": tool.parameters(),
+            "speak_during_execution": false, "speak_after_execution": true,
+        })
+    };
+    let end_call = json!({ "type": "end_call", "name": "end_call", "description": domain::AgentTool::EndCall.description() });
+    let retell_tools = json!([custom(CurrentTime), custom(DoNotCall), custom(Book), end_call]);
+    let requests = server.received_requests().await.unwrap();
+    let llm_bodies: Vec<serde_json::Value> =
+        requests.iter().filter(|r| r.url.path().contains("retell-llm")).map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    assert_eq!(llm_bodies.len(), 2, "the LLM is written on create and on update");
+    for body in llm_bodies {
+        assert_eq!(body["general_tools"], retell_tools);
+    }
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/convai/agents/create"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "agent_id": "ag_1" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/v1/convai/agents/ag_1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "agent_id": "ag_1" })))
+        .mount(&server)
+        .await;
+    let el = ElevenLabs::new(&server.uri(), "el-key", fast_retries());
+    el.create_assistant("Sales", &config(), &toolset()).await.unwrap();
+    el.update_assistant("ag_1", "Sales", &config(), &toolset()).await.unwrap();
+    let filled = |variable: &str| json!({ "type": "string", "description": "filled in by ElevenLabs", "dynamic_variable": variable });
+    let webhook = |tool: domain::AgentTool| {
+        let mut schema = tool.parameters();
+        schema["description"] = json!(format!("The {} request", tool.as_str()));
+        schema["properties"]["conversation_id"] = filled("system__conversation_id");
+        schema["properties"]["outdial_org_id"] = filled("outdial_org_id");
+        schema["properties"]["outdial_call_id"] = filled("outdial_call_id");
+        json!({
+            "type": "webhook", "name": tool.as_str(), "description": tool.description(),
+            "api_schema": {
+                "url": format!("https://outdial.example/tools/elevenlabs/{}", tool.as_str()), "method": "POST",
+                "request_body_schema": schema, "request_headers": { "X-Outdial-Tool-Secret": "el-secret" },
+            },
+        })
+    };
+    let system = |name: &str, description: &str| json!({ "type": "system", "name": name, "description": description, "params": { "system_tool_type": name } });
+    for body in bodies(&server).await {
+        let prompt = &body["conversation_config"]["agent"]["prompt"];
+        assert_eq!(prompt["tools"], json!([webhook(CurrentTime), webhook(DoNotCall), webhook(Book)]));
+        assert_eq!(
+            prompt["built_in_tools"],
+            json!({
+                "end_call": system("end_call", domain::AgentTool::EndCall.description()),
+                "voicemail_detection": system("voicemail_detection", "Ends the call when an answering machine or voicemail answers."),
+            })
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_a_public_url_only_the_providers_own_tools_are_declared() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/assistant"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "asst_1" })))
+        .mount(&server)
+        .await;
+    let vapi = Vapi::new(&server.uri(), "vapi-key", fast_retries());
+    let nowhere = AgentToolset { public_url: None, ..toolset() };
+    vapi.create_assistant("Sales", &config(), &nowhere).await.unwrap();
+    assert_eq!(bodies(&server).await[0]["model"]["tools"], json!([{ "type": "endCall" }]));
+    // and none at all when the assistant names none
+    let none = AgentToolset { tools: vec![], ..toolset() };
+    vapi.create_assistant("Sales", &config(), &none).await.unwrap();
+    assert_eq!(bodies(&server).await[1]["model"]["tools"], json!([]));
 }

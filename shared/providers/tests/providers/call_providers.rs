@@ -2,7 +2,7 @@
 //! API (PROTOCOLS.md), its refusals and outages classified, and the simulator's callbacks signed
 //! exactly as Twilio and ElevenLabs sign theirs.
 
-use domain::{CallId, CampaignId, ContactId, E164, OrgId, VoicemailAction};
+use domain::{CallId, CampaignId, ContactId, E164, OrgId, Voicemail, VoicemailAction};
 use providers::{
     CallProvider, CallRequest, ElevenLabs, NumberOwnership, ProviderAccount, ProviderAccounts, ProviderError, Retell, RetryPolicy,
     SimulatedCalls, SimulatorOdds, SimulatorWebhooks, Twilio, TwilioAccount, TwilioEndpoints, Vapi,
@@ -26,7 +26,7 @@ fn request() -> CallRequest {
         assistant_provider_id: Some("agent_7".into()),
         variables: BTreeMap::from([("name".into(), "Ada Lovelace".into()), ("plan".into(), "gold".into())]),
         recording: true,
-        voicemail: VoicemailAction::LeaveMessage,
+        voicemail: Voicemail { action: VoicemailAction::LeaveMessage, message: Some("Please call us back at 5.".into()) },
         max_call_seconds: 600,
         ring_seconds: 30,
     }
@@ -125,7 +125,7 @@ async fn twilio_creates_the_call_with_the_bridge_twiml_callbacks_amd_and_recordi
         form_of(&voicemail.received_requests().await.unwrap()[0].body),
         vec![("Twiml".to_string(), "<Response><Say>Call us back at 5 &amp; 6 &lt;today&gt;</Say><Hangup/></Response>".to_string())]
     );
-    let plain = CallRequest { voicemail: VoicemailAction::Hangup, recording: false, ..request() };
+    let plain = CallRequest { voicemail: Voicemail::default(), recording: false, ..request() };
     let fields = twilio(&hangup).call_form(&plain);
     assert!(fields.contains(&("MachineDetection", "DetectMessageEnd".into())));
     assert!(!fields.iter().any(|(k, _)| k.starts_with("Record")));
@@ -280,42 +280,75 @@ async fn elevenlabs_places_a_native_twilio_outbound_call() {
     assert!(matches!(eleven.place_call(&call).await.unwrap_err(), ProviderError::NotConfigured { provider: "elevenlabs", .. }));
 }
 
+/// Vapi's create-call body for `call`: the variables, and this campaign's time limit and
+/// voicemail action as per-call assistant overrides.
+fn vapi_body(call: &CallRequest, voicemail_message: Option<&str>) -> Value {
+    let mut overrides = json!({
+        "variableValues": variables_with_ids(call),
+        "maxDurationSeconds": call.max_call_seconds,
+        "voicemailDetection": { "provider": "vapi" },
+    });
+    if let Some(message) = voicemail_message {
+        overrides["voicemailMessage"] = json!(message);
+    }
+    json!({
+        "assistantId": "agent_7",
+        "phoneNumberId": "pn_1",
+        "customer": { "number": "+14155550123", "name": "Ada Lovelace" },
+        "assistantOverrides": overrides,
+        "metadata": metadata(call),
+    })
+}
+
+/// Retell's create-phone-call body for `call`, its limits in `agent_override`.
+fn retell_body(call: &CallRequest, voicemail_action: Value) -> Value {
+    json!({
+        "from_number": "+14155550100",
+        "to_number": "+14155550123",
+        "override_agent_id": "agent_7",
+        "agent_override": { "agent": {
+            "max_call_duration_ms": u64::from(call.max_call_seconds) * 1000,
+            "voicemail_option": { "action": voicemail_action },
+        } },
+        "retell_llm_dynamic_variables": variables_with_ids(call),
+        "metadata": metadata(call),
+    })
+}
+
 #[tokio::test]
-async fn vapi_and_retell_create_calls_with_the_contacts_variables() {
+async fn vapi_and_retell_create_calls_with_the_contacts_variables_time_limit_and_voicemail_action() {
     let server = MockServer::start().await;
-    let call = request();
-    Mock::given(method("POST"))
-        .and(path("/call"))
-        .and(header("authorization", "Bearer vapi-key"))
-        .and(body_json(json!({
-            "assistantId": "agent_7",
-            "phoneNumberId": "pn_1",
-            "customer": { "number": "+14155550123", "name": "Ada Lovelace" },
-            "assistantOverrides": { "variableValues": variables_with_ids(&call) },
-            "metadata": metadata(&call),
-        })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "vapi_call_1", "status": "queued" })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v2/create-phone-call"))
-        .and(header("authorization", "Bearer retell-key"))
-        .and(body_json(json!({
-            "from_number": "+14155550100",
-            "to_number": "+14155550123",
-            "override_agent_id": "agent_7",
-            "retell_llm_dynamic_variables": variables_with_ids(&call),
-            "metadata": metadata(&call),
-        })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "call_id": "retell_call_1", "call_status": "registered" })))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let leave = CallRequest { from_number_id: Some("pn_1".into()), ..request() };
+    let hang_up = CallRequest { voicemail: Voicemail::default(), max_call_seconds: 90, ..leave.clone() };
+    for (call, id) in [(&leave, "vapi_call_1"), (&hang_up, "vapi_call_2")] {
+        Mock::given(method("POST"))
+            .and(path("/call"))
+            .and(header("authorization", "Bearer vapi-key"))
+            .and(body_json(vapi_body(call, call.voicemail_message())))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": id, "status": "queued" })))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let retell_hang_up = json!({ "type": "hangup" });
+    let retell_leave = json!({ "type": "static_text", "text": "Please call us back at 5." });
+    for (call, action, id) in [(&leave, retell_leave, "retell_call_1"), (&hang_up, retell_hang_up, "retell_call_2")] {
+        Mock::given(method("POST"))
+            .and(path("/v2/create-phone-call"))
+            .and(header("authorization", "Bearer retell-key"))
+            .and(body_json(retell_body(call, action)))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "call_id": id, "call_status": "registered" })))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    assert_eq!(vapi_body(&leave, Some("Please call us back at 5."))["assistantOverrides"]["voicemailMessage"], "Please call us back at 5.");
     let vapi = Vapi::new(&server.uri(), "vapi-key", RetryPolicy::once());
-    assert_eq!(vapi.place_call(&CallRequest { from_number_id: Some("pn_1".into()), ..call.clone() }).await.unwrap(), "vapi_call_1");
+    assert_eq!(vapi.place_call(&leave).await.unwrap(), "vapi_call_1");
+    assert_eq!(vapi.place_call(&hang_up).await.unwrap(), "vapi_call_2");
     let retell = Retell::new(&server.uri(), "retell-key", RetryPolicy::once());
-    assert_eq!(retell.place_call(&call).await.unwrap(), "retell_call_1");
+    assert_eq!(retell.place_call(&leave).await.unwrap(), "retell_call_1");
+    assert_eq!(retell.place_call(&hang_up).await.unwrap(), "retell_call_2");
 }
 
 #[tokio::test]

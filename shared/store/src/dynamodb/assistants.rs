@@ -27,7 +27,8 @@ impl AssistantStore for DynamoStore {
             let (assistant, writes, created) = match self.assistant_by_provider_id(org, &new).await? {
                 Some(mut existing) => {
                     let before = existing.version;
-                    let patch = AssistantPatch { name: Some(new.name.clone()), config: Some(new.config.clone()), active: None };
+                    let patch =
+                        AssistantPatch { name: Some(new.name.clone()), config: Some(new.config.clone()), active: None, tools_url: None };
                     if !existing.apply(&patch, now) {
                         return Ok((existing, false));
                     }

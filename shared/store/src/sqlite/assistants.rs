@@ -23,7 +23,7 @@ impl AssistantStore for SqliteStore {
             claim_provider_id(tx, org, &new)?;
             match assistant_by_provider_id(tx, org, &new)? {
                 Some(mut existing) => {
-                    let patch = AssistantPatch { name: Some(new.name), config: Some(new.config), active: None };
+                    let patch = AssistantPatch { name: Some(new.name), config: Some(new.config), active: None, tools_url: None };
                     if existing.apply(&patch, now) {
                         save_assistant(tx, &existing)?;
                     }

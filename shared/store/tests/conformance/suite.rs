@@ -668,6 +668,7 @@ fn assistant_config(prompt: &str) -> AssistantConfig {
         language: None,
         silence_timeout_seconds: Some(30),
         max_duration_seconds: Some(600),
+        tools: None,
     }
 }
 
@@ -678,6 +679,7 @@ fn new_assistant(name: &str, provider_id: Option<&str>, source: AssistantSource)
         provider_assistant_id: provider_id.map(str::to_string),
         source,
         config: assistant_config("You book demos."),
+        tools_url: Some("https://outdial.example".into()),
     }
 }
 
