@@ -192,7 +192,7 @@ async fn create_at_provider<S: Store>(state: &AppState<S>, org: OrgId, mut new: 
     let provider = state.providers.get(new.provider)?;
     let provider_id = provider.create_assistant(&new.name, &new.config, &state.tools.for_assistant(org, &new.config)).await?;
     new.provider_assistant_id = Some(provider_id.clone());
-    new.tools_url.clone_from(&state.tools.public_url);
+    new.tools_url = state.tools.declared_at(new.provider);
     state.store.create_assistant(org, new, Utc::now()).await.map_err(|e| {
         // the provider has it but we could not record it: say where, so it can be imported
         tracing::error!(provider = provider.kind().as_str(), provider_assistant_id = provider_id, error = %e, "created at the provider but not stored");
@@ -288,7 +288,7 @@ async fn update_assistant<S: Store>(
     let redeclare = current.undeclared_tools(state.tools.public_url.as_deref()).is_some();
     let provider_copy = match (&current.provider_assistant_id, patch.changes_provider_copy(&current) || redeclare) {
         (Some(provider_id), true) => {
-            patch.tools_url = Some(state.tools.public_url.clone());
+            patch.tools_url = Some(state.tools.declared_at(current.provider));
             owned_by(&state.store, org, current.provider, provider_id).await?;
             let provider = state.providers.get(current.provider)?;
             let mut next = current.clone();

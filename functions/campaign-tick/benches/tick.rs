@@ -8,18 +8,14 @@
 //!     cargo bench -p campaign-tick --bench tick -- --requests-only   # the DynamoDB request counts alone
 
 use app::tick::{Ticker, tick};
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, interceptors::BeforeTransmitInterceptorContextRef};
 use chrono::{DateTime, Utc};
 use domain::{CallEvent, CallEventKind, CampaignSettings, CampaignStatus, Cap, E164, EndReason, NewCampaign, NewContact};
 use platform::{LocalQueue, LocalScheduler};
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
-use store::{DynamoStore, SqliteStore, Store};
+use store::{SqliteStore, Store};
 
 const RUNS: usize = 9;
 
@@ -81,25 +77,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-#[derive(Debug, Clone)]
-struct CountRequests(Arc<AtomicU64>);
-
-impl Intercept for CountRequests {
-    fn name(&self) -> &'static str {
-        "CountRequests"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
 #[tokio::main]
 async fn main() {
     println!("| store | contacts | calling areas | tick median | min | max |");
@@ -121,12 +98,8 @@ async fn main() {
     println!("\n| store | contacts | calling areas | DynamoDB requests per tick (median, min–max) |");
     println!("|---|---:|---:|---:|");
     for (n, states) in [(1_000, 1), (10_000, 1), (10_000, 4)] {
-        let counter = Arc::new(AtomicU64::new(0));
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).region("us-east-1").endpoint_url(&endpoint).load().await;
-        let config = aws_sdk_dynamodb::config::Builder::from(&shared).interceptor(CountRequests(counter.clone())).build();
         let table = format!("bench-tick-{n}-{}", uuid::Uuid::now_v7().simple());
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), &table);
-        store.create_table().await.unwrap();
+        let (store, counter) = store::testing::request_counting_dynamodb_store(&endpoint, &table).await;
         let (_, mut requests) = measure(store, n, states, &counter).await;
         requests.sort();
         println!("| DynamoDB (moto) | {n} | {} | {} ({}–{}) |", 3 * states, requests[RUNS / 2], requests[0], requests[RUNS - 1]);

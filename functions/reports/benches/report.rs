@@ -10,19 +10,15 @@
 //!
 //!     cargo bench -p reports --bench report
 
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, interceptors::BeforeTransmitInterceptorContextRef};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use domain::{
     AnsweredBy, CallDetails, CallEvent, CallEventKind, CampaignId, CampaignSettings, CampaignStatus, Cap, E164, EndReason, Money,
     NewCampaign, NewContact, RetryPolicy,
 };
 use http_body_util::BodyExt;
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use store::{DynamoStore, SqliteStore, Store};
+use store::{SqliteStore, Store};
 use tower::ServiceExt;
 
 /// The day the calls end on (a Monday).
@@ -149,25 +145,6 @@ async fn latency(app: &axum::Router, path: &str, key: &str) -> (f64, f64, f64) {
     (medians[RUNS / 2], medians[0], medians[RUNS - 1])
 }
 
-#[derive(Debug, Clone)]
-struct CountRequests(Arc<AtomicU64>);
-
-impl Intercept for CountRequests {
-    fn name(&self) -> &'static str {
-        "CountRequests"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
 #[tokio::main]
 async fn main() {
     println!("| calls | `GET /campaigns/{{id}}/report` median (range of {RUNS} runs) | `GET /reports/daily/{DAY}` median (range) |");
@@ -186,12 +163,8 @@ async fn main() {
     println!("\n| calls | DynamoDB requests per campaign report | per daily report |");
     println!("|---:|---:|---:|");
     for calls in [1_000u64, 5_000] {
-        let counter = Arc::new(AtomicU64::new(0));
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).region("us-east-1").endpoint_url(&endpoint).load().await;
-        let config = aws_sdk_dynamodb::config::Builder::from(&shared).interceptor(CountRequests(counter.clone())).build();
-        let store =
-            DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), &format!("bench-report-{}", uuid::Uuid::now_v7().simple()));
-        store.create_table().await.unwrap();
+        let table = format!("bench-report-{}", uuid::Uuid::now_v7().simple());
+        let (store, counter) = store::testing::request_counting_dynamodb_store(&endpoint, &table).await;
         let (key, id) = campaign(&store, calls).await;
         let app = router(store);
         let mut counted = Vec::new();

@@ -94,6 +94,15 @@ async fn call_of<S: Store>(store: &S, provider: CallProvider, provider_call_id: 
     context(store, org, store.get_call(org, id).await?, provider).await
 }
 
+/// `org`'s call `call_id` (outdial's id, as text), carried by its campaign's provider; a 404 when
+/// the organisation has no such call.
+async fn call_in<S: Store>(store: &S, org: OrgId, call_id: &str) -> Result<CallContext, Problem> {
+    let id = domain::CallId::parse(call_id).map_err(|_| Problem::not_found(format!("call {call_id} was not found")))?;
+    let call = store.get_call(org, id).await?;
+    let provider = store.get_campaign(org, call.campaign_id).await?.settings.provider;
+    context(store, org, call, provider).await
+}
+
 async fn context<S: Store>(store: &S, org: OrgId, call: Call, provider: CallProvider) -> Result<CallContext, Problem> {
     let contact = store.get_contact(org, call.campaign_id, call.contact_id).await?;
     Ok(CallContext { org, call, contact, provider })
@@ -284,27 +293,25 @@ async fn elevenlabs_tool<S: Store>(
         _ => None,
     };
     let (conversation, org, call) = (text("conversation_id"), text(domain::ORG_ID_VARIABLE), text(domain::CALL_ID_VARIABLE));
-    let at = match (org, call) {
+    // the secret names the organisation: another one's runs nothing, and learns nothing of its calls
+    let ours = |org: OrgId| {
+        if is_elevenlabs_tool_secret(key, org, given) {
+            Ok(())
+        } else {
+            Err(refused("elevenlabs", verify::Refusal::Invalid(TOOL_SECRET_HEADER)))
+        }
+    };
+    let at = match (org.and_then(|org| OrgId::parse(&org).ok()), call) {
         // outdial's ids (from dynamic variables) find bridge calls too, whose conversation is not the call's provider id
         (Some(org), Some(call)) => {
-            let not_ours = || Problem::not_found(format!("call {call} is not an outdial call"));
-            let org = OrgId::parse(&org).map_err(|_| not_ours())?;
-            // the secret names the organisation: it is checked before anything of it is read
-            if !is_elevenlabs_tool_secret(key, org, given) {
-                return Err(refused("elevenlabs", verify::Refusal::Invalid(TOOL_SECRET_HEADER)));
-            }
-            let call = store::CallStore::get_call(&state.store, org, domain::CallId::parse(&call).map_err(|_| not_ours())?).await?;
-            let campaign = store::CampaignStore::get_campaign(&state.store, org, call.campaign_id).await?;
-            context(&state.store, org, call, campaign.settings.provider).await?
+            ours(org)?;
+            call_in(&state.store, org, &call).await?
         }
         _ => {
             let conversation = conversation
                 .ok_or_else(|| malformed("the body has no conversation_id: fill it from the system__conversation_id dynamic variable"))?;
             let at = call_of(&state.store, CallProvider::Elevenlabs, &conversation).await?;
-            // a call of another organisation is refused, not run
-            if !is_elevenlabs_tool_secret(key, at.org, given) {
-                return Err(refused("elevenlabs", verify::Refusal::Invalid(TOOL_SECRET_HEADER)));
-            }
+            ours(at.org)?;
             at
         }
     };
@@ -372,11 +379,7 @@ async fn plain_tool<S: Store>(
     Path(tool): Path<String>,
     platform::extract::Json(request): platform::extract::Json<PlainToolRequest>,
 ) -> Result<Json<ToolAnswer>, Problem> {
-    let not_found = || Problem::not_found(format!("call {} was not found", request.call_id));
-    let id = domain::CallId::parse(&request.call_id).map_err(|_| not_found())?;
-    let call = store::CallStore::get_call(&state.store, org, id).await?;
-    let campaign = store::CampaignStore::get_campaign(&state.store, org, call.campaign_id).await?;
-    let at = context(&state.store, org, call, campaign.settings.provider).await?;
+    let at = call_in(&state.store, org, &request.call_id).await?;
     Ok(Json(ToolAnswer { result: run(&state, &at, &tool, &request.parameters).await.map_err(problem)? }))
 }
 

@@ -102,22 +102,10 @@ pub fn moment(local: DateTime<Tz>) -> Moment {
     Moment {
         local_time: local.to_rfc3339(),
         date: local.date_naive().to_string(),
-        weekday: weekday_name(local.weekday()).to_string(),
+        weekday: local.format("%A").to_string(),
         spoken: local.format("%A, %-d %B %Y, %-I:%M %p").to_string(),
         business_hours: weekday && (BUSINESS_HOURS.0..BUSINESS_HOURS.1).contains(&hour),
         calling_hours: (CALLING_HOURS.0..CALLING_HOURS.1).contains(&hour),
-    }
-}
-
-fn weekday_name(day: Weekday) -> &'static str {
-    match day {
-        Weekday::Mon => "Monday",
-        Weekday::Tue => "Tuesday",
-        Weekday::Wed => "Wednesday",
-        Weekday::Thu => "Thursday",
-        Weekday::Fri => "Friday",
-        Weekday::Sat => "Saturday",
-        Weekday::Sun => "Sunday",
     }
 }
 
@@ -204,7 +192,7 @@ fn on_day(phrase: &str, date: NaiveDate, time: Option<NaiveTime>, zone: Tz) -> R
         return Resolved {
             phrase: phrase.to_string(),
             date: date.to_string(),
-            weekday: weekday_name(date.weekday()).to_string(),
+            weekday: date.format("%A").to_string(),
             spoken: date.format("%A, %-d %B %Y").to_string(),
             at: None,
             note: None,
@@ -524,7 +512,8 @@ mod tests {
 
         #[test]
         fn a_weekday_is_the_coming_one_at_the_time_asked(now in any_instant(), zone in any_zone(), day in 0u32..7, hour in 1u32..13) {
-            let name = weekday_name(Weekday::try_from(day as u8).unwrap());
+            let name = NaiveDate::from_weekday_of_month_opt(2026, 1, Weekday::try_from(day as u8).unwrap(), 1).unwrap().format("%A").to_string();
+            let name = name.as_str();
             let r = resolve(&format!("next {name} at {hour}pm"), now, zone).unwrap();
             let ahead = (date(&r) - now.with_timezone(&zone).date_naive()).num_days();
             prop_assert!((1..=7).contains(&ahead), "{} days ahead", ahead);

@@ -281,6 +281,13 @@ impl ToolDeclarations {
         }
     }
 
+    /// Where a `provider` agent's tools are served once declared: the public URL, but nowhere for
+    /// ElevenLabs without the key its webhook tools authenticate with.
+    pub fn declared_at(&self, provider: domain::ProviderKind) -> Option<String> {
+        let unauthenticated = provider == domain::ProviderKind::Elevenlabs && self.key.is_none();
+        self.public_url.clone().filter(|_| !unauthenticated)
+    }
+
     /// The tools `org`'s agent with `config` is declared with.
     pub fn for_assistant(&self, org: OrgId, config: &domain::AssistantConfig) -> providers::AgentToolset {
         providers::AgentToolset {

@@ -773,7 +773,7 @@ impl UnmetCheck {
             ),
             Self::ToolsUndeclared { assistant, public_url: Some(url) } => format!(
                 "assistant {assistant}'s tools are not declared at {url}: save the assistant again (PATCH /assistants/{assistant}) \
-                 to declare them there"
+                 to declare them there (an ElevenLabs agent's also need OUTDIAL_SECRET_KEY)"
             ),
             Self::ProviderCannot { provider, what } => format!("{} cannot {what}", provider.as_str()),
         }

@@ -66,3 +66,33 @@ pub async fn register_caller_ids<S: crate::CallerIdStore>(
         store.register_caller_id(caller).await.expect("the caller ID registers");
     }
 }
+
+/// A DynamoStore on a fresh table `table` at `endpoint` whose client counts every request it
+/// sends, for benchmarks that report DynamoDB requests per operation.
+pub async fn request_counting_dynamodb_store(endpoint: &str, table: &str) -> (DynamoStore, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).region("us-east-1").endpoint_url(endpoint).load().await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&shared).interceptor(CountRequests(counter.clone())).build();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table);
+    store.create_table().await.expect("create the bench table");
+    (store, counter)
+}
+
+#[derive(Debug, Clone)]
+struct CountRequests(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl aws_sdk_dynamodb::config::Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}

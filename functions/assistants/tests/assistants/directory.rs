@@ -58,6 +58,13 @@ impl<S: Store> App<S> {
         Self { router, store, providers, org, key }
     }
 
+    /// The same directory served by a deployment whose agents' tools are declared as `tools` says.
+    fn declaring(mut self, tools: app::ToolDeclarations) -> Self {
+        let state = AppState { store: self.store.clone(), providers: self.providers.clone(), tools };
+        self.router = router().with_state(state).split_for_parts().0;
+        self
+    }
+
     async fn other_key(&self) -> String {
         let other = self.store.create_org("Someone else").await.unwrap().id;
         self.store.create_api_key(other).await.unwrap().secret
@@ -125,6 +132,41 @@ fn problem_type(reply: &Reply) -> &str {
 async fn requests_to(server: &MockServer, verb: &str, route: &str) -> Vec<Value> {
     let received = server.received_requests().await.unwrap_or_default();
     received.iter().filter(|r| r.method.as_str() == verb && r.url.path() == route).map(|r| r.body_json().unwrap_or(Value::Null)).collect()
+}
+
+/// Tools are declared at the deployment's public URL, which the assistant keeps (`toolsUrl`); one
+/// made before the URL was set has them declared there by its next save, even one changing nothing.
+pub async fn tools_are_declared_at_the_public_url_and_again_by_a_save<S: Store>(store: S) {
+    let vapi = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/assistant"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "asst_t" })))
+        .mount(&vapi)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/assistant/asst_t"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "asst_t" })))
+        .mount(&vapi)
+        .await;
+    let app = App::new(store, ProviderAccounts { vapi: account(&vapi), ..Default::default() }).await;
+    let created = app.create("Before the URL", "vapi").await;
+    assert!(created.get("toolsUrl").is_none(), "{created}");
+    assert_eq!(requests_to(&vapi, "POST", "/assistant").await[0]["model"]["tools"], json!([{ "type": "endCall" }]), "only Vapi's own");
+
+    let url = "https://outdial.example";
+    let app = app.declaring(app::ToolDeclarations { public_url: Some(url.into()), vapi_secret: Some("vs".into()), ..Default::default() });
+    let uri = format!("/assistants/{}", created["id"].as_str().unwrap());
+    let saved = app.patch(&uri, Some("\"1\""), json!({})).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    assert_eq!((saved.body["toolsUrl"].as_str(), saved.body["version"].as_u64()), (Some(url), Some(2)));
+    let patched = requests_to(&vapi, "PATCH", "/assistant/asst_t").await;
+    let names: Vec<&str> = patched[0]["model"]["tools"].as_array().unwrap().iter().filter_map(|t| t["function"]["name"].as_str()).collect();
+    assert_eq!(names, ["current_time", "add_to_do_not_call"]);
+    assert_eq!(patched[0]["model"]["tools"][0]["server"], json!({ "url": "https://outdial.example/tools/vapi", "secret": "vs" }));
+    // declared where the URL says: a save changing nothing now tells the provider nothing
+    let again = app.patch(&uri, Some("\"2\""), json!({})).await;
+    assert_eq!((again.status, again.body["version"].as_u64()), (StatusCode::OK, Some(2)));
+    assert_eq!(requests_to(&vapi, "PATCH", "/assistant/asst_t").await.len(), 1);
 }
 
 pub async fn a_provider_refusal_saves_nothing<S: Store>(store: S) {
@@ -456,6 +498,7 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(
+    tools_are_declared_at_the_public_url_and_again_by_a_save,
     a_provider_refusal_saves_nothing,
     updates_reach_the_provider_first_and_roll_back,
     imports_are_keyed_by_the_provider_id,

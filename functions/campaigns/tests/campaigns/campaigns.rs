@@ -24,6 +24,8 @@ struct Harness<S> {
     assistant: String,
 }
 
+const PUBLIC_URL: &str = "https://outdial.example";
+
 async fn harness<S: Store>(store: S, accounts: ProviderAccounts, import_max_bytes: u64) -> Harness<S> {
     harness_with_crm(store, accounts, import_max_bytes, providers::crm::CrmSetup::default()).await
 }
@@ -45,6 +47,8 @@ async fn harness_with_crm<S: Store>(
     (config.providers, config.import_max_bytes) = (ProviderAccounts { simulator: true, ..accounts }, import_max_bytes);
     config.secrets = Some(platform::SecretBox::from_base64(SECRET_KEY).unwrap());
     config.crm = crm;
+    // where assistants' tools are declared (a launch check)
+    config.dialing.calls.public_url = Some(PUBLIC_URL.into());
     let queue = LocalQueue::open_in_memory(5).unwrap();
     let state = AppState::from_config(&config, store.clone(), scheduler.clone(), queue.clone());
     let (app, _) = router().with_state(state).split_for_parts();
@@ -691,8 +695,18 @@ async fn launch_checks_list_everything_unmet<S: Store>(store: S) {
     let (status, problem) = h.json("POST", &format!("/campaigns/{id}/start"), Value::Null).await;
     assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/launch-checks-failed")));
     let checks: Vec<&str> = problem["unmet"].as_array().unwrap().iter().map(|u| u["check"].as_str().unwrap()).collect();
-    assert_eq!(checks, ["no-contacts", "assistant-inactive", "provider-not-configured", "calling-window-empty"]);
+    assert_eq!(
+        checks,
+        ["no-contacts", "assistant-inactive", "provider-not-configured", "calling-window-empty", "assistant-tools-undeclared"]
+    );
     assert!(problem["detail"].as_str().unwrap().contains("set VAPI_API_KEY"), "{problem}");
+    let undeclared = &problem["unmet"][4]["detail"];
+    assert!(undeclared.as_str().unwrap().contains(&format!("not declared at {PUBLIC_URL}: save the assistant again")), "{undeclared}");
+    // its tools declared there, that check is met
+    let patch = domain::AssistantPatch { tools_url: Some(Some(PUBLIC_URL.into())), ..Default::default() };
+    h.store.update_assistant(h.org, vapi.id, 2, patch, chrono::Utc::now()).await.unwrap();
+    let (_, problem) = h.json("POST", &format!("/campaigns/{id}/start"), Value::Null).await;
+    assert!(!problem["unmet"].as_array().unwrap().iter().any(|u| u["check"] == "assistant-tools-undeclared"), "{problem}");
     assert!(h.scheduler.get(id.parse().unwrap(), ScheduledAction::Tick).await.unwrap().is_none());
 }
 
