@@ -249,6 +249,8 @@ pub async fn serve_until<S: Store>(
     // Twilio streams to the same host the webhooks are on: wss:// behind an https:// tunnel
     let stream_url = calls.bridge_url.get_or_insert_with(|| media_url(&public_url)).clone();
     stack.bridge.stream_url.get_or_insert(stream_url);
+    // one server: the tools routes are on it too
+    stack.config.tools.public_url.get_or_insert(public_url);
     let (app, bridge) = local_stack(store, stack);
     media_bridge::serve_calls(bridge, app.layer(tower_http::trace::TraceLayer::new_for_http()), listener, stop).await
 }

@@ -1,11 +1,13 @@
-//! Lambda entry point: read config, build the DynamoDB store and the providers, serve the router.
+//! Lambda entry point: read config and the key each organisation's ElevenLabs tool secret is made
+//! with, build the DynamoDB store and the providers, serve the router.
 
 use assistants::{AppState, router};
 use platform::{Config, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    config.load_secret_key().await?;
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let (app, _) = router().with_state(AppState::from_config(&config, store)).split_for_parts();

@@ -320,7 +320,7 @@ pub async fn a_failed_ticks_retry_runs_again_and_still_claims_each_contact_once<
         store: w.state.store.clone(),
         scheduler: w.state.scheduler.clone(),
         accounts: w.state.accounts.clone(),
-        public_url: w.state.public_url.clone(),
+        tools_url: w.state.tools_url.clone(),
         queue: flaky,
         window_margin: w.state.window_margin,
     };

@@ -36,8 +36,8 @@ pub struct AppState<S, C, Q> {
     /// `crm-jobs`, where failed CRM deliveries are queued again.
     pub queue: Q,
     pub accounts: ProviderAccounts,
-    /// `OUTDIAL_PUBLIC_URL`, where assistants' tools must be declared (a launch check).
-    pub public_url: Option<String>,
+    /// Where assistants' tools must be declared (a launch check).
+    pub tools_url: Option<String>,
     /// Where a caller ID is checked before it is registered.
     pub numbers: NumberOwnership,
     pub import_max_bytes: u64,
@@ -58,7 +58,7 @@ impl<S, C, Q> AppState<S, C, Q> {
             crm_max_receives: config.crm_max_receives,
             numbers: NumberOwnership::new(&config.providers),
             accounts: config.providers.clone(),
-            public_url: config.dialing.calls.public_url.clone(),
+            tools_url: config.tools.public_url.clone(),
             import_max_bytes: config.import_max_bytes,
             secrets: config.secrets.clone(),
         }

@@ -39,7 +39,7 @@ pub(crate) fn problem(e: LifecycleError) -> Problem {
 
 impl<S: Store, C: CampaignScheduler, Q: JobQueue> AppState<S, C, Q> {
     pub fn lifecycle(&self) -> Lifecycle<'_, S, C> {
-        Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts, public_url: self.public_url.as_deref() }
+        Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts, tools_url: self.tools_url.as_deref() }
     }
 }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use domain::{CallEventKind, CallProvider, CampaignSettings, CampaignStatus, Cap, E164, NewCampaign, NewContact};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use store::{PlacedCall, Store};
+use store::{DoNotCallStore, PlacedCall, SqliteStore, Store};
 use tools::{ToolsState, router};
 use tower::ServiceExt;
 
@@ -23,6 +23,10 @@ struct World<S> {
     call: domain::CallId,
     secrets: platform::SecretBox,
 }
+
+/// The secrets the sample events in `events/tools/` are made with.
+const SAMPLE_VAPI_SECRET: &str = "outdial-sample-vapi-secret";
+const SAMPLE_RETELL_KEY: &str = "outdial-sample-retell-key";
 
 /// A Wednesday noon in New York.
 fn t0() -> DateTime<Utc> {
@@ -43,7 +47,7 @@ async fn world<S: Store>(store: S, provider: CallProvider, provider_call_id: &st
     let placed = PlacedCall { provider, provider_call_id: provider_call_id.into(), caller_id: None, placed_at: t0() };
     store.record_placed_call(org, claim.call.id, placed).await.unwrap();
     let secrets = platform::SecretBox::ephemeral();
-    let config = platform::testing::config(&[("VAPI_WEBHOOK_SECRET", "vapi-secret"), ("RETELL_API_KEY", "retell-key")]);
+    let config = platform::testing::config(&[("VAPI_WEBHOOK_SECRET", SAMPLE_VAPI_SECRET), ("RETELL_API_KEY", SAMPLE_RETELL_KEY)]);
     let mut state = ToolsState::from_config(&config, store.clone());
     state.key = Some(secrets.clone());
     let (app, _) = router().with_state(state).split_for_parts();
@@ -91,7 +95,7 @@ async fn vapi_tool_calls_answer_each_call_by_id<S: Store>(store: S) {
         ],
         "call": { "id": "vapi-call-1", "orgId": "vapi-org" }
     }});
-    let (status, kind, body) = send(&w.app, post("/tools/vapi", &[("x-vapi-secret", "vapi-secret")], &message)).await;
+    let (status, kind, body) = send(&w.app, post("/tools/vapi", &[("x-vapi-secret", SAMPLE_VAPI_SECRET)], &message)).await;
     assert_eq!((status, kind.as_deref()), (StatusCode::OK, Some("application/json")), "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     let results = answer["results"].as_array().unwrap();
@@ -114,11 +118,11 @@ async fn vapi_tool_calls_answer_each_call_by_id<S: Store>(store: S) {
     assert_eq!(notes_count(&w).await, notes.len(), "a refused request ran nothing");
     let mut stranger = message.clone();
     stranger["message"]["call"]["id"] = json!("someone-elses-call");
-    let (status, kind, body) = send(&w.app, post("/tools/vapi", &[("x-vapi-secret", "vapi-secret")], &stranger)).await;
+    let (status, kind, body) = send(&w.app, post("/tools/vapi", &[("x-vapi-secret", SAMPLE_VAPI_SECRET)], &stranger)).await;
     assert_eq!((status, kind.as_deref()), (StatusCode::NOT_FOUND, Some("application/problem+json")), "{body}");
     let mut status_update = message.clone();
     status_update["message"]["type"] = json!("status-update");
-    let (status, _, _) = send(&w.app, post("/tools/vapi", &[("x-vapi-secret", "vapi-secret")], &status_update)).await;
+    let (status, _, _) = send(&w.app, post("/tools/vapi", &[("x-vapi-secret", SAMPLE_VAPI_SECRET)], &status_update)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -137,7 +141,7 @@ async fn retell_functions_are_signed_and_answered_in_text<S: Store>(store: S) {
     // PROTOCOLS.md: {name, args, call}; X-Retell-Signature v=<ms>,d=<hmac(api key, body + v)>
     let body = json!({ "name": "current_time", "args": { "when": "next Monday 9am" }, "call": { "call_id": "retell-call-1", "agent_id": "agent_1" } });
     let raw = body.to_string();
-    let signature = providers::retell::webhook_signature("retell-key", raw.as_bytes(), Utc::now());
+    let signature = providers::retell::webhook_signature(SAMPLE_RETELL_KEY, raw.as_bytes(), Utc::now());
     let request = post("/tools/retell/current_time", &[("x-retell-signature", &signature)], &body);
     let (status, kind, text) = send(&w.app, request).await;
     assert_eq!(status, StatusCode::OK, "{text}");
@@ -149,7 +153,7 @@ async fn retell_functions_are_signed_and_answered_in_text<S: Store>(store: S) {
     let forged = providers::retell::webhook_signature("another-key", raw.as_bytes(), Utc::now());
     let (status, _, _) = send(&w.app, post("/tools/retell/current_time", &[("x-retell-signature", &forged)], &body)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let stale = providers::retell::webhook_signature("retell-key", raw.as_bytes(), Utc::now() - TimeDelta::minutes(6));
+    let stale = providers::retell::webhook_signature(SAMPLE_RETELL_KEY, raw.as_bytes(), Utc::now() - TimeDelta::minutes(6));
     let (status, _, _) = send(&w.app, post("/tools/retell/current_time", &[("x-retell-signature", &stale)], &body)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(notes(&w).await.len(), 1, "only the signed request ran");
@@ -251,6 +255,59 @@ async fn the_time_route_answers_any_zone<S: Store>(store: S) {
 
 fn t_london() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-24T15:05:00Z").unwrap().to_utc()
+}
+
+/// The function URL event `events/tools/<name>` (its org and call ids replaced by `w`'s, and
+/// `more`) through the router, as Lambda delivers it: the status and the body.
+async fn invoke_sample<S: Store>(w: &World<S>, name: &str, more: &[(&str, &str)]) -> (StatusCode, String) {
+    let (org, call) = (w.org.to_string(), w.call.to_string());
+    let mut replacements =
+        vec![("01970000-0000-7000-8000-0000000000a9", org.as_str()), ("01970000-0000-7000-8000-0000000ca11a", call.as_str())];
+    replacements.extend_from_slice(more);
+    let event = platform::testing::load_event(&format!("tools/{name}"), &replacements);
+    let request = lambda_http::request::from_str(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (status, _, body) = send(&w.app, request.map(|body| axum::body::Body::from(body.to_vec()))).await;
+    (status, body)
+}
+
+/// The sample events of `events/tools/`, one per format, each answered for a call of ours.
+#[tokio::test]
+async fn the_sample_events_are_answered() {
+    let sqlite = || SqliteStore::open_in_memory().unwrap();
+    let w = world(sqlite(), CallProvider::Vapi, "vapi-call-5f0e7a2b").await;
+    let (status, body) = invoke_sample(&w, "vapi-tool-calls.json", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["results"][0]["toolCallId"], "call_time");
+    let time: Value = serde_json::from_str(answer["results"][0]["result"].as_str().unwrap()).unwrap();
+    assert_eq!(time, resolved_as_of_its_own_now("tomorrow 3pm", &time));
+
+    // Retell's signature carries its time: the sample is signed now
+    let w = world(sqlite(), CallProvider::Retell, "retell-call-7c1d9e3f").await;
+    let event: Value = serde_json::from_str(&platform::testing::load_event("tools/retell-function.json", &[])).unwrap();
+    let signature = providers::retell::webhook_signature(SAMPLE_RETELL_KEY, event["body"].as_str().unwrap().as_bytes(), Utc::now());
+    let (status, body) = invoke_sample(&w, "retell-function.json", &[("v=REPLACE_WITH_MILLIS,d=REPLACE_WITH_HMAC", &signature)]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "The number is on the do-not-call list; it will not be called again."));
+    assert!(w.store.is_do_not_call(w.org, &E164::parse("+14155550123", None).unwrap()).await.unwrap());
+
+    // ElevenLabs, on a call through the bridge: found by outdial's ids
+    let w = world(sqlite(), CallProvider::Twilio, "CA5a3f1c9e2b7d4a6f8e0c1b3d5f7a9c2e").await;
+    let secret = elevenlabs_tool_secret(&w.secrets, w.org);
+    let (status, body) = invoke_sample(&w, "elevenlabs-tool.json", &[("REPLACE_WITH_THE_ORGANISATIONS_TOOL_SECRET", &secret)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let time: Value = serde_json::from_str(serde_json::from_str::<Value>(&body).unwrap()["result"].as_str().unwrap()).unwrap();
+    assert_eq!(time["resolved"]["weekday"], "Tuesday");
+
+    let (status, body) = invoke_sample(&w, "plain.json", &[("odk_REPLACE_WITH_AN_API_KEY", &w.key)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let time: Value = serde_json::from_str(serde_json::from_str::<Value>(&body).unwrap()["result"].as_str().unwrap()).unwrap();
+    assert_eq!(time, resolved_as_of_its_own_now("in 2 hours", &time));
+
+    let (status, body) = invoke_sample(&w, "time.json", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expected = agent_time::answer(t_london(), chrono_tz::Europe::Paris, None).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), serde_json::to_value(expected).unwrap());
+    assert_eq!(notes(&w).await.iter().filter(|n| n.starts_with("tool ")).count(), 2, "both tool runs noted on the call");
 }
 
 store::on_both_stores!("tools-";

@@ -56,8 +56,8 @@ pub struct Lifecycle<'a, S, C> {
     pub store: &'a S,
     pub scheduler: &'a C,
     pub accounts: &'a ProviderAccounts,
-    /// `OUTDIAL_PUBLIC_URL`: where the assistant's tools must be declared.
-    pub public_url: Option<&'a str>,
+    /// Where the assistant's tools must be declared (`ToolsConfig::public_url`).
+    pub tools_url: Option<&'a str>,
 }
 
 impl<S: OrgStore + CampaignStore + AssistantStore + CallerIdStore + CrmStore, C: CampaignScheduler> Lifecycle<'_, S, C> {
@@ -132,7 +132,7 @@ impl<S: OrgStore + CampaignStore + AssistantStore + CallerIdStore + CrmStore, C:
             }
         }
         let mut unmet = campaign.unmet_launch_checks(assistant.as_ref(), &missing, &registered, &gone);
-        unmet.extend(assistant.as_ref().and_then(|a| a.undeclared_tools(self.public_url)));
+        unmet.extend(assistant.as_ref().and_then(|a| a.undeclared_tools(self.tools_url)));
         if !unmet.is_empty() {
             return Err(LifecycleError::LaunchChecks(unmet));
         }

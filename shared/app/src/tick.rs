@@ -55,8 +55,8 @@ pub struct Ticker<S, C, Q> {
     pub store: S,
     pub scheduler: C,
     pub accounts: ProviderAccounts,
-    /// `OUTDIAL_PUBLIC_URL` (a launch check of scheduled starts).
-    pub public_url: Option<String>,
+    /// Where assistants' tools must be declared (a launch check of scheduled starts).
+    pub tools_url: Option<String>,
     pub queue: Q,
     pub window_margin: TimeDelta,
 }
@@ -68,7 +68,7 @@ impl<S, C, Q> Ticker<S, C, Q> {
             store,
             scheduler,
             accounts: config.providers.clone(),
-            public_url: config.dialing.calls.public_url.clone(),
+            tools_url: config.tools.public_url.clone(),
             queue,
             window_margin: config.dialing.window_margin(),
         }
@@ -77,7 +77,7 @@ impl<S, C, Q> Ticker<S, C, Q> {
 
 impl<S: TickStore, C: CampaignScheduler, Q: JobQueue> Ticker<S, C, Q> {
     fn lifecycle(&self) -> Lifecycle<'_, S, C> {
-        Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts, public_url: self.public_url.as_deref() }
+        Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts, tools_url: self.tools_url.as_deref() }
     }
 }
 

@@ -259,7 +259,7 @@ async fn note<S: ToolStore>(store: &S, call: ToolCall<'_>, key: &str, text: Stri
 /// prove themselves with there.
 #[derive(Clone, Debug, Default)]
 pub struct ToolDeclarations {
-    /// `OUTDIAL_PUBLIC_URL`.
+    /// Where providers reach the tools routes (`ToolsConfig::public_url`).
     pub public_url: Option<String>,
     pub vapi_secret: Option<providers::Secret>,
     /// `OUTDIAL_SECRET_KEY`: what each organisation's ElevenLabs tool secret is made with.
@@ -273,7 +273,7 @@ pub struct ToolDeclarations {
 impl ToolDeclarations {
     pub fn from_config(config: &platform::Config) -> Self {
         Self {
-            public_url: config.dialing.calls.public_url.clone(),
+            public_url: config.tools.public_url.clone(),
             vapi_secret: config.webhooks.vapi_secret.clone(),
             key: config.secrets.clone(),
             booking: config.tools.calcom.is_some(),

@@ -74,6 +74,10 @@ pub struct ToolsConfig {
     pub emails_per_call: u32,
     /// Their wording (`OUTDIAL_EMAIL_SUBJECT`, `OUTDIAL_EMAIL_TEMPLATE`: `{{variable}}` and `{{note}}`).
     pub email_template: domain::EmailTemplate,
+    /// Where providers reach the `/tools/*` routes, declared on the agents outdial creates:
+    /// `OUTDIAL_TOOLS_URL` (the tools function's URL in AWS), else `OUTDIAL_PUBLIC_URL` (one
+    /// server, `outdial serve`).
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -494,7 +498,13 @@ impl BridgeConfig {
 impl Default for ToolsConfig {
     /// No booking, the local outbox, one email per call in the default wording.
     fn default() -> Self {
-        Self { calcom: None, email: EmailConfig::default(), emails_per_call: 1, email_template: domain::EmailTemplate::default() }
+        Self {
+            calcom: None,
+            email: EmailConfig::default(),
+            emails_per_call: 1,
+            email_template: domain::EmailTemplate::default(),
+            public_url: None,
+        }
     }
 }
 
@@ -542,7 +552,8 @@ impl ToolsConfig {
             subject: var("OUTDIAL_EMAIL_SUBJECT").unwrap_or(default.subject),
             body: var("OUTDIAL_EMAIL_TEMPLATE").map(|t| t.replace("\\n", "\n")).unwrap_or(default.body),
         };
-        Ok(Self { calcom, email, emails_per_call, email_template })
+        let public_url = var("OUTDIAL_TOOLS_URL").or_else(|| var("OUTDIAL_PUBLIC_URL")).filter(|u| !u.trim().is_empty());
+        Ok(Self { calcom, email, emails_per_call, email_template, public_url })
     }
 }
 
@@ -715,6 +726,9 @@ mod tests {
             (c.webhooks.twilio_auth_token.as_ref().map(Secret::expose), c.webhooks.vapi_secret.as_ref().map(Secret::expose)),
             (Some("tok-123"), Some("vsec-456"))
         );
+        assert_eq!(c.tools.public_url.as_deref(), Some("https://x"), "one server: the tools are at the public URL");
+        let split = config(&[("OUTDIAL_PUBLIC_URL", "https://x"), ("OUTDIAL_TOOLS_URL", "https://tools.x")]).unwrap();
+        assert_eq!(split.tools.public_url.as_deref(), Some("https://tools.x"));
         let printed = format!("{c:?}");
         for secret in ["tok-123", "vsec-456", "wsec-789"] {
             assert!(!printed.contains(secret), "{secret} printed in {printed}");

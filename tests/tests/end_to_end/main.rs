@@ -6,4 +6,5 @@ mod crm_sync;
 mod demo;
 mod dial_path;
 mod local_stack;
+mod native_tools;
 mod twilio_bridge;

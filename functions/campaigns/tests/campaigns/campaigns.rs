@@ -48,7 +48,7 @@ async fn harness_with_crm<S: Store>(
     config.secrets = Some(platform::SecretBox::from_base64(SECRET_KEY).unwrap());
     config.crm = crm;
     // where assistants' tools are declared (a launch check)
-    config.dialing.calls.public_url = Some(PUBLIC_URL.into());
+    config.tools.public_url = Some(PUBLIC_URL.into());
     let queue = LocalQueue::open_in_memory(5).unwrap();
     let state = AppState::from_config(&config, store.clone(), scheduler.clone(), queue.clone());
     let (app, _) = router().with_state(state).split_for_parts();
