@@ -113,6 +113,12 @@ async fn openapi_document_describes_every_route() {
         ("get", "/media"),
         ("get", "/calls/{id}/live"),
         ("get", "/metrics"),
+        ("post", "/tools/vapi"),
+        ("post", "/tools/retell/{tool}"),
+        ("post", "/tools/elevenlabs/{tool}"),
+        ("get", "/tools/elevenlabs/secret"),
+        ("post", "/tools/{tool}"),
+        ("get", "/tools/time"),
     ];
     for (method, path) in routes {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from {:?}", doc["paths"].as_object().unwrap().keys());
@@ -121,6 +127,8 @@ async fn openapi_document_describes_every_route() {
     assert!(doc["components"]["schemas"]["Problem"].is_object());
     let contact = &doc["components"]["schemas"]["Contact"]["properties"];
     assert!(contact["consent"].is_object() && contact["usState"].is_object(), "the contact's consent and state are described: {contact}");
+    let config = &doc["components"]["schemas"]["AssistantConfig"]["properties"];
+    assert!(config["tools"].is_object(), "an assistant's tools are described: {config}");
     let unknown = reqwest::get(format!("{}/no/such/route", app.base)).await.unwrap();
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.headers()["content-type"], "application/problem+json");
