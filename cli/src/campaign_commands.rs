@@ -132,8 +132,54 @@ fn content_type(file: &Path) -> &'static str {
     }
 }
 
-/// The file as a request body, advancing a progress bar as it is read.
-async fn streamed(file: &Path) -> Result<(reqwest::Body, indicatif::ProgressBar), Error> {
+/// Files larger than this go through an upload URL (object storage) instead of one request:
+/// function URLs and API Gateway take at most 6 MB.
+const DIRECT_IMPORT_MAX_BYTES: u64 = 5 * 1024 * 1024;
+
+/// Imports through `POST /campaigns/{id}/contacts/uploads`: the file PUT to the upload URL, then
+/// the upload followed until its import has run; its counts, or its failure as an error.
+async fn upload_and_import(
+    client: &ApiClient,
+    campaign: &str,
+    file: &Path,
+    mut query: Vec<(&str, String)>,
+    (body, size): (reqwest::Body, u64),
+    bar: &indicatif::ProgressBar,
+) -> Result<Value, Error> {
+    let format = match content_type(file) {
+        "application/json" => "json",
+        "application/x-ndjson" => "ndjson",
+        _ => "csv",
+    };
+    query.push(("format", format.to_string()));
+    let ticket = client.post_query(&format!("/campaigns/{campaign}/contacts/uploads"), &query).await?;
+    let (Some(upload), Some(url)) = (ticket["uploadId"].as_str(), ticket["uploadUrl"].as_str()) else {
+        return Err(format!("the API answered no upload URL: {ticket}").into());
+    };
+    client.put_upload(url, body, size).await?;
+    bar.set_message("importing");
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let state = client.get(&format!("/campaigns/{campaign}/contacts/uploads/{upload}"), &[]).await?;
+        match state["status"].as_str() {
+            Some("imported") => return Ok(state["report"].clone()),
+            Some("failed") => {
+                let failure = &state["failure"];
+                return Err(format!(
+                    "upload {upload} was not imported ({}): {} (imported before it stopped: {})",
+                    failure["type"].as_str().unwrap_or("?"),
+                    failure["detail"].as_str().unwrap_or("?"),
+                    count(&state["report"]["imported"]),
+                )
+                .into());
+            }
+            _ => bar.tick(),
+        }
+    }
+}
+
+/// The file as a request body, advancing a progress bar as it is read; and its size.
+async fn streamed(file: &Path) -> Result<(reqwest::Body, indicatif::ProgressBar, u64), Error> {
     let opened = tokio::fs::File::open(file).await.map_err(|e| format!("{}: {e}", file.display()))?;
     let size = opened.metadata().await?.len();
     let bar = indicatif::ProgressBar::new(size).with_style(
@@ -146,7 +192,7 @@ async fn streamed(file: &Path) -> Result<(reqwest::Body, indicatif::ProgressBar)
             progress.inc(bytes.len() as u64);
         }
     });
-    Ok((reqwest::Body::wrap_stream(chunks), bar))
+    Ok((reqwest::Body::wrap_stream(chunks), bar, size))
 }
 
 fn show(value: &Value) -> Result<(), Error> {
@@ -208,13 +254,17 @@ pub async fn campaign(client: &ApiClient, command: CampaignCommand) -> Result<()
             show(&client.post("/campaigns", &body).await?)?
         }
         CampaignCommand::Import { id, file, region, consent_source } => {
-            let (body, bar) = streamed(&file).await?;
+            let (body, bar, size) = streamed(&file).await?;
             let mut query: Vec<(&str, String)> = region.map(|r| ("region", r)).into_iter().collect();
             if let Some(source) = consent_source {
                 query.extend([("consent", "attested".to_string()), ("consentSource", source)]);
             }
-            bar.set_message("importing");
-            let report = client.post_stream(&format!("/campaigns/{id}/contacts"), &query, content_type(&file), body).await;
+            let report = if size > DIRECT_IMPORT_MAX_BYTES || !client.is_local() {
+                upload_and_import(client, &id, &file, query, (body, size), &bar).await
+            } else {
+                bar.set_message("importing");
+                client.post_stream(&format!("/campaigns/{id}/contacts"), &query, content_type(&file), body).await.map_err(Error::from)
+            };
             bar.finish_and_clear();
             let report = report?;
             eprintln!(
@@ -261,7 +311,7 @@ pub async fn dnc(client: &ApiClient, command: DncCommand) -> Result<(), Error> {
             json!({ "removed": phone })
         }
         DncCommand::Import { file, region } => {
-            let (body, bar) = streamed(&file).await?;
+            let (body, bar, _) = streamed(&file).await?;
             let query: Vec<(&str, String)> = region.map(|r| ("region", r)).into_iter().collect();
             let report = client.post_stream("/dnc", &query, "text/csv", body).await;
             bar.finish_and_clear();

@@ -54,6 +54,43 @@ impl ApiClient {
         self.send(request, path).await
     }
 
+    /// Posts with a query and no body.
+    pub async fn post_query(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
+        self.send(self.http.post(self.url(path)).query(query), path).await
+    }
+
+    /// PUTs `size` bytes streamed from a file to an upload URL the API handed out (its signature
+    /// is its authority: no API key goes with it).
+    pub async fn put_upload(&self, upload_url: &str, body: reqwest::Body, size: u64) -> Result<(), ClientError> {
+        let unreachable =
+            |reason: String| ClientError::Unreachable { url: upload_url.split('?').next().unwrap_or_default().to_string(), reason };
+        let response = self
+            .http
+            .put(upload_url)
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unreachable(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<Value>(&text) {
+            Ok(problem) if problem.get("title").is_some() => problem_error(status, &problem),
+            _ => ClientError::Unexpected { url: "the upload URL".into(), status, body: text.chars().take(500).collect() },
+        })
+    }
+
+    /// Whether the API is on this machine (the local stack), where one request takes a file of any size.
+    pub fn is_local(&self) -> bool {
+        reqwest::Url::parse(&self.base).ok().and_then(|u| u.host_str().map(str::to_string)).is_some_and(|host| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        })
+    }
+
     /// Every item of a list route, following `nextCursor` to the end.
     pub async fn get_all(&self, path: &str, query: &[(&str, String)]) -> Result<Vec<Value>, ClientError> {
         let mut items = Vec::new();

@@ -59,6 +59,8 @@ pub struct Stack {
     pub bridge: media_bridge::BridgeSettings,
     /// The agent's tools, with the booking and email services configured (by default the local outbox).
     pub tools: AgentTools,
+    /// Where uploaded contact files are kept until imported (S3 instead when `OUTDIAL_UPLOAD_BUCKET` is set).
+    pub uploads_dir: std::path::PathBuf,
 }
 
 impl Stack {
@@ -71,6 +73,7 @@ impl Stack {
             dial_workers: 2,
             bridge: media_bridge::BridgeSettings::from_config(config),
             tools: AgentTools::from_config(&config.tools),
+            uploads_dir: std::env::temp_dir().join("outdial-uploads"),
         }
     }
 
@@ -87,6 +90,12 @@ impl Stack {
             self.config.secrets = Some(platform::SecretBox::from_key_file(&path.with_extension("key"))?);
         }
         Ok(self)
+    }
+
+    /// Keeps uploaded contact files beside the database at `path` (`<db>.uploads/`) until imported.
+    pub fn with_uploads_beside(mut self, path: &std::path::Path) -> Self {
+        self.uploads_dir = path.with_extension("uploads");
+        self
     }
 
     /// Keeps the dial-jobs queue in the SQLite file at `path` (it survives restarts).
@@ -116,10 +125,18 @@ impl Default for Stack {
 /// `/openapi.json` (the OpenAPI 3.1 document generated from the same route definitions). In the
 /// background the local timer plays EventBridge Scheduler (each firing runs campaign-tick) and
 /// dial workers play the dialer Lambda on the local queue.
-fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::Bridge<S>>) {
+async fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::Bridge<S>>) {
     let config = &stack.config;
     let (scheduler, mut fired) = LocalScheduler::new(config.scheduler.local_tick);
-    let campaigns_state = campaigns::AppState::from_config(config, store.clone(), scheduler.clone(), stack.queue.clone());
+    let uploads = match (config.s3_uploads().await, &config.secrets, &config.dialing.calls.public_url) {
+        (Some(s3), ..) => Some(s3),
+        (None, Some(signer), Some(base_url)) => {
+            Some(platform::UploadBucket::Local { dir: stack.uploads_dir.clone(), base_url: base_url.clone(), signer: signer.clone() })
+        }
+        _ => None,
+    };
+    let campaigns_state =
+        campaigns::AppState::from_config(config, store.clone(), scheduler.clone(), stack.queue.clone()).with_uploads(uploads.clone());
     let tick_state = Ticker::from_config(config, store.clone(), scheduler, stack.queue.clone());
     let timer_ticks = tick_state.clone();
     tokio::spawn(async move {
@@ -166,6 +183,12 @@ fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bridge::B
             tools: app::ToolDeclarations::from_config(&config),
         }))
         .merge(campaigns::router::<S, LocalScheduler, LocalQueue>().with_state(campaigns_state))
+        .merge(match uploads {
+            Some(bucket) => {
+                campaigns::uploads::local_upload_router::<S>().with_state(campaigns::uploads::LocalUploads { store: store.clone(), bucket })
+            }
+            None => OpenApiRouter::new(),
+        })
         .merge(reports::router::<S>().with_state(reports::AppState::from_config(&config, store)))
         .merge(webhooks::router::<S, LocalTicks>().with_state(webhooks_state))
         .merge(tools::router::<S>().with_state(tools_state))
@@ -251,7 +274,7 @@ pub async fn serve_until<S: Store>(
     stack.bridge.stream_url.get_or_insert(stream_url);
     // one server: the tools routes are on it too
     stack.config.tools.public_url.get_or_insert(public_url);
-    let (app, bridge) = local_stack(store, stack);
+    let (app, bridge) = local_stack(store, stack).await;
     media_bridge::serve_calls(bridge, app.layer(tower_http::trace::TraceLayer::new_for_http()), listener, stop).await
 }
 

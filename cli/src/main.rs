@@ -111,6 +111,15 @@ enum Command {
         #[command(subcommand)]
         command: CrmCommand,
     },
+    /// The deployment's credentials in AWS: the one Secrets Manager secret the functions read at
+    /// cold start (the stack's `SecretsArn` output).
+    Secrets {
+        /// The secret's ARN or name.
+        #[arg(long, env = "OUTDIAL_SECRETS_ARN", global = true)]
+        secret_id: Option<String>,
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// The emergency stop: pause every running campaign and place no call until it is lifted.
     Stop {
         #[command(flatten)]
@@ -122,6 +131,16 @@ enum Command {
         #[arg(long)]
         status: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Set one credential (e.g. TWILIO_AUTH_TOKEN), keeping the others: the value is read from
+    /// standard input, never the command line; an empty value removes it. Functions read it at
+    /// their next cold start.
+    Set { name: String },
+    /// The credentials the secret holds, by name (never their values).
+    List,
 }
 
 /// Where the API is and the key to it.
@@ -259,6 +278,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             return campaign_commands::report(&api.client()?, &campaign, files).await;
         }
         Command::Stop { api, lift, status } => return campaign_commands::stop(&api.client()?, lift, status).await,
+        Command::Secrets { secret_id, command } => return secrets(secret_id, command).await,
         _ => {}
     }
     let config = Config::from_env()?;
@@ -273,7 +293,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         StoreConfig::Sqlite { path } => {
             let path = cli.db.clone().unwrap_or(path);
             let store = SqliteStore::open(&path)?;
-            let stack = stack.with_queue_at(&path)?.with_secrets_beside(&path)?;
+            let stack = stack.with_queue_at(&path)?.with_secrets_beside(&path)?.with_uploads_beside(&path);
             if matches!(cli.command, Command::Migrate) {
                 println!("{} is at schema version {}", path.display(), store.schema_version());
             }
@@ -351,9 +371,29 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
         | Command::Crm { .. }
         | Command::Report { .. }
         | Command::Stop { .. }
+        | Command::Secrets { .. }
         | Command::Demo { .. } => {
             unreachable!("handled before the store is opened")
         }
+    }
+    Ok(())
+}
+
+async fn secrets(secret_id: Option<String>, command: SecretsCommand) -> Result<(), Error> {
+    let id = secret_id.ok_or("name the secret: --secret-id or OUTDIAL_SECRETS_ARN (the stack's SecretsArn output)")?;
+    let endpoint = std::env::var("SECRETSMANAGER_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let secret = match command {
+        SecretsCommand::Set { name } => {
+            let mut value = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)?;
+            let secret = platform::DeploymentSecret::set(&id, endpoint.as_deref(), &name, value.trim_end_matches(['\r', '\n'])).await?;
+            eprintln!("{name} {}; functions read it at their next cold start", if secret.get(&name).is_some() { "set" } else { "removed" });
+            secret
+        }
+        SecretsCommand::List => platform::DeploymentSecret::fetch(&id, endpoint.as_deref()).await?,
+    };
+    for name in secret.variables() {
+        println!("{name}");
     }
     Ok(())
 }

@@ -286,3 +286,50 @@ async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
     let (ok, out, err) = run(args(&["stop", "--lift"])).await.unwrap();
     assert!(ok && err.contains("emergency stop: off") && out.contains("\"active\": false"), "{out}{err}");
 }
+
+#[tokio::test]
+async fn secrets_set_fills_the_deployment_secret_from_standard_input() {
+    let Ok(endpoint) = std::env::var("SECRETSMANAGER_ENDPOINT") else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped secrets_set_fills_the_deployment_secret_from_standard_input: SECRETSMANAGER_ENDPOINT is unset"
+        );
+        return;
+    };
+    let client = aws_sdk_secretsmanager::Client::new(
+        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .load()
+            .await,
+    );
+    let name = format!("outdial-cli-{}", uuid_like());
+    let arn = client.create_secret().name(&name).secret_string("{}").send().await.unwrap().arn.unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_outdial"))
+            .args(args)
+            .env("OUTDIAL_SECRETS_ARN", &arn)
+            .env("SECRETSMANAGER_ENDPOINT", &endpoint)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run outdial");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, out, err) = run(&["secrets", "set", "TWILIO_AUTH_TOKEN"], "tok-123\n");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "TWILIO_AUTH_TOKEN");
+    assert!(!out.contains("tok-123") && !err.contains("tok-123"), "the value is never printed");
+    let stored = client.get_secret_value().secret_id(&arn).send().await.unwrap();
+    assert_eq!(stored.secret_string(), Some(r#"{"TWILIO_AUTH_TOKEN":"tok-123"}"#), "the line's newline is not part of it");
+    let (ok, _, err) = run(&["secrets", "set", "TWILIO_TOKEN"], "x");
+    assert!(!ok && err.contains("TWILIO_AUTH_TOKEN"), "an unknown name lists the known ones: {err}");
+    let (ok, out, _) = run(&["secrets", "list"], "");
+    assert!(ok);
+    assert_eq!(out.trim(), "TWILIO_AUTH_TOKEN");
+}

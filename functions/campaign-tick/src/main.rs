@@ -8,7 +8,7 @@ use platform::{Config, EventBridgeScheduler, ScheduledRun, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let scheduler = EventBridgeScheduler::from_config(&config.scheduler).await?;

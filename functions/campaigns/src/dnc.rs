@@ -35,7 +35,7 @@ pub struct DoNotCallReport {
     /// Not-yet-dialed contacts of running or paused campaigns finalised as `do_not_call`.
     pub contacts_finalised: u64,
     pub invalid: u64,
-    pub errors: Vec<crate::import::InvalidRow>,
+    pub errors: Vec<domain::upload::InvalidRow>,
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -11,12 +11,13 @@ use axum::{
 };
 use chrono::Utc;
 use domain::{
-    CampaignStatus, Region,
+    Campaign, CampaignStatus, OrgId, Region,
     import::{Attestation, ColumnRole, HeaderError, ImportDefaults, RowError, contact_from_row},
+    upload::{ImportFormat, ImportReport, InvalidRow},
 };
 use futures::StreamExt;
 use platform::{AuthenticatedKey, CampaignScheduler, JobQueue, Problem, extract::Query};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::{
     io::{BufRead, BufReader, Read},
     sync::{
@@ -26,35 +27,12 @@ use std::{
 };
 use store::Store;
 use tokio::sync::mpsc;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 /// Contacts written to the store at a time.
 const BATCH_ROWS: usize = 2000;
 /// Invalid rows listed in the reply; all are counted.
 const MAX_LISTED_ERRORS: usize = 1000;
-
-/// What an import did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ImportReport {
-    pub imported: u64,
-    /// Numbers already in the campaign, or earlier in the file.
-    pub duplicate: u64,
-    /// Numbers on the organisation's do-not-call list, left out.
-    pub do_not_call: u64,
-    pub invalid: u64,
-    /// The first 1,000 invalid rows.
-    pub errors: Vec<InvalidRow>,
-}
-
-/// A row that was not imported.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct InvalidRow {
-    /// Line of the file (CSV, NDJSON; the header is line 1) or position in a JSON array (from 1).
-    pub line: u64,
-    pub value: String,
-    pub reason: String,
-}
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -72,7 +50,7 @@ pub struct ImportQuery {
 
 impl ImportQuery {
     /// The attestation the query carries, if any, made by `key_id` at `now`.
-    fn attestation(&self, key_id: &str, now: chrono::DateTime<Utc>) -> Result<Option<Attestation>, Problem> {
+    pub(crate) fn attestation(&self, key_id: &str, now: chrono::DateTime<Utc>) -> Result<Option<Attestation>, Problem> {
         match (self.consent.as_deref(), self.consent_source.as_deref()) {
             (None, None) => Ok(None),
             (Some("attested"), source) => Attestation::parse(source.unwrap_or_default(), key_id, now)
@@ -92,14 +70,6 @@ impl ImportQuery {
             )),
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    Csv,
-    /// `application/json`: an array of objects, or objects one per line.
-    Json,
-    Ndjson,
 }
 
 /// Why an import stopped before the end of the file.
@@ -303,22 +273,20 @@ fn parse_json(mut reader: impl BufRead, rows: &mut Rows, too_large: &AtomicBool)
     }
 }
 
-fn format_of(headers: &HeaderMap) -> Result<Format, Problem> {
+fn format_of(headers: &HeaderMap) -> Result<ImportFormat, Problem> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match essence.as_str() {
-        "text/csv" => Ok(Format::Csv),
-        "application/json" => Ok(Format::Json),
-        "application/x-ndjson" | "application/jsonl" | "application/jsonlines" => Ok(Format::Ndjson),
-        _ => Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            format!(
-                "contacts come as text/csv, application/json (an array or one object per line) or application/x-ndjson, not {content_type:?}"
-            ),
-        )),
-    }
+    ImportFormat::from_content_type(content_type).ok_or_else(|| unsupported_format(content_type))
+}
+
+pub(crate) fn unsupported_format(content_type: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        format!(
+            "contacts come as text/csv, application/json (an array or one object per line) or application/x-ndjson, not {content_type:?}"
+        ),
+    )
 }
 
 fn too_large(max: u64) -> Problem {
@@ -353,10 +321,7 @@ pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler, Q: JobQueue>
     body: Body,
 ) -> Result<axum::Json<ImportReport>, Problem> {
     let campaign = state.store.get_campaign(org, campaign_id(&id)?).await?;
-    if !matches!(campaign.status, CampaignStatus::Draft | CampaignStatus::Paused) {
-        let detail = format!("campaign {} is {}; contacts are imported while it is draft or paused", campaign.id, campaign.status.as_str());
-        return Err(Problem::new(StatusCode::CONFLICT, "invalid-state", "Campaign not importable", detail));
-    }
+    importable(&campaign)?;
     let format = format_of(&headers)?;
     let now = Utc::now();
     let attestation = q.attestation(&key_id, now)?;
@@ -369,50 +334,93 @@ pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler, Q: JobQueue>
     if declared.is_some_and(|len| len > max) {
         return Err(too_large(max));
     }
+    let defaults = ImportDefaults { region, timezone: campaign.settings.timezone, attestation, now };
+    let chunks = body.into_data_stream().map(|chunk| chunk.map_err(std::io::Error::other));
+    let (report, outcome) = import_stream(&state.store, org, &campaign, format, defaults, chunks, Some(max)).await;
+    outcome.map(|()| axum::Json(report))
+}
 
+/// Refused unless the campaign is draft or paused: contacts never join a campaign mid-run.
+pub(crate) fn importable(campaign: &Campaign) -> Result<(), Problem> {
+    if matches!(campaign.status, CampaignStatus::Draft | CampaignStatus::Paused) {
+        return Ok(());
+    }
+    let detail = format!("campaign {} is {}; contacts are imported while it is draft or paused", campaign.id, campaign.status.as_str());
+    Err(Problem::new(StatusCode::CONFLICT, "invalid-state", "Campaign not importable", detail))
+}
+
+/// The one streaming import, for a request's body and for an uploaded file alike: `chunks` are
+/// parsed on a blocking thread while batches are written, so memory stays bounded at any size.
+/// The counts are returned also when the import stops part way (rows before the stop stay).
+pub(crate) async fn import_stream<S: Store>(
+    store: &S,
+    org: OrgId,
+    campaign: &Campaign,
+    format: ImportFormat,
+    defaults: ImportDefaults,
+    chunks: impl futures::Stream<Item = std::io::Result<axum::body::Bytes>> + Send + 'static,
+    max: Option<u64>,
+) -> (ImportReport, Result<(), Problem>) {
     let over = Arc::new(AtomicBool::new(false));
     let flag = over.clone();
     let mut seen = 0u64;
-    let chunks = body.into_data_stream().map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
+    let chunks = chunks.map(move |chunk| {
+        let chunk = chunk?;
         seen += chunk.len() as u64;
-        if seen > max {
+        if max.is_some_and(|max| seen > max) {
             flag.store(true, Ordering::SeqCst);
             return Err(std::io::Error::other("the body is over the size limit"));
         }
         Ok(chunk)
     });
-    let reader = BufReader::with_capacity(256 * 1024, tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(chunks)));
+    let reader =
+        BufReader::with_capacity(256 * 1024, tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(Box::pin(chunks))));
     let (out, mut batches) = mpsc::channel(2);
-    let defaults = ImportDefaults { region, timezone: campaign.settings.timezone, attestation, now };
+    let now = defaults.now;
     let parser = tokio::task::spawn_blocking(move || {
         let mut rows = Rows { defaults, batch: Vec::with_capacity(BATCH_ROWS), out, tally: Tally::default(), first_row_seen: false };
         let parsed = match format {
-            Format::Csv => parse_csv(reader, &mut rows, &over),
-            Format::Json => parse_json(reader, &mut rows, &over),
-            Format::Ndjson => parse_ndjson(reader, &mut rows, &over),
+            ImportFormat::Csv => parse_csv(reader, &mut rows, &over),
+            ImportFormat::Json => parse_json(reader, &mut rows, &over),
+            ImportFormat::Ndjson => parse_ndjson(reader, &mut rows, &over),
         };
         let flushed = parsed.and_then(|()| rows.flush());
         (flushed, rows.tally)
     });
 
     let mut report = ImportReport::default();
+    let mut written = Ok(());
     while let Some(batch) = batches.recv().await {
-        let added = state.store.add_contacts(org, campaign.id, batch, now).await?;
-        report.imported += added.added;
-        report.duplicate += added.duplicates;
-        report.do_not_call += added.do_not_call;
+        match store.add_contacts(org, campaign.id, batch, now).await {
+            Ok(added) => {
+                report.imported += added.added;
+                report.duplicate += added.duplicates;
+                report.do_not_call += added.do_not_call;
+            }
+            Err(e) => {
+                // dropping the receiver stops the parser; the store's error is the one reported
+                written = Err(Problem::from(e));
+                break;
+            }
+        }
     }
-    let (parsed, tally) = parser.await.map_err(|e| {
-        tracing::error!(error = %e, "contact parser panicked");
-        Problem::internal()
-    })?;
+    drop(batches);
+    let (parsed, tally) = match parser.await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(error = %e, "contact parser panicked");
+            return (report, Err(Problem::internal()));
+        }
+    };
     report.invalid = tally.invalid;
     report.errors = tally.errors;
     tracing::info!(campaign = %campaign.id, imported = report.imported, duplicate = report.duplicate, do_not_call = report.do_not_call, invalid = report.invalid, "contacts imported");
+    if let Err(problem) = written {
+        return (report, Err(problem));
+    }
     let counts = |p: Problem| p.with("imported", report.imported).with("duplicate", report.duplicate).with("invalid", report.invalid);
-    match parsed {
-        Ok(()) => Ok(axum::Json(report)),
+    let outcome = match parsed {
+        Ok(()) => Ok(()),
         Err(Stop::Header(HeaderError::MissingPhoneColumn)) => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "missing-phone-column",
@@ -422,7 +430,7 @@ pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler, Q: JobQueue>
         Err(Stop::Header(e @ HeaderError::ConsentMissing)) => {
             Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent-missing", "Consent not on record", e.to_string()))
         }
-        Err(Stop::TooLarge) => Err(counts(too_large(max))),
+        Err(Stop::TooLarge) => Err(counts(too_large(max.unwrap_or_default()))),
         Err(Stop::Malformed(reason)) => Err(counts(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "malformed-file",
@@ -430,5 +438,6 @@ pub(crate) async fn import_contacts<S: Store, C: CampaignScheduler, Q: JobQueue>
             format!("{reason}; rows before it were imported"),
         ))),
         Err(Stop::Receiver) => Err(Problem::internal()),
-    }
+    };
+    (report, outcome)
 }

@@ -9,6 +9,7 @@ mod dnc;
 mod import;
 mod keys;
 pub mod lifecycle;
+pub mod uploads;
 
 use axum::{
     extract::{Path, State},
@@ -25,7 +26,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use calls::{CallEventView, CallView};
-pub use import::ImportReport;
+pub use domain::upload::ImportReport;
 
 /// What the handlers need: the store, the scheduler, which providers have credentials, and the
 /// largest upload accepted.
@@ -46,6 +47,8 @@ pub struct AppState<S, C, Q> {
     /// Where a connection test goes.
     pub crm: providers::crm::CrmSetup,
     pub crm_max_receives: u32,
+    /// Where large contact files are uploaded (S3 in AWS, a folder locally); None: no uploads.
+    pub uploads: Option<platform::UploadBucket>,
 }
 
 impl<S, C, Q> AppState<S, C, Q> {
@@ -61,7 +64,13 @@ impl<S, C, Q> AppState<S, C, Q> {
             tools_url: config.tools.public_url.clone(),
             import_max_bytes: config.import_max_bytes,
             secrets: config.secrets.clone(),
+            uploads: None,
         }
+    }
+
+    /// The same state, taking contact files through `bucket`.
+    pub fn with_uploads(self, bucket: Option<platform::UploadBucket>) -> Self {
+        Self { uploads: bucket, ..self }
     }
 }
 
@@ -157,6 +166,8 @@ pub fn router<S: Store, C: CampaignScheduler, Q: JobQueue>() -> OpenApiRouter<Ap
         .routes(routes!(list_campaigns, create_campaign))
         .routes(routes!(get_campaign))
         .routes(routes!(list_contacts, import::import_contacts))
+        .routes(routes!(uploads::create_upload))
+        .routes(routes!(uploads::get_upload))
         .routes(routes!(lifecycle::start_campaign))
         .routes(routes!(lifecycle::pause_campaign))
         .routes(routes!(lifecycle::resume_campaign))

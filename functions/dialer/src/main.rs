@@ -6,7 +6,7 @@ use platform::{Config, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     telemetry::init(config.log_format);
     let state = DialerState::from_config(&config, config.connect_dynamodb().await?, config.sqs_queues().await);
     lambda_runtime::run(service_fn(|event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {

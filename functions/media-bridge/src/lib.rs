@@ -6,6 +6,7 @@
 pub mod live;
 pub mod metrics;
 pub mod outbox;
+pub mod protection;
 mod session;
 pub mod tools;
 pub mod wire;
@@ -105,6 +106,8 @@ pub struct Bridge<S> {
     pub live: live::LiveFeeds,
     phase: watch::Sender<Phase>,
     calls_in_flight: TaskTracker,
+    /// Woken as each call starts (the task's scale-in protection looks then).
+    call_started: tokio::sync::Notify,
 }
 
 impl<S: Store> Bridge<S> {
@@ -124,6 +127,7 @@ impl<S: Store> Bridge<S> {
             live: live::LiveFeeds::default(),
             phase: watch::channel(Phase::Serving).0,
             calls_in_flight: TaskTracker::new(),
+            call_started: tokio::sync::Notify::new(),
         })
     }
 
@@ -160,6 +164,11 @@ impl<S: Store> Bridge<S> {
             self.calls_in_flight.wait().await;
         }
         tracing::info!("drained");
+    }
+
+    /// Keeps the ECS task protected from scale-in and deploys while it carries calls.
+    pub async fn protect_while_busy(&self, protection: protection::ScaleInProtection) {
+        protection.guard(|| self.calls_in_flight.len(), &self.call_started).await;
     }
 
     pub(crate) fn phase(&self) -> watch::Receiver<Phase> {
@@ -282,6 +291,7 @@ async fn media<S: Store>(
     // small socket buffers: thousands of calls share the machine's memory; Twilio's frames are
     // under 1 KiB, so anything past MAX_MESSAGE_BYTES is not Twilio and closes the stream
     let token = bridge.calls_in_flight.token();
+    bridge.call_started.notify_one();
     let upgrade = upgrade.max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES);
     upgrade.read_buffer_size(4 * 1024).write_buffer_size(0).max_write_buffer_size(256 * 1024).on_upgrade(move |socket| async move {
         session::bridge_call(bridge, socket).await;

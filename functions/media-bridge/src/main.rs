@@ -1,12 +1,13 @@
 //! The media bridge as a service (Fargate): configuration from the environment, DynamoDB, one
-//! port (`PORT`, default 8080); SIGTERM stops new calls and drains the active ones.
+//! port (`PORT`, default 8080); on ECS, scale-in protection while calls are carried; SIGTERM stops
+//! new calls and drains the active ones.
 
 use media_bridge::{Bridge, BridgeSettings, serve};
 use platform::{Config, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     telemetry::init(config.log_format);
     let settings = BridgeSettings::from_config(&config);
     let port: u16 = match std::env::var("PORT") {
@@ -15,6 +16,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     };
     let store = config.connect_dynamodb().await?;
     let bridge = Bridge::from_config(store, &config, settings);
+    // on ECS: scale-in and deploys never stop a task while it carries calls
+    if let Some(protection) = media_bridge::protection::ScaleInProtection::from_env() {
+        let guarded = bridge.clone();
+        tokio::spawn(async move { guarded.protect_while_busy(protection).await });
+    }
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     tracing::info!(port, "media bridge listening");
     serve(bridge, listener, terminated()).await?;

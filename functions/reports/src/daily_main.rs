@@ -12,7 +12,7 @@ struct DailyInput {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = Config::from_env()?;
+    let config = Config::load().await?;
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let email = &config.tools.email;

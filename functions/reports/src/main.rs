@@ -7,8 +7,7 @@ use reports::{AppState, router};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let mut config = Config::from_env()?;
-    config.load_secret_key().await?;
+    let config = Config::load().await?;
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let (app, _) = router().with_state(AppState::from_config(&config, store)).split_for_parts();

@@ -83,6 +83,10 @@ time_ordered_id!(
     /// A CRM connection: where an organisation's finished calls are delivered.
     ConnectionId, "CRM connection"
 );
+time_ordered_id!(
+    /// A contact file uploaded to object storage and imported when it lands.
+    UploadId, "upload"
+);
 
 #[cfg(test)]
 mod tests {

@@ -81,7 +81,8 @@ pub enum HeaderError {
 
 /// An importer's statement that every contact of a file agreed to be called, kept with each
 /// contact it covers: how they agreed, the API key that said so, and when.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Attestation {
     pub source: String,
     pub key_id: String,

@@ -35,6 +35,7 @@ pub mod phone;
 pub mod policy;
 pub mod report;
 pub mod tools;
+pub mod upload;
 
 pub use assistant::{
     Assistant, AssistantConfig, AssistantPatch, AssistantSource, AssistantVersion, NewAssistant, ProviderKind, ReadOnlyTemplate, Voice,
@@ -52,7 +53,7 @@ pub use campaign::{
 pub use contact::{Consent, ConsentSource, Contact, ContactDisposition, ContactFate, ContactState, NewContact};
 pub use dialing::{CALL_ID_VARIABLE, Clearance, CrmJob, DialCheck, DialJob, DialSlot, ORG_ID_VARIABLE, Pace, Swept, id_variables};
 pub use error::ParseError;
-pub use ids::{AssistantId, CallId, CampaignId, ConnectionId, ContactId, OrgId};
+pub use ids::{AssistantId, CallId, CampaignId, ConnectionId, ContactId, OrgId, UploadId};
 pub use money::Money;
 pub use org::{EmergencyStop, Organisation};
 pub use phone::{E164, Region, mask_phone, mask_phones_in};

@@ -61,6 +61,10 @@ pub struct Config {
     /// The time zone whose days the daily organisation report covers (`OUTDIAL_REPORT_TIME_ZONE`,
     /// an IANA name; UTC when unset). In AWS, the same zone the report's schedule runs in.
     pub report_time_zone: chrono_tz::Tz,
+    /// `OUTDIAL_UPLOAD_BUCKET`: the S3 bucket large contact files are uploaded to (in AWS).
+    pub upload_bucket: Option<String>,
+    /// `S3_ENDPOINT`: S3 endpoint override (moto_server); AWS when unset.
+    pub s3_endpoint: Option<String>,
 }
 
 /// What the agent's booking and email tools need; a tool whose part is missing answers the agent
@@ -220,6 +224,27 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
     }
 
+    /// Everything a Lambda function or the bridge reads at its cold start: the process
+    /// environment, the deployment secret's credentials (`OUTDIAL_SECRETS_ARN`) and the sealing key.
+    pub async fn load() -> Result<Self, ConfigError> {
+        let mut config = Self::from_lookup_and_secret(|name| std::env::var(name).ok().filter(|v| !v.is_empty())).await?;
+        config.load_secret_key().await?;
+        Ok(config)
+    }
+
+    /// Reads configuration through `var`, the credentials of `SECRET_VARIABLES` from the
+    /// deployment secret when `OUTDIAL_SECRETS_ARN` names one (its value wins over the variable).
+    pub async fn from_lookup_and_secret(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        use crate::deployment_secret::{DeploymentSecret, SECRET_VARIABLES};
+        let secret = match var("OUTDIAL_SECRETS_ARN").filter(|id| !id.trim().is_empty()) {
+            Some(id) => DeploymentSecret::fetch(id.trim(), var("SECRETSMANAGER_ENDPOINT").as_deref())
+                .await
+                .map_err(|e| ConfigError::Invalid { var: "OUTDIAL_SECRETS_ARN", reason: e.to_string() })?,
+            None => DeploymentSecret::default(),
+        };
+        Self::from_lookup(|name| if SECRET_VARIABLES.contains(&name) { secret.get(name).or_else(|| var(name)) } else { var(name) })
+    }
+
     /// Reads configuration through `var`, so tests need not touch the process environment: each
     /// section from its own variables, each secret once.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -268,6 +293,8 @@ impl Config {
                 ..Default::default()
             },
             crm_max_receives: u32::try_from(number(var, "CRM_JOBS_MAX_RECEIVES", 5)?).unwrap_or(u32::MAX),
+            upload_bucket: var("OUTDIAL_UPLOAD_BUCKET").map(|b| b.trim().to_string()).filter(|b| !b.is_empty()),
+            s3_endpoint: var("S3_ENDPOINT"),
             report_time_zone: match var("OUTDIAL_REPORT_TIME_ZONE").filter(|zone| !zone.trim().is_empty()) {
                 None => chrono_tz::UTC,
                 Some(zone) => zone.trim().parse().map_err(|_| ConfigError::Invalid {
@@ -286,6 +313,14 @@ impl Config {
             self.secrets = Some(key.map_err(|e| ConfigError::Invalid { var: "OUTDIAL_SECRET_KEY_ARN", reason: e.to_string() })?);
         }
         Ok(())
+    }
+
+    /// The S3 bucket of contact uploads, when `OUTDIAL_UPLOAD_BUCKET` names one.
+    pub async fn s3_uploads(&self) -> Option<crate::UploadBucket> {
+        match &self.upload_bucket {
+            Some(bucket) => Some(crate::UploadBucket::s3(bucket, self.s3_endpoint.as_deref()).await),
+            None => None,
+        }
     }
 
     /// The SQS queues whose URLs are configured, by logical name.

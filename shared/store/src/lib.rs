@@ -369,6 +369,28 @@ pub trait ReportStore: Send + Sync {
     fn set_daily_report_recipients(&self, org: OrgId, recipients: Vec<domain::EmailAddress>) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// Contact files uploaded for import, and what each import did.
+pub trait UploadStore: Send + Sync {
+    /// Keeps a new upload of the organisation's campaign (not found: the campaign is not its).
+    fn create_contact_upload(&self, org: OrgId, upload: &domain::upload::ContactUpload) -> impl Future<Output = Result<()>> + Send;
+    fn contact_upload(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        id: domain::UploadId,
+    ) -> impl Future<Output = Result<domain::upload::ContactUpload>> + Send;
+    /// Moves a waiting upload to importing, once: None when it is not waiting (its file's arrival
+    /// was already reported — object storage events come at least once).
+    fn begin_contact_upload(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        id: domain::UploadId,
+    ) -> impl Future<Output = Result<Option<domain::upload::ContactUpload>>> + Send;
+    /// Records how its import ended.
+    fn finish_contact_upload(&self, org: OrgId, upload: &domain::upload::ContactUpload) -> impl Future<Output = Result<()>> + Send;
+}
+
 /// Campaigns and their contacts.
 pub trait CampaignStore: Send + Sync {
     fn create_campaign(&self, org: OrgId, campaign: NewCampaign) -> impl Future<Output = Result<Campaign>> + Send;
@@ -705,6 +727,7 @@ pub trait Store:
     + CallerIdStore
     + CrmStore
     + ReportStore
+    + UploadStore
     + Clone
     + 'static
 {
@@ -719,6 +742,7 @@ impl<
         + CallerIdStore
         + CrmStore
         + ReportStore
+        + UploadStore
         + Clone
         + 'static,
 > Store for T

@@ -3,3 +3,4 @@
 
 mod campaigns;
 mod events;
+mod uploads;

@@ -2,4 +2,5 @@
 //! each module says what it tests.
 
 mod bridge;
+mod protection;
 mod service;

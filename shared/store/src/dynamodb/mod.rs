@@ -37,6 +37,7 @@ mod dialing;
 mod do_not_call;
 mod orgs;
 mod reports;
+mod uploads;
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -27,6 +27,7 @@ mod dialing;
 mod do_not_call;
 mod orgs;
 mod reports;
+mod uploads;
 
 /// Schema migrations (`migrations/NNNN_*.sql`), applied in order; the number is the version recorded.
 const MIGRATIONS: &[&str] = &[
@@ -47,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_campaign_report_counts.sql"),
     include_str!("migrations/0016_daily_reports.sql"),
     include_str!("migrations/0017_contact_counts.sql"),
+    include_str!("migrations/0018_contact_uploads.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.

@@ -35,6 +35,7 @@ conformance!(
     one_worker_at_a_time_holds_a_crm_delivery,
     report_counters_equal_a_recount_after_reordered_and_repeated_events,
     daily_reports_and_recipients_are_kept_per_organisation,
+    a_contact_upload_begins_once_and_keeps_its_outcome,
     crm_connections_belong_to_their_organisation,
     transcripts_are_kept_in_chunks_of_new_lines,
     api_keys_are_named_listed_expire_and_record_their_last_use,

@@ -1573,3 +1573,33 @@ pub async fn crm_deliveries_are_kept_per_call_and_connection<S: Store>(store: &S
     let left = store.failed_crm_deliveries(org, campaign.id, PageRequest::default()).await.unwrap();
     assert_eq!(left.items, vec![failed_b]);
 }
+
+/// An upload belongs to its organisation's campaign, and its import begins once however many
+/// times (and however concurrently) its file's arrival is reported.
+pub async fn a_contact_upload_begins_once_and_keeps_its_outcome<S: Store>(store: &S) {
+    use domain::upload::{ContactUpload, ImportFormat, ImportReport, UploadStatus};
+    let org = org(store).await;
+    let other = self::org(store).await;
+    let campaign = running_campaign(store, org, 1, RetryPolicy::default(), 0).await;
+    let upload = ContactUpload::new(campaign.id, ImportFormat::Csv, Some("US".into()), None, t0());
+    assert!(is_not_found(store.create_contact_upload(other, &upload).await), "another organisation's campaign");
+    store.create_contact_upload(org, &upload).await.unwrap();
+    assert_eq!(store.contact_upload(org, campaign.id, upload.id).await.unwrap(), upload);
+    assert!(is_not_found(store.contact_upload(other, campaign.id, upload.id).await));
+    assert!(is_not_found(store.contact_upload(org, campaign.id, domain::UploadId::new()).await));
+
+    let begun = futures::future::join_all((0..8).map(|_| store.begin_contact_upload(org, campaign.id, upload.id))).await;
+    let winners: Vec<ContactUpload> = begun.into_iter().map(Result::unwrap).flatten().collect();
+    assert_eq!(winners.len(), 1, "exactly one import runs");
+    assert_eq!(winners[0].status, UploadStatus::Importing);
+    assert!(is_not_found(store.begin_contact_upload(other, campaign.id, upload.id).await));
+
+    let mut done = winners[0].clone();
+    done.status = UploadStatus::Imported;
+    done.finished_at = Some(t0());
+    done.report = Some(ImportReport { imported: 3, duplicate: 1, ..Default::default() });
+    store.finish_contact_upload(org, &done).await.unwrap();
+    assert_eq!(store.contact_upload(org, campaign.id, upload.id).await.unwrap(), done);
+    assert_eq!(store.begin_contact_upload(org, campaign.id, upload.id).await.unwrap(), None, "a late repeat of the event");
+    assert!(is_not_found(store.finish_contact_upload(other, &done).await));
+}

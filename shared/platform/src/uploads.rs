@@ -1,0 +1,193 @@
+//! The upload port: where large contact files go before they are imported. In AWS an S3 bucket
+//! (a presigned PUT; the bucket's `ObjectCreated` event starts the import); on a laptop a folder
+//! beside the database, written through a signed URL the local stack serves itself.
+
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt, TryStreamExt};
+use std::{path::PathBuf, pin::Pin};
+
+/// A file's bytes, as they are read.
+pub type ObjectStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("object storage failed: {0}")]
+    Storage(String),
+    #[error("no uploaded file at {0}")]
+    Missing(String),
+}
+
+/// Where uploaded contact files are kept.
+#[derive(Clone, Debug)]
+pub enum UploadBucket {
+    /// `OUTDIAL_UPLOAD_BUCKET` (with `S3_ENDPOINT` for moto_server).
+    S3 { client: aws_sdk_s3::Client, bucket: String },
+    /// The local stack: files in `dir`, put through `<base_url>/uploads/…` URLs signed with `signer`.
+    Local { dir: PathBuf, base_url: String, signer: crate::SecretBox },
+}
+
+impl UploadBucket {
+    /// The bucket in AWS; `endpoint` (moto_server) is addressed path-style.
+    pub async fn s3(bucket: &str, endpoint: Option<&str>) -> Self {
+        let sdk = crate::aws::sdk_config(endpoint).await;
+        let config = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(endpoint.is_some()).build();
+        Self::S3 { client: aws_sdk_s3::Client::from_conf(config), bucket: bucket.to_string() }
+    }
+
+    /// A URL a client PUTs the file for `key` to, good until `expires_at`.
+    pub async fn upload_url(&self, key: &str, expires_at: DateTime<Utc>) -> Result<String, UploadError> {
+        match self {
+            Self::S3 { client, bucket } => {
+                let lifetime = (expires_at - Utc::now()).to_std().unwrap_or_default();
+                let presigning =
+                    aws_sdk_s3::presigning::PresigningConfig::expires_in(lifetime).map_err(|e| UploadError::Storage(e.to_string()))?;
+                let request = client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .presigned(presigning)
+                    .await
+                    .map_err(|e| UploadError::Storage(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+                Ok(request.uri().to_string())
+            }
+            Self::Local { base_url, signer, .. } => {
+                let expires = expires_at.timestamp();
+                let signature = signer.sign(&local_upload_message(key, expires));
+                Ok(format!("{}/{key}?expires={expires}&signature={signature}", base_url.trim_end_matches('/')))
+            }
+        }
+    }
+
+    /// The file at `key`, streamed.
+    pub async fn open(&self, key: &str) -> Result<ObjectStream, UploadError> {
+        match self {
+            Self::S3 { client, bucket } => {
+                let object = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| match e.as_service_error() {
+                    Some(missing) if missing.is_no_such_key() => UploadError::Missing(key.to_string()),
+                    _ => UploadError::Storage(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
+                })?;
+                let reader = object.body.into_async_read();
+                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)))
+            }
+            Self::Local { dir, .. } => {
+                let file = tokio::fs::File::open(dir.join(key)).await.map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => UploadError::Missing(key.to_string()),
+                    _ => UploadError::Storage(e.to_string()),
+                })?;
+                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)))
+            }
+        }
+    }
+
+    /// Removes the file once it is imported (S3 also expires what is left, by a lifecycle rule).
+    pub async fn remove(&self, key: &str) -> Result<(), UploadError> {
+        match self {
+            Self::S3 { client, bucket } => {
+                client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| UploadError::Storage(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+                Ok(())
+            }
+            Self::Local { dir, .. } => match tokio::fs::remove_file(dir.join(key)).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(UploadError::Storage(e.to_string())),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The local stack's side of a PUT to an upload URL: checks its signature and expiry, then
+    /// writes the body to the file for `key` as it arrives (to a temporary name first, so a
+    /// broken upload leaves nothing to import).
+    pub async fn accept_local_put(
+        &self,
+        key: &str,
+        expires: i64,
+        signature: &str,
+        body: impl Stream<Item = Result<Bytes, axum::Error>> + Send,
+    ) -> Result<u64, LocalPutError> {
+        let Self::Local { dir, signer, .. } = self else { return Err(LocalPutError::NotLocal) };
+        if domain::upload::parse_object_key(key).is_err() || !signer.verify(&local_upload_message(key, expires), signature) {
+            return Err(LocalPutError::BadSignature);
+        }
+        if Utc::now().timestamp() > expires {
+            return Err(LocalPutError::Expired);
+        }
+        let path = dir.join(key);
+        let partial = path.with_extension("partial");
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(LocalPutError::Io)?;
+        }
+        let mut file = tokio::fs::File::create(&partial).await.map_err(LocalPutError::Io)?;
+        let mut reader = tokio_util::io::StreamReader::new(body.map_err(std::io::Error::other).boxed());
+        let written = tokio::io::copy(&mut reader, &mut file).await.map_err(LocalPutError::Io)?;
+        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(LocalPutError::Io)?;
+        tokio::fs::rename(&partial, &path).await.map_err(LocalPutError::Io)?;
+        Ok(written)
+    }
+}
+
+/// Why the local stack refused a PUT to an upload URL.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalPutError {
+    #[error("the upload URL's signature does not match: use the uploadUrl exactly as it was handed out")]
+    BadSignature,
+    #[error("the upload URL has expired: ask for a new one with POST /campaigns/{{id}}/contacts/uploads")]
+    Expired,
+    #[error("uploads go to object storage here, not to this server")]
+    NotLocal,
+    #[error("the file could not be written: {0}")]
+    Io(std::io::Error),
+}
+
+fn local_upload_message(key: &str, expires: i64) -> String {
+    format!("upload|v1|{key}|{expires}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(dir: &std::path::Path) -> UploadBucket {
+        UploadBucket::Local { dir: dir.to_path_buf(), base_url: "http://127.0.0.1:9/".into(), signer: crate::SecretBox::ephemeral() }
+    }
+
+    fn body(text: &'static str) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send {
+        futures::stream::iter([Ok(Bytes::from_static(text.as_bytes()))])
+    }
+
+    fn query_of(url: &str) -> (i64, String) {
+        let query = url.split_once('?').unwrap().1;
+        let value = |name: &str| query.split('&').find_map(|p| p.strip_prefix(&format!("{name}="))).unwrap().to_string();
+        (value("expires").parse().unwrap(), value("signature"))
+    }
+
+    #[tokio::test]
+    async fn a_local_upload_url_takes_its_file_once_signed_and_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = local(dir.path());
+        let key = format!("uploads/{}/{}/{}", domain::OrgId::new(), domain::CampaignId::new(), domain::UploadId::new());
+        let url = bucket.upload_url(&key, Utc::now() + chrono::TimeDelta::hours(1)).await.unwrap();
+        assert!(url.starts_with(&format!("http://127.0.0.1:9/{key}?expires=")), "{url}");
+        let (expires, signature) = query_of(&url);
+
+        let other_key = key.replace("uploads/", "uploads/x");
+        assert!(matches!(bucket.accept_local_put(&other_key, expires, &signature, body("a")).await, Err(LocalPutError::BadSignature)));
+        assert!(matches!(bucket.accept_local_put(&key, expires + 1, &signature, body("a")).await, Err(LocalPutError::BadSignature)));
+        assert!(matches!(bucket.open(&key).await, Err(UploadError::Missing(_))));
+
+        assert_eq!(bucket.accept_local_put(&key, expires, &signature, body("phone\n+14155550100\n")).await.unwrap(), 20);
+        let read: Vec<Bytes> = bucket.open(&key).await.unwrap().try_collect().await.unwrap();
+        assert_eq!(read.concat(), b"phone\n+14155550100\n");
+        bucket.remove(&key).await.unwrap();
+        assert!(matches!(bucket.open(&key).await, Err(UploadError::Missing(_))));
+
+        let stale = bucket.upload_url(&key, Utc::now() - chrono::TimeDelta::seconds(1)).await.unwrap();
+        let (expires, signature) = query_of(&stale);
+        assert!(matches!(bucket.accept_local_put(&key, expires, &signature, body("a")).await, Err(LocalPutError::Expired)));
+    }
+}
