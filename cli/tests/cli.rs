@@ -22,7 +22,7 @@ fn org_and_key_creation_print_the_value_alone_on_the_last_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
     let (ok, out, _) = outdial(&db, &["migrate"]);
-    assert!(ok && out.contains("schema version 17"), "{out}");
+    assert!(ok && out.contains("schema version 18"), "{out}");
     let (ok, out, err) = outdial(&db, &["org", "create", "Acme Outbound"]);
     assert!(ok, "{err}");
     let org = last_line(&out).to_string();
@@ -243,6 +243,22 @@ async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
     let (ok, out, err) = run(import).await.unwrap();
     assert!(ok && err.contains("imported 2, duplicate 0, do-not-call 1, invalid 1") && err.contains("line 5"), "{out}{err}");
     assert!(out.contains("\"imported\": 2"), "{out}");
+
+    // a file over 5 MB goes through an upload URL: PUT to the stack's own signed URL, imported where it lands
+    let (ok, out, err) =
+        run(args(&["campaign", "create", "--name", "Big list", "--assistant", &assistant, "--caller-id", "+14155550100"])).await.unwrap();
+    assert!(ok, "{err}");
+    let big_campaign = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
+    let big = dir.path().join("big.csv");
+    let notes = "n".repeat(260);
+    let rows: String = (0..20_000).map(|i| format!("+1415{:07},Contact {i},{notes}\n", 2_000_000 + i)).collect();
+    std::fs::write(&big, format!("phone,name,notes\n{rows}")).unwrap();
+    assert!(std::fs::metadata(&big).unwrap().len() > 5 * 1024 * 1024);
+    let (ok, out, err) =
+        run(args(&["campaign", "import", &big_campaign, big.to_str().unwrap(), "--consent-source", "web form, 2026-10"])).await.unwrap();
+    assert!(ok && err.contains("imported 20000, duplicate 0, do-not-call 0, invalid 0"), "{out}{err}");
+    let (_, status, _) = run(args(&["campaign", "status", &big_campaign])).await.unwrap();
+    assert!(status.contains("20000"), "{status}");
     let (ok, out, err) = run(args(&["campaign", "start", &id])).await.unwrap();
     assert!(ok && out.contains("status         running"), "{out}{err}");
     let (ok, out, _) = run(args(&["campaign", "list"])).await.unwrap();

@@ -86,6 +86,29 @@ pub fn daily_email(report: &DailyReport, to: domain::EmailAddress) -> FollowUpEm
     }
 }
 
+/// What the daily schedule delivers: `{}` (yesterday's reports) or `{"date": "YYYY-MM-DD"}`
+/// (that day's, to make a missed day again).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DailyInput {
+    pub date: Option<NaiveDate>,
+}
+
+/// The `daily-report` function: the day the schedule's input names (yesterday in `zone` when it
+/// names none) for every organisation. An organisation that failed fails the invocation, so the
+/// schedule's retry policy tries again (and sends nobody an email twice).
+pub async fn on_schedule<S: Store, M: Mailer>(
+    store: &S,
+    mailer: Option<&M>,
+    zone: Tz,
+    input: Option<DailyInput>,
+    now: DateTime<Utc>,
+) -> Result<DailyRun, String> {
+    let date = input.and_then(|input| input.date).unwrap_or_else(|| domain::report::yesterday(now, zone));
+    let run = send_daily_reports(store, mailer, zone, date, now).await.map_err(|e| e.to_string())?;
+    if run.failed.is_empty() { Ok(run) } else { Err(format!("the daily report of {date} failed for: {}", run.failed.join("; "))) }
+}
+
 /// Makes and keeps every organisation's report of `date`, emailing it to each recipient it has
 /// not yet reached (without a mailer — no sender configured — the reports are only kept).
 /// Running it again for the same date (a retried schedule) sends nothing twice: who was emailed

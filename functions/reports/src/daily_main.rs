@@ -4,11 +4,7 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use platform::{AnyMailer, Config, telemetry};
-
-#[derive(Debug, Default, serde::Deserialize)]
-struct DailyInput {
-    date: Option<chrono::NaiveDate>,
-}
+use reports::daily::{DailyInput, on_schedule};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -24,17 +20,7 @@ async fn main() -> Result<(), Error> {
     let zone = config.report_time_zone;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Option<DailyInput>>| {
         let (store, mailer) = (store.clone(), mailer.clone());
-        async move {
-            let now = chrono::Utc::now();
-            let date = event.payload.and_then(|input| input.date).unwrap_or_else(|| domain::report::yesterday(now, zone));
-            let run = reports::daily::send_daily_reports(&store, mailer.as_ref(), zone, date, now).await?;
-            // a failed organisation fails the invocation, so the schedule's retry policy tries again
-            if run.failed.is_empty() {
-                Ok(run)
-            } else {
-                Err(Error::from(format!("the daily report of {date} failed for: {}", run.failed.join("; "))))
-            }
-        }
+        async move { on_schedule(&store, mailer.as_ref(), zone, event.payload, chrono::Utc::now()).await.map_err(Error::from) }
     }))
     .await
 }

@@ -138,6 +138,17 @@ async fn yesterdays_report_is_kept_and_emailed_once_to_each_recipient<S: Store>(
     let run = send_daily_reports(&store, Some(&outbox), ZONE, day, now).await.unwrap();
     assert_eq!((run.emails, run.failed.len()), (1, 0), "{run:?}");
     assert_eq!(send_daily_reports(&store, Some(&outbox), ZONE, day, now).await.unwrap().emails, 0, "nobody is emailed twice");
+    // the schedule's input as EventBridge Scheduler delivers it: {} is yesterday's, a date that day's
+    let sample = platform::testing::load_event("schedules/daily-report.json", &[("2026-11-24", &day.to_string())]);
+    let input: reports::daily::DailyInput = serde_json::from_str(&sample).unwrap();
+    let scheduled = reports::daily::on_schedule(&store, Some(&outbox), ZONE, Some(input), now).await.unwrap();
+    assert_eq!((scheduled.date, scheduled.organisations, scheduled.emails), (Some(day), 2, 0), "{scheduled:?}");
+    let yesterdays = reports::daily::on_schedule(&store, Some(&outbox), ZONE, serde_json::from_str("{}").unwrap(), now).await.unwrap();
+    assert_eq!(yesterdays.date, Some(domain::report::yesterday(now, ZONE)));
+    assert!(
+        serde_json::from_str::<reports::daily::DailyInput>(r#"{"day": "2026-11-24"}"#).is_err(),
+        "a misspelt input is refused, not ignored"
+    );
     let emails = outbox.kept.kept();
     let to: Vec<&str> = emails.iter().map(|k| k.email.to.as_str()).collect();
     assert_eq!(to, ["ops@acme.example", "Boss@acme.example"]);

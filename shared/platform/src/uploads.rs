@@ -180,7 +180,7 @@ mod tests {
         assert!(matches!(bucket.accept_local_put(&key, expires + 1, &signature, body("a")).await, Err(LocalPutError::BadSignature)));
         assert!(matches!(bucket.open(&key).await, Err(UploadError::Missing(_))));
 
-        assert_eq!(bucket.accept_local_put(&key, expires, &signature, body("phone\n+14155550100\n")).await.unwrap(), 20);
+        assert_eq!(bucket.accept_local_put(&key, expires, &signature, body("phone\n+14155550100\n")).await.unwrap(), 19);
         let read: Vec<Bytes> = bucket.open(&key).await.unwrap().try_collect().await.unwrap();
         assert_eq!(read.concat(), b"phone\n+14155550100\n");
         bucket.remove(&key).await.unwrap();

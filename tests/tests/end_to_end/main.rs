@@ -4,6 +4,7 @@
 mod architecture;
 mod crm_sync;
 mod demo;
+mod deployment;
 mod dial_path;
 mod local_stack;
 mod native_tools;

@@ -1,7 +1,8 @@
 //! The bridge's own binary, started the way its Fargate task starts it: exactly the environment
-//! and secrets `infra/media-bridge.yaml` gives the container, a DynamoDB table (moto_server at
-//! `DYNAMODB_ENDPOINT`, skipped without it). It must come up healthy, refuse an unsigned stream
-//! (the secrets reached it), and exit cleanly on SIGTERM.
+//! `infra/media-bridge.yaml` gives the container, its credentials in the deployment's Secrets
+//! Manager secret and a DynamoDB table (moto_server at `DYNAMODB_ENDPOINT` and
+//! `SECRETSMANAGER_ENDPOINT`, skipped without them). It must come up healthy, refuse an unsigned
+//! stream (the credentials reached it from the secret), and exit cleanly on SIGTERM.
 
 use std::{
     collections::BTreeMap,
@@ -48,14 +49,17 @@ fn the_task_definition_gives_the_bridge_what_it_reads() {
         "OUTDIAL_TABLE",
         "OUTDIAL_BRIDGE_URL",
         "OUTDIAL_BRIDGE_DRAIN_SECONDS",
-        "TWILIO_ACCOUNT_SID",
+        "OUTDIAL_SECRETS_ARN",
         "CALCOM_EVENT_TYPE_ID",
         "OUTDIAL_EMAIL_FROM",
     ] {
         assert!(environment.contains_key(name), "{name} is missing from the task's environment: {environment:?}");
     }
     assert_eq!(environment["OUTDIAL_STORE"], "dynamodb");
-    assert_eq!(secrets, ["TWILIO_AUTH_TOKEN", "ELEVENLABS_API_KEY", "CALCOM_API_KEY"], "secrets come from SSM, never the environment");
+    assert!(secrets.is_empty(), "credentials come from the deployment's secret, read by the bridge: {secrets:?}");
+    for credential in platform::SECRET_VARIABLES {
+        assert!(!environment.contains_key(*credential), "{credential} must not be a plain variable of the task");
+    }
     assert!(!environment.contains_key("OUTDIAL_BRIDGE_VERIFY_SIGNATURE"), "signatures are checked in AWS");
 }
 
@@ -72,20 +76,46 @@ async fn the_service_starts_from_its_task_definition_and_drains_on_sigterm() {
         probe.local_addr().expect("its address").port()
     };
 
-    let (environment, secrets) = task_environment();
+    let Ok(secrets_endpoint) = std::env::var("SECRETSMANAGER_ENDPOINT") else {
+        let _ = writeln!(std::io::stderr(), "skipped the_service_starts_from_its_task_definition: SECRETSMANAGER_ENDPOINT is unset");
+        return;
+    };
+    // the deployment's credentials secret, as `outdial secrets set` fills it
+    let credentials = aws_sdk_secretsmanager::Client::new(
+        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&secrets_endpoint)
+            .load()
+            .await,
+    )
+    .create_secret()
+    .name(format!("bridge-credentials-{}", domain::OrgId::new()))
+    .secret_string(r#"{"TWILIO_ACCOUNT_SID":"AC00000000000000000000000000000001","TWILIO_AUTH_TOKEN":"secret-token","ELEVENLABS_API_KEY":"secret-key"}"#)
+    .send()
+    .await
+    .expect("the credentials secret")
+    .arn
+    .expect("its ARN");
+
+    let (environment, _) = task_environment();
     // what the template fills in from its parameters, as a deployment would
     let deployed = |name: &str, written: &str| match name {
         "PORT" => port.to_string(),
         "OUTDIAL_TABLE" => table.clone(),
         "OUTDIAL_BRIDGE_URL" => "wss://bridge.example.com/media".into(),
         "OUTDIAL_BRIDGE_DRAIN_SECONDS" => "2".into(),
-        "TWILIO_ACCOUNT_SID" => "AC00000000000000000000000000000001".into(),
+        "OUTDIAL_SECRETS_ARN" => credentials.clone(),
         "CALCOM_EVENT_TYPE_ID" => "1837761".into(),
         "OUTDIAL_EMAIL_FROM" => "calls@acme.example".into(),
         _ => written.to_string(),
     };
     let mut command = Command::new(env!("CARGO_BIN_EXE_media-bridge"));
-    command.env_clear().env("DYNAMODB_ENDPOINT", &endpoint).stdout(Stdio::null()).stderr(Stdio::piped());
+    command
+        .env_clear()
+        .env("DYNAMODB_ENDPOINT", &endpoint)
+        .env("SECRETSMANAGER_ENDPOINT", &secrets_endpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for aws in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION"] {
         if let Ok(value) = std::env::var(aws) {
             command.env(aws, value);
@@ -93,9 +123,6 @@ async fn the_service_starts_from_its_task_definition_and_drains_on_sigterm() {
     }
     for (name, written) in &environment {
         command.env(name, deployed(name, written));
-    }
-    for name in &secrets {
-        command.env(name, format!("secret-{name}"));
     }
     let mut bridge = command.spawn().expect("the media-bridge binary");
 
@@ -122,7 +149,7 @@ async fn the_service_starts_from_its_task_definition_and_drains_on_sigterm() {
         .send()
         .await
         .expect("the upgrade request");
-    assert_eq!(unsigned.status(), 401, "the auth token from the task's secrets is what signatures are checked with");
+    assert_eq!(unsigned.status(), 401, "the auth token from the credentials secret is what signatures are checked with");
 
     let killed = Command::new("kill").args(["-TERM", &bridge.id().to_string()]).status().expect("kill");
     assert!(killed.success());

@@ -660,7 +660,9 @@ mod tests {
     async fn the_contact_counts_migration_counts_existing_contacts() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);").unwrap();
-        for (i, sql) in MIGRATIONS[..MIGRATIONS.len() - 1].iter().enumerate() {
+        // 0017_contact_counts.sql and every migration after it are applied by the store below
+        const CONTACT_COUNTS_MIGRATION: usize = 17;
+        for (i, sql) in MIGRATIONS[..CONTACT_COUNTS_MIGRATION - 1].iter().enumerate() {
             conn.execute_batch(sql).unwrap();
             conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", params![i as i64 + 1]).unwrap();
             if i + 1 == STATES_MIGRATION {

@@ -1589,7 +1589,7 @@ pub async fn a_contact_upload_begins_once_and_keeps_its_outcome<S: Store>(store:
     assert!(is_not_found(store.contact_upload(org, campaign.id, domain::UploadId::new()).await));
 
     let begun = futures::future::join_all((0..8).map(|_| store.begin_contact_upload(org, campaign.id, upload.id))).await;
-    let winners: Vec<ContactUpload> = begun.into_iter().map(Result::unwrap).flatten().collect();
+    let winners: Vec<ContactUpload> = begun.into_iter().filter_map(Result::unwrap).collect();
     assert_eq!(winners.len(), 1, "exactly one import runs");
     assert_eq!(winners[0].status, UploadStatus::Importing);
     assert!(is_not_found(store.begin_contact_upload(other, campaign.id, upload.id).await));
