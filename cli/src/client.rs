@@ -85,10 +85,7 @@ impl ApiClient {
 
     /// Whether the API is on this machine (the local stack), where one request takes a file of any size.
     pub fn is_local(&self) -> bool {
-        reqwest::Url::parse(&self.base).ok().and_then(|u| u.host_str().map(str::to_string)).is_some_and(|host| {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        })
+        reqwest::Url::parse(&self.base).is_ok_and(|url| is_loopback(&url))
     }
 
     /// Every item of a list route, following `nextCursor` to the end.
@@ -167,6 +164,13 @@ impl ApiClient {
             _ => Err(ClientError::Unexpected { url, status, body: text.chars().take(500).collect() }),
         }
     }
+}
+
+/// Whether `url` names this machine: `localhost` or a loopback address.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    // an IPv6 host comes bracketed, as it is written in the URL
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn problem_error(status: u16, problem: &Value) -> ClientError {

@@ -284,9 +284,7 @@ pub async fn serve_until<S: Store>(
 pub fn check_exposure(config: &Config) -> Result<(), String> {
     let Some(public_url) = &config.dialing.calls.public_url else { return Ok(()) };
     let url = reqwest::Url::parse(public_url).map_err(|e| format!("OUTDIAL_PUBLIC_URL {public_url:?} is not a URL: {e}"))?;
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if loopback || config.webhooks.twilio_auth_token.is_some() {
+    if client::is_loopback(&url) || config.webhooks.twilio_auth_token.is_some() {
         return Ok(());
     }
     Err(format!(

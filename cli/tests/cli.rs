@@ -305,21 +305,9 @@ async fn campaign_and_dnc_commands_are_a_client_of_the_api() {
 
 #[tokio::test]
 async fn secrets_set_fills_the_deployment_secret_from_standard_input() {
-    let Ok(endpoint) = std::env::var("SECRETSMANAGER_ENDPOINT") else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped secrets_set_fills_the_deployment_secret_from_standard_input: SECRETSMANAGER_ENDPOINT is unset"
-        );
+    let Some((client, endpoint)) = platform::testing::secrets_manager_on_moto("secrets_set_fills_the_deployment_secret").await else {
         return;
     };
-    let client = aws_sdk_secretsmanager::Client::new(
-        &aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .load()
-            .await,
-    );
     let name = format!("outdial-cli-{}", uuid_like());
     let arn = client.create_secret().name(&name).secret_string("{}").send().await.unwrap().arn.unwrap();
     let run = |args: &[&str], stdin: &str| {

@@ -9,3 +9,19 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     }
     loader.load().await
 }
+
+/// A Secrets Manager client (`endpoint`: moto_server).
+pub async fn secrets_manager(endpoint: Option<&str>) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&sdk_config(endpoint).await)
+}
+
+/// The text of secret `id` (None when it holds binary only), or why it cannot be read.
+pub async fn secret_string(client: &aws_sdk_secretsmanager::Client, id: &str) -> Result<Option<String>, String> {
+    let answer = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())?;
+    Ok(answer.secret_string)
+}

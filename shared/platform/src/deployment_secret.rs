@@ -67,15 +67,14 @@ impl DeploymentSecret {
 
     /// Reads the secret from Secrets Manager (`endpoint`: moto_server).
     pub async fn fetch(id: &str, endpoint: Option<&str>) -> Result<Self, DeploymentSecretError> {
-        let client = client(endpoint).await;
-        let unavailable = |reason: String| DeploymentSecretError::Unavailable { id: id.to_string(), reason };
-        let answer = client
-            .get_secret_value()
-            .secret_id(id)
-            .send()
+        Self::read(&crate::aws::secrets_manager(endpoint).await, id).await
+    }
+
+    async fn read(client: &aws_sdk_secretsmanager::Client, id: &str) -> Result<Self, DeploymentSecretError> {
+        let text = crate::aws::secret_string(client, id)
             .await
-            .map_err(|e| unavailable(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()))?;
-        Self::parse(id, answer.secret_string().unwrap_or_default())
+            .map_err(|reason| DeploymentSecretError::Unavailable { id: id.to_string(), reason })?;
+        Self::parse(id, text.as_deref().unwrap_or_default())
     }
 
     /// Sets one credential in the secret, keeping the others (a new version of the secret); an
@@ -84,7 +83,8 @@ impl DeploymentSecret {
         if !SECRET_VARIABLES.contains(&name) {
             return Err(DeploymentSecretError::UnknownVariable(name.to_string()));
         }
-        let mut secret = Self::fetch(id, endpoint).await?;
+        let client = crate::aws::secrets_manager(endpoint).await;
+        let mut secret = Self::read(&client, id).await?;
         if value.is_empty() {
             secret.values.remove(name);
         } else {
@@ -92,18 +92,12 @@ impl DeploymentSecret {
         }
         let text = serde_json::to_string(&secret.values)
             .map_err(|e| DeploymentSecretError::Malformed { id: id.to_string(), reason: e.to_string() })?;
-        client(endpoint).await.put_secret_value().secret_id(id).secret_string(text).send().await.map_err(|e| {
-            DeploymentSecretError::Unwritable {
-                id: id.to_string(),
-                reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-            }
+        client.put_secret_value().secret_id(id).secret_string(text).send().await.map_err(|e| DeploymentSecretError::Unwritable {
+            id: id.to_string(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
         })?;
         Ok(secret)
     }
-}
-
-async fn client(endpoint: Option<&str>) -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::new(&crate::aws::sdk_config(endpoint).await)
 }
 
 #[cfg(test)]

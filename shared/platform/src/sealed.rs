@@ -82,15 +82,9 @@ impl SecretBox {
 
     /// The key secret `arn` in AWS Secrets Manager (`endpoint` for moto_server).
     pub async fn from_secrets_manager(arn: &str, endpoint: Option<&str>) -> Result<Self, SealError> {
-        let client = aws_sdk_secretsmanager::Client::new(&crate::aws::sdk_config(endpoint).await);
         let unavailable = |reason: String| SealError::Unavailable { arn: arn.to_string(), reason };
-        let answer = client
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
-            .await
-            .map_err(|e| unavailable(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()))?;
-        Self::from_secret_string(answer.secret_string().ok_or_else(|| unavailable("it holds no SecretString".into()))?)
+        let text = crate::aws::secret_string(&crate::aws::secrets_manager(endpoint).await, arn).await.map_err(unavailable)?;
+        Self::from_secret_string(&text.ok_or_else(|| unavailable("it holds no SecretString".into()))?)
     }
 
     /// The key in `path`, written there (readable by its owner only) the first time.

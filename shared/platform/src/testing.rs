@@ -47,3 +47,15 @@ pub fn config(vars: &[(&str, &str)]) -> crate::Config {
     crate::Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()))
         .unwrap_or_else(|e| panic!("{vars:?} is not a valid configuration: {e}"))
 }
+
+/// A Secrets Manager client on moto_server at `SECRETSMANAGER_ENDPOINT` and that endpoint, or
+/// `None` with `test`'s skip printed when the variable is unset.
+pub async fn secrets_manager_on_moto(test: &str) -> Option<(aws_sdk_secretsmanager::Client, String)> {
+    let Ok(endpoint) = std::env::var("SECRETSMANAGER_ENDPOINT") else {
+        use std::io::Write;
+        let _ =
+            writeln!(std::io::stderr(), "skipped {test}: SECRETSMANAGER_ENDPOINT is unset (scripts/test starts moto_server and sets it)");
+        return None;
+    };
+    Some((crate::aws::secrets_manager(Some(&endpoint)).await, endpoint))
+}

@@ -68,3 +68,23 @@ fn every_function_the_template_deploys_is_a_binary_of_the_workspace() {
         assert!(declared.contains(&format!("name = \"{binary}\"")), "the template builds {binary}, which no function crate declares");
     }
 }
+
+#[test]
+fn no_credential_is_a_plain_variable_and_every_dead_letter_queue_has_its_alarm() {
+    let template = std::fs::read_to_string(root().join("infra/template.yaml")).unwrap();
+    let bridge = std::fs::read_to_string(root().join("infra/media-bridge.yaml")).unwrap();
+    for credential in platform::SECRET_VARIABLES {
+        for (name, text) in [("template.yaml", &template), ("media-bridge.yaml", &bridge)] {
+            let set = text.lines().any(|l| l.trim().starts_with(&format!("{credential}:")) || l.contains(&format!("Name: {credential},")));
+            assert!(!set, "{name} sets {credential} as a variable: it belongs in the credentials secret");
+        }
+    }
+    let queues: Vec<&str> = template.lines().filter_map(|l| l.strip_prefix("  ")?.strip_suffix("DeadLetters:")).collect();
+    assert_eq!(queues.len(), 3, "{queues:?}");
+    for queue in queues {
+        assert!(template.contains(&format!("  {queue}DeadLettersAlarm:")), "{queue}DeadLetters has no alarm");
+    }
+    // one base URL: the HTTP API; the only function URL is the streamed calls export
+    assert_eq!(template.matches("FunctionUrlConfig:").count(), 1);
+    assert!(template.contains("  CallsExportFunction:"));
+}

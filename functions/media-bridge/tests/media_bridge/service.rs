@@ -76,18 +76,12 @@ async fn the_service_starts_from_its_task_definition_and_drains_on_sigterm() {
         probe.local_addr().expect("its address").port()
     };
 
-    let Ok(secrets_endpoint) = std::env::var("SECRETSMANAGER_ENDPOINT") else {
-        let _ = writeln!(std::io::stderr(), "skipped the_service_starts_from_its_task_definition: SECRETSMANAGER_ENDPOINT is unset");
+    let Some((secrets, secrets_endpoint)) = platform::testing::secrets_manager_on_moto("the_service_starts_from_its_task_definition").await
+    else {
         return;
     };
     // the deployment's credentials secret, as `outdial secrets set` fills it
-    let credentials = aws_sdk_secretsmanager::Client::new(
-        &aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&secrets_endpoint)
-            .load()
-            .await,
-    )
+    let credentials = secrets
     .create_secret()
     .name(format!("bridge-credentials-{}", domain::OrgId::new()))
     .secret_string(r#"{"TWILIO_ACCOUNT_SID":"AC00000000000000000000000000000001","TWILIO_AUTH_TOKEN":"secret-token","ELEVENLABS_API_KEY":"secret-key"}"#)

@@ -3,21 +3,10 @@
 //! (skipped with the reason printed when it is unset).
 
 use platform::{Config, DeploymentSecret, DeploymentSecretError};
-use std::io::Write;
 
 #[tokio::test]
 async fn functions_read_their_credentials_from_the_deployment_secret() {
-    let Ok(endpoint) = std::env::var("SECRETSMANAGER_ENDPOINT") else {
-        let _ = writeln!(std::io::stderr(), "skipped: SECRETSMANAGER_ENDPOINT is unset (scripts/test starts moto_server and sets it)");
-        return;
-    };
-    let client = aws_sdk_secretsmanager::Client::new(
-        &aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .load()
-            .await,
-    );
+    let Some((client, endpoint)) = platform::testing::secrets_manager_on_moto("functions_read_their_credentials").await else { return };
     // as the SAM template creates it: an empty object, filled after the deploy
     let name = format!("outdial-credentials-{}", uuid::Uuid::now_v7().simple());
     let arn = client.create_secret().name(&name).secret_string("{}").send().await.unwrap().arn.unwrap();

@@ -3,7 +3,6 @@
 //! printed when it is unset).
 
 use platform::{SecretBox, sealed::SealError};
-use std::io::Write;
 
 fn config_of(vars: &[(&str, &str)]) -> platform::Config {
     platform::Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())).unwrap()
@@ -11,17 +10,7 @@ fn config_of(vars: &[(&str, &str)]) -> platform::Config {
 
 #[tokio::test]
 async fn the_key_comes_from_secrets_manager_and_opens_what_it_sealed() {
-    let Ok(endpoint) = std::env::var("SECRETSMANAGER_ENDPOINT") else {
-        let _ = writeln!(std::io::stderr(), "skipped: SECRETSMANAGER_ENDPOINT is unset (scripts/test starts moto_server and sets it)");
-        return;
-    };
-    let client = aws_sdk_secretsmanager::Client::new(
-        &aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .load()
-            .await,
-    );
+    let Some((client, endpoint)) = platform::testing::secrets_manager_on_moto("the_key_comes_from_secrets_manager").await else { return };
     let name = format!("outdial-key-{}", uuid::Uuid::now_v7().simple());
     // what GenerateSecretString makes: 64 letters and digits
     let generated: String = (0..64).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
