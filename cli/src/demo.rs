@@ -8,7 +8,7 @@ use domain::{CallDisposition, CallState, CampaignId, CampaignStatus, ContactDisp
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::{collections::BTreeMap, time::Duration};
-use store::{CallFilter, PageRequest, Store};
+use store::{CallFilter, Store};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -232,16 +232,7 @@ fn progress_line(report: &DemoReport) -> String {
 
 /// Every call of the campaign.
 pub async fn all_calls<S: Store>(store: &S, org: OrgId, campaign: CampaignId) -> Result<Vec<domain::Call>, Error> {
-    let mut calls = Vec::new();
-    let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
-    loop {
-        let next = store.list_calls(org, campaign, CallFilter::default(), page.clone()).await?;
-        calls.extend(next.items);
-        match next.next_cursor {
-            Some(cursor) => page.cursor = Some(cursor),
-            None => return Ok(calls),
-        }
-    }
+    Ok(store::every_page(|page| store.list_calls(org, campaign, CallFilter::default(), page)).await?)
 }
 
 /// The campaign as the store has it now.

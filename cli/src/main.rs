@@ -8,7 +8,7 @@ use outdial::Stack;
 use outdial::client::ApiClient;
 use platform::{Config, StoreConfig, telemetry};
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::{collections::BTreeMap, path::PathBuf};
 use store::{DynamoStore, SqliteStore, Store};
 
 #[derive(Parser)]
@@ -223,6 +223,10 @@ enum OrgCommand {
         #[arg(long)]
         org: String,
     },
+    /// Every organisation of the deployment, oldest first: id, name, created.
+    List,
+    /// One organisation: its name, templates, campaigns and API keys.
+    Show { id: String },
 }
 
 #[derive(Subcommand)]
@@ -314,10 +318,22 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
     match command {
         Command::Org { command: OrgCommand::Create { name } } => {
             let org = store.create_org(&name).await?;
-            let templates = assistants::install_templates(&store, org.id).await?;
+            let templates = assistants::install_templates(&store, org.id).await.map_err(|e| {
+                format!(
+                    "organisation {} was created but its templates were not installed ({e}): run `outdial org templates --org {}`",
+                    org.id, org.id
+                )
+            })?;
             eprintln!("created organisation {:?} with {} assistant templates", org.name, templates.len());
             println!("{}", org.id);
         }
+        Command::Org { command: OrgCommand::List } => {
+            println!("id\tname\tcreated");
+            for org in store::every_page(|page| store.list_orgs(page)).await? {
+                println!("{}\t{}\t{}", org.id, org.name, org.created_at.to_rfc3339());
+            }
+        }
+        Command::Org { command: OrgCommand::Show { id } } => print!("{}", show_org(&store, domain::OrgId::parse(&id)?).await?),
         Command::Org { command: OrgCommand::Templates { org } } => {
             let org = domain::OrgId::parse(&org)?;
             store.get_org(org).await?;
@@ -337,19 +353,11 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
         Command::Key { command: KeyCommand::List { org } } => {
             let org = domain::OrgId::parse(&org)?;
             store.get_org(org).await?;
-            let mut page = store::PageRequest::first(store::PageRequest::MAX_LIMIT);
             println!("id\tname\tcreated\tlast used\texpires\trevoked");
-            loop {
-                let listed = store.list_api_keys(org, page.clone()).await?;
-                let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_string(), |t| t.to_rfc3339());
-                for k in &listed.items {
-                    let (id, created) = (k.hash.id(), k.created_at.to_rfc3339());
-                    println!("{id}\t{}\t{created}\t{}\t{}\t{}", k.name, at(k.last_used_at), at(k.expires_at), at(k.revoked_at));
-                }
-                match listed.next_cursor {
-                    Some(c) => page.cursor = Some(c),
-                    None => break,
-                }
+            let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_string(), |t| t.to_rfc3339());
+            for k in store::every_page(|page| store.list_api_keys(org, page)).await? {
+                let (id, created) = (k.hash.id(), k.created_at.to_rfc3339());
+                println!("{id}\t{}\t{created}\t{}\t{}\t{}", k.name, at(k.last_used_at), at(k.expires_at), at(k.revoked_at));
             }
         }
         Command::Key { command: KeyCommand::Revoke { id } } => {
@@ -377,6 +385,33 @@ async fn execute<S: Store>(store: S, stack: Stack, command: Command) -> Result<(
         }
     }
     Ok(())
+}
+
+/// `outdial org show`: what an operator checks after onboarding a team.
+async fn show_org<S: Store>(store: &S, id: domain::OrgId) -> Result<String, Error> {
+    let org = store.get_org(id).await?;
+    let filter = store::AssistantFilter { active: None, source: Some(domain::AssistantSource::Template) };
+    let templates = store::every_page(|page| store.list_assistants(id, filter, page)).await?;
+    let campaigns = store::every_page(|page| store.list_campaigns(id, page)).await?;
+    let keys = store::every_page(|page| store.list_api_keys(id, page)).await?;
+    let mut by_status = BTreeMap::<&str, usize>::new();
+    for c in &campaigns {
+        *by_status.entry(c.status.as_str()).or_default() += 1;
+    }
+    let statuses = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
+    let active_keys = keys.iter().filter(|k| k.is_active(chrono::Utc::now())).count();
+    let stop = org.emergency_stop.as_ref().map_or("off".to_string(), |s| format!("on since {}", s.since.to_rfc3339()));
+    let names = templates.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ");
+    Ok(format!(
+        "id              {}\nname            {}\ncreated         {}\ntemplates       {} ({names})\ncampaigns       {}{}\nkeys            {} ({active_keys} active)\nemergency stop  {stop}\n",
+        org.id,
+        org.name,
+        org.created_at.to_rfc3339(),
+        templates.len(),
+        campaigns.len(),
+        if statuses.is_empty() { String::new() } else { format!(" ({statuses})") },
+        keys.len(),
+    ))
 }
 
 async fn secrets(secret_id: Option<String>, command: SecretsCommand) -> Result<(), Error> {

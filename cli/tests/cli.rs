@@ -337,3 +337,128 @@ async fn secrets_set_fills_the_deployment_secret_from_standard_input() {
     assert!(ok);
     assert_eq!(out.trim(), "TWILIO_AUTH_TOKEN");
 }
+
+/// Where a CLI run keeps its data: a SQLite file, or a DynamoDB table on moto.
+#[derive(Clone)]
+enum StoreAt {
+    Sqlite(std::path::PathBuf),
+    Dynamo { table: String, endpoint: String },
+}
+
+impl StoreAt {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_outdial"));
+        command.args(args).env_remove("OUTDIAL_API_KEY").env_remove("OUTDIAL_URL");
+        match self {
+            Self::Sqlite(db) => command.arg("--db").arg(db).env_remove("OUTDIAL_STORE"),
+            Self::Dynamo { table, endpoint } => {
+                command.env("OUTDIAL_STORE", "dynamodb").env("OUTDIAL_TABLE", table).env("DYNAMODB_ENDPOINT", endpoint)
+            }
+        };
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().expect("run outdial");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Kills the served stack however the test ends.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two organisations onboarded from the shell, each with its templates and keys, and each key
+/// sees only its own organisation's records over the API.
+async fn two_organisations_each_see_only_their_own(at: StoreAt) {
+    at.run(&["migrate"]);
+    let a = last_line(&at.run(&["org", "create", "Acme"])).to_string();
+    let b = last_line(&at.run(&["org", "create", "Bravo"])).to_string();
+    assert_ne!(a, b);
+    let listed = at.run(&["org", "list"]);
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert!(rows.len() == 2 && rows[0].starts_with(&format!("{a}\tAcme\t")) && rows[1].starts_with(&format!("{b}\tBravo\t")), "{listed}");
+    let key_a = last_line(&at.run(&["key", "create", "--org", &a])).to_string();
+    let key_b = last_line(&at.run(&["key", "create", "--org", &b, "--name", "bravo-ci"])).to_string();
+    let keys_b = at.run(&["key", "list", "--org", &b]);
+    assert!(keys_b.lines().count() == 2 && keys_b.contains("\tbravo-ci\t"), "{keys_b}");
+    let shown = at.run(&["org", "show", &b]);
+    for line in ["name            Bravo", "templates       3 (", "campaigns       0", "keys            1 (1 active)", "emergency stop  off"]
+    {
+        assert!(shown.contains(line), "{line:?} in {shown}");
+    }
+    let out = at.command(&["org", "show", &domain::OrgId::new().to_string()]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not found"));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _served = Served(at.command(&["serve", "--port", &port.to_string()]).env("OUTDIAL_SIMULATOR", "on").spawn().unwrap());
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("{url}/openapi.json")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let get = |path: String, key: &str| {
+        let request = http.get(format!("{url}{path}")).bearer_auth(key);
+        async move {
+            let reply = request.send().await.unwrap();
+            (reply.status().as_u16(), reply.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let ids = |list: &serde_json::Value| -> Vec<String> {
+        list["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect()
+    };
+    let (status, templates_a) = get("/assistants?source=template".into(), &key_a).await;
+    assert_eq!((status, ids(&templates_a).len()), (200, 3), "{templates_a}");
+    let (_, templates_b) = get("/assistants?source=template".into(), &key_b).await;
+    assert_eq!(ids(&templates_b).len(), 3);
+    assert!(ids(&templates_a).iter().all(|id| !ids(&templates_b).contains(id)), "each organisation has its own templates");
+    for id in ids(&templates_a) {
+        let (status, problem) = get(format!("/assistants/{id}"), &key_b).await;
+        assert_eq!(status, 404, "another organisation's template is not found: {problem}");
+        assert_eq!(get(format!("/assistants/{id}"), &key_a).await.0, 200);
+    }
+    let post = |path: &str, key: &str, body: serde_json::Value| http.post(format!("{url}{path}")).bearer_auth(key).json(&body).send();
+    let registered = post("/caller-ids", &key_a, serde_json::json!({"phone": "+14155550100"})).await.unwrap();
+    assert_eq!(registered.status(), 201);
+    let taken = post("/caller-ids", &key_b, serde_json::json!({"phone": "+14155550100"})).await.unwrap();
+    assert_eq!(taken.status(), 409, "a number another organisation holds");
+    let campaign = post(
+        "/campaigns",
+        &key_a,
+        serde_json::json!({"name": "A's list", "assistantId": ids(&templates_a)[0], "callerIds": ["+14155550100"]}),
+    )
+    .await
+    .unwrap();
+    let campaign: serde_json::Value = campaign.json().await.unwrap();
+    let campaign_id = campaign["id"].as_str().unwrap_or_else(|| panic!("{campaign}"));
+    assert_eq!(get(format!("/campaigns/{campaign_id}"), &key_b).await.0, 404);
+    assert_eq!(ids(&get("/campaigns".into(), &key_b).await.1).len(), 0);
+    assert_eq!(ids(&get("/campaigns".into(), &key_a).await.1), vec![campaign_id.to_string()]);
+    assert!(at.run(&["org", "show", &a]).contains("campaigns       1 (1 draft)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_organisation_is_onboarded_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    two_organisations_each_see_only_their_own(StoreAt::Sqlite(dir.path().join("orgs.db"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_organisation_is_onboarded_on_dynamodb() {
+    let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "skipped a_second_organisation_is_onboarded_on_dynamodb: DYNAMODB_ENDPOINT is unset");
+        return;
+    };
+    two_organisations_each_see_only_their_own(StoreAt::Dynamo { table: format!("orgs-{}", uuid_like()), endpoint }).await;
+}

@@ -159,8 +159,20 @@ pub struct NewAssistant {
     pub tools_url: Option<String>,
 }
 
+/// The provider resource an assistant stands for, which one organisation of the deployment owns:
+/// every organisation shares the provider accounts. Templates name none: each organisation
+/// installs its own copy under the same `template:` key.
+fn owned_provider_id(source: AssistantSource, provider_assistant_id: Option<&String>) -> Option<&str> {
+    provider_assistant_id.filter(|_| source != AssistantSource::Template).map(String::as_str)
+}
+
 impl NewAssistant {
     pub const MAX_NAME_CHARS: usize = 200;
+
+    /// The provider id this assistant claims for its organisation, deployment-wide (none for templates).
+    pub fn owned_provider_id(&self) -> Option<&str> {
+        owned_provider_id(self.source, self.provider_assistant_id.as_ref())
+    }
 
     /// A new assistant made here (not yet at its provider), or every reason it cannot be one.
     pub fn local(name: &str, provider: ProviderKind, config: AssistantConfig) -> Result<Self, Vec<ParseError>> {
@@ -225,6 +237,11 @@ impl AssistantPatch {
 }
 
 impl Assistant {
+    /// The provider id its organisation owns deployment-wide (none for templates).
+    pub fn owned_provider_id(&self) -> Option<&str> {
+        owned_provider_id(self.source, self.provider_assistant_id.as_ref())
+    }
+
     pub fn new(org_id: OrgId, new: NewAssistant, now: DateTime<Utc>) -> Self {
         Self {
             id: AssistantId::new(),
@@ -448,5 +465,17 @@ mod tests {
         }
         let local = Assistant::new(OrgId::new(), NewAssistant { source: AssistantSource::Local, ..templates()[0].clone() }, t);
         assert!(local.ensure_editable().is_ok());
+    }
+
+    #[test]
+    fn templates_claim_no_provider_id_and_everything_else_does() {
+        for new in templates() {
+            assert_eq!(new.owned_provider_id(), None, "{}", new.name);
+            assert_eq!(Assistant::new(OrgId::new(), new, DateTime::UNIX_EPOCH).owned_provider_id(), None);
+        }
+        let imported =
+            NewAssistant { source: AssistantSource::Imported, provider_assistant_id: Some("asst_1".into()), ..templates()[0].clone() };
+        assert_eq!(imported.owned_provider_id(), Some("asst_1"));
+        assert_eq!(NewAssistant { provider_assistant_id: None, ..imported }.owned_provider_id(), None);
     }
 }

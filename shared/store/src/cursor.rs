@@ -63,3 +63,21 @@ impl Default for PageRequest {
         Self::new(None, None)
     }
 }
+
+/// Every item of a list, read page by page at the largest page size.
+pub async fn every_page<T, F, Fut>(mut list: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut items = Vec::new();
+    let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+    loop {
+        let next = list(page.clone()).await?;
+        items.extend(next.items);
+        match next.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => return Ok(items),
+        }
+    }
+}

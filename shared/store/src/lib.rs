@@ -7,7 +7,7 @@ pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use cursor::{Cursor, Page, PageRequest};
+pub use cursor::{Cursor, Page, PageRequest, every_page};
 pub use dynamodb::DynamoStore;
 pub use sqlite::SqliteStore;
 

@@ -1099,7 +1099,7 @@ impl DynamoStore {
         let version =
             AssistantVersionItem { pk: format!("ASSISTANT#{}", a.id), sk: format!("VERSION#{:06}", a.version), version: a.snapshot() };
         writes.push(self.put(encode(&version), "attribute_not_exists(pk)", &[])?);
-        if let Some(pid) = &a.provider_assistant_id {
+        if let Some(pid) = a.owned_provider_id() {
             // taken by the first organisation to hold it; kept by it whatever happens to the record
             let owner = HashMap::from([
                 ("pk".to_string(), s(provider_owner_pk(a.provider, pid))),
@@ -1129,7 +1129,7 @@ impl DynamoStore {
     /// Not found when another organisation owns `new`'s provider id (indistinguishable from an id
     /// that does not exist).
     async fn check_provider_owner(&self, org: OrgId, new: &NewAssistant) -> Result<()> {
-        let Some(pid) = &new.provider_assistant_id else { return Ok(()) };
+        let Some(pid) = new.owned_provider_id() else { return Ok(()) };
         match self.provider_owner(new.provider, pid).await? {
             Some(owner) if owner != org => Err(StoreError::not_found("provider assistant", pid)),
             _ => Ok(()),

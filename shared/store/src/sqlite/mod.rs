@@ -561,7 +561,7 @@ fn provider_owner(conn: &Connection, provider: ProviderKind, pid: &str) -> Resul
 /// Takes the new assistant's provider id for `org`, or answers not found when another
 /// organisation holds it (indistinguishable from an id that does not exist).
 fn claim_provider_id(tx: &rusqlite::Transaction<'_>, org: OrgId, new: &NewAssistant) -> Result<()> {
-    let Some(pid) = &new.provider_assistant_id else { return Ok(()) };
+    let Some(pid) = new.owned_provider_id() else { return Ok(()) };
     match provider_owner(tx, new.provider, pid)? {
         Some(owner) if owner != org => Err(StoreError::not_found("provider assistant", pid)),
         Some(_) => Ok(()),

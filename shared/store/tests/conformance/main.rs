@@ -55,6 +55,7 @@ conformance!(
     assistant_changes_are_versioned_and_optimistic,
     imports_of_one_provider_id_never_duplicate,
     provider_ids_belong_to_one_organisation,
+    every_organisation_installs_its_own_templates,
     campaigns_are_found_by_the_assistant_they_use,
     do_not_call_numbers_are_left_out_of_imports_and_finalise_ready_contacts,
     cancel_finalises_ready_contacts_and_calls_in_flight_retry_nothing,

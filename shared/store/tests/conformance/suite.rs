@@ -765,6 +765,26 @@ pub async fn provider_ids_belong_to_one_organisation<S: Store>(store: &S) {
     assert_eq!(store.provider_id_owner(mine.provider, "agent_unknown").await.unwrap(), None);
 }
 
+/// The built-in templates are each organisation's own copy, not a shared provider resource: a
+/// second organisation installs them too, and installing again updates rather than duplicates.
+pub async fn every_organisation_installs_its_own_templates<S: Store>(store: &S) {
+    let (a, b) = (org(store).await, org(store).await);
+    for org in [a, b, a, b] {
+        for template in domain::assistant::templates() {
+            store.import_assistant(org, template, t0()).await.unwrap_or_else(|e| panic!("{org}: {e}"));
+        }
+    }
+    let filter = AssistantFilter { active: None, source: Some(AssistantSource::Template) };
+    let (of_a, of_b) = (
+        store.list_assistants(a, filter, PageRequest::default()).await.unwrap().items,
+        store.list_assistants(b, filter, PageRequest::default()).await.unwrap().items,
+    );
+    assert_eq!((of_a.len(), of_b.len()), (3, 3));
+    assert!(of_a.iter().all(|t| t.org_id == a && of_b.iter().all(|u| u.id != t.id)));
+    let pid = of_a[0].provider_assistant_id.clone().unwrap();
+    assert_eq!(store.provider_id_owner(of_a[0].provider, &pid).await.unwrap(), None, "no organisation owns a template's key");
+}
+
 pub async fn imports_of_one_provider_id_never_duplicate<S: Store>(store: &S) {
     let (org, other) = (org(store).await, org(store).await);
     let importers = (0..8).map(|_| {
