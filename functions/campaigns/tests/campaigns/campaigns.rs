@@ -112,6 +112,7 @@ store::on_both_stores!(
     "";
     creation_reports_every_invalid_field_and_applies_defaults,
     csv_imports_survive_bad_rows_and_report_each,
+    every_regions_example_numbers_import_as_the_reference_says,
     json_arrays_and_ndjson_import_like_csv,
     launch_checks_list_everything_unmet,
     concurrent_starts_leave_one_running_campaign_with_one_schedule,
@@ -641,6 +642,32 @@ async fn csv_imports_survive_bad_rows_and_report_each<S: Store>(store: S) {
     let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
     assert_eq!(c["progress"]["contactsTotal"], 4);
     assert_eq!(c["progress"]["byState"], json!({"ready": 4}));
+}
+
+/// Google libphonenumber's example numbers written internationally, imported into a US campaign
+/// (so national numbers would be read as American): each valid one is imported, each cut one is
+/// an invalid row.
+async fn every_regions_example_numbers_import_as_the_reference_says<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
+    let id = h.campaign(json!({})).await;
+    let examples = include_str!("../../../../shared/domain/data/phone_examples.tsv");
+    let (mut csv, mut valid, mut invalid) = ("phone\n".to_string(), std::collections::BTreeSet::new(), 0);
+    for fields in examples.lines().filter(|l| !l.starts_with('#')).map(|l| l.split('\t').collect::<Vec<_>>()) {
+        if fields[1] == "US" && fields[0].starts_with('+') {
+            csv.push_str(&format!("\"{}\"\n", fields[0]));
+            match fields[2] {
+                "valid" => drop(valid.insert(fields[3])),
+                _ => invalid += 1,
+            }
+        }
+    }
+    let (status, report) = h.import(&id, "text/csv", csv).await;
+    assert_eq!(status, 200, "{report}");
+    let duplicates = report["duplicate"].as_u64().unwrap();
+    assert_eq!(report["imported"].as_u64(), Some(valid.len() as u64), "{report}");
+    assert_eq!((report["invalid"].as_u64(), report["doNotCall"].as_u64()), (Some(invalid), Some(0)), "{report}");
+    assert!(valid.len() > 450 && invalid > 450, "{} valid, {invalid} invalid", valid.len());
+    assert!(duplicates < 20, "only regions sharing an example number: {duplicates}");
 }
 
 async fn json_arrays_and_ndjson_import_like_csv<S: Store>(store: S) {
