@@ -368,28 +368,8 @@ pub struct ReportFiles<'a> {
 pub async fn report(client: &ApiClient, campaign: &str, files: ReportFiles<'_>) -> Result<(), Error> {
     let ReportFiles { csv, html, include_phone } = files;
     let report = client.get(&format!("/campaigns/{campaign}/report"), &[]).await?;
-    let calls = &report["calls"];
-    let percent = |v: &Value| v.as_f64().map_or("—".to_string(), |r| format!("{:.1} %", r * 100.0));
-    eprintln!(
-        "{}: {} calls finished, {} dialed; answered {}, human {}, machine {}; abandoned {} ({} unknown)",
-        report["name"].as_str().unwrap_or(campaign),
-        calls["finished"],
-        calls["dialed"],
-        percent(&calls["answerRate"]),
-        percent(&calls["humanRate"]),
-        percent(&calls["machineRate"]),
-        percent(&calls["abandonmentRate"]),
-        calls["abandonmentUnknown"],
-    );
-    eprintln!(
-        "talk time {} s (p50 {} s, p90 {} s); cost {} {}; success {}",
-        calls["talkSeconds"],
-        calls["durationSeconds"]["p50"],
-        calls["durationSeconds"]["p90"],
-        calls["cost"]["total"].as_str().unwrap_or("0"),
-        calls["cost"]["currency"].as_str().unwrap_or("USD"),
-        percent(&calls["successRate"]),
-    );
+    let calls: domain::report::CallNumbers = serde_json::from_value(report["calls"].clone())?;
+    eprintln!("{}: {}", report["name"].as_str().unwrap_or(campaign), calls.summary());
     if let Some(file) = html {
         let mut out = tokio::fs::File::create(file).await?;
         client.download(&format!("/campaigns/{campaign}/report.html"), &[], &mut out, |_| {}).await?;
@@ -411,24 +391,15 @@ pub async fn report(client: &ApiClient, campaign: &str, files: ReportFiles<'_>) 
 /// one per campaign, then the JSON; with `--html FILE` its page.
 pub async fn daily_report(client: &ApiClient, date: &str, html: Option<&std::path::Path>) -> Result<(), Error> {
     let report = client.get(&format!("/reports/daily/{date}"), &[]).await?;
-    let percent = |v: &Value| v.as_f64().map_or("—".to_string(), |r| format!("{:.1} %", r * 100.0));
-    let line = |name: &str, calls: &Value| {
-        eprintln!(
-            "{name}: {} calls, answered {}, human {}, abandoned {}, talk {} s, cost {} {}, success {}",
-            calls["finished"],
-            percent(&calls["answerRate"]),
-            percent(&calls["humanRate"]),
-            percent(&calls["abandonmentRate"]),
-            calls["talkSeconds"],
-            calls["cost"]["total"].as_str().unwrap_or("0"),
-            calls["cost"]["currency"].as_str().unwrap_or("USD"),
-            percent(&calls["successRate"]),
-        )
+    let line = |name: &str, calls: &Value| -> Result<(), Error> {
+        let calls: domain::report::CallNumbers = serde_json::from_value(calls.clone())?;
+        eprintln!("{name}: {}", calls.summary());
+        Ok(())
     };
     eprintln!("daily report {} ({})", report["date"].as_str().unwrap_or(date), report["timeZone"].as_str().unwrap_or("UTC"));
-    line("all campaigns", &report["totals"]);
+    line("all campaigns", &report["totals"])?;
     for row in report["campaigns"].as_array().into_iter().flatten() {
-        line(row["name"].as_str().unwrap_or("?"), &row["calls"]);
+        line(row["name"].as_str().unwrap_or("?"), &row["calls"])?;
     }
     if let Some(file) = html {
         let mut out = tokio::fs::File::create(file).await?;

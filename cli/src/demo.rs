@@ -4,7 +4,7 @@
 
 use crate::{Stack, client::ApiClient};
 use chrono::Utc;
-use domain::{CallDisposition, CallState, CampaignId, CampaignStatus, ContactDisposition, OrgId};
+use domain::{CallDisposition, CampaignId, CampaignStatus, ContactDisposition, OrgId, report::percent};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::{collections::BTreeMap, time::Duration};
@@ -28,8 +28,10 @@ const ZONES: [&str; 12] = [
     "Australia/Sydney",
 ];
 
-/// What one connected minute costs in the simulation (a Twilio minute plus a conversational-AI minute).
-pub const PRICE_PER_MINUTE: Decimal = Decimal::from_parts(9, 0, 0, false, 2);
+/// What the demo's stack prices 1,000 ElevenLabs credits at, so the simulator's reported costs
+/// (`providers::simulator::SIMULATED_CREDITS_PER_MINUTE` a minute) reach the report as money:
+/// $0.09 a minute of conversation, unless `OUTDIAL_ELEVENLABS_CREDIT_PRICE` says otherwise.
+pub const DEMO_CREDIT_PRICE: Decimal = Decimal::from_parts(9, 0, 0, false, 2);
 
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
@@ -66,10 +68,8 @@ pub struct DemoReport {
     /// Calls not over yet.
     pub active: u64,
     pub calls_by_disposition: BTreeMap<CallDisposition, u64>,
-    /// Calls answered by a person, out of all calls, 0–1.
-    pub answer_rate: f64,
-    pub average_talk_secs: f64,
-    pub simulated_cost: Decimal,
+    /// The campaign's call numbers, as `GET /campaigns/{id}/report` and its page give them.
+    pub numbers: domain::report::CallNumbers,
     pub elapsed: Duration,
 }
 
@@ -80,6 +80,8 @@ pub async fn run<S: Store>(store: S, mut stack: Stack, options: &DemoOptions) ->
     let calls = &mut stack.config.dialing.calls;
     calls.simulator_seed = options.seed;
     calls.simulator_speed = options.speed;
+    stack.config.elevenlabs_credit_price =
+        stack.config.elevenlabs_credit_price.or_else(|| domain::Money::from_decimal(DEMO_CREDIT_PRICE).ok());
     // the simulated conversations send signed ElevenLabs post-call transcripts
     calls.elevenlabs_webhook_secret = Some(format!("demo-{}", uuid::Uuid::now_v7().simple()).into());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -244,14 +246,7 @@ pub async fn report<S: Store>(store: &S, org: OrgId, campaign_id: CampaignId, el
     for d in calls.iter().filter_map(domain::Call::disposition) {
         *calls_by_disposition.entry(d).or_insert(0) += 1;
     }
-    let talked: Vec<u32> =
-        calls.iter().filter(|c| c.disposition() == Some(CallDisposition::AnsweredHuman)).filter_map(|c| c.details.duration_secs).collect();
-    let connected_minutes: u64 = calls
-        .iter()
-        .filter(|c| c.details.answered_at.is_some() && c.state == CallState::Ended)
-        .map(|c| u64::from(c.details.duration_secs.unwrap_or(0).div_ceil(60)))
-        .sum();
-    let answered = calls_by_disposition.get(&CallDisposition::AnsweredHuman).copied().unwrap_or(0);
+    let numbers = reports::campaign_report(store, org, campaign_id).await?.calls;
     Ok(DemoReport {
         org,
         campaign: campaign_id,
@@ -262,9 +257,7 @@ pub async fn report<S: Store>(store: &S, org: OrgId, campaign_id: CampaignId, el
         attempts: calls.len() as u64,
         retries: calls.iter().filter(|c| c.attempt > 1).count() as u64,
         active: calls.iter().filter(|c| !c.state.is_terminal()).count() as u64,
-        answer_rate: if calls.is_empty() { 0.0 } else { answered as f64 / calls.len() as f64 },
-        average_talk_secs: if talked.is_empty() { 0.0 } else { talked.iter().map(|&t| f64::from(t)).sum::<f64>() / talked.len() as f64 },
-        simulated_cost: PRICE_PER_MINUTE * Decimal::from(connected_minutes),
+        numbers,
         calls_by_disposition,
         elapsed,
     })
@@ -281,9 +274,17 @@ impl std::fmt::Display for DemoReport {
         for (d, n) in &self.calls_by_disposition {
             writeln!(f, "  {:<16}{n}", d.as_str())?;
         }
-        writeln!(f, "answer rate       {:.1}%", self.answer_rate * 100.0)?;
-        writeln!(f, "average talk time {:.0} s", self.average_talk_secs)?;
-        write!(f, "simulated cost    ${} (connected minutes at ${PRICE_PER_MINUTE}/min)", self.simulated_cost.round_dp(2))
+        // the report's names and definitions (README "Reports"), from the report itself
+        let n = &self.numbers;
+        writeln!(f, "answer rate       {}", percent(n.answer_rate))?;
+        writeln!(f, "human rate        {}", percent(n.human_rate))?;
+        writeln!(
+            f,
+            "talk time         {} min (median call {})",
+            n.talk_seconds / 60,
+            n.duration_seconds.p50.map_or("—".into(), |s| format!("{s} s"))
+        )?;
+        write!(f, "cost              {}", n.cost.describe(n.finished))
     }
 }
 

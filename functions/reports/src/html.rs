@@ -4,9 +4,12 @@
 
 use domain::{
     CallDisposition,
-    report::{CallNumbers, CampaignReport, DailyReport, HourlyCalls},
+    report::{CallNumbers, CampaignReport, DailyReport, HourlyCalls, percent},
 };
-use plotters::prelude::*;
+use plotters::{
+    prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
+};
 
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 300;
@@ -33,10 +36,6 @@ fn escape(text: &str) -> String {
     })
 }
 
-fn percent(rate: Option<f64>) -> String {
-    rate.map_or("—".into(), |r| format!("{:.1} %", r * 100.0))
-}
-
 /// A chart drawn into an SVG string; a drawing error leaves a note instead of the chart.
 fn svg(id: &str, title: &str, draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<(), String>) -> String {
     let mut out = String::new();
@@ -57,9 +56,21 @@ fn svg(id: &str, title: &str, draw: impl FnOnce(&DrawingArea<SVGBackend, plotter
     }
 }
 
-/// `n` bar slots (at least one): plotters segments a range's end as a slot of its own.
-fn slots(n: usize) -> plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize> {
-    (0..n.max(1) - 1).into_segmented()
+/// The label style of an axis, anchored at `pos`.
+fn label_style(pos: Pos) -> TextStyle<'static> {
+    ("sans-serif", LABEL_SIZE).into_font().color(&INK).pos(pos)
+}
+
+/// Which of `n` slots get a label: at most `most`, evenly spread, the first always.
+fn labelled(n: usize, most: usize) -> impl Fn(usize) -> bool {
+    let every = n.div_ceil(most.max(1)).max(1);
+    move |i| i % every == 0
+}
+
+/// Slot `i` of a category axis spans `[i, i + 1)`: plain numbers rather than plotters' segmented
+/// coordinates, which give a single slot no width (a campaign that ran within one hour drew nothing).
+fn slot(i: usize) -> f64 {
+    i as f64
 }
 
 fn funnel(report: &CampaignReport) -> String {
@@ -68,28 +79,43 @@ fn funnel(report: &CampaignReport) -> String {
     let steps =
         [("dialed", c.dialed, INK), ("answered", c.answered, MACHINE), ("human", c.human, ANSWERED), ("success", successful, ANSWERED)];
     svg("funnel", "Outcome funnel", |root| {
-        let top = steps.iter().map(|s| s.1).max().unwrap_or(0).max(1);
+        let top = steps.iter().map(|s| s.1).max().unwrap_or(0).max(1) as f64;
+        let n = steps.len();
         let mut chart = ChartBuilder::on(root)
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(110)
-            .build_cartesian_2d(0u64..top + top / 10 + 1, slots(steps.len()))
+            .build_cartesian_2d(0f64..top * 1.15, 0f64..slot(n))
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .label_style(("sans-serif", LABEL_SIZE))
             .disable_y_mesh()
-            .y_label_formatter(&|y| match y {
-                SegmentValue::CenterOf(i) => steps.get(*i).map_or(String::new(), |s| s.0.to_string()),
-                _ => String::new(),
-            })
+            .y_labels(0)
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(|e| e.to_string())?;
+        // read top down: the first step is the top bar
+        let row = |i: usize| slot(n - 1 - i);
         chart
-            .draw_series(steps.iter().enumerate().map(|(i, (_, n, colour))| {
-                let mut bar = Rectangle::new([(0, SegmentValue::Exact(i)), (*n, SegmentValue::Exact(i + 1))], colour.filled());
-                bar.set_margin(6, 6, 0, 0);
-                bar
+            .draw_series(
+                steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, count, colour))| Rectangle::new([(0.0, row(i) + 0.15), (*count as f64, row(i) + 0.85)], colour.filled())),
+            )
+            .map_err(|e| e.to_string())?;
+        // each step's name left of the axis, its count just past the end of its bar
+        chart
+            .draw_series(steps.iter().enumerate().map(|(i, (name, _, _))| {
+                EmptyElement::at((0.0, row(i) + 0.5))
+                    + Text::new(name.to_string(), (-8, 0), label_style(Pos::new(HPos::Right, VPos::Center)))
+            }))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(steps.iter().enumerate().map(|(i, (_, count, _))| {
+                EmptyElement::at((*count as f64, row(i) + 0.5))
+                    + Text::new(count.to_string(), (6, 0), label_style(Pos::new(HPos::Left, VPos::Center)))
             }))
             .map_err(|e| e.to_string())?;
         Ok(())
@@ -104,37 +130,46 @@ const GROUPS: [(&str, RGBColor, &[CallDisposition]); 4] = [
     ("failed / other", FAILED, &[CallDisposition::Failed, CallDisposition::Canceled, CallDisposition::OutsideWindow]),
 ];
 
+/// Vertical bars over named slots, with the slots' names under them.
+fn column_chart<'a, DB: DrawingBackend + 'a>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    names: &[String],
+    top: u64,
+    headroom: f64,
+) -> Result<ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordu64>>, String> {
+    let n = names.len().max(1);
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..slot(n), 0u64..((top.max(1) as f64) * headroom).ceil() as u64 + 1)
+        .map_err(|e| e.to_string())?;
+    chart.configure_mesh().label_style(("sans-serif", LABEL_SIZE)).disable_x_mesh().x_labels(0).draw().map_err(|e| e.to_string())?;
+    let shown = labelled(names.len(), 8);
+    chart
+        .draw_series(names.iter().enumerate().filter(|(i, _)| shown(*i)).map(|(i, name)| {
+            EmptyElement::at((slot(i) + 0.5, 0)) + Text::new(name.clone(), (0, 8), label_style(Pos::new(HPos::Center, VPos::Top)))
+        }))
+        .map_err(|e| e.to_string())?;
+    Ok(chart)
+}
+
 fn per_hour(hours: &[HourlyCalls]) -> String {
+    let span = hours.first().zip(hours.last()).map(|(a, b)| b.hour - a.hour);
+    // a run over more than a day names the day of each hour
+    let format = if span.is_some_and(|s| s >= chrono::TimeDelta::days(1)) { "%d %Hh" } else { "%H:00" };
+    let names: Vec<String> = hours.iter().map(|h| h.hour.format(format).to_string()).collect();
     svg("per-hour", "Outcomes per hour (UTC)", |root| {
-        let top = hours.iter().map(|h| h.calls).max().unwrap_or(0).max(1);
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(48)
-            // headroom for the legend above the tallest bar
-            .build_cartesian_2d(slots(hours.len()), 0u64..top + top * 3 / 4 + 1)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .label_style(("sans-serif", LABEL_SIZE))
-            .disable_x_mesh()
-            .x_labels(hours.len().clamp(1, 12))
-            .x_label_formatter(&|x| match x {
-                SegmentValue::CenterOf(i) => hours.get(*i).map_or(String::new(), |h| h.hour.format("%d %Hh").to_string()),
-                _ => String::new(),
-            })
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let top = hours.iter().map(|h| h.calls).max().unwrap_or(0);
+        // headroom for the legend above the tallest bar
+        let mut chart = column_chart(root, &names, top, 1.75)?;
+        // thin bars get no gap, or three days of hours would vanish into their margins
+        let gap = if hours.len() > 24 { 0.0 } else { 0.1 };
         for (g, (label, colour, members)) in GROUPS.iter().enumerate() {
             let bars = hours.iter().enumerate().map(|(i, h)| {
                 let count = |ds: &[CallDisposition]| ds.iter().map(|d| h.by_disposition.get(d).copied().unwrap_or(0)).sum::<u64>();
                 let below: u64 = GROUPS[..g].iter().map(|(_, _, ds)| count(ds)).sum();
-                let mut bar = Rectangle::new(
-                    [(SegmentValue::Exact(i), below), (SegmentValue::Exact(i + 1), below + count(members))],
-                    colour.filled(),
-                );
-                bar.set_margin(0, 0, 3, 3);
-                bar
+                Rectangle::new([(slot(i) + gap, below), (slot(i) + 1.0 - gap, below + count(members))], colour.filled())
             });
             chart
                 .draw_series(bars)
@@ -156,30 +191,19 @@ fn per_hour(hours: &[HourlyCalls]) -> String {
 
 fn durations(report: &CampaignReport) -> String {
     let buckets = &report.calls.duration_histogram;
+    let names: Vec<String> = buckets
+        .iter()
+        .map(|b| match b.to_seconds {
+            Some(to) => format!("{}–{to}", b.from_seconds),
+            None => format!("{}+", b.from_seconds),
+        })
+        .collect();
     svg("durations", "Call durations (seconds)", |root| {
-        let top = buckets.iter().map(|b| b.calls).max().unwrap_or(0).max(1);
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(48)
-            .build_cartesian_2d(slots(buckets.len()), 0u64..top + top / 10 + 1)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .label_style(("sans-serif", LABEL_SIZE))
-            .disable_x_mesh()
-            .x_label_formatter(&|x| match x {
-                SegmentValue::CenterOf(i) => buckets.get(*i).map_or(String::new(), |b| match b.to_seconds {
-                    Some(to) => format!("{}–{to}", b.from_seconds),
-                    None => format!("{}+", b.from_seconds),
-                }),
-                _ => String::new(),
-            })
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let top = buckets.iter().map(|b| b.calls).max().unwrap_or(0);
+        let mut chart = column_chart(root, &names, top, 1.1)?;
         chart
             .draw_series(
-                Histogram::vertical(&chart).style(INK.filled()).margin(6).data(buckets.iter().enumerate().map(|(i, b)| (i, b.calls))),
+                buckets.iter().enumerate().map(|(i, b)| Rectangle::new([(slot(i) + 0.1, 0), (slot(i) + 0.9, b.calls)], INK.filled())),
             )
             .map_err(|e| e.to_string())?;
         Ok(())
@@ -195,14 +219,14 @@ fn call_cards(c: &CallNumbers) -> String {
     [
         card("calls finished", c.finished.to_string()),
         card("answer rate", percent(c.answer_rate)),
-        card("human", percent(c.human_rate)),
-        card("machine", percent(c.machine_rate)),
+        card("human rate", percent(c.human_rate)),
+        card("machine rate", percent(c.machine_rate)),
         card("abandonment", format!("{} ({} unknown)", percent(c.abandonment_rate), c.abandonment_unknown)),
         card("success", percent(c.success_rate)),
         card("talk time", format!("{} min", c.talk_seconds / 60)),
         card("median call", c.duration_seconds.p50.map_or("—".into(), |s| format!("{s} s"))),
-        card("cost", format!("{} {}", c.cost.total, c.cost.currency)),
-        card("per connected call", c.cost.per_connected_call.map_or("—".into(), |m| format!("{m} {}", c.cost.currency))),
+        card("cost", c.cost.describe(c.finished)),
+        card("per connected call", c.cost.per_connected_call.map_or("—".into(), |m| format!("{:.4} {}", m.amount(), c.cost.currency))),
     ]
     .concat()
 }
@@ -262,7 +286,7 @@ pub fn render_daily(report: &DailyReport) -> String {
             n(c.failed),
             percent(c.abandonment_rate),
             format!("{} min", c.talk_seconds / 60),
-            format!("{} {}", c.cost.total, c.cost.currency),
+            c.cost.describe(c.finished),
             percent(c.success_rate),
         ]
         .map(|cell| format!("<td>{cell}</td>"))

@@ -4,7 +4,7 @@
 //! `UPDATE_SCREENSHOT=1`, kept as `docs/report.png`, the README's picture).
 
 use axum::{Router, extract::State, routing::get};
-use chrono::{TimeDelta, Utc};
+use chrono::{DurationRound, TimeDelta, Utc};
 use domain::{
     AnsweredBy, CallDetails, CallEvent, CallEventKind, CampaignSettings, CampaignStatus, Cap, E164, EndReason, Money, NewCampaign,
     NewContact,
@@ -84,13 +84,9 @@ fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser"].into_iter().find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_html_report_loads_in_chromium_with_its_three_charts_and_fetches_nothing() {
-    let Some(browser) = chromium() else {
-        let _ = writeln!(std::io::stderr(), "skipped: no chromium (scripts/test installs Debian's chromium)");
-        return;
-    };
-    let page = report_page().await;
+/// Serves `page` and opens it in headless Chromium, phone-sized: its screenshot (a PNG, with no
+/// console message), its DOM after scripts, and every path the browser asked for.
+async fn open_in_chromium(browser: &str, page: String) -> (Vec<u8>, String, Vec<String>) {
     let requests: Arc<Mutex<Vec<String>>> = Arc::default();
     let app =
         Router::new().route("/report.html", get(|State(page): State<Arc<String>>| async move { axum::response::Html(page.to_string()) }));
@@ -126,13 +122,24 @@ async fn the_html_report_loads_in_chromium_with_its_three_charts_and_fetches_not
     let bytes = std::fs::read(&png).expect("a screenshot");
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "a PNG of the page ({} bytes)", bytes.len());
     assert!(!log.contains(":CONSOLE"), "no console message: {log}");
+    let dom = run(vec!["--dump-dom".into()]).await.unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let requests = requests.lock().unwrap().clone();
+    (bytes, dom, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_loads_in_chromium_with_its_three_charts_and_fetches_nothing() {
+    let Some(browser) = chromium() else {
+        let _ = writeln!(std::io::stderr(), "skipped: no chromium (scripts/test installs Debian's chromium)");
+        return;
+    };
+    let page = report_page().await;
+    let (bytes, dom, requests) = open_in_chromium(browser, page).await;
     // `UPDATE_SCREENSHOT=1` keeps this PNG as the README's picture of the report
     if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
         std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/report.png"), &bytes).unwrap();
     }
-
-    let dom = run(vec!["--dump-dom".into()]).await.unwrap();
-    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
     assert!(dom.contains("<strong>30</strong>"), "30 calls finished: {dom}");
     // each chart has its bars in its colours: people answered (green), machines (amber), the rest (ink, grey)
     for (chart, colours) in
@@ -146,7 +153,104 @@ async fn the_html_report_loads_in_chromium_with_its_three_charts_and_fetches_not
         }
     }
     assert!(dom.contains("Spring &lt;renewals&gt;"), "the name is shown, escaped");
-    let requests = requests.lock().unwrap().clone();
     assert!(requests.iter().all(|path| path == "/report.html"), "the page fetched nothing but itself: {requests:?}");
     assert_eq!(requests.len(), 2, "one load per run: {requests:?}");
+}
+
+/// A report's numbers for `calls` calls ending evenly over `span` from 14:10 UTC: a third answered
+/// by people, a third by machines, a third unanswered (counters as the store keeps them).
+fn report_over(span: TimeDelta, calls: i64) -> domain::report::CampaignReport {
+    use domain::report::{CallFacts, Connect, ReportCounts, add_counts};
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-24T14:10:00Z").unwrap().to_utc();
+    let mut counts = ReportCounts::new();
+    for i in 0..calls {
+        let ended = t0 + span * i as i32 / calls as i32;
+        let (disposition, human, machine) = match i % 3 {
+            0 => (domain::CallDisposition::AnsweredHuman, true, false),
+            1 => (domain::CallDisposition::Voicemail, false, true),
+            _ => (domain::CallDisposition::NoAnswer, false, false),
+        };
+        let facts = CallFacts {
+            disposition,
+            dialed: true,
+            answered: human || machine,
+            human,
+            machine,
+            duration_secs: (human || machine).then_some(30 + (i % 200) as u32),
+            cost_micros: human.then_some(90_000),
+            successful: human.then_some(i % 2 == 0),
+            connect: if human { Connect::Within } else { Connect::NotLive },
+            hour: ended.duration_trunc(TimeDelta::hours(1)).unwrap(),
+        };
+        add_counts(&mut counts, &facts.counts());
+    }
+    domain::report::CampaignReport {
+        campaign_id: domain::CampaignId::new(),
+        name: format!("A run of {} minutes", span.num_minutes()),
+        status: CampaignStatus::Completed,
+        generated_at: t0 + span,
+        contacts: domain::report::ContactNumbers {
+            total: calls as u64,
+            by_state: Default::default(),
+            by_disposition: Default::default(),
+            attempts_per_contact: Some(1.0),
+        },
+        calls: domain::report::CallNumbers::from_counts(&counts),
+    }
+}
+
+/// The `(x, y, width, height, fill)` of every bar of one chart in the DOM.
+fn bars(dom: &str, chart: &str) -> Vec<(f64, f64, f64, f64, String)> {
+    let figure = dom.split(&format!("<figure id=\"{chart}\">")).nth(1).unwrap_or_else(|| panic!("no {chart} chart"));
+    let svg = figure.split("</figure>").next().unwrap().to_ascii_lowercase();
+    let attr = |rect: &str, name: &str| rect.split(&format!(" {name}=\"")).nth(1).and_then(|v| v.split('"').next()).map(str::to_string);
+    svg.split("<rect")
+        .skip(1)
+        .filter_map(|rect| {
+            let n = |name| attr(rect, name).and_then(|v| v.parse::<f64>().ok());
+            Some((n("x")?, n("y")?, n("width")?, n("height")?, attr(rect, "fill")?))
+        })
+        .filter(|(.., fill)| ["#16a34a", "#d97706", "#6b7280", "#dc2626", "#1f2937"].contains(&fill.as_str()))
+        .collect()
+}
+
+/// The y of the text `label` in one chart.
+fn label_y(dom: &str, chart: &str, label: &str) -> f64 {
+    let figure = dom.split(&format!("<figure id=\"{chart}\">")).nth(1).unwrap().split("</figure>").next().unwrap();
+    let text = figure
+        .split("<text")
+        .find(|t| t.split('>').nth(1).is_some_and(|s| s.trim_start().starts_with(label)))
+        .unwrap_or_else(|| panic!("{label}"));
+    text.split(" y=\"").nth(1).and_then(|v| v.split('"').next()).and_then(|v| v.parse().ok()).unwrap()
+}
+
+/// Runs of one minute, one hour and three days each draw their hours as bars with width, and the
+/// funnel reads from dialed at the top to success at the bottom. With `REPORT_SHOTS=DIR` each
+/// screenshot is kept there to be looked at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charts_are_drawn_for_a_minute_an_hour_and_three_days() {
+    let Some(browser) = chromium() else {
+        let _ = writeln!(std::io::stderr(), "skipped: no chromium (scripts/test installs Debian's chromium)");
+        return;
+    };
+    for (name, span, hours) in [("minute", TimeDelta::minutes(1), 1), ("hour", TimeDelta::minutes(50), 1), ("days", TimeDelta::days(3), 73)]
+    {
+        let report = report_over(span, 600);
+        assert_eq!(report.calls.calls_per_hour.len(), hours, "{name}");
+        let (png, dom, _) = open_in_chromium(browser, reports::html::render(&report)).await;
+        if let Some(dir) = std::env::var_os("REPORT_SHOTS") {
+            std::fs::write(std::path::Path::new(&dir).join(format!("report-{name}.png")), &png).unwrap();
+        }
+        let per_hour = bars(&dom, "per-hour");
+        let drawn: std::collections::BTreeSet<i64> =
+            per_hour.iter().filter(|(_, _, w, h, _)| *w >= 1.0 && *h >= 1.0).map(|(x, ..)| *x as i64).collect();
+        assert!(drawn.len() >= hours.min(60), "{name}: {hours} hours, bars at {drawn:?}");
+        assert!(per_hour.iter().all(|(_, _, w, _, _)| *w >= 0.0), "{name}: no bar of negative width: {per_hour:?}");
+        let funnel = bars(&dom, "funnel");
+        assert_eq!(funnel.len(), 4, "{name}: {funnel:?}");
+        assert!(funnel.iter().all(|(_, _, w, h, _)| *w > 0.0 && *h > 0.0), "{name}: {funnel:?}");
+        let order: Vec<f64> = ["dialed", "answered", "human", "success"].iter().map(|l| label_y(&dom, "funnel", l)).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{name}: the funnel reads top down: {order:?}");
+        assert!(bars(&dom, "durations").iter().any(|(_, _, w, h, _)| *w > 0.0 && *h > 0.0), "{name}");
+    }
 }

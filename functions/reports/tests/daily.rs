@@ -154,8 +154,8 @@ async fn yesterdays_report_is_kept_and_emailed_once_to_each_recipient<S: Store>(
     assert_eq!(to, ["ops@acme.example", "Boss@acme.example"]);
     let email = &emails[0].email;
     assert_eq!(email.subject, format!("outdial daily report — {day} (4 calls)"));
-    assert!(email.body.contains("All campaigns: 4 calls, 3 answered (75.0%)"), "{}", email.body);
-    assert!(email.body.contains("Renewals: 3 calls") && email.body.contains("Win-back: 1 calls"), "{}", email.body);
+    assert!(email.body.contains("All campaigns: 4 calls finished, 4 dialed; answer rate 75.0 %"), "{}", email.body);
+    assert!(email.body.contains("Renewals: 3 calls finished") && email.body.contains("Win-back: 1 calls finished"), "{}", email.body);
     assert!(!email.body.contains("Theirs") && !email.body.contains("Last month"), "only the organisation's day: {}", email.body);
     assert!(email.html.as_deref().is_some_and(|h| h.contains("<table id=\"campaigns\"") && h.contains("Win-back")));
 

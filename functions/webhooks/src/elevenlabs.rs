@@ -7,7 +7,9 @@ use serde_json::Value;
 
 /// `POST /webhooks/elevenlabs`: `post_call_transcription` means the conversation happened (answered
 /// and over) and carries its report; `call_initiation_failure` means the call never connected.
-pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malformed> {
+/// With `credit_price` (USD per 1,000 credits) the conversation's `metadata.cost`, which
+/// ElevenLabs gives in credits, becomes the call's cost.
+pub fn post_call(body: &[u8], received_at: DateTime<Utc>, credit_price: Option<domain::Money>) -> Result<Delivery, Malformed> {
     let payload: Value = serde_json::from_slice(body).map_err(|e| Malformed(format!("the body is not JSON: {e}")))?;
     let kind = payload.get("type").and_then(Value::as_str).ok_or_else(|| Malformed::missing("type"))?;
     let data = payload.get("data").filter(|d| d.is_object()).ok_or_else(|| Malformed::missing("data"))?;
@@ -36,8 +38,13 @@ pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Ma
                 .find(|l| l.get("role").and_then(Value::as_str) == Some("agent"))
                 .and_then(|l| l.get("time_in_call_secs").and_then(Value::as_f64))
                 .map(|offset| seconds_after(started, offset));
+            let credits = metadata.get("cost").and_then(Value::as_f64).and_then(rust_decimal::Decimal::from_f64_retain);
+            let cost = credits.zip(credit_price).and_then(|(credits, price)| {
+                domain::Money::from_decimal((credits * price.amount() / rust_decimal::Decimal::from(1_000)).round_dp(6)).ok()
+            });
             let details = CallDetails {
                 duration_secs: duration,
+                cost,
                 transcript,
                 summary: text(analysis.get("transcript_summary")),
                 success_evaluation: as_text(analysis.get("call_successful")),
@@ -76,4 +83,28 @@ pub fn post_call(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Ma
         our_call_id: None,
         events: events.list,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost_of(body: serde_json::Value, price: Option<&str>) -> Option<domain::Money> {
+        let price = price.map(|p| domain::Money::parse(p).unwrap());
+        let delivery = post_call(body.to_string().as_bytes(), Utc::now(), price).unwrap();
+        delivery.events.iter().find_map(|e| match &e.kind {
+            CallEventKind::Details { details } => details.cost,
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn credits_become_money_only_at_the_plans_price() {
+        let body =
+            serde_json::json!({"type": "post_call_transcription", "data": {"conversation_id": "conv_1", "metadata": {"cost": 1500}}});
+        assert_eq!(cost_of(body.clone(), Some("0.30")), Some(domain::Money::parse("0.45").unwrap()), "1,500 credits at $0.30 per 1,000");
+        assert_eq!(cost_of(body, None), None, "credits without a price are not a cost");
+        let unreported = serde_json::json!({"type": "post_call_transcription", "data": {"conversation_id": "conv_2", "metadata": {}}});
+        assert_eq!(cost_of(unreported, Some("0.30")), None);
+    }
 }

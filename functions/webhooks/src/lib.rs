@@ -37,6 +37,8 @@ pub struct WebhookState<S, T> {
     pub ticks: T,
     /// Provider messages of types outdial does not act on, counted by type (not stored).
     pub ignored: std::sync::Arc<IgnoredMessages>,
+    /// USD per 1,000 ElevenLabs credits (`OUTDIAL_ELEVENLABS_CREDIT_PRICE`).
+    pub elevenlabs_credit_price: Option<domain::Money>,
 }
 
 /// Counts of messages received and not stored, by provider and type; at most `MAX_KINDS` kinds
@@ -73,6 +75,7 @@ impl<S, T> WebhookState<S, T> {
             calls: CallProviders::new(&config.providers, &config.dialing.calls),
             ticks,
             ignored: std::sync::Arc::default(),
+            elevenlabs_credit_price: config.elevenlabs_credit_price,
         }
     }
 }
@@ -220,7 +223,7 @@ async fn elevenlabs_post_call<S: DeliveryStore, T: TickRequests>(
     secret
         .and_then(|secret| verify::elevenlabs(secret, request.header("elevenlabs-signature"), &request.body, now))
         .map_err(|r| refused("elevenlabs", &request.path, r))?;
-    deliver(&state, elevenlabs::post_call(&request.body, now)?, now).await
+    deliver(&state, elevenlabs::post_call(&request.body, now, state.elevenlabs_credit_price)?, now).await
 }
 
 /// Vapi server messages (`status-update`, `end-of-call-report`; other types are counted, not stored),

@@ -165,9 +165,10 @@ pub struct Percentiles {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CostSummary {
-    /// Over the calls whose provider reported a cost.
-    pub total: Money,
-    /// `total` over answered calls; none before the first.
+    /// Over the calls whose provider reported a cost; none (unknown, not zero) when no call's did.
+    pub total: Option<Money>,
+    /// `total` over connected (answered, by a person or a machine) calls; none before the first,
+    /// or while no cost is known.
     pub per_connected_call: Option<Money>,
     pub currency: String,
     /// Calls whose provider reported a cost.
@@ -230,6 +231,43 @@ pub struct CallNumbers {
     pub calls_per_hour: Vec<HourlyCalls>,
 }
 
+/// A rate as every surface shows it (CLI, HTML): `66.7 %`, or `—` when its denominator is zero.
+pub fn percent(rate: Option<f64>) -> String {
+    rate.map_or("—".into(), |r| format!("{:.1} %", r * 100.0))
+}
+
+impl CallNumbers {
+    /// The numbers in one line, named as everywhere else (CLI, email, page, README "Reports").
+    pub fn summary(&self) -> String {
+        format!(
+            "{} calls finished, {} dialed; answer rate {}, human rate {}, machine rate {}; abandonment {} ({} unknown); \
+             talk time {} min; cost {}; success {}",
+            self.finished,
+            self.dialed,
+            percent(self.answer_rate),
+            percent(self.human_rate),
+            percent(self.machine_rate),
+            percent(self.abandonment_rate),
+            self.abandonment_unknown,
+            self.talk_seconds / 60,
+            self.cost.describe(self.finished),
+            percent(self.success_rate),
+        )
+    }
+}
+
+impl CostSummary {
+    /// The cost as every surface shows it: `18.00 USD (200 of 600 calls costed)`, or
+    /// `not reported (0 of 600 calls costed)` when no provider reported one, never `0`.
+    pub fn describe(&self, finished: u64) -> String {
+        let costed = format!("{} of {finished} calls costed", self.costed_calls);
+        match &self.total {
+            Some(total) => format!("{:.2} {} ({costed})", total.amount(), self.currency),
+            None => format!("not reported ({costed})"),
+        }
+    }
+}
+
 fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -276,10 +314,13 @@ impl CallNumbers {
             slot.calls += (*n).max(0) as u64;
             *slot.by_disposition.entry(disposition).or_default() += (*n).max(0) as u64;
         }
-        let total = Money::from_decimal(Decimal::new(counts.get("cost_micros").copied().unwrap_or(0).max(0), 6)).unwrap_or(Money::ZERO);
+        let costed = get("costed");
+        let total = (costed > 0)
+            .then(|| Money::from_decimal(Decimal::new(counts.get("cost_micros").copied().unwrap_or(0).max(0), 6)).unwrap_or(Money::ZERO));
         let answered = get("answered");
-        let per_connected_call =
-            (answered > 0).then(|| Money::from_decimal((total.amount() / Decimal::from(answered)).round_dp(6)).unwrap_or(Money::ZERO));
+        let per_connected_call = total
+            .filter(|_| answered > 0)
+            .map(|t| Money::from_decimal((t.amount() / Decimal::from(answered)).round_dp(6)).unwrap_or(Money::ZERO));
         let (live, unknown, abandoned) = (get("live_human"), get("connect_unknown"), get("abandoned"));
         let dialed = get("dialed");
         Self {
@@ -300,7 +341,7 @@ impl CallNumbers {
             talk_seconds: get("talk_seconds"),
             duration_seconds: Percentiles { p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99) },
             duration_histogram,
-            cost: CostSummary { total, per_connected_call, currency: "USD".into(), costed_calls: get("costed") },
+            cost: CostSummary { total, per_connected_call, currency: "USD".into(), costed_calls: costed },
             success_rate: ratio(get("successful"), get("evaluated")),
             evaluated: get("evaluated"),
             calls_per_hour: hours.into_values().collect(),
@@ -455,23 +496,7 @@ impl DailyReport {
 
     /// The email's plain-text body: the totals, then one line per campaign.
     pub fn summary_text(&self) -> String {
-        let percent = |rate: Option<f64>| rate.map_or("–".to_string(), |r| format!("{:.1}%", r * 100.0));
-        let line = |n: &CallNumbers| {
-            format!(
-                "{} calls, {} answered ({}), {} people, {} machines, {} failed; abandonment {}; talk {} min; cost {} {}; success {}",
-                n.finished,
-                n.answered,
-                percent(n.answer_rate),
-                n.human,
-                n.machine,
-                n.failed,
-                percent(n.abandonment_rate),
-                n.talk_seconds / 60,
-                n.cost.total,
-                n.cost.currency,
-                percent(n.success_rate),
-            )
-        };
+        let line = CallNumbers::summary;
         let mut text = format!("outdial — {} ({})\n\nAll campaigns: {}\n", self.date, self.time_zone, line(&self.totals));
         if self.campaigns.is_empty() {
             text.push_str("\nNo calls ended that day.\n");
@@ -573,7 +598,7 @@ mod tests {
         assert_eq!(n.talk_seconds, 1_080);
         let histogram: Vec<u64> = n.duration_histogram.iter().map(|b| b.calls).collect();
         assert_eq!(histogram, [1, 1, 1, 2, 2, 0, 1], "10 | 20 | 30 | 60 90 | 120 150 | — | 600");
-        assert_eq!(n.cost.total, Money::parse("2.10").unwrap());
+        assert_eq!(n.cost.total, Some(Money::parse("2.10").unwrap()));
         assert_eq!(n.cost.per_connected_call, Some(Money::parse("0.233333").unwrap()), "2.10 over 9 answered");
         // evaluated: true, false, 8, success, failure (5); positive: true, 8, success
         assert_eq!((n.evaluated, n.success_rate), (5, Some(0.6)));
@@ -607,6 +632,7 @@ mod tests {
         assert_eq!(CallFacts::of(&live), None, "nothing counts before the end");
         let empty = CallNumbers::from_counts(&ReportCounts::new());
         assert_eq!((empty.answer_rate, empty.duration_seconds.p50, empty.cost.per_connected_call), (None, None, None));
+        assert_eq!((empty.cost.total, empty.cost.describe(0).as_str()), (None, "not reported (0 of 0 calls costed)"), "unknown, never 0");
     }
 
     #[test]
@@ -659,7 +685,9 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 11, 25, 8, 0, 0).unwrap(),
         );
         assert_eq!(day.campaigns.len(), 1, "a campaign without calls that day has no row");
-        assert_eq!((day.totals.finished, day.totals.cost.total, day.complete), (10, Money::parse("3.10").unwrap(), true));
-        assert!(day.summary_text().contains("busy: 10 calls, 9 answered (90.0%)"), "{}", day.summary_text());
+        assert_eq!((day.totals.finished, day.totals.cost.total, day.complete), (10, Some(Money::parse("3.10").unwrap()), true));
+        let text = day.summary_text();
+        assert!(text.contains("busy: 10 calls finished, 10 dialed; answer rate 90.0 %, human rate 60.0 %"), "{text}");
+        assert!(text.contains("cost 3.10 USD (6 of 10 calls costed)"), "{text}");
     }
 }

@@ -61,6 +61,10 @@ pub struct Config {
     /// The time zone whose days the daily organisation report covers (`OUTDIAL_REPORT_TIME_ZONE`,
     /// an IANA name; UTC when unset). In AWS, the same zone the report's schedule runs in.
     pub report_time_zone: chrono_tz::Tz,
+    /// `OUTDIAL_ELEVENLABS_CREDIT_PRICE`: what 1,000 ElevenLabs credits cost the organisation's plan
+    /// (USD, e.g. 0.30). ElevenLabs reports a conversation's cost in credits; with this the report
+    /// shows it as money, without it ElevenLabs calls count as not costed.
+    pub elevenlabs_credit_price: Option<domain::Money>,
     /// `OUTDIAL_UPLOAD_BUCKET`: the S3 bucket large contact files are uploaded to (in AWS).
     pub upload_bucket: Option<String>,
     /// `S3_ENDPOINT`: S3 endpoint override (moto_server); AWS when unset.
@@ -295,6 +299,14 @@ impl Config {
             crm_max_receives: u32::try_from(number(var, "CRM_JOBS_MAX_RECEIVES", 5)?).unwrap_or(u32::MAX),
             upload_bucket: var("OUTDIAL_UPLOAD_BUCKET").map(|b| b.trim().to_string()).filter(|b| !b.is_empty()),
             s3_endpoint: var("S3_ENDPOINT"),
+            elevenlabs_credit_price: var("OUTDIAL_ELEVENLABS_CREDIT_PRICE")
+                .map(|price| {
+                    domain::Money::parse(price.trim()).map_err(|e| ConfigError::Invalid {
+                        var: "OUTDIAL_ELEVENLABS_CREDIT_PRICE",
+                        reason: format!("{price:?}: {}; give USD per 1,000 credits, e.g. 0.30", e.reason),
+                    })
+                })
+                .transpose()?,
             report_time_zone: match var("OUTDIAL_REPORT_TIME_ZONE").filter(|zone| !zone.trim().is_empty()) {
                 None => chrono_tz::UTC,
                 Some(zone) => zone.trim().parse().map_err(|_| ConfigError::Invalid {
@@ -722,6 +734,10 @@ mod tests {
         assert_eq!(c.tools.email.from.unwrap().as_str(), "calls@acme.example");
         assert_eq!(config(&[("OUTDIAL_EMAIL_FROM", "")]).unwrap().tools.email.from, None, "empty is unset");
         assert_eq!(config(&[]).unwrap().report_time_zone, chrono_tz::UTC);
+        assert_eq!(config(&[]).unwrap().elevenlabs_credit_price, None);
+        let priced = config(&[("OUTDIAL_ELEVENLABS_CREDIT_PRICE", "0.30")]).unwrap().elevenlabs_credit_price;
+        assert_eq!(priced, Some(domain::Money::parse("0.30").unwrap()));
+        assert!(config(&[("OUTDIAL_ELEVENLABS_CREDIT_PRICE", "cheap")]).is_err());
         assert_eq!(config(&[("OUTDIAL_REPORT_TIME_ZONE", "Europe/Paris")]).unwrap().report_time_zone, chrono_tz::Europe::Paris);
         let refused = config(&[("OUTDIAL_REPORT_TIME_ZONE", "Mars/Olympus")]).unwrap_err().to_string();
         assert!(refused.contains("OUTDIAL_REPORT_TIME_ZONE") && refused.contains("IANA"), "{refused}");

@@ -210,7 +210,12 @@ impl SimulatedCalls {
                 "conversation_id": format!("conv_{}", &sid[2..]),
                 "status": "done",
                 "transcript": transcript,
-                "metadata": { "call_duration_secs": talk_seconds, "phone_call": { "call_sid": sid } },
+                // ElevenLabs reports a conversation's cost in credits: here SIMULATED_CREDITS_PER_MINUTE
+                "metadata": {
+                    "call_duration_secs": talk_seconds,
+                    "cost": (u64::from(talk_seconds) * SIMULATED_CREDITS_PER_MINUTE).div_ceil(60),
+                    "phone_call": { "call_sid": sid },
+                },
                 "analysis": { "call_successful": if opts_out { "failure" } else { "success" }, "transcript_summary": "A simulated conversation." },
                 "conversation_initiation_client_data": { "dynamic_variables": call.variables_with_ids() },
             },
@@ -283,6 +288,9 @@ impl SimulatedCalls {
         }
     }
 }
+
+/// The credits a simulated conversation costs per minute, reported as ElevenLabs reports cost.
+pub const SIMULATED_CREDITS_PER_MINUTE: u64 = 1_000;
 
 /// The simulated CallSid of `call`: `CA` and its id's 32 hex digits, unique across processes
 /// (unlike anything drawn from a seed they share) and the same if the call is looked up again.

@@ -37,11 +37,9 @@ async fn the_demo_finalises_every_contact_and_reports_what_the_store_holds() {
         *calls_by.entry(call.disposition().unwrap()).or_default() += 1;
     }
     let attempts: u64 = contacts.iter().map(|c| u64::from(c.attempts)).sum();
-    let human: Vec<f64> = calls
-        .iter()
-        .filter(|c| c.disposition() == Some(CallDisposition::AnsweredHuman))
-        .map(|c| f64::from(c.details.duration_secs.unwrap()))
-        .collect();
+    let dialed = calls.iter().filter(|c| c.provider_call_id.is_some()).count() as f64;
+    let answered = calls.iter().filter(|c| c.details.answered_at.is_some() || c.details.answered_by.is_some()).count() as f64;
+    let costs: Vec<rust_decimal::Decimal> = calls.iter().filter_map(|c| c.details.cost.map(|m| m.amount())).collect();
 
     assert_eq!(report.status, domain::CampaignStatus::Completed);
     assert_eq!((report.contacts, report.finalised), (200, 200));
@@ -49,8 +47,16 @@ async fn the_demo_finalises_every_contact_and_reports_what_the_store_holds() {
     assert_eq!((report.attempts, calls.len() as u64), (attempts, attempts));
     assert_eq!(report.calls_by_disposition, calls_by);
     assert_eq!(report.retries, calls.iter().filter(|c| c.attempt > 1).count() as u64);
-    assert!((report.answer_rate - human.len() as f64 / calls.len() as f64).abs() < 1e-9);
-    assert!((report.average_talk_secs - human.iter().sum::<f64>() / human.len() as f64).abs() < 1e-9);
+    // one definition per number: answer rate is answered (by a person or a machine) over dialed
+    let n = &report.numbers;
+    assert!((n.answer_rate.unwrap() - answered / dialed).abs() < 1e-9, "{n:?}");
+    assert_eq!(n.finished, calls.len() as u64);
+    // the simulator reports a cost per conversation, as ElevenLabs does, and it reaches the report
+    let human = calls_by.get(&CallDisposition::AnsweredHuman).copied().unwrap_or(0)
+        + calls_by.get(&CallDisposition::DoNotCall).copied().unwrap_or(0);
+    assert_eq!(n.cost.costed_calls, costs.len() as u64);
+    assert!(n.cost.costed_calls >= human && human > 0, "every conversation is costed: {n:?}");
+    assert_eq!(n.cost.total.map(|t| t.amount()), Some(costs.iter().sum()), "{n:?}");
     for kind in [CallDisposition::AnsweredHuman, CallDisposition::Voicemail, CallDisposition::NoAnswer, CallDisposition::Busy] {
         assert!(calls_by.get(&kind).is_some_and(|n| *n > 0), "the simulator's odds produce {kind:?}");
     }
@@ -62,6 +68,8 @@ async fn the_demo_finalises_every_contact_and_reports_what_the_store_holds() {
     let printed = report.to_string();
     assert!(printed.contains("contacts          200 (200 finalised)"), "{printed}");
     assert!(printed.contains(&format!("calls (attempts)  {attempts} ")), "{printed}");
+    assert!(printed.contains(&format!("answer rate       {}", domain::report::percent(n.answer_rate))), "{printed}");
+    assert!(printed.contains(&format!("cost              {}", n.cost.describe(n.finished))), "{printed}");
 
     // the same seed, the same outcome
     let (_, again) = demo(&dir, "again.db").await;
