@@ -61,7 +61,7 @@ pub struct CreatedConnection {
 }
 
 /// Connect a CRM: GoHighLevel `{name, kind: "gohighlevel", token, locationId, pipelineId?, stageId?}`,
-/// HubSpot `{name, kind: "hubspot", token}`, or a webhook `{name, kind: "webhook", url}` (https).
+/// HubSpot `{name, kind: "hubspot", token}`, or a webhook `{name, kind: "webhook", url}` (https; plain http too with `OUTDIAL_CRM_ALLOW_PRIVATE=true`).
 /// Tokens are sealed at rest and no read returns them.
 #[utoipa::path(post, path = "/crm/connections", tag = "crm", request_body = CrmConnectionSpec, security(("apiKey" = [])),
     responses((status = 201, body = CreatedConnection), (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -71,7 +71,7 @@ pub(crate) async fn create_connection<S: Store, C: CampaignScheduler, Q: JobQueu
     Authenticated(org): Authenticated,
     Json(spec): Json<CrmConnectionSpec>,
 ) -> Result<(StatusCode, axum::Json<CreatedConnection>), Problem> {
-    let new = NewCrmConnection::parse(spec).map_err(Problem::validation)?;
+    let new = NewCrmConnection::parse(spec, state.crm.outbound.allow_private).map_err(Problem::validation)?;
     let secrets = state.secrets.as_ref().ok_or_else(|| Problem::secrets_not_configured("seal CRM tokens"))?;
     let id = ConnectionId::new();
     let signing_secret = matches!(new.target, ConnectionTarget::Webhook { .. }).then(platform::sealed::new_signing_secret);

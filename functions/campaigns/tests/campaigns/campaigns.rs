@@ -154,16 +154,28 @@ async fn crm_connections_are_tested_and_failed_deliveries_queued_again<S: Store>
     };
     let h = harness_with_crm(store, ProviderAccounts::default(), 1 << 20, crm).await;
 
-    // a webhook on this machine can only be made by hand (the API takes https URLs)
-    let secrets = platform::SecretBox::from_base64(SECRET_KEY).unwrap();
-    let hook = domain::crm::CrmConnection {
-        id: domain::ConnectionId::new(),
-        org_id: h.org,
-        name: "Ops".into(),
-        target: domain::crm::ConnectionTarget::Webhook { url: format!("{}/in", receiver.uri()) },
-        created_at: chrono::Utc::now(),
+    // a webhook on this machine, made through the API: OUTDIAL_CRM_ALLOW_PRIVATE takes plain http
+    let local = json!({"name": "Ops", "kind": "webhook", "url": format!("{}/in", receiver.uri())});
+    let (status, created) = h.json("POST", "/crm/connections", local.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    let hook_id: domain::ConnectionId = created["id"].as_str().unwrap().parse().unwrap();
+    let signing_secret = created["signingSecret"].as_str().unwrap().to_string();
+    let hook = h.store.crm_connection(h.org, hook_id).await.unwrap().0;
+    let strict = platform::testing::config(&[]);
+    assert!(!strict.crm.outbound.allow_private);
+    let strict_state = campaigns::AppState::from_config(&strict, h.store.clone(), h.scheduler.clone(), h.queue.clone());
+    let strict_app = Harness {
+        app: router().with_state(strict_state).split_for_parts().0,
+        store: h.store.clone(),
+        scheduler: h.scheduler.clone(),
+        queue: h.queue.clone(),
+        org: h.org,
+        key: h.key.clone(),
+        assistant: h.assistant.clone(),
     };
-    h.store.create_crm_connection(hook.clone(), secrets.seal("whsec_test", &hook.id.to_string())).await.unwrap();
+    let (status, problem) = strict_app.json("POST", "/crm/connections", local).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("url")), "{problem}");
+    assert!(problem.to_string().contains("OUTDIAL_CRM_ALLOW_PRIVATE"), "it says what would allow it: {problem}");
     let (status, tested) = h.json("POST", &format!("/crm/connections/{}/test", hook.id), Value::Null).await;
     assert_eq!((status, tested), (200, json!({"ok": true, "answer": "the receiver answered 204"})));
     let sent = &receiver.received_requests().await.unwrap()[0];
@@ -171,7 +183,7 @@ async fn crm_connections_are_tested_and_failed_deliveries_queued_again<S: Store>
     assert_eq!((event["type"].as_str(), event["connectionId"].as_str()), (Some("connection.test"), Some(hook.id.to_string().as_str())));
     let signature = sent.headers["x-outdial-signature"].to_str().unwrap();
     let t = signature.split(',').next().unwrap().trim_start_matches("t=");
-    let expected = providers::hmac_sha256_hex("whsec_test", &[t.as_bytes(), b".", &sent.body]);
+    let expected = providers::hmac_sha256_hex(&signing_secret, &[t.as_bytes(), b".", &sent.body]);
     assert_eq!(signature, format!("t={t},v1={expected}"), "signed like every delivery");
 
     let ghl_spec = |location: &str| json!({"name": "Sales", "kind": "gohighlevel", "token": "pit-1", "locationId": location});

@@ -144,8 +144,8 @@ pub struct NewCrmConnection {
 impl NewCrmConnection {
     pub const MAX_NAME: usize = 100;
 
-    /// Every invalid field at once.
-    pub fn parse(spec: CrmConnectionSpec) -> Result<Self, Vec<ParseError>> {
+    /// Every invalid field at once; `allow_private` is `OUTDIAL_CRM_ALLOW_PRIVATE` (see [`webhook_url`]).
+    pub fn parse(spec: CrmConnectionSpec, allow_private: bool) -> Result<Self, Vec<ParseError>> {
         let mut errors = Vec::new();
         let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let name = text(spec.name).unwrap_or_default();
@@ -180,7 +180,7 @@ impl NewCrmConnection {
                     errors.push(ParseError::new("token", "is not taken for a webhook: outdial makes its signing secret"));
                 }
                 let url = text(spec.url).unwrap_or_default();
-                if let Err(reason) = webhook_url(&url) {
+                if let Err(reason) = webhook_url(&url, allow_private) {
                     errors.push(ParseError::new("url", reason));
                 }
                 Some(ConnectionTarget::Webhook { url })
@@ -198,12 +198,25 @@ impl NewCrmConnection {
     }
 }
 
-/// An `https` URL with a host, no credentials and no fragment.
-fn webhook_url(url: &str) -> Result<(), String> {
-    let Some(rest) = url.strip_prefix("https://") else { return Err(format!("{url:?} is not an https URL")) };
+/// The one rule for where a CRM webhook may point, checked when a connection is made and again
+/// before every delivery: an `https` URL with a host, no credentials and no fragment. With
+/// `allow_private` (`OUTDIAL_CRM_ALLOW_PRIVATE=true`, for local testing only) plain `http` is
+/// taken too; the delivery also resolves the host and, unless private is allowed, refuses any
+/// address that is not public.
+pub fn webhook_url(url: &str, allow_private: bool) -> Result<(), String> {
+    let rest = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => rest,
+        (None, Some(rest)) if allow_private => rest,
+        (None, Some(_)) => {
+            return Err(format!(
+                "{url:?} is not an https URL (plain http is taken only with OUTDIAL_CRM_ALLOW_PRIVATE=true, for local testing)"
+            ));
+        }
+        (None, None) => return Err(format!("{url:?} is not an https URL")),
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.is_empty() || authority.contains('@') || url.contains('#') || url.len() > 2048 || url.contains(char::is_whitespace) {
-        return Err(format!("{url:?} is not a usable https URL: a host, no user:password@, no #fragment"));
+        return Err(format!("{url:?} is not a usable URL: a host, no user:password@, no #fragment"));
     }
     Ok(())
 }
@@ -218,24 +231,41 @@ mod tests {
 
     #[test]
     fn connections_are_checked_field_by_field_for_their_kind() {
-        let ghl = NewCrmConnection::parse(spec(serde_json::json!({"name": "Sales", "kind": "gohighlevel", "token": "pit-1",
-            "locationId": "loc_1", "pipelineId": "p1", "stageId": "s1"})))
+        let ghl = NewCrmConnection::parse(
+            spec(serde_json::json!({"name": "Sales", "kind": "gohighlevel", "token": "pit-1",
+            "locationId": "loc_1", "pipelineId": "p1", "stageId": "s1"})),
+            false,
+        )
         .unwrap();
         assert_eq!(
             ghl.target,
             ConnectionTarget::Gohighlevel { location_id: "loc_1".into(), pipeline_id: Some("p1".into()), stage_id: Some("s1".into()) }
         );
         assert_eq!(ghl.token.as_deref(), Some("pit-1"));
-        let hook =
-            NewCrmConnection::parse(spec(serde_json::json!({"name": "Ops", "kind": "webhook", "url": "https://hooks.example.com/in"})))
-                .unwrap();
+        let hook = NewCrmConnection::parse(
+            spec(serde_json::json!({"name": "Ops", "kind": "webhook", "url": "https://hooks.example.com/in"})),
+            false,
+        )
+        .unwrap();
         assert_eq!((hook.target.kind(), hook.token), (CrmKind::Webhook, None));
-        let fields = |v| NewCrmConnection::parse(spec(v)).unwrap_err().into_iter().map(|e| e.field).collect::<Vec<_>>();
+        let fields = |v| NewCrmConnection::parse(spec(v), false).unwrap_err().into_iter().map(|e| e.field).collect::<Vec<_>>();
         assert_eq!(fields(serde_json::json!({"kind": "gohighlevel", "pipelineId": "p"})), ["name", "token", "locationId", "stageId"]);
         assert_eq!(fields(serde_json::json!({"name": "x", "kind": "hubspot"})), ["token"]);
         assert_eq!(fields(serde_json::json!({"name": "x", "kind": "webhook", "url": "http://example.com"})), ["url"]);
         assert_eq!(fields(serde_json::json!({"name": "x", "kind": "webhook", "url": "https://u:p@example.com"})), ["url"]);
         assert_eq!(fields(serde_json::json!({"name": "x", "kind": "webhook", "url": "https://example.com", "token": "t"})), ["token"]);
         assert_eq!(fields(serde_json::json!({"name": "x", "kind": "salesforce"})), ["kind"]);
+    }
+
+    #[test]
+    fn plain_http_is_taken_only_where_private_destinations_are_allowed() {
+        let local = "http://127.0.0.1:8099/hook";
+        let refused = webhook_url(local, false).unwrap_err();
+        assert!(refused.contains("OUTDIAL_CRM_ALLOW_PRIVATE"), "the message says what to set: {refused}");
+        assert_eq!(webhook_url(local, true), Ok(()));
+        assert!(webhook_url("http://u:p@127.0.0.1/hook", true).is_err());
+        assert!(webhook_url("ftp://127.0.0.1/hook", true).is_err());
+        let hook = NewCrmConnection::parse(spec(serde_json::json!({"name": "Local", "kind": "webhook", "url": local})), true).unwrap();
+        assert_eq!(hook.target, ConnectionTarget::Webhook { url: local.into() });
     }
 }

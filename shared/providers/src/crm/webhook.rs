@@ -85,11 +85,8 @@ impl OutboundPolicy {
     /// Whether `url` may be sent to, resolving its host now: a refusal here is lasting
     /// (`Unsafe`), where one by the resolver at connect time would look like a network failure.
     pub async fn check(&self, url: &str) -> Result<(), WebhookError> {
+        domain::crm::webhook_url(url, self.allow_private).map_err(WebhookError::Unsafe)?;
         let parsed = reqwest::Url::parse(url).map_err(|e| WebhookError::Unsafe(format!("{url:?} is not a URL: {e}")))?;
-        let plain_allowed = self.allow_private && parsed.scheme() == "http";
-        if parsed.scheme() != "https" && !plain_allowed {
-            return Err(WebhookError::Unsafe(format!("{url} is not https")));
-        }
         let host = parsed.host_str().ok_or_else(|| WebhookError::Unsafe(format!("{url} has no host")))?.to_string();
         let port = parsed.port_or_known_default().unwrap_or(443);
         let bare = host.trim_start_matches('[').trim_end_matches(']');
