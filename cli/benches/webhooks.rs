@@ -46,7 +46,13 @@ async fn main() {
                 .unwrap();
             // numbers are unique per campaign, so every campaign may use the same fifty
             let contacts = (0..50)
-                .map(|i| domain::NewContact::new(domain::E164::parse(&format!("+1415555{i:04}"), None).unwrap(), chrono_tz::UTC))
+                .map(|i| {
+                    domain::NewContact::new(
+                        domain::E164::parse(&format!("+1415555{i:04}"), None).unwrap(),
+                        chrono_tz::UTC,
+                        domain::Consent::on_file(chrono::Utc::now()),
+                    )
+                })
                 .collect();
             store.add_contacts(org, campaign.id, contacts, Utc::now()).await.unwrap();
             store

@@ -152,6 +152,8 @@ async fn upload_and_import(
         _ => "csv",
     };
     query.push(("format", format.to_string()));
+    // the size is signed into the URL: storage takes this file's bytes and no more
+    query.push(("size", size.to_string()));
     let ticket = client.post_query(&format!("/campaigns/{campaign}/contacts/uploads"), &query).await?;
     let (Some(upload), Some(url)) = (ticket["uploadId"].as_str(), ticket["uploadUrl"].as_str()) else {
         return Err(format!("the API answered no upload URL: {ticket}").into());

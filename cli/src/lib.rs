@@ -138,6 +138,12 @@ async fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bri
     let campaigns_state =
         campaigns::AppState::from_config(config, store.clone(), scheduler.clone(), stack.queue.clone()).with_uploads(uploads.clone());
     let tick_state = Ticker::from_config(config, store.clone(), scheduler, stack.queue.clone());
+    // the timer keeps no schedule and the simulator no call across a restart: pick them up again
+    match app::recovery::recover_local_stack(&tick_state, chrono::Utc::now()).await {
+        Ok(recovered) if recovered != app::recovery::Recovered::default() => tracing::info!(?recovered, "picked up after a restart"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "campaigns were not picked up after the restart; start or resume them again"),
+    }
     let timer_ticks = tick_state.clone();
     tokio::spawn(async move {
         while let Some(run) = fired.recv().await {
@@ -184,9 +190,11 @@ async fn local_stack<S: Store>(store: S, stack: Stack) -> (Router, Arc<media_bri
         }))
         .merge(campaigns::router::<S, LocalScheduler, LocalQueue>().with_state(campaigns_state))
         .merge(match uploads {
-            Some(bucket) => {
-                campaigns::uploads::local_upload_router::<S>().with_state(campaigns::uploads::LocalUploads { store: store.clone(), bucket })
-            }
+            Some(bucket) => campaigns::uploads::local_upload_router::<S>().with_state(campaigns::uploads::LocalUploads {
+                store: store.clone(),
+                bucket,
+                max_bytes: config.import_max_bytes,
+            }),
             None => OpenApiRouter::new(),
         })
         .merge(reports::router::<S>().with_state(reports::AppState::from_config(&config, store)))
@@ -275,7 +283,7 @@ pub async fn serve_until<S: Store>(
     // one server: the tools routes are on it too
     stack.config.tools.public_url.get_or_insert(public_url);
     let (app, bridge) = local_stack(store, stack).await;
-    media_bridge::serve_calls(bridge, app.layer(tower_http::trace::TraceLayer::new_for_http()), listener, stop).await
+    media_bridge::serve_calls(bridge, platform::telemetry::traced_router(app), listener, stop).await
 }
 
 /// Refuses a stack reachable from outside (a non-loopback `OUTDIAL_PUBLIC_URL`, e.g. a tunnel)

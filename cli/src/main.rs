@@ -307,7 +307,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let store = DynamoStore::connect(&table, endpoint.as_deref()).await;
             if matches!(cli.command, Command::Migrate) {
                 store.create_table().await?;
-                println!("table {table} is ready");
+                let finalised = store.finalise_contacts_without_consent(chrono::Utc::now()).await?;
+                println!("table {table} is ready; {finalised} contacts without consent finalised as no_consent");
             }
             execute(store, stack, cli.command).await
         }

@@ -35,7 +35,7 @@ fn contacts(range: std::ops::Range<u64>, states: usize) -> Vec<NewContact> {
             // the state changes every third contact, so each zone gets every state
             let area = AREA_CODES[(n as usize / 3) % states];
             let phone = E164::parse(&format!("+1{area}{:03}{:04}", 200 + (n / 10_000) % 800, n % 10_000), None);
-            NewContact::new(phone.expect("a valid number"), zones[n as usize % 3])
+            NewContact::new(phone.expect("a valid number"), zones[n as usize % 3], domain::Consent::on_file(chrono::Utc::now()))
         })
         .collect()
 }

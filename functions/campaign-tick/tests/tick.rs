@@ -85,7 +85,7 @@ impl<S: Store> World<S> {
 }
 
 fn new_york(range: std::ops::Range<u64>) -> Vec<NewContact> {
-    range.map(|n| NewContact::new(phone(n), chrono_tz::America::New_York)).collect()
+    range.map(|n| NewContact::new(phone(n), chrono_tz::America::New_York, domain::Consent::on_file(chrono::Utc::now()))).collect()
 }
 
 pub async fn eight_concurrent_ticks_never_exceed_the_cap<S: Store>(store: S) {
@@ -120,7 +120,8 @@ pub async fn contacts_outside_their_window_are_not_claimed<S: Store>(store: S) {
     let w = world(store).await;
     // from UTC−10 to UTC+9; at 18:30 UTC on Friday 15 January 2027 Tokyo is at 03:30 on Saturday
     let zones = [Pacific::Honolulu, America::Los_Angeles, America::Chicago, America::New_York, Europe::Paris, Asia::Tokyo];
-    let contacts = (0..60).map(|n| NewContact::new(phone(n), zones[n as usize % zones.len()])).collect();
+    let contacts =
+        (0..60).map(|n| NewContact::new(phone(n), zones[n as usize % zones.len()], domain::Consent::on_file(chrono::Utc::now()))).collect();
     let campaign = w.running(50, CampaignSettings::default(), contacts).await;
     let at = DateTime::parse_from_rfc3339("2027-01-15T18:30:00Z").unwrap().to_utc();
     let report = w.tick(campaign.id, "window", at).await;
@@ -198,7 +199,13 @@ pub async fn a_repeated_execution_does_nothing_and_a_finished_campaign_completes
 
 pub async fn the_schedulers_sample_input_runs_a_tick<S: Store>(store: S) {
     let w = world(store).await;
-    let campaign = w.running(5, CampaignSettings::default(), vec![NewContact::new(phone(1), chrono_tz::UTC)]).await;
+    let campaign = w
+        .running(
+            5,
+            CampaignSettings::default(),
+            vec![NewContact::new(phone(1), chrono_tz::UTC, domain::Consent::on_file(chrono::Utc::now()))],
+        )
+        .await;
     w.store().add_do_not_call(w.org, vec![phone(1)], t0()).await.unwrap();
     let (org, id) = (w.org.to_string(), campaign.id.to_string());
     let input =
@@ -217,7 +224,10 @@ pub async fn the_legal_hours_of_each_contacts_state_bound_its_claims<S: Store>(s
     let ny = chrono_tz::America::New_York;
     let number = |n: &str| E164::parse(n, None).unwrap();
     // one zone, three states: Florida ends at 20:00, New York at 21:00, Utah forbids Sundays
-    let contacts = ["+13055550101", "+12125550102", "+18015550103"].into_iter().map(|n| NewContact::new(number(n), ny)).collect();
+    let contacts = ["+13055550101", "+12125550102", "+18015550103"]
+        .into_iter()
+        .map(|n| NewContact::new(number(n), ny, domain::Consent::on_file(chrono::Utc::now())))
+        .collect();
     let every_day = domain::CallingWindow::parse(domain::Day::ALL, "07:00", "23:00").unwrap();
     let campaign = w.running(10, CampaignSettings { calling_window: every_day, ..Default::default() }, contacts).await;
     // the numbers dialed since the last look, each call then answered (its contact is done)
@@ -320,6 +330,7 @@ pub async fn a_failed_ticks_retry_runs_again_and_still_claims_each_contact_once<
         store: w.state.store.clone(),
         scheduler: w.state.scheduler.clone(),
         accounts: w.state.accounts.clone(),
+        calls: w.state.calls.clone(),
         tools_url: w.state.tools_url.clone(),
         queue: flaky,
         window_margin: w.state.window_margin,
@@ -373,4 +384,166 @@ store::on_both_stores!(
     the_emergency_stop_keeps_a_scheduled_start_from_running,
     a_failed_ticks_retry_runs_again_and_still_claims_each_contact_once,
     the_sweep_leaves_a_call_alone_while_a_dialer_holds_it,
+    a_restart_ends_the_simulators_dead_calls_and_fires_missed_starts,
+    the_sweep_asks_the_provider_how_a_silent_call_stands,
 );
+
+/// The local stack killed mid-campaign and started again on the same store: the simulated calls
+/// that died with it end at once (their slots released, once), the running campaign ticks again,
+/// and a draft whose `startAt` passed while the stack was down starts.
+pub async fn a_restart_ends_the_simulators_dead_calls_and_fires_missed_starts<S: Store>(store: S) {
+    use app::recovery::{SIMULATOR_STOPPED, recover_local_stack};
+    let w = world(store).await;
+    let simulated = CampaignSettings { provider: domain::CallProvider::Simulator, ..CampaignSettings::default() };
+    let contacts = (0..3).map(|n| NewContact::new(phone(n), chrono_tz::UTC, domain::Consent::on_file(t0()))).collect();
+    let campaign = w.running(5, simulated.clone(), contacts).await;
+    let claims = w.store().claim_due_contacts(w.org, campaign.id, t0(), 3, Duration::zero()).await.unwrap();
+    // one call in progress at the simulator, one being placed, one still waiting for a dialer
+    let placed = store::PlacedCall {
+        provider: domain::CallProvider::Simulator,
+        provider_call_id: "CAsim0".into(),
+        caller_id: None,
+        placed_at: t0(),
+    };
+    w.store().record_placed_call(w.org, claims[0].call.id, placed).await.unwrap();
+    w.store()
+        .apply_call_event(
+            w.org,
+            claims[0].call.id,
+            CallEvent { dedupe_key: "a".into(), occurred_at: t0(), kind: CallEventKind::Answered },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(w.store().begin_dial(w.org, claims[1].call.id, t0()).await.unwrap());
+    // a draft that meets every launch check, due to start while the stack was down
+    let config = domain::assistant::templates()[0].config.clone();
+    let assistant = domain::NewAssistant::local("Agent", domain::ProviderKind::Simulator, config).unwrap();
+    let assistant = w.store().create_assistant(w.org, assistant, t0()).await.unwrap();
+    let callers = vec![E164::parse("+14155550199", None).unwrap()];
+    store::testing::register_caller_ids(w.store(), w.org, &callers, None, None).await;
+    let start_at = Utc::now() - Duration::minutes(10);
+    let settings = CampaignSettings { start_at: Some(start_at), caller_ids: callers, ..simulated };
+    let draft = NewCampaign::parse("later", Cap::parse(5).unwrap(), settings).unwrap().with_assistant(assistant.id);
+    let draft = w.store().create_campaign(w.org, draft).await.unwrap();
+    w.store()
+        .add_contacts(w.org, draft.id, vec![NewContact::new(phone(9), chrono_tz::UTC, domain::Consent::on_file(t0()))], t0())
+        .await
+        .unwrap();
+
+    // the restart: a new timer, which holds no schedule
+    let (scheduler, mut fired) = LocalScheduler::new(StdDuration::from_secs(3600));
+    let queue = LocalQueue::open_in_memory(LocalQueue::DEFAULT_MAX_RECEIVES).unwrap();
+    let config = platform::testing::config(&[("OUTDIAL_SIMULATOR", "on")]);
+    let restarted = Ticker::from_config(&config, w.store().clone(), scheduler, queue);
+    let recovered = recover_local_stack(&restarted, t0() + Duration::seconds(5)).await.unwrap();
+    assert!(recovered.simulated_calls_ended >= 2 && recovered.ticking >= 1 && recovered.starts >= 1, "{recovered:?}");
+    for claim in &claims[..2] {
+        let call = w.store().get_call(w.org, claim.call.id).await.unwrap();
+        assert_eq!((call.state, call.end_reason), (CallState::Failed, Some(EndReason::Failed)), "{call:?}");
+        assert_eq!(call.details.error.as_deref(), Some(SIMULATOR_STOPPED));
+    }
+    assert_eq!(w.store().get_call(w.org, claims[2].call.id).await.unwrap().state, CallState::Queued, "left to its dial job");
+    assert_eq!(w.store().get_campaign(w.org, campaign.id).await.unwrap().counters.active_calls, 1, "two slots released, once");
+    assert!(restarted.scheduler.get(campaign.id, ScheduledAction::Tick).await.unwrap().is_some(), "the running campaign ticks again");
+    let again = recover_local_stack(&restarted, t0() + Duration::seconds(6)).await.unwrap();
+    assert_eq!(
+        w.store().get_campaign(w.org, campaign.id).await.unwrap().counters.active_calls,
+        1,
+        "a second restart releases nothing more: {again:?}"
+    );
+
+    // the start that came due while the stack was down fires at once
+    let run = tokio::time::timeout(StdDuration::from_secs(5), fired.recv()).await.expect("the missed start fires").unwrap();
+    assert_eq!((run.action, run.campaign), (ScheduledAction::Start, draft.id));
+    on_scheduled_run(&restarted, &run).await.unwrap();
+    let started = w.store().get_campaign(w.org, draft.id).await.unwrap();
+    assert_eq!(started.status, CampaignStatus::Running, "{:?}", started.start_refused);
+}
+
+/// Lost callbacks: a placed call silent for over a minute is asked about at its provider (Twilio
+/// `GET …/Calls/{sid}.json`, Vapi `GET /call/{id}`, Retell `GET /v2/get-call/{id}`) before any
+/// timeout. Ended there: ended here at once, as the provider says; live there: left alone even
+/// past its timeout; unknown there: failed.
+pub async fn the_sweep_asks_the_provider_how_a_silent_call_stands<S: Store>(store: S) {
+    use wiremock::{
+        Mock, MockServer, ResponseTemplate,
+        matchers::{header, method, path},
+    };
+    let server = MockServer::start().await;
+    let uri = server.uri();
+    let config = platform::testing::config(&[
+        ("TWILIO_ACCOUNT_SID", "AC1"),
+        ("TWILIO_AUTH_TOKEN", "tw-token"),
+        ("TWILIO_BASE_URL", &uri),
+        ("VAPI_API_KEY", "vapi-key"),
+        ("VAPI_BASE_URL", &uri),
+        ("RETELL_API_KEY", "retell-key"),
+        ("RETELL_BASE_URL", &uri),
+        ("OUTDIAL_PUBLIC_URL", "https://hooks.example.com"),
+        ("OUTDIAL_BRIDGE_URL", "wss://bridge.example.com/media"),
+    ]);
+    let (scheduler, _fired) = LocalScheduler::new(StdDuration::from_secs(3600));
+    let queue = LocalQueue::open_in_memory(LocalQueue::DEFAULT_MAX_RECEIVES).unwrap();
+    let org = store.create_org("Acme").await.unwrap().id;
+    let w = World { state: Ticker::from_config(&config, store, scheduler, queue), org, _fired };
+    let twilio_json = |status: &str| ResponseTemplate::new(200).set_body_json(serde_json::json!({ "sid": "CA1", "status": status }));
+    Mock::given(method("GET"))
+        .and(path("/2010-04-01/Accounts/AC1/Calls/CA1.json"))
+        .and(header("authorization", "Basic QUMxOnR3LXRva2Vu"))
+        .respond_with(twilio_json("completed"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/call/vapi_1"))
+        .and(header("authorization", "Bearer vapi-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({ "id": "vapi_1", "status": "in-progress" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/get-call/retell_1"))
+        .and(header("authorization", "Bearer retell-key"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({ "message": "Not Found" })))
+        .mount(&server)
+        .await;
+
+    let mut calls = Vec::new();
+    for (n, (provider, id)) in
+        [(domain::CallProvider::Twilio, "CA1"), (domain::CallProvider::Vapi, "vapi_1"), (domain::CallProvider::Retell, "retell_1")]
+            .into_iter()
+            .enumerate()
+    {
+        let settings = CampaignSettings { provider, ..CampaignSettings::default() };
+        let campaign = w.running(5, settings, new_york(n as u64..n as u64 + 1)).await;
+        let claim = w.store().claim_due_contacts(w.org, campaign.id, t0(), 1, Duration::zero()).await.unwrap().remove(0);
+        let placed = store::PlacedCall { provider, provider_call_id: id.into(), caller_id: None, placed_at: t0() };
+        w.store().record_placed_call(w.org, claim.call.id, placed).await.unwrap();
+        let answered = CallEvent { dedupe_key: "a".into(), occurred_at: t0(), kind: CallEventKind::Answered };
+        w.store().apply_call_event(w.org, claim.call.id, answered, t0()).await.unwrap();
+        calls.push((campaign.id, claim.call.id));
+    }
+    let store = w.store().clone();
+    let state_of = |i: usize| {
+        let (store, org, call) = (store.clone(), w.org, calls[i].1);
+        async move { store.get_call(org, call).await.unwrap() }
+    };
+
+    // 30 s of silence is nothing to ask about
+    assert_eq!(w.tick(calls[0].0, "quiet", t0() + Duration::seconds(30)).await.ended_by_provider, 0);
+    assert!(server.received_requests().await.unwrap().is_empty(), "no one asked yet");
+    // 90 s: asked, and the call Twilio ended is ended now, not in 15 minutes
+    let report = w.tick(calls[0].0, "asked", t0() + Duration::seconds(90)).await;
+    assert_eq!((report.ended_by_provider, report.timed_out), (1, 0));
+    let twilio = state_of(0).await;
+    assert_eq!((twilio.state, twilio.end_reason), (CallState::Ended, Some(EndReason::Completed)));
+    assert_eq!(w.store().get_campaign(w.org, calls[0].0).await.unwrap().counters.active_calls, 0, "its slot released");
+    // Vapi holds its call: left alone even long past the in-progress timeout
+    let late = t0() + Duration::minutes(30);
+    assert_eq!(w.tick(calls[1].0, "vapi", late).await.timed_out, 0);
+    assert_eq!(state_of(1).await.state, CallState::InProgress);
+    // Retell has no such call: failed, and says why
+    let report = w.tick(calls[2].0, "retell", t0() + Duration::seconds(90)).await;
+    assert_eq!(report.ended_by_provider, 1);
+    let retell = state_of(2).await;
+    assert_eq!((retell.state, retell.details.error.as_deref()), (CallState::Failed, Some("retell has no call retell_1")));
+}

@@ -137,6 +137,11 @@ impl Rows {
             self.tally.invalid(line, RowError::new(truncate(&value.to_string()), "each contact must be a JSON object"));
             return Ok(());
         };
+        if fields.len() > domain::import::MAX_COLUMNS {
+            let reason = format!("has {} fields; at most {} are read per contact", fields.len(), domain::import::MAX_COLUMNS);
+            self.tally.invalid(line, RowError::new("", reason));
+            return Ok(());
+        }
         let pairs: Vec<(ColumnRole, String)> = fields
             .into_iter()
             .map(|(k, v)| {
@@ -289,7 +294,7 @@ pub(crate) fn unsupported_format(content_type: &str) -> Problem {
     )
 }
 
-fn too_large(max: u64) -> Problem {
+pub(crate) fn too_large(max: u64) -> Problem {
     Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload-too-large",
@@ -429,6 +434,10 @@ pub(crate) async fn import_stream<S: Store>(
         )),
         Err(Stop::Header(e @ HeaderError::ConsentMissing)) => {
             Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "consent-missing", "Consent not on record", e.to_string()))
+        }
+        Err(Stop::Header(e @ HeaderError::TooManyColumns { .. })) => {
+            Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "too-many-columns", "Too many columns", e.to_string())
+                .with("maxColumns", domain::import::MAX_COLUMNS))
         }
         Err(Stop::TooLarge) => Err(counts(too_large(max.unwrap_or_default()))),
         Err(Stop::Malformed(reason)) => Err(counts(Problem::new(

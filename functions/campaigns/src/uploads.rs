@@ -4,7 +4,7 @@
 
 use crate::{
     AppState, campaign_id,
-    import::{ImportQuery, import_stream, importable},
+    import::{ImportQuery, import_stream, importable, too_large},
 };
 use axum::{
     body::Body,
@@ -37,6 +37,9 @@ pub struct UploadQuery {
     pub consent: Option<String>,
     /// With `consent=attested`: how and where the contacts agreed.
     pub consent_source: Option<String>,
+    /// The file's size in bytes, when known: over `OUTDIAL_IMPORT_MAX_BYTES` is refused (413), and
+    /// object storage then takes a body of exactly this size.
+    pub size: Option<u64>,
 }
 
 /// Where to PUT the file, and until when.
@@ -71,6 +74,7 @@ fn uploads_not_configured() -> Problem {
     security(("apiKey" = [])),
     responses((status = 201, body = UploadTicket),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "the campaign is neither draft nor paused"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "`size` is over OUTDIAL_IMPORT_MAX_BYTES"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "an invalid region or consent attestation"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "no upload bucket is configured")))]
@@ -83,13 +87,16 @@ pub(crate) async fn create_upload<S: Store, C: CampaignScheduler, Q: JobQueue>(
     let campaign = state.store.get_campaign(org, campaign_id(&id)?).await?;
     importable(&campaign)?;
     let bucket = state.uploads.as_ref().ok_or_else(uploads_not_configured)?;
+    if q.size.is_some_and(|size| size > state.import_max_bytes) {
+        return Err(too_large(state.import_max_bytes));
+    }
     let now = Utc::now();
     let options = ImportQuery { region: q.region, consent: q.consent, consent_source: q.consent_source };
     let attestation = options.attestation(&key_id, now)?;
     let region = options.region.as_deref().map(Region::parse).transpose()?.map(|r| r.code().to_string());
     let upload = ContactUpload::new(campaign.id, q.format.unwrap_or(ImportFormat::Csv), region, attestation, now);
     state.store.create_contact_upload(org, &upload).await?;
-    let upload_url = bucket.upload_url(&upload.object_key(org), upload.expires_at).await.map_err(|e| {
+    let upload_url = bucket.upload_url(&upload.object_key(org), upload.expires_at, q.size).await.map_err(|e| {
         tracing::error!(error = %e, "no upload URL");
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -132,13 +139,14 @@ pub async fn import_uploaded_file<S: Store>(
     store: &S,
     bucket: &UploadBucket,
     key: &str,
+    max_bytes: u64,
 ) -> Result<Option<ContactUpload>, UploadImportError> {
     let (org, campaign_id, id) = parse_object_key(key)?;
     let Some(mut upload) = store.begin_contact_upload(org, campaign_id, id).await? else {
         tracing::info!(upload = %id, "upload already imported");
         return Ok(None);
     };
-    let (report, outcome) = run_import(store, bucket, org, &upload, key).await;
+    let (report, outcome) = run_import(store, bucket, org, &upload, key, max_bytes).await;
     upload.finished_at = Some(Utc::now());
     upload.report = report;
     match outcome {
@@ -163,7 +171,16 @@ async fn run_import<S: Store>(
     org: OrgId,
     upload: &ContactUpload,
     key: &str,
+    max_bytes: u64,
 ) -> (Option<domain::upload::ImportReport>, Result<(), Problem>) {
+    // a file over the limit is refused whole (S3 took it: a presigned PUT without a size bounds nothing)
+    match bucket.size(key).await {
+        Ok(size) if size > max_bytes => return (None, Err(too_large(max_bytes))),
+        Ok(_) => {}
+        Err(e) => {
+            return (None, Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "upload-unreadable", "Upload unreadable", e.to_string())));
+        }
+    }
     let campaign = match store.get_campaign(org, upload.campaign_id).await.map_err(Problem::from).and_then(|c| importable(&c).map(|()| c)) {
         Ok(campaign) => campaign,
         Err(problem) => return (None, Err(problem)),
@@ -190,6 +207,8 @@ async fn run_import<S: Store>(
 pub struct LocalUploads<S> {
     pub store: S,
     pub bucket: UploadBucket,
+    /// `OUTDIAL_IMPORT_MAX_BYTES`: a larger file is refused (413) and nothing of it kept.
+    pub max_bytes: u64,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -206,32 +225,50 @@ pub struct SignedUpload {
     params(("org" = String, Path), ("campaign" = String, Path), ("upload" = String, Path), SignedUpload),
     request_body(content(("application/octet-stream")), description = "the contact file, as it is"),
     responses((status = 200, description = "the file is kept; its import has begun"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "a signature that does not match, or an expired URL")))]
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "a signature that does not match, or an expired URL"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "the URL has taken its file, or is taking one now"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "the file is over OUTDIAL_IMPORT_MAX_BYTES; nothing of it is kept")))]
 pub(crate) async fn put_local_upload<S: Store>(
     State(uploads): State<LocalUploads<S>>,
     Path((org, campaign, upload)): Path<(String, String, String)>,
     Query(signed): Query<SignedUpload>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<StatusCode, Problem> {
     let key = format!("uploads/{org}/{campaign}/{upload}");
-    match uploads.bucket.accept_local_put(&key, signed.expires, &signed.signature, body.into_data_stream()).await {
-        Ok(bytes) => {
-            tracing::info!(bytes, "upload received");
-            tokio::spawn(async move {
-                if let Err(e) = import_uploaded_file(&uploads.store, &uploads.bucket, &key).await {
-                    tracing::error!(error = %e, "the uploaded file was not imported");
-                }
-            });
-            Ok(StatusCode::OK)
+    let refused = |e: LocalPutError| match e {
+        LocalPutError::BadSignature | LocalPutError::Expired => {
+            Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", e.to_string())
         }
-        Err(e @ (LocalPutError::BadSignature | LocalPutError::Expired)) => {
-            Err(Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", e.to_string()))
-        }
-        Err(e) => {
+        LocalPutError::Used => Problem::new(StatusCode::CONFLICT, "upload-used", "Upload URL used", e.to_string()),
+        LocalPutError::InProgress => Problem::new(StatusCode::CONFLICT, "upload-in-progress", "Upload under way", e.to_string()),
+        LocalPutError::TooLarge { max_bytes } => too_large(max_bytes),
+        LocalPutError::NotLocal | LocalPutError::Io(_) => {
             tracing::error!(error = %e, "upload not kept");
-            Err(Problem::internal())
+            Problem::internal()
         }
+    };
+    uploads.bucket.verify_local_url(&key, signed.expires, &signed.signature).map_err(refused)?;
+    let (org_id, campaign_id, upload_id) = parse_object_key(&key).map_err(|_| refused(LocalPutError::BadSignature))?;
+    if uploads.store.contact_upload(org_id, campaign_id, upload_id).await?.status != UploadStatus::Waiting {
+        return Err(refused(LocalPutError::Used));
     }
+    let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > uploads.max_bytes) {
+        return Err(too_large(uploads.max_bytes));
+    }
+    let bytes = uploads
+        .bucket
+        .accept_local_put(&key, signed.expires, &signed.signature, uploads.max_bytes, body.into_data_stream())
+        .await
+        .map_err(refused)?;
+    tracing::info!(bytes, "upload received");
+    tokio::spawn(async move {
+        if let Err(e) = import_uploaded_file(&uploads.store, &uploads.bucket, &key, uploads.max_bytes).await {
+            tracing::error!(error = %e, "the uploaded file was not imported");
+        }
+    });
+    Ok(StatusCode::OK)
 }
 
 /// The local stack's upload route (never deployed: S3 takes the files in AWS).
@@ -256,13 +293,14 @@ pub struct ObjectsHandled {
 pub async fn on_objects_created<S: Store>(
     store: &S,
     bucket: &UploadBucket,
+    max_bytes: u64,
     event: aws_lambda_events::s3::S3Event,
 ) -> Result<ObjectsHandled, UploadImportError> {
     let mut handled = ObjectsHandled::default();
     let mut failed = None;
     for record in event.records {
         let Some(key) = record.s3.object.key else { continue };
-        match import_uploaded_file(store, bucket, &key).await {
+        match import_uploaded_file(store, bucket, &key, max_bytes).await {
             Ok(Some(upload)) => handled.imported.push(upload),
             Ok(None) => handled.repeated += 1,
             Err(UploadImportError::Key(e)) => {

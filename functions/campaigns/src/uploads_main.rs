@@ -10,9 +10,10 @@ async fn main() -> Result<(), Error> {
     telemetry::init(config.log_format);
     let store = config.connect_dynamodb().await?;
     let bucket = config.s3_uploads().await.ok_or("OUTDIAL_UPLOAD_BUCKET is required: the bucket contact files are uploaded to")?;
+    let max_bytes = config.import_max_bytes;
     lambda_runtime::run(service_fn(|event: LambdaEvent<aws_lambda_events::s3::S3Event>| {
         let (store, bucket) = (store.clone(), bucket.clone());
-        async move { campaigns::uploads::on_objects_created(&store, &bucket, event.payload).await.map_err(Error::from) }
+        async move { campaigns::uploads::on_objects_created(&store, &bucket, max_bytes, event.payload).await.map_err(Error::from) }
     }))
     .await
 }

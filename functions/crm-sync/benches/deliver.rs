@@ -58,8 +58,15 @@ async fn run_once(target: &ConnectionTarget, setup: &providers::crm::CrmSetup) -
         };
         let campaign = store.create_campaign(org, NewCampaign::parse("bench", Cap::parse(50).unwrap(), settings).unwrap()).await.unwrap();
         let zone = platform::testing::midday_zone(now);
-        let contacts =
-            (0..50).map(|i| NewContact::new(E164::parse(&format!("+1415{:03}{:04}", 300 + c, i), None).unwrap(), zone)).collect();
+        let contacts = (0..50)
+            .map(|i| {
+                NewContact::new(
+                    E164::parse(&format!("+1415{:03}{:04}", 300 + c, i), None).unwrap(),
+                    zone,
+                    domain::Consent::on_file(chrono::Utc::now()),
+                )
+            })
+            .collect();
         store.add_contacts(org, campaign.id, contacts, now).await.unwrap();
         store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, now).await.unwrap();
         for claim in store.claim_due_contacts(org, campaign.id, now, 50, chrono::TimeDelta::zero()).await.unwrap() {

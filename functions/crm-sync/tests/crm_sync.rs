@@ -31,7 +31,11 @@ async fn delivering<S: Store>(store: &S, receiver: &MockServer) -> Delivering {
     store.create_crm_connection(connection.clone(), key.seal("whsec_test", &connection.id.to_string())).await.unwrap();
     let settings = domain::CampaignSettings { crm: Some(domain::CrmTarget { connection_ids: vec![connection.id] }), ..Default::default() };
     let campaign = store.create_campaign(org, domain::NewCampaign::parse("crm", domain::Cap::DEFAULT, settings).unwrap()).await.unwrap();
-    let contact = domain::NewContact::new(domain::E164::parse("+14155550100", None).unwrap(), chrono_tz::UTC);
+    let contact = domain::NewContact::new(
+        domain::E164::parse("+14155550100", None).unwrap(),
+        chrono_tz::UTC,
+        domain::Consent::on_file(chrono::Utc::now()),
+    );
     store.add_contacts(org, campaign.id, vec![contact], Utc::now()).await.unwrap();
     store
         .set_campaign_status(org, campaign.id, &[domain::CampaignStatus::Draft], domain::CampaignStatus::Running, Utc::now())

@@ -81,7 +81,7 @@ impl<S: Store> Rig<S> {
         let zone = midday_zone(Utc::now());
         let contacts = (0..n)
             .map(|i| {
-                let mut c = NewContact::new(phone(i), zone);
+                let mut c = NewContact::new(phone(i), zone, domain::Consent::on_file(chrono::Utc::now()));
                 c.name = Some(format!("Contact {i}"));
                 c.variables.insert("plan".into(), "gold".into());
                 c
@@ -155,11 +155,10 @@ async fn mount_numbered_sids(server: &MockServer) {
         .await;
 }
 
-/// Twilio's list of calls (`GET …/Calls.json?To=…`) answering with `calls`.
+/// Twilio's lists of calls (`GET …/Calls.json?…`, whatever the filter) answering with `calls`.
 async fn mount_call_list(server: &MockServer, calls: serde_json::Value) {
     Mock::given(method("GET"))
         .and(path(TWILIO_CALLS))
-        .and(query_param("PageSize", "20"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "calls": calls, "page": 0, "page_size": 20 })))
         .mount(server)
         .await;
@@ -195,6 +194,9 @@ store::on_both_stores!(
     a_502_for_a_call_twilio_made_is_looked_up_and_adopted,
     lost_answers_are_found_at_vapi_and_retell_by_our_call_id_in_their_metadata,
     a_lost_answer_nobody_can_look_up_is_never_sent_again,
+    a_call_twilio_holds_queued_is_found_by_its_status_and_not_sent_again,
+    nothing_listed_while_the_account_has_calls_queued_is_never_sent_again,
+    a_call_twilio_did_not_make_is_sent_again,
 );
 
 async fn each_provider_gets_its_own_request_with_the_contacts_variables<S: Store>(store: S) {
@@ -303,7 +305,11 @@ async fn an_outage_the_provider_did_not_act_on_goes_to_the_dead_letters_with_the
     let claim = rig.claim_and_queue(&campaign, now()).await.remove(0);
     rig.drain().await;
     assert_eq!(rig.requests_to("POST", TWILIO_CALLS).await, 3, "one attempt per receive, max 3 receives");
-    assert_eq!(rig.requests_to("GET", TWILIO_CALLS).await, 3, "each 5xx looked up first: Twilio had made no call");
+    assert_eq!(
+        rig.requests_to("GET", TWILIO_CALLS).await,
+        9,
+        "each 5xx looked up first (calls started, queued, the account's queue): Twilio had made no call"
+    );
     let dead = rig.dialer.queue.dead_letters(DIAL_JOBS, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     let call = rig.store().get_call(rig.org, claim.call.id).await.unwrap();
@@ -477,7 +483,7 @@ async fn a_window_closing_during_backoff_reschedules_the_contact_without_spendin
     // Wednesday 13 January 2027, 19:50 in New York: a Miami number may be called until 20:00
     let at = |h, m, s| ny.with_ymd_and_hms(2027, 1, 13, h, m, s).unwrap().with_timezone(&Utc);
     let settings = CampaignSettings { provider: CallProvider::Twilio, caller_ids: vec![caller(1)], ..Default::default() };
-    let miami = NewContact::new(E164::parse("+13055550100", None).unwrap(), ny);
+    let miami = NewContact::new(E164::parse("+13055550100", None).unwrap(), ny, domain::Consent::on_file(chrono::Utc::now()));
     let campaign = rig.campaign_with(settings, vec![miami], at(19, 0, 0)).await;
     let claim = rig.store().claim_due_contacts(rig.org, campaign.id, at(19, 50, 0), 50, Duration::seconds(120)).await.unwrap().remove(0);
     assert_eq!(claim.contact.attempts, 1);
@@ -569,6 +575,12 @@ async fn an_answer_after_the_timeout_is_looked_up_and_adopted_not_sent_again<S: 
         .expect(1)
         .mount(&rig.server)
         .await;
+    Mock::given(method("GET"))
+        .and(path(TWILIO_CALLS))
+        .and(query_param("Status", "queued"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "calls": [], "page": 0, "page_size": 20 })))
+        .mount(&rig.server)
+        .await;
     let campaign = rig.campaign(CallProvider::Twilio, vec![caller(1)], 1).await;
     let claim = rig.claim_and_queue(&campaign, now()).await.remove(0);
     rig.drain().await;
@@ -594,7 +606,7 @@ async fn a_502_for_a_call_twilio_made_is_looked_up_and_adopted<S: Store>(store: 
     let claim = rig.claim_and_queue(&campaign, now()).await.remove(0);
     rig.drain().await;
     assert_eq!(rig.store().get_call(rig.org, claim.call.id).await.unwrap().provider_call_id.as_deref(), Some("CAmade"));
-    assert_eq!(rig.requests_to("GET", TWILIO_CALLS).await, 1);
+    assert_eq!(rig.requests_to("GET", TWILIO_CALLS).await, 2, "the calls started since the dial, and those queued");
 }
 
 async fn lost_answers_are_found_at_vapi_and_retell_by_our_call_id_in_their_metadata<S: Store>(store: S) {
@@ -625,13 +637,15 @@ async fn lost_answers_are_found_at_vapi_and_retell_by_our_call_id_in_their_metad
         .mount(&rig.server)
         .await;
     Mock::given(method("POST"))
-        .and(path("/v2/list-calls"))
+        .and(path("/v3/list-calls"))
         .and(header("authorization", "Bearer retell-key"))
-        .and(body_partial_json(json!({ "sort_order": "descending" })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+        .and(body_partial_json(
+            json!({ "filter_criteria": { "metadata": [{ "key": domain::CALL_ID_VARIABLE, "value": retell_call.to_string() }] } }),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "items": [
             { "call_id": "retell_late", "call_status": "registered", "metadata": ours(retell_call) },
             { "call_id": "retell_other", "call_status": "ended", "metadata": someone_else },
-        ])))
+        ], "has_more": false })))
         .expect(1)
         .mount(&rig.server)
         .await;
@@ -676,4 +690,110 @@ async fn a_lost_answer_nobody_can_look_up_is_never_sent_again<S: Store>(store: S
         assert!(matches!(rig.dialer.dialer.dial(&rig.job(claim), 2, now()).await, Ok(Dialed::Skipped { .. })));
     }
     assert!(rig.dialer.queue.dead_letters(DIAL_JOBS, 10).await.unwrap().is_empty(), "acknowledged, not retried");
+}
+
+/// Twilio with a calls-per-second backlog: it takes the create, answers after we stopped waiting,
+/// and holds the call `queued` for 30 s. A queued call has no start time yet, so Twilio's
+/// `StartTime>=` list leaves it out until it starts; only `Status=queued` lists it.
+struct BackloggedTwilio {
+    made: std::sync::Mutex<Option<std::time::Instant>>,
+    created: DateTime<Utc>,
+}
+
+impl BackloggedTwilio {
+    const QUEUED_FOR: StdDuration = StdDuration::from_secs(30);
+}
+
+impl wiremock::Respond for BackloggedTwilio {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let mut made = self.made.lock().unwrap();
+        if request.method.as_str() == "POST" {
+            *made = Some(std::time::Instant::now());
+            return ResponseTemplate::new(201)
+                .set_body_json(json!({ "sid": "CAqueued", "status": "queued" }))
+                .set_delay(PROVIDER_TIMEOUT * 3);
+        }
+        let queued = made.is_some_and(|at| at.elapsed() < Self::QUEUED_FOR);
+        let call = |status: &str, start_time: serde_json::Value| {
+            json!({ "sid": "CAqueued", "to": "+14155550000", "from": "+16285550001", "status": status,
+                    "date_created": self.created.to_rfc2822(), "start_time": start_time })
+        };
+        let query: std::collections::HashMap<String, String> = request.url.query_pairs().into_owned().collect();
+        let calls = match (query.get("Status").map(String::as_str), query.contains_key("StartTime>")) {
+            (Some("queued"), false) if queued => vec![call("queued", serde_json::Value::Null)],
+            (None, true) if made.is_some() && !queued => vec![call("in-progress", json!(self.created.to_rfc2822()))],
+            _ => vec![],
+        };
+        ResponseTemplate::new(200).set_body_json(json!({ "calls": calls, "page": 0, "page_size": 20 }))
+    }
+}
+
+async fn a_call_twilio_holds_queued_is_found_by_its_status_and_not_sent_again<S: Store>(store: S) {
+    let rig = rig(store, 5, unpaced()).await;
+    let twilio = BackloggedTwilio { made: std::sync::Mutex::new(None), created: now() };
+    Mock::given(path(TWILIO_CALLS)).respond_with(twilio).mount(&rig.server).await;
+    let campaign = rig.campaign(CallProvider::Twilio, vec![caller(1)], 1).await;
+    let claim = rig.claim_and_queue(&campaign, now()).await.remove(0);
+    rig.drain().await;
+    let call = rig.store().get_call(rig.org, claim.call.id).await.unwrap();
+    assert_eq!(call.provider_call_id.as_deref(), Some("CAqueued"), "adopted while Twilio still holds it queued");
+    assert_eq!(rig.requests_to("POST", TWILIO_CALLS).await, 1, "never placed a second time");
+    let lists = rig.server.received_requests().await.unwrap();
+    assert!(lists.iter().any(|r| r.method.as_str() == "GET" && r.url.query_pairs().any(|(k, v)| k == "Status" && v == "queued")));
+    assert!(rig.dialer.queue.dead_letters(DIAL_JOBS, 10).await.unwrap().is_empty());
+}
+
+async fn nothing_listed_while_the_account_has_calls_queued_is_never_sent_again<S: Store>(store: S) {
+    let rig = rig(store, 5, unpaced()).await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_CALLS))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "sid": "CAunlisted" })).set_delay(PROVIDER_TIMEOUT * 3))
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    let page = |calls: serde_json::Value| ResponseTemplate::new(200).set_body_json(json!({ "calls": calls, "page": 0, "page_size": 20 }));
+    // the new call is not in the number's lists yet, but the account's queue holds calls
+    Mock::given(method("GET"))
+        .and(path(TWILIO_CALLS))
+        .and(query_param("To", "+14155550000"))
+        .respond_with(page(json!([])))
+        .mount(&rig.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TWILIO_CALLS))
+        .and(wiremock::matchers::query_param_is_missing("To"))
+        .and(query_param("Status", "queued"))
+        .respond_with(page(json!([{ "sid": "CAother", "to": "+14155559999", "from": "+16285550001", "status": "queued", "date_created": now().to_rfc2822() }])))
+        .expect(1)
+        .mount(&rig.server)
+        .await;
+    let campaign = rig.campaign(CallProvider::Twilio, vec![caller(1)], 1).await;
+    let claim = rig.claim_and_queue(&campaign, now()).await.remove(0);
+    rig.drain().await;
+    let call = rig.store().get_call(rig.org, claim.call.id).await.unwrap();
+    assert_eq!((call.state, call.provider_call_id.as_deref()), (CallState::Queued, None), "it waits for Twilio's callbacks");
+    let events = rig.store().list_call_events(rig.org, call.id).await.unwrap();
+    assert!(events.iter().any(|e| matches!(&e.event.kind, CallEventKind::Note { text } if text.contains("calls queued"))));
+    assert!(matches!(rig.dialer.dialer.dial(&rig.job(&claim), 2, now()).await, Ok(Dialed::Skipped { .. })));
+}
+
+async fn a_call_twilio_did_not_make_is_sent_again<S: Store>(store: S) {
+    let rig = rig(store, 5, unpaced()).await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_CALLS))
+        .respond_with(ResponseTemplate::new(502).set_body_string("Bad Gateway"))
+        .up_to_n_times(1)
+        .mount(&rig.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TWILIO_CALLS))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "sid": "CAsecond" })))
+        .mount(&rig.server)
+        .await;
+    mount_call_list(&rig.server, json!([])).await;
+    let campaign = rig.campaign(CallProvider::Twilio, vec![caller(1)], 1).await;
+    let claim = rig.claim_and_queue(&campaign, now()).await.remove(0);
+    rig.drain().await;
+    assert_eq!(rig.store().get_call(rig.org, claim.call.id).await.unwrap().provider_call_id.as_deref(), Some("CAsecond"));
+    assert_eq!(rig.requests_to("POST", TWILIO_CALLS).await, 2, "not listed, nothing queued: Twilio did not make it");
 }

@@ -117,7 +117,13 @@ async fn bridge_side(calls: usize, seconds: u64) {
         new.assistant_id = Some(assistant.id);
         let campaign = store.create_campaign(org, new).await.unwrap();
         let contacts = (0..50.min(calls - batch * 50))
-            .map(|i| domain::NewContact::new(domain::E164::parse(&format!("+1415555{:04}", batch * 50 + i), None).unwrap(), chrono_tz::UTC))
+            .map(|i| {
+                domain::NewContact::new(
+                    domain::E164::parse(&format!("+1415555{:04}", batch * 50 + i), None).unwrap(),
+                    chrono_tz::UTC,
+                    domain::Consent::on_file(chrono::Utc::now()),
+                )
+            })
             .collect();
         store.add_contacts(org, campaign.id, contacts, Utc::now()).await.unwrap();
         store

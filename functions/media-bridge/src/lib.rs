@@ -48,6 +48,8 @@ pub struct BridgeSettings {
     pub start_timeout: Duration,
     /// The bearer token `GET /metrics` takes (`OUTDIAL_METRICS_TOKEN`); None serves no metrics.
     pub metrics_token: Option<providers::Secret>,
+    /// What one connection may hold, and how many are served at once (`OUTDIAL_MAX_CONNECTIONS`).
+    pub connections: platform::server::ConnectionLimits,
 }
 
 impl Default for BridgeSettings {
@@ -61,6 +63,7 @@ impl Default for BridgeSettings {
             transcript_interval: Duration::from_secs(2),
             start_timeout: Duration::from_secs(10),
             metrics_token: None,
+            connections: platform::server::ConnectionLimits::default(),
         }
     }
 }
@@ -74,6 +77,7 @@ impl BridgeSettings {
             verify_signature: config.bridge.verify_signature,
             drain_timeout: config.bridge.drain_timeout,
             metrics_token: config.bridge.metrics_token.clone(),
+            connections: config.bridge.connections,
             ..Self::default()
         }
     }
@@ -233,14 +237,8 @@ pub async fn serve_calls<S: Store>(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stopped, on_stop) = tokio::sync::oneshot::channel::<()>();
-    use axum::serve::ListenerExt;
     // audio frames are small and must not wait for Nagle's algorithm to fill a segment
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "TCP_NODELAY not set on a media connection");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = platform::server::serve(listener, app, bridge.settings.connections, true, async move {
         stop.await;
         let _ = stopped.send(());
     });

@@ -36,7 +36,13 @@ async fn campaign(store: &SqliteStore, calls: u64) -> (String, domain::CampaignI
     let campaign = store.create_campaign(org, NewCampaign::parse("bench", Cap::parse(50).unwrap(), settings).unwrap()).await.unwrap();
     for start in (0..calls).step_by(10_000) {
         let contacts = (start..(start + 10_000).min(calls))
-            .map(|n| NewContact::new(E164::parse(&format!("+1415{:03}{:04}", 200 + n / 10_000, n % 10_000), None).unwrap(), zone))
+            .map(|n| {
+                NewContact::new(
+                    E164::parse(&format!("+1415{:03}{:04}", 200 + n / 10_000, n % 10_000), None).unwrap(),
+                    zone,
+                    domain::Consent::on_file(chrono::Utc::now()),
+                )
+            })
             .collect();
         store.add_contacts(org, campaign.id, contacts, now).await.unwrap();
     }

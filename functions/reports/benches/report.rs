@@ -69,7 +69,13 @@ async fn campaign<S: Store>(store: &S, calls: u64) -> (String, CampaignId) {
     let start = day_start() + TimeDelta::hours(8);
     for first in (0..calls).step_by(20_000) {
         let contacts = (first..(first + 20_000).min(calls))
-            .map(|n| NewContact::new(E164::parse(&format!("+1415{:03}{:04}", 200 + n / 10_000, n % 10_000), None).unwrap(), chrono_tz::UTC))
+            .map(|n| {
+                NewContact::new(
+                    E164::parse(&format!("+1415{:03}{:04}", 200 + n / 10_000, n % 10_000), None).unwrap(),
+                    chrono_tz::UTC,
+                    domain::Consent::on_file(chrono::Utc::now()),
+                )
+            })
             .collect();
         store.add_contacts(org, campaign.id, contacts, start).await.unwrap();
     }

@@ -368,10 +368,12 @@ fn csv_row(call: &Call, provider: &str, consent: Option<domain::ConsentSource>, 
     ]
 }
 
-fn csv_bytes<R: AsRef<[u8]>>(rows: impl IntoIterator<Item = impl IntoIterator<Item = R>>) -> Result<Bytes, std::io::Error> {
+/// CSV lines of `rows`, every cell made safe to open in a spreadsheet (a summary is the callee's words).
+fn csv_bytes<R: AsRef<str>>(rows: impl IntoIterator<Item = impl IntoIterator<Item = R>>) -> Result<Bytes, std::io::Error> {
     let mut out = csv::Writer::from_writer(Vec::new());
     for row in rows {
-        out.write_record(row).map_err(std::io::Error::other)?;
+        let row: Vec<String> = row.into_iter().map(|cell| domain::report::spreadsheet_safe(cell.as_ref()).into_owned()).collect();
+        out.write_record(&row).map_err(std::io::Error::other)?;
     }
     out.into_inner().map(Bytes::from).map_err(|e| std::io::Error::other(e.to_string()))
 }

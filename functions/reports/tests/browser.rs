@@ -29,7 +29,11 @@ async fn report_page() -> String {
     let t0 = Utc::now() - TimeDelta::hours(3);
     // inside the calling hours at t0, whatever the hour of the run
     let zone = platform::testing::midday_zone(t0);
-    let contacts = (0..30).map(|i| NewContact::new(E164::parse(&format!("+141555501{i:02}"), None).unwrap(), zone)).collect();
+    let contacts = (0..30)
+        .map(|i| {
+            NewContact::new(E164::parse(&format!("+141555501{i:02}"), None).unwrap(), zone, domain::Consent::on_file(chrono::Utc::now()))
+        })
+        .collect();
     store.add_contacts(org, campaign.id, contacts, t0).await.unwrap();
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0).await.unwrap();
     for (i, claim) in store.claim_due_contacts(org, campaign.id, t0, 30, TimeDelta::zero()).await.unwrap().into_iter().enumerate() {

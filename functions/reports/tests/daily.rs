@@ -34,8 +34,15 @@ async fn campaign_with_calls<S: Store>(store: &S, org: OrgId, name: &str, ends: 
         claim_day = claim_day.pred_opt().unwrap();
     }
     let t0 = claim_day.and_hms_opt(13, 0, 0).unwrap().and_utc();
-    let contacts =
-        (0..ends.len()).map(|i| NewContact::new(E164::parse(&format!("+1415555{:04}", 100 + i), None).unwrap(), chrono_tz::UTC)).collect();
+    let contacts = (0..ends.len())
+        .map(|i| {
+            NewContact::new(
+                E164::parse(&format!("+1415555{:04}", 100 + i), None).unwrap(),
+                chrono_tz::UTC,
+                domain::Consent::on_file(chrono::Utc::now()),
+            )
+        })
+        .collect();
     store.add_contacts(org, campaign.id, contacts, t0).await.unwrap();
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0).await.unwrap();
     let claims = store.claim_due_contacts(org, campaign.id, t0, ends.len() as u32, TimeDelta::zero()).await.unwrap();

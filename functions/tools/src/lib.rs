@@ -86,12 +86,18 @@ struct CallContext {
 
 /// The outdial call `provider` knows as `provider_call_id`; a 404 when it is not one of ours.
 async fn call_of<S: Store>(store: &S, provider: CallProvider, provider_call_id: &str) -> Result<CallContext, Problem> {
-    let not_ours = || Problem::not_found(format!("{} call {provider_call_id:?} is not an outdial call", provider.as_str()));
     if provider_call_id.is_empty() {
-        return Err(not_ours());
+        return Err(not_an_outdial_call(provider, provider_call_id));
     }
-    let (org, id) = store.find_call_by_provider_id(provider, provider_call_id).await?.ok_or_else(not_ours)?;
+    let (org, id) =
+        store.find_call_by_provider_id(provider, provider_call_id).await?.ok_or_else(|| not_an_outdial_call(provider, provider_call_id))?;
     context(store, org, store.get_call(org, id).await?, provider).await
+}
+
+/// The one answer for a provider call id outdial does not know, or one the caller may not see:
+/// the same 404 for both, so no one learns which of another organisation's calls exist.
+fn not_an_outdial_call(provider: CallProvider, provider_call_id: &str) -> Problem {
+    Problem::not_found(format!("{} call {provider_call_id:?} is not an outdial call", provider.as_str()))
 }
 
 /// `org`'s call `call_id` (outdial's id, as text), carried by its campaign's provider; a 404 when
@@ -311,7 +317,9 @@ async fn elevenlabs_tool<S: Store>(
             let conversation = conversation
                 .ok_or_else(|| malformed("the body has no conversation_id: fill it from the system__conversation_id dynamic variable"))?;
             let at = call_of(&state.store, CallProvider::Elevenlabs, &conversation).await?;
-            ours(at.org)?;
+            if ours(at.org).is_err() {
+                return Err(not_an_outdial_call(CallProvider::Elevenlabs, &conversation));
+            }
             at
         }
     };

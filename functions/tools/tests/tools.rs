@@ -39,7 +39,11 @@ async fn world<S: Store>(store: S, provider: CallProvider, provider_call_id: &st
     let key = store.create_api_key(org).await.unwrap().secret;
     let settings = CampaignSettings { provider, ..Default::default() };
     let campaign = store.create_campaign(org, NewCampaign::parse("Renewals", Cap::parse(5).unwrap(), settings).unwrap()).await.unwrap();
-    let mut ada = NewContact::new(E164::parse("+14155550123", None).unwrap(), chrono_tz::America::New_York);
+    let mut ada = NewContact::new(
+        E164::parse("+14155550123", None).unwrap(),
+        chrono_tz::America::New_York,
+        domain::Consent::on_file(chrono::Utc::now()),
+    );
     ada.variables.insert("email".into(), "ada@example.com".into());
     store.add_contacts(org, campaign.id, vec![ada], t0()).await.unwrap();
     store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, t0()).await.unwrap();
@@ -178,8 +182,12 @@ async fn elevenlabs_tools_need_their_organisations_secret<S: Store>(store: S) {
 
     let other_org = w.store.create_org("Other").await.unwrap().id;
     let theirs = elevenlabs_tool_secret(&w.secrets, other_org);
-    let (status, _, _) = send(&w.app, post("/tools/elevenlabs/send_email", &[("x-outdial-tool-secret", &theirs)], &body)).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "another organisation's secret runs nothing on this call");
+    let (status, _, foreign) = send(&w.app, post("/tools/elevenlabs/send_email", &[("x-outdial-tool-secret", &theirs)], &body)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another organisation's secret runs nothing on this call");
+    let unknown = json!({ "conversation_id": "conv_9", "note": "The brochure." });
+    let (status, _, missing) = send(&w.app, post("/tools/elevenlabs/send_email", &[("x-outdial-tool-secret", &theirs)], &unknown)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(foreign.replace("conv_1", "conv_9"), missing, "another's call and no call answer alike: nothing to learn");
     let (status, _, _) = send(&w.app, post("/tools/elevenlabs/send_email", &[], &body)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, text) =

@@ -5,16 +5,7 @@ use chrono::{DateTime, Utc};
 use domain::{AnsweredBy, CallDetails, CallEventKind, CallProvider, EndReason};
 use serde_json::Value;
 
-/// `disconnection_reason` → how the call ended, and whether a machine answered.
-fn disconnection(reason: &str) -> (EndReason, Option<AnsweredBy>) {
-    match reason {
-        "dial_busy" => (EndReason::Busy, None),
-        "dial_no_answer" => (EndReason::NoAnswer, None),
-        "voicemail_reached" => (EndReason::Completed, Some(AnsweredBy::MachineEnd)),
-        r if r.starts_with("dial_") || r.starts_with("error") || r.contains("failed") => (EndReason::Failed, None),
-        _ => (EndReason::Completed, None),
-    }
-}
+use domain::provider_status::retell_disconnection as disconnection;
 
 /// `POST /webhooks/retell`: `{event (or event_type), call}`.
 pub fn webhook(body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Malformed> {

@@ -2,7 +2,7 @@
 
 use crate::normalise::{Delivery, Events, Malformed};
 use chrono::{DateTime, Utc};
-use domain::{AnsweredBy, CallDetails, CallEventKind, CallProvider, EndReason};
+use domain::{AnsweredBy, CallDetails, CallProvider, provider_status::ProviderCallState};
 use std::collections::HashMap;
 
 /// The form's fields, in the order sent (for the signature) and by name.
@@ -53,17 +53,7 @@ pub fn status(form: &Form, received_at: DateTime<Utc>) -> Result<Delivery, Malfo
     let status = form.require("CallStatus")?;
     let position = form.get("SequenceNumber").unwrap_or(status);
     let what = format!("{position}:status");
-    let kind = match status {
-        "queued" | "initiated" => Some(CallEventKind::Queued),
-        "ringing" => Some(CallEventKind::Ringing),
-        "in-progress" | "answered" => Some(CallEventKind::Answered),
-        "completed" => Some(CallEventKind::Ended { reason: EndReason::Completed }),
-        "busy" => Some(CallEventKind::Ended { reason: EndReason::Busy }),
-        "no-answer" => Some(CallEventKind::Ended { reason: EndReason::NoAnswer }),
-        "failed" => Some(CallEventKind::Ended { reason: EndReason::Failed }),
-        "canceled" => Some(CallEventKind::Ended { reason: EndReason::Canceled }),
-        _ => None,
-    };
+    let kind = domain::provider_status::twilio(status).map(ProviderCallState::event);
     match kind {
         Some(kind) => events.push(&what, kind),
         None => events.unrecognised(&what, format!("Twilio CallStatus {status:?}")),

@@ -4,20 +4,10 @@
 
 use crate::normalise::{Delivery, Events, Malformed, as_text, flags_opt_out, ids_in, money, seconds_after, text, transcript_of};
 use chrono::{DateTime, Utc};
-use domain::{AnsweredBy, CallDetails, CallEventKind, CallProvider, EndReason};
+use domain::{CallDetails, CallEventKind, CallProvider, EndReason};
 use serde_json::Value;
 
-/// `endedReason` → how the call ended, and whether a machine answered.
-fn ended_reason(reason: &str) -> (EndReason, Option<AnsweredBy>) {
-    match reason {
-        "customer-busy" => (EndReason::Busy, None),
-        "customer-did-not-answer" | "customer-did-not-give-microphone-permission" => (EndReason::NoAnswer, None),
-        "voicemail" => (EndReason::Completed, Some(AnsweredBy::MachineEnd)),
-        "manually-canceled" => (EndReason::Canceled, None),
-        r if r.contains("error") || r.contains("failed") || r.contains("fault") => (EndReason::Failed, None),
-        _ => (EndReason::Completed, None),
-    }
-}
+use domain::provider_status::vapi_ended_reason as ended_reason;
 
 fn timestamp(v: Option<&Value>) -> Option<DateTime<Utc>> {
     match v? {

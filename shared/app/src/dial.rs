@@ -209,7 +209,8 @@ impl<S: DialStore> Dialer<S> {
     }
 
     /// The create request was sent and its answer lost: ask the provider whether it made the
-    /// call. Found: adopt it. Not found: it may be sent again. Cannot ask: never send it twice.
+    /// call. Found: adopt it. Not found: it may be sent again. Cannot ask, or the answer settles
+    /// nothing: never send it twice.
     #[allow(clippy::too_many_arguments)]
     async fn unconfirmed(
         &self,
@@ -243,7 +244,7 @@ impl<S: DialStore> Dialer<S> {
             }
             Err(lookup) => {
                 let text = format!(
-                    "placement outcome unknown: {error}; the provider could not be asked ({lookup}), so the call is not sent again"
+                    "placement outcome unknown: {error}; asking the provider settled nothing ({lookup}), so the call is not sent again"
                 );
                 tracing::error!(error = %error, lookup = %lookup, "placement outcome unknown: waiting for the provider's callbacks");
                 let note = CallEvent { dedupe_key: "dialer:unconfirmed".into(), occurred_at: now, kind: CallEventKind::Note { text } };

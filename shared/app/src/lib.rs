@@ -6,6 +6,7 @@ pub mod crm;
 pub mod delivery;
 pub mod dial;
 pub mod lifecycle;
+pub mod recovery;
 pub mod tick;
 pub mod tools;
 

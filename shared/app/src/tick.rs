@@ -10,7 +10,9 @@
 //! the cap), never the campaign's size.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::{CallDetails, CallEvent, CallEventKind, CampaignId, CampaignStatus, CrmJob, DialJob, OrgId, Swept};
+use domain::{
+    CallDetails, CallEvent, CallEventKind, CampaignId, CampaignStatus, CrmJob, DialJob, OrgId, Swept, provider_status::ProviderCallState,
+};
 use platform::{CRM_JOBS, CampaignScheduler, DIAL_JOBS, JobQueue, QueueError, ScheduledAction, ScheduledRun};
 use providers::ProviderAccounts;
 use std::future::Future;
@@ -55,6 +57,8 @@ pub struct Ticker<S, C, Q> {
     pub store: S,
     pub scheduler: C,
     pub accounts: ProviderAccounts,
+    /// Asked how a silent call stands before the sweep times it out.
+    pub calls: providers::CallProviders,
     /// Where assistants' tools must be declared (a launch check of scheduled starts).
     pub tools_url: Option<String>,
     pub queue: Q,
@@ -68,6 +72,7 @@ impl<S, C, Q> Ticker<S, C, Q> {
             store,
             scheduler,
             accounts: config.providers.clone(),
+            calls: providers::CallProviders::new(&config.providers, &config.dialing.calls),
             tools_url: config.tools.public_url.clone(),
             queue,
             window_margin: config.dialing.window_margin(),
@@ -76,7 +81,7 @@ impl<S, C, Q> Ticker<S, C, Q> {
 }
 
 impl<S: TickStore, C: CampaignScheduler, Q: JobQueue> Ticker<S, C, Q> {
-    fn lifecycle(&self) -> Lifecycle<'_, S, C> {
+    pub(crate) fn lifecycle(&self) -> Lifecycle<'_, S, C> {
         Lifecycle { store: &self.store, scheduler: &self.scheduler, accounts: &self.accounts, tools_url: self.tools_url.as_deref() }
     }
 }
@@ -88,6 +93,8 @@ pub struct TickReport {
     /// The execution id had run before: nothing was done.
     pub repeated: bool,
     pub timed_out: u32,
+    /// Silent calls whose provider, asked, said they had ended: ended as it said.
+    pub ended_by_provider: u32,
     /// Orphaned webhook events applied to their calls.
     pub orphans_adopted: u32,
     /// Finished calls handed on (a CRM job when the campaign has a CRM target).
@@ -145,6 +152,56 @@ pub async fn tick<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
     Ok(report)
 }
 
+/// What asking a silent call's provider settled.
+enum Asked {
+    /// It had ended (or it has no such call): ended as it said.
+    Ended,
+    Live,
+    /// It could not be asked, or does not say: the timeouts decide.
+    CannotTell,
+}
+
+/// Asks the provider how a silent placed call stands; an ending it reports is applied as if its
+/// callback had come (the same once-only release as any ending).
+async fn ask_provider<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
+    state: &Ticker<S, C, Q>,
+    campaign: &domain::Campaign,
+    call: &domain::Call,
+    now: DateTime<Utc>,
+) -> Result<Asked, TickError> {
+    let Some(provider_call_id) = call.provider_call_id.as_deref() else { return Ok(Asked::CannotTell) };
+    let (reason, answered_by, why) = match state.calls.call_state(campaign.settings.provider, provider_call_id).await {
+        Ok(ProviderCallState::Live(_)) => return Ok(Asked::Live),
+        Ok(ProviderCallState::Ended { reason, answered_by }) => (reason, answered_by, None),
+        Err(providers::ProviderError::NotFound { .. }) => {
+            (domain::EndReason::Failed, None, Some(format!("{} has no call {provider_call_id}", campaign.settings.provider.as_str())))
+        }
+        Err(e) => {
+            if !matches!(e, providers::ProviderError::Unsupported { .. }) {
+                tracing::warn!(call = %call.id, error = %e, "a silent call's provider could not be asked; its timeout decides");
+            }
+            return Ok(Asked::CannotTell);
+        }
+    };
+    let store = &state.store;
+    if answered_by.is_some() || why.is_some() {
+        let details = CallDetails { answered_by, error: why, ..Default::default() };
+        let event = CallEvent {
+            dedupe_key: format!("{ASKED_EVENT}:details"),
+            occurred_at: now,
+            kind: CallEventKind::Details { details: Box::new(details) },
+        };
+        store.apply_call_event(call.org_id, call.id, event, now).await?;
+    }
+    let ended = CallEvent { dedupe_key: ASKED_EVENT.into(), occurred_at: now, kind: CallEventKind::Ended { reason } };
+    store.apply_call_event(call.org_id, call.id, ended, now).await?;
+    tracing::warn!(call = %call.id, reason = reason.as_str(), "a silent call had ended at its provider: its callback was lost");
+    Ok(Asked::Ended)
+}
+
+/// The dedupe key of an ending the sweep learned by asking the provider.
+const ASKED_EVENT: &str = "sweep:asked";
+
 /// The tick's work; safe to repeat (claims, sweeps and hand-overs each happen once in the store).
 async fn run_tick<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
     state: &Ticker<S, C, Q>,
@@ -157,6 +214,17 @@ async fn run_tick<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
     let campaign = store.get_campaign(org, campaign_id).await?;
     // calls of a paused or canceled campaign still finish, and may still go silent
     for call in store.active_calls(org, campaign_id).await? {
+        if call.is_silent(now) {
+            match ask_provider(state, &campaign, &call, now).await? {
+                Asked::Ended => {
+                    report.ended_by_provider += 1;
+                    continue;
+                }
+                // the provider holds it: not stuck, whatever our clock says
+                Asked::Live => continue,
+                Asked::CannotTell => {}
+            }
+        }
         let Some(swept) = call.swept(now, campaign.settings.max_call_seconds) else { continue };
         if swept == Swept::PlacementUnknown {
             let details = CallDetails { error: Some(Swept::PLACEMENT_UNKNOWN.into()), ..Default::default() };

@@ -70,11 +70,22 @@ pub enum EndReason {
     OutsideWindow,
     /// Not placed: the number was on the organisation's do-not-call list by the time it could be dialed.
     DoNotCall,
+    /// Not placed: the contact has no consent on record (imported before consent was recorded).
+    NoConsent,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 8] =
-        [Self::Completed, Self::Busy, Self::NoAnswer, Self::Failed, Self::Canceled, Self::Timeout, Self::OutsideWindow, Self::DoNotCall];
+    pub const ALL: [EndReason; 9] = [
+        Self::Completed,
+        Self::Busy,
+        Self::NoAnswer,
+        Self::Failed,
+        Self::Canceled,
+        Self::Timeout,
+        Self::OutsideWindow,
+        Self::DoNotCall,
+        Self::NoConsent,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -86,6 +97,7 @@ impl EndReason {
             Self::Timeout => "timeout",
             Self::OutsideWindow => "outside_window",
             Self::DoNotCall => "do_not_call",
+            Self::NoConsent => "no_consent",
         }
     }
 
@@ -97,7 +109,7 @@ impl EndReason {
         match self {
             Self::Completed | Self::Busy | Self::NoAnswer => CallState::Ended,
             Self::Failed => CallState::Failed,
-            Self::Canceled | Self::OutsideWindow | Self::DoNotCall => CallState::Canceled,
+            Self::Canceled | Self::OutsideWindow | Self::DoNotCall | Self::NoConsent => CallState::Canceled,
             Self::Timeout => CallState::Timeout,
         }
     }
@@ -279,10 +291,12 @@ pub enum CallDisposition {
     DoNotCall,
     /// Not placed: outside the contact's legal calling window.
     OutsideWindow,
+    /// Not placed: no consent on record.
+    NoConsent,
 }
 
 impl CallDisposition {
-    pub const ALL: [CallDisposition; 8] = [
+    pub const ALL: [CallDisposition; 9] = [
         Self::AnsweredHuman,
         Self::Voicemail,
         Self::NoAnswer,
@@ -291,6 +305,7 @@ impl CallDisposition {
         Self::Canceled,
         Self::DoNotCall,
         Self::OutsideWindow,
+        Self::NoConsent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -303,6 +318,7 @@ impl CallDisposition {
             Self::Canceled => "canceled",
             Self::DoNotCall => "do_not_call",
             Self::OutsideWindow => "outside_window",
+            Self::NoConsent => "no_consent",
         }
     }
 
@@ -514,6 +530,7 @@ impl Call {
             EndReason::Canceled => CallDisposition::Canceled,
             EndReason::OutsideWindow => CallDisposition::OutsideWindow,
             EndReason::DoNotCall => CallDisposition::DoNotCall,
+            EndReason::NoConsent => CallDisposition::NoConsent,
         })
     }
 
@@ -522,7 +539,7 @@ impl Call {
     pub fn was_withdrawn(&self) -> bool {
         self.provider_call_id.is_none()
             && self.placed_at.is_none()
-            && matches!(self.end_reason, Some(EndReason::OutsideWindow | EndReason::Canceled | EndReason::DoNotCall))
+            && matches!(self.end_reason, Some(EndReason::OutsideWindow | EndReason::Canceled | EndReason::DoNotCall | EndReason::NoConsent))
     }
 }
 

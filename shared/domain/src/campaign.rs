@@ -667,7 +667,7 @@ impl Campaign {
     /// gives its attempt back, due again at the contact's next opening when its window had closed.
     pub fn fate_after_call(&self, call: &Call, contact: &Contact) -> Option<ContactFate> {
         let (disposition, ended_at) = (call.disposition()?, call.ended_at?);
-        let fate = if call.was_withdrawn() && disposition != CallDisposition::DoNotCall {
+        let fate = if call.was_withdrawn() && !matches!(disposition, CallDisposition::DoNotCall | CallDisposition::NoConsent) {
             let due_at = match call.end_reason {
                 Some(EndReason::OutsideWindow) => self
                     .effective_window(contact.us_state)
@@ -954,7 +954,11 @@ mod tests {
     fn a_canceled_campaign_retries_nothing() {
         let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let mut c = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, CampaignSettings::default()).unwrap(), t);
-        let contact = Contact::ready(c.id, crate::NewContact::new(E164::parse("+14155550100", None).unwrap(), chrono_tz::UTC), t);
+        let contact = Contact::ready(
+            c.id,
+            crate::NewContact::new(E164::parse("+14155550100", None).unwrap(), chrono_tz::UTC, crate::Consent::on_file(chrono::Utc::now())),
+            t,
+        );
         let mut placed = Call::queued(c.org_id, c.id, contact.id, 1, contact.phone.clone(), t);
         placed.provider_call_id = Some("CA1".into());
         let busy = ended(&placed, EndReason::Busy, t);
@@ -969,7 +973,11 @@ mod tests {
         // Wednesday 13 January 2027, 20:59 in Miami: Florida's calls end at 20:00
         let t = chrono::TimeZone::with_ymd_and_hms(&ny, 2027, 1, 13, 20, 59, 0).unwrap().with_timezone(&Utc);
         let c = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, CampaignSettings::default()).unwrap(), t);
-        let mut contact = Contact::ready(c.id, crate::NewContact::new(E164::parse("+13055550100", None).unwrap(), ny), t);
+        let mut contact = Contact::ready(
+            c.id,
+            crate::NewContact::new(E164::parse("+13055550100", None).unwrap(), ny, crate::Consent::on_file(chrono::Utc::now())),
+            t,
+        );
         contact.attempts = 1;
         let queued = Call::queued(c.org_id, c.id, contact.id, 1, contact.phone.clone(), t);
         let outside = ended(&queued, EndReason::OutsideWindow, t);

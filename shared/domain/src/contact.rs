@@ -45,10 +45,12 @@ pub enum ContactDisposition {
     Invalid,
     Canceled,
     MaxAttempts,
+    /// Never dialed: no consent on record (imported before consent was recorded).
+    NoConsent,
 }
 
 impl ContactDisposition {
-    pub const ALL: [ContactDisposition; 9] = [
+    pub const ALL: [ContactDisposition; 10] = [
         Self::AnsweredHuman,
         Self::Voicemail,
         Self::NoAnswer,
@@ -58,6 +60,7 @@ impl ContactDisposition {
         Self::Invalid,
         Self::Canceled,
         Self::MaxAttempts,
+        Self::NoConsent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl ContactDisposition {
             Self::Invalid => "invalid",
             Self::Canceled => "canceled",
             Self::MaxAttempts => "max_attempts",
+            Self::NoConsent => "no_consent",
         }
     }
 
@@ -108,6 +112,13 @@ pub struct Consent {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl Consent {
+    /// Consent a contact's own row records, recorded at `recorded_at`, with no detail or date yet.
+    pub fn on_file(recorded_at: DateTime<Utc>) -> Self {
+        Self { source: ConsentSource::File, detail: None, given_at: None, attested_by: None, recorded_at }
+    }
+}
+
 /// A contact as it is added to a campaign.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewContact {
@@ -120,14 +131,16 @@ pub struct NewContact {
     pub priority: i32,
     /// Extra fields handed to the assistant as dynamic variables.
     pub variables: BTreeMap<String, String>,
-    pub consent: Option<Consent>,
+    /// Every contact comes in with consent on record: an import refuses a row without.
+    pub consent: Consent,
 }
 
 impl NewContact {
-    /// A contact of `phone` in `timezone`, in the US state of its area code (if any).
-    pub fn new(phone: E164, timezone: Tz) -> Self {
+    /// A contact of `phone` in `timezone` who agreed as `consent` says, in the US state of its
+    /// area code (if any).
+    pub fn new(phone: E164, timezone: Tz, consent: Consent) -> Self {
         let us_state = UsState::of_number(&phone);
-        Self { phone, name: None, timezone, us_state, priority: 0, variables: BTreeMap::new(), consent: None }
+        Self { phone, name: None, timezone, us_state, priority: 0, variables: BTreeMap::new(), consent }
     }
 }
 
@@ -185,7 +198,7 @@ impl Contact {
             created_at: now,
             batch: 0,
             caller_id: None,
-            consent: new.consent,
+            consent: Some(new.consent),
         }
     }
 
@@ -256,6 +269,7 @@ pub fn fate_after_call(disposition: CallDisposition, attempt: u32, ended_at: Dat
     let (retry_as, final_disposition) = match disposition {
         CallDisposition::AnsweredHuman => return ContactFate::Done(ContactDisposition::AnsweredHuman),
         CallDisposition::DoNotCall => return ContactFate::Done(ContactDisposition::DoNotCall),
+        CallDisposition::NoConsent => return ContactFate::Done(ContactDisposition::NoConsent),
         CallDisposition::Canceled => return ContactFate::Done(ContactDisposition::Canceled),
         // never placed: the campaign decides when it is due again (its next opening)
         CallDisposition::OutsideWindow => return ContactFate::Requeue { due_at: ended_at },

@@ -36,6 +36,10 @@ pub const RINGING_TIMEOUT: TimeDelta = TimeDelta::minutes(2);
 /// Silence allowed past the longest call a campaign permits.
 pub const IN_PROGRESS_GRACE: TimeDelta = TimeDelta::minutes(5);
 
+/// Silence after which the sweep asks the provider how a placed call stands, before any timeout:
+/// a lost callback then costs a tick, not the minutes above.
+pub const SILENT_AFTER: TimeDelta = TimeDelta::seconds(60);
+
 /// How long a dialer may hold a call's dial guard: the sweep leaves a queued call alone this long
 /// after a dialer took it, so the pacing wait and the provider's answer (and a lookup after an
 /// unclear one) must fit in it; `platform::Config` refuses settings that would not.
@@ -66,6 +70,11 @@ impl Call {
     /// The last sign of life: its last status, when a dialer took it, when it was placed.
     fn last_news(&self) -> DateTime<Utc> {
         [self.dialing_since, self.placed_at].into_iter().flatten().fold(self.last_status_at, DateTime::max)
+    }
+
+    /// True when a placed call has had no news for `SILENT_AFTER`: worth asking its provider about.
+    pub fn is_silent(&self, now: DateTime<Utc>) -> bool {
+        self.provider_call_id.is_some() && !self.state.is_terminal() && now - self.last_news() > SILENT_AFTER
     }
 
     /// True when the call has had no news for longer than its state allows (a dialer taking it
@@ -174,7 +183,8 @@ pub enum Clearance {
 
 impl DialCheck {
     /// The dial-time checks, in order: the call is still ours to place, no emergency stop, the
-    /// campaign still running, the number not listed, the legal window open for `margin` more.
+    /// campaign still running, the number not listed, consent on record, the legal window open for
+    /// `margin` more.
     pub fn clearance(&self, now: DateTime<Utc>, margin: TimeDelta) -> Clearance {
         let (call, campaign, contact) = (&self.call, &self.campaign, &self.contact);
         if call.state != CallState::Queued || call.provider_call_id.is_some() {
@@ -194,6 +204,13 @@ impl DialCheck {
         }
         if self.listed {
             return Clearance::Withdraw(EndReason::DoNotCall, "the number is on the do-not-call list".into());
+        }
+        // an artificial voice needs prior express consent (TCPA, FCC 24-17): none on record, no call
+        if contact.consent.is_none() {
+            return Clearance::Withdraw(
+                EndReason::NoConsent,
+                "the contact has no consent on record: import it again with a consent column or an attestation".into(),
+            );
         }
         let area = contact.calling_area();
         if !campaign.effective_window(area.state).is_open_for(now, area.zone, margin) {
@@ -343,7 +360,11 @@ mod tests {
         let ny = chrono_tz::America::New_York;
         let noon = chrono::TimeZone::with_ymd_and_hms(&ny, 2027, 1, 13, 12, 0, 0).unwrap().with_timezone(&Utc);
         let campaign = Campaign::draft(OrgId::new(), NewCampaign::parse("c", Cap::DEFAULT, CampaignSettings::default()).unwrap(), noon);
-        let contact = Contact::ready(campaign.id, NewContact::new(E164::parse("+13055550100", None).unwrap(), ny), noon);
+        let contact = Contact::ready(
+            campaign.id,
+            NewContact::new(E164::parse("+13055550100", None).unwrap(), ny, crate::Consent::on_file(chrono::Utc::now())),
+            noon,
+        );
         let call = Call::queued(campaign.org_id, campaign.id, contact.id, 1, contact.phone.clone(), noon);
         let mut check = DialCheck { call, campaign, contact, stopped: false, listed: false };
         let margin = TimeDelta::seconds(120);
@@ -352,6 +373,12 @@ mod tests {
         assert_eq!(check.clearance(noon, margin), Clearance::Place);
         let evening = noon + TimeDelta::hours(8) - TimeDelta::seconds(60);
         assert!(matches!(check.clearance(evening, margin), Clearance::Withdraw(EndReason::OutsideWindow, _)), "19:59 in Florida");
+        let consent = check.contact.consent.take();
+        assert!(
+            matches!(check.clearance(noon, margin), Clearance::Withdraw(EndReason::NoConsent, _)),
+            "imported before consent was recorded"
+        );
+        check.contact.consent = consent;
         check.listed = true;
         assert!(matches!(check.clearance(noon, margin), Clearance::Withdraw(EndReason::DoNotCall, _)));
         check.stopped = true;
@@ -411,7 +438,11 @@ mod tests {
 
     #[test]
     fn contact_fields_become_dynamic_variables() {
-        let mut new = NewContact::new(E164::parse("+14155552671", None).unwrap(), chrono_tz::America::Chicago);
+        let mut new = NewContact::new(
+            E164::parse("+14155552671", None).unwrap(),
+            chrono_tz::America::Chicago,
+            crate::Consent::on_file(chrono::Utc::now()),
+        );
         new.name = Some("Ada Lovelace".into());
         new.variables.insert("plan".into(), "gold".into());
         let c = Contact::ready(CampaignId::new(), new, t(0));

@@ -55,6 +55,9 @@ impl ColumnRole {
     /// column holds consent and the importer did not attest to it.
     pub fn of_headers<'a>(headers: impl IntoIterator<Item = &'a str>, attested: bool) -> Result<Vec<Self>, HeaderError> {
         let roles: Vec<Self> = headers.into_iter().map(Self::of).collect();
+        if roles.len() > MAX_COLUMNS {
+            return Err(HeaderError::TooManyColumns { columns: roles.len() });
+        }
         if !roles.contains(&Self::Phone) {
             return Err(HeaderError::MissingPhoneColumn);
         }
@@ -77,6 +80,8 @@ pub enum HeaderError {
         "no consent on record: add a consent column (true/false, with optional consent_source and consent_at), or attest for the whole file with consent=attested&consentSource=<how and where the contacts agreed>"
     )]
     ConsentMissing,
+    #[error("the file has {columns} columns; at most {MAX_COLUMNS} are read per contact: leave out the ones the assistant does not need")]
+    TooManyColumns { columns: usize },
 }
 
 /// An importer's statement that every contact of a file agreed to be called, kept with each
@@ -142,6 +147,10 @@ impl RowError {
 
 /// Longest accepted value of any field, in characters: longer is almost surely a broken file.
 pub const MAX_FIELD_CHARS: usize = 1000;
+
+/// Most columns (or JSON fields) a contact is read from: each becomes a dynamic variable, carried
+/// on every read of the contact and sent with every call.
+pub const MAX_COLUMNS: usize = 100;
 
 /// The contact a row describes. `fields` pairs each value with its column's role; empty values
 /// count as absent.
@@ -211,13 +220,7 @@ pub fn contact_from_row<'a>(
     let timezone =
         timezone.and_then(|tz| parse_timezone("timezone", tz).ok()).or_else(|| timezone_of_number(&phone)).unwrap_or(defaults.timezone);
     let consent = match (consented, &defaults.attestation) {
-        (true, _) => Consent {
-            source: ConsentSource::File,
-            detail: consent_source.map(str::to_string),
-            given_at: consent_at,
-            attested_by: None,
-            recorded_at: defaults.now,
-        },
+        (true, _) => Consent { detail: consent_source.map(str::to_string), given_at: consent_at, ..Consent::on_file(defaults.now) },
         (false, Some(attestation)) => attestation.consent(consent_at),
         (false, None) => {
             return Err(RowError::new(
@@ -227,7 +230,7 @@ pub fn contact_from_row<'a>(
         }
     };
     let us_state = state.or_else(|| UsState::of_number(&phone));
-    Ok(NewContact { phone, name, timezone, us_state, priority, variables, consent: Some(consent) })
+    Ok(NewContact { phone, name, timezone, us_state, priority, variables, consent })
 }
 
 /// `consent_at`: an RFC 3339 time, or a date (`2026-10-01`, read as its start in UTC).
@@ -367,6 +370,9 @@ mod tests {
         assert_eq!(ColumnRole::of(" plan "), ColumnRole::Variable("plan".into()));
         assert_eq!(ColumnRole::of_headers(["name", "email"], true), Err(HeaderError::MissingPhoneColumn));
         assert_eq!(ColumnRole::of_headers(["phone", "name"], false), Err(HeaderError::ConsentMissing));
+        let wide: Vec<String> = std::iter::once("phone".to_string()).chain((1..=MAX_COLUMNS).map(|i| format!("v{i}"))).collect();
+        assert_eq!(ColumnRole::of_headers(wide.iter().map(String::as_str), true), Err(HeaderError::TooManyColumns { columns: 101 }));
+        assert!(ColumnRole::of_headers(wide[..MAX_COLUMNS].iter().map(String::as_str), true).is_ok(), "100 columns are read");
         assert!(ColumnRole::of_headers(["phone", "Consent"], false).is_ok());
         assert!(ColumnRole::of_headers(["phone", "name"], true).is_ok());
     }
@@ -375,10 +381,10 @@ mod tests {
     fn consent_comes_from_the_row_else_the_attestation() {
         let from_file =
             row(&[("phone", "+14155550100"), ("consent", "yes"), ("consent_source", "signup form"), ("consent_at", "2026-10-01")]).unwrap();
-        let consent = from_file.consent.unwrap();
+        let consent = from_file.consent;
         assert_eq!((consent.source, consent.detail.as_deref(), consent.attested_by), (ConsentSource::File, Some("signup form"), None));
         assert_eq!(consent.given_at, Some("2026-10-01T00:00:00Z".parse().unwrap()));
-        let attested = row(&[("phone", "+14155550100")]).unwrap().consent.unwrap();
+        let attested = row(&[("phone", "+14155550100")]).unwrap().consent;
         assert_eq!(attested.source, ConsentSource::Attestation);
         assert_eq!(
             (attested.detail.as_deref(), attested.attested_by.as_deref(), attested.recorded_at),

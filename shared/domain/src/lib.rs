@@ -33,6 +33,7 @@ pub mod money;
 pub mod org;
 pub mod phone;
 pub mod policy;
+pub mod provider_status;
 pub mod report;
 pub mod tools;
 pub mod upload;

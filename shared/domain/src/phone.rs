@@ -125,23 +125,32 @@ pub fn mask_phone(value: &str) -> String {
     format!("{plus}{}***{}", &digits[..keep], &digits[digits.len() - keep..])
 }
 
-/// Masks every E.164-looking run (`+` and 7 to 15 digits) inside free text, such as a log
-/// line, leaving dates, ids and other numbers alone.
+/// Masks every E.164-looking run (`+`, or `%2B` in a URL, and 7 to 15 digits) inside free text,
+/// such as a log line, leaving dates, ids and other numbers alone.
 pub fn mask_phones_in(text: &str) -> std::borrow::Cow<'_, str> {
     let bytes = text.as_bytes();
-    let run_at = |i: usize| bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
-    if !(0..bytes.len()).any(|i| bytes[i] == b'+' && (7..=15).contains(&run_at(i))) {
+    let number_at = |i: usize| {
+        let prefix = match &bytes[i..] {
+            [b'+', ..] => 1,
+            [b'%', b'2', b'B' | b'b', ..] => 3,
+            _ => return None,
+        };
+        let run = bytes[i + prefix..].iter().take_while(|b| b.is_ascii_digit()).count();
+        (7..=15).contains(&run).then_some((prefix, run))
+    };
+    if !(0..bytes.len()).any(|i| number_at(i).is_some()) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < bytes.len() {
-        let run = if bytes[i] == b'+' { run_at(i) } else { 0 };
-        if (7..=15).contains(&run) {
-            out.push_str(&mask_phone(&text[i..i + 1 + run]));
-            i += 1 + run;
+        if let Some((prefix, run)) = number_at(i) {
+            let masked = mask_phone(&format!("+{}", &text[i + prefix..i + prefix + run]));
+            out.push_str(&text[i..i + prefix]);
+            out.push_str(&masked[1..]);
+            i += prefix + run;
         } else {
-            let next = text[i + 1..].find('+').map_or(text.len(), |n| i + 1 + n);
+            let next = text[i + 1..].find(['+', '%']).map_or(text.len(), |n| i + 1 + n);
             out.push_str(&text[i..next]);
             i = next;
         }
@@ -234,6 +243,8 @@ mod tests {
         assert_eq!(mask_phone("(415) 867-5310"), "4158***5310");
         assert_eq!(mask_phone("12345"), "12345");
         assert_eq!(mask_phones_in("to=+442079460958&from=+14158675310"), "to=+4420***0958&from=+1415***5310");
+        assert_eq!(mask_phones_in("/calls?To=%2B14155550100&n=%2b442079460958"), "/calls?To=%2B1415***0100&n=%2b4420***0958");
+        assert_eq!(mask_phones_in("100%2B3 and 50%"), "100%2B3 and 50%");
         let untouched = "at 2026-11-21T08:00:00+00:00 call 0192f3a4-1234567-abcd attempt +3";
         assert_eq!(mask_phones_in(untouched), untouched);
     }

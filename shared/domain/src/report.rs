@@ -231,6 +231,22 @@ pub struct CallNumbers {
     pub calls_per_hour: Vec<HourlyCalls>,
 }
 
+/// A CSV cell a spreadsheet will not run: text starting with `=`, `+`, `-`, `@`, a tab or a CR
+/// (OWASP's CSV injection list) gets a leading `'`. A number, plain or masked (`+14155550100`,
+/// `+1415***0100`, `-3.5`), can compute nothing but a number and is left as it is, so phones and
+/// amounts stay machine-readable.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && !is_number(cell) { format!("'{cell}").into() } else { cell.into() }
+}
+
+fn is_number(cell: &str) -> bool {
+    let unsigned = cell.strip_prefix(['+', '-']).unwrap_or(cell);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+    [whole, fraction].iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit() || b == b'*'))
+        && unsigned.starts_with(|c: char| c.is_ascii_digit())
+}
+
 /// A rate as every surface shows it (CLI, HTML): `66.7 %`, or `—` when its denominator is zero.
 pub fn percent(rate: Option<f64>) -> String {
     rate.map_or("—".into(), |r| format!("{:.1} %", r * 100.0))
@@ -511,6 +527,17 @@ impl DailyReport {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_neutralised() {
+        use super::spreadsheet_safe;
+        for risky in ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx", "+", "-1.2.3", "+*1"] {
+            assert_eq!(spreadsheet_safe(risky), format!("'{risky}"), "{risky:?}");
+        }
+        for plain in ["+14155550100", "+1415***0100", "-3.5", "0.12", "Renews.", "a=b", ""] {
+            assert_eq!(spreadsheet_safe(plain), plain, "{plain:?}");
+        }
+    }
+
     use super::*;
     use crate::{CallDetails, CallState, E164, EndReason, OrgId};
     use chrono::TimeZone;

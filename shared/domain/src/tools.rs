@@ -293,7 +293,11 @@ mod tests {
     use chrono::TimeZone;
 
     fn ada() -> Contact {
-        let mut new = crate::NewContact::new(E164::parse("+14155550123", None).unwrap(), chrono_tz::America::New_York);
+        let mut new = crate::NewContact::new(
+            E164::parse("+14155550123", None).unwrap(),
+            chrono_tz::America::New_York,
+            crate::Consent::on_file(chrono::Utc::now()),
+        );
         new.name = Some("Ada Lovelace".into());
         new.variables.insert("email".into(), "ada@example.com".into());
         Contact::ready(crate::CampaignId::new(), new, Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap())

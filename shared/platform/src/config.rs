@@ -114,11 +114,18 @@ pub struct BridgeConfig {
     pub drain_timeout: std::time::Duration,
     /// The bearer token `GET /metrics` takes (`OUTDIAL_METRICS_TOKEN`); without it metrics are not served.
     pub metrics_token: Option<Secret>,
+    /// What one connection may hold, and how many are served at once (`OUTDIAL_MAX_CONNECTIONS`).
+    pub connections: crate::server::ConnectionLimits,
 }
 
 impl Default for BridgeConfig {
     fn default() -> Self {
-        Self { verify_signature: true, drain_timeout: std::time::Duration::from_secs(30), metrics_token: None }
+        Self {
+            verify_signature: true,
+            drain_timeout: std::time::Duration::from_secs(30),
+            metrics_token: None,
+            connections: crate::server::ConnectionLimits::default(),
+        }
     }
 }
 
@@ -538,6 +545,17 @@ impl BridgeConfig {
             },
             drain_timeout: seconds(var, "OUTDIAL_BRIDGE_DRAIN_SECONDS", Self::default().drain_timeout)?,
             metrics_token: var("OUTDIAL_METRICS_TOKEN").filter(|t| !t.trim().is_empty()).map(Secret::from),
+            connections: crate::server::ConnectionLimits {
+                max_connections: match number(
+                    var,
+                    "OUTDIAL_MAX_CONNECTIONS",
+                    crate::server::ConnectionLimits::default().max_connections as u64,
+                )? {
+                    0 => return Err(ConfigError::Invalid { var: "OUTDIAL_MAX_CONNECTIONS", reason: "must be at least 1".into() }),
+                    n => usize::try_from(n).unwrap_or(usize::MAX),
+                },
+                ..crate::server::ConnectionLimits::default()
+            },
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod problem;
 pub mod queue;
 pub mod schedule;
 pub mod sealed;
+pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -127,6 +127,7 @@ impl From<ProviderError> for Problem {
             ProviderError::RateLimited { .. } => (StatusCode::BAD_GATEWAY, "provider-rate-limited", "The provider is rate-limiting"),
             ProviderError::Unavailable { .. } => (StatusCode::BAD_GATEWAY, "provider-unavailable", "The provider is unavailable"),
             ProviderError::Protocol { .. } => (StatusCode::BAD_GATEWAY, "provider-protocol", "Unexpected provider answer"),
+            ProviderError::Undecided { .. } => (StatusCode::BAD_GATEWAY, "provider-undecided", "The provider cannot tell yet"),
         };
         if status == StatusCode::BAD_GATEWAY {
             tracing::warn!(error = %e, "provider failed");

@@ -1,5 +1,6 @@
-//! Tracing: JSON lines in Lambda (or with `LOG_FORMAT=json`), pretty locally; every line passes
-//! through a writer that masks phone numbers, so no log can leak one.
+//! Tracing: JSON lines in Lambda (or with `LOG_FORMAT=json`), pretty locally; every line, at every
+//! level and from every crate, passes through a writer that masks phone numbers and redacts the
+//! signatures of signed URLs, so no log can leak one.
 
 use crate::config::LogFormat;
 use std::io::{self, Write};
@@ -29,7 +30,7 @@ pub struct Masking<W>(pub W);
 impl<W: Write> Write for Masking<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match std::str::from_utf8(buf) {
-            Ok(text) => self.0.write_all(domain::mask_phones_in(text).as_bytes())?,
+            Ok(text) => self.0.write_all(redact_signatures_in(&domain::mask_phones_in(text)).as_bytes())?,
             Err(_) => self.0.write_all(buf)?,
         }
         Ok(buf.len())
@@ -40,6 +41,42 @@ impl<W: Write> Write for Masking<W> {
     }
 }
 
+/// Query parameters whose values let whoever reads them act: signed report links and upload URLs
+/// (`signature`), S3's presigned URLs (`X-Amz-…`).
+const SECRET_PARAMETERS: [&str; 4] = ["signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token"];
+
+/// `text` with the value of every secret query parameter (`?signature=…`, `&X-Amz-Signature=…`)
+/// replaced by `[redacted]`.
+pub fn redact_signatures_in(text: &str) -> std::borrow::Cow<'_, str> {
+    let lower = text.to_ascii_lowercase();
+    let mut spans = Vec::new();
+    for name in SECRET_PARAMETERS {
+        let needle = format!("{name}=");
+        for (at, _) in lower.match_indices(&needle) {
+            let preceded = at.checked_sub(1).map(|i| lower.as_bytes()[i]);
+            if matches!(preceded, Some(b'?' | b'&')) {
+                let start = at + needle.len();
+                let len = text[start..]
+                    .find(|c: char| matches!(c, '&' | '"' | '\'' | '\\' | '#') || c.is_whitespace())
+                    .unwrap_or(text.len() - start);
+                spans.push((start, start + len));
+            }
+        }
+    }
+    if spans.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    spans.sort_unstable();
+    let (mut out, mut from) = (String::with_capacity(text.len()), 0);
+    for (start, end) in spans {
+        out.push_str(&text[from..start]);
+        out.push_str("[redacted]");
+        from = end;
+    }
+    out.push_str(&text[from..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Standard error, masked; tracing formats each event into one buffer, so numbers are never split.
 pub struct MaskedStderr;
 
@@ -48,6 +85,13 @@ impl<'a> MakeWriter<'a> for MaskedStderr {
     fn make_writer(&'a self) -> Self::Writer {
         Masking(io::stderr())
     }
+}
+
+/// The local stack's router with one span per request: its method and path (a query can carry a
+/// signature or a number, and the path is all a reader needs).
+pub fn traced_router(router: axum::Router) -> axum::Router {
+    let span = |request: &axum::http::Request<axum::body::Body>| tracing::info_span!("http_request", method = %request.method(), path = request.uri().path());
+    router.layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(span))
 }
 
 /// A Lambda HTTP function's router with one span per request, carrying the Lambda request id.
@@ -84,6 +128,27 @@ mod tests {
         fn make_writer(&'a self) -> Self::Writer {
             Masking(self.clone())
         }
+    }
+
+    /// A debug line of a request to a signed upload URL with a number in its query, as a trace
+    /// layer writes it: the signature and the number do not reach the log.
+    #[test]
+    fn debug_lines_carry_no_signature_and_no_number() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt().json().with_max_level(tracing::Level::DEBUG).with_writer(captured.clone()).finish();
+        let uri = "/uploads/o/c/u?expires=1900000000&signature=q8Jm%2Fx_Z-3&To=%2B14155550100";
+        let presigned = "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=9f3a&x-id=PutObject";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(uri, "started processing request");
+            tracing::debug!("PUT {presigned} \"signature=quoted\"");
+        });
+        let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        for secret in ["q8Jm", "AKIA", "9f3a", "4155550100"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("signature=[redacted]&To=%2B1415***0100"), "{out}");
+        assert!(out.contains("X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]&x-id=PutObject"), "{out}");
+        assert!(out.contains("\\\"signature=quoted"), "only query parameters are redacted: {out}");
     }
 
     #[test]

@@ -35,8 +35,9 @@ impl UploadBucket {
         Self::S3 { client: aws_sdk_s3::Client::from_conf(config), bucket: bucket.to_string() }
     }
 
-    /// A URL a client PUTs the file for `key` to, good until `expires_at`.
-    pub async fn upload_url(&self, key: &str, expires_at: DateTime<Utc>) -> Result<String, UploadError> {
+    /// A URL a client PUTs the file for `key` to, good until `expires_at`. With `size`, S3 takes
+    /// a body of exactly that many bytes (`Content-Length` is signed into the URL).
+    pub async fn upload_url(&self, key: &str, expires_at: DateTime<Utc>, size: Option<u64>) -> Result<String, UploadError> {
         match self {
             Self::S3 { client, bucket } => {
                 let lifetime = (expires_at - Utc::now()).to_std().unwrap_or_default();
@@ -46,6 +47,7 @@ impl UploadBucket {
                     .put_object()
                     .bucket(bucket)
                     .key(key)
+                    .set_content_length(size.and_then(|s| i64::try_from(s).ok()))
                     .presigned(presigning)
                     .await
                     .map_err(|e| UploadError::Storage(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
@@ -56,6 +58,24 @@ impl UploadBucket {
                 let signature = signer.sign(&local_upload_message(key, expires));
                 Ok(format!("{}/{key}?expires={expires}&signature={signature}", base_url.trim_end_matches('/')))
             }
+        }
+    }
+
+    /// The size in bytes of the file at `key`.
+    pub async fn size(&self, key: &str) -> Result<u64, UploadError> {
+        match self {
+            Self::S3 { client, bucket } => {
+                let head = client.head_object().bucket(bucket).key(key).send().await.map_err(|e| match e.as_service_error() {
+                    Some(missing) if missing.is_not_found() => UploadError::Missing(key.to_string()),
+                    _ => UploadError::Storage(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
+                })?;
+                Ok(head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or_default())
+            }
+            Self::Local { dir, .. } => match tokio::fs::metadata(dir.join(key)).await {
+                Ok(meta) => Ok(meta.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(UploadError::Missing(key.to_string())),
+                Err(e) => Err(UploadError::Storage(e.to_string())),
+            },
         }
     }
 
@@ -100,34 +120,61 @@ impl UploadBucket {
         }
     }
 
-    /// The local stack's side of a PUT to an upload URL: checks its signature and expiry, then
-    /// writes the body to the file for `key` as it arrives (to a temporary name first, so a
-    /// broken upload leaves nothing to import).
-    pub async fn accept_local_put(
-        &self,
-        key: &str,
-        expires: i64,
-        signature: &str,
-        body: impl Stream<Item = Result<Bytes, axum::Error>> + Send,
-    ) -> Result<u64, LocalPutError> {
-        let Self::Local { dir, signer, .. } = self else { return Err(LocalPutError::NotLocal) };
+    /// Whether a local upload URL is one this stack handed out for `key`, and still good.
+    pub fn verify_local_url(&self, key: &str, expires: i64, signature: &str) -> Result<(), LocalPutError> {
+        let Self::Local { signer, .. } = self else { return Err(LocalPutError::NotLocal) };
         if domain::upload::parse_object_key(key).is_err() || !signer.verify(&local_upload_message(key, expires), signature) {
             return Err(LocalPutError::BadSignature);
         }
         if Utc::now().timestamp() > expires {
             return Err(LocalPutError::Expired);
         }
+        Ok(())
+    }
+
+    /// The local stack's side of a PUT to an upload URL: checks its signature and expiry, then
+    /// writes the body to the file for `key` as it arrives, at most `max_bytes` of it. It goes to
+    /// a temporary name first, created exclusively: a second PUT while one is under way, or once
+    /// the file has landed, is refused; a broken or oversized upload leaves nothing behind.
+    pub async fn accept_local_put(
+        &self,
+        key: &str,
+        expires: i64,
+        signature: &str,
+        max_bytes: u64,
+        body: impl Stream<Item = Result<Bytes, axum::Error>> + Send,
+    ) -> Result<u64, LocalPutError> {
+        self.verify_local_url(key, expires, signature)?;
+        let Self::Local { dir, .. } = self else { return Err(LocalPutError::NotLocal) };
         let path = dir.join(key);
         let partial = path.with_extension("partial");
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(LocalPutError::Io)?;
         }
-        let mut file = tokio::fs::File::create(&partial).await.map_err(LocalPutError::Io)?;
-        let mut reader = tokio_util::io::StreamReader::new(body.map_err(std::io::Error::other).boxed());
-        let written = tokio::io::copy(&mut reader, &mut file).await.map_err(LocalPutError::Io)?;
-        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(LocalPutError::Io)?;
-        tokio::fs::rename(&partial, &path).await.map_err(LocalPutError::Io)?;
-        Ok(written)
+        let mut file = match tokio::fs::OpenOptions::new().write(true).create_new(true).open(&partial).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(LocalPutError::InProgress),
+            other => other.map_err(LocalPutError::Io)?,
+        };
+        let written = async {
+            if tokio::fs::try_exists(&path).await.map_err(LocalPutError::Io)? {
+                return Err(LocalPutError::Used);
+            }
+            let reader = tokio_util::io::StreamReader::new(body.map_err(std::io::Error::other).boxed());
+            // one byte past the limit says the body is over it, without reading the rest
+            let mut limited = tokio::io::AsyncReadExt::take(reader, max_bytes.saturating_add(1));
+            let written = tokio::io::copy(&mut limited, &mut file).await.map_err(LocalPutError::Io)?;
+            if written > max_bytes {
+                return Err(LocalPutError::TooLarge { max_bytes });
+            }
+            tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(LocalPutError::Io)?;
+            tokio::fs::rename(&partial, &path).await.map_err(LocalPutError::Io)?;
+            Ok(written)
+        }
+        .await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+        written
     }
 }
 
@@ -140,6 +187,12 @@ pub enum LocalPutError {
     Expired,
     #[error("uploads go to object storage here, not to this server")]
     NotLocal,
+    #[error("this upload URL has been used: ask for a new one with POST /campaigns/{{id}}/contacts/uploads")]
+    Used,
+    #[error("a file is being uploaded to this URL right now: wait for the upload to finish")]
+    InProgress,
+    #[error("the file is larger than {max_bytes} bytes (OUTDIAL_IMPORT_MAX_BYTES): split it")]
+    TooLarge { max_bytes: u64 },
     #[error("the file could not be written: {0}")]
     Io(std::io::Error),
 }
@@ -171,23 +224,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bucket = local(dir.path());
         let key = format!("uploads/{}/{}/{}", domain::OrgId::new(), domain::CampaignId::new(), domain::UploadId::new());
-        let url = bucket.upload_url(&key, Utc::now() + chrono::TimeDelta::hours(1)).await.unwrap();
+        let url = bucket.upload_url(&key, Utc::now() + chrono::TimeDelta::hours(1), None).await.unwrap();
         assert!(url.starts_with(&format!("http://127.0.0.1:9/{key}?expires=")), "{url}");
         let (expires, signature) = query_of(&url);
 
         let other_key = key.replace("uploads/", "uploads/x");
-        assert!(matches!(bucket.accept_local_put(&other_key, expires, &signature, body("a")).await, Err(LocalPutError::BadSignature)));
-        assert!(matches!(bucket.accept_local_put(&key, expires + 1, &signature, body("a")).await, Err(LocalPutError::BadSignature)));
-        assert!(matches!(bucket.open(&key).await, Err(UploadError::Missing(_))));
+        let put = |key: &str, expires: i64, signature: &str, max: u64, text: &'static str| {
+            let (bucket, key, signature) = (bucket.clone(), key.to_string(), signature.to_string());
+            async move { bucket.accept_local_put(&key, expires, &signature, max, body(text)).await }
+        };
+        assert!(matches!(put(&other_key, expires, &signature, 100, "a").await, Err(LocalPutError::BadSignature)));
+        assert!(matches!(put(&key, expires + 1, &signature, 100, "a").await, Err(LocalPutError::BadSignature)));
+        assert!(matches!(
+            put(&key, expires, &signature, 18, "phone\n+14155550100\n").await,
+            Err(LocalPutError::TooLarge { max_bytes: 18 })
+        ));
+        assert!(matches!(bucket.open(&key).await, Err(UploadError::Missing(_))), "nothing kept of a file over the limit");
+        assert_eq!(std::fs::read_dir(dir.path().join(key.rsplit_once('/').unwrap().0)).unwrap().count(), 0, "nor its partial copy");
 
-        assert_eq!(bucket.accept_local_put(&key, expires, &signature, body("phone\n+14155550100\n")).await.unwrap(), 19);
+        assert_eq!(put(&key, expires, &signature, 19, "phone\n+14155550100\n").await.unwrap(), 19);
+        assert!(matches!(put(&key, expires, &signature, 100, "again").await, Err(LocalPutError::Used)), "a URL takes one file");
         let read: Vec<Bytes> = bucket.open(&key).await.unwrap().try_collect().await.unwrap();
         assert_eq!(read.concat(), b"phone\n+14155550100\n");
         bucket.remove(&key).await.unwrap();
         assert!(matches!(bucket.open(&key).await, Err(UploadError::Missing(_))));
 
-        let stale = bucket.upload_url(&key, Utc::now() - chrono::TimeDelta::seconds(1)).await.unwrap();
+        let stale = bucket.upload_url(&key, Utc::now() - chrono::TimeDelta::seconds(1), None).await.unwrap();
         let (expires, signature) = query_of(&stale);
-        assert!(matches!(bucket.accept_local_put(&key, expires, &signature, body("a")).await, Err(LocalPutError::Expired)));
+        assert!(matches!(put(&key, expires, &signature, 100, "a").await, Err(LocalPutError::Expired)));
     }
 }

@@ -187,6 +187,23 @@ impl CallProviders {
         }
     }
 
+    /// The call's state as its provider has it (Twilio, Vapi, Retell). ElevenLabs' native calls and
+    /// the simulator's (held in this process) are not asked: `Unsupported`.
+    pub async fn call_state(
+        &self,
+        provider: domain::CallProvider,
+        provider_call_id: &str,
+    ) -> Result<domain::provider_status::ProviderCallState, ProviderError> {
+        use domain::CallProvider as P;
+        match provider {
+            P::Twilio => self.twilio()?.call_state(provider_call_id).await,
+            P::Vapi => Self::configured(&self.vapi, "vapi", "VAPI_API_KEY")?.call_state(provider_call_id).await,
+            P::Retell => Self::configured(&self.retell, "retell", "RETELL_API_KEY")?.call_state(provider_call_id).await,
+            P::Elevenlabs => Err(ProviderError::Unsupported { provider: "elevenlabs", operation: "call state" }),
+            P::Simulator => Err(ProviderError::Unsupported { provider: "simulator", operation: "call state" }),
+        }
+    }
+
     /// Ends a live call now (answering-machine `hangup`): Twilio's, or a simulated one.
     pub async fn hang_up(&self, provider: domain::CallProvider, provider_call_id: &str) -> Result<(), ProviderError> {
         use domain::CallProvider as P;

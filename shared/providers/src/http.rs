@@ -67,7 +67,8 @@ impl Http {
         Self { client: client.clone(), base: base.trim_end_matches('/').to_string(), provider, retry }
     }
 
-    /// Sends the request (again on each retry) and returns the JSON answer.
+    /// Sends the request (again on each retry; with `Resend::Never`, only while the provider
+    /// provably did not act on it) and returns the JSON answer.
     pub async fn json(
         &self,
         method: Method,
@@ -75,6 +76,7 @@ impl Http {
         body: Body<'_>,
         authorise: impl Fn(RequestBuilder) -> RequestBuilder,
         missing: &str,
+        resend: Resend,
     ) -> Result<Value, ProviderError> {
         let url = format!("{}{path}", self.base);
         let mut attempt = 0;
@@ -114,7 +116,8 @@ impl Http {
                 }
             };
             let wait = wait.unwrap_or(self.retry.backoff * 2u32.saturating_pow(attempt));
-            if attempt >= self.retry.retries || wait > self.retry.max_wait {
+            let unsafe_again = resend == Resend::Never && error.may_have_acted();
+            if attempt >= self.retry.retries || wait > self.retry.max_wait || unsafe_again {
                 return Err(error);
             }
             tracing::warn!(provider = self.provider, attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying provider request");
@@ -122,6 +125,16 @@ impl Http {
             attempt += 1;
         }
     }
+}
+
+/// Whether a request the provider may have acted on is sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resend {
+    /// Reads, upserts and requests the provider de-duplicates: sending twice does no harm.
+    Safe,
+    /// A create that could make a second record: a 5xx or a timeout ends the tries, and the caller
+    /// looks for the record before creating it again.
+    Never,
 }
 
 /// What a request carries.
@@ -179,6 +192,15 @@ impl ApiClient {
     }
 
     pub async fn send(&self, method: Method, path: &str, body: Body<'_>, missing: &str) -> Result<Value, ProviderError> {
+        self.send_with(method, path, body, missing, Resend::Safe).await
+    }
+
+    /// A `POST` creating what a second try could duplicate (see `Resend::Never`).
+    pub async fn create(&self, path: &str, body: &Value, missing: &str) -> Result<Value, ProviderError> {
+        self.send_with(Method::POST, path, Body::Json(body), missing, Resend::Never).await
+    }
+
+    async fn send_with(&self, method: Method, path: &str, body: Body<'_>, missing: &str, resend: Resend) -> Result<Value, ProviderError> {
         let authorise = |r: RequestBuilder| {
             let r = self.headers.iter().fold(r, |r, (name, value)| r.header(*name, *value));
             match &self.credential {
@@ -187,7 +209,7 @@ impl ApiClient {
                 Credential::Basic { user, password } => r.basic_auth(user, Some(password.expose())),
             }
         };
-        self.http.json(method, path, body, authorise, missing).await
+        self.http.json(method, path, body, authorise, missing, resend).await
     }
 }
 

@@ -57,6 +57,10 @@ pub enum ProviderError {
     /// The provider runs this part of the call itself (voicemail, hang-up of its own calls).
     #[error("{provider} does not take {operation} requests: it handles that itself")]
     Unsupported { provider: &'static str, operation: &'static str },
+    /// The provider was asked and its answer settles nothing yet (a look-up while it still holds
+    /// calls it has not listed).
+    #[error("{provider} cannot tell yet: {detail}")]
+    Undecided { provider: &'static str, detail: String },
 }
 
 impl ProviderError {

@@ -22,6 +22,15 @@ pub struct Retell {
 }
 
 impl Retell {
+    /// The call's state as Retell has it: `GET /v2/get-call/{call_id}` → `call_status` and
+    /// `disconnection_reason`.
+    pub async fn call_state(&self, call_id: &str) -> Result<domain::provider_status::ProviderCallState, ProviderError> {
+        let call = self.api.call(Method::GET, &format!("/v2/get-call/{call_id}"), None, &format!("call {call_id}")).await?;
+        let text = |name: &str| call.get(name).and_then(Value::as_str).unwrap_or_default();
+        domain::provider_status::retell(text("call_status"), text("disconnection_reason"))
+            .ok_or_else(|| crate::calls::missing_id(PROVIDER, "a known call_status"))
+    }
+
     pub const BASE_URL: &'static str = "https://api.retellai.com";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {
@@ -165,21 +174,18 @@ impl crate::CallProvider for Retell {
         answer.get("call_id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::calls::missing_id(PROVIDER, "call_id"))
     }
 
-    /// `POST /v2/list-calls` (newest first), matched on the call id we put in its `metadata`; a
-    /// call not yet started has no start time to filter on, so recent calls are read whole.
+    /// `POST /v3/list-calls` filtered on the call id we put in its `metadata` (oldest first), and
+    /// matched on it again here; a call not yet started has no start time to filter on.
     async fn find_placed_call(
         &self,
         call: &crate::CallRequest,
         _since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<String>, ProviderError> {
-        let body = json!({ "sort_order": "descending", "limit": 200 });
-        let answer = self.api.call(Method::POST, "/v2/list-calls", Some(&body), "calls").await?;
-        // the list is the answer itself, or under `calls` in some API versions
-        let calls = answer.as_array().or_else(|| answer.get("calls").and_then(Value::as_array));
-        let calls = calls.ok_or_else(|| crate::calls::missing_id(PROVIDER, "list of calls"))?;
-        let mut found = crate::calls::ids_with_our_call_id(calls, call, "call_id");
-        found.reverse();
-        Ok(found)
+        let ours = json!({ "type": "string", "op": "eq", "key": domain::CALL_ID_VARIABLE, "value": call.call_id.to_string() });
+        let body = json!({ "filter_criteria": { "metadata": [ours] }, "sort_order": "ascending", "limit": 50 });
+        let answer = self.api.call(Method::POST, "/v3/list-calls", Some(&body), "calls").await?;
+        let calls = answer.get("items").and_then(Value::as_array).ok_or_else(|| crate::calls::missing_id(PROVIDER, "items"))?;
+        Ok(crate::calls::ids_with_our_call_id(calls, call, "call_id"))
     }
 }
 

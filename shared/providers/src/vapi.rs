@@ -19,6 +19,14 @@ pub struct Vapi {
 }
 
 impl Vapi {
+    /// The call's state as Vapi has it: `GET /call/{id}` → `status` and `endedReason`.
+    pub async fn call_state(&self, id: &str) -> Result<domain::provider_status::ProviderCallState, ProviderError> {
+        let call = self.api.call(Method::GET, &format!("/call/{id}"), None, &format!("call {id}")).await?;
+        let text = |name: &str| call.get(name).and_then(Value::as_str).unwrap_or_default();
+        domain::provider_status::vapi(text("status"), text("endedReason"))
+            .ok_or_else(|| crate::calls::missing_id(PROVIDER, "a known status"))
+    }
+
     pub const BASE_URL: &'static str = "https://api.vapi.ai";
 
     pub fn new(base_url: &str, api_key: &str, retry: RetryPolicy) -> Self {

@@ -29,7 +29,7 @@ async fn campaign_with(store: &SqliteStore, org: OrgId, contacts: u64) -> domain
                 let phone =
                     E164::parse(&format!("+1{}{:03}{:04}", 201 + (i / 8_000_000) % 700, 200 + (i / 10_000) % 800, i % 10_000), None)
                         .unwrap();
-                NewContact::new(phone, chrono_tz::America::New_York)
+                NewContact::new(phone, chrono_tz::America::New_York, domain::Consent::on_file(chrono::Utc::now()))
             })
             .collect();
         n += batch.len() as u64;

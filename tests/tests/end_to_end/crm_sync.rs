@@ -35,7 +35,11 @@ async fn campaign_with_a_call<S: Store>(
     let settings = domain::CampaignSettings { crm: Some(domain::CrmTarget { connection_ids: ids.clone() }), ..Default::default() };
     let campaign =
         store.create_campaign(org, domain::NewCampaign::parse("Renewals", domain::Cap::DEFAULT, settings).unwrap()).await.unwrap();
-    let mut contact = domain::NewContact::new(domain::E164::parse("+14155550100", None).unwrap(), chrono_tz::America::New_York);
+    let mut contact = domain::NewContact::new(
+        domain::E164::parse("+14155550100", None).unwrap(),
+        chrono_tz::America::New_York,
+        domain::Consent::on_file(chrono::Utc::now()),
+    );
     contact.name = Some("Ada Lovelace".into());
     contact.variables.insert("email".into(), "ada@example.com".into());
     store.add_contacts(org, campaign.id, vec![contact], Utc::now()).await.unwrap();
@@ -149,6 +153,7 @@ async fn gohighlevel_resumes_after_the_step_that_failed<S: Store>(store: S) {
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"note": {"id": "note_1", "body": "…"}})))
         .mount(&ghl)
         .await;
+    no_notes_yet(&ghl).await;
     // the tags fail for the whole first receive (its first try and both quick retries)
     api()
         .and(matchers::path("/contacts/ghl_c1/tags"))
@@ -164,8 +169,8 @@ async fn gohighlevel_resumes_after_the_step_that_failed<S: Store>(store: S) {
         .mount(&ghl)
         .await;
     api()
-        .and(matchers::path("/opportunities/"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"opportunity": {"id": "opp_1"}})))
+        .and(matchers::path("/opportunities/upsert"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"new": true, "opportunity": {"id": "opp_1"}})))
         .mount(&ghl)
         .await;
     let secrets = SecretBox::ephemeral();
@@ -188,11 +193,11 @@ async fn gohighlevel_resumes_after_the_step_that_failed<S: Store>(store: S) {
     assert_eq!((delivered.connection_id, delivered.status, delivered.attempts), (ids[0], DeliveryStatus::Delivered, 2));
     assert_eq!(delivered.steps.opportunity_id.as_deref(), Some("opp_1"));
     let requests = ghl.received_requests().await.unwrap();
-    let to = |path: &str| requests.iter().filter(|r| r.url.path() == path).collect::<Vec<_>>();
+    let to = |path: &str| requests.iter().filter(|r| r.method.as_str() == "POST" && r.url.path() == path).collect::<Vec<_>>();
     assert_eq!(to("/contacts/upsert").len(), 1, "the contact is upserted once");
     assert_eq!(to("/contacts/ghl_c1/notes").len(), 1, "one note, however often the job ran");
     assert_eq!(to("/contacts/ghl_c1/tags").len(), 4, "three failures, then the tags");
-    assert_eq!(to("/opportunities/").len(), 1, "one opportunity");
+    assert_eq!(to("/opportunities/upsert").len(), 1, "one opportunity");
 
     let upsert = body(to("/contacts/upsert")[0]);
     assert_eq!(
@@ -208,7 +213,7 @@ async fn gohighlevel_resumes_after_the_step_that_failed<S: Store>(store: S) {
         assert!(note.contains(part), "{part:?} in {note}");
     }
     assert_eq!(body(to("/contacts/ghl_c1/tags")[3]), json!({"tags": ["outdial:answered", "outdial:success"]}));
-    let opportunity = body(to("/opportunities/")[0]);
+    let opportunity = body(to("/opportunities/upsert")[0]);
     assert_eq!(
         opportunity,
         json!({"pipelineId": "pipe_1", "locationId": "loc_1", "name": "Ada Lovelace (Renewals)", "pipelineStageId": "stage_1",
@@ -227,6 +232,11 @@ async fn hubspot_logs_the_call_once_and_waits_as_long_as_a_429_asks<S: Store>(st
     api()
         .and(matchers::path("/crm/v3/objects/contacts"))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "101", "properties": {}})))
+        .mount(&hubspot)
+        .await;
+    api()
+        .and(matchers::path("/crm/v3/objects/calls/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"total": 0, "results": []})))
         .mount(&hubspot)
         .await;
     api()
@@ -291,10 +301,12 @@ async fn a_delivery_cut_short_resumes_after_its_last_recorded_step<S: Store>(sto
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"contact": {"id": "ghl_c1"}})))
         .mount(&ghl)
         .await;
-    Mock::given(matchers::path("/contacts/ghl_c1/notes"))
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/contacts/ghl_c1/notes"))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"note": {"id": "note_1"}})))
         .mount(&ghl)
         .await;
+    no_notes_yet(&ghl).await;
     Mock::given(matchers::path("/contacts/ghl_c1/tags"))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"tags": []})).set_delay(Duration::from_secs(30)))
         .up_to_n_times(1)
@@ -326,8 +338,8 @@ async fn a_delivery_cut_short_resumes_after_its_last_recorded_step<S: Store>(sto
     let after = Utc::now() + CrmSync::<S>::LEASE + chrono::TimeDelta::seconds(1);
     assert_eq!(sync.sync(&job, 3, after).await.unwrap(), Synced::Done, "then another worker takes over");
     let requests = ghl.received_requests().await.unwrap();
-    let count = |suffix: &str| requests.iter().filter(|r| r.url.path().ends_with(suffix)).count();
-    assert_eq!((count("/upsert"), count("/notes"), count("/tags")), (1, 1, 2), "one contact, one note; the tags again");
+    let count = |suffix: &str| requests.iter().filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with(suffix)).count();
+    assert_eq!((count("/contacts/upsert"), count("/notes"), count("/tags")), (1, 1, 2), "one contact, one note; the tags again");
 }
 
 /// The same job handled by six workers at once (SQS delivering it twice, a retry racing the
@@ -336,9 +348,14 @@ async fn concurrent_workers_deliver_a_call_once<S: Store>(store: S) {
     let ghl = MockServer::start().await;
     let answer = |body: Value| ResponseTemplate::new(201).set_body_json(body).set_delay(Duration::from_millis(100));
     Mock::given(matchers::path("/contacts/upsert")).respond_with(answer(json!({"contact": {"id": "ghl_c1"}}))).mount(&ghl).await;
-    Mock::given(matchers::path("/contacts/ghl_c1/notes")).respond_with(answer(json!({"note": {"id": "n1"}}))).mount(&ghl).await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/contacts/ghl_c1/notes"))
+        .respond_with(answer(json!({"note": {"id": "n1"}})))
+        .mount(&ghl)
+        .await;
+    no_notes_yet(&ghl).await;
     Mock::given(matchers::path("/contacts/ghl_c1/tags")).respond_with(answer(json!({"tags": []}))).mount(&ghl).await;
-    Mock::given(matchers::path("/opportunities/")).respond_with(answer(json!({"opportunity": {"id": "o1"}}))).mount(&ghl).await;
+    Mock::given(matchers::path("/opportunities/upsert")).respond_with(answer(json!({"opportunity": {"id": "o1"}}))).mount(&ghl).await;
     let secrets = SecretBox::ephemeral();
     let target = ConnectionTarget::Gohighlevel { location_id: "loc_1".into(), pipeline_id: Some("p".into()), stage_id: Some("s".into()) };
     let (job, call, _) = campaign_with_a_call(&store, &secrets, "pit-secret", vec![target]).await;
@@ -351,17 +368,132 @@ async fn concurrent_workers_deliver_a_call_once<S: Store>(store: S) {
     let waiting = outcomes.iter().filter(|o| matches!(o, Ok(Synced::Retry { reason, .. }) if reason.contains("another worker"))).count();
     assert_eq!((done, waiting), (1, 5), "{outcomes:?}");
     let requests = ghl.received_requests().await.unwrap();
-    let count = |suffix: &str| requests.iter().filter(|r| r.url.path().ends_with(suffix)).count();
-    assert_eq!((count("/upsert"), count("/notes"), count("/tags"), count("/opportunities/")), (1, 1, 1, 1));
+    let count = |suffix: &str| requests.iter().filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with(suffix)).count();
+    assert_eq!((count("/contacts/upsert"), count("/notes"), count("/tags"), count("/opportunities/upsert")), (1, 1, 1, 1));
     // the ones sent back return after the lease: delivered, nothing to send
     let after = now + CrmSync::<S>::LEASE + chrono::TimeDelta::seconds(1);
     assert_eq!(sync.sync(&job, 2, after).await.unwrap(), Synced::Done);
-    assert_eq!(ghl.received_requests().await.unwrap().len(), 4);
+    assert_eq!(ghl.received_requests().await.unwrap().len(), 5, "the four steps and the look for an earlier note");
     let delivered = store.crm_deliveries(job.org_id, call.id).await.unwrap().remove(0);
     assert_eq!((delivered.status, delivered.attempts, delivered.leased_until), (DeliveryStatus::Delivered, 1, None));
 }
 
+/// GoHighLevel's notes of the contact, before any was added.
+async fn no_notes_yet(ghl: &MockServer) {
+    Mock::given(matchers::method("GET"))
+        .and(matchers::path("/contacts/ghl_c1/notes"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"notes": []})))
+        .mount(ghl)
+        .await;
+}
+
+/// A CRM's store of created records (GoHighLevel's notes of a contact, HubSpot's call logs) that
+/// applies each create and, for the first, answers only after the client stopped waiting.
+#[derive(Clone, Default)]
+struct SlowCreates {
+    made: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl SlowCreates {
+    /// Longer than the sync's request timeout in `a_write_applied_before_its_answer_was_lost_is_made_once`.
+    const LATE: Duration = Duration::from_millis(900);
+
+    fn create(&self, record: Value, answer: impl Fn(&Value) -> Value) -> ResponseTemplate {
+        let mut made = self.made.lock().unwrap();
+        let mut record = record;
+        record["id"] = json!((made.len() + 1).to_string());
+        let reply = ResponseTemplate::new(201).set_body_json(answer(&record));
+        made.push(record);
+        if made.len() == 1 { reply.set_delay(Self::LATE) } else { reply }
+    }
+
+    fn count(&self) -> usize {
+        self.made.lock().unwrap().len()
+    }
+}
+
+/// `GET|POST /contacts/{id}/notes` as GoHighLevel answers them.
+struct GhlNotes(SlowCreates);
+
+impl wiremock::Respond for GhlNotes {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        if request.method.as_str() == "GET" {
+            return ResponseTemplate::new(200).set_body_json(json!({"notes": *self.0.made.lock().unwrap()}));
+        }
+        self.0.create(json!({"body": body(request)["body"]}), |note| json!({"note": note}))
+    }
+}
+
+/// `POST /crm/v3/objects/calls` and `…/calls/search` (by `associations.contact` and
+/// `hs_timestamp` in ms, `EQ`) as HubSpot answers them.
+struct HubSpotCalls(SlowCreates);
+
+impl wiremock::Respond for HubSpotCalls {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let request = body(request);
+        if !request["filterGroups"].is_array() {
+            let contact = request["associations"][0]["to"]["id"].clone();
+            return self.0.create(
+                json!({"properties": request["properties"], "contact": contact}),
+                |call| json!({"id": call["id"], "properties": call["properties"]}),
+            );
+        }
+        let wanted = |name: &str| {
+            request["filterGroups"][0]["filters"].as_array().unwrap().iter().find(|f| f["propertyName"] == name).unwrap()["value"].clone()
+        };
+        let made = self.0.made.lock().unwrap();
+        let results: Vec<Value> = made
+            .iter()
+            .filter(|c| c["contact"] == wanted("associations.contact"))
+            .filter(|c| {
+                let at = chrono::DateTime::parse_from_rfc3339(c["properties"]["hs_timestamp"].as_str().unwrap()).unwrap();
+                json!(at.timestamp_millis().to_string()) == wanted("hs_timestamp")
+            })
+            .map(|c| json!({"id": c["id"], "properties": {"hs_call_body": c["properties"]["hs_call_body"]}}))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({"total": results.len(), "results": results}))
+    }
+}
+
+/// The CRM applies the note and the call log but its answer comes after the timeout: neither is
+/// sent again by a quick retry, and the job's next receive finds and adopts each.
+async fn a_write_applied_before_its_answer_was_lost_is_made_once<S: Store>(store: S) {
+    let crm = MockServer::start().await;
+    Mock::given(matchers::path("/contacts/upsert"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"contact": {"id": "ghl_c1"}})))
+        .mount(&crm)
+        .await;
+    let (notes, calls) = (SlowCreates::default(), SlowCreates::default());
+    Mock::given(matchers::path("/contacts/ghl_c1/notes")).respond_with(GhlNotes(notes.clone())).mount(&crm).await;
+    Mock::given(matchers::path("/contacts/ghl_c1/tags")).respond_with(ResponseTemplate::new(201)).mount(&crm).await;
+    Mock::given(matchers::path("/crm/v3/objects/contacts/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"total": 1, "results": [{"id": "101"}]})))
+        .mount(&crm)
+        .await;
+    Mock::given(matchers::path_regex("^/crm/v3/objects/calls(/search)?$")).respond_with(HubSpotCalls(calls.clone())).mount(&crm).await;
+    let secrets = SecretBox::ephemeral();
+    let ghl = ConnectionTarget::Gohighlevel { location_id: "loc_1".into(), pipeline_id: None, stage_id: None };
+    let (job, call, ids) = campaign_with_a_call(&store, &secrets, "token", vec![ghl, ConnectionTarget::Hubspot {}]).await;
+    finish_successfully(&store, &job).await;
+    let setup = CrmSetup { gohighlevel_base: crm.uri(), hubspot_base: crm.uri(), timeout: Duration::from_millis(300), ..local_setup() };
+    let sync = sync(store.clone(), secrets, setup, 5);
+
+    let first = sync.sync(&job, 1, Utc::now()).await.unwrap();
+    assert!(matches!(&first, Synced::Retry { reason, .. } if reason.contains("timed out")), "{first:?}");
+    assert_eq!((notes.count(), calls.count()), (1, 1), "both were made, though neither answer came back in time");
+    assert_eq!(sync.sync(&job, 2, Utc::now()).await.unwrap(), Synced::Done);
+    assert_eq!((notes.count(), calls.count()), (1, 1), "one note and one call log");
+    let deliveries = store.crm_deliveries(job.org_id, call.id).await.unwrap();
+    let of = |id| deliveries.iter().find(|d| d.connection_id == id).unwrap().clone();
+    assert_eq!((of(ids[0]).status, of(ids[0]).steps.note_id.as_deref()), (DeliveryStatus::Delivered, Some("1")));
+    assert_eq!((of(ids[1]).status, of(ids[1]).steps.call_log_id.as_deref()), (DeliveryStatus::Delivered, Some("1")));
+    let requests = crm.received_requests().await.unwrap();
+    let creates = |path: &str| requests.iter().filter(|r| r.method.as_str() == "POST" && r.url.path() == path).count();
+    assert_eq!((creates("/contacts/ghl_c1/notes"), creates("/crm/v3/objects/calls")), (1, 1), "no create was sent twice");
+}
+
 store::on_both_stores!("crm-sync-";
+    a_write_applied_before_its_answer_was_lost_is_made_once,
     concurrent_workers_deliver_a_call_once,
     a_delivery_cut_short_resumes_after_its_last_recorded_step,
     delivery_resumes_and_gives_up_only_on_the_last_receive,

@@ -63,7 +63,9 @@ async fn rig<S: Store>(store: S, pace: StdDuration) -> Rig<S> {
     let new = NewCampaign::parse("race", Cap::parse(1).unwrap(), settings).unwrap().with_assistant(assistant.id);
     let campaign = store.create_campaign(org, new).await.unwrap();
     let zone = midday_zone(Utc::now());
-    let contacts = ["+14155550101", "+14155550102"].map(|n| NewContact::new(E164::parse(n, None).unwrap(), zone)).to_vec();
+    let contacts = ["+14155550101", "+14155550102"]
+        .map(|n| NewContact::new(E164::parse(n, None).unwrap(), zone, domain::Consent::on_file(chrono::Utc::now())))
+        .to_vec();
     store.add_contacts(org, campaign.id, contacts, Utc::now()).await.unwrap();
     let campaign =
         store.set_campaign_status(org, campaign.id, &[CampaignStatus::Draft], CampaignStatus::Running, Utc::now()).await.unwrap();

@@ -120,6 +120,7 @@ store::on_both_stores!(
     do_not_call_routes_manage_the_list_and_spare_listed_contacts,
     another_organisations_campaign_is_not_found,
     consent_is_on_record_for_every_contact_or_nothing_is_imported,
+    a_contacts_columns_and_values_are_bounded,
     the_emergency_stop_holds_until_lifted,
     the_legal_hours_a_campaign_is_narrowed_by_are_shown,
     campaigns_call_only_from_their_organisations_registered_numbers,
@@ -471,6 +472,37 @@ async fn registering_asks_twilio_whether_the_account_holds_the_number() {
     let (status, problem) = h.json("POST", "/caller-ids", json!({"phone": "+14155550198"})).await;
     assert_eq!((status, problem["type"].as_str()), (422, Some("https://outdial.dev/problems/caller-id-not-held")), "{problem}");
     assert!(h.store.registered_caller_ids(h.org, &[domain::E164::parse("+14155550198", None).unwrap()]).await.unwrap().is_empty());
+}
+
+/// Every column becomes a variable on every read of the contact and every call: at most 100 are
+/// read (a wider file is refused whole), and no value is longer than 1,000 characters.
+async fn a_contacts_columns_and_values_are_bounded<S: Store>(store: S) {
+    let h = harness(store, ProviderAccounts::default(), 1 << 22).await;
+    let id = h.campaign(json!({})).await;
+    let extra: Vec<String> = (1..=3000).map(|i| format!("v{i}")).collect();
+    let csv = format!(
+        "phone,{}
++14155550161,{}
+",
+        extra.join(","),
+        vec!["x"; extra.len()].join(",")
+    );
+    let (status, problem) = h.import_with(&id, "consent=attested&consentSource=web", "text/csv", csv).await;
+    assert_eq!((status, problem["type"].as_str()), (422, Some("https://outdial.dev/problems/too-many-columns")), "{problem}");
+    assert_eq!(problem["maxColumns"], 100);
+    assert!(problem["detail"].as_str().unwrap().contains("3001 columns; at most 100"), "{problem}");
+    let (_, c) = h.json("GET", &format!("/campaigns/{id}"), Value::Null).await;
+    assert_eq!(c["progress"]["contactsTotal"], 0, "nothing was written");
+
+    let wide: serde_json::Map<String, Value> = extra.iter().map(|k| (k.clone(), json!("x"))).collect();
+    let mut wide_contact = wide.clone();
+    wide_contact.insert("phone".into(), json!("+14155550162"));
+    let long = "y".repeat(1001);
+    let contacts = json!([wide_contact, {"phone": "+14155550163", "note": long}, {"phone": "+14155550164", "note": "short"}]);
+    let (status, report) = h.import_with(&id, "consent=attested&consentSource=web", "application/json", contacts.to_string()).await;
+    assert_eq!((status, report["imported"].as_u64(), report["invalid"].as_u64()), (200, Some(1), Some(2)), "{report}");
+    assert!(report["errors"][0]["reason"].as_str().unwrap().contains("at most 100"), "{report}");
+    assert!(report["errors"][1]["reason"].as_str().unwrap().contains("longer than 1000 characters"), "{report}");
 }
 
 async fn consent_is_on_record_for_every_contact_or_nothing_is_imported<S: Store>(store: S) {

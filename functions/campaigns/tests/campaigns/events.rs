@@ -79,7 +79,12 @@ async fn every_sample_event_is_answered_by_its_route() {
         .await
         .unwrap();
     store
-        .add_contacts(org, draft.id, vec![domain::NewContact::new("+14155550177".parse().unwrap(), chrono_tz::UTC)], chrono::Utc::now())
+        .add_contacts(
+            org,
+            draft.id,
+            vec![domain::NewContact::new("+14155550177".parse().unwrap(), chrono_tz::UTC, domain::Consent::on_file(chrono::Utc::now()))],
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     let (org_s, draft_s) = (org.to_string(), draft.id.to_string());

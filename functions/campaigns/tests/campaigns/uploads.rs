@@ -30,6 +30,11 @@ struct Api<S> {
 
 /// An organisation with a draft campaign calling from `caller` (each organisation registers its own).
 async fn api<S: Store>(store: S, bucket: Option<UploadBucket>, caller: &str) -> Api<S> {
+    api_taking(store, bucket, caller, platform::Config::DEFAULT_IMPORT_MAX_BYTES).await
+}
+
+/// `api`, on a deployment that takes files of at most `max_bytes` (`OUTDIAL_IMPORT_MAX_BYTES`).
+async fn api_taking<S: Store>(store: S, bucket: Option<UploadBucket>, caller: &str, max_bytes: u64) -> Api<S> {
     let org = store.create_org("Acme").await.unwrap().id;
     let key = store.create_api_key(org).await.unwrap().secret;
     let config = domain::assistant::templates()[0].config.clone();
@@ -45,12 +50,13 @@ async fn api<S: Store>(store: S, bucket: Option<UploadBucket>, caller: &str) -> 
     };
     store.register_caller_id(registration).await.unwrap();
     let (scheduler, _fired) = LocalScheduler::new(Duration::from_secs(3600));
-    let config = platform::testing::config(&[("OUTDIAL_SIMULATOR", "on")]);
+    let config = platform::testing::config(&[("OUTDIAL_SIMULATOR", "on"), ("OUTDIAL_IMPORT_MAX_BYTES", &max_bytes.to_string())]);
     let state =
         AppState::from_config(&config, store.clone(), scheduler, LocalQueue::open_in_memory(5).unwrap()).with_uploads(bucket.clone());
     let mut app = router().with_state(state).split_for_parts().0;
     if let Some(bucket) = bucket.filter(|b| matches!(b, UploadBucket::Local { .. })) {
-        app = app.merge(local_upload_router::<S>().with_state(LocalUploads { store: store.clone(), bucket }).split_for_parts().0);
+        let uploads = LocalUploads { store: store.clone(), bucket, max_bytes };
+        app = app.merge(local_upload_router::<S>().with_state(uploads).split_for_parts().0);
     }
     let mut api = Api { app, store, org, key, campaign: String::new() };
     let (status, created) = api
@@ -111,6 +117,8 @@ store::on_both_stores!(
     a_local_upload_url_takes_the_file_and_imports_it_once,
     an_upload_that_cannot_be_imported_says_why,
     s3_uploads_take_a_presigned_put_and_import_when_the_object_lands,
+    a_local_upload_url_takes_one_file_within_the_limit,
+    an_s3_upload_over_the_limit_is_refused_whole,
 );
 
 async fn a_local_upload_url_takes_the_file_and_imports_it_once<S: Store>(store: S) {
@@ -160,7 +168,7 @@ async fn a_local_upload_url_takes_the_file_and_imports_it_once<S: Store>(store: 
     // the file is gone once imported; a repeated arrival imports nothing again
     let key = format!("uploads/{}/{}/{upload}", api.org, api.campaign);
     assert!(matches!(bucket.open(&key).await, Err(platform::UploadError::Missing(_))));
-    let again = campaigns::uploads::import_uploaded_file(&api.store, &bucket, &key).await.unwrap();
+    let again = campaigns::uploads::import_uploaded_file(&api.store, &bucket, &key, u64::MAX).await.unwrap();
     assert!(again.is_none());
     assert_eq!(api.upload_status(upload).await, done);
 
@@ -244,7 +252,7 @@ async fn s3_uploads_take_a_presigned_put_and_import_when_the_object_lands<S: Sto
         ],
     );
     let event: aws_lambda_events::s3::S3Event = serde_json::from_str(&event).unwrap();
-    let handled = on_objects_created(&api.store, &bucket, event.clone()).await.unwrap();
+    let handled = on_objects_created(&api.store, &bucket, u64::MAX, event.clone()).await.unwrap();
     assert_eq!(handled.imported.len(), 1);
     assert_eq!(handled.ignored, ["uploads/notes.txt"], "a stray object is left alone, not fatal");
     let report = handled.imported[0].report.clone().unwrap();
@@ -256,8 +264,123 @@ async fn s3_uploads_take_a_presigned_put_and_import_when_the_object_lands<S: Sto
     );
 
     // S3 delivers at least once: the same event again imports nothing twice
-    let repeated = on_objects_created(&api.store, &bucket, event).await.unwrap();
+    let repeated = on_objects_created(&api.store, &bucket, u64::MAX, event).await.unwrap();
     assert_eq!((repeated.imported.len(), repeated.repeated), (0, 1));
     let (_, campaign) = api.send("GET", &format!("/campaigns/{}", api.campaign), None, Body::empty(), true).await;
     assert_eq!(campaign["progress"]["contactsTotal"], 500);
+}
+
+/// A body that sends its first bytes, then waits for `release` before the rest: a PUT under way.
+fn held_body(first: &'static str, release: tokio::sync::oneshot::Receiver<()>) -> Body {
+    let rest = futures::stream::once(async move {
+        let _ = release.await;
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"+14155550102\n"))
+    });
+    Body::from_stream(futures::StreamExt::chain(
+        futures::stream::once(async move { Ok(axum::body::Bytes::from_static(first.as_bytes())) }),
+        rest,
+    ))
+}
+
+async fn a_local_upload_url_takes_one_file_within_the_limit<S: Store>(store: S) {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket =
+        UploadBucket::Local { dir: dir.path().to_path_buf(), base_url: UPLOAD_BASE.into(), signer: platform::SecretBox::ephemeral() };
+    let api = api_taking(store, Some(bucket), "+14155550100", 64).await;
+    let files_kept = || walkdir(dir.path());
+
+    // over the limit: 413, and nothing of it is kept (the URL stays good for a file that fits)
+    let (_, ticket) = api.start_upload(ATTESTED).await;
+    let path = ticket["uploadUrl"].as_str().unwrap().strip_prefix(UPLOAD_BASE).unwrap().to_string();
+    let big = format!("phone\n{}", "+14155550101\n".repeat(10));
+    let (status, problem) = api.send("PUT", &path, None, big, false).await;
+    assert_eq!((status, problem["type"].as_str()), (413, Some("https://outdial.dev/problems/payload-too-large")), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("64 bytes"), "{problem}");
+    assert_eq!(files_kept(), Vec::<String>::new());
+    let (status, problem) = api.start_upload(&format!("{ATTESTED}&size=65")).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (413, Some("https://outdial.dev/problems/payload-too-large")),
+        "a size declared up front"
+    );
+
+    // two PUTs at once: one takes the file, the other is told the URL is busy
+    let (release, held) = tokio::sync::oneshot::channel();
+    let first = {
+        let (app, path) = (api.app.clone(), path.clone());
+        tokio::spawn(async move {
+            app.oneshot(Request::put(path).body(held_body("phone\n+14155550101\n", held)).unwrap()).await.unwrap().status()
+        })
+    };
+    let mut waited = 0;
+    while files_kept().is_empty() {
+        assert!(waited < 200, "the first PUT never began");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let (status, problem) = api.send("PUT", &path, None, "phone\n+14155550109\n", false).await;
+    assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/upload-in-progress")), "{problem}");
+    release.send(()).unwrap();
+    assert_eq!(first.await.unwrap(), 200);
+    let done = api.finished(ticket["uploadId"].as_str().unwrap()).await;
+    assert_eq!(done["report"]["imported"], 2, "the first PUT's file: {done}");
+
+    // a used URL takes nothing more, and keeps nothing
+    let (status, problem) = api.send("PUT", &path, None, "phone\n+14155550109\n", false).await;
+    assert_eq!((status, problem["type"].as_str()), (409, Some("https://outdial.dev/problems/upload-used")), "{problem}");
+    assert_eq!(files_kept(), Vec::<String>::new());
+    let (_, campaign) = api.send("GET", &format!("/campaigns/{}", api.campaign), None, Body::empty(), true).await;
+    assert_eq!(campaign["progress"]["contactsTotal"], 2);
+}
+
+/// The files under `dir`, as paths relative to it.
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, at: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(at).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+async fn an_s3_upload_over_the_limit_is_refused_whole<S: Store>(store: S) {
+    let Ok(endpoint) = std::env::var("S3_ENDPOINT") else { return };
+    let name = format!("outdial-uploads-{}", uuid::Uuid::now_v7().simple());
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    s3.create_bucket().bucket(&name).send().await.unwrap();
+    let bucket = UploadBucket::s3(&name, Some(&endpoint)).await;
+    let api = api_taking(store, Some(bucket.clone()), "+14155550100", 64).await;
+
+    let (status, problem) = api.start_upload(&format!("{ATTESTED}&size=65")).await;
+    assert_eq!((status, problem["type"].as_str()), (413, Some("https://outdial.dev/problems/payload-too-large")), "{problem}");
+    let (status, ticket) = api.start_upload(&format!("{ATTESTED}&size=64")).await;
+    assert_eq!(status, 201, "{ticket}");
+    let url = ticket["uploadUrl"].as_str().unwrap();
+    assert!(url.contains("content-length"), "the size is signed into the URL: {url}");
+
+    // a URL asked for without a size bounds nothing at S3: the import refuses the file whole
+    let (_, ticket) = api.start_upload(ATTESTED).await;
+    let upload = ticket["uploadId"].as_str().unwrap();
+    let big = format!("phone\n{}", "+14155550101\n".repeat(10));
+    let put = reqwest::Client::new().put(ticket["uploadUrl"].as_str().unwrap()).body(big).send().await.unwrap();
+    assert!(put.status().is_success());
+    let key = format!("uploads/{}/{}/{upload}", api.org, api.campaign);
+    let done = campaigns::uploads::import_uploaded_file(&api.store, &bucket, &key, 64).await.unwrap().unwrap();
+    assert_eq!(done.status, domain::upload::UploadStatus::Failed);
+    assert_eq!(done.failure.as_ref().map(|f| f.kind.as_str()), Some("payload-too-large"), "{done:?}");
+    assert!(s3.head_object().bucket(&name).key(&key).send().await.is_err(), "nothing kept");
+    let (_, campaign) = api.send("GET", &format!("/campaigns/{}", api.campaign), None, Body::empty(), true).await;
+    assert_eq!(campaign["progress"]["contactsTotal"], 0, "nothing imported");
 }

@@ -81,7 +81,7 @@ async fn world_with(tools: app::AgentTools, agent_listens: bool) -> World {
     new.assistant_id = Some(assistant.id);
     let campaign = store.create_campaign(org, new).await.unwrap();
     let phone = E164::parse("+14155550123", None).unwrap();
-    let mut contact = NewContact::new(phone.clone(), chrono_tz::America::New_York);
+    let mut contact = NewContact::new(phone.clone(), chrono_tz::America::New_York, domain::Consent::on_file(chrono::Utc::now()));
     contact.name = Some("Maria Lopez".into());
     contact.variables.insert("email".into(), "maria@example.com".into());
     store.add_contacts(org, campaign.id, vec![contact], Utc::now()).await.unwrap();
@@ -206,7 +206,7 @@ impl World {
         let n =
             self.store.list_calls(self.org, self.campaign, Default::default(), store::PageRequest::default()).await.unwrap().items.len();
         let phone = E164::parse(&format!("+1415555{:04}", 200 + n), None).unwrap();
-        let contact = NewContact::new(phone.clone(), chrono_tz::America::New_York);
+        let contact = NewContact::new(phone.clone(), chrono_tz::America::New_York, domain::Consent::on_file(chrono::Utc::now()));
         self.store.add_contacts(self.org, self.campaign, vec![contact], Utc::now()).await.unwrap();
         let noon = chrono::DateTime::parse_from_rfc3339("2027-01-13T17:00:00Z").unwrap().to_utc();
         let claim = self.store.claim_due_contacts(self.org, self.campaign, noon, 1, chrono::TimeDelta::zero()).await.unwrap().remove(0);

@@ -175,6 +175,7 @@ impl FinishedCallRecord {
             Some(CallDisposition::Canceled) => "canceled",
             Some(CallDisposition::DoNotCall) => "dnc",
             Some(CallDisposition::OutsideWindow) => "outside-window",
+            Some(CallDisposition::NoConsent) => "no-consent",
         };
         let mut tags = vec![format!("outdial:{outcome}")];
         if self.call.analysis.successful == Some(true) {
@@ -199,6 +200,7 @@ impl FinishedCallRecord {
             Some(CallDisposition::Canceled) => "canceled",
             Some(CallDisposition::DoNotCall) => "asked not to be called again",
             Some(CallDisposition::OutsideWindow) => "not placed (outside calling hours)",
+            Some(CallDisposition::NoConsent) => "not placed (no consent on record)",
         }
     }
 
@@ -231,8 +233,14 @@ impl FinishedCallRecord {
         if let Some(excerpt) = self.transcript_excerpt() {
             lines.push(format!("Transcript:\n{excerpt}"));
         }
-        lines.push(format!("Call {} · attempt {}", self.call.id, self.call.attempt));
+        lines.push(self.note_marker());
         lines.join("\n")
+    }
+
+    /// The note's last line, naming this call: how a retried delivery finds the note or call log
+    /// an earlier try made before its answer was lost.
+    pub fn note_marker(&self) -> String {
+        format!("Call {} · attempt {}", self.call.id, self.call.attempt)
     }
 }
 
@@ -337,7 +345,11 @@ mod tests {
         let settings =
             crate::CampaignSettings { calling_window: crate::CallingWindow::parse([], "08:00", "21:00").unwrap(), ..Default::default() };
         let campaign = Campaign::draft(OrgId::new(), crate::NewCampaign::parse("Renewals", crate::Cap::DEFAULT, settings).unwrap(), now);
-        let new = crate::NewContact::new(E164::parse("+14155550123", None).unwrap(), chrono_tz::America::New_York);
+        let new = crate::NewContact::new(
+            E164::parse("+14155550123", None).unwrap(),
+            chrono_tz::America::New_York,
+            crate::Consent::on_file(chrono::Utc::now()),
+        );
         let contact = Contact::ready(campaign.id, new, now);
         let mut call = Call::queued(OrgId::new(), campaign.id, contact.id, 1, contact.phone.clone(), Utc::now());
         call.state = CallState::Ended;

@@ -1,7 +1,9 @@
 //! GoHighLevel API v2 (PROTOCOLS.md): `Authorization: Bearer <private integration token>` and
 //! `Version: 2021-07-28` on every request. A delivery upserts the contact by phone, adds a note,
 //! adds the disposition's tags, and opens an opportunity in the connection's pipeline stage when
-//! the call was a success.
+//! the call was a success. Each step may run twice (a retried delivery after a lost answer)
+//! without doubling its effect: the contact and the opportunity are upserts, tags a set, and a
+//! note is looked for by the line naming the call before one is added.
 
 use super::{CrmError, CrmSink, Delivery, id_in};
 use crate::{
@@ -70,9 +72,19 @@ impl CrmSink for GoHighLevel {
             }
             CrmStep::AddNote => {
                 let id = contact()?;
-                let answer = self
-                    .post("adding the note", &format!("/contacts/{id}/notes"), &json!({"body": record.note()}), &format!("contact {id}"))
-                    .await?;
+                let (step, path, what) = ("adding the note", format!("/contacts/{id}/notes"), format!("contact {id}"));
+                let existing = self.api.call(Method::GET, &path, None, &what).await.map_err(|error| CrmError::Api { step, error })?;
+                let notes = existing.get("notes").and_then(Value::as_array).ok_or(CrmError::Incomplete {
+                    step,
+                    target: TARGET,
+                    missing: "notes",
+                })?;
+                let marker = record.note_marker();
+                if let Some(made) = notes.iter().find(|n| n.get("body").and_then(Value::as_str).is_some_and(|b| b.contains(&marker))) {
+                    return Ok(StepDone::Note(id_in(made, "/id").unwrap_or_default()));
+                }
+                let answer =
+                    self.api.create(&path, &json!({"body": record.note()}), &what).await.map_err(|error| CrmError::Api { step, error })?;
                 Ok(StepDone::Note(id_in(&answer, "/note/id").unwrap_or_default()))
             }
             CrmStep::AddTags => {
@@ -93,7 +105,8 @@ impl CrmSink for GoHighLevel {
                     "status": "open",
                     "contactId": id,
                 });
-                let answer = self.post("opening the opportunity", "/opportunities/", &body, &format!("pipeline {pipeline}")).await?;
+                // one opportunity per contact and pipeline: a second try updates the first
+                let answer = self.post("opening the opportunity", "/opportunities/upsert", &body, &format!("pipeline {pipeline}")).await?;
                 Ok(StepDone::Opportunity(id_in(&answer, "/opportunity/id").unwrap_or_default()))
             }
             CrmStep::PostWebhook | CrmStep::LogCall => Err(CrmError::NoSuchStep { target: TARGET, step }),

@@ -1,6 +1,8 @@
 //! HubSpot CRM API v3 (PROTOCOLS.md): `Authorization: Bearer <private app token>`. A delivery
 //! finds the contact by phone (or creates it), then logs the call as a `calls` object associated
-//! to it (association type 194, call → contact).
+//! to it (association type 194, call → contact). Neither create is sent twice on a lost answer: a
+//! retried step searches first (the contact by phone, the call log by its contact, timestamp and
+//! the body line naming the call) and adopts what the earlier try made.
 
 use super::{CrmError, CrmSink, Delivery, id_in};
 use crate::{
@@ -35,6 +37,32 @@ impl HubSpot {
         self.api.call(Method::POST, path, Some(body), path).await.map_err(|error| CrmError::Api { step, error })
     }
 
+    async fn create(&self, step: &'static str, path: &str, body: &Value) -> Result<Value, CrmError> {
+        self.api.create(path, body, path).await.map_err(|error| CrmError::Api { step, error })
+    }
+
+    /// The call log an earlier try made for this call (its answer lost), if any.
+    async fn find_call_log(&self, contact: &str, at: DateTime<Utc>, marker: &str) -> Result<Option<String>, CrmError> {
+        let search = json!({
+            "filterGroups": [{"filters": [
+                {"propertyName": "associations.contact", "operator": "EQ", "value": contact},
+                {"propertyName": "hs_timestamp", "operator": "EQ", "value": at.timestamp_millis().to_string()},
+            ]}],
+            "properties": ["hs_call_body"],
+            "limit": 10,
+        });
+        let found = self.post("finding the call log", "/crm/v3/objects/calls/search", &search).await?;
+        let results = found.get("results").and_then(Value::as_array).ok_or(CrmError::Incomplete {
+            step: "finding the call log",
+            target: TARGET,
+            missing: "results",
+        })?;
+        Ok(results
+            .iter()
+            .find(|r| r.pointer("/properties/hs_call_body").and_then(Value::as_str).is_some_and(|b| b.contains(marker)))
+            .and_then(|r| id_in(r, "/id")))
+    }
+
     async fn find_or_create_contact(&self, record: &FinishedCallRecord) -> Result<String, CrmError> {
         let phone = record.contact.phone.as_str();
         let search = json!({
@@ -52,7 +80,7 @@ impl HubSpot {
                 properties[field] = value.into();
             }
         }
-        let created = self.post("creating the contact", "/crm/v3/objects/contacts", &json!({"properties": properties})).await?;
+        let created = self.create("creating the contact", "/crm/v3/objects/contacts", &json!({"properties": properties})).await?;
         id_in(&created, "/id").ok_or(CrmError::Incomplete { step: "creating the contact", target: TARGET, missing: "id" })
     }
 }
@@ -63,7 +91,7 @@ fn call_status(disposition: Option<CallDisposition>) -> &'static str {
         Some(CallDisposition::AnsweredHuman | CallDisposition::Voicemail | CallDisposition::DoNotCall) => "COMPLETED",
         Some(CallDisposition::NoAnswer) => "NO_ANSWER",
         Some(CallDisposition::Busy) => "BUSY",
-        Some(CallDisposition::Canceled | CallDisposition::OutsideWindow) => "CANCELED",
+        Some(CallDisposition::Canceled | CallDisposition::OutsideWindow | CallDisposition::NoConsent) => "CANCELED",
         Some(CallDisposition::Failed) | None => "FAILED",
     }
 }
@@ -77,6 +105,11 @@ impl CrmSink for HubSpot {
                 let contact = delivery.done.contact_id.clone().ok_or(CrmError::NoSuchStep { target: TARGET, step })?;
                 let call = &record.call;
                 let at = call.ended_at.or(call.placed_at).unwrap_or(call.created_at);
+                // HubSpot keeps milliseconds: the search compares what it stored
+                let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
+                if let Some(id) = self.find_call_log(&contact, at, &record.note_marker()).await? {
+                    return Ok(StepDone::CallLogged(id));
+                }
                 let mut properties = json!({
                     "hs_timestamp": at.to_rfc3339_opts(SecondsFormat::Millis, true),
                     "hs_call_title": format!("outdial: {} ({})", record.campaign.name, record.outcome()),
@@ -97,7 +130,7 @@ impl CrmSink for HubSpot {
                     "associations": [{"to": {"id": contact},
                         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": CALL_TO_CONTACT}]}],
                 });
-                let logged = self.post("logging the call", "/crm/v3/objects/calls", &body).await?;
+                let logged = self.create("logging the call", "/crm/v3/objects/calls", &body).await?;
                 Ok(StepDone::CallLogged(id_in(&logged, "/id").unwrap_or_default()))
             }
             CrmStep::PostWebhook | CrmStep::AddNote | CrmStep::AddTags | CrmStep::OpenOpportunity => {

@@ -199,8 +199,19 @@ async fn placed_calls_are_found_again_at_each_provider() {
         .and(query_param("PageSize", "20"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "calls": [
             { "sid": "CAbefore", "to": "+14155550123", "from": "+14155550100", "status": "busy", "date_created": created(-600) },
-            { "sid": "CAsecond", "to": "+14155550123", "from": "+14155550100", "status": "queued", "date_created": created(3) },
             { "sid": "CAfirst", "to": "+14155550123", "from": "+14155550100", "status": "ringing", "date_created": created(0) },
+        ], "page": 0, "page_size": 20 })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // queued calls have no start time: only a status filter lists them
+    Mock::given(method("GET"))
+        .and(path("/2010-04-01/Accounts/AC123/Calls.json"))
+        .and(query_param("To", "+14155550123"))
+        .and(query_param("Status", "queued"))
+        .and(query_param("PageSize", "20"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "calls": [
+            { "sid": "CAsecond", "to": "+14155550123", "from": "+14155550100", "status": "queued", "date_created": created(3) },
             { "sid": "CAotherline", "to": "+14155550123", "from": "+14155550999", "status": "queued", "date_created": created(1) },
         ], "page": 0, "page_size": 20 })))
         .expect(1)
@@ -229,13 +240,18 @@ async fn placed_calls_are_found_again_at_each_provider() {
     assert_eq!(vapi.find_placed_call(&call, since).await.unwrap(), ["vapi_newer"]);
 
     Mock::given(method("POST"))
-        .and(path("/v2/list-calls"))
+        .and(path("/v3/list-calls"))
         .and(header("authorization", "Bearer retell-key"))
-        .and(body_json(json!({ "sort_order": "descending", "limit": 200 })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+        .and(body_json(json!({
+            "filter_criteria": { "metadata": [{ "type": "string", "op": "eq", "key": "outdial_call_id", "value": call.call_id.to_string() }] },
+            "sort_order": "ascending",
+            "limit": 50,
+        })))
+        // a filter Retell applied loosely is matched again on our side
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "items": [
             { "call_id": "retell_other", "metadata": {} },
             { "call_id": "retell_ours", "call_status": "registered", "metadata": metadata(&call) },
-        ])))
+        ], "has_more": false })))
         .expect(1)
         .mount(&server)
         .await;

@@ -74,6 +74,63 @@ impl DynamoStore {
         Self { client, table: table.to_string() }
     }
 
+    /// Every item matching `filter`, its `pk` and `sk` only, read by a paginated scan (migrations).
+    async fn scan_keys(&self, filter: &str, values: Vec<(&str, AttributeValue)>, names: &[(&str, &str)]) -> Result<Vec<(String, String)>> {
+        let mut keys = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut scan = self.client.scan().table_name(&self.table).filter_expression(filter).projection_expression("pk, sk");
+            for (k, v) in &values {
+                scan = scan.expression_attribute_values(*k, v.clone());
+            }
+            for (k, v) in names {
+                scan = scan.expression_attribute_names(*k, *v);
+            }
+            let page = scan.set_exclusive_start_key(start.take()).send().await.map_err(sdk)?;
+            for item in page.items() {
+                let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                if let (Some(pk), Some(sk)) = (key("pk"), key("sk")) {
+                    keys.push((pk, sk));
+                }
+            }
+            match page.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    /// Finalises as `no_consent` every ready contact with no consent on record (imported before
+    /// consent was recorded), through the same conditional write as a do-not-call finalise, so the
+    /// counters follow; `outdial migrate` runs it. The number finalised; running it again finds none.
+    pub async fn finalise_contacts_without_consent(&self, now: DateTime<Utc>) -> Result<u64> {
+        let campaigns = self
+            .scan_keys(
+                "begins_with(pk, :org) AND begins_with(sk, :campaign)",
+                vec![(":org", s("ORG#")), (":campaign", s("CAMPAIGN#"))],
+                &[],
+            )
+            .await?;
+        let org_of: HashMap<String, OrgId> = campaigns
+            .into_iter()
+            .filter_map(|(pk, sk)| Some((sk.strip_prefix("CAMPAIGN#")?.to_string(), OrgId::parse(pk.strip_prefix("ORG#")?).ok()?)))
+            .collect();
+        let filter = "begins_with(sk, :contact) AND #state = :ready AND (attribute_not_exists(consent) OR attribute_type(consent, :null))";
+        let values = vec![(":contact", s("CONTACT#")), (":ready", s("ready")), (":null", s("NULL"))];
+        let mut finalised = 0;
+        for (pk, sk) in self.scan_keys(filter, values, &[("#state", "state")]).await? {
+            let (Some(campaign), Some(contact)) = (pk.strip_prefix("CAMPAIGN#"), sk.strip_prefix("CONTACT#")) else { continue };
+            let (Some(org), Ok(campaign), Ok(contact)) = (org_of.get(campaign), CampaignId::parse(campaign), ContactId::parse(contact))
+            else {
+                return Err(StoreError::Corrupt(format!("contact {sk} of {pk} belongs to no organisation's campaign")));
+            };
+            if self.finalise_ready_contact(*org, campaign, contact, ContactDisposition::NoConsent, now).await? {
+                finalised += 1;
+            }
+        }
+        Ok(finalised)
+    }
+
     /// Creates the table and its indexes (for tests and local use; `sam deploy` creates it in AWS).
     /// An existing table is left as it is.
     pub async fn create_table(&self) -> Result<()> {
@@ -1178,6 +1235,49 @@ mod tests {
         assert_eq!(item_key(&step), "item CAMPAIGN#c1 / CONTACT#k1");
     }
 
+    /// Contacts written before consent was recorded are finalised as `no_consent` by the
+    /// migration, counted done, and only once.
+    #[tokio::test]
+    async fn contacts_without_consent_are_finalised_by_the_migration() {
+        use crate::{CampaignStore, OrgStore};
+        let Some(store) = crate::testing::dynamodb_test_store("no_consent").await else { return };
+        let org = store.create_org("Acme").await.unwrap().id;
+        let new = NewCampaign::parse("old", Cap::DEFAULT, CampaignSettings::default()).unwrap();
+        let campaign = store.create_campaign(org, new).await.unwrap();
+        let consent = domain::Consent::on_file(Utc::now());
+        let contacts = (0..3)
+            .map(|i| NewContact::new(E164::parse(&format!("+1415555011{i}"), None).unwrap(), chrono_tz::UTC, consent.clone()))
+            .collect();
+        let added = store.add_contacts(org, campaign.id, contacts, Utc::now()).await.unwrap();
+        let ids: Vec<ContactId> = store
+            .list_contacts(org, campaign.id, crate::ContactFilter::default(), crate::PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!((added.added, ids.len()), (3, 3));
+        for (i, id) in ids[..2].iter().enumerate() {
+            let key = [("pk".to_string(), s(campaign_pk(campaign.id))), ("sk".to_string(), s(format!("CONTACT#{id}")))];
+            let update = store.client.update_item().table_name(&store.table).set_key(Some(key.into()));
+            // as written before consent existed: no attribute, or an explicit null
+            let update = if i == 0 {
+                update.update_expression("REMOVE consent")
+            } else {
+                update.update_expression("SET consent = :null").expression_attribute_values(":null", AttributeValue::Null(true))
+            };
+            update.send().await.unwrap();
+        }
+        assert_eq!(store.finalise_contacts_without_consent(Utc::now()).await.unwrap(), 2);
+        assert_eq!(store.finalise_contacts_without_consent(Utc::now()).await.unwrap(), 0, "a second run finds none");
+        let tally = store.contact_tally(org, campaign.id).await.unwrap();
+        assert_eq!(tally.by_state, BTreeMap::from([(ContactState::Done, 2), (ContactState::Ready, 1)]));
+        assert_eq!(tally.by_disposition, BTreeMap::from([(ContactDisposition::NoConsent, 2)]));
+        assert_eq!(store.get_campaign(org, campaign.id).await.unwrap().counters.contacts_done, 2);
+        assert_eq!(store.get_contact(org, campaign.id, ids[2]).await.unwrap().consent, Some(consent));
+    }
+
     /// A campaign created before contact counters were kept (no marker, no counters) is still
     /// tallied right, by counting its contacts.
     #[tokio::test]
@@ -1187,7 +1287,15 @@ mod tests {
         let org = store.create_org("Acme").await.unwrap().id;
         let new = NewCampaign::parse("old", Cap::DEFAULT, CampaignSettings::default()).unwrap();
         let campaign = store.create_campaign(org, new).await.unwrap();
-        let contacts = (0..3).map(|i| NewContact::new(E164::parse(&format!("+1415555010{i}"), None).unwrap(), chrono_tz::UTC)).collect();
+        let contacts = (0..3)
+            .map(|i| {
+                NewContact::new(
+                    E164::parse(&format!("+1415555010{i}"), None).unwrap(),
+                    chrono_tz::UTC,
+                    domain::Consent::on_file(chrono::Utc::now()),
+                )
+            })
+            .collect();
         store.add_contacts(org, campaign.id, contacts, Utc::now()).await.unwrap();
         let key = [("pk".to_string(), s(org_pk(org))), ("sk".to_string(), s(campaign_sk(campaign.id)))];
         let old = store.get(org_pk(org), &campaign_sk(campaign.id)).await.unwrap().unwrap();

@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0016_daily_reports.sql"),
     include_str!("migrations/0017_contact_counts.sql"),
     include_str!("migrations/0018_contact_uploads.sql"),
+    include_str!("migrations/0019_no_consent.sql"),
 ];
 
 /// The migration after which contacts existing before US states were kept get theirs.
@@ -654,6 +655,53 @@ mod tests {
         store.write(move |tx| insert_call(tx, &again)).await.expect("a second call of attempt 1: a withdrawn one gave it back");
     }
 
+    /// A consent record as the store keeps it.
+    const CONSENTED: &str = r#"{"source":"attestation","recordedAt":"2026-10-01T00:00:00Z"}"#;
+
+    /// A database from before consent was checked at dial time: its ready contacts without consent
+    /// are finalised as `no_consent` and counted, those with consent and those already done stay,
+    /// and the template ids the first organisation claimed are released.
+    #[tokio::test]
+    async fn the_no_consent_migration_finalises_unconsented_ready_contacts() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);").unwrap();
+        const NO_CONSENT_MIGRATION: usize = 19;
+        for (i, sql) in MIGRATIONS[..NO_CONSENT_MIGRATION - 1].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", params![i as i64 + 1]).unwrap();
+        }
+        let (org, campaign) = (OrgId::new(), CampaignId::new());
+        conn.execute_batch(&format!(
+            "INSERT INTO organisations (id, name, created_at) VALUES ('{org}', 'Acme', 0);
+             INSERT INTO campaigns (id, org_id, name, status, cap, settings, created_at) VALUES ('{campaign}', '{org}', 'c', 'running', 5, '{settings}', 0);
+             INSERT INTO provider_owners (provider, provider_id, org_id) VALUES ('simulator', 'template:discovery', '{org}'), ('vapi', 'asst_1', '{org}');",
+            settings = to_json(&domain::CampaignSettings::default()),
+        ))
+        .unwrap();
+        let rows = [("ready", None, None), ("ready", None, Some(CONSENTED)), ("done", Some("voicemail"), None), ("ready", None, None)];
+        for (i, (state, disposition, consent)) in rows.into_iter().enumerate() {
+            conn.execute(
+                "INSERT INTO contacts (id, campaign_id, phone, timezone, priority, state, attempts, due_at, variables, created_at, disposition, consent)
+                 VALUES (?1, ?2, ?3, 'UTC', 0, ?4, 0, 0, '{}', 0, ?5, ?6)",
+                params![ContactId::new().to_string(), campaign.to_string(), format!("+1305555010{i}"), state, disposition, consent],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(&format!(
+            "INSERT INTO contact_counts (campaign_id, name, value) VALUES ('{campaign}', 's:ready', 3), ('{campaign}', 's:done', 1), ('{campaign}', 'd:voicemail', 1);
+             UPDATE campaigns SET contacts_total = 4, contacts_done = 1;"
+        ))
+        .unwrap();
+        let store = SqliteStore::from_connection(conn).unwrap();
+        assert_eq!(store.schema_version(), 19);
+        let tally = store.contact_tally(org, campaign).await.unwrap();
+        assert_eq!(tally.by_state, BTreeMap::from([(ContactState::Done, 3), (ContactState::Ready, 1)]));
+        assert_eq!(tally.by_disposition, BTreeMap::from([(ContactDisposition::Voicemail, 1), (ContactDisposition::NoConsent, 2)]));
+        assert_eq!(store.get_campaign(org, campaign).await.unwrap().counters.contacts_done, 3);
+        assert_eq!(store.provider_id_owner(domain::ProviderKind::Simulator, "template:discovery").await.unwrap(), None);
+        assert_eq!(store.provider_id_owner(domain::ProviderKind::Vapi, "asst_1").await.unwrap(), Some(org));
+    }
+
     /// A database from before contact counters were kept: migrated, its campaigns' counters hold
     /// what its contacts were, and go on moving with them.
     #[tokio::test]
@@ -675,10 +723,11 @@ mod tests {
         conn.execute_batch(&format!(
             "INSERT INTO organisations (id, name, created_at) VALUES ('{org}', 'Acme', 0);
              INSERT INTO campaigns (id, org_id, name, status, cap, settings, created_at) VALUES ('{campaign}', '{org}', 'c', 'running', 5, '{settings}', 0);
-             INSERT INTO contacts (id, campaign_id, phone, timezone, priority, state, attempts, due_at, variables, created_at, disposition)
-                 VALUES ('{a}', '{campaign}', '+13055550100', 'UTC', 0, 'done', 1, 0, '{{}}', 0, 'voicemail'),
-                        ('{b}', '{campaign}', '+13055550101', 'UTC', 0, 'done', 1, 0, '{{}}', 0, 'voicemail'),
-                        ('{c}', '{campaign}', '+13055550102', 'UTC', 0, 'ready', 0, 0, '{{}}', 0, NULL);",
+             INSERT INTO contacts (id, campaign_id, phone, timezone, priority, state, attempts, due_at, variables, created_at, disposition, consent)
+                 VALUES ('{a}', '{campaign}', '+13055550100', 'UTC', 0, 'done', 1, 0, '{{}}', 0, 'voicemail', NULL),
+                        ('{b}', '{campaign}', '+13055550101', 'UTC', 0, 'done', 1, 0, '{{}}', 0, 'voicemail', NULL),
+                        ('{c}', '{campaign}', '+13055550102', 'UTC', 0, 'ready', 0, 0, '{{}}', 0, NULL, '{consent}');",
+            consent = CONSENTED,
             settings = to_json(&domain::CampaignSettings::default()),
             a = ContactId::new(),
             b = ContactId::new(),

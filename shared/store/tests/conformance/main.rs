@@ -77,7 +77,11 @@ async fn dynamodb_refuses_an_item_over_400_kb_naming_it() {
     let org = store.create_org("Acme").await.unwrap().id;
     let new = domain::NewCampaign::parse("big", domain::Cap::DEFAULT, domain::CampaignSettings::default()).unwrap();
     let campaign = store.create_campaign(org, new).await.unwrap();
-    let mut contact = domain::NewContact::new(domain::E164::parse("+14155550100", None).unwrap(), chrono_tz::UTC);
+    let mut contact = domain::NewContact::new(
+        domain::E164::parse("+14155550100", None).unwrap(),
+        chrono_tz::UTC,
+        domain::Consent::on_file(chrono::Utc::now()),
+    );
     contact.variables.insert("notes".into(), "x".repeat(450 * 1024));
     let refused = store.add_contacts(org, campaign.id, vec![contact], chrono::Utc::now()).await.unwrap_err();
     assert!(matches!(&refused, StoreError::Rejected { item, .. } if item.contains("CONTACT")), "{refused:?}");

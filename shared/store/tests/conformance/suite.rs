@@ -25,7 +25,7 @@ fn phone(n: u64) -> E164 {
 }
 
 fn contacts(range: std::ops::Range<u64>) -> Vec<NewContact> {
-    range.map(|n| NewContact::new(phone(n), chrono_tz::America::New_York)).collect()
+    range.map(|n| NewContact::new(phone(n), chrono_tz::America::New_York, domain::Consent::on_file(chrono::Utc::now()))).collect()
 }
 
 fn event(key: impl Into<String>, at: DateTime<Utc>, kind: CallEventKind) -> CallEvent {
@@ -186,7 +186,7 @@ pub async fn phone_numbers_are_unique_per_campaign<S: Store>(store: &S) {
     let org = org(store).await;
     let campaign = running_campaign(store, org, 1, RetryPolicy::default(), 0).await;
     let mut batch = contacts(0..3);
-    batch.push(NewContact::new(phone(1), chrono_tz::Europe::London));
+    batch.push(NewContact::new(phone(1), chrono_tz::Europe::London, domain::Consent::on_file(chrono::Utc::now())));
     let added = store.add_contacts(org, campaign.id, batch, t0()).await.unwrap();
     assert_eq!((added.added, added.duplicates), (3, 1), "a duplicate inside the batch");
     let added = store.add_contacts(org, campaign.id, contacts(2..5), t0()).await.unwrap();
@@ -293,8 +293,12 @@ pub async fn claims_take_due_contacts_in_priority_order_under_the_cap<S: Store>(
     let org = org(store).await;
     let settings = CampaignSettings::default();
     let campaign = store.create_campaign(org, NewCampaign::parse("p", Cap::parse(4).unwrap(), settings).unwrap()).await.unwrap();
-    let batch: Vec<NewContact> =
-        (0..10).map(|n| NewContact { priority: (n as i32 * 7) % 10, ..NewContact::new(phone(n), chrono_tz::America::Chicago) }).collect();
+    let batch: Vec<NewContact> = (0..10)
+        .map(|n| NewContact {
+            priority: (n as i32 * 7) % 10,
+            ..NewContact::new(phone(n), chrono_tz::America::Chicago, domain::Consent::on_file(chrono::Utc::now()))
+        })
+        .collect();
     store.add_contacts(org, campaign.id, batch, t0()).await.unwrap();
     assert!(
         store.claim_due_contacts(org, campaign.id, t0(), 10, chrono::TimeDelta::zero()).await.unwrap().is_empty(),
@@ -839,7 +843,7 @@ pub async fn do_not_call_numbers_are_left_out_of_imports_and_finalise_ready_cont
 
     let draft = store.create_campaign(org, NewCampaign::parse("d", Cap::DEFAULT, CampaignSettings::default()).unwrap()).await.unwrap();
     let mut batch = contacts(0..6);
-    batch.push(NewContact::new(phone(3), chrono_tz::America::New_York));
+    batch.push(NewContact::new(phone(3), chrono_tz::America::New_York, domain::Consent::on_file(chrono::Utc::now())));
     let outcome = store.add_contacts(org, draft.id, batch, t0()).await.unwrap();
     assert_eq!((outcome.added, outcome.duplicates, outcome.do_not_call), (4, 1, 2));
     let elsewhere =
@@ -1043,7 +1047,8 @@ pub async fn claims_leave_contacts_outside_their_calling_window_untouched<S: Sto
     // UTC−10 to UTC+9; at 18:30 UTC on a Friday: Honolulu 08:30, Los Angeles 10:30, New York 13:30,
     // London 18:30 are inside 08:00–21:00; Tokyo is at 03:30 on Saturday
     let zones = [Pacific::Honolulu, America::Los_Angeles, America::New_York, Europe::London, Asia::Tokyo];
-    let batch: Vec<NewContact> = (0..25).map(|n| NewContact::new(phone(n), zones[n as usize % zones.len()])).collect();
+    let batch: Vec<NewContact> =
+        (0..25).map(|n| NewContact::new(phone(n), zones[n as usize % zones.len()], domain::Consent::on_file(chrono::Utc::now()))).collect();
     let campaign = campaign_with(store, org, 50, CampaignSettings::default(), batch).await;
     let at = DateTime::parse_from_rfc3339("2027-01-15T18:30:00Z").unwrap().to_utc();
     let claimed = store.claim_due_contacts(org, campaign.id, at, 50, chrono::TimeDelta::zero()).await.unwrap();
@@ -1055,7 +1060,9 @@ pub async fn claims_leave_contacts_outside_their_calling_window_untouched<S: Sto
         org,
         50,
         CampaignSettings::default(),
-        (100..125).map(|n| NewContact::new(phone(n), zones[n as usize % zones.len()])).collect(),
+        (100..125)
+            .map(|n| NewContact::new(phone(n), zones[n as usize % zones.len()], domain::Consent::on_file(chrono::Utc::now())))
+            .collect(),
     )
     .await;
     // an hour earlier Honolulu is at 07:30: only Los Angeles, New York and London

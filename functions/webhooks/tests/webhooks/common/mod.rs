@@ -119,7 +119,15 @@ impl<S: Store> World<S> {
         let new = NewCampaign::parse("webhooks", Cap::parse(cap).unwrap(), settings).unwrap();
         let c = self.store.create_campaign(self.org, new).await.unwrap();
         let zone = open_zone();
-        self.store.add_contacts(self.org, c.id, (0..n).map(|i| NewContact::new(phone(i), zone)).collect(), Utc::now()).await.unwrap();
+        self.store
+            .add_contacts(
+                self.org,
+                c.id,
+                (0..n).map(|i| NewContact::new(phone(i), zone, domain::Consent::on_file(chrono::Utc::now()))).collect(),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
         self.ticks.scheduler.create(self.org, c.id, Schedule::Ticks).await.unwrap();
         self.store.set_campaign_status(self.org, c.id, &[CampaignStatus::Draft], CampaignStatus::Running, Utc::now()).await.unwrap()
     }
