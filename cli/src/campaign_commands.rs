@@ -43,6 +43,9 @@ pub enum CampaignCommand {
         /// Start by itself at this time (RFC 3339).
         #[arg(long)]
         start_at: Option<String>,
+        /// lru (default) or local: call from a number of the contact's area code, else its state.
+        #[arg(long)]
+        caller_id_strategy: Option<String>,
     },
     /// Import contacts from a CSV, JSON or NDJSON file (by extension), streamed with a progress bar.
     /// Each contact needs consent on record: a consent column in the file, or --consent-source.
@@ -230,7 +233,20 @@ fn status_table(c: &Value) -> String {
 
 pub async fn campaign(client: &ApiClient, command: CampaignCommand) -> Result<(), Error> {
     match command {
-        CampaignCommand::Create { name, assistant, caller_ids, spec, cap, mode, batch_size, timezone, region, provider, start_at } => {
+        CampaignCommand::Create {
+            name,
+            assistant,
+            caller_ids,
+            spec,
+            cap,
+            mode,
+            batch_size,
+            timezone,
+            region,
+            provider,
+            start_at,
+            caller_id_strategy,
+        } => {
             let mut body: Value = match spec {
                 Some(path) => serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)
                     .map_err(|e| format!("{}: not JSON: {e}", path.display()))?,
@@ -247,6 +263,7 @@ pub async fn campaign(client: &ApiClient, command: CampaignCommand) -> Result<()
                 ("region", region.map(Value::from)),
                 ("provider", provider.map(Value::from)),
                 ("startAt", start_at.map(Value::from)),
+                ("callerIdStrategy", caller_id_strategy.map(Value::from)),
             ];
             for (field, value) in fields {
                 if let Some(value) = value {

@@ -197,6 +197,7 @@ store::on_both_stores!(
     a_call_twilio_holds_queued_is_found_by_its_status_and_not_sent_again,
     nothing_listed_while_the_account_has_calls_queued_is_never_sent_again,
     a_call_twilio_did_not_make_is_sent_again,
+    local_presence_calls_from_the_contacts_area_code_else_its_state,
 );
 
 async fn each_provider_gets_its_own_request_with_the_contacts_variables<S: Store>(store: S) {
@@ -796,4 +797,35 @@ async fn a_call_twilio_did_not_make_is_sent_again<S: Store>(store: S) {
     rig.drain().await;
     assert_eq!(rig.store().get_call(rig.org, claim.call.id).await.unwrap().provider_call_id.as_deref(), Some("CAsecond"));
     assert_eq!(rig.requests_to("POST", TWILIO_CALLS).await, 2, "not listed, nothing queued: Twilio did not make it");
+}
+
+async fn local_presence_calls_from_the_contacts_area_code_else_its_state<S: Store>(store: S) {
+    let rig = rig(store, 5, unpaced()).await;
+    mount_numbered_sids(&rig.server).await;
+    let number = |n: &str| E164::parse(n, None).unwrap();
+    // New York twice, then Los Angeles and San Francisco (California): least recently used alone
+    // would give the first contacts New York's numbers
+    let pool = ["+12125550100", "+16465550100", "+12135550100", "+14155550100"].map(number).to_vec();
+    let zone = midday_zone(Utc::now());
+    let contacts = ["+13055551234", "+13105551234", "+14155551234"]
+        .map(|n| NewContact::new(number(n), zone, domain::Consent::on_file(now())))
+        .to_vec();
+    let settings = CampaignSettings {
+        provider: CallProvider::Twilio,
+        caller_ids: pool.clone(),
+        caller_id_strategy: domain::caller_id::CallerIdStrategy::Local,
+        calling_window: every_day(),
+        ..Default::default()
+    };
+    let campaign = rig.campaign_with(settings, contacts, now()).await;
+    let claims = rig.claim_and_queue(&campaign, now()).await;
+    rig.drain().await;
+    let mut from = std::collections::HashMap::new();
+    for claim in &claims {
+        let call = rig.store().get_call(rig.org, claim.call.id).await.unwrap();
+        from.insert(call.phone.as_str().to_string(), call.caller_id.unwrap());
+    }
+    assert_eq!(from["+14155551234"], number("+14155550100"), "the contact's own area code");
+    assert!(["+14155550100", "+12135550100"].map(number).contains(&from["+13105551234"]), "no 310 number: one of California's");
+    assert!(pool.contains(&from["+13055551234"]), "nothing in Florida: the pool's least recently used");
 }

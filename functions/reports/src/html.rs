@@ -216,9 +216,14 @@ fn card(label: &str, value: String) -> String {
 
 /// The cards of a set of calls' headline numbers.
 fn call_cards(c: &CallNumbers) -> String {
+    let by_presence = c
+        .by_presence
+        .iter()
+        .map(|(level, n)| card(&format!("answer rate, {}", level.label()), format!("{} of {}", percent(n.answer_rate), n.dialed)));
     [
         card("calls finished", c.finished.to_string()),
         card("answer rate", percent(c.answer_rate)),
+        by_presence.collect(),
         card("human rate", percent(c.human_rate)),
         card("machine rate", percent(c.machine_rate)),
         card("abandonment", format!("{} ({} unknown)", percent(c.abandonment_rate), c.abandonment_unknown)),

@@ -184,6 +184,7 @@ fn report_over(span: TimeDelta, calls: i64) -> domain::report::CampaignReport {
             cost_micros: human.then_some(90_000),
             successful: human.then_some(i % 2 == 0),
             connect: if human { Connect::Within } else { Connect::NotLive },
+            presence: Some([domain::caller_id::PresenceMatch::AreaCode, domain::caller_id::PresenceMatch::Other][i as usize % 2]),
             hour: ended.duration_trunc(TimeDelta::hours(1)).unwrap(),
         };
         add_counts(&mut counts, &facts.counts());

@@ -75,7 +75,8 @@ async fn fixture<S: Store>(store: S) -> Fixture {
         let placed = store::PlacedCall {
             provider: domain::CallProvider::Simulator,
             provider_call_id: format!("sim-{}", claim.call.id),
-            caller_id: None,
+            // a San Francisco number calling San Francisco numbers
+            caller_id: Some(E164::parse("+14155550100", None).unwrap()),
             placed_at: t0,
         };
         store.record_placed_call(org, claim.call.id, placed).await.unwrap();
@@ -128,6 +129,7 @@ async fn the_report_and_the_csv_show_the_fixture_as_worked_out_by_hand<S: Store>
     assert_eq!((calls["successRate"].as_f64(), calls["evaluated"].as_u64()), (Some(0.5), Some(2)));
     assert_eq!(calls["byDisposition"], serde_json::json!({"answered_human": 2, "voicemail": 1, "no_answer": 1}));
     assert_eq!(calls["callsPerHour"][0]["calls"], 4);
+    assert_eq!(calls["byPresence"], serde_json::json!({"area_code": {"dialed": 4, "answered": 3, "answerRate": 0.75}}));
     assert_eq!((report["contacts"]["total"].as_u64(), report["name"].as_str()), (Some(4), Some("Renewals")));
 
     let (status, content_type, csv) = get(&f, &format!("/campaigns/{}/calls.csv", f.campaign)).await;
@@ -162,6 +164,7 @@ async fn report_links_open_the_page_without_a_key_until_they_expire<S: Store>(st
     let path = url.strip_prefix("http://reports.example.com").expect("the link is on the host it was asked from");
     let (status, content_type, page) = send(&f, "GET", path, None).await;
     assert_eq!((status, content_type.as_str()), (StatusCode::OK, "text/html; charset=utf-8"), "{page}");
+    assert!(page.contains("answer rate, caller ID of the same area code</span><strong>75.0 % of 4"), "the local presence card");
     for chart in ["id=\"funnel\"", "id=\"per-hour\"", "id=\"durations\""] {
         assert!(page.contains(chart), "{chart}");
     }

@@ -283,6 +283,9 @@ impl<S: DialStore> Dialer<S> {
         let registered: Vec<_> =
             store.registered_caller_ids(org, &campaign.settings.caller_ids).await?.into_iter().filter(|c| c.serves(provider)).collect();
         let pool: Vec<E164> = registered.iter().map(|c| c.phone.clone()).collect();
+        // a retry keeps the number it used before; a first call picks by the campaign's strategy
+        let kept = contact.caller_id.as_ref().is_some_and(|c| pool.contains(c));
+        let pool = if kept { pool } else { campaign.settings.caller_id_strategy.candidates(&pool, &call.phone) };
         let Some(from) = store.take_caller_id(org, &pool, contact.caller_id.as_ref(), now).await? else {
             return Ok(Prepared::Unplaceable(
                 "none of the campaign's caller IDs is registered to the organisation; register them with POST /caller-ids".into(),

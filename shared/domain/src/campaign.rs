@@ -171,6 +171,9 @@ pub struct CampaignSettings {
     pub provider: CallProvider,
     /// The numbers calls are made from, used in rotation.
     pub caller_ids: Vec<E164>,
+    /// `lru` (default) or `local`: how a call's number is picked from `callerIds`.
+    #[serde(default)]
+    pub caller_id_strategy: crate::caller_id::CallerIdStrategy,
     /// Country in which national numbers of imported contacts are read (ISO 3166-1 alpha-2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "US")]
@@ -217,6 +220,7 @@ impl Default for CampaignSettings {
         Self {
             provider: CallProvider::Simulator,
             caller_ids: Vec::new(),
+            caller_id_strategy: crate::caller_id::CallerIdStrategy::default(),
             region: None,
             mode: DialMode::Continuous,
             batch_size: None,
@@ -247,6 +251,10 @@ pub struct CampaignSpec {
     #[schema(example = json!(["+14155550100"]))]
     #[serde(default)]
     pub caller_ids: Vec<String>,
+    /// `lru` (default): the least recently used number; `local`: one with the contact's area
+    /// code, else one in its state, else the least recently used.
+    #[schema(example = "local")]
+    pub caller_id_strategy: Option<String>,
     #[schema(minimum = 1, maximum = 50, example = 8)]
     pub cap: Option<i64>,
     /// `continuous` (default) or `batch`.
@@ -416,6 +424,10 @@ impl NewCampaign {
             Some(tz) => kept(parse_timezone("timezone", tz), e),
         };
         let region = spec.region.as_deref().and_then(|r| kept(Region::parse(r), e));
+        let caller_id_strategy = match spec.caller_id_strategy.as_deref() {
+            None => crate::caller_id::CallerIdStrategy::default(),
+            Some(raw) => kept(crate::caller_id::CallerIdStrategy::parse(raw), e).unwrap_or_default(),
+        };
         let retry_policy = match spec.retry_policy {
             None => Some(RetryPolicy::default()),
             value => nested::<RetryPolicySpec>("retryPolicy", value, e).and_then(|p| kept(RetryPolicy::try_from(p), e)),
@@ -459,6 +471,7 @@ impl NewCampaign {
             // the assistant decides it when the spec does not: see CampaignPlan::with_assistant
             provider: provider.unwrap_or(CallProvider::Simulator),
             caller_ids,
+            caller_id_strategy,
             region,
             mode,
             batch_size,

@@ -44,6 +44,8 @@ pub struct CallFacts {
     /// The success evaluation, read as yes or no.
     pub successful: Option<bool>,
     pub connect: Connect,
+    /// How close its caller ID was to the number called, when it had one.
+    pub presence: Option<crate::caller_id::PresenceMatch>,
     /// The hour it ended in.
     pub hour: DateTime<Utc>,
 }
@@ -76,6 +78,7 @@ impl CallFacts {
             cost_micros: d.cost.map(|c| (c.amount() * Decimal::from(1_000_000)).trunc().try_into().unwrap_or(i64::MAX)),
             successful: d.success_evaluation.as_deref().and_then(crate::crm::is_positive_evaluation),
             connect,
+            presence: call.caller_id.as_ref().map(|from| crate::caller_id::PresenceMatch::of(from, &call.phone)),
             hour: ended.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(ended),
         })
     }
@@ -103,6 +106,12 @@ impl CallFacts {
         }
         add(format!("disposition:{}", self.disposition.as_str()), 1);
         add(format!("hour:{}:{}", hour_key(self.hour), self.disposition.as_str()), 1);
+        if let Some(presence) = self.presence.filter(|_| self.dialed) {
+            add(format!("presence:{}:dialed", presence.as_str()), 1);
+            if self.answered {
+                add(format!("presence:{}:answered", presence.as_str()), 1);
+            }
+        }
         if let Some(secs) = self.duration_secs {
             add("talk_seconds".into(), i64::from(secs));
             add(format!("duration:{secs}"), 1);
@@ -229,6 +238,19 @@ pub struct CallNumbers {
     pub success_rate: Option<f64>,
     pub evaluated: u64,
     pub calls_per_hour: Vec<HourlyCalls>,
+    /// Dialed calls by how close their caller ID was to the number called (`area_code`, `state`,
+    /// `other`), each with its answer rate: answered / dialed, as above. Levels no call had are left out.
+    pub by_presence: BTreeMap<crate::caller_id::PresenceMatch, PresenceNumbers>,
+}
+
+/// Dialed and answered calls of one presence match level.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceNumbers {
+    pub dialed: u64,
+    pub answered: u64,
+    /// answered / dialed.
+    pub answer_rate: Option<f64>,
 }
 
 /// A CSV cell a spreadsheet will not run: text starting with `=`, `+`, `-`, `@`, a tab or a CR
@@ -361,6 +383,14 @@ impl CallNumbers {
             success_rate: ratio(get("successful"), get("evaluated")),
             evaluated: get("evaluated"),
             calls_per_hour: hours.into_values().collect(),
+            by_presence: crate::caller_id::PresenceMatch::ALL
+                .into_iter()
+                .filter_map(|level| {
+                    let (dialed, answered) =
+                        (get(&format!("presence:{}:dialed", level.as_str())), get(&format!("presence:{}:answered", level.as_str())));
+                    (dialed > 0).then(|| (level, PresenceNumbers { dialed, answered, answer_rate: ratio(answered, dialed) }))
+                })
+                .collect(),
         }
     }
 }
@@ -527,6 +557,35 @@ impl DailyReport {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn answer_rates_by_presence_count_dialed_calls_by_their_match_level() {
+        use crate::caller_id::PresenceMatch;
+        let mut counts = ReportCounts::new();
+        let at = DateTime::parse_from_rfc3339("2027-01-13T17:00:00Z").unwrap().to_utc();
+        let call = |to: &str, from: &str, answered: bool| {
+            let mut call =
+                Call::queued(crate::OrgId::new(), CampaignId::new(), crate::ContactId::new(), 1, crate::E164::parse(to, None).unwrap(), at);
+            call.caller_id = Some(crate::E164::parse(from, None).unwrap());
+            call.provider_call_id = Some("CA1".into());
+            call.placed_at = Some(at);
+            call.state = crate::CallState::Ended;
+            call.end_reason = Some(if answered { crate::EndReason::Completed } else { crate::EndReason::NoAnswer });
+            call.details.answered_by = answered.then_some(AnsweredBy::Human);
+            call
+        };
+        for c in [
+            call("+14155551234", "+14155550100", true),
+            call("+14155551235", "+14155550100", false),
+            call("+13105551234", "+12135550100", true),
+        ] {
+            add_counts(&mut counts, &CallFacts::of(&c).unwrap().counts());
+        }
+        let numbers = CallNumbers::from_counts(&counts);
+        assert_eq!(numbers.by_presence[&PresenceMatch::AreaCode], PresenceNumbers { dialed: 2, answered: 1, answer_rate: Some(0.5) });
+        assert_eq!(numbers.by_presence[&PresenceMatch::State], PresenceNumbers { dialed: 1, answered: 1, answer_rate: Some(1.0) });
+        assert!(!numbers.by_presence.contains_key(&PresenceMatch::Other), "a level no call had is left out");
+    }
+
     #[test]
     fn cells_a_spreadsheet_would_run_are_neutralised() {
         use super::spreadsheet_safe;

@@ -617,10 +617,11 @@ async fn the_legal_hours_a_campaign_is_narrowed_by_are_shown<S: Store>(store: S)
 
 async fn creation_reports_every_invalid_field_and_applies_defaults<S: Store>(store: S) {
     let h = harness(store, ProviderAccounts::default(), 1 << 20).await;
-    let (status, problem) = h.json("POST", "/campaigns", json!({"name": "", "callerIds": ["123"], "cap": 0, "mode": "sometimes"})).await;
+    let invalid = json!({"name": "", "callerIds": ["123"], "cap": 0, "mode": "sometimes", "callerIdStrategy": "nearest"});
+    let (status, problem) = h.json("POST", "/campaigns", invalid).await;
     assert_eq!(status, 422);
     let fields: Vec<&str> = problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["name", "assistantId", "callerIds", "cap", "mode"], "{problem}");
+    assert_eq!(fields, ["name", "assistantId", "callerIds", "cap", "mode", "callerIdStrategy"], "{problem}");
     let (status, problem) = h
         .json(
             "POST",
@@ -638,7 +639,10 @@ async fn creation_reports_every_invalid_field_and_applies_defaults<S: Store>(sto
     assert_eq!(c["callingWindow"], json!({"days": ["mon", "tue", "wed", "thu", "fri", "sat"], "start": "08:00", "end": "21:00"}));
     assert_eq!(c["retryPolicy"], json!({"maxAttempts": 3, "delayMinutes": 30, "retryOn": ["busy", "no_answer", "failed"]}));
     assert_eq!(c["voicemail"]["action"], "leave_message");
+    assert_eq!(c["callerIdStrategy"], "lru", "least recently used unless asked");
     assert_eq!(c["progress"]["completionPercent"], 0.0);
+    let local = h.campaign(json!({"callerIdStrategy": "local"})).await;
+    assert_eq!(h.json("GET", &format!("/campaigns/{local}"), Value::Null).await.1["callerIdStrategy"], "local");
     let start = h.scheduler.get(id.parse().unwrap(), ScheduledAction::Start).await.unwrap().expect("a start-at schedule");
     assert_eq!(start.expression, "at(2099-01-01T09:00:00)");
 }
