@@ -173,20 +173,14 @@ async fn run_import<S: Store>(
     key: &str,
     max_bytes: u64,
 ) -> (Option<domain::upload::ImportReport>, Result<(), Problem>) {
-    // a file over the limit is refused whole (S3 took it: a presigned PUT without a size bounds nothing)
-    match bucket.size(key).await {
-        Ok(size) if size > max_bytes => return (None, Err(too_large(max_bytes))),
-        Ok(_) => {}
-        Err(e) => {
-            return (None, Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "upload-unreadable", "Upload unreadable", e.to_string())));
-        }
-    }
     let campaign = match store.get_campaign(org, upload.campaign_id).await.map_err(Problem::from).and_then(|c| importable(&c).map(|()| c)) {
         Ok(campaign) => campaign,
         Err(problem) => return (None, Err(problem)),
     };
     let file = match bucket.open(key).await {
-        Ok(file) => file,
+        // a file over the limit is refused whole (S3 took it: a presigned PUT without a size bounds nothing)
+        Ok((_, size)) if size > max_bytes => return (None, Err(too_large(max_bytes))),
+        Ok((file, _)) => file,
         Err(e) => {
             return (None, Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "upload-unreadable", "Upload unreadable", e.to_string())));
         }

@@ -3,7 +3,7 @@
 
 use crate::tick::{TickError, TickStore, Ticker};
 use chrono::{DateTime, Utc};
-use domain::{CallDetails, CallEvent, CallEventKind, CallProvider, CampaignStatus, EndReason};
+use domain::{CallDetails, CallProvider, CampaignStatus, EndReason};
 use platform::{CampaignScheduler, JobQueue, Schedule, SchedulerError};
 use store::PageRequest;
 
@@ -68,12 +68,7 @@ async fn end_simulated_calls<S: TickStore>(
             continue;
         }
         let details = CallDetails { error: Some(SIMULATOR_STOPPED.into()), ..Default::default() };
-        let described =
-            CallEvent { dedupe_key: "restart:error".into(), occurred_at: now, kind: CallEventKind::Details { details: Box::new(details) } };
-        store.apply_call_event(org, call.id, described, now).await?;
-        let event =
-            CallEvent { dedupe_key: "restart:ended".into(), occurred_at: now, kind: CallEventKind::Ended { reason: EndReason::Failed } };
-        if store.apply_call_event(org, call.id, event, now).await?.transition.is_some_and(|t| t.releases_capacity) {
+        if crate::tick::end_call(store, &call, "restart", EndReason::Failed, Some(details), now).await? {
             ended += 1;
         }
     }

@@ -183,20 +183,29 @@ async fn ask_provider<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
             return Ok(Asked::CannotTell);
         }
     };
-    let store = &state.store;
-    if answered_by.is_some() || why.is_some() {
-        let details = CallDetails { answered_by, error: why, ..Default::default() };
-        let event = CallEvent {
-            dedupe_key: format!("{ASKED_EVENT}:details"),
-            occurred_at: now,
-            kind: CallEventKind::Details { details: Box::new(details) },
-        };
-        store.apply_call_event(call.org_id, call.id, event, now).await?;
-    }
-    let ended = CallEvent { dedupe_key: ASKED_EVENT.into(), occurred_at: now, kind: CallEventKind::Ended { reason } };
-    store.apply_call_event(call.org_id, call.id, ended, now).await?;
+    let details = (answered_by.is_some() || why.is_some()).then(|| CallDetails { answered_by, error: why, ..Default::default() });
+    end_call(&state.store, call, ASKED_EVENT, reason, details, now).await?;
     tracing::warn!(call = %call.id, reason = reason.as_str(), "a silent call had ended at its provider: its callback was lost");
     Ok(Asked::Ended)
+}
+
+/// Ends `call` for `reason`, as the source `key` names: its `details` first (under `<key>:error`),
+/// then the ending, each applied once however often this runs. True when this ending released
+/// the call's slot (the store releases it once, whoever ends the call).
+pub(crate) async fn end_call<S: CallStore>(
+    store: &S,
+    call: &domain::Call,
+    key: &str,
+    reason: domain::EndReason,
+    details: Option<CallDetails>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    if let Some(details) = details {
+        let kind = CallEventKind::Details { details: Box::new(details) };
+        store.apply_call_event(call.org_id, call.id, CallEvent { dedupe_key: format!("{key}:error"), occurred_at: now, kind }, now).await?;
+    }
+    let ended = CallEvent { dedupe_key: key.into(), occurred_at: now, kind: CallEventKind::Ended { reason } };
+    Ok(store.apply_call_event(call.org_id, call.id, ended, now).await?.transition.is_some_and(|t| t.releases_capacity))
 }
 
 /// The dedupe key of an ending the sweep learned by asking the provider.
@@ -226,19 +235,10 @@ async fn run_tick<S: TickStore, C: CampaignScheduler, Q: JobQueue>(
             }
         }
         let Some(swept) = call.swept(now, campaign.settings.max_call_seconds) else { continue };
-        if swept == Swept::PlacementUnknown {
-            let details = CallDetails { error: Some(Swept::PLACEMENT_UNKNOWN.into()), ..Default::default() };
-            let event = CallEvent {
-                dedupe_key: format!("{SWEEP_EVENT}:error"),
-                occurred_at: now,
-                kind: CallEventKind::Details { details: Box::new(details) },
-            };
-            store.apply_call_event(org, call.id, event, now).await?;
-        }
-        let event =
-            CallEvent { dedupe_key: SWEEP_EVENT.into(), occurred_at: now, kind: CallEventKind::Ended { reason: swept.end_reason() } };
-        let applied = store.apply_call_event(org, call.id, event, now).await?;
-        if applied.transition.is_some_and(|t| t.releases_capacity) {
+        let details =
+            (swept == Swept::PlacementUnknown).then(|| CallDetails { error: Some(Swept::PLACEMENT_UNKNOWN.into()), ..Default::default() });
+        let released = end_call(store, &call, SWEEP_EVENT, swept.end_reason(), details, now).await?;
+        if released {
             report.timed_out += 1;
             tracing::warn!(call = %call.id, state = call.state.as_str(), ?swept, "no news from the provider: call ended by the sweep");
         }

@@ -61,41 +61,25 @@ impl UploadBucket {
         }
     }
 
-    /// The size in bytes of the file at `key`.
-    pub async fn size(&self, key: &str) -> Result<u64, UploadError> {
-        match self {
-            Self::S3 { client, bucket } => {
-                let head = client.head_object().bucket(bucket).key(key).send().await.map_err(|e| match e.as_service_error() {
-                    Some(missing) if missing.is_not_found() => UploadError::Missing(key.to_string()),
-                    _ => UploadError::Storage(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
-                })?;
-                Ok(head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or_default())
-            }
-            Self::Local { dir, .. } => match tokio::fs::metadata(dir.join(key)).await {
-                Ok(meta) => Ok(meta.len()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(UploadError::Missing(key.to_string())),
-                Err(e) => Err(UploadError::Storage(e.to_string())),
-            },
-        }
-    }
-
-    /// The file at `key`, streamed.
-    pub async fn open(&self, key: &str) -> Result<ObjectStream, UploadError> {
+    /// The file at `key`, streamed, and its size in bytes.
+    pub async fn open(&self, key: &str) -> Result<(ObjectStream, u64), UploadError> {
         match self {
             Self::S3 { client, bucket } => {
                 let object = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| match e.as_service_error() {
                     Some(missing) if missing.is_no_such_key() => UploadError::Missing(key.to_string()),
                     _ => UploadError::Storage(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
                 })?;
+                let size = object.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or_default();
                 let reader = object.body.into_async_read();
-                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)))
+                Ok((Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)), size))
             }
             Self::Local { dir, .. } => {
                 let file = tokio::fs::File::open(dir.join(key)).await.map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => UploadError::Missing(key.to_string()),
                     _ => UploadError::Storage(e.to_string()),
                 })?;
-                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)))
+                let size = file.metadata().await.map_err(|e| UploadError::Storage(e.to_string()))?.len();
+                Ok((Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)), size))
             }
         }
     }
@@ -244,7 +228,9 @@ mod tests {
 
         assert_eq!(put(&key, expires, &signature, 19, "phone\n+14155550100\n").await.unwrap(), 19);
         assert!(matches!(put(&key, expires, &signature, 100, "again").await, Err(LocalPutError::Used)), "a URL takes one file");
-        let read: Vec<Bytes> = bucket.open(&key).await.unwrap().try_collect().await.unwrap();
+        let (file, size) = bucket.open(&key).await.unwrap();
+        assert_eq!(size, 19);
+        let read: Vec<Bytes> = file.try_collect().await.unwrap();
         assert_eq!(read.concat(), b"phone\n+14155550100\n");
         bucket.remove(&key).await.unwrap();
         assert!(matches!(bucket.open(&key).await, Err(UploadError::Missing(_))));

@@ -219,15 +219,7 @@ async fn s3_uploads_take_a_presigned_put_and_import_when_the_object_lands<S: Sto
             writeln!(std::io::stderr(), "skipped the S3 upload test: S3_ENDPOINT is unset (scripts/test starts moto_server and sets it)");
         return;
     };
-    let name = format!("outdial-uploads-{}", uuid::Uuid::now_v7().simple());
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .load()
-        .await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-    s3.create_bucket().bucket(&name).send().await.unwrap();
-    let bucket = UploadBucket::s3(&name, Some(&endpoint)).await;
+    let (s3, name, bucket) = moto_bucket(&endpoint).await;
     let api = api(store, Some(bucket.clone()), "+14155550100").await;
 
     let (status, ticket) = api.start_upload(&format!("format=ndjson&{ATTESTED}")).await;
@@ -350,17 +342,26 @@ fn walkdir(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
-async fn an_s3_upload_over_the_limit_is_refused_whole<S: Store>(store: S) {
-    let Ok(endpoint) = std::env::var("S3_ENDPOINT") else { return };
+/// A fresh bucket on moto_server at `endpoint`: a client of it, its name, and the upload port on it.
+async fn moto_bucket(endpoint: &str) -> (aws_sdk_s3::Client, String, UploadBucket) {
     let name = format!("outdial-uploads-{}", uuid::Uuid::now_v7().simple());
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
+        .endpoint_url(endpoint)
         .load()
         .await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
     s3.create_bucket().bucket(&name).send().await.unwrap();
-    let bucket = UploadBucket::s3(&name, Some(&endpoint)).await;
+    let bucket = UploadBucket::s3(&name, Some(endpoint)).await;
+    (s3, name, bucket)
+}
+
+async fn an_s3_upload_over_the_limit_is_refused_whole<S: Store>(store: S) {
+    let Ok(endpoint) = std::env::var("S3_ENDPOINT") else {
+        eprintln!("skipped the S3 upload limit test: S3_ENDPOINT is unset (scripts/test starts moto_server and sets it)");
+        return;
+    };
+    let (s3, name, bucket) = moto_bucket(&endpoint).await;
     let api = api_taking(store, Some(bucket.clone()), "+14155550100", 64).await;
 
     let (status, problem) = api.start_upload(&format!("{ATTESTED}&size=65")).await;
